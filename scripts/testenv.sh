@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Installs and runs the real test servers on loopback: etcd + kube-apiserver
+# (built once from Debian's kubernetes source and cached) and moto's ECR server.
+#
+#   scripts/testenv.sh install   install/build what is missing (idempotent)
+#   scripts/testenv.sh start     start the servers, write $RUN_DIR/env.sh
+#   scripts/testenv.sh stop      stop them
+#
+# KUBEBUILDER_ASSETS (a folder with etcd and kube-apiserver) is honoured: then nothing is built.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE_DIR=${ECR_REFRESH_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ecr-refresh/testenv}
+RUN_DIR=${ECR_REFRESH_TESTENV_RUN:-$ROOT/target/testenv}
+ETCD_PORT=${ECR_REFRESH_TESTENV_ETCD_PORT:-23790}
+ETCD_PEER_PORT=$((ETCD_PORT + 10))
+APISERVER_PORT=${ECR_REFRESH_TESTENV_APISERVER_PORT:-26443}
+MOTO_PORT=${ECR_REFRESH_TESTENV_MOTO_PORT:-25055}
+K8S_VERSION=1.20.2
+MOTO_SPEC='moto[server]>=5,<6'
+
+log() { printf 'testenv: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+apt_updated=""
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || die "need root to apt-get install ${missing[*]}"
+  if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+  log "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+bin_etcd() {
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then echo "$KUBEBUILDER_ASSETS/etcd"; else command -v etcd || echo /usr/bin/etcd; fi
+}
+bin_apiserver() {
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then echo "$KUBEBUILDER_ASSETS/kube-apiserver"; else echo "$CACHE_DIR/kube-apiserver-$K8S_VERSION"; fi
+}
+bin_moto() { echo "$CACHE_DIR/moto-venv/bin/moto_server"; }
+
+enable_deb_src() {
+  local src=/etc/apt/sources.list.d/debian.sources dst=/etc/apt/sources.list.d/ecr-refresh-deb-src.sources
+  [ -f "$dst" ] && return 0
+  [ -f "$src" ] || die "$src not found: cannot enable Debian source packages"
+  # Reuse the mirror that is already configured; only the type changes.
+  sed 's/^Types: deb$/Types: deb-src/' "$src" >"$dst"
+  apt-get update -qq; apt_updated=1
+}
+
+build_apiserver() {
+  local out; out=$(bin_apiserver)
+  [ -x "$out" ] && return 0
+  enable_deb_src
+  apt_install golang-go rsync dpkg-dev
+  local work; work=$(mktemp -d /tmp/ecr-refresh-k8s-build.XXXXXX)
+  log "building kube-apiserver $K8S_VERSION from Debian source in $work (about 6 minutes, once)"
+  (
+    cd "$work"
+    apt-get source -qq "kubernetes=$K8S_VERSION*" >/dev/null 2>&1 || apt-get source -qq kubernetes >/dev/null
+    cd kubernetes-*/
+    export GOPATH=$PWD/.go CGO_ENABLED=0 GOFLAGS=-mod=vendor
+    mkdir -p .go/src/k8s.io && ln -sfn ../../.. .go/src/k8s.io/kubernetes
+    HOME=$work/home make WHAT=cmd/kube-apiserver >"$work/build.log" 2>&1 || { tail -30 "$work/build.log" >&2; exit 1; }
+    mkdir -p "$CACHE_DIR"
+    cp _output/bin/kube-apiserver "$out.tmp" && mv "$out.tmp" "$out"
+  )
+  rm -rf "$work"
+  log "cached $out"
+}
+
+install_moto() {
+  [ -x "$(bin_moto)" ] && return 0
+  apt_install python3-venv 2>/dev/null || true
+  mkdir -p "$CACHE_DIR"
+  log "installing $MOTO_SPEC into $CACHE_DIR/moto-venv"
+  python3 -m venv "$CACHE_DIR/moto-venv"
+  "$CACHE_DIR/moto-venv/bin/pip" install -q "$MOTO_SPEC"
+}
+
+cmd_install() {
+  apt_install jq openssl curl
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
+    [ -x "$KUBEBUILDER_ASSETS/etcd" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] ||
+      die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS must hold executable etcd and kube-apiserver"
+  else
+    apt_install etcd-server
+    build_apiserver
+  fi
+  install_moto
+}
+
+wait_for() { # name, seconds, command...
+  local name=$1 secs=$2; shift 2
+  for _ in $(seq 1 $((secs * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  die "$name did not become ready in ${secs}s; see $RUN_DIR/*.log"
+}
+
+start_bg() { # name, command... (pid in $RUN_DIR/name.pid, log in $RUN_DIR/name.log)
+  local name=$1; shift
+  setsid "$@" >"$RUN_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$RUN_DIR/$name.pid"
+}
+
+cmd_start() {
+  cmd_stop quiet
+  rm -rf "$RUN_DIR"; mkdir -p "$RUN_DIR/etcd" "$RUN_DIR/certs"
+  local admin_token; admin_token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  echo "$admin_token" >"$RUN_DIR/admin.token"
+  echo "$admin_token,admin,admin-uid,\"system:masters\"" >"$RUN_DIR/tokens.csv"
+  openssl genrsa -out "$RUN_DIR/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$RUN_DIR/sa.key" -pubout -out "$RUN_DIR/sa.pub" 2>/dev/null
+
+  start_bg etcd "$(bin_etcd)" --data-dir "$RUN_DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "default=http://127.0.0.1:$ETCD_PEER_PORT"
+  wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+
+  start_bg kube-apiserver "$(bin_apiserver)" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --cert-dir="$RUN_DIR/certs" \
+    --token-auth-file="$RUN_DIR/tokens.csv" --authorization-mode=RBAC \
+    --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$RUN_DIR/sa.pub" \
+    --service-account-signing-key-file="$RUN_DIR/sa.key" --api-audiences=https://kubernetes.default.svc \
+    --service-cluster-ip-range=10.0.0.0/24 --max-requests-inflight=800 --max-mutating-requests-inflight=400
+
+  start_bg moto env MOTO_PORT="$MOTO_PORT" "$(bin_moto)" -H 127.0.0.1 -p "$MOTO_PORT"
+
+  local server="https://127.0.0.1:$APISERVER_PORT"
+  cat >"$RUN_DIR/kubeconfig" <<KCFG
+apiVersion: v1
+kind: Config
+clusters:
+- name: testenv
+  cluster:
+    server: $server
+    # Loopback only: the apiserver generated a self-signed certificate.
+    insecure-skip-tls-verify: true
+users:
+- name: admin
+  user:
+    token: $admin_token
+contexts:
+- name: testenv
+  context: {cluster: testenv, user: admin}
+current-context: testenv
+KCFG
+  wait_for kube-apiserver 90 curl -skf -H "Authorization: Bearer $admin_token" "$server/readyz"
+  wait_for moto 30 curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/"
+
+  cat >"$RUN_DIR/env.sh" <<ENV
+export ECR_REFRESH_TEST_KUBECONFIG=$RUN_DIR/kubeconfig
+export ECR_REFRESH_TEST_APISERVER=$server
+export ECR_REFRESH_TEST_ADMIN_TOKEN=$admin_token
+export ECR_REFRESH_TEST_ECR_ENDPOINT=http://127.0.0.1:$MOTO_PORT
+export ECR_REFRESH_TEST_RUN_DIR=$RUN_DIR
+ENV
+  log "ready: kube-apiserver $server, moto http://127.0.0.1:$MOTO_PORT (source $RUN_DIR/env.sh)"
+}
+
+cmd_stop() {
+  for name in moto kube-apiserver etcd; do
+    local pidf="$RUN_DIR/$name.pid"
+    [ -f "$pidf" ] || continue
+    local pid; pid=$(cat "$pidf")
+    kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 -- "-$pid" 2>/dev/null || true
+    rm -f "$pidf"
+  done
+  [ "${1:-}" = quiet ] || log "stopped"
+}
+
+case "${1:-}" in
+  install) cmd_install ;;
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
+esac

@@ -1,0 +1,252 @@
+//! Connecting to the Kubernetes API, and running calls with a timeout and bounded retries.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
+use kube::{Client, Config};
+use tracing::{debug, warn};
+
+use crate::error::{Error, Result};
+
+/// Attempts per call: the first plus retries of transient failures.
+const MAX_ATTEMPTS: u32 = 4;
+const BACKOFF_START: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// How to find the cluster, as kubectl does: `--kubeconfig`, else `KUBECONFIG` or
+/// `~/.kube/config`, else the in-cluster ServiceAccount.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterOptions {
+    pub kubeconfig: Option<std::path::PathBuf>,
+    pub context: Option<String>,
+    pub request_timeout: Duration,
+}
+
+/// Counts what a run cost the API server.
+#[derive(Debug, Default)]
+pub struct Stats {
+    requests: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl Stats {
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+    server: String,
+    request_timeout: Duration,
+    stats: Arc<Stats>,
+}
+
+impl Cluster {
+    /// Builds a client; reads only local files.
+    pub async fn new(opts: &ClusterOptions) -> Result<Self> {
+        let mut config = load_config(opts).await?;
+        config.connect_timeout = Some(opts.request_timeout);
+        config.read_timeout = Some(opts.request_timeout);
+        config.write_timeout = Some(opts.request_timeout);
+        config.reset_reader_on_write = true;
+        // Our own retry loop below is bounded, logged and counted; kube's default is not.
+        config.default_retry = false;
+        let server = config.cluster_url.to_string();
+        let client = Client::try_from(config).map_err(|e| Error::ClusterAccess {
+            server: server.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            client,
+            server,
+            request_timeout: opts.request_timeout,
+            stats: Arc::default(),
+        })
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Checks that the server answers and accepts our credentials, before anything else runs.
+    pub async fn check_access(&self) -> Result<()> {
+        let version = self
+            .call("get server version", || self.client.apiserver_version())
+            .await
+            .map_err(|e| Error::ClusterAccess {
+                server: self.server.clone(),
+                message: explain(&e),
+            })?;
+        debug!(server = %self.server, version = %version.git_version, "connected to Kubernetes API");
+        Ok(())
+    }
+
+    /// Runs one API call with a timeout, retrying transient failures (5xx, 429, transport
+    /// errors, timeouts) with exponential backoff that honours the server's Retry-After.
+    pub async fn call<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, kube::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let mut backoff = BACKOFF_START;
+        let mut attempt = 1;
+        loop {
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let result = match tokio::time::timeout(self.request_timeout, f()).await {
+                Ok(r) => r,
+                Err(_) => Err(kube::Error::Service(
+                    format!(
+                        "request timed out after {}",
+                        humantime::format_duration(self.request_timeout)
+                    )
+                    .into(),
+                )),
+            };
+            let err = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let Some(server_delay) = transient(&err) else {
+                return Err(err);
+            };
+            if attempt >= MAX_ATTEMPTS {
+                warn!(call = what, attempts = attempt, error = %explain(&err), "giving up after retries");
+                return Err(err);
+            }
+            let delay = server_delay.unwrap_or(backoff).min(BACKOFF_MAX * 2);
+            warn!(call = what, attempt, retry_in = ?delay, error = %explain(&err), "transient API error, retrying");
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            attempt += 1;
+        }
+    }
+}
+
+async fn load_config(opts: &ClusterOptions) -> Result<Config> {
+    let options = KubeConfigOptions {
+        context: opts.context.clone(),
+        ..Default::default()
+    };
+    let result = if let Some(path) = &opts.kubeconfig {
+        let kubeconfig = read_kubeconfig(path, "--kubeconfig")?;
+        Config::from_custom_kubeconfig(kubeconfig, &options).await
+    } else if let Some(path) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
+        // KUBECONFIG may be a list; kube merges it, but first name the file that is missing.
+        for p in std::env::split_paths(&path) {
+            if !p.exists() {
+                return Err(Error::InvalidInput {
+                    flag: "KUBECONFIG",
+                    value: p.display().to_string(),
+                    reason: "file does not exist; fix KUBECONFIG or pass --kubeconfig".into(),
+                });
+            }
+        }
+        Config::from_kubeconfig(&options).await
+    } else if opts.context.is_some() {
+        Config::from_kubeconfig(&options).await
+    } else {
+        return Config::infer().await.map_err(|e| Error::KubeConfig {
+            message: format!(
+                "no kubeconfig found and not running in a cluster ({e}); pass --kubeconfig or set KUBECONFIG"
+            ),
+        });
+    };
+    result.map_err(|e| kubeconfig_error(e, opts))
+}
+
+fn read_kubeconfig(path: &Path, flag: &'static str) -> Result<Kubeconfig> {
+    if !path.exists() {
+        return Err(Error::InvalidInput {
+            flag,
+            value: path.display().to_string(),
+            reason: "file does not exist".into(),
+        });
+    }
+    Kubeconfig::read_from(path).map_err(|e| Error::InvalidInput {
+        flag,
+        value: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn kubeconfig_error(e: KubeconfigError, opts: &ClusterOptions) -> Error {
+    match (&e, &opts.context) {
+        (KubeconfigError::LoadContext(_) | KubeconfigError::LoadClusterOfContext(_), Some(ctx)) => {
+            Error::InvalidInput {
+                flag: "--context",
+                value: ctx.clone(),
+                reason: "no such context in the kubeconfig (see `kubectl config get-contexts`)"
+                    .into(),
+            }
+        }
+        _ => Error::KubeConfig {
+            message: e.to_string(),
+        },
+    }
+}
+
+/// `Some(server-suggested delay)` when an error is worth retrying.
+fn transient(err: &kube::Error) -> Option<Option<Duration>> {
+    match err {
+        kube::Error::Api(status) if status.code == 429 || status.code >= 500 => Some(
+            status
+                .details
+                .as_ref()
+                .map(|d| d.retry_after_seconds)
+                .filter(|s| *s > 0)
+                .map(|s| Duration::from_secs(u64::from(s))),
+        ),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => Some(None),
+        _ => None,
+    }
+}
+
+/// One readable line for a Kubernetes error: the server's message, not kube's debug dump.
+pub fn explain(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(s) if s.code == 401 => {
+            format!(
+                "401 Unauthorized: the cluster rejected the credentials in the kubeconfig ({})",
+                s.message
+            )
+        }
+        kube::Error::Api(s) if s.message.is_empty() => format!("{} {}", s.code, s.reason),
+        kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
+        other => {
+            let mut msg = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                let part = s.to_string();
+                if !msg.contains(&part) {
+                    msg.push_str(": ");
+                    msg.push_str(&part);
+                }
+                source = s.source();
+            }
+            msg
+        }
+    }
+}
+
+pub fn is_status(err: &kube::Error, pred: impl Fn(&kube::core::Status) -> bool) -> bool {
+    matches!(err, kube::Error::Api(s) if pred(s))
+}

@@ -1,0 +1,503 @@
+//! Getting and checking ECR credentials: registry and region parsing, the token call, decoding.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ecr::error::{DisplayErrorContext, SdkError};
+use base64::Engine as _;
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::sensitive::Sensitive;
+
+/// An AWS region name such as `eu-west-1`, checked for shape so a typo fails before any call.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RegionName(String);
+
+impl RegionName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The DNS suffix of ECR registry hosts in this region.
+    fn dns_suffix(&self) -> &'static str {
+        if self.0.starts_with("cn-") {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        }
+    }
+}
+
+impl fmt::Display for RegionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for RegionName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // <partition letters>-<words>-<number>: us-east-1, us-gov-west-1, cn-north-1, eu-isoe-west-1.
+        let parts: Vec<&str> = s.split('-').collect();
+        let ok = parts.len() >= 3
+            && parts[0].len() == 2
+            && parts[..parts.len() - 1]
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+            && parts[parts.len() - 1].len() <= 2
+            && !parts[parts.len() - 1].is_empty()
+            && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit());
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err("not an AWS region name; expected something like us-east-1 or eu-central-2".into())
+        }
+    }
+}
+
+/// What `--registry` accepts: a bare account ID (a registry in the default region) or a full
+/// ECR registry host, which carries its own region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistrySpec {
+    Account(String),
+    Host { host: String, region: RegionName },
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl FromStr for RegistrySpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const HINT: &str = "expected a 12-digit AWS account ID or an ECR registry host such as \
+                            123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+        let trimmed = s.trim();
+        let host = trimmed
+            .strip_prefix("https://")
+            .unwrap_or(trimmed)
+            .trim_end_matches('/')
+            .to_ascii_lowercase();
+        if is_account_id(&host) {
+            return Ok(Self::Account(host));
+        }
+        let labels: Vec<&str> = host.split('.').collect();
+        let valid_shape = labels.len() >= 6
+            && is_account_id(labels[0])
+            && labels[1] == "dkr"
+            && matches!(labels[2], "ecr" | "ecr-fips")
+            && matches!(
+                &labels[4..],
+                ["amazonaws", "com"] | ["amazonaws", "com", "cn"]
+            );
+        if !valid_shape {
+            return Err(HINT.into());
+        }
+        let region: RegionName = labels[3]
+            .parse()
+            .map_err(|e| format!("region {:?} in the host is {e}", labels[3]))?;
+        if (labels.len() == 7) != region.as_str().starts_with("cn-") {
+            return Err(format!(
+                "{HINT}; China regions (cn-*) use amazonaws.com.cn, all others amazonaws.com"
+            ));
+        }
+        Ok(Self::Host { host, region })
+    }
+}
+
+impl fmt::Display for RegistrySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Account(id) => f.write_str(id),
+            Self::Host { host, .. } => f.write_str(host),
+        }
+    }
+}
+
+/// The registry host for an account in a region.
+pub fn registry_host(account: &str, region: &RegionName) -> String {
+    format!("{account}.dkr.ecr.{region}.{}", region.dns_suffix())
+}
+
+/// Why an authorization token could not be used. Never carries the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the authorization token is empty")]
+    Empty,
+    #[error("the authorization token is not valid base64")]
+    NotBase64,
+    #[error("the decoded authorization token is not UTF-8 text")]
+    NotUtf8,
+    #[error("the decoded authorization token has no ':' between user name and password")]
+    NoSeparator,
+    #[error("the decoded authorization token has an empty user name")]
+    EmptyUser,
+    #[error("the decoded authorization token has an empty password")]
+    EmptyPassword,
+    #[error("the decoded authorization token contains control characters")]
+    ControlCharacter,
+}
+
+/// A decoded registry credential.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Login {
+    pub username: String,
+    pub password: Sensitive<String>,
+}
+
+/// Decodes ECR's `authorizationToken`: base64 of `user:password`, split on the first `:` only
+/// (the password may itself contain colons).
+pub fn decode_token(token: &str) -> Result<Login, TokenError> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(TokenError::Empty);
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| TokenError::NotBase64)?;
+    let text = String::from_utf8(bytes).map_err(|_| TokenError::NotUtf8)?;
+    let (user, password) = text.split_once(':').ok_or(TokenError::NoSeparator)?;
+    if user.is_empty() {
+        return Err(TokenError::EmptyUser);
+    }
+    if password.is_empty() {
+        return Err(TokenError::EmptyPassword);
+    }
+    if text.chars().any(char::is_control) {
+        return Err(TokenError::ControlCharacter);
+    }
+    Ok(Login {
+        username: user.to_string(),
+        password: Sensitive::new(password.to_string()),
+    })
+}
+
+/// One region's credential and the registry hosts it is written for.
+#[derive(Clone, Debug)]
+pub struct RegionCredential {
+    pub region: RegionName,
+    pub login: Login,
+    pub expires_at: Option<jiff::Timestamp>,
+    pub hosts: Vec<String>,
+}
+
+/// Everything needed to fetch tokens, resolved locally before any network call.
+pub struct EcrClientConfig {
+    sdk: SdkConfig,
+    default_region: RegionName,
+}
+
+impl EcrClientConfig {
+    /// Resolves region and credential sources the way the AWS CLI does, but never asks the EC2
+    /// metadata service for a region: off AWS that call only hangs until it times out.
+    pub async fn load(
+        region: Option<&RegionName>,
+        profile: Option<&str>,
+        request_timeout: Duration,
+    ) -> Result<Self> {
+        let mut profile_region = aws_config::profile::region::ProfileFileRegionProvider::builder();
+        if let Some(p) = profile {
+            profile_region = profile_region.profile_name(p);
+        }
+        let region_chain =
+            RegionProviderChain::first_try(region.map(|r| Region::new(r.as_str().to_string())))
+                .or_else(aws_config::environment::region::EnvironmentVariableRegionProvider::new())
+                .or_else(profile_region.build());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(region_chain)
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(request_timeout)
+                    .operation_attempt_timeout(request_timeout)
+                    .operation_timeout(request_timeout * 4)
+                    .build(),
+            );
+        if let Some(p) = profile {
+            loader = loader.profile_name(p);
+        }
+        let sdk = loader.load().await;
+        let Some(found) = sdk.region() else {
+            return Err(Error::NoRegion);
+        };
+        let default_region = found
+            .as_ref()
+            .parse()
+            .map_err(|reason| Error::InvalidInput {
+                flag: "--region",
+                value: found.to_string(),
+                reason,
+            })?;
+        Ok(Self {
+            sdk,
+            default_region,
+        })
+    }
+
+    pub fn default_region(&self) -> &RegionName {
+        &self.default_region
+    }
+
+    /// Groups the requested registries by region. The default region is always present: its
+    /// token's own registry is always written.
+    pub fn plan(&self, registries: &[RegistrySpec]) -> BTreeMap<RegionName, Vec<String>> {
+        let mut plan: BTreeMap<RegionName, Vec<String>> = BTreeMap::new();
+        plan.entry(self.default_region.clone()).or_default();
+        for spec in registries {
+            let (region, host) = match spec {
+                RegistrySpec::Account(id) => (
+                    self.default_region.clone(),
+                    registry_host(id, &self.default_region),
+                ),
+                RegistrySpec::Host { host, region } => (region.clone(), host.clone()),
+            };
+            let hosts = plan.entry(region).or_default();
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+        plan
+    }
+
+    /// Calls GetAuthorizationToken once per region. Any failure fails the whole fetch, so a
+    /// Secret is never written with only some of its registries.
+    pub async fn fetch(&self, registries: &[RegistrySpec]) -> Result<Vec<RegionCredential>> {
+        let plan = self.plan(registries);
+        let calls = plan.into_iter().map(|(region, hosts)| async move {
+            let is_default = region == self.default_region;
+            self.fetch_region(region, hosts, is_default).await
+        });
+        futures::future::try_join_all(calls).await
+    }
+
+    async fn fetch_region(
+        &self,
+        region: RegionName,
+        mut hosts: Vec<String>,
+        include_own_registry: bool,
+    ) -> Result<RegionCredential> {
+        let conf = aws_sdk_ecr::config::Builder::from(&self.sdk)
+            .region(Region::new(region.as_str().to_string()))
+            .build();
+        let client = aws_sdk_ecr::Client::from_conf(conf);
+        debug!(%region, "requesting ECR authorization token");
+        let out = client
+            .get_authorization_token()
+            .send()
+            .await
+            .map_err(|e| Error::EcrToken {
+                region: region.to_string(),
+                message: describe_sdk_error(&e),
+            })?;
+        let bad = |reason: String| Error::EcrTokenInvalid {
+            region: region.to_string(),
+            reason,
+        };
+        let data = out
+            .authorization_data()
+            .first()
+            .ok_or_else(|| bad("ECR returned no authorization data".into()))?;
+        let token = data
+            .authorization_token()
+            .ok_or_else(|| bad("ECR returned no authorization token".into()))?;
+        let login = decode_token(token).map_err(|e| bad(e.to_string()))?;
+        if include_own_registry {
+            let endpoint = data
+                .proxy_endpoint()
+                .ok_or_else(|| bad("ECR returned no proxy endpoint".into()))?;
+            let own = endpoint_host(endpoint).ok_or_else(|| {
+                bad(format!(
+                    "ECR returned an unusable proxy endpoint {endpoint:?}"
+                ))
+            })?;
+            if !hosts.contains(&own) {
+                hosts.insert(0, own);
+            }
+        }
+        let expires_at = data
+            .expires_at()
+            .and_then(|t| jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok());
+        match expires_at {
+            Some(t) if t <= jiff::Timestamp::now() => {
+                warn!(%region, expires_at = %t, "ECR returned a token that has already expired")
+            }
+            Some(t) => info!(%region, expires_at = %t, "got ECR authorization token"),
+            None => warn!(%region, "ECR returned a token with no expiry"),
+        }
+        Ok(RegionCredential {
+            region,
+            login,
+            expires_at,
+            hosts,
+        })
+    }
+}
+
+/// `https://123.dkr.ecr.r.amazonaws.com/` -> `123.dkr.ecr.r.amazonaws.com`
+fn endpoint_host(endpoint: &str) -> Option<String> {
+    let rest = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest);
+    let host = rest.split('/').next()?.trim();
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| host.to_ascii_lowercase())
+}
+
+/// Turns an SDK error into one line that says what failed and what to check.
+fn describe_sdk_error<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    let detail = DisplayErrorContext(err).to_string();
+    let hint = match err {
+        SdkError::ServiceError(_) if detail.contains("403") || detail.contains("AccessDenied") || detail.contains("InvalidClientTokenId") || detail.contains("UnrecognizedClient") => {
+            "check the AWS credentials and that they allow ecr:GetAuthorizationToken"
+        }
+        SdkError::ServiceError(_) => "ECR refused the request",
+        SdkError::TimeoutError(_) => "ECR did not answer in time; check network access to ECR (and HTTPS_PROXY)",
+        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
+            "could not reach ECR; check network access to ECR (and HTTPS_PROXY) and AWS_ENDPOINT_URL if set"
+        }
+        SdkError::DispatchFailure(_) => {
+            "check the AWS credentials: env keys, --profile/AWS_PROFILE, web identity or SSO"
+        }
+        _ => "check the AWS credentials and region",
+    };
+    format!("{detail} ({hint})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+
+    #[test]
+    fn decodes_and_splits_on_first_colon() {
+        let login = decode_token(&STANDARD.encode("AWS:pa:ss:word")).unwrap();
+        assert_eq!(login.username, "AWS");
+        assert_eq!(login.password.expose(), "pa:ss:word");
+    }
+
+    #[test]
+    fn rejects_bad_tokens() {
+        assert_eq!(decode_token(""), Err(TokenError::Empty));
+        assert_eq!(decode_token("not base64!"), Err(TokenError::NotBase64));
+        assert_eq!(
+            decode_token(&STANDARD.encode([0xff, 0xfe, b':', b'a'])),
+            Err(TokenError::NotUtf8)
+        );
+        assert_eq!(
+            decode_token(&STANDARD.encode("AWSpassword")),
+            Err(TokenError::NoSeparator)
+        );
+        assert_eq!(
+            decode_token(&STANDARD.encode(":password")),
+            Err(TokenError::EmptyUser)
+        );
+        assert_eq!(
+            decode_token(&STANDARD.encode("AWS:")),
+            Err(TokenError::EmptyPassword)
+        );
+        assert_eq!(
+            decode_token(&STANDARD.encode("AWS:pa\nss")),
+            Err(TokenError::ControlCharacter)
+        );
+    }
+
+    #[test]
+    fn token_errors_never_contain_the_token() {
+        let token = STANDARD.encode("AWS");
+        let err = decode_token(&token).unwrap_err();
+        assert!(!err.to_string().contains(&token));
+    }
+
+    #[test]
+    fn parses_registries() {
+        assert_eq!(
+            "123456789012".parse(),
+            Ok(RegistrySpec::Account("123456789012".into()))
+        );
+        let host: RegistrySpec = "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com/"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            host,
+            RegistrySpec::Host {
+                host: "123456789012.dkr.ecr.eu-west-1.amazonaws.com".into(),
+                region: "eu-west-1".parse().unwrap()
+            }
+        );
+        assert!("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com"
+            .parse::<RegistrySpec>()
+            .is_ok());
+        assert!("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"
+            .parse::<RegistrySpec>()
+            .is_ok());
+        for bad in [
+            "12345",
+            "1234567890123",
+            "docker.io",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com.cn",
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com",
+            "123456789012.dkr.ecr.nowhere.amazonaws.com",
+            "abcdefghijkl.dkr.ecr.eu-west-1.amazonaws.com",
+        ] {
+            assert!(
+                bad.parse::<RegistrySpec>().is_err(),
+                "{bad} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_regions() {
+        for ok in [
+            "us-east-1",
+            "us-gov-west-1",
+            "cn-north-1",
+            "eu-central-2",
+            "ap-southeast-7",
+        ] {
+            assert!(ok.parse::<RegionName>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "us-east",
+            "US-EAST-1",
+            "useast1",
+            "us-east-100",
+            "europe-west-1",
+            "us--1",
+        ] {
+            assert!(bad.parse::<RegionName>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn registry_hosts_by_partition() {
+        assert_eq!(
+            registry_host("123456789012", &"cn-north-1".parse().unwrap()),
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"
+        );
+        assert_eq!(
+            registry_host("123456789012", &"us-east-1".parse().unwrap()),
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn endpoint_hosts() {
+        assert_eq!(
+            endpoint_host("https://123456789012.dkr.ecr.us-east-1.amazonaws.com").as_deref(),
+            Some("123456789012.dkr.ecr.us-east-1.amazonaws.com")
+        );
+        assert_eq!(endpoint_host("https://"), None);
+    }
+}

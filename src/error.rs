@@ -1,0 +1,92 @@
+//! One error type, one variant per operation, and the exit code each one maps to.
+
+use std::process::ExitCode;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Exit codes, documented in the README and in `--help`.
+pub mod exit {
+    /// Every selected namespace is in the desired state.
+    pub const OK: u8 = 0;
+    /// At least one namespace failed; the others were still processed.
+    pub const NAMESPACE_FAILED: u8 = 1;
+    /// A flag, env variable or kubeconfig setting is invalid; nothing was contacted or written.
+    pub const INVALID_INPUT: u8 = 2;
+    /// No usable ECR token; nothing was written.
+    pub const ECR_TOKEN: u8 = 3;
+    /// The Kubernetes API could not be reached, refused the credentials, or refused to list
+    /// namespaces; nothing was written.
+    pub const CLUSTER_ACCESS: u8 = 4;
+}
+
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  every selected namespace succeeded (or was skipped because it is terminating)
+  1  some namespaces failed; the others were still processed
+  2  invalid input (flag, env variable, kubeconfig or context); nothing was written
+  3  could not get a usable ECR token; nothing was written
+  4  could not reach or authenticate to the cluster, or list namespaces; nothing was written";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid {flag} {value:?}: {reason}")]
+    InvalidInput {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+
+    #[error("no AWS region configured: pass --region, set AWS_REGION, or set a region in the AWS profile")]
+    NoRegion,
+
+    #[error("kubeconfig: {message}")]
+    KubeConfig { message: String },
+
+    #[error("cannot use the Kubernetes API at {server}: {message}")]
+    ClusterAccess { server: String, message: String },
+
+    #[error("cannot list namespaces: {message} (grant `list` on namespaces, or name namespaces literally with -n so no listing is needed)")]
+    ListNamespaces { message: String },
+
+    #[error("cannot get an ECR authorization token in region {region}: {message}")]
+    EcrToken { region: String, message: String },
+
+    #[error("ECR returned an unusable token in region {region}: {reason}")]
+    EcrTokenInvalid { region: String, reason: String },
+
+    #[error("the run was cancelled: {reason}")]
+    Cancelled { reason: String },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::InvalidInput { .. } | Error::NoRegion | Error::KubeConfig { .. } => {
+                exit::INVALID_INPUT
+            }
+            Error::ClusterAccess { .. } | Error::ListNamespaces { .. } => exit::CLUSTER_ACCESS,
+            Error::EcrToken { .. } | Error::EcrTokenInvalid { .. } => exit::ECR_TOKEN,
+            Error::Cancelled { .. } => exit::NAMESPACE_FAILED,
+        }
+    }
+
+    /// A short stable name for JSON output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidInput { .. } => "invalid_input",
+            Error::NoRegion => "no_region",
+            Error::KubeConfig { .. } => "kubeconfig",
+            Error::ClusterAccess { .. } => "cluster_access",
+            Error::ListNamespaces { .. } => "list_namespaces",
+            Error::EcrToken { .. } => "ecr_token",
+            Error::EcrTokenInvalid { .. } => "ecr_token_invalid",
+            Error::Cancelled { .. } => "cancelled",
+        }
+    }
+}
+
+impl From<&Error> for ExitCode {
+    fn from(e: &Error) -> Self {
+        ExitCode::from(e.exit_code())
+    }
+}
