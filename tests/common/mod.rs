@@ -1,0 +1,282 @@
+//! Shared helpers for the integration tests: they need the real kube-apiserver and moto's
+//! server that `scripts/test.sh` starts, and fail loudly without them.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use k8s_openapi::api::core::v1::{LocalObjectReference, Namespace, Secret, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+pub const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+/// What moto answers: base64 of `AWS:<account>-auth-token`.
+pub const PASSWORD: &str = "123456789012-auth-token";
+pub const AUTH: &str = "QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu";
+
+pub struct TestEnv {
+    pub kubeconfig: PathBuf,
+    pub apiserver: String,
+    pub admin_token: String,
+    pub ecr_endpoint: String,
+    pub run_dir: PathBuf,
+}
+
+fn need(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: the integration tests need the real kube-apiserver and ECR emulator. \
+             Run them with scripts/test.sh, which installs and starts both."
+        )
+    })
+}
+
+pub fn env() -> TestEnv {
+    TestEnv {
+        kubeconfig: need("ECR_REFRESH_TEST_KUBECONFIG").into(),
+        apiserver: need("ECR_REFRESH_TEST_APISERVER"),
+        admin_token: need("ECR_REFRESH_TEST_ADMIN_TOKEN"),
+        ecr_endpoint: need("ECR_REFRESH_TEST_ECR_ENDPOINT"),
+        run_dir: need("ECR_REFRESH_TEST_RUN_DIR").into(),
+    }
+}
+
+pub async fn admin() -> Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let kc = Kubeconfig::read_from(env().kubeconfig).expect("read test kubeconfig");
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("test kubeconfig");
+    Client::try_from(config).expect("kube client")
+}
+
+/// A unique namespace name per test and call, so tests can run in parallel.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+        % 1_000_000_000;
+    format!("{prefix}-{}-{t}-{n}", std::process::id() % 10_000)
+}
+
+pub async fn create_namespace(client: &Client, name: &str, with_default_sa: bool) {
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    if with_default_sa {
+        create_sa(client, name, "default", &[]).await;
+    }
+}
+
+/// No controller-manager runs on the test server, so ServiceAccounts are made by hand.
+pub async fn create_sa(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    pull_secrets: &[&str],
+) -> ServiceAccount {
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        image_pull_secrets: (!pull_secrets.is_empty()).then(|| {
+            pull_secrets
+                .iter()
+                .map(|n| LocalObjectReference {
+                    name: n.to_string(),
+                })
+                .collect()
+        }),
+        ..Default::default()
+    };
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("create service account")
+}
+
+pub async fn create_secret(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    data: &[(&str, &[u8])],
+) -> Secret {
+    let s = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        type_: Some(type_.into()),
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.to_vec())))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &s)
+        .await
+        .expect("create secret")
+}
+
+pub async fn get_secret(client: &Client, ns: &str, name: &str) -> Option<Secret> {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("get secret")
+}
+
+pub async fn get_sa(client: &Client, ns: &str, name: &str) -> ServiceAccount {
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("get service account")
+}
+
+pub fn pull_secret_names(sa: &ServiceAccount) -> Vec<String> {
+    sa.image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// Deletes a namespace. With no controller-manager it stays Terminating forever, which the
+/// terminating-namespace test relies on.
+pub async fn delete_namespace(client: &Client, name: &str) {
+    Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+}
+
+/// The decoded `.dockerconfigjson` of a Secret.
+pub fn dockerconfig(secret: &Secret) -> serde_json::Value {
+    let data = secret.data.as_ref().expect("secret data");
+    serde_json::from_slice(&data[".dockerconfigjson"].0).expect("dockerconfigjson is JSON")
+}
+
+/// Runs the real binary with a clean environment: the test kubeconfig and moto's endpoint.
+pub struct Run {
+    cmd: Command,
+}
+
+impl Run {
+    pub fn sync() -> Self {
+        let env = env();
+        let home = tempfile::tempdir().expect("tempdir").keep();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecr-refresh"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            // An empty HOME: no ~/.aws or ~/.kube of the person running the tests.
+            .env("HOME", &home)
+            .env("KUBECONFIG", &env.kubeconfig)
+            .env("AWS_ENDPOINT_URL", &env.ecr_endpoint)
+            .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "test-secret-key")
+            .env("AWS_REGION", REGION)
+            // Never ask 169.254.169.254 for credentials from a test.
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            // Short, via the env fallback, so a test can still pass the flag.
+            .env("ECR_REFRESH_SERVICE_ACCOUNT_WAIT", "2s")
+            .arg("sync");
+        Self { cmd }
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub fn env_remove(mut self, k: &str) -> Self {
+        self.cmd.env_remove(k);
+        self
+    }
+
+    pub fn run(mut self) -> RunOutput {
+        let out = self.cmd.output().expect("run ecr-refresh");
+        RunOutput(out)
+    }
+}
+
+pub struct RunOutput(pub Output);
+
+impl RunOutput {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().expect("exit code")
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.0.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            )
+        })
+    }
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "unexpected exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+    /// Neither the password, the `auth` value nor the raw token appear anywhere.
+    #[track_caller]
+    pub fn assert_no_secrets(&self) {
+        for (name, text) in [("stdout", self.stdout()), ("stderr", self.stderr())] {
+            for secret in [PASSWORD, AUTH] {
+                assert!(!text.contains(secret), "{name} leaks a secret:\n{text}");
+            }
+        }
+    }
+}
+
+/// The outcome of one namespace in a JSON report.
+pub fn outcome<'a>(report: &'a serde_json::Value, ns: &str) -> &'a serde_json::Value {
+    report["namespaces"]
+        .as_array()
+        .expect("namespaces array")
+        .iter()
+        .find(|n| n["name"] == ns)
+        .unwrap_or_else(|| panic!("namespace {ns} not in report: {report:#}"))
+}

@@ -1,0 +1,501 @@
+//! `ecr-refresh sync` end to end against the real kube-apiserver and moto's ECR server.
+
+mod common;
+
+use common::*;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+
+#[tokio::test]
+async fn creates_then_updates_then_leaves_unchanged() {
+    let client = admin().await;
+    let ns = unique("create");
+    create_namespace(&client, &ns, true).await;
+
+    let out = Run::sync().args(["-n", &ns, "-o", "json"]).run();
+    out.assert_code(0);
+    assert_eq!(outcome(&out.json(), &ns)["outcome"], "created");
+
+    let secret = get_secret(&client, &ns, "awsecr-cred")
+        .await
+        .expect("secret created");
+    assert_eq!(
+        secret.type_.as_deref(),
+        Some("kubernetes.io/dockerconfigjson")
+    );
+    let labels = secret.metadata.labels.clone().unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "ecr-refresh");
+    let annotations = secret.metadata.annotations.clone().unwrap();
+    assert_eq!(
+        annotations["ecr-refresh/expires-at"],
+        "2015-01-01T00:00:00Z"
+    );
+    assert_eq!(annotations["ecr-refresh/registries"], HOST);
+    let auths = &dockerconfig(&secret)["auths"];
+    assert_eq!(auths.as_object().unwrap().len(), 1, "{auths}");
+    assert_eq!(auths[HOST]["username"], "AWS");
+    assert_eq!(auths[HOST]["password"], PASSWORD);
+    assert_eq!(auths[HOST]["auth"], AUTH);
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "default").await),
+        ["awsecr-cred"]
+    );
+
+    // Someone edits our Secret: the next run puts it back and reports an update.
+    let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let mut stale = secret.clone();
+    stale.data.as_mut().unwrap().insert(
+        ".dockerconfigjson".into(),
+        k8s_openapi::ByteString(br#"{"auths":{"old.example":{"auth":"b2xkOm9sZA=="}}}"#.to_vec()),
+    );
+    api.replace("awsecr-cred", &PostParams::default(), &stale)
+        .await
+        .unwrap();
+    let out = Run::sync().args(["-n", &ns, "-o", "json"]).run();
+    out.assert_code(0);
+    assert_eq!(outcome(&out.json(), &ns)["outcome"], "updated");
+    let secret = get_secret(&client, &ns, "awsecr-cred").await.unwrap();
+    assert_eq!(dockerconfig(&secret)["auths"][HOST]["password"], PASSWORD);
+    assert!(dockerconfig(&secret)["auths"].get("old.example").is_none());
+
+    // Nothing to do: no write at all, so resourceVersions stay.
+    let secret_rv = secret.metadata.resource_version.clone();
+    let sa_rv = get_sa(&client, &ns, "default")
+        .await
+        .metadata
+        .resource_version;
+    let out = Run::sync().args(["-n", &ns, "-o", "json"]).run();
+    out.assert_code(0);
+    let report = out.json();
+    assert_eq!(outcome(&report, &ns)["outcome"], "unchanged");
+    assert_eq!(
+        outcome(&report, &ns)["service_accounts"][0]["outcome"],
+        "already_linked"
+    );
+    assert_eq!(
+        get_secret(&client, &ns, "awsecr-cred")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        secret_rv
+    );
+    assert_eq!(
+        get_sa(&client, &ns, "default")
+            .await
+            .metadata
+            .resource_version,
+        sa_rv
+    );
+}
+
+#[tokio::test]
+async fn keeps_other_pull_secrets_on_the_service_account() {
+    let client = admin().await;
+    let ns = unique("keep");
+    create_namespace(&client, &ns, false).await;
+    create_sa(&client, &ns, "default", &["team-registry", "mirror"]).await;
+
+    Run::sync().args(["-n", &ns]).run().assert_code(0);
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "default").await),
+        ["team-registry", "mirror", "awsecr-cred"]
+    );
+}
+
+#[tokio::test]
+async fn include_and_exclude_globs() {
+    let client = admin().await;
+    let base = unique("glob");
+    let names: Vec<String> = ["app-a", "app-b", "app-c", "other"]
+        .iter()
+        .map(|s| format!("{base}-{s}"))
+        .collect();
+    for n in &names {
+        create_namespace(&client, n, true).await;
+    }
+    let out = Run::sync()
+        .args([
+            "-n",
+            &format!("{base}-app-*"),
+            "-x",
+            &format!("{base}-app-b"),
+            "-o",
+            "json",
+        ])
+        .run();
+    out.assert_code(0);
+    let report = out.json();
+    assert_eq!(report["summary"]["selected"], 2, "{report:#}");
+    for (n, expected) in names.iter().zip([true, false, true, false]) {
+        assert_eq!(
+            get_secret(&client, n, "awsecr-cred").await.is_some(),
+            expected,
+            "{n}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn namespace_env_fallback() {
+    let client = admin().await;
+    let ns = unique("envflag");
+    create_namespace(&client, &ns, true).await;
+    Run::sync()
+        .env("ECR_REFRESH_NAMESPACE", &ns)
+        .env("ECR_REFRESH_SECRET_NAME", "ecr-pull")
+        .run()
+        .assert_code(0);
+    assert!(get_secret(&client, &ns, "ecr-pull").await.is_some());
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "default").await),
+        ["ecr-pull"]
+    );
+}
+
+#[tokio::test]
+async fn terminating_namespaces_are_skipped() {
+    let client = admin().await;
+    let base = unique("term");
+    let live = format!("{base}-live");
+    let dying = format!("{base}-dying");
+    create_namespace(&client, &live, true).await;
+    create_namespace(&client, &dying, true).await;
+    delete_namespace(&client, &dying).await;
+
+    // Found by listing: skipped without a write.
+    let out = Run::sync()
+        .args(["-n", &format!("{base}-*"), "-o", "json"])
+        .run();
+    out.assert_code(0);
+    let report = out.json();
+    assert_eq!(outcome(&report, &dying)["outcome"], "skipped");
+    assert_eq!(
+        outcome(&report, &dying)["reason"],
+        "namespace is terminating"
+    );
+    assert_eq!(outcome(&report, &live)["outcome"], "created");
+    assert_eq!(report["summary"]["skipped"], 1);
+
+    // Named literally (no listing): the server's refusal is recognised as a skip too.
+    let out = Run::sync().args(["-n", &dying, "-o", "json"]).run();
+    out.assert_code(0);
+    assert_eq!(outcome(&out.json(), &dying)["outcome"], "skipped");
+    assert!(get_secret(&client, &dying, "awsecr-cred").await.is_none());
+}
+
+#[tokio::test]
+async fn foreign_secret_is_left_alone_and_the_run_fails() {
+    let client = admin().await;
+    let base = unique("foreign");
+    let theirs = format!("{base}-theirs");
+    let ours = format!("{base}-ours");
+    create_namespace(&client, &theirs, true).await;
+    create_namespace(&client, &ours, true).await;
+    let payload = br#"{"auths":{"registry.example":{"auth":"dXNlcjpwYXNz"}}}"#;
+    let before = create_secret(
+        &client,
+        &theirs,
+        "awsecr-cred",
+        "kubernetes.io/dockerconfigjson",
+        &[(".dockerconfigjson", payload)],
+    )
+    .await;
+
+    let out = Run::sync()
+        .args(["-n", &format!("{base}-*"), "-o", "json"])
+        .run();
+    out.assert_code(1);
+    let report = out.json();
+    let failed = outcome(&report, &theirs);
+    assert_eq!(failed["outcome"], "failed");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("not managed by ecr-refresh") && error.contains("--force"),
+        "{error}"
+    );
+    // The other namespace still got done.
+    assert_eq!(outcome(&report, &ours)["outcome"], "created");
+
+    let after = get_secret(&client, &theirs, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert_eq!(after.data, before.data);
+    assert_eq!(after.metadata.labels, before.metadata.labels);
+    // Not linked either: the secret there is not ours.
+    assert!(pull_secret_names(&get_sa(&client, &theirs, "default").await).is_empty());
+
+    // The human summary names it too.
+    let out = Run::sync().args(["-n", &theirs]).run();
+    out.assert_code(1);
+    assert!(
+        out.stdout().contains(&format!("FAILED {theirs}")),
+        "{}",
+        out.stdout()
+    );
+
+    // --force takes it over.
+    let out = Run::sync()
+        .args(["-n", &theirs, "--force", "-o", "json"])
+        .run();
+    out.assert_code(0);
+    let taken = get_secret(&client, &theirs, "awsecr-cred").await.unwrap();
+    assert_eq!(dockerconfig(&taken)["auths"][HOST]["password"], PASSWORD);
+    assert_eq!(
+        taken.metadata.labels.unwrap()["app.kubernetes.io/managed-by"],
+        "ecr-refresh"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_persists_nothing() {
+    let client = admin().await;
+    let ns = unique("dry");
+    create_namespace(&client, &ns, false).await;
+    let sa = create_sa(&client, &ns, "default", &["keep-me"]).await;
+
+    let out = Run::sync()
+        .args(["-n", &ns, "--dry-run", "-o", "json"])
+        .run();
+    out.assert_code(0);
+    let report = out.json();
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(outcome(&report, &ns)["outcome"], "created");
+    assert_eq!(
+        outcome(&report, &ns)["service_accounts"][0]["outcome"],
+        "linked"
+    );
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
+    let after = get_sa(&client, &ns, "default").await;
+    assert_eq!(
+        after.metadata.resource_version,
+        sa.metadata.resource_version
+    );
+    assert_eq!(pull_secret_names(&after), ["keep-me"]);
+}
+
+#[tokio::test]
+async fn missing_service_account_fails_only_that_namespace() {
+    let client = admin().await;
+    let base = unique("nosa");
+    let bare = format!("{base}-bare");
+    let ok = format!("{base}-ok");
+    create_namespace(&client, &bare, false).await;
+    create_namespace(&client, &ok, true).await;
+
+    let out = Run::sync()
+        .args([
+            "-n",
+            &format!("{base}-*"),
+            "--service-account-wait",
+            "1s",
+            "-o",
+            "json",
+        ])
+        .run();
+    out.assert_code(1);
+    let report = out.json();
+    let failed = outcome(&report, &bare);
+    assert_eq!(failed["outcome"], "failed");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("service account default not found"),
+        "{failed}"
+    );
+    assert_eq!(outcome(&report, &ok)["outcome"], "created");
+    assert_eq!(report["summary"]["failed"], 1);
+}
+
+#[tokio::test]
+async fn service_account_created_while_waiting_is_linked() {
+    let client = admin().await;
+    let ns = unique("late-sa");
+    create_namespace(&client, &ns, false).await;
+    let child = Run::sync().args(["-n", &ns, "--service-account-wait", "20s"]);
+    let handle = std::thread::spawn(move || child.run());
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    create_sa(&client, &ns, "default", &[]).await;
+    let out = tokio::task::spawn_blocking(move || handle.join().unwrap())
+        .await
+        .unwrap();
+    out.assert_code(0);
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "default").await),
+        ["awsecr-cred"]
+    );
+}
+
+#[tokio::test]
+async fn ecr_unreachable_writes_nothing() {
+    let client = admin().await;
+    let base = unique("noecr");
+    let existing = format!("{base}-existing");
+    let fresh = format!("{base}-fresh");
+    create_namespace(&client, &existing, true).await;
+    create_namespace(&client, &fresh, true).await;
+    Run::sync().args(["-n", &existing]).run().assert_code(0);
+    let before = get_secret(&client, &existing, "awsecr-cred").await.unwrap();
+
+    let out = Run::sync()
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .args([
+            "-n",
+            &format!("{base}-*"),
+            "--request-timeout",
+            "2s",
+            "-o",
+            "json",
+        ])
+        .run();
+    out.assert_code(3);
+    let report = out.json();
+    assert_eq!(report["error"]["kind"], "ecr_token");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("us-east-1"),
+        "{report:#}"
+    );
+    assert!(
+        out.stderr().contains("could not reach ECR"),
+        "{}",
+        out.stderr()
+    );
+
+    let after = get_secret(&client, &existing, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert_eq!(after.data, before.data);
+    assert!(get_secret(&client, &fresh, "awsecr-cred").await.is_none());
+    assert!(pull_secret_names(&get_sa(&client, &fresh, "default").await).is_empty());
+}
+
+#[tokio::test]
+async fn invalid_glob_exits_2_before_any_call() {
+    // Both servers point at closed ports: any call would turn into exit 3 or 4, not 2.
+    let out = Run::sync()
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .args(["-n", "team-[a"])
+        .run();
+    out.assert_code(2);
+    assert!(out.stderr().contains("--namespace"), "{}", out.stderr());
+    assert!(out.stdout().is_empty());
+}
+
+#[tokio::test]
+async fn cluster_unreachable_or_unauthorized_exits_4_before_ecr() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, server: &str, token: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let env = env();
+    let closed = write("closed", "https://127.0.0.1:1", "x");
+    let badtoken = write("badtoken", &env.apiserver, "not-a-valid-token");
+    for (kubeconfig, expect) in [(closed, "127.0.0.1:1"), (badtoken, "401")] {
+        // ECR points at a closed port too: exit 4 (not 3) shows the cluster was checked first.
+        let out = Run::sync()
+            .env("KUBECONFIG", &kubeconfig)
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+            .args(["--request-timeout", "2s", "-o", "json"])
+            .run();
+        out.assert_code(4);
+        let report = out.json();
+        assert_eq!(report["error"]["kind"], "cluster_access");
+        assert!(
+            report["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(expect),
+            "{report:#}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn json_report_matches_the_documented_schema() {
+    let client = admin().await;
+    let ns = unique("schema");
+    create_namespace(&client, &ns, true).await;
+    let out = Run::sync().args(["-n", &ns, "-o", "json"]).run();
+    out.assert_code(0);
+    let r = out.json();
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["command"], "sync");
+    assert_eq!(r["dry_run"], false);
+    assert_eq!(r["secret_name"], "awsecr-cred");
+    assert_eq!(r["registries"], serde_json::json!([HOST]));
+    assert_eq!(r["token_expires_at"], "2015-01-01T00:00:00Z");
+    assert_eq!(r["ecr_calls"], 1);
+    assert!(r["api_requests"].as_u64().unwrap() >= 4, "{r:#}");
+    assert!(r["api_retries"].is_u64());
+    assert!(r["duration_seconds"].is_f64());
+    assert!(r["error"].is_null());
+    assert_eq!(r["exit_code"], 0);
+    for key in [
+        "selected",
+        "created",
+        "updated",
+        "unchanged",
+        "skipped",
+        "failed",
+    ] {
+        assert!(r["summary"][key].is_u64(), "summary.{key}");
+    }
+    let n = outcome(&r, &ns);
+    assert_eq!(n["outcome"], "created");
+    assert_eq!(n["secret"], "created");
+    assert_eq!(
+        n["service_accounts"],
+        serde_json::json!([{"name": "default", "outcome": "linked"}])
+    );
+}
+
+#[tokio::test]
+async fn secrets_never_reach_output_even_at_trace() {
+    let client = admin().await;
+    let ns = unique("leak");
+    create_namespace(&client, &ns, true).await;
+    for format in ["text", "json"] {
+        let out = Run::sync()
+            .env("RUST_LOG", "debug,ecr_refresh=trace")
+            .args(["-n", &ns, "--log-format", format, "-o", format])
+            .run();
+        out.assert_code(0);
+        assert!(
+            out.stderr().contains("secret written") || out.stderr().contains("secret is current")
+        );
+        out.assert_no_secrets();
+    }
+    // Failure paths print errors; they must not leak either.
+    let out = Run::sync()
+        .env("RUST_LOG", "trace")
+        .args([
+            "-n",
+            &ns,
+            "--secret-name",
+            "x",
+            "--service-account",
+            "missing",
+            "--service-account-wait",
+            "0s",
+        ])
+        .run();
+    out.assert_code(1);
+    out.assert_no_secrets();
+}
