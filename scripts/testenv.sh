@@ -156,6 +156,7 @@ export ECR_REFRESH_TEST_APISERVER=$server
 export ECR_REFRESH_TEST_ADMIN_TOKEN=$admin_token
 export ECR_REFRESH_TEST_ECR_ENDPOINT=http://127.0.0.1:$MOTO_PORT
 export ECR_REFRESH_TEST_RUN_DIR=$RUN_DIR
+export ECR_REFRESH_TEST_MOTO_BIN=$(bin_moto)
 ENV
   log "ready: kube-apiserver $server, moto http://127.0.0.1:$MOTO_PORT (source $RUN_DIR/env.sh)"
 }

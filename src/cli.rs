@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cluster::ClusterOptions;
 use crate::ecr::{RegionName, RegistrySpec};
-use crate::error::{Error, Result, EXIT_CODES_HELP};
+use crate::error::{Error, Result, EXIT_CODES_HELP, SYNC_EXAMPLES};
 use crate::namespaces::{validate_dns_subdomain, NamespacePattern, Selection};
 use crate::sync::SyncOptions;
 use crate::telemetry::LogFormat;
@@ -35,7 +35,7 @@ pub enum Command {
     /// For each namespace: server-side apply the pull Secret (never touching a Secret of the same
     /// name that ecr-refresh does not own, unless --force), then add it to the imagePullSecrets
     /// of the chosen ServiceAccounts, keeping every entry that is already there.
-    #[command(after_long_help = EXIT_CODES_HELP, after_help = EXIT_CODES_HELP)]
+    #[command(after_long_help = const_format::concatcp!(SYNC_EXAMPLES, EXIT_CODES_HELP), after_help = EXIT_CODES_HELP)]
     Sync(SyncArgs),
 }
 
@@ -44,6 +44,7 @@ pub enum Command {
 pub struct GlobalArgs {
     /// Path to the kubeconfig file [default: $KUBECONFIG, ~/.kube/config, then in-cluster]
     #[arg(
+        help_heading = "Cluster",
         long,
         global = true,
         env = "ECR_REFRESH_KUBECONFIG",
@@ -52,19 +53,25 @@ pub struct GlobalArgs {
     pub kubeconfig: Option<PathBuf>,
 
     /// The kubeconfig context to use [default: the current context]
-    #[arg(long, global = true, env = "ECR_REFRESH_CONTEXT", value_name = "NAME")]
+    #[arg(
+        help_heading = "Cluster",
+        long,
+        global = true,
+        env = "ECR_REFRESH_CONTEXT",
+        value_name = "NAME"
+    )]
     pub context: Option<String>,
 
     /// Timeout for each Kubernetes and AWS request (e.g. 10s, 1m)
-    #[arg(long, global = true, env = "ECR_REFRESH_REQUEST_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(help_heading = "Cluster", long, global = true, env = "ECR_REFRESH_REQUEST_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
     /// Report format on stdout
-    #[arg(short, long, global = true, env = "ECR_REFRESH_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(help_heading = "Output", short, long, global = true, env = "ECR_REFRESH_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 
     /// Log format on stderr; the level is set with RUST_LOG (default: info)
-    #[arg(long, global = true, env = "ECR_REFRESH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(help_heading = "Output", long, global = true, env = "ECR_REFRESH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
@@ -83,6 +90,7 @@ pub struct SyncArgs {
     /// [default: all namespaces]. When every value is a plain name, no permission to list
     /// namespaces is needed.
     #[arg(
+        help_heading = "Namespaces",
         short = 'n',
         long = "namespace",
         env = "ECR_REFRESH_NAMESPACE",
@@ -93,6 +101,7 @@ pub struct SyncArgs {
 
     /// Select every namespace (the default; conflicts with --namespace)
     #[arg(
+        help_heading = "Namespaces",
         short = 'A',
         long,
         env = "ECR_REFRESH_ALL_NAMESPACES",
@@ -102,6 +111,7 @@ pub struct SyncArgs {
 
     /// Namespace name or glob to leave alone; wins over --namespace; repeatable or comma-separated
     #[arg(
+        help_heading = "Namespaces",
         short = 'x',
         long = "exclude-namespace",
         env = "ECR_REFRESH_EXCLUDE_NAMESPACE",
@@ -111,22 +121,23 @@ pub struct SyncArgs {
     pub exclude_namespaces: Vec<NamespacePattern>,
 
     /// Name of the pull Secret to write in each namespace
-    #[arg(long, env = "ECR_REFRESH_SECRET_NAME", default_value = "awsecr-cred", value_name = "NAME", value_parser = parse_secret_name)]
+    #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_SECRET_NAME", default_value = "awsecr-cred", value_name = "NAME", value_parser = parse_secret_name)]
     pub secret_name: String,
 
     /// ServiceAccount to link the Secret to; repeatable or comma-separated
-    #[arg(long = "service-account", env = "ECR_REFRESH_SERVICE_ACCOUNT", value_delimiter = ',', default_value = "default", value_name = "NAME", value_parser = parse_service_account)]
+    #[arg(help_heading = "What to write", long = "service-account", env = "ECR_REFRESH_SERVICE_ACCOUNT", value_delimiter = ',', default_value = "default", value_name = "NAME", value_parser = parse_service_account)]
     pub service_accounts: Vec<String>,
 
     /// How long to wait for a missing ServiceAccount (a brand-new namespace gets its `default`
     /// one a moment after creation) before failing that namespace
-    #[arg(long, env = "ECR_REFRESH_SERVICE_ACCOUNT_WAIT", default_value = "10s", value_name = "DURATION", value_parser = parse_duration_or_zero)]
+    #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_SERVICE_ACCOUNT_WAIT", default_value = "10s", value_name = "DURATION", value_parser = parse_duration_or_zero)]
     pub service_account_wait: Duration,
 
     /// Extra ECR registry: a 12-digit account ID (in the default region) or a full registry
     /// host such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com; repeatable or comma-separated.
     /// The caller's own registry in the default region is always included.
     #[arg(
+        help_heading = "AWS",
         long = "registry",
         env = "ECR_REFRESH_REGISTRY",
         value_delimiter = ',',
@@ -135,30 +146,41 @@ pub struct SyncArgs {
     pub registries: Vec<RegistrySpec>,
 
     /// AWS region [default: AWS_REGION, AWS_DEFAULT_REGION, then the profile's region]
-    #[arg(long, env = "ECR_REFRESH_REGION", value_name = "REGION")]
+    #[arg(
+        help_heading = "AWS",
+        long,
+        env = "ECR_REFRESH_REGION",
+        value_name = "REGION"
+    )]
     pub region: Option<RegionName>,
 
     /// AWS shared-config profile [default: AWS_PROFILE, then `default`]
-    #[arg(long, env = "ECR_REFRESH_PROFILE", value_name = "NAME")]
+    #[arg(
+        help_heading = "AWS",
+        long,
+        env = "ECR_REFRESH_PROFILE",
+        value_name = "NAME"
+    )]
     pub profile: Option<String>,
 
     /// Take over a Secret of the same name that ecr-refresh does not own, replacing it if it
     /// has another type. Other people's imagePullSecrets entries are never removed.
-    #[arg(long, env = "ECR_REFRESH_FORCE")]
+    #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_FORCE")]
     pub force: bool,
 
     /// Send every write as a server-side dry run (dryRun=All): the API server validates and
     /// admits it, and nothing is persisted
-    #[arg(long, env = "ECR_REFRESH_DRY_RUN")]
+    #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_DRY_RUN")]
     pub dry_run: bool,
 
     /// How many namespaces to process at once
-    #[arg(long, env = "ECR_REFRESH_CONCURRENCY", default_value = "16", value_name = "N", value_parser = parse_concurrency)]
+    #[arg(help_heading = "Run", long, env = "ECR_REFRESH_CONCURRENCY",
+        allow_negative_numbers = true, default_value = "16", value_name = "N", value_parser = parse_concurrency)]
     pub concurrency: usize,
 
     /// Upper bound for the whole run; namespaces not done by then are reported as failed.
     /// Keep it below the CronJob's activeDeadlineSeconds.
-    #[arg(long, env = "ECR_REFRESH_TIMEOUT", default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(help_heading = "Run", long, env = "ECR_REFRESH_TIMEOUT", default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Duration,
 }
 

@@ -19,6 +19,19 @@ pub mod exit {
     pub const CLUSTER_ACCESS: u8 = 4;
 }
 
+pub const SYNC_EXAMPLES: &str = "\
+Examples:
+  # every namespace but kube-*, with the AWS profile 'ecr'
+  ecr-refresh sync -x 'kube-*' --profile ecr --region eu-west-1
+
+  # two teams, no permission to list namespaces needed, JSON for CI
+  ecr-refresh sync -n team-a -n team-b -o json
+
+  # see what would change, without persisting anything
+  ecr-refresh sync --dry-run
+
+";
+
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  every selected namespace succeeded (or was skipped because it is terminating)

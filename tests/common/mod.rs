@@ -2,6 +2,9 @@
 //! server that `scripts/test.sh` starts, and fail loudly without them.
 #![allow(dead_code)]
 
+pub mod fake_ecr;
+pub mod proxy;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -220,6 +223,14 @@ impl Run {
     pub fn env_remove(mut self, k: &str) -> Self {
         self.cmd.env_remove(k);
         self
+    }
+
+    /// Runs off the async runtime, so servers the test runs in-process (proxy, fake ECR) keep
+    /// answering while the binary waits on them.
+    pub async fn run_async(self) -> RunOutput {
+        tokio::task::spawn_blocking(move || self.run())
+            .await
+            .expect("join")
     }
 
     pub fn run(mut self) -> RunOutput {

@@ -1,0 +1,136 @@
+//! The command line as a user meets it: `--help`, and bad input that must fail with exit 2,
+//! name the flag, and leave the cluster untouched.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn help(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ecr-refresh"))
+        .env_clear()
+        .args(args)
+        .output()
+        .expect("run ecr-refresh");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `--help` is part of the interface: changes to it show up in review. Regenerate with
+/// `UPDATE_SNAPSHOTS=1 cargo test --test cli`.
+#[test]
+fn help_snapshots() {
+    for (args, file) in [
+        (&["--help"][..], "help.txt"),
+        (&["sync", "--help"][..], "sync-help.txt"),
+    ] {
+        let actual = help(args);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/snapshots")
+            .join(file);
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(&path, &actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            actual, expected,
+            "--help changed; if intended, run UPDATE_SNAPSHOTS=1 cargo test --test cli"
+        );
+    }
+}
+
+#[test]
+fn help_documents_every_env_variable_and_exit_code() {
+    let text = help(&["sync", "--help"]);
+    for var in [
+        "ECR_REFRESH_KUBECONFIG",
+        "ECR_REFRESH_CONTEXT",
+        "ECR_REFRESH_NAMESPACE",
+        "ECR_REFRESH_EXCLUDE_NAMESPACE",
+        "ECR_REFRESH_SECRET_NAME",
+        "ECR_REFRESH_SERVICE_ACCOUNT",
+        "ECR_REFRESH_REGISTRY",
+        "ECR_REFRESH_REGION",
+        "ECR_REFRESH_DRY_RUN",
+        "ECR_REFRESH_OUTPUT",
+    ] {
+        assert!(text.contains(var), "{var} missing from --help");
+    }
+    for code in ["0  ", "1  ", "2  ", "3  ", "4  "] {
+        assert!(
+            text.contains(&format!("\n  {code}")),
+            "exit code {code} missing"
+        );
+    }
+}
+
+/// Each bad input: exit 2, a message naming the flag (or variable), nothing written.
+#[tokio::test]
+async fn bad_input_is_rejected_and_nothing_is_written() {
+    let client = admin().await;
+    let ns = unique("badinput");
+    create_namespace(&client, &ns, true).await;
+    let sa_before = get_sa(&client, &ns, "default")
+        .await
+        .metadata
+        .resource_version;
+
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (&["-n", "[oops"], &[], "--namespace"),
+        (&["-x", "Team_A"], &[], "--exclude-namespace"),
+        (&["--secret-name", "Not_A_Name"], &[], "--secret-name"),
+        (&["--registry", "docker.io/library"], &[], "--registry"),
+        (&["--registry", "12345"], &[], "--registry"),
+        (&["--region", "mars-north-1x"], &[], "--region"),
+        (&["--concurrency", "0"], &[], "--concurrency"),
+        (&["--concurrency", "-4"], &[], "--concurrency"),
+        (
+            &["--request-timeout", "ten seconds"],
+            &[],
+            "--request-timeout",
+        ),
+        (&["--timeout", "0s"], &[], "--timeout"),
+        (
+            &["--request-timeout", "2m", "--timeout", "1m"],
+            &[],
+            "--request-timeout",
+        ),
+        (&["-A"], &[], "--all-namespaces"),
+        (&["--kubeconfig", "/does/not/exist"], &[], "--kubeconfig"),
+        (&[], &[("KUBECONFIG", "/does/not/exist")], "KUBECONFIG"),
+        (&["--context", "no-such-context"], &[], "--context"),
+        (&[], &[("ECR_REFRESH_CONCURRENCY", "many")], "--concurrency"),
+        (&[], &[("AWS_REGION", "")], "region"),
+    ];
+    for (args, envs, needle) in cases {
+        let mut run = Run::sync().args(["-n", ns.as_str()]).args(args.iter());
+        for (k, v) in *envs {
+            run = if v.is_empty() {
+                run.env_remove(k)
+            } else {
+                run.env(k, v)
+            };
+        }
+        let out = run.run();
+        assert_eq!(
+            out.code(),
+            2,
+            "{args:?} {envs:?}: stderr:\n{}",
+            out.stderr()
+        );
+        assert!(
+            out.stderr().contains(needle),
+            "{args:?} {envs:?}: message should name {needle}:\n{}",
+            out.stderr()
+        );
+    }
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
+    assert_eq!(
+        get_sa(&client, &ns, "default")
+            .await
+            .metadata
+            .resource_version,
+        sa_before
+    );
+}

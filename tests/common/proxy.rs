@@ -1,0 +1,185 @@
+//! A plain-HTTP proxy in front of the real kube-apiserver that injects faults: status codes,
+//! hangs, or a concurrent write just before a request is forwarded.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use kube::Client;
+
+/// What to do with one request.
+pub enum Fault {
+    Forward,
+    /// Answer with this status (and a Retry-After of `retry_after` seconds, if any).
+    Status {
+        code: u16,
+        retry_after: Option<u32>,
+    },
+    /// Never answer.
+    Hang,
+    /// Run this first (for example a racing write), then forward.
+    Before(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+/// Decides per request: method, path (with query), and how many earlier requests matched the
+/// same method and path.
+pub type Rule = dyn Fn(&str, &str, usize) -> Fault + Send + Sync;
+
+pub struct FaultProxy {
+    pub url: String,
+    log: Arc<Mutex<Vec<(String, String, u16)>>>,
+}
+
+impl FaultProxy {
+    pub async fn start(
+        upstream: Client,
+        rule: impl Fn(&str, &str, usize) -> Fault + Send + Sync + 'static,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let rule: Arc<Rule> = Arc::new(rule);
+        let log: Arc<Mutex<Vec<(String, String, u16)>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let log2 = log.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (upstream, rule, log, seen) =
+                    (upstream.clone(), rule.clone(), log2.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let (upstream, rule, log, seen) =
+                            (upstream.clone(), rule.clone(), log.clone(), seen.clone());
+                        async move {
+                            Ok::<_, Infallible>(handle(req, upstream, &*rule, log, seen).await)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Self { url, log }
+    }
+
+    /// (method, path, status) of every request seen, in order.
+    pub fn log(&self) -> Vec<(String, String, u16)> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// A kubeconfig (in `dir`) that points at the proxy.
+    pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("proxy-kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: p\n  cluster:\n    server: {}\nusers:\n- name: u\n  user:\n    token: unused\ncontexts:\n- name: p\n  context: {{cluster: p, user: u}}\ncurrent-context: p\n",
+                self.url
+            ),
+        )
+        .unwrap();
+        path
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    upstream: Client,
+    rule: &Rule,
+    log: Arc<Mutex<Vec<(String, String, u16)>>>,
+    seen: Arc<Mutex<Vec<(String, String)>>>,
+) -> Response<Full<Bytes>> {
+    let method = req.method().to_string();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let n = {
+        let mut seen = seen.lock().unwrap();
+        let n = seen
+            .iter()
+            .filter(|(m, p)| *m == method && *p == path)
+            .count();
+        seen.push((method.clone(), path.clone()));
+        n
+    };
+    let record = |code: u16| {
+        log.lock()
+            .unwrap()
+            .push((method.clone(), path.clone(), code))
+    };
+    match rule(&method, &path, n) {
+        Fault::Forward => {}
+        Fault::Before(f) => f.await,
+        Fault::Hang => {
+            record(0);
+            std::future::pending::<()>().await;
+        }
+        Fault::Status { code, retry_after } => {
+            record(code);
+            let reason = if code == 429 {
+                "TooManyRequests"
+            } else {
+                "InternalError"
+            };
+            let details = retry_after.map_or(String::new(), |s| {
+                format!(r#","details":{{"retryAfterSeconds":{s}}}"#)
+            });
+            let body = format!(
+                r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","message":"injected {code}","reason":"{reason}","code":{code}{details}}}"#
+            );
+            let mut resp = Response::builder()
+                .status(code)
+                .header("content-type", "application/json");
+            if let Some(s) = retry_after {
+                resp = resp.header("retry-after", s.to_string());
+            }
+            return resp.body(Full::new(Bytes::from(body))).unwrap();
+        }
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut fwd = http::Request::builder().method(parts.method).uri(parts.uri);
+    for (k, v) in &parts.headers {
+        if k != http::header::AUTHORIZATION && k != http::header::HOST {
+            fwd = fwd.header(k, v);
+        }
+    }
+    let fwd = fwd.body(kube::client::Body::from(bytes.to_vec())).unwrap();
+    match upstream.send(fwd).await {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            record(parts.status.as_u16());
+            let bytes = body.collect_bytes().await.unwrap_or_default();
+            let mut out = Response::builder().status(parts.status);
+            for (k, v) in &parts.headers {
+                if k != http::header::TRANSFER_ENCODING && k != http::header::CONTENT_LENGTH {
+                    out = out.header(k, v);
+                }
+            }
+            out.body(Full::new(bytes)).unwrap()
+        }
+        Err(e) => {
+            record(502);
+            Response::builder()
+                .status(502)
+                .body(Full::new(Bytes::from(e.to_string())))
+                .unwrap()
+        }
+    }
+}
