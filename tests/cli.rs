@@ -76,7 +76,9 @@ async fn bad_input_is_rejected_and_nothing_is_written() {
         .metadata
         .resource_version;
 
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    // (args, env overrides, what the message must name)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (&["-n", "[oops"], &[], "--namespace"),
         (&["-x", "Team_A"], &[], "--exclude-namespace"),
         (&["--secret-name", "Not_A_Name"], &[], "--secret-name"),

@@ -335,6 +335,7 @@ async fn ecr_refusing_the_credentials_writes_nothing() {
         .run_async()
         .await;
     let _ = server.kill();
+    let _ = server.wait();
     out.assert_code(3);
     let msg = out.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(
