@@ -12,4 +12,4 @@ source target/testenv/env.sh
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+cargo test --all-targets --locked --no-fail-fast

@@ -7,10 +7,15 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cluster::ClusterOptions;
-use crate::ecr::{RegionName, RegistrySpec};
-use crate::error::{Error, Result, EXIT_CODES_HELP, SYNC_EXAMPLES};
-use crate::namespaces::{validate_dns_subdomain, NamespacePattern, Selection};
-use crate::sync::SyncOptions;
+use crate::cmd::prune::PruneOptions;
+use crate::cmd::status::StatusOptions;
+use crate::cmd::sync::SyncOptions;
+use crate::cmd::{ServiceAccounts, Target};
+use crate::ecr::{AwsOptions, RegionName, RegistrySpec};
+use crate::error::{
+    Error, Result, EXIT_CODES_HELP, PRUNE_EXAMPLES, STATUS_EXAMPLES, SYNC_EXAMPLES,
+};
+use crate::namespaces::{validate_dns_subdomain, LabelSelector, NamespacePattern, Selection};
 use crate::telemetry::LogFormat;
 
 /// Keeps Amazon ECR pull secrets fresh in Kubernetes clusters that run outside AWS.
@@ -37,6 +42,23 @@ pub enum Command {
     /// of the chosen ServiceAccounts, keeping every entry that is already there.
     #[command(after_long_help = const_format::concatcp!(SYNC_EXAMPLES, EXIT_CODES_HELP), after_help = EXIT_CODES_HELP)]
     Sync(SyncArgs),
+
+    /// Report, without changing anything, whether each selected namespace has a current Secret
+    /// of ours and whether its ServiceAccounts use it.
+    ///
+    /// Exits 1 when any namespace is missing the Secret, has someone else's, has an expired
+    /// token (or one expiring sooner than --min-remaining), or has a ServiceAccount that does
+    /// not reference it. Needs only `get` rights (and `list` on namespaces for globs).
+    #[command(after_long_help = const_format::concatcp!(STATUS_EXAMPLES, EXIT_CODES_HELP), after_help = EXIT_CODES_HELP)]
+    Status(StatusArgs),
+
+    /// Remove ecr-refresh's Secret and imagePullSecrets entry from namespaces that are no longer
+    /// selected (or opted out), to narrow the scope or to uninstall.
+    ///
+    /// Only Secrets labelled app.kubernetes.io/managed-by=ecr-refresh are deleted, and only our
+    /// entry is taken out of a ServiceAccount's imagePullSecrets. Needs `delete` on the Secret.
+    #[command(after_long_help = const_format::concatcp!(PRUNE_EXAMPLES, EXIT_CODES_HELP), after_help = EXIT_CODES_HELP)]
+    Prune(PruneArgs),
 }
 
 /// Flags shared by every subcommand.
@@ -84,8 +106,9 @@ pub enum OutputFormat {
     Json,
 }
 
+/// Which namespaces to act on.
 #[derive(Debug, Args)]
-pub struct SyncArgs {
+pub struct SelectionArgs {
     /// Namespace name or glob to include (*, ?, [a-z], {a,b}); repeatable or comma-separated
     /// [default: all namespaces]. When every value is a plain name, no permission to list
     /// namespaces is needed.
@@ -120,22 +143,99 @@ pub struct SyncArgs {
     )]
     pub exclude_namespaces: Vec<NamespacePattern>,
 
-    /// Name of the pull Secret to write in each namespace
-    #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_SECRET_NAME", default_value = "awsecr-cred", value_name = "NAME", value_parser = parse_secret_name)]
+    /// Only namespaces whose labels match this selector (e.g. `env=prod,team in (a,b)`);
+    /// combines with the globs. Namespaces annotated `ecr-refresh/opt-out: "true"` are always
+    /// left out.
+    #[arg(
+        help_heading = "Namespaces",
+        short = 'l',
+        long,
+        env = "ECR_REFRESH_NAMESPACE_SELECTOR",
+        value_name = "SELECTOR"
+    )]
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+impl SelectionArgs {
+    fn into_selection(self) -> Selection {
+        let Self {
+            namespaces,
+            all_namespaces: _,
+            exclude_namespaces,
+            namespace_selector,
+        } = self;
+        Selection {
+            include: namespaces,
+            exclude: exclude_namespaces,
+            label_selector: namespace_selector,
+        }
+    }
+}
+
+/// Which Secret, and which ServiceAccounts use it.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Name of the pull Secret in each namespace
+    #[arg(
+        help_heading = "What to write",
+        long,
+        env = "ECR_REFRESH_SECRET_NAME",
+        default_value = "awsecr-cred",
+        value_name = "NAME",
+        value_parser = parse_name
+    )]
     pub secret_name: String,
 
-    /// ServiceAccount to link the Secret to; repeatable or comma-separated
-    #[arg(help_heading = "What to write", long = "service-account", env = "ECR_REFRESH_SERVICE_ACCOUNT", value_delimiter = ',', default_value = "default", value_name = "NAME", value_parser = parse_service_account)]
+    /// ServiceAccount that uses the Secret; repeatable or comma-separated
+    #[arg(
+        help_heading = "What to write",
+        long = "service-account",
+        env = "ECR_REFRESH_SERVICE_ACCOUNT",
+        value_delimiter = ',',
+        default_value = "default",
+        value_name = "NAME",
+        value_parser = parse_name
+    )]
     pub service_accounts: Vec<String>,
 
-    /// How long to wait for a missing ServiceAccount (a brand-new namespace gets its `default`
-    /// one a moment after creation) before failing that namespace
-    #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_SERVICE_ACCOUNT_WAIT", default_value = "10s", value_name = "DURATION", value_parser = parse_duration_or_zero)]
-    pub service_account_wait: Duration,
+    /// Every ServiceAccount in each namespace, for teams that run pods under their own.
+    /// Needs `list` on serviceaccounts and `get`/`update` on all of them (see README)
+    #[arg(
+        help_heading = "What to write",
+        long,
+        env = "ECR_REFRESH_ALL_SERVICE_ACCOUNTS",
+        conflicts_with = "service_accounts"
+    )]
+    pub all_service_accounts: bool,
+}
 
+impl TargetArgs {
+    fn into_target(self) -> Target {
+        let Self {
+            secret_name,
+            mut service_accounts,
+            all_service_accounts,
+        } = self;
+        service_accounts.sort();
+        service_accounts.dedup();
+        Target {
+            secret_name,
+            service_accounts: if all_service_accounts {
+                ServiceAccounts::All
+            } else {
+                ServiceAccounts::Named(service_accounts)
+            },
+        }
+    }
+}
+
+/// Where and as whom to ask ECR.
+#[derive(Debug, Args)]
+pub struct AwsArgs {
     /// Extra ECR registry: a 12-digit account ID (in the default region) or a full registry
-    /// host such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com; repeatable or comma-separated.
-    /// The caller's own registry in the default region is always included.
+    /// host such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com (any region); repeatable or
+    /// comma-separated. The caller's own registry in the default region is always included;
+    /// one token is fetched per region.
     #[arg(
         help_heading = "AWS",
         long = "registry",
@@ -163,8 +263,131 @@ pub struct SyncArgs {
     )]
     pub profile: Option<String>,
 
+    /// IAM role to assume (through STS) with the credentials the chain finds: the
+    /// cross-account pattern
+    #[arg(
+        help_heading = "AWS",
+        long,
+        env = "ECR_REFRESH_ROLE_ARN",
+        value_name = "ARN",
+        value_parser = parse_role_arn
+    )]
+    pub role_arn: Option<String>,
+
+    /// Session name for --role-arn, shown in CloudTrail
+    #[arg(
+        help_heading = "AWS",
+        long,
+        env = "ECR_REFRESH_ROLE_SESSION_NAME",
+        default_value = "ecr-refresh",
+        value_name = "NAME",
+        requires = "role_arn",
+        value_parser = parse_session_name
+    )]
+    pub role_session_name: String,
+
+    /// External ID the role's trust policy requires
+    #[arg(
+        help_heading = "AWS",
+        long,
+        env = "ECR_REFRESH_EXTERNAL_ID",
+        value_name = "ID",
+        requires = "role_arn"
+    )]
+    pub external_id: Option<String>,
+}
+
+impl AwsArgs {
+    fn into_options(self) -> AwsOptions {
+        let Self {
+            registries,
+            region,
+            profile,
+            role_arn,
+            role_session_name,
+            external_id,
+        } = self;
+        AwsOptions {
+            region,
+            profile,
+            registries,
+            role_arn,
+            role_session_name,
+            external_id,
+        }
+    }
+}
+
+/// How hard and how long to work.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// How many namespaces to process at once
+    #[arg(
+        help_heading = "Run",
+        long,
+        env = "ECR_REFRESH_CONCURRENCY",
+        allow_negative_numbers = true,
+        default_value = "16",
+        value_name = "N",
+        value_parser = parse_concurrency
+    )]
+    pub concurrency: usize,
+
+    /// Upper bound for the whole run; namespaces not done by then are reported as failed.
+    /// Keep it below the CronJob's activeDeadlineSeconds
+    #[arg(
+        help_heading = "Run",
+        long,
+        env = "ECR_REFRESH_TIMEOUT",
+        default_value = "5m",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub timeout: Duration,
+}
+
+impl RunArgs {
+    fn check(&self, global: &GlobalArgs) -> Result<()> {
+        if global.request_timeout > self.timeout {
+            return Err(Error::InvalidInput {
+                flag: "--request-timeout",
+                value: humantime::format_duration(global.request_timeout).to_string(),
+                reason: format!(
+                    "longer than --timeout {}; make the whole-run timeout the larger one",
+                    humantime::format_duration(self.timeout)
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// How long to wait for a missing ServiceAccount (a brand-new namespace gets its `default`
+    /// one a moment after creation) before failing that namespace
+    #[arg(
+        help_heading = "What to write",
+        long,
+        env = "ECR_REFRESH_SERVICE_ACCOUNT_WAIT",
+        default_value = "10s",
+        value_name = "DURATION",
+        value_parser = parse_duration_or_zero
+    )]
+    pub service_account_wait: Duration,
+
     /// Take over a Secret of the same name that ecr-refresh does not own, replacing it if it
-    /// has another type. Other people's imagePullSecrets entries are never removed.
+    /// has another type (that needs `delete` on it). Other people's imagePullSecrets entries
+    /// are never removed
     #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_FORCE")]
     pub force: bool,
 
@@ -173,15 +396,23 @@ pub struct SyncArgs {
     #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_DRY_RUN")]
     pub dry_run: bool,
 
-    /// How many namespaces to process at once
-    #[arg(help_heading = "Run", long, env = "ECR_REFRESH_CONCURRENCY",
-        allow_negative_numbers = true, default_value = "16", value_name = "N", value_parser = parse_concurrency)]
-    pub concurrency: usize,
+    /// Leave a Secret alone while its token has more than this left (and it was made for the
+    /// same registries); without it every run writes a new token. With e.g. `--refresh-before
+    /// 6h` the CronJob can run every few minutes, so new namespaces get credentials quickly,
+    /// while tokens are rewritten about twice a day
+    #[arg(
+        help_heading = "What to write",
+        long,
+        env = "ECR_REFRESH_REFRESH_BEFORE",
+        value_name = "DURATION",
+        value_parser = parse_duration_or_zero
+    )]
+    pub refresh_before: Option<Duration>,
 
-    /// Upper bound for the whole run; namespaces not done by then are reported as failed.
-    /// Keep it below the CronJob's activeDeadlineSeconds.
-    #[arg(help_heading = "Run", long, env = "ECR_REFRESH_TIMEOUT", default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
-    pub timeout: Duration,
+    /// Also remove our Secret and imagePullSecrets entry from namespaces that are no longer
+    /// selected (see `ecr-refresh prune`)
+    #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_PRUNE")]
+    pub prune: bool,
 }
 
 impl SyncArgs {
@@ -189,63 +420,137 @@ impl SyncArgs {
     pub fn into_options(self, global: &GlobalArgs) -> Result<SyncOptions> {
         // Destructured so a flag that nothing uses fails to compile.
         let Self {
-            namespaces,
-            all_namespaces: _,
-            exclude_namespaces,
-            secret_name,
-            service_accounts,
+            selection,
+            target,
+            aws,
+            run,
             service_account_wait,
-            registries,
-            region,
-            profile,
             force,
             dry_run,
-            concurrency,
-            timeout,
+            refresh_before,
+            prune,
         } = self;
-        if global.request_timeout > timeout {
-            return Err(Error::InvalidInput {
-                flag: "--request-timeout",
-                value: humantime::format_duration(global.request_timeout).to_string(),
-                reason: format!(
-                    "longer than --timeout {}; make the whole-run timeout the larger one",
-                    humantime::format_duration(timeout)
-                ),
-            });
-        }
-        if let Some(ctx) = &global.context {
-            if ctx.is_empty() {
+        run.check(global)?;
+        if let Some(refresh) = refresh_before {
+            // ECR tokens last 12 hours: a larger window would refresh on every run.
+            if refresh >= Duration::from_secs(12 * 3600) {
                 return Err(Error::InvalidInput {
-                    flag: "--context",
-                    value: String::new(),
-                    reason: "empty context name".into(),
+                    flag: "--refresh-before",
+                    value: humantime::format_duration(refresh).to_string(),
+                    reason: "ECR tokens last 12h, so this would rewrite every Secret on every run; use less than 12h (e.g. 6h)".into(),
                 });
             }
         }
-        let mut service_accounts = service_accounts;
-        service_accounts.sort();
-        service_accounts.dedup();
         Ok(SyncOptions {
-            cluster: ClusterOptions {
-                kubeconfig: global.kubeconfig.clone(),
-                context: global.context.clone(),
-                request_timeout: global.request_timeout,
-            },
-            region,
-            profile,
-            registries,
-            selection: Selection {
-                include: namespaces,
-                exclude: exclude_namespaces,
-            },
-            secret_name,
-            service_accounts,
+            cluster: cluster_options(global),
+            aws: aws.into_options(),
+            selection: selection.into_selection(),
+            target: target.into_target(),
             force,
             dry_run,
-            concurrency,
+            concurrency: run.concurrency,
             service_account_wait,
-            timeout,
+            timeout: run.timeout,
+            refresh_before,
+            prune,
         })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Also count a namespace as unhealthy when its token expires sooner than this
+    #[arg(
+        help_heading = "Status",
+        long,
+        env = "ECR_REFRESH_MIN_REMAINING",
+        value_name = "DURATION",
+        value_parser = parse_duration_or_zero
+    )]
+    pub min_remaining: Option<Duration>,
+}
+
+impl StatusArgs {
+    pub fn into_options(self, global: &GlobalArgs) -> Result<StatusOptions> {
+        let Self {
+            selection,
+            target,
+            run,
+            min_remaining,
+        } = self;
+        run.check(global)?;
+        Ok(StatusOptions {
+            cluster: cluster_options(global),
+            selection: selection.into_selection(),
+            target: target.into_target(),
+            concurrency: run.concurrency,
+            timeout: run.timeout,
+            min_remaining: min_remaining.unwrap_or_default(),
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Remove ecr-refresh's Secret and imagePullSecrets entry from every namespace (uninstall)
+    #[arg(
+        help_heading = "Prune",
+        long,
+        env = "ECR_REFRESH_UNINSTALL",
+        conflicts_with_all = ["namespaces", "exclude_namespaces", "namespace_selector", "all_namespaces"]
+    )]
+    pub uninstall: bool,
+
+    /// Send every write as a server-side dry run: report what would be removed, remove nothing
+    #[arg(help_heading = "Prune", long, env = "ECR_REFRESH_DRY_RUN")]
+    pub dry_run: bool,
+}
+
+impl PruneArgs {
+    pub fn into_options(self, global: &GlobalArgs) -> Result<PruneOptions> {
+        let Self {
+            selection,
+            target,
+            run,
+            uninstall,
+            dry_run,
+        } = self;
+        run.check(global)?;
+        let mut selection = selection.into_selection();
+        if uninstall {
+            // Keep nothing: every namespace is "no longer selected".
+            selection.exclude.push("*".parse().expect("valid glob"));
+        }
+        Ok(PruneOptions {
+            cluster: cluster_options(global),
+            selection,
+            target: target.into_target(),
+            dry_run,
+            concurrency: run.concurrency,
+            timeout: run.timeout,
+        })
+    }
+}
+
+fn cluster_options(global: &GlobalArgs) -> ClusterOptions {
+    ClusterOptions {
+        kubeconfig: global.kubeconfig.clone(),
+        context: global.context.clone(),
+        request_timeout: global.request_timeout,
     }
 }
 
@@ -270,14 +575,40 @@ fn parse_concurrency(s: &str) -> Result<usize, String> {
     }
 }
 
-fn parse_secret_name(s: &str) -> Result<String, String> {
+fn parse_name(s: &str) -> Result<String, String> {
     validate_dns_subdomain(s)?;
     Ok(s.to_string())
 }
 
-fn parse_service_account(s: &str) -> Result<String, String> {
-    validate_dns_subdomain(s)?;
-    Ok(s.to_string())
+fn parse_role_arn(s: &str) -> Result<String, String> {
+    // arn:<partition>:iam::<12 digits>:role/<path/name>
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5]
+            .strip_prefix("role/")
+            .is_some_and(|n| !n.is_empty());
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("expected an IAM role ARN such as arn:aws:iam::123456789012:role/ecr-pull".into())
+    }
+}
+
+fn parse_session_name(s: &str) -> Result<String, String> {
+    let ok = (2..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"=,.@-_".contains(&b));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("use 2 to 64 letters, digits or =,.@-_".into())
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +623,7 @@ mod tests {
     fn sync(args: &[&str]) -> SyncArgs {
         match parse(&[&["sync"], args].concat()).unwrap().command {
             Command::Sync(a) => a,
+            other => panic!("{other:?}"),
         }
     }
 
@@ -305,12 +637,14 @@ mod tests {
         let cli = parse(&["sync"]).unwrap();
         assert_eq!(cli.global.request_timeout, Duration::from_secs(10));
         assert_eq!(cli.global.output, OutputFormat::Text);
-        let Command::Sync(a) = cli.command;
-        assert_eq!(a.secret_name, "awsecr-cred");
-        assert_eq!(a.service_accounts, ["default"]);
-        assert_eq!(a.concurrency, 16);
-        assert_eq!(a.timeout, Duration::from_secs(300));
-        assert!(a.namespaces.is_empty() && !a.dry_run && !a.force);
+        let a = sync(&[]);
+        assert_eq!(a.target.secret_name, "awsecr-cred");
+        assert_eq!(a.target.service_accounts, ["default"]);
+        assert_eq!(a.run.concurrency, 16);
+        assert_eq!(a.run.timeout, Duration::from_secs(300));
+        assert!(a.selection.namespaces.is_empty() && !a.dry_run && !a.force && !a.prune);
+        assert_eq!(a.refresh_before, None);
+        assert_eq!(a.aws.role_session_name, "ecr-refresh");
     }
 
     #[test]
@@ -326,13 +660,14 @@ mod tests {
             "default,builder",
         ]);
         let ns: Vec<_> = a
+            .selection
             .namespaces
             .iter()
             .map(|p| p.as_str().to_string())
             .collect();
         assert_eq!(ns, ["team-*", "a", "b"]);
-        assert_eq!(a.exclude_namespaces.len(), 1);
-        assert_eq!(a.service_accounts, ["default", "builder"]);
+        assert_eq!(a.selection.exclude_namespaces.len(), 1);
+        assert_eq!(a.target.service_accounts, ["default", "builder"]);
     }
 
     #[test]
@@ -368,6 +703,18 @@ mod tests {
                 "--request-timeout",
             ),
             (&["sync", "-A", "-n", "x"][..], "--all-namespaces"),
+            (&["sync", "-l", "env in prod"][..], "--namespace-selector"),
+            (&["sync", "--role-arn", "role/x"][..], "--role-arn"),
+            (&["sync", "--external-id", "x"][..], "--role-arn"),
+            (
+                &["sync", "--all-service-accounts", "--service-account", "x"][..],
+                "--service-account",
+            ),
+            (
+                &["status", "--min-remaining", "soon"][..],
+                "--min-remaining",
+            ),
+            (&["prune", "--uninstall", "-n", "a"][..], "--uninstall"),
         ] {
             let err = parse(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");
@@ -377,11 +724,34 @@ mod tests {
     }
 
     #[test]
-    fn request_timeout_must_fit_the_run() {
+    fn cross_flag_checks() {
         let cli = parse(&["sync", "--request-timeout", "10m", "--timeout", "1m"]).unwrap();
-        let Command::Sync(a) = cli.command;
+        let Command::Sync(a) = cli.command else {
+            unreachable!()
+        };
         let err = a.into_options(&cli.global).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("--request-timeout"));
+
+        let cli = parse(&["sync", "--refresh-before", "12h"]).unwrap();
+        let Command::Sync(a) = cli.command else {
+            unreachable!()
+        };
+        assert!(a
+            .into_options(&cli.global)
+            .unwrap_err()
+            .to_string()
+            .contains("--refresh-before"));
+    }
+
+    #[test]
+    fn uninstall_selects_nothing_to_keep() {
+        let cli = parse(&["prune", "--uninstall"]).unwrap();
+        let Command::Prune(a) = cli.command else {
+            unreachable!()
+        };
+        let opts = a.into_options(&cli.global).unwrap();
+        assert!(!opts.selection.matches("default"));
+        assert!(!opts.selection.matches("anything"));
     }
 }

@@ -188,20 +188,32 @@ pub struct RegionCredential {
     pub hosts: Vec<String>,
 }
 
+/// Where and as whom to ask ECR, from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct AwsOptions {
+    pub region: Option<RegionName>,
+    pub profile: Option<String>,
+    pub registries: Vec<RegistrySpec>,
+    pub role_arn: Option<String>,
+    pub role_session_name: String,
+    pub external_id: Option<String>,
+}
+
 /// Everything needed to fetch tokens, resolved locally before any network call.
 pub struct EcrClientConfig {
     sdk: SdkConfig,
     default_region: RegionName,
+    role_arn: Option<String>,
+    /// GetAuthorizationToken calls made (one per region).
+    pub calls: std::sync::atomic::AtomicUsize,
 }
 
 impl EcrClientConfig {
     /// Resolves region and credential sources the way the AWS CLI does, but never asks the EC2
     /// metadata service for a region: off AWS that call only hangs until it times out.
-    pub async fn load(
-        region: Option<&RegionName>,
-        profile: Option<&str>,
-        request_timeout: Duration,
-    ) -> Result<Self> {
+    pub async fn load(aws: &AwsOptions, request_timeout: Duration) -> Result<Self> {
+        let region = aws.region.as_ref();
+        let profile = aws.profile.as_deref();
         let mut profile_region = aws_config::profile::region::ProfileFileRegionProvider::builder();
         if let Some(p) = profile {
             profile_region = profile_region.profile_name(p);
@@ -223,10 +235,27 @@ impl EcrClientConfig {
         if let Some(p) = profile {
             loader = loader.profile_name(p);
         }
-        let sdk = loader.load().await;
-        let Some(found) = sdk.region() else {
+        let mut sdk = loader.load().await;
+        if sdk.region().is_none() {
             return Err(Error::NoRegion);
-        };
+        }
+        if let Some(role) = &aws.role_arn {
+            // Cross-account: the chain's credentials are only used to call sts:AssumeRole.
+            let mut builder = aws_config::sts::AssumeRoleProvider::builder(role)
+                .session_name(&aws.role_session_name)
+                .configure(&sdk);
+            if let Some(id) = &aws.external_id {
+                builder = builder.external_id(id);
+            }
+            let provider = builder.build().await;
+            sdk = sdk
+                .into_builder()
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+                )
+                .build();
+        }
+        let found = sdk.region().expect("region checked above");
         let default_region = found
             .as_ref()
             .parse()
@@ -238,7 +267,23 @@ impl EcrClientConfig {
         Ok(Self {
             sdk,
             default_region,
+            role_arn: aws.role_arn.clone(),
+            calls: Default::default(),
         })
+    }
+
+    /// A stable description of what a token is requested for; Secrets made from another
+    /// request are never considered fresh.
+    pub fn request_fingerprint(&self, registries: &[RegistrySpec]) -> String {
+        let mut regs: Vec<String> = registries.iter().map(ToString::to_string).collect();
+        regs.sort();
+        regs.dedup();
+        format!(
+            "region={};registries={};role={}",
+            self.default_region,
+            regs.join(","),
+            self.role_arn.as_deref().unwrap_or("")
+        )
     }
 
     pub fn default_region(&self) -> &RegionName {
@@ -288,6 +333,8 @@ impl EcrClientConfig {
             .build();
         let client = aws_sdk_ecr::Client::from_conf(conf);
         debug!(%region, "requesting ECR authorization token");
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out = client
             .get_authorization_token()
             .send()

@@ -8,7 +8,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub mod exit {
     /// Every selected namespace is in the desired state.
     pub const OK: u8 = 0;
-    /// At least one namespace failed; the others were still processed.
+    /// At least one namespace failed (for `status`: is unhealthy); the others were still
+    /// processed.
     pub const NAMESPACE_FAILED: u8 = 1;
     /// A flag, env variable or kubeconfig setting is invalid; nothing was contacted or written.
     pub const INVALID_INPUT: u8 = 2;
@@ -32,15 +33,36 @@ Examples:
 
 ";
 
+pub const STATUS_EXAMPLES: &str = "\
+Examples:
+  # fail a deploy pipeline if team-a's credentials expire within 2 hours
+  ecr-refresh status -n team-a --min-remaining 2h
+
+  # everything, as JSON for monitoring
+  ecr-refresh status -o json
+
+";
+
+pub const PRUNE_EXAMPLES: &str = "\
+Examples:
+  # narrowed sync to team-*: clean up everywhere else
+  ecr-refresh prune -n 'team-*' --dry-run
+  ecr-refresh prune -n 'team-*'
+
+  # uninstall: remove ecr-refresh's Secret and entries from every namespace
+  ecr-refresh prune --uninstall
+
+";
+
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  every selected namespace succeeded (or was skipped because it is terminating)
-  1  some namespaces failed; the others were still processed
+  1  some namespaces failed (status: some are unhealthy); the others were still processed
   2  invalid input (flag, env variable, kubeconfig or context); nothing was written
   3  could not get a usable ECR token; nothing was written
   4  could not reach or authenticate to the cluster, or list namespaces; nothing was written";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid {flag} {value:?}: {reason}")]
     InvalidInput {

@@ -4,13 +4,15 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod cmd;
 pub mod dockerconfig;
 pub mod ecr;
 pub mod error;
 pub mod namespaces;
+pub mod pullsecret;
 pub mod report;
 pub mod sensitive;
-pub mod sync;
+pub mod serviceaccount;
 pub mod telemetry;
 
 pub use error::{Error, Result};
@@ -33,34 +35,75 @@ use report::SyncReport;
 /// Runs the parsed command, prints its report on stdout, and returns the exit code.
 pub async fn run(cli: Cli) -> u8 {
     let Cli { global, command } = cli;
-    match command {
+    let json_logs = global.log_format == telemetry::LogFormat::Json;
+    let fatal = |e: &Error| {
+        // Plain for people, structured for log collectors.
+        if json_logs {
+            tracing::error!(kind = e.kind(), "{e}");
+        } else {
+            eprintln!("error: {e}");
+        }
+    };
+    let (text, json, code) = match command {
         Command::Sync(args) => {
-            let secret_name = args.secret_name.clone();
-            let dry_run = args.dry_run;
+            let (name, dry_run) = (args.target.secret_name.clone(), args.dry_run);
             let result = match args.into_options(&global) {
-                Ok(opts) => sync::run(&opts).await,
+                Ok(opts) => cmd::sync::run(&opts).await,
                 Err(e) => Err(e),
             };
-            let report = match result {
-                Ok(report) => report,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    SyncReport::fatal(secret_name, dry_run, &e)
-                }
-            };
-            print_report(&report, global.output);
-            report.exit_code
+            let report = result.unwrap_or_else(|e| {
+                fatal(&e);
+                SyncReport::fatal("sync", name, dry_run, &e)
+            });
+            (
+                report.error.is_none().then(|| report.to_text()),
+                report.to_json(),
+                report.exit_code,
+            )
         }
-    }
-}
-
-fn print_report(report: &SyncReport, format: OutputFormat) {
-    let text = match format {
-        OutputFormat::Json => report.to_json() + "\n",
-        // A fatal error is already on stderr; stdout stays empty for scripts that read it.
-        OutputFormat::Text if report.error.is_some() => return,
-        OutputFormat::Text => report.to_text(),
+        Command::Prune(args) => {
+            let (name, dry_run) = (args.target.secret_name.clone(), args.dry_run);
+            let result = match args.into_options(&global) {
+                Ok(opts) => cmd::prune::run(&opts).await,
+                Err(e) => Err(e),
+            };
+            let report = result.unwrap_or_else(|e| {
+                fatal(&e);
+                SyncReport::fatal("prune", name, dry_run, &e)
+            });
+            (
+                report.error.is_none().then(|| report.to_text()),
+                report.to_json(),
+                report.exit_code,
+            )
+        }
+        Command::Status(args) => {
+            let name = args.target.secret_name.clone();
+            let result = match args.into_options(&global) {
+                Ok(opts) => cmd::status::run(&opts).await,
+                Err(e) => Err(e),
+            };
+            let report = result.unwrap_or_else(|e| {
+                fatal(&e);
+                cmd::status::StatusReport::fatal(name, &e)
+            });
+            (
+                report.error.is_none().then(|| report.to_text()),
+                report.to_json(),
+                report.exit_code,
+            )
+        }
     };
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    // After a fatal error, text mode prints nothing on stdout: the error is on stderr.
+    let out = match global.output {
+        OutputFormat::Json => Some(json + "\n"),
+        OutputFormat::Text => text,
+    };
+    if let Some(out) = out {
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout
+            .write_all(out.as_bytes())
+            .and_then(|()| stdout.flush());
+    }
+    code
 }

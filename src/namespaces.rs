@@ -109,11 +109,126 @@ pub fn validate_dns_subdomain(s: &str) -> Result<(), String> {
     }
 }
 
-/// Include and exclude patterns. No include means every namespace; exclude always wins.
+/// A Kubernetes label selector (`env=prod,tier!=db,team in (a,b),!legacy`), checked for
+/// syntax locally so a typo fails with exit 2 instead of a server error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelSelector(String);
+
+impl LabelSelector {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for LabelSelector {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("empty label selector".into());
+        }
+        for req in split_requirements(s)? {
+            check_requirement(req.trim())?;
+        }
+        Ok(Self(s.to_string()))
+    }
+}
+
+/// Splits on commas outside parentheses.
+fn split_requirements(s: &str) -> Result<Vec<&str>, String> {
+    let (mut depth, mut start, mut out) = (0i32, 0, Vec::new());
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        if !(0..=1).contains(&depth) {
+            return Err("unbalanced parentheses".into());
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced parentheses".into());
+    }
+    out.push(&s[start..]);
+    Ok(out)
+}
+
+fn check_requirement(req: &str) -> Result<(), String> {
+    if req.is_empty() {
+        return Err("empty requirement (stray comma?)".into());
+    }
+    if let Some(key) = req.strip_prefix('!') {
+        return check_label_key(key.trim());
+    }
+    for op in [" notin ", " in "] {
+        if let Some((key, set)) = req.split_once(op) {
+            check_label_key(key.trim())?;
+            let set = set.trim();
+            let inner = set
+                .strip_prefix('(')
+                .and_then(|v| v.strip_suffix(')'))
+                .ok_or_else(|| format!("{req:?}: expected a list in parentheses after{op}"))?;
+            return inner
+                .split(',')
+                .try_for_each(|v| check_label_value(v.trim()));
+        }
+    }
+    for op in ["!=", "==", "="] {
+        if let Some((key, value)) = req.split_once(op) {
+            check_label_key(key.trim())?;
+            return check_label_value(value.trim());
+        }
+    }
+    check_label_key(req)
+}
+
+fn check_label_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        validate_dns_subdomain(p)
+            .map_err(|_| format!("label key prefix {p:?} is not a DNS subdomain"))?;
+    }
+    if name.is_empty() || name.len() > 63 || !is_label_text(name) {
+        return Err(format!(
+            "label key {key:?} is invalid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+fn check_label_value(value: &str) -> Result<(), String> {
+    if value.is_empty() || (value.len() <= 63 && is_label_text(value)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "label value {value:?} is invalid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+        ))
+    }
+}
+
+fn is_label_text(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Include and exclude patterns, and an optional label selector. No include means every
+/// namespace; exclude always wins.
 #[derive(Clone, Debug, Default)]
 pub struct Selection {
     pub include: Vec<NamespacePattern>,
     pub exclude: Vec<NamespacePattern>,
+    pub label_selector: Option<LabelSelector>,
 }
 
 impl Selection {
@@ -125,7 +240,7 @@ impl Selection {
     /// When every include is a literal name, the targets are known without listing
     /// namespaces, so the tool needs no cluster-wide permission.
     pub fn literal_names(&self) -> Option<Vec<String>> {
-        if self.include.is_empty() {
+        if self.include.is_empty() || self.label_selector.is_some() {
             return None;
         }
         let mut names: Vec<String> = self
@@ -140,31 +255,53 @@ impl Selection {
     }
 }
 
-/// A namespace the run will visit.
+/// Set to "true" on a namespace to keep ecr-refresh out of it: sync skips it and prune cleans it.
+pub const OPT_OUT_ANNOTATION: &str = "ecr-refresh/opt-out";
+
+/// A namespace as listed (or as named on the command line).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     pub name: String,
     /// Known from the listing; literal names are not looked up, and a terminating one shows
     /// up as the server's refusal to write.
     pub terminating: bool,
+    /// Carries the opt-out annotation (only known from a listing).
+    pub opted_out: bool,
+}
+
+impl Target {
+    fn named(name: String) -> Self {
+        Self {
+            name,
+            terminating: false,
+            opted_out: false,
+        }
+    }
 }
 
 /// Resolves the selection to targets, listing namespaces page by page only when needed.
 pub async fn resolve(cluster: &Cluster, selection: &Selection) -> Result<Vec<Target>> {
     if let Some(names) = selection.literal_names() {
-        return Ok(names
-            .into_iter()
-            .map(|name| Target {
-                name,
-                terminating: false,
-            })
-            .collect());
+        return Ok(names.into_iter().map(Target::named).collect());
     }
+    let mut all = list(cluster, selection.label_selector.as_ref()).await?;
+    all.retain(|t| selection.matches(&t.name));
+    Ok(all)
+}
+
+/// Every namespace (matching the label selector, if any), sorted by name.
+pub async fn list(
+    cluster: &Cluster,
+    label_selector: Option<&LabelSelector>,
+) -> Result<Vec<Target>> {
     let api: Api<Namespace> = Api::all(cluster.client());
     let mut targets = Vec::new();
     let mut continue_token: Option<String> = None;
     loop {
         let mut lp = ListParams::default().limit(LIST_PAGE);
+        if let Some(sel) = label_selector {
+            lp = lp.labels(sel.as_str());
+        }
         if let Some(token) = &continue_token {
             lp = lp.continue_token(token);
         }
@@ -175,15 +312,18 @@ pub async fn resolve(cluster: &Cluster, selection: &Selection) -> Result<Vec<Tar
                 message: explain(&e),
             })?;
         for ns in page.items {
-            let Some(name) = ns.metadata.name else {
-                continue;
-            };
-            if selection.matches(&name) {
-                targets.push(Target {
-                    name,
-                    terminating: ns.metadata.deletion_timestamp.is_some(),
-                });
-            }
+            let meta = ns.metadata;
+            let Some(name) = meta.name else { continue };
+            let opted_out = meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(OPT_OUT_ANNOTATION))
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            targets.push(Target {
+                name,
+                terminating: meta.deletion_timestamp.is_some(),
+                opted_out,
+            });
         }
         continue_token = page.metadata.continue_.filter(|t| !t.is_empty());
         if continue_token.is_none() {
@@ -202,7 +342,41 @@ mod tests {
         Selection {
             include: include.iter().map(|p| p.parse().unwrap()).collect(),
             exclude: exclude.iter().map(|p| p.parse().unwrap()).collect(),
+            label_selector: None,
         }
+    }
+
+    #[test]
+    fn label_selectors() {
+        for ok in [
+            "env=prod",
+            "env==prod,tier!=db",
+            "team in (a, b),!legacy",
+            "example.com/owner notin (x)",
+            "managed",
+            "env=",
+        ] {
+            assert!(ok.parse::<LabelSelector>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "env=prod,",
+            "team in a,b",
+            "team in (a",
+            "Bad Key=x",
+            "env=-x-",
+            "a/b/c=d",
+            "=x",
+        ] {
+            assert!(bad.parse::<LabelSelector>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_label_selector_needs_a_listing() {
+        let mut s = sel(&["a"], &[]);
+        s.label_selector = Some("env=prod".parse().unwrap());
+        assert_eq!(s.literal_names(), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::cluster::Stats;
 use crate::error::{exit, Error};
-use crate::sync::SecretOutcome;
+pub use crate::serviceaccount::Change as ServiceAccountOutcome;
 
 /// Bumped on any incompatible change to the JSON output.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -18,16 +18,19 @@ pub enum Outcome {
     Created,
     Updated,
     Unchanged,
+    Pruned,
     Skipped,
     Failed,
 }
 
+/// What happened to the Secret in one namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ServiceAccountOutcome {
-    Linked,
-    AlreadyLinked,
-    Failed,
+#[serde(rename_all = "lowercase")]
+pub enum SecretOutcome {
+    Created,
+    Updated,
+    Unchanged,
+    Deleted,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,6 +62,7 @@ impl NamespaceReport {
             SecretOutcome::Created => Outcome::Created,
             SecretOutcome::Updated => Outcome::Updated,
             SecretOutcome::Unchanged => Outcome::Unchanged,
+            SecretOutcome::Deleted => Outcome::Pruned,
         };
         Self {
             name: name.to_string(),
@@ -105,6 +109,14 @@ impl NamespaceReport {
         });
     }
 
+    pub fn link(&mut self, name: &str, outcome: ServiceAccountOutcome) {
+        self.service_accounts.push(ServiceAccountReport {
+            name: name.to_string(),
+            outcome,
+            error: None,
+        });
+    }
+
     /// Linking a ServiceAccount changes the namespace even when the Secret was current.
     fn settle(&mut self) {
         if self.outcome == Outcome::Unchanged
@@ -124,6 +136,7 @@ pub struct Summary {
     pub created: usize,
     pub updated: usize,
     pub unchanged: usize,
+    pub pruned: usize,
     pub skipped: usize,
     pub failed: usize,
 }
@@ -134,6 +147,7 @@ pub struct ErrorReport {
     pub message: String,
 }
 
+/// The report of `sync` and `prune`.
 #[derive(Debug, Serialize)]
 pub struct SyncReport {
     pub schema_version: u32,
@@ -167,10 +181,10 @@ mod opt_rfc3339 {
 }
 
 impl SyncReport {
-    pub fn new(secret_name: String, dry_run: bool) -> Self {
+    pub fn new(command: &'static str, secret_name: String, dry_run: bool) -> Self {
         Self {
             schema_version: SCHEMA_VERSION,
-            command: "sync",
+            command,
             dry_run,
             secret_name,
             registries: Vec::new(),
@@ -187,8 +201,8 @@ impl SyncReport {
     }
 
     /// A report for a run that stopped on a fatal error.
-    pub fn fatal(secret_name: String, dry_run: bool, err: &Error) -> Self {
-        let mut r = Self::new(secret_name, dry_run);
+    pub fn fatal(command: &'static str, secret_name: String, dry_run: bool, err: &Error) -> Self {
+        let mut r = Self::new(command, secret_name, dry_run);
         r.error = Some(ErrorReport {
             kind: err.kind(),
             message: err.to_string(),
@@ -199,7 +213,11 @@ impl SyncReport {
 
     pub fn finish(&mut self, stats: &Stats, started: Instant) {
         let mut summary = Summary {
-            selected: self.namespaces.len(),
+            selected: self
+                .namespaces
+                .iter()
+                .filter(|n| n.outcome != Outcome::Pruned)
+                .count(),
             ..Summary::default()
         };
         for ns in &mut self.namespaces {
@@ -208,6 +226,7 @@ impl SyncReport {
                 Outcome::Created => summary.created += 1,
                 Outcome::Updated => summary.updated += 1,
                 Outcome::Unchanged => summary.unchanged += 1,
+                Outcome::Pruned => summary.pruned += 1,
                 Outcome::Skipped => summary.skipped += 1,
                 Outcome::Failed => summary.failed += 1,
             }
@@ -238,8 +257,8 @@ impl SyncReport {
         };
         let _ = writeln!(
             out,
-            "secret {}: {} namespaces: {} created, {} updated, {} unchanged, {} skipped, {} failed{verb}",
-            self.secret_name, s.selected, s.created, s.updated, s.unchanged, s.skipped, s.failed
+            "{} secret {}: {} namespaces: {} created, {} updated, {} unchanged, {} pruned, {} skipped, {} failed{verb}",
+            self.command, self.secret_name, s.selected, s.created, s.updated, s.unchanged, s.pruned, s.skipped, s.failed
         );
         if !self.registries.is_empty() {
             let _ = writeln!(out, "registries: {}", self.registries.join(", "));

@@ -1,0 +1,158 @@
+//! `prune`: take ecr-refresh out of namespaces that are no longer selected (or opted out).
+//! Only a Secret carrying our label is deleted, and only our entry leaves a ServiceAccount.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Preconditions};
+use tracing::{info, warn};
+
+use super::{bounded, Target};
+use crate::cluster::{explain, Cluster, ClusterOptions};
+use crate::error::Result;
+use crate::namespaces::{self, Selection, Target as Namespace};
+use crate::pullsecret::{self, State};
+use crate::report::{NamespaceReport, SecretOutcome, SyncReport};
+use crate::serviceaccount;
+
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    pub cluster: ClusterOptions,
+    /// What stays; everything else is pruned.
+    pub selection: Selection,
+    pub target: Target,
+    pub dry_run: bool,
+    pub concurrency: usize,
+    pub timeout: Duration,
+}
+
+pub async fn run(opts: &PruneOptions) -> Result<SyncReport> {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + opts.timeout;
+    let cluster = Cluster::new(&opts.cluster).await?;
+    cluster.check_access().await?;
+    let all = namespaces::list(&cluster, None).await?;
+    let selected = namespaces::resolve(&cluster, &opts.selection).await?;
+    let (_, to_prune) = split(all, selected);
+    let mut report = SyncReport::new("prune", opts.target.secret_name.clone(), opts.dry_run);
+    let timeout = humantime::format_duration(opts.timeout).to_string();
+    report.namespaces = prune_all(
+        &cluster,
+        &opts.target,
+        to_prune,
+        opts.dry_run,
+        opts.concurrency,
+        deadline,
+        &timeout,
+    )
+    .await;
+    report.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+    report.finish(cluster.stats(), started);
+    Ok(report)
+}
+
+/// Splits namespaces into those to sync (selected, not opted out) and those to prune (the
+/// rest, plus the opted-out ones). Terminating namespaces are never pruned.
+pub fn split(all: Vec<Namespace>, selected: Vec<Namespace>) -> (Vec<Namespace>, Vec<Namespace>) {
+    let keep: std::collections::HashSet<&str> = selected
+        .iter()
+        .filter(|t| !t.opted_out)
+        .map(|t| t.name.as_str())
+        .collect();
+    let to_prune = all
+        .iter()
+        .filter(|t| !keep.contains(t.name.as_str()) && !t.terminating)
+        .cloned()
+        .collect();
+    (selected, to_prune)
+}
+
+/// Prunes each namespace; only namespaces where something was removed, or that failed, are
+/// reported.
+pub async fn prune_all(
+    cluster: &Cluster,
+    target: &Target,
+    namespaces: Vec<Namespace>,
+    dry_run: bool,
+    concurrency: usize,
+    deadline: tokio::time::Instant,
+    timeout: &str,
+) -> Vec<NamespaceReport> {
+    let late = |ns: &Namespace| {
+        Some(NamespaceReport::failed(
+            &ns.name,
+            format!("did not finish before the run deadline (--timeout {timeout})"),
+        ))
+    };
+    bounded(
+        namespaces,
+        concurrency,
+        deadline,
+        |ns| prune_namespace(cluster, target, ns, dry_run),
+        late,
+    )
+    .await
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+async fn prune_namespace(
+    cluster: &Cluster,
+    target: &Target,
+    ns: Namespace,
+    dry_run: bool,
+) -> Option<NamespaceReport> {
+    let ns = ns.name.as_str();
+    let name = target.secret_name.as_str();
+    let api: Api<Secret> = Api::namespaced(cluster.client(), ns);
+    let existing = match cluster.call("get secret", || api.get_opt(name)).await {
+        Ok(s) => s,
+        Err(e) => {
+            return Some(NamespaceReport::failed(
+                ns,
+                format!("reading secret {name}: {}", explain(&e)),
+            ))
+        }
+    };
+    // Not ours (or not there): nothing to do, and nothing of anyone else's is touched.
+    let secret = existing.filter(|s| pullsecret::state(Some(s)) == State::Ours)?;
+    let mut report = NamespaceReport::new(ns, SecretOutcome::Deleted);
+    let accounts = match target.service_accounts(cluster, ns).await {
+        Ok(a) => a,
+        Err(e) => return Some(NamespaceReport::failed(ns, e.to_string())),
+    };
+    // Unlink first: a ServiceAccount never points at a Secret we already deleted.
+    for sa in &accounts {
+        match serviceaccount::unlink(cluster, ns, sa, name, dry_run).await {
+            Ok(outcome) => report.link(sa, outcome),
+            Err(e) => report.fail_service_account(sa, e.to_string()),
+        }
+    }
+    if report.error.is_some() {
+        warn!(
+            namespace = ns,
+            "not deleting the secret: a ServiceAccount could not be unlinked"
+        );
+        return Some(report);
+    }
+    let dp = DeleteParams {
+        dry_run,
+        preconditions: Some(Preconditions {
+            uid: secret.metadata.uid.clone(),
+            resource_version: secret.metadata.resource_version.clone(),
+        }),
+        ..Default::default()
+    };
+    if let Err(e) = cluster
+        .call("delete secret", || api.delete(name, &dp))
+        .await
+    {
+        return Some(NamespaceReport::failed(
+            ns,
+            format!("deleting secret {name}: {}", explain(&e)),
+        ));
+    }
+    info!(namespace = ns, secret = name, dry_run, "pruned");
+    Some(report)
+}

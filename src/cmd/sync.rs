@@ -1,0 +1,361 @@
+//! `sync`: write a current pull Secret into every selected namespace and link it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use tokio::sync::OnceCell;
+use tracing::{debug, info, warn};
+
+use super::{bounded, prune, Target};
+use crate::cluster::{explain, is_status, Cluster, ClusterOptions};
+use crate::ecr::{AwsOptions, EcrClientConfig};
+use crate::error::{Error, Result};
+use crate::namespaces::{self, Selection, Target as Namespace, OPT_OUT_ANNOTATION};
+use crate::pullsecret::{self, Desired, State, SECRET_TYPE};
+use crate::report::{NamespaceReport, SecretOutcome, SyncReport};
+use crate::{serviceaccount, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+
+/// Everything `sync` needs, already validated.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    pub cluster: ClusterOptions,
+    pub aws: AwsOptions,
+    pub selection: Selection,
+    pub target: Target,
+    pub force: bool,
+    pub dry_run: bool,
+    pub concurrency: usize,
+    pub service_account_wait: Duration,
+    pub timeout: Duration,
+    pub refresh_before: Option<Duration>,
+    pub prune: bool,
+}
+
+/// Why one namespace failed. Messages name the object and say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum NamespaceError {
+    #[error("namespace does not exist")]
+    NamespaceNotFound,
+    #[error("secret {secret} exists and is not managed by ecr-refresh (no label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}); left unchanged (use --force to take it over)")]
+    SecretNotOwned { secret: String },
+    #[error("secret {secret} exists with type {found:?}, not {SECRET_TYPE}; left unchanged (use --force to replace it)")]
+    SecretWrongType { secret: String, found: String },
+    #[error("reading secret {secret}: {message}")]
+    GetSecret { secret: String, message: String },
+    #[error("writing secret {secret}: {message}")]
+    ApplySecret { secret: String, message: String },
+    #[error("replacing secret {secret} of the wrong type: {message}")]
+    ReplaceSecret { secret: String, message: String },
+    #[error("no ECR token, so nothing was written: {0}")]
+    Token(Error),
+    #[error(transparent)]
+    ServiceAccount(#[from] serviceaccount::SaError),
+    #[error("did not finish before the run deadline (--timeout {timeout})")]
+    Deadline { timeout: String },
+}
+
+/// The token is fetched lazily, once, by the first namespace that needs it: when every Secret
+/// is still fresh (--refresh-before), ECR is not called at all.
+struct Token {
+    ecr: EcrClientConfig,
+    request: String,
+    registries: Vec<crate::ecr::RegistrySpec>,
+    cell: OnceCell<Result<Arc<Desired>, Error>>,
+}
+
+impl Token {
+    async fn get(&self) -> Result<Arc<Desired>, Error> {
+        self.cell
+            .get_or_init(|| async {
+                let creds = self.ecr.fetch(&self.registries).await?;
+                Ok(Arc::new(Desired::new(&creds, &self.request)))
+            })
+            .await
+            .clone()
+    }
+}
+
+struct Ctx<'a> {
+    cluster: &'a Cluster,
+    opts: &'a SyncOptions,
+    token: &'a Token,
+}
+
+/// Runs one pass. Errors returned here are fatal (nothing was written); per-namespace failures
+/// are in the report.
+pub async fn run(opts: &SyncOptions) -> Result<SyncReport> {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + opts.timeout;
+    // Local work first, so bad input fails before any network call.
+    let ecr = EcrClientConfig::load(&opts.aws, opts.cluster.request_timeout).await?;
+    let cluster = Cluster::new(&opts.cluster).await?;
+    cluster.check_access().await?;
+
+    let (targets, to_prune) = if opts.prune {
+        let all = namespaces::list(&cluster, None).await?;
+        let selected = namespaces::resolve(&cluster, &opts.selection).await?;
+        prune::split(all, selected)
+    } else {
+        (
+            namespaces::resolve(&cluster, &opts.selection).await?,
+            Vec::new(),
+        )
+    };
+    let mut report = SyncReport::new("sync", opts.target.secret_name.clone(), opts.dry_run);
+    if targets.is_empty() && to_prune.is_empty() {
+        warn!("no namespace matches the selection; nothing to do");
+        report.finish(cluster.stats(), started);
+        return Ok(report);
+    }
+    info!(namespaces = targets.len(), "selected namespaces");
+
+    let token = Token {
+        request: ecr.request_fingerprint(&opts.aws.registries),
+        registries: opts.aws.registries.clone(),
+        ecr,
+        cell: OnceCell::new(),
+    };
+    let ctx = Ctx {
+        cluster: &cluster,
+        opts,
+        token: &token,
+    };
+    let timeout = humantime::format_duration(opts.timeout).to_string();
+    let late = |ns: &Namespace| {
+        NamespaceReport::failed(
+            &ns.name,
+            NamespaceError::Deadline {
+                timeout: timeout.clone(),
+            }
+            .to_string(),
+        )
+    };
+    report.namespaces = bounded(
+        targets,
+        opts.concurrency,
+        deadline,
+        |ns| sync_namespace(&ctx, ns),
+        late,
+    )
+    .await;
+    // A failed fetch is fatal: report it as such, not as N namespace failures.
+    if let Some(Err(e)) = token.cell.get() {
+        return Err(e.clone());
+    }
+    if opts.prune {
+        let pruned = prune::prune_all(
+            &cluster,
+            &opts.target,
+            to_prune,
+            opts.dry_run,
+            opts.concurrency,
+            deadline,
+            &timeout,
+        )
+        .await;
+        report.namespaces.extend(pruned);
+    }
+    if let Some(Ok(desired)) = token.cell.get() {
+        report.registries = desired.hosts.clone();
+        report.token_expires_at = desired.expires_at;
+    }
+    report.ecr_calls = token.ecr.calls.load(Ordering::Relaxed);
+    report.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+    report.finish(cluster.stats(), started);
+    Ok(report)
+}
+
+async fn sync_namespace(ctx: &Ctx<'_>, target: Namespace) -> NamespaceReport {
+    let ns = target.name.as_str();
+    if target.opted_out {
+        info!(namespace = ns, "skipped: opted out");
+        return NamespaceReport::skipped(
+            ns,
+            &format!("opted out by annotation {OPT_OUT_ANNOTATION}"),
+        );
+    }
+    if target.terminating {
+        info!(namespace = ns, "skipped: namespace is terminating");
+        return NamespaceReport::skipped(ns, "namespace is terminating");
+    }
+    let secret = match ensure_secret(ctx, ns).await {
+        Ok(outcome) => outcome,
+        Err(Step::Terminating) => {
+            info!(namespace = ns, "skipped: namespace is terminating");
+            return NamespaceReport::skipped(ns, "namespace is terminating");
+        }
+        Err(Step::Failed(e)) => {
+            warn!(namespace = ns, error = %e, "namespace failed");
+            return NamespaceReport::failed(ns, e.to_string());
+        }
+    };
+    let mut report = NamespaceReport::new(ns, secret);
+    let accounts = match ctx.opts.target.service_accounts(ctx.cluster, ns).await {
+        Ok(names) => names,
+        Err(e) => {
+            report.fail_service_account("*", e.to_string());
+            return report;
+        }
+    };
+    for sa in &accounts {
+        let secret_name = &ctx.opts.target.secret_name;
+        match serviceaccount::link(
+            ctx.cluster,
+            ns,
+            sa,
+            secret_name,
+            ctx.opts.service_account_wait,
+            ctx.opts.dry_run,
+        )
+        .await
+        {
+            Ok(outcome) => report.link(sa, outcome),
+            Err(e) => {
+                warn!(namespace = ns, service_account = %sa, error = %e, "linking failed");
+                report.fail_service_account(sa, e.to_string());
+            }
+        }
+    }
+    info!(namespace = ns, outcome = ?report.outcome, "namespace done");
+    report
+}
+
+enum Step {
+    Terminating,
+    Failed(NamespaceError),
+}
+
+impl From<NamespaceError> for Step {
+    fn from(e: NamespaceError) -> Self {
+        Step::Failed(e)
+    }
+}
+
+fn is_terminating(err: &kube::Error) -> bool {
+    is_status(err, |s| {
+        s.is_forbidden() && s.message.contains("because it is being terminated")
+    })
+}
+
+fn is_namespace_missing(err: &kube::Error) -> bool {
+    is_status(err, |s| {
+        s.is_not_found() && s.details.as_ref().is_some_and(|d| d.kind == "namespaces")
+    })
+}
+
+/// Adds a hint for permission errors; the server's message already names the verb and resource.
+fn explain_write(err: &kube::Error) -> String {
+    let msg = explain(err);
+    if is_status(err, |s| s.is_forbidden()) {
+        format!("{msg} (grant the missing permission; see rbac.yaml)")
+    } else {
+        msg
+    }
+}
+
+async fn ensure_secret(ctx: &Ctx<'_>, ns: &str) -> Result<SecretOutcome, Step> {
+    let name = ctx.opts.target.secret_name.as_str();
+    let api: Api<Secret> = Api::namespaced(ctx.cluster.client(), ns);
+    let existing = ctx
+        .cluster
+        .call("get secret", || api.get_opt(name))
+        .await
+        .map_err(|e| NamespaceError::GetSecret {
+            secret: name.to_string(),
+            message: explain_write(&e),
+        })?;
+    let state = pullsecret::state(existing.as_ref());
+    match &state {
+        State::Foreign if !ctx.opts.force => {
+            return Err(NamespaceError::SecretNotOwned {
+                secret: name.to_string(),
+            }
+            .into());
+        }
+        State::WrongType(found) if !ctx.opts.force => {
+            return Err(NamespaceError::SecretWrongType {
+                secret: name.to_string(),
+                found: found.clone(),
+            }
+            .into());
+        }
+        State::Ours => {
+            if let (Some(refresh), Some(s)) = (ctx.opts.refresh_before, &existing) {
+                if pullsecret::is_fresh(s, &ctx.token.request, refresh, jiff::Timestamp::now()) {
+                    debug!(namespace = ns, "secret is fresh");
+                    return Ok(SecretOutcome::Unchanged);
+                }
+            }
+        }
+        _ => {}
+    }
+    // Everything below writes, so get the token first: a failed fetch writes nothing.
+    let desired = ctx.token.get().await.map_err(NamespaceError::Token)?;
+    if let Some(s) = &existing {
+        if desired.is_current(s) {
+            debug!(namespace = ns, "secret is current");
+            return Ok(SecretOutcome::Unchanged);
+        }
+    }
+    if let (State::WrongType(found), Some(s)) = (&state, &existing) {
+        // The server refuses to change a Secret's type in place: delete exactly the object we
+        // saw (uid + resourceVersion preconditions), then create ours.
+        warn!(namespace = ns, secret = name, found = %found, "--force: replacing secret of the wrong type");
+        let dp = DeleteParams {
+            dry_run: ctx.opts.dry_run,
+            preconditions: Some(Preconditions {
+                uid: s.metadata.uid.clone(),
+                resource_version: s.metadata.resource_version.clone(),
+            }),
+            ..Default::default()
+        };
+        ctx.cluster
+            .call("delete secret", || api.delete(name, &dp))
+            .await
+            .map_err(|e| NamespaceError::ReplaceSecret {
+                secret: name.to_string(),
+                message: explain_write(&e),
+            })?;
+        if ctx.opts.dry_run {
+            // The delete did not persist, so a dry-run apply would still meet the old type.
+            return Ok(SecretOutcome::Updated);
+        }
+    }
+    let outcome = if state == State::Missing {
+        SecretOutcome::Created
+    } else {
+        SecretOutcome::Updated
+    };
+    let mut pp = PatchParams::apply(FIELD_MANAGER);
+    // Ours (or taken over with --force): take back fields that someone else edited. A missing
+    // one is applied without force, so a foreign Secret created since our read conflicts.
+    pp.force = ctx.opts.force || state == State::Ours;
+    pp.dry_run = ctx.opts.dry_run;
+    let secret = desired.object(name, ns);
+    let patch = Patch::Apply(&secret);
+    ctx.cluster
+        .call("apply secret", || api.patch(name, &pp, &patch))
+        .await
+        .map_err(|e| {
+            if is_terminating(&e) {
+                Step::Terminating
+            } else if is_namespace_missing(&e) {
+                Step::Failed(NamespaceError::NamespaceNotFound)
+            } else if is_status(&e, |s| s.is_conflict()) {
+                // Someone else created or claimed it since we looked.
+                Step::Failed(NamespaceError::SecretNotOwned {
+                    secret: name.to_string(),
+                })
+            } else {
+                Step::Failed(NamespaceError::ApplySecret {
+                    secret: name.to_string(),
+                    message: explain_write(&e),
+                })
+            }
+        })?;
+    info!(namespace = ns, secret = name, outcome = ?outcome, dry_run = ctx.opts.dry_run, "secret written");
+    Ok(outcome)
+}
