@@ -64,7 +64,8 @@ pub fn split(all: Vec<Namespace>, selected: Vec<Namespace>) -> (Vec<Namespace>, 
         .filter(|t| !keep.contains(t.name.as_str()) && !t.terminating)
         .cloned()
         .collect();
-    (selected, to_prune)
+    let to_sync = selected.into_iter().filter(|t| !t.opted_out).collect();
+    (to_sync, to_prune)
 }
 
 /// Prunes each namespace; only namespaces where something was removed, or that failed, are

@@ -10,6 +10,8 @@ pub struct FakeEcr {
     pub url: String,
     calls: Arc<AtomicUsize>,
     body: Arc<Mutex<String>>,
+    /// (region, access key id) from each request's SigV4 Authorization header.
+    signed: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl FakeEcr {
@@ -19,13 +21,14 @@ impl FakeEcr {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let calls = Arc::new(AtomicUsize::new(0));
         let body = Arc::new(Mutex::new(body));
-        let (c, b) = (calls.clone(), body.clone());
+        let signed: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let (c, b, sg) = (calls.clone(), body.clone(), signed.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (c, b) = (c.clone(), b.clone());
+                let (c, b, sg) = (c.clone(), b.clone(), sg.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -53,6 +56,15 @@ impl FakeEcr {
                         }
                         buf.extend_from_slice(&chunk[..n]);
                     }
+                    // Credential=<key>/<date>/<region>/ecr/aws4_request
+                    if let Some(cred) = head.split("credential=").nth(1) {
+                        let parts: Vec<&str> = cred.split('/').collect();
+                        if parts.len() > 2 {
+                            sg.lock()
+                                .unwrap()
+                                .push((parts[2].to_string(), parts[0].to_ascii_uppercase()));
+                        }
+                    }
                     c.fetch_add(1, Ordering::SeqCst);
                     let body = b.lock().unwrap().clone();
                     let resp = format!(
@@ -64,7 +76,12 @@ impl FakeEcr {
                 });
             }
         });
-        Self { url, calls, body }
+        Self {
+            url,
+            calls,
+            body,
+            signed,
+        }
     }
 
     /// A well-formed answer for `AWS:<password>` expiring at `expires_at` (Unix seconds).
@@ -78,6 +95,11 @@ impl FakeEcr {
 
     pub fn set_body(&self, body: String) {
         *self.body.lock().unwrap() = body;
+    }
+
+    /// (region, access key id) of every call so far.
+    pub fn signed(&self) -> Vec<(String, String)> {
+        self.signed.lock().unwrap().clone()
     }
 
     pub fn calls(&self) -> usize {

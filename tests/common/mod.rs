@@ -185,7 +185,13 @@ pub struct Run {
 }
 
 impl Run {
+    /// `ecr-refresh sync` with the test environment.
     pub fn sync() -> Self {
+        Self::bare().args(["sync"])
+    }
+
+    /// The binary with the test environment and no subcommand.
+    pub fn bare() -> Self {
         let env = env();
         let home = tempfile::tempdir().expect("tempdir").keep();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecr-refresh"));
@@ -201,8 +207,7 @@ impl Run {
             // Never ask 169.254.169.254 for credentials from a test.
             .env("AWS_EC2_METADATA_DISABLED", "true")
             // Short, via the env fallback, so a test can still pass the flag.
-            .env("ECR_REFRESH_SERVICE_ACCOUNT_WAIT", "2s")
-            .arg("sync");
+            .env("ECR_REFRESH_SERVICE_ACCOUNT_WAIT", "2s");
         Self { cmd }
     }
 

@@ -1,0 +1,408 @@
+//! Beyond a plain sync: several regions and accounts, assume-role, status, prune, label
+//! selectors, opt-out, every ServiceAccount, and the freshness threshold.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::fake_ecr::FakeEcr;
+use common::*;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, Patch, PatchParams};
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn annotate_namespace(
+    client: &kube::Client,
+    ns: &str,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+) {
+    let to_map = |kv: &[(&str, &str)]| {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let patch = serde_json::json!({"metadata": {"labels": to_map(labels), "annotations": to_map(annotations)}});
+    Api::<Namespace>::all(client.clone())
+        .patch(ns, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn several_regions_and_accounts_in_one_secret_against_moto() {
+    let client = admin().await;
+    let ns = unique("multi");
+    create_namespace(&client, &ns, true).await;
+    let out = Run::sync()
+        .args([
+            "-n",
+            &ns,
+            "--registry",
+            "111111111111",
+            "--registry",
+            "222222222222.dkr.ecr.eu-west-1.amazonaws.com,333333333333.dkr.ecr.eu-west-1.amazonaws.com",
+            "-o",
+            "json",
+        ])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let report = out.json();
+    assert_eq!(report["ecr_calls"], 2, "one call per region: {report:#}");
+    let secret = get_secret(&client, &ns, "awsecr-cred").await.unwrap();
+    let auths = dockerconfig(&secret)["auths"].clone();
+    let hosts: Vec<&String> = auths.as_object().unwrap().keys().collect();
+    assert_eq!(
+        hosts,
+        [
+            "111111111111.dkr.ecr.us-east-1.amazonaws.com",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "222222222222.dkr.ecr.eu-west-1.amazonaws.com",
+            "333333333333.dkr.ecr.eu-west-1.amazonaws.com",
+        ]
+    );
+    for host in hosts {
+        assert_eq!(auths[host]["username"], "AWS", "{host}");
+        assert_eq!(auths[host]["password"], PASSWORD, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn exactly_one_token_call_per_region() {
+    let client = admin().await;
+    let base = unique("perregion");
+    let names: Vec<String> = (0..3).map(|i| format!("{base}-{i}")).collect();
+    for n in &names {
+        create_namespace(&client, n, true).await;
+    }
+    let ecr = FakeEcr::start(FakeEcr::token_body("pw", now() + 43200, ACCOUNT, REGION)).await;
+    let out = Run::sync()
+        .env("AWS_ENDPOINT_URL", &ecr.url)
+        .args([
+            "-n",
+            &format!("{base}-*"),
+            "--registry",
+            "111111111111,222222222222.dkr.ecr.eu-west-1.amazonaws.com,333333333333.dkr.ecr.ap-south-1.amazonaws.com,444444444444.dkr.ecr.eu-west-1.amazonaws.com",
+            "-o",
+            "json",
+        ])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let mut regions: Vec<String> = ecr.signed().into_iter().map(|(r, _)| r).collect();
+    regions.sort();
+    assert_eq!(
+        regions,
+        ["ap-south-1", "eu-west-1", "us-east-1"],
+        "three namespaces, three regions, three calls"
+    );
+    for n in &names {
+        let s = get_secret(&client, n, "awsecr-cred").await.unwrap();
+        assert_eq!(
+            dockerconfig(&s)["auths"].as_object().unwrap().len(),
+            5,
+            "{n}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn assume_role_signs_ecr_calls_with_the_role_credentials() {
+    let client = admin().await;
+    let ns = unique("assume");
+    create_namespace(&client, &ns, true).await;
+    // STS goes to moto (AWS_ENDPOINT_URL); ECR to a stand-in that records who signed.
+    let ecr = FakeEcr::start(FakeEcr::token_body("pw", now() + 43200, ACCOUNT, REGION)).await;
+    let out = Run::sync()
+        .env("AWS_ENDPOINT_URL_ECR", &ecr.url)
+        .args([
+            "-n",
+            &ns,
+            "--role-arn",
+            "arn:aws:iam::111111111111:role/ecr-pull",
+            "--role-session-name",
+            "ci-test",
+            "--external-id",
+            "ext-123",
+        ])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let signed = ecr.signed();
+    assert_eq!(signed.len(), 1);
+    let key = &signed[0].1;
+    assert_ne!(
+        key, "AKIAIOSFODNN7EXAMPLE",
+        "ECR must be called with the assumed role's keys"
+    );
+    assert!(
+        key.starts_with("ASIA"),
+        "temporary credentials from STS: {key}"
+    );
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_some());
+
+    // And end to end against moto's ECR too.
+    let out = Run::sync()
+        .args([
+            "-n",
+            &ns,
+            "--role-arn",
+            "arn:aws:iam::111111111111:role/ecr-pull",
+        ])
+        .run_async()
+        .await;
+    out.assert_code(0);
+}
+
+#[tokio::test]
+async fn status_reports_missing_foreign_expiring_and_healthy() {
+    let client = admin().await;
+    let base = unique("status");
+    let [missing, foreign, expiring, healthy, unlinked] =
+        ["missing", "foreign", "expiring", "healthy", "unlinked"].map(|s| format!("{base}-{s}"));
+    for n in [&missing, &foreign, &expiring, &healthy, &unlinked] {
+        create_namespace(&client, n, true).await;
+    }
+    create_secret(
+        &client,
+        &foreign,
+        "awsecr-cred",
+        "kubernetes.io/dockerconfigjson",
+        &[(".dockerconfigjson", br#"{"auths":{}}"#)],
+    )
+    .await;
+    let ecr = FakeEcr::start(FakeEcr::token_body("pw", now() + 1800, ACCOUNT, REGION)).await;
+    Run::sync()
+        .env("AWS_ENDPOINT_URL", &ecr.url)
+        .args(["-n", &expiring])
+        .run_async()
+        .await
+        .assert_code(0);
+    ecr.set_body(FakeEcr::token_body("pw", now() + 43200, ACCOUNT, REGION));
+    Run::sync()
+        .env("AWS_ENDPOINT_URL", &ecr.url)
+        .args(["-n", &healthy])
+        .run_async()
+        .await
+        .assert_code(0);
+    Run::sync()
+        .env("AWS_ENDPOINT_URL", &ecr.url)
+        .args([
+            "-n",
+            &unlinked,
+            "--service-account",
+            "nobody",
+            "--service-account-wait",
+            "0s",
+        ])
+        .run_async()
+        .await;
+
+    let status = |min: &str| {
+        let mut args = vec![
+            "status".to_string(),
+            "-n".into(),
+            format!("{base}-*"),
+            "-o".into(),
+            "json".into(),
+        ];
+        if !min.is_empty() {
+            args.extend(["--min-remaining".into(), min.into()]);
+        }
+        Run::bare().args(args)
+    };
+    // Without a threshold, the expiring one (30 minutes left) is still healthy.
+    let out = status("").run_async().await;
+    out.assert_code(1);
+    let r = out.json();
+    let state = |ns: &str| outcome(&r, ns).clone();
+    assert_eq!(state(&missing)["secret"], "missing");
+    assert_eq!(state(&missing)["healthy"], false);
+    assert_eq!(state(&foreign)["secret"], "foreign");
+    assert_eq!(state(&foreign)["healthy"], false);
+    assert_eq!(state(&healthy)["healthy"], true, "{:#}", state(&healthy));
+    assert_eq!(state(&healthy)["registries"], serde_json::json!([HOST]));
+    assert!(state(&healthy)["remaining_seconds"].as_i64().unwrap() > 40000);
+    assert_eq!(state(&healthy)["service_accounts"][0]["state"], "linked");
+    assert_eq!(state(&expiring)["healthy"], true);
+    assert_eq!(state(&unlinked)["secret"], "managed");
+    assert_eq!(state(&unlinked)["service_accounts"][0]["state"], "unlinked");
+    assert_eq!(r["summary"]["unhealthy"], 3);
+
+    // With --min-remaining 1h, the expiring one is unhealthy too.
+    let out = status("1h").run_async().await;
+    out.assert_code(1);
+    let r = out.json();
+    let exp = outcome(&r, &expiring);
+    assert_eq!(exp["healthy"], false);
+    assert!(
+        exp["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("--min-remaining 1h"),
+        "{exp:#}"
+    );
+    assert_eq!(r["summary"]["unhealthy"], 4);
+
+    // Only the healthy one: exit 0, and the text names it.
+    let out = Run::bare()
+        .args(["status", "-n", &healthy, "--min-remaining", "1h"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    assert!(
+        out.stdout().contains(&format!("ok        {healthy}")),
+        "{}",
+        out.stdout()
+    );
+}
+
+#[tokio::test]
+async fn namespace_selector_combines_with_globs() {
+    let client = admin().await;
+    let base = unique("labels");
+    let [prod, dev, other] = ["prod", "dev", "other"].map(|s| format!("{base}-{s}"));
+    for n in [&prod, &dev, &other] {
+        create_namespace(&client, n, true).await;
+    }
+    annotate_namespace(&client, &prod, &[("env", "prod")], &[]).await;
+    annotate_namespace(&client, &dev, &[("env", "dev")], &[]).await;
+    annotate_namespace(&client, &other, &[("env", "prod")], &[]).await;
+    // `other` is labelled prod too but excluded by the glob.
+    let out = Run::sync()
+        .args([
+            "-n",
+            &format!("{base}-p*"),
+            "-n",
+            &format!("{base}-d*"),
+            "-l",
+            "env in (prod)",
+            "-o",
+            "json",
+        ])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    assert_eq!(out.json()["summary"]["selected"], 1);
+    assert!(get_secret(&client, &prod, "awsecr-cred").await.is_some());
+    assert!(get_secret(&client, &dev, "awsecr-cred").await.is_none());
+    assert!(get_secret(&client, &other, "awsecr-cred").await.is_none());
+}
+
+#[tokio::test]
+async fn all_service_accounts_are_linked() {
+    let client = admin().await;
+    let ns = unique("allsa");
+    create_namespace(&client, &ns, true).await;
+    create_sa(&client, &ns, "builder", &["registry-x"]).await;
+    create_sa(&client, &ns, "deployer", &[]).await;
+    let out = Run::sync()
+        .args(["-n", &ns, "--all-service-accounts", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    assert_eq!(
+        outcome(&out.json(), &ns)["service_accounts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "default").await),
+        ["awsecr-cred"]
+    );
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "builder").await),
+        ["registry-x", "awsecr-cred"]
+    );
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "deployer").await),
+        ["awsecr-cred"]
+    );
+}
+
+#[tokio::test]
+async fn refresh_before_leaves_fresh_secrets_alone() {
+    let client = admin().await;
+    let base = unique("fresh");
+    let [a, b, late] = ["a", "b", "late"].map(|s| format!("{base}-{s}"));
+    create_namespace(&client, &a, true).await;
+    create_namespace(&client, &b, true).await;
+    let glob = format!("{base}-*");
+    let rv = |s: &k8s_openapi::api::core::v1::Secret| s.metadata.resource_version.clone();
+    // Tokens with 2 hours left.
+    let ecr = FakeEcr::start(FakeEcr::token_body(
+        "first",
+        now() + 2 * 3600,
+        ACCOUNT,
+        REGION,
+    ))
+    .await;
+    let sync = |refresh: &str| {
+        Run::sync().env("AWS_ENDPOINT_URL", &ecr.url).args([
+            "-n",
+            glob.as_str(),
+            "--refresh-before",
+            refresh,
+            "-o",
+            "json",
+        ])
+    };
+    sync("1h").run_async().await.assert_code(0);
+    assert_eq!(ecr.calls(), 1);
+    let a_rv = rv(&get_secret(&client, &a, "awsecr-cred").await.unwrap());
+
+    // Still fresh (2h > 1h): no ECR call, no write.
+    ecr.set_body(FakeEcr::token_body(
+        "second",
+        now() + 12 * 3600,
+        ACCOUNT,
+        REGION,
+    ));
+    let out = sync("1h").run_async().await;
+    out.assert_code(0);
+    assert_eq!(
+        ecr.calls(),
+        1,
+        "no token needed while every Secret is fresh"
+    );
+    assert_eq!(out.json()["ecr_calls"], 0);
+    assert_eq!(outcome(&out.json(), &a)["outcome"], "unchanged");
+    assert_eq!(
+        rv(&get_secret(&client, &a, "awsecr-cred").await.unwrap()),
+        a_rv
+    );
+
+    // A new namespace is filled on the next run; the fresh ones stay as they are.
+    create_namespace(&client, &late, true).await;
+    sync("1h").run_async().await.assert_code(0);
+    assert_eq!(ecr.calls(), 2);
+    let late_secret = get_secret(&client, &late, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        dockerconfig(&late_secret)["auths"][HOST]["password"],
+        "second"
+    );
+    assert_eq!(
+        rv(&get_secret(&client, &a, "awsecr-cred").await.unwrap()),
+        a_rv
+    );
+
+    // With a 3h window the 2h-old-token Secrets are stale and rewritten; the new one is not.
+    let late_rv = rv(&late_secret);
+    sync("3h").run_async().await.assert_code(0);
+    let a_secret = get_secret(&client, &a, "awsecr-cred").await.unwrap();
+    assert_ne!(rv(&a_secret), a_rv);
+    assert_eq!(dockerconfig(&a_secret)["auths"][HOST]["password"], "second");
+    assert_eq!(
+        rv(&get_secret(&client, &late, "awsecr-cred").await.unwrap()),
+        late_rv
+    );
+}
