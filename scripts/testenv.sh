@@ -80,8 +80,19 @@ install_moto() {
   "$CACHE_DIR/moto-venv/bin/pip" install -q "$MOTO_SPEC"
 }
 
+install_tinyproxy() {
+  dpkg -s tinyproxy >/dev/null 2>&1 && return 0
+  # The proxy tests start their own tinyproxy; keep the package from starting a system one.
+  local rc=/usr/sbin/policy-rc.d created=""
+  if [ ! -e "$rc" ]; then printf '#!/bin/sh\nexit 101\n' >"$rc"; chmod +x "$rc"; created=1; fi
+  apt_install tinyproxy
+  [ -n "$created" ] && rm -f "$rc"
+  return 0
+}
+
 cmd_install() {
   apt_install jq openssl curl
+  install_tinyproxy
   if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
     [ -x "$KUBEBUILDER_ASSETS/etcd" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] ||
       die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS must hold executable etcd and kube-apiserver"

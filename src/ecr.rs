@@ -223,6 +223,7 @@ impl EcrClientConfig {
                 .or_else(aws_config::environment::region::EnvironmentVariableRegionProvider::new())
                 .or_else(profile_region.build());
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client())
             .region(region_chain)
             .retry_config(RetryConfig::standard().with_max_attempts(3))
             .timeout_config(
@@ -385,6 +386,23 @@ impl EcrClientConfig {
             hosts,
         })
     }
+}
+
+/// The SDK's default HTTPS client, plus the proxy settings from HTTPS_PROXY, HTTP_PROXY and
+/// NO_PROXY (the default client ignores them, and clusters outside AWS are often behind one).
+fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::{proxy::ProxyConfig, tls, Connector};
+    use aws_smithy_runtime_api::client::http::{http_client_fn, SharedHttpConnector};
+    http_client_fn(|settings, components| {
+        let mut builder = Connector::builder()
+            .connector_settings(settings.clone())
+            .proxy_config(ProxyConfig::from_env());
+        if let Some(sleep) = components.sleep_impl() {
+            builder = builder.sleep_impl(sleep);
+        }
+        let tls = tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc);
+        SharedHttpConnector::new(builder.tls_provider(tls).build())
+    })
 }
 
 /// `https://123.dkr.ecr.r.amazonaws.com/` -> `123.dkr.ecr.r.amazonaws.com`

@@ -406,3 +406,90 @@ async fn refresh_before_leaves_fresh_secrets_alone() {
         late_rv
     );
 }
+
+/// A real forward proxy on loopback sees both the ECR call and the Kubernetes calls; NO_PROXY
+/// sends them around it.
+#[tokio::test]
+async fn proxy_variables_are_honoured() {
+    let client = admin().await;
+    let ns = unique("proxy");
+    create_namespace(&client, &ns, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = dir.path().join("tinyproxy.log");
+    let conf = dir.path().join("tinyproxy.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "Port {port}\nListen 127.0.0.1\nTimeout 30\nLogFile \"{}\"\nLogLevel Connect\nMaxClients 20\nAllow 127.0.0.1\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut proxy = std::process::Command::new("tinyproxy")
+        .args(["-d", "-c"])
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tinyproxy (installed by scripts/testenv.sh install)");
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let proxy_url = format!("http://127.0.0.1:{port}");
+    let env = env();
+    let ecr_hostport = env.ecr_endpoint.trim_start_matches("http://").to_string();
+    let api_hostport = env.apiserver.trim_start_matches("https://").to_string();
+    let requests = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("Request (file descriptor"))
+            .map(str::to_string)
+            .collect()
+    };
+
+    let out = Run::sync()
+        .env("HTTPS_PROXY", &proxy_url)
+        .env("HTTP_PROXY", &proxy_url)
+        .args(["-n", &ns])
+        .run_async()
+        .await;
+    let seen = requests();
+    out.assert_code(0);
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("POST") && l.contains(&ecr_hostport)),
+        "ECR call not proxied: {seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("CONNECT") && l.contains(&api_hostport)),
+        "Kubernetes calls not proxied: {seen:#?}"
+    );
+
+    let before = seen.len();
+    let out = Run::sync()
+        .env("HTTPS_PROXY", &proxy_url)
+        .env("HTTP_PROXY", &proxy_url)
+        .env("NO_PROXY", "127.0.0.1")
+        .args(["-n", &ns])
+        .run_async()
+        .await;
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    out.assert_code(0);
+    assert_eq!(
+        requests().len(),
+        before,
+        "NO_PROXY must bypass the proxy: {:#?}",
+        &requests()[before..]
+    );
+}
