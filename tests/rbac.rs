@@ -1,0 +1,275 @@
+//! Least privilege, proven with a real ServiceAccount token: the tool runs with exactly the
+//! rights in rbac.yaml (or deploy/namespaced-rbac.yaml) and nothing more.
+
+mod common;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+fn repo_file(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(name)).unwrap()
+}
+
+fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(env().kubeconfig)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Applies a manifest under unique names so tests never share (or break) each other's RBAC.
+fn apply_renamed(manifest: &str, id: &str, extra: &[(&str, &str)]) {
+    let mut text = manifest.replace("name: ecr-refresh\n", &format!("name: {id}\n"));
+    for (from, to) in extra {
+        assert!(text.contains(from), "manifest no longer contains {from:?}");
+        text = text.replace(from, to);
+    }
+    kubectl(&["apply", "-f", "-"], Some(&text));
+}
+
+/// A kubeconfig holding only a TokenRequest token for kube-system/<sa>.
+fn token_kubeconfig(dir: &Path, sa: &str) -> PathBuf {
+    let token = kubectl(&["-n", "kube-system", "create", "token", sa], None);
+    let path = dir.join(format!("{sa}.kubeconfig"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\nusers:\n- name: {sa}\n  user:\n    token: {}\ncontexts:\n- name: t\n  context: {{cluster: t, user: {sa}}}\ncurrent-context: t\n",
+            env().apiserver,
+            token.trim()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn client_for(kubeconfig: &Path) -> kube::Client {
+    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+fn forbidden<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> bool {
+    matches!(r, Err(kube::Error::Api(s)) if s.code == 403)
+}
+
+#[tokio::test]
+async fn sync_works_with_exactly_rbac_yaml_and_nothing_more() {
+    let client = admin().await;
+    let id = unique("rbac");
+    apply_renamed(&repo_file("rbac.yaml"), &id, &[]);
+    let base = unique("least");
+    let names: Vec<String> = (0..3).map(|i| format!("{base}-{i}")).collect();
+    for n in &names {
+        create_namespace(&client, n, true).await;
+    }
+    create_secret(
+        &client,
+        &names[0],
+        "db-password",
+        "Opaque",
+        &[("password", b"s3cret")],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = token_kubeconfig(dir.path(), &id);
+
+    let out = Run::sync()
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["-n", &format!("{base}-*"), "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    assert_eq!(out.json()["summary"]["created"], 3);
+    for n in &names {
+        assert!(get_secret(&client, n, "awsecr-cred").await.is_some());
+        assert_eq!(
+            pull_secret_names(&get_sa(&client, n, "default").await),
+            ["awsecr-cred"]
+        );
+    }
+
+    // The same token can touch no other Secret.
+    let sa = client_for(&kubeconfig).await;
+    let secrets: Api<Secret> = Api::namespaced(sa.clone(), &names[0]);
+    assert!(
+        forbidden(secrets.get("db-password").await),
+        "reading another secret"
+    );
+    assert!(
+        forbidden(secrets.list(&ListParams::default()).await),
+        "listing secrets"
+    );
+    let sneaky = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("sneaky".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    assert!(
+        forbidden(secrets.create(&PostParams::default(), &sneaky).await),
+        "creating another secret"
+    );
+    assert!(
+        forbidden(
+            secrets
+                .delete("awsecr-cred", &DeleteParams::default())
+                .await
+        ),
+        "deleting ours"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_permission_is_named_in_the_error() {
+    let client = admin().await;
+    let base = unique("noperm");
+    let ns = format!("{base}-0");
+    create_namespace(&client, &ns, true).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // No `update` on serviceaccounts: the Secret is written, linking fails and says why.
+    let id = unique("rbac-noupdate");
+    apply_renamed(
+        &repo_file("rbac.yaml"),
+        &id,
+        &[(
+            r#"resourceNames: ["default"]
+    verbs: ["get", "update"]"#,
+            r#"resourceNames: ["default"]
+    verbs: ["get"]"#,
+        )],
+    );
+    let out = Run::sync()
+        .env("KUBECONFIG", token_kubeconfig(dir.path(), &id))
+        .args(["-n", &ns, "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(1);
+    let err = outcome(&out.json(), &ns)["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(r#"cannot update resource "serviceaccounts""#) && err.contains("rbac.yaml"),
+        "{err}"
+    );
+    assert!(!err.contains("ApiError"), "no debug noise: {err}");
+
+    // No `list` on namespaces: a glob cannot be resolved, exit 4 with the fix in the message.
+    let id = unique("rbac-nolist");
+    apply_renamed(
+        &repo_file("rbac.yaml"),
+        &id,
+        &[(r#"verbs: ["list"]"#, r#"verbs: ["get"]"#)],
+    );
+    let out = Run::sync()
+        .env("KUBECONFIG", token_kubeconfig(dir.path(), &id))
+        .args(["-n", &format!("{base}-*")])
+        .run_async()
+        .await;
+    out.assert_code(4);
+    assert!(
+        out.stderr()
+            .contains(r#"cannot list resource "namespaces""#),
+        "{}",
+        out.stderr()
+    );
+    assert!(
+        out.stderr().contains("name namespaces literally"),
+        "{}",
+        out.stderr()
+    );
+}
+
+#[tokio::test]
+async fn namespace_scoped_install_needs_no_cluster_wide_rights() {
+    let client = admin().await;
+    let base = unique("scoped");
+    let [a, b, ungranted] = ["a", "b", "ungranted"].map(|s| format!("{base}-{s}"));
+    for n in [&a, &b, &ungranted] {
+        create_namespace(&client, n, true).await;
+    }
+    let id = unique("rbac-ns");
+    // Only the ServiceAccount from rbac.yaml; no ClusterRole, no ClusterRoleBinding.
+    let sa_only = repo_file("rbac.yaml");
+    let sa_doc = sa_only
+        .split("\n---\n")
+        .find(|d| d.contains("kind: ServiceAccount"))
+        .unwrap();
+    apply_renamed(sa_doc, &id, &[]);
+    for n in [&a, &b] {
+        apply_renamed(
+            &repo_file("deploy/namespaced-rbac.yaml"),
+            &id,
+            &[("namespace: team-a", &format!("namespace: {n}"))],
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = token_kubeconfig(dir.path(), &id);
+
+    let out = Run::sync()
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["-n", &a, "-n", &b, "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    for n in [&a, &b] {
+        assert!(get_secret(&client, n, "awsecr-cred").await.is_some(), "{n}");
+    }
+
+    // A namespace without the Role fails alone, with the missing permission named.
+    let out = Run::sync()
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["-n", &format!("{a},{b},{ungranted}"), "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(1);
+    let r = out.json();
+    assert_eq!(outcome(&r, &a)["outcome"], "unchanged");
+    let err = outcome(&r, &ungranted)["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(err.contains(r#"cannot get resource "secrets""#), "{err}");
+    assert!(get_secret(&client, &ungranted, "awsecr-cred")
+        .await
+        .is_none());
+
+    // A glob needs a namespace listing, which this install does not grant.
+    let out = Run::sync()
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["-n", &format!("{base}-*")])
+        .run_async()
+        .await;
+    out.assert_code(4);
+}
