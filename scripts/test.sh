@@ -9,6 +9,8 @@ trap 'scripts/testenv.sh stop' EXIT
 scripts/testenv.sh start
 # shellcheck source=/dev/null
 source target/testenv/env.sh
+# No test process may ever ask the EC2 metadata service (169.254.169.254) for anything.
+export AWS_EC2_METADATA_DISABLED=true
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -54,14 +54,14 @@ pub struct Cluster {
 impl Cluster {
     /// Builds a client; reads only local files.
     pub async fn new(opts: &ClusterOptions) -> Result<Self> {
-        let mut config = load_config(opts).await?;
+        let (mut config, source) = load_config(opts).await?;
         config.connect_timeout = Some(opts.request_timeout);
         config.read_timeout = Some(opts.request_timeout);
         config.write_timeout = Some(opts.request_timeout);
         config.reset_reader_on_write = true;
         // Our own retry loop below is bounded, logged and counted; kube's default is not.
         config.default_retry = false;
-        let server = config.cluster_url.to_string();
+        let server = format!("{} ({source})", config.cluster_url);
         let client = Client::try_from(config).map_err(|e| Error::ClusterAccess {
             server: server.clone(),
             message: e.to_string(),
@@ -93,7 +93,13 @@ impl Cluster {
             .await
             .map_err(|e| Error::ClusterAccess {
                 server: self.server.clone(),
-                message: explain(&e),
+                message: match &e {
+                    kube::Error::Api(_) => explain(&e),
+                    _ => format!(
+                        "{} (is the server reachable from here? check the kubeconfig's server address, VPN, and HTTPS_PROXY/NO_PROXY)",
+                        explain(&e)
+                    ),
+                },
             })?;
         debug!(server = %self.server, version = %version.git_version, "connected to Kubernetes API");
         Ok(())
@@ -141,14 +147,27 @@ impl Cluster {
     }
 }
 
-async fn load_config(opts: &ClusterOptions) -> Result<Config> {
+/// Loads the client config, and names where it came from ("context prod", "in-cluster") for
+/// error messages.
+async fn load_config(opts: &ClusterOptions) -> Result<(Config, String)> {
     let options = KubeConfigOptions {
         context: opts.context.clone(),
         ..Default::default()
     };
+    let label = |kubeconfig: Option<&Kubeconfig>| {
+        let current = kubeconfig.and_then(|k| k.current_context.clone());
+        match opts.context.clone().or(current) {
+            Some(ctx) => format!("context {ctx:?}"),
+            None => "in-cluster config".to_string(),
+        }
+    };
     let result = if let Some(path) = &opts.kubeconfig {
         let kubeconfig = read_kubeconfig(path, "--kubeconfig")?;
-        Config::from_custom_kubeconfig(kubeconfig, &options).await
+        let label = label(Some(&kubeconfig));
+        return Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map(|c| (c, label))
+            .map_err(|e| kubeconfig_error(e, opts));
     } else if let Some(path) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
         // KUBECONFIG may be a list; kube merges it, but first name the file that is missing.
         for p in std::env::split_paths(&path) {
@@ -164,13 +183,17 @@ async fn load_config(opts: &ClusterOptions) -> Result<Config> {
     } else if opts.context.is_some() {
         Config::from_kubeconfig(&options).await
     } else {
-        return Config::infer().await.map_err(|e| Error::KubeConfig {
+        let config = Config::infer().await.map_err(|e| Error::KubeConfig {
             message: format!(
                 "no kubeconfig found and not running in a cluster ({e}); pass --kubeconfig or set KUBECONFIG"
             ),
-        });
+        })?;
+        return Ok((config, label(Kubeconfig::read().ok().as_ref())));
     };
-    result.map_err(|e| kubeconfig_error(e, opts))
+    let label = label(Kubeconfig::read().ok().as_ref());
+    result
+        .map(|c| (c, label))
+        .map_err(|e| kubeconfig_error(e, opts))
 }
 
 fn read_kubeconfig(path: &Path, flag: &'static str) -> Result<Kubeconfig> {

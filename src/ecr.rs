@@ -222,9 +222,21 @@ impl EcrClientConfig {
             RegionProviderChain::first_try(region.map(|r| Region::new(r.as_str().to_string())))
                 .or_else(aws_config::environment::region::EnvironmentVariableRegionProvider::new())
                 .or_else(profile_region.build());
+        // Resolved here, before the loader: given no region, the SDK's credential chain would
+        // go and ask the EC2 metadata service for one.
+        let found = region_chain.region().await.ok_or(Error::NoRegion)?;
+        let default_region: RegionName =
+            found
+                .as_ref()
+                .parse()
+                .map_err(|reason| Error::InvalidInput {
+                    flag: "--region",
+                    value: found.to_string(),
+                    reason,
+                })?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http_client())
-            .region(region_chain)
+            .region(found)
             .retry_config(RetryConfig::standard().with_max_attempts(3))
             .timeout_config(
                 TimeoutConfig::builder()
@@ -237,9 +249,6 @@ impl EcrClientConfig {
             loader = loader.profile_name(p);
         }
         let mut sdk = loader.load().await;
-        if sdk.region().is_none() {
-            return Err(Error::NoRegion);
-        }
         if let Some(role) = &aws.role_arn {
             // Cross-account: the chain's credentials are only used to call sts:AssumeRole.
             let mut builder = aws_config::sts::AssumeRoleProvider::builder(role)
@@ -256,15 +265,6 @@ impl EcrClientConfig {
                 )
                 .build();
         }
-        let found = sdk.region().expect("region checked above");
-        let default_region = found
-            .as_ref()
-            .parse()
-            .map_err(|reason| Error::InvalidInput {
-                flag: "--region",
-                value: found.to_string(),
-                reason,
-            })?;
         Ok(Self {
             sdk,
             default_region,

@@ -499,3 +499,30 @@ async fn secrets_never_reach_output_even_at_trace() {
     out.assert_code(1);
     out.assert_no_secrets();
 }
+
+/// Off AWS the EC2 metadata service does not exist; without a region the tool must say so
+/// instead of asking it (the SDK's default chain would).
+#[tokio::test]
+async fn no_region_fails_fast_without_asking_instance_metadata() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let imds = format!("http://{}", listener.local_addr().unwrap());
+    let out = Run::sync()
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)
+        .args(["-n", "anything"])
+        .run_async()
+        .await;
+    out.assert_code(2);
+    assert!(
+        out.stderr()
+            .contains("no AWS region configured: pass --region"),
+        "{}",
+        out.stderr()
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the metadata endpoint was contacted"
+    );
+}
