@@ -30,36 +30,20 @@ pub const REGISTRIES_ANNOTATION: &str = "ecr-refresh/registries";
 use std::io::Write as _;
 
 use cli::{Cli, Command, OutputFormat};
-use report::SyncReport;
+use report::{Render, SyncReport};
 
 /// Runs the parsed command, prints its report on stdout, and returns the exit code.
 pub async fn run(cli: Cli) -> u8 {
     let Cli { global, command } = cli;
     let json_logs = global.log_format == telemetry::LogFormat::Json;
-    let fatal = |e: &Error| {
-        // Plain for people, structured for log collectors.
-        if json_logs {
-            tracing::error!(kind = e.kind(), "{e}");
-        } else {
-            eprintln!("error: {e}");
-        }
-    };
-    let (text, json, code) = match command {
+    let report: Box<dyn Render> = match command {
         Command::Sync(args) => {
             let (name, dry_run) = (args.target.secret_name.clone(), args.dry_run);
             let result = match args.into_options(&global) {
                 Ok(opts) => cmd::sync::run(&opts).await,
                 Err(e) => Err(e),
             };
-            let report = result.unwrap_or_else(|e| {
-                fatal(&e);
-                SyncReport::fatal("sync", name, dry_run, &e)
-            });
-            (
-                report.error.is_none().then(|| report.to_text()),
-                report.to_json(),
-                report.exit_code,
-            )
+            Box::new(result.unwrap_or_else(|e| SyncReport::fatal("sync", name, dry_run, &e)))
         }
         Command::Prune(args) => {
             let (name, dry_run) = (args.target.secret_name.clone(), args.dry_run);
@@ -67,15 +51,7 @@ pub async fn run(cli: Cli) -> u8 {
                 Ok(opts) => cmd::prune::run(&opts).await,
                 Err(e) => Err(e),
             };
-            let report = result.unwrap_or_else(|e| {
-                fatal(&e);
-                SyncReport::fatal("prune", name, dry_run, &e)
-            });
-            (
-                report.error.is_none().then(|| report.to_text()),
-                report.to_json(),
-                report.exit_code,
-            )
+            Box::new(result.unwrap_or_else(|e| SyncReport::fatal("prune", name, dry_run, &e)))
         }
         Command::Status(args) => {
             let name = args.target.secret_name.clone();
@@ -83,21 +59,21 @@ pub async fn run(cli: Cli) -> u8 {
                 Ok(opts) => cmd::status::run(&opts).await,
                 Err(e) => Err(e),
             };
-            let report = result.unwrap_or_else(|e| {
-                fatal(&e);
-                cmd::status::StatusReport::fatal(name, &e)
-            });
-            (
-                report.error.is_none().then(|| report.to_text()),
-                report.to_json(),
-                report.exit_code,
-            )
+            Box::new(result.unwrap_or_else(|e| cmd::status::StatusReport::fatal(name, &e)))
         }
     };
-    // After a fatal error, text mode prints nothing on stdout: the error is on stderr.
-    let out = match global.output {
-        OutputFormat::Json => Some(json + "\n"),
-        OutputFormat::Text => text,
+    let out = match (global.output, report.fatal()) {
+        (format, Some(e)) => {
+            // Plain for people, structured for log collectors; text stdout stays empty.
+            if json_logs {
+                tracing::error!(kind = e.kind, "{}", e.message);
+            } else {
+                eprintln!("error: {}", e.message);
+            }
+            (format == OutputFormat::Json).then(|| report.to_json())
+        }
+        (OutputFormat::Json, None) => Some(report.to_json()),
+        (OutputFormat::Text, None) => Some(report.to_text()),
     };
     if let Some(out) = out {
         let mut stdout = std::io::stdout().lock();
@@ -105,5 +81,5 @@ pub async fn run(cli: Cli) -> u8 {
             .write_all(out.as_bytes())
             .and_then(|()| stdout.flush());
     }
-    code
+    report.exit_code()
 }

@@ -9,6 +9,17 @@ use crate::cluster::Stats;
 use crate::error::{exit, Error};
 pub use crate::serviceaccount::Change as ServiceAccountOutcome;
 
+/// What every command's report offers to `main`.
+pub trait Render {
+    /// A few lines for people.
+    fn to_text(&self) -> String;
+    /// One JSON document, newline-terminated.
+    fn to_json(&self) -> String;
+    fn exit_code(&self) -> u8;
+    /// Set when the run stopped on a fatal error.
+    fn fatal(&self) -> Option<&ErrorReport>;
+}
+
 /// Bumped on any incompatible change to the JSON output.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -241,13 +252,23 @@ impl SyncReport {
         self.api_retries = stats.retries();
         self.duration_seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     }
+}
 
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("report always serializes")
+impl Render for SyncReport {
+    fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("report always serializes") + "\n"
     }
 
-    /// A few lines for a person: counts, then every skip and failure with its reason.
-    pub fn to_text(&self) -> String {
+    fn exit_code(&self) -> u8 {
+        self.exit_code
+    }
+
+    fn fatal(&self) -> Option<&ErrorReport> {
+        self.error.as_ref()
+    }
+
+    /// Counts, then every prune, skip and failure with its reason.
+    fn to_text(&self) -> String {
         let s = &self.summary;
         let mut out = String::new();
         let verb = if self.dry_run {

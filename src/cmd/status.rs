@@ -11,7 +11,7 @@ use crate::cluster::{explain, Cluster, ClusterOptions, Stats};
 use crate::error::{exit, Error, Result};
 use crate::namespaces::{self, Selection, Target as Namespace, OPT_OUT_ANNOTATION};
 use crate::pullsecret::{self, State};
-use crate::report::{ErrorReport, SCHEMA_VERSION};
+use crate::report::{ErrorReport, Render, SCHEMA_VERSION};
 
 #[derive(Clone, Debug)]
 pub struct StatusOptions {
@@ -145,12 +145,22 @@ impl StatusReport {
         self.api_retries = stats.retries();
         self.duration_seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     }
+}
 
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("report always serializes")
+impl Render for StatusReport {
+    fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("report always serializes") + "\n"
     }
 
-    pub fn to_text(&self) -> String {
+    fn exit_code(&self) -> u8 {
+        self.exit_code
+    }
+
+    fn fatal(&self) -> Option<&ErrorReport> {
+        self.error.as_ref()
+    }
+
+    fn to_text(&self) -> String {
         use std::fmt::Write as _;
         let s = &self.summary;
         let mut out = format!(
