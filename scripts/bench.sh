@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Benchmarks `ecr-refresh sync` against a real kube-apiserver + etcd and moto's ECR server,
+# and writes the results to BENCHMARKS.md (overwriting it).
+#
+#   scripts/bench.sh                          # N = 100, 1000 and 10000 namespaces (~6-8 min)
+#   BENCH_SIZES="100 1000" scripts/bench.sh   # quicker (~3 min with a warm build): no 10,000
+#
+# Setting up 10,000 namespaces + ServiceAccounts took ~30 s here (~600 objects/s), and its
+# passes ~2.5 min, so 10,000 is in the default set.
+#
+# For every N it creates namespaces bench-<N>-<i> with a `default` ServiceAccount (no
+# controller-manager runs, so nothing creates them for us), then times three passes of
+# `ecr-refresh sync -n 'bench-<N>-*' -o json`: first (everything created and linked), steady
+# (everything current) and steady-c1 (steady with --concurrency 1, the baseline). Requests are
+# counted by the server (apiserver_request_total on /metrics), peak RSS by /usr/bin/time -v.
+# Each pass is checked (all created/unchanged, all ServiceAccounts linked, exit 0); the script
+# exits non-zero if a check fails. The measuring is done by scripts/bench/bench.py.
+#
+# It runs its OWN test servers (not the default instance others' tests use), and stops them at
+# the end. Environment knobs (defaults in brackets):
+#   BENCH_SIZES               namespace counts ["100 1000 10000"]
+#   BENCH_REPEAT              runs of each steady pass; the median is reported [3]
+#   BENCH_IDLE_WAIT           seconds to wait before each pass for others' compilers to finish [20]
+#   BENCH_EXTRA_CONCURRENCY   extra steady passes at these --concurrency values, e.g. "4 32 64" [""]
+#   BENCH_REV                 build and measure this git revision (e.g. HEAD) instead of the
+#                             working tree, from a clean export [working tree]
+#   BENCH_SYNC_ARGS           extra arguments for every sync run, e.g. "--timeout 30m" [""]
+#   BENCH_WORKERS             client threads creating namespaces [16]
+#   BENCH_RUN_DIR             test servers' run dir [target/bench-env]
+#   BENCH_ETCD_PORT / BENCH_APISERVER_PORT / BENCH_MOTO_PORT   [33790 / 36443 / 35055]
+#   BENCH_OUTPUT              markdown file to write [BENCHMARKS.md]
+#   BENCH_NOTES               markdown appended to it (hand-written findings) [scripts/bench/notes.md]
+#   BENCH_KEEP_SERVERS=1      leave the servers running afterwards (stop: see the last log line)
+#   CARGO_TARGET_DIR          honoured for the release build [target/]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+START=$(date +%s)
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+case "${1:-}" in
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  "") ;;
+  *) die "unknown argument $1 (configure with environment variables; see --help)" ;;
+esac
+
+SIZES=${BENCH_SIZES:-100 1000 10000}
+for n in $SIZES; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "BENCH_SIZES: '$n' is not a positive integer"; done
+
+export ECR_REFRESH_TESTENV_RUN=${BENCH_RUN_DIR:-$ROOT/target/bench-env}
+export ECR_REFRESH_TESTENV_ETCD_PORT=${BENCH_ETCD_PORT:-33790}
+export ECR_REFRESH_TESTENV_APISERVER_PORT=${BENCH_APISERVER_PORT:-36443}
+export ECR_REFRESH_TESTENV_MOTO_PORT=${BENCH_MOTO_PORT:-35055}
+OUTPUT=${BENCH_OUTPUT:-$ROOT/BENCHMARKS.md}
+NOTES=${BENCH_NOTES:-$ROOT/scripts/bench/notes.md}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT_DIR=$TARGET_DIR/bench-results
+
+# What this script needs beyond scripts/testenv.sh: GNU time (peak RSS) and python3.
+need=()
+[ -x /usr/bin/time ] || need+=(time)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || die "need root to apt-get install ${need[*]}"
+  log "apt-get install ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+log "installing the test servers (idempotent; the first time builds kube-apiserver, ~6 min)"
+scripts/testenv.sh install
+
+# What is measured: the working tree by default, or a committed revision (BENCH_REV=HEAD)
+# exported to a clean folder, e.g. while the working tree is half-edited.
+SRC=$ROOT
+if [ -n "${BENCH_REV:-}" ]; then
+  rev=$(git rev-parse --verify "${BENCH_REV}^{commit}") || die "BENCH_REV=$BENCH_REV is not a commit"
+  SRC=$TARGET_DIR/bench-src
+  if [ "$(cat "$SRC/.bench-rev" 2>/dev/null)" != "$rev" ]; then # unchanged: keep mtimes, no rebuild
+    rm -rf "$SRC"; mkdir -p "$SRC"
+    git archive "$rev" | tar -x -C "$SRC"
+    echo "$rev" >"$SRC/.bench-rev"
+  fi
+  REVISION="$(git log -1 --format='%h %s' "$rev" | cut -c1-100) (BENCH_REV=$BENCH_REV)"
+else
+  REVISION="$(git log -1 --format='%h %s' | cut -c1-100)"
+  if ! git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null ||
+    [ -n "$(git ls-files --others --exclude-standard -- src)" ]; then
+    REVISION="$REVISION + uncommitted changes in src/"
+  fi
+fi
+log "cargo build --release of $SRC (CARGO_TARGET_DIR=$TARGET_DIR)"
+(cd "$SRC" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet) || die "release build failed (try BENCH_REV=HEAD to measure the last commit)"
+BIN=$TARGET_DIR/release/ecr-refresh
+[ -x "$BIN" ] || die "$BIN was not built"
+
+stop_servers() {
+  if [ -n "${BENCH_KEEP_SERVERS:-}" ]; then
+    log "servers left running; stop them with: ECR_REFRESH_TESTENV_RUN=$ECR_REFRESH_TESTENV_RUN ECR_REFRESH_TESTENV_ETCD_PORT=$ECR_REFRESH_TESTENV_ETCD_PORT ECR_REFRESH_TESTENV_APISERVER_PORT=$ECR_REFRESH_TESTENV_APISERVER_PORT ECR_REFRESH_TESTENV_MOTO_PORT=$ECR_REFRESH_TESTENV_MOTO_PORT scripts/testenv.sh stop"
+  else
+    scripts/testenv.sh stop || true
+  fi
+}
+trap stop_servers EXIT
+log "starting own servers: etcd :$ECR_REFRESH_TESTENV_ETCD_PORT, kube-apiserver :$ECR_REFRESH_TESTENV_APISERVER_PORT, moto :$ECR_REFRESH_TESTENV_MOTO_PORT in $ECR_REFRESH_TESTENV_RUN"
+scripts/testenv.sh start
+# shellcheck disable=SC1091
+. "$ECR_REFRESH_TESTENV_RUN/env.sh"
+
+rm -rf "$OUT_DIR"
+extra=()
+for a in ${BENCH_SYNC_ARGS:-}; do extra+=(--sync-arg="$a"); done
+set +e
+# shellcheck disable=SC2086
+python3 "$ROOT/scripts/bench/bench.py" \
+  --binary "$BIN" --sizes $SIZES --run-dir "$ECR_REFRESH_TESTENV_RUN" --out-dir "$OUT_DIR" \
+  --markdown "$OUTPUT" --root "$ROOT" --workers "${BENCH_WORKERS:-16}" \
+  --repeat "${BENCH_REPEAT:-3}" --idle-wait "${BENCH_IDLE_WAIT:-20}" --notes "$NOTES" --revision "$REVISION" \
+  --ports "etcd $ECR_REFRESH_TESTENV_ETCD_PORT, kube-apiserver $ECR_REFRESH_TESTENV_APISERVER_PORT, moto $ECR_REFRESH_TESTENV_MOTO_PORT" \
+  --extra-concurrency ${BENCH_EXTRA_CONCURRENCY:-} "${extra[@]}"
+rc=$?
+set -e
+total=$(($(date +%s) - START))
+log "total runtime ${total} s (including install, build, server start and setup)"
+[ -f "$OUTPUT" ] && printf '\nTotal runtime of `scripts/bench.sh` for this run: %s s (including the release build, server start and namespace setup).\n' "$total" >>"$OUTPUT"
+exit $rc
