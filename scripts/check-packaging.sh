@@ -396,6 +396,82 @@ PY
   kadm -n "$ns" get secret "$SECRET" >/dev/null 2>&1 || { REASON="Secret $ns/$SECRET not written"; return 1; }
 }
 
+# The README's quick start, step by step, as far as this test server allows: it is 1.20 (no
+# batch/v1 CronJobs, so the CronJob is stored as batch/v1beta1) and runs no controllers (so no
+# pod starts; the Job's pod spec, as stored by the server, is run here instead, as its
+# ServiceAccount, with its env and envFrom Secret).
+check_quickstart() {
+  [ -n "$STATIC_BIN" ] || { REASON="no static binary (the static-binary check failed)"; return 1; }
+  testenv_ready || return 1
+  install_venv || { REASON="could not install PyYAML into $VENV"; return 1; }
+  local err job="ecr-refresh-first-run-$$-$RANDOM" ns
+  new_namespace quickstart || { REASON="could not create a test namespace"; return 1; }
+  ns=$NEW_NS
+  # Step 2: the credentials Secret, with the README's command.
+  kadm -n kube-system delete secret ecr-refresh-aws --ignore-not-found >/dev/null 2>&1
+  err=$(kadm -n kube-system create secret generic ecr-refresh-aws \
+    --from-literal=AWS_ACCESS_KEY_ID=test --from-literal=AWS_SECRET_ACCESS_KEY=test 2>&1) ||
+    { REASON="kubectl create secret generic ecr-refresh-aws: $err"; return 1; }
+  # Step 3: kubectl apply -f rbac.yaml -f cronjob.yaml.
+  err=$(kadm apply -f "$ROOT/rbac.yaml" 2>&1) || { REASON="kubectl apply -f rbac.yaml: $err"; return 1; }
+  err=$("$VENV/bin/python" - "$ROOT/cronjob.yaml" <<'PY' 2>&1 | kadm apply -f - 2>&1
+import sys, yaml
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    if doc and doc.get("kind") == "CronJob":
+        doc["apiVersion"] = "batch/v1beta1"  # what a 1.20 server serves
+        print("---\n" + yaml.safe_dump(doc))
+PY
+  ) || { REASON="kubectl apply -f cronjob.yaml (as batch/v1beta1): $err"; return 1; }
+  # Step 4: kubectl create job --from=cronjob/ecr-refresh. kubectl 1.32 asks for batch/v1
+  # CronJobs, which this server lacks, so the Job is made from the stored jobTemplate the same way.
+  if ! kadm -n kube-system create job --from=cronjob/ecr-refresh "$job" >/dev/null 2>&1; then
+    err=$(kadm -n kube-system get cronjob.v1beta1.batch ecr-refresh -o json |
+      "$VENV/bin/python" -c '
+import json, sys
+cj = json.load(sys.stdin)
+print(json.dumps({"apiVersion": "batch/v1", "kind": "Job",
+  "metadata": {"name": sys.argv[1], "namespace": "kube-system",
+               "annotations": {"cronjob.kubernetes.io/instantiate": "manual"}},
+  "spec": cj["spec"]["jobTemplate"]["spec"]}))' "$job" | kadm create -f - 2>&1) ||
+      { REASON="creating Job $job from the CronJob: $err"; return 1; }
+  fi
+  # What the kubelet would run: the Job's container, as stored by the server.
+  err=$(kadm -n kube-system get job "$job" -o json | "$VENV/bin/python" -c '
+import json, sys
+spec = json.load(sys.stdin)["spec"]["template"]["spec"]
+c = [c for c in spec["containers"] if c["name"] == "ecr-refresh"][0]
+out = {"sa": spec.get("serviceAccountName", "default"), "args": c.get("args", []),
+       "env": [e["name"] + "=" + e["value"] for e in c.get("env", []) if "value" in e],
+       "envFrom": [f["secretRef"]["name"] for f in c.get("envFrom", []) if "secretRef" in f]}
+json.dump(out, open(sys.argv[1], "w"))' "$WORK/pod.json" 2>&1) || { REASON="reading Job $job: $err"; return 1; }
+  local sa args=() env=() secret_env=() name
+  sa=$("$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["sa"])' "$WORK/pod.json")
+  readarray -d '' args < <("$VENV/bin/python" -c 'import json,sys; [print(a, end="\0") for a in json.load(open(sys.argv[1]))["args"]]' "$WORK/pod.json")
+  readarray -d '' env < <("$VENV/bin/python" -c 'import json,sys; [print(a, end="\0") for a in json.load(open(sys.argv[1]))["env"]]' "$WORK/pod.json")
+  for name in $("$VENV/bin/python" -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["envFrom"]))' "$WORK/pod.json"); do
+    readarray -d '' -O "${#secret_env[@]}" secret_env < <(kadm -n kube-system get secret "$name" -o json |
+      "$VENV/bin/python" -c '
+import base64, json, sys
+for k, v in json.load(sys.stdin)["data"].items():
+    print(f"{k}={base64.b64decode(v).decode()}", end="\0")')
+  done
+  [ ${#secret_env[@]} -gt 0 ] || { REASON="the Job's envFrom Secret gave no AWS credentials"; return 1; }
+  err=$(write_sa_kubeconfig "$sa" "$WORK/quickstart-kubeconfig" 2>&1) || { REASON=$err; return 1; }
+  # The shared test server holds other tests' namespaces; scope the run to ours through the
+  # env fallback, leaving the Job's args exactly as they are. ECR is the emulator.
+  env -i "${secret_env[@]}" "${env[@]}" AWS_ENDPOINT_URL="$ECR_REFRESH_TEST_ECR_ENDPOINT" \
+    ECR_REFRESH_NAMESPACE="$ns" KUBECONFIG="$WORK/quickstart-kubeconfig" HOME="$WORK" \
+    "$STATIC_BIN" "${args[@]}" >"$WORK/quickstart.out" 2>"$WORK/quickstart.err" ||
+    { show_output "$WORK/quickstart.out" "$WORK/quickstart.err"; REASON="the Job's command exited $?"; return 1; }
+  # Step 5: the checks the README shows.
+  local got
+  got=$(kadm get sa default -n "$ns" -o yaml 2>&1)
+  grep -q "name: $SECRET" <<<"$got" || { REASON="kubectl get sa default -o yaml shows no $SECRET: $got"; return 1; }
+  got=$(kadm get secret "$SECRET" -n "$ns" -o jsonpath='{.type}' 2>&1)
+  [ "$got" = kubernetes.io/dockerconfigjson ] || { REASON="kubectl get secret $SECRET: $got"; return 1; }
+  kadm -n kube-system delete job "$job" --wait=false >/dev/null 2>&1 || true
+}
+
 # ---------------------------------------------------------------------------------------------
 
 PASSED=0
@@ -418,6 +494,7 @@ run_check "static binary runs sync --dry-run in an empty root filesystem as uid 
 run_check "the CronJob's own args and env work with rbac.yaml's ServiceAccount" check_cronjob_command
 run_check "rbac.yaml grants only what the tool uses" check_rbac_least_privilege
 run_check "deploy/namespaced-rbac.yaml is enough for literal -n names" check_namespaced_rbac
+run_check "the README quick start: credentials Secret, apply, a Job from the CronJob, linked ServiceAccount" check_quickstart
 
 echo "packaging: $PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs and starts the real kube-apiserver + etcd
-# and moto's ECR server, runs lints, unit and integration tests, then stops the servers.
+# and moto's ECR server, runs lints, unit and integration tests and the packaging checks, then
+# stops the servers.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -15,3 +16,6 @@ export AWS_EC2_METADATA_DISABLED=true
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked --no-fail-fast
+# Dockerfile lint, manifest validation, the static binary in an empty rootfs, the CronJob's own
+# command and the README quick start, against the same servers.
+bash scripts/check-packaging.sh
