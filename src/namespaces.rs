@@ -270,7 +270,7 @@ pub struct Target {
 }
 
 impl Target {
-    fn named(name: String) -> Self {
+    pub fn named(name: String) -> Self {
         Self {
             name,
             terminating: false,

@@ -31,9 +31,7 @@ pub async fn run(opts: &PruneOptions) -> Result<SyncReport> {
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let cluster = Cluster::new(&opts.cluster).await?;
     cluster.check_access().await?;
-    let all = namespaces::list(&cluster, None).await?;
-    let selected = namespaces::resolve(&cluster, &opts.selection).await?;
-    let (_, to_prune) = split(all, selected);
+    let (_, to_prune) = partition(&cluster, &opts.selection).await?;
     let mut report = SyncReport::new("prune", opts.target.secret_name.clone(), opts.dry_run);
     let timeout = humantime::format_duration(opts.timeout).to_string();
     report.namespaces = prune_all(
@@ -49,6 +47,35 @@ pub async fn run(opts: &PruneOptions) -> Result<SyncReport> {
     report.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
     report.finish(cluster.stats(), started);
     Ok(report)
+}
+
+/// Lists every namespace once and splits them with [`split`]. Only a label selector needs a
+/// second, filtered listing.
+pub async fn partition(
+    cluster: &Cluster,
+    selection: &Selection,
+) -> Result<(Vec<Namespace>, Vec<Namespace>)> {
+    let all = namespaces::list(cluster, None).await?;
+    let selected = if selection.label_selector.is_some() {
+        namespaces::resolve(cluster, selection).await?
+    } else if let Some(names) = selection.literal_names() {
+        let by_name: std::collections::HashMap<&str, &Namespace> =
+            all.iter().map(|t| (t.name.as_str(), t)).collect();
+        names
+            .into_iter()
+            .map(|n| {
+                by_name
+                    .get(n.as_str())
+                    .map_or_else(|| Namespace::named(n.clone()), |t| (*t).clone())
+            })
+            .collect()
+    } else {
+        all.iter()
+            .filter(|t| selection.matches(&t.name))
+            .cloned()
+            .collect()
+    };
+    Ok(split(all, selected))
 }
 
 /// Splits namespaces into those to sync (selected, not opted out) and those to prune (the

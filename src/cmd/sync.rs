@@ -95,9 +95,7 @@ pub async fn run(opts: &SyncOptions) -> Result<SyncReport> {
     cluster.check_access().await?;
 
     let (targets, to_prune) = if opts.prune {
-        let all = namespaces::list(&cluster, None).await?;
-        let selected = namespaces::resolve(&cluster, &opts.selection).await?;
-        prune::split(all, selected)
+        prune::partition(&cluster, &opts.selection).await?
     } else {
         (
             namespaces::resolve(&cluster, &opts.selection).await?,
