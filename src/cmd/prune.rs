@@ -184,3 +184,31 @@ async fn prune_namespace(
     info!(namespace = ns, secret = name, dry_run, "pruned");
     Some(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(name: &str, terminating: bool, opted_out: bool) -> Namespace {
+        Namespace {
+            name: name.into(),
+            terminating,
+            opted_out,
+        }
+    }
+
+    #[test]
+    fn split_prunes_the_unselected_and_the_opted_out_but_never_the_terminating() {
+        let all = vec![
+            ns("a", false, false),
+            ns("b", false, true),
+            ns("c", false, false),
+            ns("d", true, false),
+        ];
+        let selected = vec![all[0].clone(), all[1].clone()];
+        let (sync, prune) = split(all, selected);
+        let names = |v: &[Namespace]| v.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&sync), ["a"]);
+        assert_eq!(names(&prune), ["b", "c"]);
+    }
+}
