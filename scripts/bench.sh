@@ -21,6 +21,7 @@
 #   BENCH_SIZES               namespace counts ["100 1000 10000"]
 #   BENCH_REPEAT              runs of each steady pass; the median is reported [3]
 #   BENCH_IDLE_WAIT           seconds to wait before each pass for others' compilers to finish [20]
+#   BENCH_IDLE_PROBE          seconds to watch the idle apiserver's own requests first [20]
 #   BENCH_EXTRA_CONCURRENCY   extra steady passes at these --concurrency values, e.g. "4 32 64" [""]
 #   BENCH_REV                 build and measure this git revision (e.g. HEAD) instead of the
 #                             working tree, from a clean export [working tree]
@@ -38,7 +39,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 START=$(date +%s)
 
-log() { printf 'bench: %s\n' "$*" >&2; }
+log() { printf 'bench [+%ss]: %s\n' "$(($(date +%s) - START))" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 case "${1:-}" in
@@ -111,6 +112,9 @@ scripts/testenv.sh start
 . "$ECR_REFRESH_TESTENV_RUN/env.sh"
 
 rm -rf "$OUT_DIR"
+# How this run was invoked, for BENCHMARKS.md: the BENCH_* settings that were given.
+COMMAND=$(env | grep -E '^BENCH_(SIZES|REPEAT|IDLE_WAIT|IDLE_PROBE|EXTRA_CONCURRENCY|REV|SYNC_ARGS|WORKERS)=' | sort |
+  sed -E 's/^([A-Z_]+)=(.*)$/\1="\2"/' | tr '\n' ' ')scripts/bench.sh
 extra=()
 for a in ${BENCH_SYNC_ARGS:-}; do extra+=(--sync-arg="$a"); done
 set +e
@@ -118,12 +122,16 @@ set +e
 python3 "$ROOT/scripts/bench/bench.py" \
   --binary "$BIN" --sizes $SIZES --run-dir "$ECR_REFRESH_TESTENV_RUN" --out-dir "$OUT_DIR" \
   --markdown "$OUTPUT" --root "$ROOT" --workers "${BENCH_WORKERS:-16}" \
-  --repeat "${BENCH_REPEAT:-3}" --idle-wait "${BENCH_IDLE_WAIT:-20}" --notes "$NOTES" --revision "$REVISION" \
+  --repeat "${BENCH_REPEAT:-3}" --idle-wait "${BENCH_IDLE_WAIT:-20}" --idle-probe "${BENCH_IDLE_PROBE:-20}" --notes "$NOTES" --revision "$REVISION" --command "$COMMAND" \
   --ports "etcd $ECR_REFRESH_TESTENV_ETCD_PORT, kube-apiserver $ECR_REFRESH_TESTENV_APISERVER_PORT, moto $ECR_REFRESH_TESTENV_MOTO_PORT" \
   --extra-concurrency ${BENCH_EXTRA_CONCURRENCY:-} "${extra[@]}"
 rc=$?
 set -e
 total=$(($(date +%s) - START))
 log "total runtime ${total} s (including install, build, server start and setup)"
-[ -f "$OUTPUT" ] && printf '\nTotal runtime of `scripts/bench.sh` for this run: %s s (including the release build, server start and namespace setup).\n' "$total" >>"$OUTPUT"
+# Record the total in BENCHMARKS.md (re-rendered from the saved results; measures nothing).
+if [ -f "$OUT_DIR/results.json" ]; then
+  python3 "$ROOT/scripts/bench/bench.py" --render "$OUT_DIR/results.json" --total-seconds "$total" \
+    --markdown "$OUTPUT" --notes "$NOTES" >/dev/null || true
+fi
 exit $rc
