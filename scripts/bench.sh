@@ -16,6 +16,10 @@
 # Each pass is checked (all created/unchanged, all ServiceAccounts linked, exit 0); the script
 # exits non-zero if a check fails. The measuring is done by scripts/bench/bench.py.
 #
+# Only the write-up changed (e.g. scripts/bench/notes.md)? Re-render without measuring:
+#   python3 scripts/bench/bench.py --render <target>/bench-results/results.json \
+#     --markdown BENCHMARKS.md --notes scripts/bench/notes.md
+#
 # It runs its OWN test servers (not the default instance others' tests use), and stops them at
 # the end. Environment knobs (defaults in brackets):
 #   BENCH_SIZES               namespace counts ["100 1000 10000"]
@@ -85,9 +89,9 @@ if [ -n "${BENCH_REV:-}" ]; then
     git archive "$rev" | tar -x -C "$SRC"
     echo "$rev" >"$SRC/.bench-rev"
   fi
-  REVISION="$(git log -1 --format='%h %s' "$rev" | cut -c1-100) (BENCH_REV=$BENCH_REV)"
+  REVISION="$(git log -1 --format='%h %s' "$rev" -- src Cargo.toml Cargo.lock | cut -c1-100) — the last commit to src/ as of $(git rev-parse --short "$rev") (BENCH_REV=$BENCH_REV)"
 else
-  REVISION="$(git log -1 --format='%h %s' | cut -c1-100)"
+  REVISION="$(git log -1 --format='%h %s' -- src Cargo.toml Cargo.lock | cut -c1-100) — the last commit to src/ as of $(git rev-parse --short HEAD)"
   if ! git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null ||
     [ -n "$(git ls-files --others --exclude-standard -- src)" ]; then
     REVISION="$REVISION + uncommitted changes in src/"

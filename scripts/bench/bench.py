@@ -573,7 +573,9 @@ builds `cargo build --release`, creates namespaces `bench-<N>-<i>` each with a `
 ServiceAccount, and for each N runs `ecr-refresh sync -n 'bench-<N>-*' -o json` in three passes:
 **first** (creates every Secret and links it), **steady** (everything current) and
 **steady-c1** (the same with `--concurrency 1`, the baseline). Raw reports, stderr and
-`/usr/bin/time -v` output of every pass are kept in `{shown(args.out_dir, args.root)}/`.
+`/usr/bin/time -v` output of every pass are kept in `{shown(args.out_dir, args.root)}/`;
+`python3 scripts/bench/bench.py --render <that dir>/results.json --markdown BENCHMARKS.md
+--notes scripts/bench/notes.md` rewrites this file from them without measuring again.
 
 - **This run:** `{args.command}`
 - **Machine:** {mach}
