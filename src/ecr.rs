@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
-use aws_sdk_ecr::error::{DisplayErrorContext, SdkError};
+use aws_sdk_ecr::error::SdkError;
 use base64::Engine as _;
 use tracing::{debug, info, warn};
 
@@ -414,28 +414,52 @@ fn endpoint_host(endpoint: &str) -> Option<String> {
     (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| host.to_ascii_lowercase())
 }
 
-/// Turns an SDK error into one line that says what failed and what to check.
-fn describe_sdk_error<E, R>(err: &SdkError<E, R>) -> String
-where
-    E: std::error::Error + 'static,
-    R: fmt::Debug,
-{
-    let detail = DisplayErrorContext(err).to_string();
-    let hint = match err {
-        SdkError::ServiceError(_) if detail.contains("403") || detail.contains("AccessDenied") || detail.contains("InvalidClientTokenId") || detail.contains("UnrecognizedClient") => {
-            "check the AWS credentials and that they allow ecr:GetAuthorizationToken"
+/// Turns an SDK error into one line that says what failed and what to check (no debug dump).
+fn describe_sdk_error(
+    err: &SdkError<
+        aws_sdk_ecr::operation::get_authorization_token::GetAuthorizationTokenError,
+        aws_smithy_runtime_api::http::Response,
+    >,
+) -> String {
+    use aws_sdk_ecr::error::ProvideErrorMetadata as _;
+    const CREDENTIALS: &str =
+        "check the AWS credentials: env keys, --profile/AWS_PROFILE, web identity or SSO";
+    match err {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let code = err.code().map(|c| format!(" {c}")).unwrap_or_default();
+            let message = err.message().map(|m| format!(": {m}")).unwrap_or_default();
+            let hint = if matches!(status, 401 | 403) || code.contains("AccessDenied") || code.contains("Token") {
+                "check the AWS credentials and that they allow ecr:GetAuthorizationToken"
+            } else {
+                "ECR refused the request"
+            };
+            format!("ECR answered {status}{code}{message} ({hint})")
         }
-        SdkError::ServiceError(_) => "ECR refused the request",
-        SdkError::TimeoutError(_) => "ECR did not answer in time; check network access to ECR (and HTTPS_PROXY)",
-        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
-            "could not reach ECR; check network access to ECR (and HTTPS_PROXY) and AWS_ENDPOINT_URL if set"
+        SdkError::TimeoutError(_) => {
+            format!("ECR did not answer in time: {} (check network access to ECR, and HTTPS_PROXY)", chain(err))
         }
-        SdkError::DispatchFailure(_) => {
-            "check the AWS credentials: env keys, --profile/AWS_PROFILE, web identity or SSO"
+        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => format!(
+            "could not reach ECR: {} (check network access to ECR, HTTPS_PROXY, and AWS_ENDPOINT_URL if set)",
+            chain(err)
+        ),
+        _ => format!("{} ({CREDENTIALS})", chain(err)),
+    }
+}
+
+/// The messages of an error and its sources, each once.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !out.contains(&part) {
+            out.push_str(": ");
+            out.push_str(&part);
         }
-        _ => "check the AWS credentials and region",
-    };
-    format!("{detail} ({hint})")
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -526,3 +526,128 @@ async fn no_region_fails_fast_without_asking_instance_metadata() {
         "the metadata endpoint was contacted"
     );
 }
+
+/// The credential chain as people use it from a laptop: a named profile in ~/.aws, with the
+/// region taken from that profile.
+#[tokio::test]
+async fn profile_credentials_and_region_from_the_shared_config() {
+    let client = admin().await;
+    let ns = unique("profile");
+    create_namespace(&client, &ns, true).await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+    std::fs::write(
+        home.path().join(".aws/credentials"),
+        "[ecr]\naws_access_key_id = AKIAPROFILEEXAMPLE00\naws_secret_access_key = profile-secret\n",
+    )
+    .unwrap();
+    std::fs::write(
+        home.path().join(".aws/config"),
+        "[profile ecr]\nregion = eu-west-1\n",
+    )
+    .unwrap();
+    let out = Run::sync()
+        .env("HOME", home.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_REGION")
+        .args(["-n", &ns, "--profile", "ecr", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    // moto signs the proxy endpoint with the region the request was signed for.
+    assert_eq!(
+        out.json()["registries"],
+        serde_json::json!(["123456789012.dkr.ecr.eu-west-1.amazonaws.com"])
+    );
+
+    // Without the profile there are no credentials at all: exit 3, with a hint.
+    let out = Run::sync()
+        .env("HOME", home.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .args(["-n", &ns, "--request-timeout", "2s"])
+        .run_async()
+        .await;
+    out.assert_code(3);
+    assert!(
+        out.stderr().contains("check the AWS credentials"),
+        "{}",
+        out.stderr()
+    );
+}
+
+/// Web identity (OIDC federation, which works off AWS): a token file and a role ARN, exchanged
+/// at STS (moto) for the credentials that call ECR.
+#[tokio::test]
+async fn web_identity_credentials() {
+    let client = admin().await;
+    let ns = unique("webid");
+    create_namespace(&client, &ns, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6a3ViZS1zeXN0ZW06ZWNyLXJlZnJlc2gifQ.c2ln").unwrap();
+    let ecr = common::fake_ecr::FakeEcr::start(common::fake_ecr::FakeEcr::token_body(
+        "pw", 4102444800, ACCOUNT, REGION,
+    ))
+    .await;
+    let out = Run::sync()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token)
+        .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ecr-refresh")
+        .env("AWS_ENDPOINT_URL_ECR", &ecr.url)
+        .args(["-n", &ns])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let signed = ecr.signed();
+    assert_eq!(signed.len(), 1);
+    assert!(
+        signed[0].1.starts_with("ASIA"),
+        "ECR called with STS credentials: {signed:?}"
+    );
+}
+
+/// --context picks a context that is not the current one, as kubectl does.
+#[tokio::test]
+async fn context_flag_selects_a_non_current_context() {
+    let client = admin().await;
+    let ns = unique("context");
+    create_namespace(&client, &ns, true).await;
+    let env = env();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: dead\n  cluster:\n    server: https://127.0.0.1:1\n- name: live\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: dead\n  context: {{cluster: dead, user: admin}}\n- name: live\n  context: {{cluster: live, user: admin}}\ncurrent-context: dead\n",
+            env.apiserver, env.admin_token
+        ),
+    )
+    .unwrap();
+    let out = Run::sync()
+        .env("KUBECONFIG", &path)
+        .args(["-n", &ns, "--request-timeout", "2s"])
+        .run_async()
+        .await;
+    out.assert_code(4);
+    assert!(
+        out.stderr().contains("context \"dead\""),
+        "{}",
+        out.stderr()
+    );
+    Run::sync()
+        .args([
+            "--kubeconfig",
+            path.to_str().unwrap(),
+            "--context",
+            "live",
+            "-n",
+            &ns,
+        ])
+        .run_async()
+        .await
+        .assert_code(0);
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_some());
+}

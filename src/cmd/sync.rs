@@ -186,7 +186,12 @@ async fn sync_namespace(ctx: &Ctx<'_>, target: Namespace) -> NamespaceReport {
             return NamespaceReport::skipped(ns, "namespace is terminating");
         }
         Err(Step::Failed(e)) => {
-            warn!(namespace = ns, error = %e, "namespace failed");
+            // A failed token fetch is reported once, as the run's fatal error.
+            if matches!(e, NamespaceError::Token(_)) {
+                debug!(namespace = ns, "stopped: no ECR token");
+            } else {
+                warn!(namespace = ns, error = %e, "namespace failed");
+            }
             return NamespaceReport::failed(ns, e.to_string());
         }
     };
