@@ -396,6 +396,51 @@ PY
   kadm -n "$ns" get secret "$SECRET" >/dev/null 2>&1 || { REASON="Secret $ns/$SECRET not written"; return 1; }
 }
 
+# The pod as the CronJob runs it: the static binary alone in an empty root filesystem as uid
+# 65532, no kubeconfig, configured the in-cluster way (KUBERNETES_SERVICE_HOST/PORT and the
+# mounted ServiceAccount token, CA and namespace), with rbac.yaml's ServiceAccount.
+check_incluster_rootfs() {
+  [ -n "$STATIC_BIN" ] || { REASON="no static binary (the static-binary check failed)"; return 1; }
+  testenv_ready || return 1
+  [ "$(id -u)" = 0 ] || { REASON="needs root for chroot"; return 1; }
+  local ns root=$WORK/incluster err rc sa_dir
+  new_namespace incluster || { REASON="could not create a test namespace"; return 1; }
+  ns=$NEW_NS
+  err=$(kadm apply -f "$ROOT/rbac.yaml" 2>&1) || { REASON="kubectl apply -f rbac.yaml: $err"; return 1; }
+  sa_dir=$root/var/run/secrets/kubernetes.io/serviceaccount
+  mkdir -p "$root/etc/ssl/certs" "$sa_dir"
+  chmod -R 0755 "$root"
+  install -m 0755 "$STATIC_BIN" "$root/ecr-refresh"
+  install -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+  kadm -n kube-system create token ecr-refresh --duration=10m >"$sa_dir/token" 2>"$WORK/token.err" ||
+    { REASON="kubectl create token ecr-refresh: $(cat "$WORK/token.err")"; return 1; }
+  echo -n kube-system >"$sa_dir/namespace"
+  # The test apiserver's self-signed serving cert is followed by the CA that signed it.
+  awk '/BEGIN CERTIFICATE/{n++} n==2' "$RUN_DIR/certs/apiserver.crt" >"$sa_dir/ca.crt"
+  [ -s "$sa_dir/ca.crt" ] || { REASON="no CA certificate in $RUN_DIR/certs/apiserver.crt"; return 1; }
+  chmod 0644 "$sa_dir"/*
+  local env=() chroot host port
+  readarray -d '' env < <(aws_test_env)
+  host=${ECR_REFRESH_TEST_APISERVER#https://}
+  port=${host##*:}
+  host=${host%:*}
+  chroot=$(PATH=$PATH:/usr/sbin:/sbin command -v chroot) || { REASON="chroot not found"; return 1; }
+  env -i "${env[@]}" KUBERNETES_SERVICE_HOST="$host" KUBERNETES_SERVICE_PORT="$port" \
+    "$chroot" --userspec=65532:65532 "$root" /ecr-refresh sync -n "$ns" --log-format json \
+    >"$WORK/incluster.out" 2>"$WORK/incluster.err"
+  rc=$?
+  if [ "$rc" != 0 ]; then
+    show_output "$WORK/incluster.out" "$WORK/incluster.err"
+    REASON="ecr-refresh sync with the in-cluster config in an empty root filesystem exited $rc"
+    return 1
+  fi
+  local got
+  got=$(kadm -n "$ns" get serviceaccount default -o jsonpath='{.imagePullSecrets[*].name}' 2>&1)
+  grep -qw "$SECRET" <<<"$got" || { REASON="ServiceAccount $ns/default does not list $SECRET ($got)"; return 1; }
+  got=$(kadm -n "$ns" get secret "$SECRET" -o jsonpath='{.type}' 2>&1)
+  [ "$got" = kubernetes.io/dockerconfigjson ] || { REASON="Secret $ns/$SECRET: $got"; return 1; }
+}
+
 # The README's quick start, step by step, as far as this test server allows: it is 1.20 (no
 # batch/v1 CronJobs, so the CronJob is stored as batch/v1beta1) and runs no controllers (so no
 # pod starts; the Job's pod spec, as stored by the server, is run here instead, as its
@@ -492,6 +537,7 @@ run_check "manifests valid (kubernetes-validate --strict, Kubernetes ${K8S_VERSI
 run_check "static musl binary (scripts/build-static.sh)" check_static_binary
 run_check "static binary runs sync --dry-run in an empty root filesystem as uid 65532" check_empty_rootfs
 run_check "the CronJob's own args and env work with rbac.yaml's ServiceAccount" check_cronjob_command
+run_check "in-cluster config (service host env + mounted token and CA) in an empty root filesystem" check_incluster_rootfs
 run_check "rbac.yaml grants only what the tool uses" check_rbac_least_privilege
 run_check "deploy/namespaced-rbac.yaml is enough for literal -n names" check_namespaced_rbac
 run_check "the README quick start: credentials Secret, apply, a Job from the CronJob, linked ServiceAccount" check_quickstart
