@@ -270,6 +270,17 @@ pub fn explain(err: &kube::Error) -> String {
     }
 }
 
+/// [`explain`], plus a hint for permission errors; the server's message already names the
+/// verb and resource.
+pub fn explain_write(err: &kube::Error) -> String {
+    let msg = explain(err);
+    if is_status(err, |s| s.is_forbidden()) {
+        format!("{msg} (grant the missing permission; see rbac.yaml)")
+    } else {
+        msg
+    }
+}
+
 pub fn is_status(err: &kube::Error, pred: impl Fn(&kube::core::Status) -> bool) -> bool {
     matches!(err, kube::Error::Api(s) if pred(s))
 }

@@ -11,7 +11,7 @@ use kube::api::{Api, ListParams, PostParams};
 use serde::Serialize;
 use tracing::{debug, info};
 
-use crate::cluster::{explain, is_status, Cluster};
+use crate::cluster::{explain, explain_write, is_status, Cluster};
 use crate::FIELD_MANAGER;
 
 const CONFLICT_RETRIES: u32 = 5;
@@ -135,14 +135,6 @@ async fn edit(
     change: impl Fn(&mut Vec<LocalObjectReference>) -> bool,
 ) -> Result<bool, SaError> {
     let api: Api<ServiceAccount> = Api::namespaced(cluster.client(), ns);
-    let hint = |e: &kube::Error| {
-        let msg = explain(e);
-        if is_status(e, |s| s.is_forbidden()) {
-            format!("{msg} (grant the missing permission; see rbac.yaml)")
-        } else {
-            msg
-        }
-    };
     for attempt in 1..=CONFLICT_RETRIES {
         let mut sa = loop {
             match cluster
@@ -167,7 +159,7 @@ async fn edit(
                 Err(e) => {
                     return Err(SaError::Get {
                         service_account: name.to_string(),
-                        message: hint(&e),
+                        message: explain_write(&e),
                     })
                 }
             }
@@ -205,7 +197,7 @@ async fn edit(
             Err(e) => {
                 return Err(SaError::Update {
                     service_account: name.to_string(),
-                    message: hint(&e),
+                    message: explain_write(&e),
                 })
             }
         }

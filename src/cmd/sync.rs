@@ -10,7 +10,7 @@ use tokio::sync::OnceCell;
 use tracing::{debug, info, warn};
 
 use super::{bounded, prune, Target};
-use crate::cluster::{explain, is_status, Cluster, ClusterOptions};
+use crate::cluster::{explain_write, is_status, Cluster, ClusterOptions};
 use crate::ecr::{AwsOptions, EcrClientConfig};
 use crate::error::{Error, Result};
 use crate::namespaces::{self, Selection, Target as Namespace, OPT_OUT_ANNOTATION};
@@ -247,16 +247,6 @@ fn is_namespace_missing(err: &kube::Error) -> bool {
     is_status(err, |s| {
         s.is_not_found() && s.details.as_ref().is_some_and(|d| d.kind == "namespaces")
     })
-}
-
-/// Adds a hint for permission errors; the server's message already names the verb and resource.
-fn explain_write(err: &kube::Error) -> String {
-    let msg = explain(err);
-    if is_status(err, |s| s.is_forbidden()) {
-        format!("{msg} (grant the missing permission; see rbac.yaml)")
-    } else {
-        msg
-    }
 }
 
 async fn ensure_secret(ctx: &Ctx<'_>, ns: &str) -> Result<SecretOutcome, Step> {
