@@ -166,7 +166,7 @@ pub struct SyncReport {
     pub dry_run: bool,
     pub secret_name: String,
     pub registries: Vec<String>,
-    #[serde(with = "opt_rfc3339")]
+    /// RFC 3339 (jiff's serde form).
     pub token_expires_at: Option<jiff::Timestamp>,
     pub summary: Summary,
     pub namespaces: Vec<NamespaceReport>,
@@ -177,18 +177,6 @@ pub struct SyncReport {
     /// Set when the run stopped before touching any namespace.
     pub error: Option<ErrorReport>,
     pub exit_code: u8,
-}
-
-mod opt_rfc3339 {
-    pub fn serialize<S: serde::Serializer>(
-        t: &Option<jiff::Timestamp>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_str(&t.to_string()),
-            None => s.serialize_none(),
-        }
-    }
 }
 
 impl SyncReport {

@@ -56,23 +56,13 @@ pub struct NamespaceStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
     pub secret: SecretState,
-    #[serde(serialize_with = "ts")]
+    /// RFC 3339 (jiff's serde form).
     pub expires_at: Option<jiff::Timestamp>,
     /// Negative once expired.
     pub remaining_seconds: Option<i64>,
     pub registries: Vec<String>,
     pub service_accounts: Vec<AccountStatus>,
     pub problems: Vec<String>,
-}
-
-fn ts<S: serde::Serializer>(
-    t: &Option<jiff::Timestamp>,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => s.serialize_str(&t.to_string()),
-        None => s.serialize_none(),
-    }
 }
 
 #[derive(Debug, Default, Serialize)]
