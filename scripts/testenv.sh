@@ -17,6 +17,9 @@ ETCD_PEER_PORT=$((ETCD_PORT + 10))
 APISERVER_PORT=${ECR_REFRESH_TESTENV_APISERVER_PORT:-26443}
 MOTO_PORT=${ECR_REFRESH_TESTENV_MOTO_PORT:-25055}
 K8S_VERSION=1.20.2
+# Part of the cache key: bump it whenever the build recipe changes, so old caches rebuild.
+# r2: vendored reflect2 1.0.1 / json-iterator 1.1.10 replaced (they crash under Go 1.18+).
+BUILD_KEY=$K8S_VERSION-r2
 MOTO_SPEC='moto[server]>=5,<6'
 
 log() { printf 'testenv: %s\n' "$*" >&2; }
@@ -37,8 +40,9 @@ bin_etcd() {
   if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then echo "$KUBEBUILDER_ASSETS/etcd"; else command -v etcd || echo /usr/bin/etcd; fi
 }
 bin_apiserver() {
-  if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then echo "$KUBEBUILDER_ASSETS/kube-apiserver"; else echo "$CACHE_DIR/kube-apiserver-$K8S_VERSION"; fi
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then echo "$KUBEBUILDER_ASSETS/kube-apiserver"; else echo "$CACHE_DIR/kube-apiserver-$BUILD_KEY"; fi
 }
+bin_kubelet() { echo "$CACHE_DIR/kubelet-$BUILD_KEY"; }
 bin_moto() { echo "$CACHE_DIR/moto-venv/bin/moto_server"; }
 
 enable_deb_src() {
@@ -50,25 +54,46 @@ enable_deb_src() {
   apt-get update -qq; apt_updated=1
 }
 
-build_apiserver() {
-  local out; out=$(bin_apiserver)
-  [ -x "$out" ] && return 0
+# Debian's source vendors reflect2 1.0.1, which faults under Go 1.18+ (aeshashbody in
+# json-iterator's sorted map encoder): swap in Debian's packaged 1.0.2 and json-iterator 1.1.12.
+fix_vendored_reflect2() {
+  local gocode=/usr/share/gocode/src/github.com
+  rm -rf vendor/github.com/modern-go/reflect2 vendor/github.com/json-iterator/go
+  cp -r "$gocode/modern-go/reflect2" vendor/github.com/modern-go/reflect2
+  cp -r "$gocode/json-iterator/go" vendor/github.com/json-iterator/go
+  # Only the packages' own Go sources belong in vendor/; drop their tests, sub-packages and module files.
+  find vendor/github.com/json-iterator/go -mindepth 1 -type d -prune -exec rm -rf {} +
+  find vendor/github.com/modern-go/reflect2 vendor/github.com/json-iterator/go \
+    \( -name '*_test.go' -o -name go.mod -o -name go.sum -o -name '*.sh' \) -delete
+  # go.mod pins both through replace directives; -mod=vendor insists go.mod and modules.txt agree.
+  sed -i -e 's|github.com/modern-go/reflect2 v1.0.1|github.com/modern-go/reflect2 v1.0.2|g' \
+    -e 's|github.com/json-iterator/go v1.1.10|github.com/json-iterator/go v1.1.12|g' go.mod vendor/modules.txt
+  grep -q 'reflect2 v1.0.1\|json-iterator/go v1.1.10' go.mod vendor/modules.txt && die "old reflect2/json-iterator pins left"
+  grep -q '^# github.com/modern-go/reflect2 v1.0.2' vendor/modules.txt || die "vendor/modules.txt: reflect2 line not updated"
+  return 0
+}
+
+# kube-apiserver and the kubelet (for the pull test) from one Debian source tree, built once.
+build_kubernetes() {
+  [ -x "$(bin_apiserver)" ] && [ -x "$(bin_kubelet)" ] && return 0
   enable_deb_src
-  apt_install golang-go rsync dpkg-dev
+  apt_install golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
   local work; work=$(mktemp -d /tmp/ecr-refresh-k8s-build.XXXXXX)
-  log "building kube-apiserver $K8S_VERSION from Debian source in $work (about 6 minutes, once)"
+  log "building kube-apiserver and kubelet $K8S_VERSION from Debian source in $work (about 8 minutes, once)"
   (
     cd "$work"
     apt-get source -qq "kubernetes=$K8S_VERSION*" >/dev/null 2>&1 || apt-get source -qq kubernetes >/dev/null
     cd kubernetes-*/
+    fix_vendored_reflect2
     export GOPATH=$PWD/.go CGO_ENABLED=0 GOFLAGS=-mod=vendor
     mkdir -p .go/src/k8s.io && ln -sfn ../../.. .go/src/k8s.io/kubernetes
-    HOME=$work/home make WHAT=cmd/kube-apiserver >"$work/build.log" 2>&1 || { tail -30 "$work/build.log" >&2; exit 1; }
+    HOME=$work/home make WHAT="cmd/kube-apiserver cmd/kubelet" >"$work/build.log" 2>&1 || { tail -30 "$work/build.log" >&2; exit 1; }
     mkdir -p "$CACHE_DIR"
-    cp _output/bin/kube-apiserver "$out.tmp" && mv "$out.tmp" "$out"
+    cp _output/bin/kube-apiserver "$(bin_apiserver).tmp" && mv "$(bin_apiserver).tmp" "$(bin_apiserver)"
+    cp _output/bin/kubelet "$(bin_kubelet).tmp" && mv "$(bin_kubelet).tmp" "$(bin_kubelet)"
   )
   rm -rf "$work"
-  log "cached $out"
+  log "cached $(bin_apiserver) and $(bin_kubelet)"
 }
 
 install_moto() {
@@ -98,7 +123,7 @@ cmd_install() {
       die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS must hold executable etcd and kube-apiserver"
   else
     apt_install etcd-server
-    build_apiserver
+    build_kubernetes
   fi
   install_moto
 }
