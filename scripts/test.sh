@@ -1,21 +1,44 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs and starts the real kube-apiserver + etcd
 # and moto's ECR server, runs lints, unit and integration tests and the packaging checks, then
-# stops the servers.
+# runs the integration tests again against every other kube-apiserver version available
+# (scripts/testenv.sh servers), and stops the servers.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/testenv.sh install
 trap 'scripts/testenv.sh stop' EXIT
-scripts/testenv.sh start
-# shellcheck source=/dev/null
-source target/testenv/env.sh
+mapfile -t SERVERS < <(scripts/testenv.sh servers)
+[ ${#SERVERS[@]} -gt 0 ] || { echo "test.sh: no kube-apiserver to test against" >&2; exit 1; }
 # No test process may ever ask the EC2 metadata service (169.254.169.254) for anything.
 export AWS_EC2_METADATA_DISABLED=true
 
+# Starts the given server and says which version answers, so every leg's log names its server.
+start_leg() { # number, label, binary
+  ECR_REFRESH_TESTENV_APISERVER_BIN=$3 scripts/testenv.sh start
+  # shellcheck source=/dev/null
+  source target/testenv/env.sh
+  local version
+  version=$(curl -skf -H "Authorization: Bearer $ECR_REFRESH_TEST_ADMIN_TOKEN" \
+    "$ECR_REFRESH_TEST_APISERVER/version" | jq -er .gitVersion)
+  echo "== leg $1/${#SERVERS[@]}: kube-apiserver $version ($2, $3) =="
+}
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+
+read -r label bin <<<"${SERVERS[0]}"
+start_leg 1 "$label" "$bin"
 cargo test --all-targets --locked --no-fail-fast
 # Dockerfile lint, manifest validation, the static binary in an empty rootfs, the CronJob's own
 # command and the README quick start, against the same servers.
 bash scripts/check-packaging.sh
+
+# The other servers: the integration tests again (nothing is rebuilt).
+for i in "${!SERVERS[@]}"; do
+  [ "$i" -eq 0 ] && continue
+  read -r label bin <<<"${SERVERS[$i]}"
+  scripts/testenv.sh stop
+  start_leg $((i + 1)) "$label" "$bin"
+  cargo test --locked --no-fail-fast --test '*'
+done

@@ -3,10 +3,15 @@
 # (built once from Debian's kubernetes source and cached) and moto's ECR server.
 #
 #   scripts/testenv.sh install   install/build what is missing (idempotent)
+#   scripts/testenv.sh servers   list the kube-apiservers to test against, one `LABEL PATH` a line
 #   scripts/testenv.sh start     start the servers, write $RUN_DIR/env.sh
 #   scripts/testenv.sh stop      stop them
 #
-# KUBEBUILDER_ASSETS (a folder with etcd and kube-apiserver) is honoured: then nothing is built.
+# The servers: the 1.20.2 build, plus every kube-apiserver.xz under $ECR_REFRESH_K8S_DIR (default
+# ../shared/k8s/VERSION/ beside the checkout), unpacked into the cache. `start` runs the first one, or
+# the binary in ECR_REFRESH_TESTENV_APISERVER_BIN.
+# KUBEBUILDER_ASSETS (a folder with etcd and kube-apiserver) is honoured: then nothing is built and
+# that kube-apiserver is the only server.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,6 +26,7 @@ K8S_VERSION=1.20.2
 # r2: vendored reflect2 1.0.1 / json-iterator 1.1.10 replaced (they crash under Go 1.18+).
 BUILD_KEY=$K8S_VERSION-r2
 MOTO_SPEC='moto[server]>=5,<6'
+K8S_DIR=${ECR_REFRESH_K8S_DIR:-$ROOT/../shared/k8s}
 
 log() { printf 'testenv: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -96,6 +102,38 @@ build_kubernetes() {
   log "cached $(bin_apiserver) and $(bin_kubelet)"
 }
 
+# Current apiservers ship as K8S_DIR/VERSION/kube-apiserver.xz; unpack each once into the cache.
+prebuilt_servers() {
+  local xz
+  [ -d "$K8S_DIR" ] || return 0
+  for xz in "$K8S_DIR"/v*/kube-apiserver.xz; do
+    [ -f "$xz" ] || continue
+    echo "$(basename "$(dirname "$xz")") $xz"
+  done | sort -V
+}
+
+unpack_prebuilt() { # version, xz path -> prints the unpacked binary's path
+  local out=$CACHE_DIR/kube-apiserver-$1
+  if [ ! -x "$out" ] || [ "$2" -nt "$out" ]; then
+    log "unpacking $2"
+    mkdir -p "$CACHE_DIR"
+    xz -dc "$2" >"$out.tmp" && chmod +x "$out.tmp" && mv "$out.tmp" "$out"
+  fi
+  echo "$out"
+}
+
+cmd_servers() {
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
+    echo "kubebuilder-assets $(bin_apiserver)"
+    return 0
+  fi
+  echo "v$K8S_VERSION $(bin_apiserver)"
+  local version xz
+  while read -r version xz; do
+    echo "$version $(unpack_prebuilt "$version" "$xz")"
+  done < <(prebuilt_servers)
+}
+
 install_moto() {
   [ -x "$(bin_moto)" ] && return 0
   apt_install python3-venv 2>/dev/null || true
@@ -122,8 +160,9 @@ cmd_install() {
     [ -x "$KUBEBUILDER_ASSETS/etcd" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] ||
       die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS must hold executable etcd and kube-apiserver"
   else
-    apt_install etcd-server
+    apt_install etcd-server xz-utils
     build_kubernetes
+    cmd_servers >/dev/null
   fi
   install_moto
 }
@@ -155,7 +194,9 @@ cmd_start() {
     --initial-cluster "default=http://127.0.0.1:$ETCD_PEER_PORT"
   wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
-  start_bg kube-apiserver "$(bin_apiserver)" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+  local apiserver=${ECR_REFRESH_TESTENV_APISERVER_BIN:-$(bin_apiserver)}
+  [ -x "$apiserver" ] || die "kube-apiserver $apiserver not found: run scripts/testenv.sh install"
+  start_bg kube-apiserver "$apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --cert-dir="$RUN_DIR/certs" \
     --token-auth-file="$RUN_DIR/tokens.csv" --authorization-mode=RBAC \
     --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$RUN_DIR/sa.pub" \
@@ -185,6 +226,7 @@ current-context: testenv
 KCFG
   wait_for kube-apiserver 90 curl -skf -H "Authorization: Bearer $admin_token" "$server/readyz"
   wait_for moto 30 curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/"
+  smoke "$server" "$admin_token"
 
   cat >"$RUN_DIR/env.sh" <<ENV
 export ECR_REFRESH_TEST_KUBECONFIG=$RUN_DIR/kubeconfig
@@ -195,6 +237,29 @@ export ECR_REFRESH_TEST_RUN_DIR=$RUN_DIR
 export ECR_REFRESH_TEST_MOTO_BIN=$(bin_moto)
 ENV
   log "ready: kube-apiserver $server, moto http://127.0.0.1:$MOTO_PORT (source $RUN_DIR/env.sh)"
+}
+
+# The request that killed the 1.20.2 build with the old vendored reflect2, every time: a server-side
+# apply that creates a labelled dockerconfigjson Secret, then the same apply again. A server that
+# does not survive it fails the start, so a broken build cannot hide behind requests that miss it.
+smoke() { # server, admin token
+  local server=$1 auth="Authorization: Bearer $2" ns=testenv-smoke code
+  local url="$server/api/v1/namespaces/$ns/secrets/smoke?fieldManager=ecr-refresh"
+  local body
+  body=$(printf '{"apiVersion":"v1","kind":"Secret","metadata":{"name":"smoke","namespace":"%s","labels":{"app.kubernetes.io/managed-by":"ecr-refresh"}},"type":"kubernetes.io/dockerconfigjson","data":{".dockerconfigjson":"%s"}}' \
+    "$ns" "$(printf '{"auths":{"a":{}}}' | base64 -w0)")
+  curl -skf -o /dev/null -H "$auth" -H 'Content-Type: application/json' \
+    -d "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"$ns\"}}" "$server/api/v1/namespaces" ||
+    die "smoke: creating namespace $ns failed"
+  for want in 201 200; do
+    code=$(curl -sk -o "$RUN_DIR/smoke.out" -w '%{http_code}' -X PATCH -H "$auth" \
+      -H 'Content-Type: application/apply-patch+yaml' --data-binary "$body" "$url") || code=000
+    [ "$code" = "$want" ] || die "smoke: server-side apply of a Secret answered $code, not $want ($(head -c 300 "$RUN_DIR/smoke.out" 2>/dev/null)); see $RUN_DIR/kube-apiserver.log"
+  done
+  curl -skf -o /dev/null -X DELETE -H "$auth" "$server/api/v1/namespaces/$ns/secrets/smoke" || die "smoke: delete failed"
+  kill -0 "$(cat "$RUN_DIR/kube-apiserver.pid")" 2>/dev/null && curl -skf -o /dev/null -H "$auth" "$server/readyz" ||
+    die "smoke: kube-apiserver died after a server-side apply; see $RUN_DIR/kube-apiserver.log"
+  log "smoke: server-side apply create + update answered 201, 200; the server is still up"
 }
 
 cmd_stop() {
@@ -212,7 +277,8 @@ cmd_stop() {
 
 case "${1:-}" in
   install) cmd_install ;;
+  servers) cmd_servers ;;
   start) cmd_start ;;
   stop) cmd_stop ;;
-  *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 install|servers|start|stop" >&2; exit 2 ;;
 esac
