@@ -554,9 +554,17 @@ fn cluster_options(global: &GlobalArgs) -> ClusterOptions {
     }
 }
 
+/// The longest duration any flag takes. A CronJob pass never needs more, and a bound keeps
+/// deadline arithmetic (`now + timeout`, `timeout * 4`) far from overflow. Messages say "24h".
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{e}; expected a duration such as 30s, 2m or 1h30m"))
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{e}; expected a duration such as 30s, 2m or 1h30m"))?;
+    if d > MAX_DURATION {
+        return Err("must be at most 24h".into());
+    }
+    Ok(d)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -668,6 +676,41 @@ mod tests {
         assert_eq!(ns, ["team-*", "a", "b"]);
         assert_eq!(a.selection.exclude_namespaces.len(), 1);
         assert_eq!(a.target.service_accounts, ["default", "builder"]);
+    }
+
+    #[test]
+    fn huge_durations_are_bad_input() {
+        for (args, flag) in [
+            (&["sync", "--timeout", "500000000000y"][..], "--timeout"),
+            (&["status", "--timeout", "25h"][..], "--timeout"),
+            (&["prune", "--timeout", "500000000000y"][..], "--timeout"),
+            (
+                &["sync", "--request-timeout", "200000000000y"][..],
+                "--request-timeout",
+            ),
+            (
+                &["sync", "--service-account-wait", "500000000000y"][..],
+                "--service-account-wait",
+            ),
+            (
+                &["sync", "--refresh-before", "500000000000y"][..],
+                "--refresh-before",
+            ),
+            (
+                &["status", "--min-remaining", "500000000000y"][..],
+                "--min-remaining",
+            ),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(flag) && msg.contains("at most 24h"),
+                "{args:?}: {msg}"
+            );
+        }
+        let a = sync(&["--timeout", "24h", "--service-account-wait", "24h"]);
+        assert_eq!(a.run.timeout, MAX_DURATION);
     }
 
     #[test]

@@ -1,0 +1,58 @@
+//! Hostile and careless input (issue 10): credentials in broken kubeconfigs and in logs, a
+//! profile that must win over env keys, brace globs, and durations too large to add to a clock.
+
+mod common;
+
+use common::*;
+
+/// A duration that would overflow the clock is bad input: exit 2 naming the flag, before any
+/// connection, and nothing written.
+#[tokio::test]
+async fn huge_durations_are_rejected_before_anything_runs() {
+    let client = admin().await;
+    let ns = unique("hugedur");
+    create_namespace(&client, &ns, true).await;
+    let sa_before = get_sa(&client, &ns, "default")
+        .await
+        .metadata
+        .resource_version;
+    for (args, flag) in [
+        (&["sync", "--timeout", "500000000000y"][..], "--timeout"),
+        (&["status", "--timeout", "500000000000y"][..], "--timeout"),
+        (&["prune", "--timeout", "500000000000y"][..], "--timeout"),
+        (
+            &[
+                "sync",
+                "--timeout",
+                "200000000000y",
+                "--request-timeout",
+                "200000000000y",
+            ][..],
+            "--timeout",
+        ),
+        (
+            &["sync", "--service-account-wait", "500000000000y"][..],
+            "--service-account-wait",
+        ),
+        (
+            &["sync", "--request-timeout", "25h"][..],
+            "--request-timeout",
+        ),
+    ] {
+        let out = Run::bare().args(args).args(["-n", &ns]).run();
+        out.assert_code(2);
+        assert!(
+            out.stderr().contains(flag) && out.stderr().contains("at most 24h"),
+            "{args:?}:\n{}",
+            out.stderr()
+        );
+    }
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
+    assert_eq!(
+        get_sa(&client, &ns, "default")
+            .await
+            .metadata
+            .resource_version,
+        sa_before
+    );
+}
