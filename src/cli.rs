@@ -15,7 +15,7 @@ use crate::ecr::{AwsOptions, RegionName, RegistrySpec};
 use crate::error::{
     Error, Result, EXIT_CODES_HELP, PRUNE_EXAMPLES, STATUS_EXAMPLES, SYNC_EXAMPLES,
 };
-use crate::namespaces::{validate_dns_subdomain, LabelSelector, NamespacePattern, Selection};
+use crate::namespaces::{validate_dns_subdomain, LabelSelector, PatternList, Selection};
 use crate::telemetry::LogFormat;
 
 /// Keeps Amazon ECR pull secrets fresh in Kubernetes clusters that run outside AWS.
@@ -117,10 +117,9 @@ pub struct SelectionArgs {
         short = 'n',
         long = "namespace",
         env = "ECR_REFRESH_NAMESPACE",
-        value_delimiter = ',',
         value_name = "GLOB"
     )]
-    pub namespaces: Vec<NamespacePattern>,
+    pub namespaces: Vec<PatternList>,
 
     /// Select every namespace (the default; conflicts with --namespace)
     #[arg(
@@ -138,10 +137,9 @@ pub struct SelectionArgs {
         short = 'x',
         long = "exclude-namespace",
         env = "ECR_REFRESH_EXCLUDE_NAMESPACE",
-        value_delimiter = ',',
         value_name = "GLOB"
     )]
-    pub exclude_namespaces: Vec<NamespacePattern>,
+    pub exclude_namespaces: Vec<PatternList>,
 
     /// Only namespaces whose labels match this selector (e.g. `env=prod,team in (a,b)`);
     /// combines with the globs. Namespaces annotated `ecr-refresh/opt-out: "true"` are always
@@ -165,8 +163,8 @@ impl SelectionArgs {
             namespace_selector,
         } = self;
         Selection {
-            include: namespaces,
-            exclude: exclude_namespaces,
+            include: PatternList::flatten(namespaces),
+            exclude: PatternList::flatten(exclude_namespaces),
             label_selector: namespace_selector,
         }
     }
@@ -667,15 +665,21 @@ mod tests {
             "--service-account",
             "default,builder",
         ]);
-        let ns: Vec<_> = a
-            .selection
-            .namespaces
-            .iter()
-            .map(|p| p.as_str().to_string())
-            .collect();
+        let sel = a.selection.into_selection();
+        let ns: Vec<_> = sel.include.iter().map(|p| p.as_str()).collect();
         assert_eq!(ns, ["team-*", "a", "b"]);
-        assert_eq!(a.selection.exclude_namespaces.len(), 1);
+        assert_eq!(sel.exclude.len(), 1);
         assert_eq!(a.target.service_accounts, ["default", "builder"]);
+    }
+
+    #[test]
+    fn commas_inside_braces_and_brackets_belong_to_the_glob() {
+        let a = sync(&["-n", "{a,b}-*,x-[a,b]", "-x", "{c,d}"]);
+        let sel = a.selection.into_selection();
+        let ns: Vec<_> = sel.include.iter().map(|p| p.as_str()).collect();
+        assert_eq!(ns, ["{a,b}-*", "x-[a,b]"]);
+        assert!(sel.matches("b-1") && sel.matches("x-a") && !sel.matches("x-c"));
+        assert!(!sel.matches("c") && !sel.matches("d") && !sel.matches("c-1"));
     }
 
     #[test]

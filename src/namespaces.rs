@@ -75,6 +75,50 @@ impl FromStr for NamespacePattern {
     }
 }
 
+/// One flag value: patterns separated by commas, except the commas inside `{a,b}` and `[a,b]`,
+/// which belong to the glob.
+#[derive(Clone, Debug)]
+pub struct PatternList(Vec<NamespacePattern>);
+
+impl PatternList {
+    pub fn flatten(lists: Vec<PatternList>) -> Vec<NamespacePattern> {
+        lists.into_iter().flat_map(|l| l.0).collect()
+    }
+}
+
+impl FromStr for PatternList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        split_outside_groups(s)
+            .into_iter()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+/// Splits on commas outside `{}` and `[]`; an unbalanced group is left whole for the glob
+/// parser to report.
+fn split_outside_groups(s: &str) -> Vec<&str> {
+    let (mut braces, mut brackets, mut start, mut out) = (0i32, 0i32, 0, Vec::new());
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' => braces += 1,
+            '}' => braces -= 1,
+            '[' => brackets += 1,
+            ']' => brackets -= 1,
+            ',' if braces <= 0 && brackets <= 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
 /// RFC 1123 label: what Kubernetes accepts as a namespace or ServiceAccount name.
 pub fn validate_dns_label(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
@@ -370,6 +414,18 @@ mod tests {
         ] {
             assert!(bad.parse::<LabelSelector>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn pattern_lists_split_outside_groups() {
+        assert_eq!(
+            split_outside_groups("{a,b}-*,x-[a,b],c"),
+            ["{a,b}-*", "x-[a,b]", "c"]
+        );
+        assert_eq!(split_outside_groups("a,,b"), ["a", "", "b"]);
+        assert_eq!(split_outside_groups("{a,b"), ["{a,b"]);
+        assert!("{a,b".parse::<PatternList>().is_err());
+        assert!("a,,b".parse::<PatternList>().is_err());
     }
 
     #[test]

@@ -56,3 +56,48 @@ async fn huge_durations_are_rejected_before_anything_runs() {
         sa_before
     );
 }
+
+/// `{a,b}` and `[a,b]` hold commas; only the commas between patterns separate values.
+#[tokio::test]
+async fn brace_and_class_globs_with_commas() {
+    let client = admin().await;
+    let base = unique("brace");
+    let names = ["dev-1", "qa-2", "prod-1", "x-a", "x-c"].map(|s| format!("{base}-{s}"));
+    for n in &names {
+        create_namespace(&client, n, true).await;
+    }
+    let selected = |out: &RunOutput| -> Vec<String> {
+        out.assert_code(0);
+        let mut v: Vec<String> = out.json()["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let out = Run::sync()
+        .args(["-o", "json", "-n"])
+        .args([format!("{base}-{{dev,qa}}-*,{base}-x-[a,b]")])
+        .run();
+    assert_eq!(
+        selected(&out),
+        [&names[0], &names[1], &names[3]].map(|s| s.to_string())
+    );
+    let out = Run::sync()
+        .args(["--dry-run", "-o", "json"])
+        .env("ECR_REFRESH_NAMESPACE", format!("{base}-{{dev,qa}}-[0-9]"))
+        .run();
+    assert_eq!(
+        selected(&out),
+        [&names[0], &names[1]].map(|s| s.to_string())
+    );
+    for (n, written) in names.iter().zip([true, true, false, true, false]) {
+        assert_eq!(
+            get_secret(&client, n, "awsecr-cred").await.is_some(),
+            written,
+            "{n}"
+        );
+    }
+}
