@@ -101,3 +101,123 @@ async fn brace_and_class_globs_with_commas() {
         );
     }
 }
+
+/// The bearer token of the kubeconfigs below; it must never be printed.
+const KUBE_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.SECRET";
+
+/// A kubeconfig whose line 18 is indented one space too far, right below the token.
+fn broken_kubeconfig() -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster:
+    server: https://127.0.0.1:1
+    insecure-skip-tls-verify: true
+contexts:
+- name: c
+  context:
+    cluster: c
+    user: u
+current-context: c
+users:
+- name: u
+  user:
+    token: {KUBE_TOKEN}
+     extra: oops
+"
+    )
+}
+
+#[track_caller]
+fn assert_no_kube_token(out: &RunOutput) {
+    for (name, text) in [("stdout", out.stdout()), ("stderr", out.stderr())] {
+        assert!(
+            !text.contains("SECRET"),
+            "{name} quotes the kubeconfig:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_broken_kubeconfig_is_reported_without_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    std::fs::write(&path, broken_kubeconfig()).unwrap();
+    std::fs::create_dir_all(dir.path().join(".kube")).unwrap();
+    std::fs::write(dir.path().join(".kube/config"), broken_kubeconfig()).unwrap();
+
+    // --kubeconfig, KUBECONFIG, and ~/.kube/config (found by inference).
+    let runs = [
+        Run::bare().args(["status", "--kubeconfig"]).args([&path]),
+        Run::bare().env("KUBECONFIG", &path).args(["status"]),
+        Run::bare()
+            .env_remove("KUBECONFIG")
+            .env("HOME", dir.path())
+            .args(["status"]),
+    ];
+    for run in runs {
+        let out = run.args(["-o", "json"]).run();
+        out.assert_code(2);
+        assert_no_kube_token(&out);
+        let message = out.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("yaml: line 18, column 11: mapping values are not allowed"),
+            "{message}"
+        );
+        assert!(out.stderr().contains("line 18"), "{}", out.stderr());
+    }
+    // The JSON log format carries the same message.
+    let out = Run::bare()
+        .args(["status", "--log-format", "json", "--kubeconfig"])
+        .args([&path])
+        .run();
+    out.assert_code(2);
+    assert_no_kube_token(&out);
+}
+
+#[tokio::test]
+async fn a_password_in_the_server_url_is_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    // A closed port: the run fails with exit 4 and names the server.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster:
+    server: https://admin:SECRET@127.0.0.1:{port}
+contexts:
+- name: c
+  context: {{cluster: c, user: u}}
+current-context: c
+users:
+- name: u
+  user: {{token: abc}}
+"
+        ),
+    )
+    .unwrap();
+    for format in ["text", "json"] {
+        let out = Run::bare()
+            .args(["status", "--request-timeout", "1s", "-o", format])
+            .args(["--log-format", format, "--kubeconfig"])
+            .args([&path])
+            .run();
+        out.assert_code(4);
+        assert_no_kube_token(&out);
+        assert!(
+            out.stderr()
+                .contains(&format!("https://admin:***@127.0.0.1:{port}")),
+            "{}",
+            out.stderr()
+        );
+    }
+}
