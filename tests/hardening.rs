@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::fake_ecr::FakeEcr;
 use common::*;
 
 /// A duration that would overflow the clock is bad input: exit 2 naming the flag, before any
@@ -250,4 +251,76 @@ async fn no_rust_log_directive_lets_the_sdk_print_the_token() {
             );
         }
     }
+}
+
+/// `--profile` (and `AWS_PROFILE`) win over AWS_ACCESS_KEY_ID in the environment, and a
+/// profile that does not exist is bad input, not a quiet fall-back to other credentials.
+#[tokio::test]
+async fn an_explicit_profile_wins_over_env_keys_and_must_exist() {
+    let client = admin().await;
+    let ns = unique("profwin");
+    create_namespace(&client, &ns, true).await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+    std::fs::write(
+        home.path().join(".aws/credentials"),
+        "[other]\naws_access_key_id = AKIAOTHERPROFILE0000\naws_secret_access_key = other-secret\n",
+    )
+    .unwrap();
+    let ecr = FakeEcr::start(FakeEcr::token_body("pw", 4102444800, ACCOUNT, REGION)).await;
+
+    let sync = || {
+        Run::sync()
+            .env("HOME", home.path())
+            .env("AWS_ENDPOINT_URL_ECR", &ecr.url)
+            .args(["-n", &ns])
+    };
+    // Run::sync() sets AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE.
+    sync()
+        .args(["--profile", "other"])
+        .run_async()
+        .await
+        .assert_code(0);
+    sync()
+        .env("AWS_PROFILE", "other")
+        .run_async()
+        .await
+        .assert_code(0);
+    sync()
+        .env("ECR_REFRESH_PROFILE", "other")
+        .run_async()
+        .await
+        .assert_code(0);
+    let keys: Vec<String> = ecr.signed().into_iter().map(|(_, key)| key).collect();
+    assert_eq!(keys, ["AKIAOTHERPROFILE0000"; 3]);
+    // Without a profile the env keys are used, as before.
+    sync().run_async().await.assert_code(0);
+    assert_eq!(ecr.signed()[3].1, "AKIAIOSFODNN7EXAMPLE");
+
+    let calls = ecr.calls();
+    let other = unique("profnope");
+    create_namespace(&client, &other, true).await;
+    for (args, envs, flag) in [
+        (&["--profile", "nope"][..], &[][..], "--profile"),
+        (&[][..], &[("AWS_PROFILE", "nope")][..], "AWS_PROFILE"),
+    ] {
+        let mut run = Run::sync()
+            .env("HOME", home.path())
+            .env("AWS_ENDPOINT_URL_ECR", &ecr.url)
+            .args(["-n", &other])
+            .args(args);
+        for (k, v) in envs {
+            run = run.env(k, v);
+        }
+        let out = run.run_async().await;
+        out.assert_code(2);
+        assert!(
+            out.stderr().contains(&format!("invalid {flag} \"nope\"")),
+            "{}",
+            out.stderr()
+        );
+        assert!(out.stderr().contains("no such profile"), "{}", out.stderr());
+    }
+    assert_eq!(ecr.calls(), calls, "ECR was asked with an unknown profile");
+    assert!(get_secret(&client, &other, "awsecr-cred").await.is_none());
 }
