@@ -213,7 +213,8 @@ impl EcrClientConfig {
     /// metadata service for a region: off AWS that call only hangs until it times out.
     pub async fn load(aws: &AwsOptions, request_timeout: Duration) -> Result<Self> {
         let region = aws.region.as_ref();
-        let profile = aws.profile.as_deref();
+        let profile = selected_profile(aws.profile.as_deref()).await?;
+        let profile = profile.as_deref();
         let mut profile_region = aws_config::profile::region::ProfileFileRegionProvider::builder();
         if let Some(p) = profile {
             profile_region = profile_region.profile_name(p);
@@ -234,19 +235,31 @@ impl EcrClientConfig {
                     value: found.to_string(),
                     reason,
                 })?;
+        let retry = RetryConfig::standard().with_max_attempts(3);
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(request_timeout)
+            .operation_attempt_timeout(request_timeout)
+            .operation_timeout(request_timeout * 4)
+            .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http_client())
-            .region(found)
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(request_timeout)
-                    .operation_attempt_timeout(request_timeout)
-                    .operation_timeout(request_timeout * 4)
-                    .build(),
-            );
+            .region(found.clone())
+            .retry_config(retry.clone())
+            .timeout_config(timeouts.clone());
         if let Some(p) = profile {
-            loader = loader.profile_name(p);
+            // A profile the user chose wins over AWS_ACCESS_KEY_ID & co., as with the AWS CLI's
+            // --profile; the SDK's default chain would take the env keys first.
+            let conf = aws_config::provider_config::ProviderConfig::without_region()
+                .with_region(Some(found))
+                .with_http_client(http_client())
+                .with_retry_config(retry)
+                .with_timeout_config(timeouts)
+                .with_behavior_version(Some(BehaviorVersion::latest()));
+            let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .configure(&conf)
+                .profile_name(p)
+                .build();
+            loader = loader.profile_name(p).credentials_provider(credentials);
         }
         let mut sdk = loader.load().await;
         if let Some(role) = &aws.role_arn {
@@ -386,6 +399,40 @@ impl EcrClientConfig {
             hosts,
         })
     }
+}
+
+/// The profile chosen with `--profile` (or `ECR_REFRESH_PROFILE`), else `AWS_PROFILE`, checked
+/// against the shared config and credentials files: naming one that is not there is bad input,
+/// not a quiet fall-back to other credentials.
+async fn selected_profile(flag_value: Option<&str>) -> Result<Option<String>> {
+    let (name, flag) = match flag_value {
+        Some(p) => (p.to_string(), "--profile"),
+        None => match std::env::var("AWS_PROFILE") {
+            Ok(p) if !p.is_empty() => (p, "AWS_PROFILE"),
+            _ => return Ok(None),
+        },
+    };
+    let bad = |reason: String| Error::InvalidInput {
+        flag,
+        value: name.clone(),
+        reason,
+    };
+    #[allow(deprecated)] // ProfileFiles::default() is what the SDK itself reads
+    let files = aws_config::profile::profile_file::ProfileFiles::default();
+    let profiles = aws_config::profile::load(
+        &aws_types::os_shim_internal::Fs::real(),
+        &aws_types::os_shim_internal::Env::real(),
+        &files,
+        None,
+    )
+    .await
+    .map_err(|e| bad(format!("cannot read the AWS config files: {}", chain(&e))))?;
+    if profiles.get_profile(&name).is_none() {
+        return Err(bad(
+            "no such profile in the AWS config or credentials file (~/.aws/config, ~/.aws/credentials, or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE); see `aws configure list-profiles`".into(),
+        ));
+    }
+    Ok(Some(name))
 }
 
 /// The SDK's default HTTPS client, plus the proxy settings from HTTPS_PROXY, HTTP_PROXY and
