@@ -6,9 +6,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::fake_ecr::FakeEcr;
+use common::proxy::{Fault, FaultProxy};
 use common::*;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -325,6 +326,85 @@ async fn all_service_accounts_are_linked() {
     );
     assert_eq!(
         pull_secret_names(&get_sa(&client, &ns, "deployer").await),
+        ["awsecr-cred"]
+    );
+}
+
+/// A ServiceAccount that was listed and is deleted before we get to it is reported `missing`:
+/// no wait for it to come back, and no failure.
+#[tokio::test]
+async fn all_service_accounts_deleted_mid_run_are_missing_not_failed() {
+    let client = admin().await;
+    let ns = unique("allsagone");
+    create_namespace(&client, &ns, true).await;
+    for sa in ["gone-1", "gone-2", "gone-3", "stays"] {
+        create_sa(&client, &ns, sa, &[]).await;
+    }
+    let (ns2, deleter) = (ns.clone(), client.clone());
+    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
+        let prefix = format!("/api/v1/namespaces/{ns2}/serviceaccounts/gone-");
+        match p.strip_prefix(&prefix) {
+            // Deleted after the listing, just before the tool reads it.
+            Some(rest) if m == "GET" && n == 0 => {
+                let (client, ns, sa) = (deleter.clone(), ns2.clone(), format!("gone-{rest}"));
+                Fault::Before(Box::pin(async move {
+                    Api::<ServiceAccount>::namespaced(client, &ns)
+                        .delete(&sa, &DeleteParams::default())
+                        .await
+                        .unwrap();
+                }))
+            }
+            _ => Fault::Forward,
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = Run::sync()
+        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .args([
+            "-n",
+            &ns,
+            "--all-service-accounts",
+            "--service-account-wait",
+            "10s",
+            "-o",
+            "json",
+        ])
+        .run_async()
+        .await;
+    let took = started.elapsed();
+    out.assert_code(0);
+    assert!(took < std::time::Duration::from_secs(8), "waited: {took:?}");
+    let report = out.json();
+    let ns_report = outcome(&report, &ns);
+    assert_eq!(ns_report["outcome"], "created", "{ns_report:#}");
+    let states: BTreeMap<String, String> = ns_report["service_accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap().to_string(),
+                a["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        BTreeMap::from(
+            [
+                ("default", "linked"),
+                ("gone-1", "missing"),
+                ("gone-2", "missing"),
+                ("gone-3", "missing"),
+                ("stays", "linked"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        )
+    );
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "stays").await),
         ["awsecr-cred"]
     );
 }

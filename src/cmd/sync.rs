@@ -9,7 +9,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::OnceCell;
 use tracing::{debug, info, warn};
 
-use super::{bounded, prune, Target};
+use super::{bounded, prune, ServiceAccounts, Target};
 use crate::cluster::{explain_write, is_status, Cluster, ClusterOptions};
 use crate::ecr::{AwsOptions, EcrClientConfig};
 use crate::error::{Error, Result};
@@ -203,6 +203,11 @@ async fn sync_namespace(ctx: &Ctx<'_>, target: Namespace) -> NamespaceReport {
             return report;
         }
     };
+    // One that was listed and is gone by now is reported, not waited for.
+    let if_missing = match ctx.opts.target.service_accounts {
+        ServiceAccounts::All => serviceaccount::IfMissing::Report,
+        ServiceAccounts::Named(_) => serviceaccount::IfMissing::Wait(ctx.opts.service_account_wait),
+    };
     for sa in &accounts {
         let secret_name = &ctx.opts.target.secret_name;
         match serviceaccount::link(
@@ -210,7 +215,7 @@ async fn sync_namespace(ctx: &Ctx<'_>, target: Namespace) -> NamespaceReport {
             ns,
             sa,
             secret_name,
-            ctx.opts.service_account_wait,
+            if_missing,
             ctx.opts.dry_run,
         )
         .await
