@@ -62,6 +62,7 @@ pub enum NamespaceError {
 struct Token {
     ecr: EcrClientConfig,
     request: String,
+    expected: crate::ecr::ExpectedHosts,
     registries: Vec<crate::ecr::RegistrySpec>,
     cell: OnceCell<Result<Arc<Desired>, Error>>,
 }
@@ -111,7 +112,8 @@ pub async fn run(opts: &SyncOptions) -> Result<SyncReport> {
     info!(namespaces = targets.len(), "selected namespaces");
 
     let token = Token {
-        request: ecr.request_fingerprint(&opts.aws.registries),
+        request: ecr.request_fingerprint(&opts.aws.registries).await,
+        expected: ecr.expected_hosts(&opts.aws.registries),
         registries: opts.aws.registries.clone(),
         ecr,
         cell: OnceCell::new(),
@@ -282,7 +284,8 @@ async fn ensure_secret(ctx: &Ctx<'_>, ns: &str) -> Result<SecretOutcome, Step> {
         }
         State::Ours => {
             if let (Some(refresh), Some(s)) = (ctx.opts.refresh_before, &existing) {
-                if pullsecret::is_fresh(s, &ctx.token.request, refresh, jiff::Timestamp::now()) {
+                let now = jiff::Timestamp::now();
+                if pullsecret::is_fresh(s, &ctx.token.request, &ctx.token.expected, refresh, now) {
                     debug!(namespace = ns, "secret is fresh");
                     return Ok(SecretOutcome::Unchanged);
                 }
