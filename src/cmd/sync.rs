@@ -151,6 +151,7 @@ pub async fn run(opts: &SyncOptions) -> Result<SyncReport> {
             &opts.target,
             to_prune,
             opts.dry_run,
+            false,
             opts.concurrency,
             deadline,
             &timeout,
