@@ -182,9 +182,9 @@ async fn edit(
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..Default::default()
     };
-    // The resourceVersion of a read whose patch got a 422: if a re-read shows it unchanged,
-    // the 422 was not our test op failing but a real refusal.
-    let mut refused_at: Option<String> = None;
+    // The resourceVersion of a read whose patch got a 422, and the server's words: if a re-read
+    // shows it unchanged, the 422 was not our test op failing but a real refusal.
+    let mut refused: Option<(String, String)> = None;
     for attempt in 1..=CONFLICT_RETRIES {
         let sa = loop {
             match cluster
@@ -219,11 +219,11 @@ async fn edit(
         if changes.is_empty() {
             return Ok(false);
         }
-        if let Some(refused) = refused_at.take() {
-            if refused == rv {
+        if let Some((refused_rv, message)) = refused.take() {
+            if refused_rv == rv {
                 return Err(SaError::Update {
                     service_account: name.to_string(),
-                    message: "the server refused the change (422) although the object did not change; please report this".into(),
+                    message,
                 });
             }
         }
@@ -264,7 +264,7 @@ async fn edit(
             // re-read, and the resourceVersion says which it was.
             Err(e) if is_status(&e, |s| s.code == 422 || s.is_conflict()) => {
                 if is_status(&e, |s| s.code == 422) {
-                    refused_at = Some(rv);
+                    refused = Some((rv, explain_write(&e)));
                 }
                 debug!(
                     namespace = ns,

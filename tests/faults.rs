@@ -270,6 +270,42 @@ async fn service_account_write_is_a_guarded_json_patch_of_the_list_only() {
     );
 }
 
+/// A 422 that is not a failed `test` op (the object did not change) is reported at once with
+/// the server's words, not retried as a conflict.
+#[tokio::test]
+async fn a_real_refusal_of_the_service_account_patch_is_not_retried() {
+    let client = admin().await;
+    let ns = unique("sarefused");
+    create_namespace(&client, &ns, true).await;
+    let ns2 = ns.clone();
+    let proxy = FaultProxy::start(client.clone(), move |m, p, _| {
+        if m == "PATCH" && p.starts_with(&format!("/api/v1/namespaces/{ns2}/serviceaccounts/")) {
+            Fault::Status {
+                code: 422,
+                retry_after: None,
+            }
+        } else {
+            Fault::Forward
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = Run::sync()
+        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .args(["-n", &ns, "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(1);
+    let err = outcome(&out.json(), &ns)["error"].to_string();
+    assert!(err.contains("injected 422"), "{err}");
+    let patches = proxy
+        .log()
+        .into_iter()
+        .filter(|(m, p, _)| m == "PATCH" && p.contains("/serviceaccounts/"))
+        .count();
+    assert_eq!(patches, 1);
+}
+
 async fn assert_bad_ecr_answer_writes_nothing(body: String, expect: &str) {
     let client = admin().await;
     let ns = unique("badtoken");

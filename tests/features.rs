@@ -360,8 +360,17 @@ async fn all_service_accounts_deleted_mid_run_are_missing_not_failed() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
+    // A real expiry, so the status below can be healthy.
+    let ecr = FakeEcr::start(FakeEcr::token_body(
+        "pw",
+        now() + 12 * 3600,
+        ACCOUNT,
+        REGION,
+    ))
+    .await;
     let started = std::time::Instant::now();
     let out = Run::sync()
+        .env("AWS_ENDPOINT_URL", &ecr.url)
         .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
         .args([
             "-n",
@@ -408,6 +417,26 @@ async fn all_service_accounts_deleted_mid_run_are_missing_not_failed() {
         pull_secret_names(&get_sa(&client, &ns, "stays").await),
         ["awsecr-cred"]
     );
+
+    // status sees the same: listed, then gone, is no problem.
+    create_sa(&client, &ns, "gone-4", &[]).await;
+    let out = Run::bare()
+        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .args(["status", "-n", &ns, "--all-service-accounts", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let report = out.json();
+    let st = outcome(&report, &ns);
+    assert_eq!(st["healthy"], true, "{st:#}");
+    let gone: Vec<_> = st["service_accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["name"] == "gone-4")
+        .collect();
+    assert_eq!(gone.len(), 1, "{st:#}");
+    assert_eq!(gone[0]["state"], "missing");
 }
 
 #[tokio::test]

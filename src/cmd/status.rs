@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::Api;
 use serde::Serialize;
 
-use super::{bounded, Target};
+use super::{bounded, ServiceAccounts, Target};
 use crate::cluster::{explain, Cluster, ClusterOptions, Stats};
 use crate::ecr::RegistrySpec;
 use crate::error::{exit, Error, Result};
@@ -361,6 +361,10 @@ async fn check(
                         st.problems
                             .push(format!("service account {sa} does not reference {name}"));
                         LinkState::Unlinked
+                    }
+                    // Listed a moment ago and deleted since: nothing is wrong.
+                    Ok(None) if matches!(opts.target.service_accounts, ServiceAccounts::All) => {
+                        LinkState::Missing
                     }
                     Ok(None) => {
                         st.problems.push(format!("service account {sa} is missing"));
