@@ -538,6 +538,7 @@ impl PruneArgs {
             selection,
             target: target.into_target(),
             dry_run,
+            uninstall,
             concurrency: run.concurrency,
             timeout: run.timeout,
         })

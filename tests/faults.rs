@@ -168,7 +168,7 @@ async fn concurrent_service_account_edit_keeps_both_entries() {
     create_namespace(&client, &ns, true).await;
     let (ns2, racer) = (ns.clone(), client.clone());
     let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
-        if m == "PUT"
+        if m != "GET"
             && p.starts_with(&format!("/api/v1/namespaces/{ns2}/serviceaccounts/default"))
             && n == 0
         {
@@ -198,21 +198,112 @@ async fn concurrent_service_account_edit_keeps_both_entries() {
         .run_async()
         .await
         .assert_code(0);
-    let puts: Vec<u16> = proxy
+    let writes: Vec<u16> = proxy
         .log()
         .into_iter()
-        .filter(|(m, _, _)| m == "PUT")
+        .filter(|(m, p, _)| m != "GET" && p.contains("/serviceaccounts/"))
         .map(|(_, _, c)| c)
         .collect();
+    // A failed `test` op of a JSON patch is a 422.
     assert_eq!(
-        puts,
-        [409, 200],
+        writes,
+        [422, 200],
         "the first write lost the race and was retried"
     );
     assert_eq!(
         pull_secret_names(&get_sa(&client, &ns, "default").await),
         ["racer", "awsecr-cred"]
     );
+}
+
+/// The write sends only the list, as a JSON patch guarded by the resourceVersion we read, so a
+/// field that a newer Kubernetes adds to ServiceAccounts (unknown to this build) is never sent
+/// back, and so never dropped.
+#[tokio::test]
+async fn service_account_write_is_a_guarded_json_patch_of_the_list_only() {
+    let client = admin().await;
+    let ns = unique("sapatch");
+    create_namespace(&client, &ns, false).await;
+    create_sa(&client, &ns, "default", &["theirs"]).await;
+    create_sa(&client, &ns, "bare", &[]).await;
+    let proxy = FaultProxy::start(client.clone(), |_, _, _| Fault::Forward).await;
+    let dir = tempfile::tempdir().unwrap();
+    Run::sync()
+        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .args(["-n", &ns, "--service-account", "default,bare"])
+        .run_async()
+        .await
+        .assert_code(0);
+    let writes: Vec<_> = proxy
+        .sent()
+        .into_iter()
+        .filter(|r| r.method != "GET" && r.path.contains("/serviceaccounts/"))
+        .collect();
+    assert_eq!(writes.len(), 2, "{writes:#?}");
+    for w in &writes {
+        assert_eq!(w.method, "PATCH", "{w:#?}");
+        assert_eq!(w.content_type, "application/json-patch+json", "{w:#?}");
+        let ops: Vec<serde_json::Value> = serde_json::from_str(&w.body).unwrap();
+        let sa = w.path.split('/').nth(6).unwrap().split('?').next().unwrap();
+        let rv = get_sa(&client, &ns, sa).await.metadata.resource_version;
+        assert_eq!(ops[0]["op"], "test", "{w:#?}");
+        assert_eq!(ops[0]["path"], "/metadata/resourceVersion", "{w:#?}");
+        assert_ne!(
+            ops[0]["value"].as_str(),
+            rv.as_deref(),
+            "guarded by the version read"
+        );
+        let expected = if sa == "bare" {
+            serde_json::json!({"op": "add", "path": "/imagePullSecrets", "value": [{"name": "awsecr-cred"}]})
+        } else {
+            serde_json::json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "awsecr-cred"}})
+        };
+        assert_eq!(ops[1..], [expected], "{w:#?}");
+    }
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "default").await),
+        ["theirs", "awsecr-cred"]
+    );
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "bare").await),
+        ["awsecr-cred"]
+    );
+}
+
+/// A 422 that is not a failed `test` op (the object did not change) is reported at once with
+/// the server's words, not retried as a conflict.
+#[tokio::test]
+async fn a_real_refusal_of_the_service_account_patch_is_not_retried() {
+    let client = admin().await;
+    let ns = unique("sarefused");
+    create_namespace(&client, &ns, true).await;
+    let ns2 = ns.clone();
+    let proxy = FaultProxy::start(client.clone(), move |m, p, _| {
+        if m == "PATCH" && p.starts_with(&format!("/api/v1/namespaces/{ns2}/serviceaccounts/")) {
+            Fault::Status {
+                code: 422,
+                retry_after: None,
+            }
+        } else {
+            Fault::Forward
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = Run::sync()
+        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .args(["-n", &ns, "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(1);
+    let err = outcome(&out.json(), &ns)["error"].to_string();
+    assert!(err.contains("injected 422"), "{err}");
+    let patches = proxy
+        .log()
+        .into_iter()
+        .filter(|(m, p, _)| m == "PATCH" && p.contains("/serviceaccounts/"))
+        .count();
+    assert_eq!(patches, 1);
 }
 
 async fn assert_bad_ecr_answer_writes_nothing(body: String, expect: &str) {

@@ -152,3 +152,63 @@ async fn sync_prune_and_opt_out() {
     assert!(pull_secret_names(&get_sa(&client, &leaves, "default").await).is_empty());
     assert!(get_secret(&client, &stays, "awsecr-cred").await.is_some());
 }
+
+/// Uninstall takes our entry out wherever it is, also where our Secret is already gone; an
+/// entry next to someone else's Secret of that name is theirs and stays.
+#[tokio::test]
+async fn uninstall_removes_our_entry_where_the_secret_is_already_gone() {
+    let _lock = CLUSTER_WIDE.lock().await;
+    let client = admin().await;
+    let base = unique("uninstall");
+    let [gone, foreign] = ["gone", "foreign"].map(|s| format!("{base}-{s}"));
+    create_namespace(&client, &gone, false).await;
+    create_sa(&client, &gone, "default", &["theirs", "awsecr-cred"]).await;
+    create_namespace(&client, &foreign, false).await;
+    create_sa(&client, &foreign, "default", &["awsecr-cred"]).await;
+    create_secret(
+        &client,
+        &foreign,
+        "awsecr-cred",
+        "kubernetes.io/dockerconfigjson",
+        &[(".dockerconfigjson", br#"{"auths":{}}"#)],
+    )
+    .await;
+
+    let out = Run::bare()
+        .args(["prune", "--uninstall", "--dry-run", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &gone, "default").await),
+        ["theirs", "awsecr-cred"],
+        "a dry run changes nothing"
+    );
+
+    let out = Run::bare()
+        .args(["prune", "--uninstall", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let r = out.json();
+    let report = outcome(&r, &gone);
+    assert_eq!(report["outcome"], "pruned", "{report:#}");
+    assert_eq!(report["secret"], serde_json::Value::Null, "{report:#}");
+    assert_eq!(report["service_accounts"][0]["outcome"], "unlinked");
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &gone, "default").await),
+        ["theirs"]
+    );
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &foreign, "default").await),
+        ["awsecr-cred"]
+    );
+    assert!(
+        !r["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == foreign.as_str()),
+        "{r:#}"
+    );
+}

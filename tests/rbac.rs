@@ -157,14 +157,14 @@ async fn a_missing_permission_is_named_in_the_error() {
     create_namespace(&client, &ns, true).await;
     let dir = tempfile::tempdir().unwrap();
 
-    // No `update` on serviceaccounts: the Secret is written, linking fails and says why.
-    let id = unique("rbac-noupdate");
+    // No `patch` on serviceaccounts: the Secret is written, linking fails and says why.
+    let id = unique("rbac-nopatch");
     apply_renamed(
         &repo_file("rbac.yaml"),
         &id,
         &[(
             r#"resourceNames: ["default"]
-    verbs: ["get", "update"]"#,
+    verbs: ["get", "patch"]"#,
             r#"resourceNames: ["default"]
     verbs: ["get"]"#,
         )],
@@ -180,7 +180,7 @@ async fn a_missing_permission_is_named_in_the_error() {
         .unwrap()
         .to_string();
     assert!(
-        err.contains(r#"cannot update resource "serviceaccounts""#) && err.contains("rbac.yaml"),
+        err.contains(r#"cannot patch resource "serviceaccounts""#) && err.contains("rbac.yaml"),
         "{err}"
     );
     assert!(!err.contains("ApiError"), "no debug noise: {err}");

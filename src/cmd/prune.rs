@@ -12,7 +12,7 @@ use crate::cluster::{explain, Cluster, ClusterOptions};
 use crate::error::Result;
 use crate::namespaces::{self, Selection, Target as Namespace};
 use crate::pullsecret::{self, State};
-use crate::report::{NamespaceReport, SecretOutcome, SyncReport};
+use crate::report::{NamespaceReport, SecretOutcome, ServiceAccountOutcome, SyncReport};
 use crate::serviceaccount;
 
 #[derive(Clone, Debug)]
@@ -22,6 +22,8 @@ pub struct PruneOptions {
     pub selection: Selection,
     pub target: Target,
     pub dry_run: bool,
+    /// Also take our entry out of ServiceAccounts where our Secret is already gone.
+    pub uninstall: bool,
     pub concurrency: usize,
     pub timeout: Duration,
 }
@@ -39,6 +41,7 @@ pub async fn run(opts: &PruneOptions) -> Result<SyncReport> {
         &opts.target,
         to_prune,
         opts.dry_run,
+        opts.uninstall,
         opts.concurrency,
         deadline,
         &timeout,
@@ -96,12 +99,14 @@ pub fn split(all: Vec<Namespace>, selected: Vec<Namespace>) -> (Vec<Namespace>, 
 }
 
 /// Prunes each namespace; only namespaces where something was removed, or that failed, are
-/// reported.
+/// reported. With `uninstall`, our ServiceAccount entry goes even where our Secret is gone.
+#[allow(clippy::too_many_arguments)]
 pub async fn prune_all(
     cluster: &Cluster,
     target: &Target,
     namespaces: Vec<Namespace>,
     dry_run: bool,
+    uninstall: bool,
     concurrency: usize,
     deadline: tokio::time::Instant,
     timeout: &str,
@@ -116,7 +121,7 @@ pub async fn prune_all(
         namespaces,
         concurrency,
         deadline,
-        |ns| prune_namespace(cluster, target, ns, dry_run),
+        |ns| prune_namespace(cluster, target, ns, dry_run, uninstall),
         late,
     )
     .await
@@ -130,6 +135,7 @@ async fn prune_namespace(
     target: &Target,
     ns: Namespace,
     dry_run: bool,
+    uninstall: bool,
 ) -> Option<NamespaceReport> {
     let ns = ns.name.as_str();
     let name = target.secret_name.as_str();
@@ -143,9 +149,17 @@ async fn prune_namespace(
             ))
         }
     };
-    // Not ours (or not there): nothing to do, and nothing of anyone else's is touched.
-    let secret = existing.filter(|s| pullsecret::state(Some(s)) == State::Ours)?;
+    // Someone else's: nothing to do, and nothing of anyone else's is touched (an entry naming
+    // their Secret is theirs). Not there: only an uninstall still looks for our entry.
+    let secret = match pullsecret::state(existing.as_ref()) {
+        State::Ours => existing,
+        State::Missing if uninstall => None,
+        _ => return None,
+    };
     let mut report = NamespaceReport::new(ns, SecretOutcome::Deleted);
+    if secret.is_none() {
+        report.secret = None;
+    }
     let accounts = match target.service_accounts(cluster, ns).await {
         Ok(a) => a,
         Err(e) => return Some(NamespaceReport::failed(ns, e.to_string())),
@@ -157,6 +171,19 @@ async fn prune_namespace(
             Err(e) => report.fail_service_account(sa, e.to_string()),
         }
     }
+    let Some(secret) = secret else {
+        let unlinked = report.service_accounts.iter().any(|s| {
+            s.outcome != ServiceAccountOutcome::NotLinked
+                && s.outcome != ServiceAccountOutcome::Missing
+        });
+        if unlinked {
+            info!(
+                namespace = ns,
+                dry_run, "unlinked a secret that was already gone"
+            );
+        }
+        return unlinked.then_some(report);
+    };
     if report.error.is_some() {
         warn!(
             namespace = ns,

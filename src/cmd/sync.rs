@@ -9,7 +9,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::OnceCell;
 use tracing::{debug, info, warn};
 
-use super::{bounded, prune, Target};
+use super::{bounded, prune, ServiceAccounts, Target};
 use crate::cluster::{explain_write, is_status, Cluster, ClusterOptions};
 use crate::ecr::{AwsOptions, EcrClientConfig};
 use crate::error::{Error, Result};
@@ -62,6 +62,7 @@ pub enum NamespaceError {
 struct Token {
     ecr: EcrClientConfig,
     request: String,
+    expected: crate::ecr::ExpectedHosts,
     registries: Vec<crate::ecr::RegistrySpec>,
     cell: OnceCell<Result<Arc<Desired>, Error>>,
 }
@@ -111,7 +112,8 @@ pub async fn run(opts: &SyncOptions) -> Result<SyncReport> {
     info!(namespaces = targets.len(), "selected namespaces");
 
     let token = Token {
-        request: ecr.request_fingerprint(&opts.aws.registries),
+        request: ecr.request_fingerprint(&opts.aws.registries).await,
+        expected: ecr.expected_hosts(&opts.aws.registries),
         registries: opts.aws.registries.clone(),
         ecr,
         cell: OnceCell::new(),
@@ -149,6 +151,7 @@ pub async fn run(opts: &SyncOptions) -> Result<SyncReport> {
             &opts.target,
             to_prune,
             opts.dry_run,
+            false,
             opts.concurrency,
             deadline,
             &timeout,
@@ -203,6 +206,11 @@ async fn sync_namespace(ctx: &Ctx<'_>, target: Namespace) -> NamespaceReport {
             return report;
         }
     };
+    // One that was listed and is gone by now is reported, not waited for.
+    let if_missing = match ctx.opts.target.service_accounts {
+        ServiceAccounts::All => serviceaccount::IfMissing::Report,
+        ServiceAccounts::Named(_) => serviceaccount::IfMissing::Wait(ctx.opts.service_account_wait),
+    };
     for sa in &accounts {
         let secret_name = &ctx.opts.target.secret_name;
         match serviceaccount::link(
@@ -210,7 +218,7 @@ async fn sync_namespace(ctx: &Ctx<'_>, target: Namespace) -> NamespaceReport {
             ns,
             sa,
             secret_name,
-            ctx.opts.service_account_wait,
+            if_missing,
             ctx.opts.dry_run,
         )
         .await
@@ -277,7 +285,8 @@ async fn ensure_secret(ctx: &Ctx<'_>, ns: &str) -> Result<SecretOutcome, Step> {
         }
         State::Ours => {
             if let (Some(refresh), Some(s)) = (ctx.opts.refresh_before, &existing) {
-                if pullsecret::is_fresh(s, &ctx.token.request, refresh, jiff::Timestamp::now()) {
+                let now = jiff::Timestamp::now();
+                if pullsecret::is_fresh(s, &ctx.token.request, &ctx.token.expected, refresh, now) {
                     debug!(namespace = ns, "secret is fresh");
                     return Ok(SecretOutcome::Unchanged);
                 }
