@@ -398,3 +398,43 @@ async fn wrong_type_secret_fails_then_force_replaces_it() {
         ["awsecr-cred"]
     );
 }
+
+#[tokio::test]
+async fn a_full_quota_is_reported_as_quota_not_rbac() {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    use kube::api::{Patch, PatchParams};
+    let client = admin().await;
+    let ns = unique("quota");
+    create_namespace(&client, &ns, true).await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns);
+    let q: ResourceQuota = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "q"},
+        "spec": {"hard": {"secrets": "0"}}
+    }))
+    .unwrap();
+    quotas.create(&PostParams::default(), &q).await.unwrap();
+    // No controller-manager computes the status, so set it as it would.
+    let status =
+        serde_json::json!({"status": {"hard": {"secrets": "0"}, "used": {"secrets": "0"}}});
+    quotas
+        .patch_status("q", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+
+    let out = Run::sync()
+        .args(["-n", &ns, "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(1);
+    let err = outcome(&out.json(), &ns)["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("exceeded quota"), "{err}");
+    assert!(err.contains("ResourceQuota"), "{err}");
+    assert!(
+        !err.contains("rbac.yaml") && !err.contains("grant"),
+        "{err}"
+    );
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
+}
