@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::{bounded, Target};
 use crate::cluster::{explain, Cluster, ClusterOptions};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::namespaces::{self, Selection, Target as Namespace};
 use crate::pullsecret::{self, State};
 use crate::report::{NamespaceReport, SecretOutcome, SyncReport};
@@ -75,7 +75,37 @@ pub async fn partition(
             .cloned()
             .collect()
     };
+    refuse_empty_selection(selection, &all, &selected)?;
     Ok(split(all, selected))
+}
+
+/// Prune removes us from every namespace the selection does not match, so a `-n` typo or a
+/// label selector that matches nothing would prune everything. Excludes alone only ever narrow
+/// "all", so `-x '*'` (and `--uninstall`) still mean what they say.
+fn refuse_empty_selection(
+    selection: &Selection,
+    all: &[Namespace],
+    selected: &[Namespace],
+) -> Result<()> {
+    let exists: std::collections::HashSet<&str> = all.iter().map(|t| t.name.as_str()).collect();
+    if selected.iter().any(|t| exists.contains(t.name.as_str())) {
+        return Ok(());
+    }
+    let (flag, value) = if let Some(sel) = &selection.label_selector {
+        ("--namespace-selector", sel.as_str().to_string())
+    } else if !selection.include.is_empty() {
+        let globs: Vec<&str> = selection.include.iter().map(|p| p.as_str()).collect();
+        ("--namespace", globs.join(","))
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidInput {
+        flag,
+        value,
+        reason: "matches no namespace, so pruning would remove ecr-refresh from every namespace; \
+                 nothing was written (check the spelling, or use `prune --uninstall` to remove it everywhere)"
+            .into(),
+    })
 }
 
 /// Splits namespaces into those to sync (selected, not opted out) and those to prune (the
@@ -210,5 +240,28 @@ mod tests {
         let names = |v: &[Namespace]| v.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&sync), ["a"]);
         assert_eq!(names(&prune), ["b", "c"]);
+    }
+
+    #[test]
+    fn a_selection_that_matches_nothing_is_refused_unless_it_only_excludes() {
+        let all = vec![ns("a", false, false), ns("b", true, false)];
+        let sel = |include: &[&str], exclude: &[&str]| Selection {
+            include: include.iter().map(|p| p.parse().unwrap()).collect(),
+            exclude: exclude.iter().map(|p| p.parse().unwrap()).collect(),
+            label_selector: None,
+        };
+        let typo = refuse_empty_selection(
+            &sel(&["typo"], &[]),
+            &all,
+            &[Namespace::named("typo".into())],
+        );
+        assert!(
+            matches!(&typo, Err(Error::InvalidInput { flag: "--namespace", value, .. }) if value == "typo"),
+            "{typo:?}"
+        );
+        // A terminating namespace exists, so it counts as matched.
+        assert!(refuse_empty_selection(&sel(&["b"], &[]), &all, &all[1..]).is_ok());
+        // --uninstall is "exclude everything".
+        assert!(refuse_empty_selection(&sel(&[], &["*"]), &all, &[]).is_ok());
     }
 }
