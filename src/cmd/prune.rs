@@ -224,6 +224,7 @@ mod tests {
             name: name.into(),
             terminating,
             opted_out,
+            listed: true,
         }
     }
 

@@ -1,6 +1,6 @@
 //! `sync`: write a current pull Secret into every selected namespace and link it.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use tokio::sync::OnceCell;
 use tracing::{debug, info, warn};
 
 use super::{bounded, prune, Target};
-use crate::cluster::{explain_write, is_status, Cluster, ClusterOptions};
+use crate::cluster::{explain, explain_write, is_status, Cluster, ClusterOptions};
 use crate::ecr::{AwsOptions, EcrClientConfig};
 use crate::error::{Error, Result};
 use crate::namespaces::{self, Selection, Target as Namespace, OPT_OUT_ANNOTATION};
@@ -43,6 +43,8 @@ pub enum NamespaceError {
     SecretNotOwned { secret: String },
     #[error("secret {secret} exists with type {found:?}, not {SECRET_TYPE}; left unchanged (use --force to replace it)")]
     SecretWrongType { secret: String, found: String },
+    #[error("reading the namespace: {message}")]
+    GetNamespace { message: String },
     #[error("reading secret {secret}: {message}")]
     GetSecret { secret: String, message: String },
     #[error("writing secret {secret}: {message}")]
@@ -82,6 +84,8 @@ struct Ctx<'a> {
     cluster: &'a Cluster,
     opts: &'a SyncOptions,
     token: &'a Token,
+    /// `get` on a namespace was refused once already (warned about once per run).
+    namespace_get_refused: AtomicBool,
 }
 
 /// Runs one pass. Errors returned here are fatal (nothing was written); per-namespace failures
@@ -120,6 +124,7 @@ pub async fn run(opts: &SyncOptions) -> Result<SyncReport> {
         cluster: &cluster,
         opts,
         token: &token,
+        namespace_get_refused: AtomicBool::new(false),
     };
     let timeout = humantime::format_duration(opts.timeout).to_string();
     let late = |ns: &Namespace| {
@@ -175,7 +180,20 @@ async fn sync_namespace(ctx: &Ctx<'_>, target: Namespace) -> NamespaceReport {
             &format!("opted out by annotation {OPT_OUT_ANNOTATION}"),
         );
     }
-    if target.terminating {
+    // A terminating namespace refuses only creates, so a literal name is looked up first:
+    // otherwise an existing Secret or ServiceAccount there would still be written.
+    let terminating = if target.listed {
+        target.terminating
+    } else {
+        match read_namespace(ctx, ns).await {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(namespace = ns, error = %e, "namespace failed");
+                return NamespaceReport::failed(ns, e.to_string());
+            }
+        }
+    };
+    if terminating {
         info!(namespace = ns, "skipped: namespace is terminating");
         return NamespaceReport::skipped(ns, "namespace is terminating");
     }
@@ -224,6 +242,25 @@ async fn sync_namespace(ctx: &Ctx<'_>, target: Namespace) -> NamespaceReport {
     }
     info!(namespace = ns, outcome = ?report.outcome, "namespace done");
     report
+}
+
+/// Whether a namespace named on the command line is terminating. Without `get` on namespaces
+/// (RBAC from before this check) it is assumed live, as before, with one warning per run.
+async fn read_namespace(ctx: &Ctx<'_>, ns: &str) -> Result<bool, NamespaceError> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.cluster.client());
+    match ctx.cluster.call("get namespace", || api.get_opt(ns)).await {
+        Ok(Some(n)) => Ok(n.metadata.deletion_timestamp.is_some()),
+        Ok(None) => Err(NamespaceError::NamespaceNotFound),
+        Err(e) if is_status(&e, |s| s.is_forbidden()) => {
+            if !ctx.namespace_get_refused.swap(true, Ordering::Relaxed) {
+                warn!(error = %explain(&e), "cannot read namespaces named with -n, so a terminating one is not recognised before writing; grant `get` on namespaces (see rbac.yaml)");
+            }
+            Ok(false)
+        }
+        Err(e) => Err(NamespaceError::GetNamespace {
+            message: explain_write(&e),
+        }),
+    }
 }
 
 enum Step {
