@@ -7,13 +7,14 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Preconditions};
 use tracing::{info, warn};
 
-use super::{bounded, Target};
+use super::{bounded, stopped, unless_stopped, Cut, Limits, Target};
 use crate::cluster::{explain, Cluster, ClusterOptions};
 use crate::error::{Error, Result};
 use crate::namespaces::{self, Selection, Target as Namespace};
 use crate::pullsecret::{self, State};
 use crate::report::{NamespaceReport, SecretOutcome, SyncReport};
 use crate::serviceaccount;
+use crate::shutdown::Stop;
 
 #[derive(Clone, Debug)]
 pub struct PruneOptions {
@@ -26,26 +27,35 @@ pub struct PruneOptions {
     pub timeout: Duration,
 }
 
-pub async fn run(opts: &PruneOptions) -> Result<SyncReport> {
+pub async fn run(opts: &PruneOptions, stop: &Stop) -> Result<SyncReport> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let cluster = Cluster::new(&opts.cluster).await?;
-    cluster.check_access().await?;
-    let (_, to_prune) = partition(&cluster, &opts.selection).await?;
+    let to_prune = unless_stopped(stop, async {
+        cluster.check_access().await?;
+        Ok(partition(&cluster, &opts.selection).await?.1)
+    })
+    .await?;
     let mut report = SyncReport::new("prune", opts.target.secret_name.clone(), opts.dry_run);
-    let timeout = humantime::format_duration(opts.timeout).to_string();
+    let limits = Limits {
+        deadline,
+        timeout: opts.timeout,
+        stop,
+    };
     report.namespaces = prune_all(
         &cluster,
         &opts.target,
         to_prune,
         opts.dry_run,
         opts.concurrency,
-        deadline,
-        &timeout,
+        limits,
     )
     .await;
     report.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
     report.finish(cluster.stats(), started);
+    if let Some(signal) = stop.requested() {
+        report.abort(&stopped(signal, &report));
+    }
     Ok(report)
 }
 
@@ -133,20 +143,15 @@ pub async fn prune_all(
     namespaces: Vec<Namespace>,
     dry_run: bool,
     concurrency: usize,
-    deadline: tokio::time::Instant,
-    timeout: &str,
+    limits: Limits<'_>,
 ) -> Vec<NamespaceReport> {
-    let late = |ns: &Namespace| {
-        Some(NamespaceReport::failed(
-            &ns.name,
-            format!("did not finish before the run deadline (--timeout {timeout})"),
-        ))
-    };
+    let late =
+        |ns: &Namespace, cut: Cut| Some(NamespaceReport::failed(&ns.name, limits.message(cut)));
     bounded(
         namespaces,
         concurrency,
-        deadline,
-        |ns| prune_namespace(cluster, target, ns, dry_run),
+        limits,
+        |ns, _shield| prune_namespace(cluster, target, ns, dry_run),
         late,
     )
     .await
