@@ -351,15 +351,29 @@ pub fn explain(err: &kube::Error) -> String {
     }
 }
 
-/// [`explain`], plus a hint for permission errors; the server's message already names the
-/// verb and resource.
+/// [`explain`], plus a hint for a 403. Admission (quotas, policies, a terminating namespace)
+/// refuses with 403 too, so the RBAC hint is only given for the authorizer's own message.
 pub fn explain_write(err: &kube::Error) -> String {
     let msg = explain(err);
-    if is_status(err, |s| s.is_forbidden()) {
+    let kube::Error::Api(s) = err else {
+        return msg;
+    };
+    if !s.is_forbidden() {
+        msg
+    } else if is_rbac_refusal(&s.message) {
         format!("{msg} (grant the missing permission; see rbac.yaml)")
+    } else if s.message.contains("exceeded quota") {
+        format!("{msg} (a ResourceQuota in this namespace is full: raise the quota or free room)")
     } else {
         msg
     }
+}
+
+/// The authorizer's refusal: `User "u" cannot get resource "secrets" in API group "" ...` (or
+/// `... cannot get path "/x"`).
+fn is_rbac_refusal(message: &str) -> bool {
+    message.contains(" cannot ")
+        && (message.contains(" resource \"") || message.contains(" path \""))
 }
 
 pub fn is_status(err: &kube::Error, pred: impl Fn(&kube::core::Status) -> bool) -> bool {
@@ -410,6 +424,35 @@ mod tests {
         assert_eq!(
             redact_urls("error sending request for url (https://u:SECRET@h/version) (x)"),
             "error sending request for url (https://u:***@h/version) (x)"
+        );
+    }
+
+    fn forbidden(message: &str) -> kube::Error {
+        kube::Error::Api(Box::new(
+            kube::core::Status::failure(message, "Forbidden").with_code(403),
+        ))
+    }
+
+    #[test]
+    fn the_rbac_hint_is_only_for_rbac_refusals() {
+        let rbac = explain_write(&forbidden(
+            r#"secrets "awsecr-cred" is forbidden: User "system:serviceaccount:kube-system:ecr-refresh" cannot patch resource "secrets" in API group "" in the namespace "a""#,
+        ));
+        assert!(
+            rbac.ends_with("(grant the missing permission; see rbac.yaml)"),
+            "{rbac}"
+        );
+        let quota = explain_write(&forbidden(
+            r#"secrets "awsecr-cred" is forbidden: exceeded quota: q, requested: secrets=1, used: secrets=1, limited: secrets=1"#,
+        ));
+        assert!(quota.contains("ResourceQuota"), "{quota}");
+        assert!(!quota.contains("rbac.yaml"), "{quota}");
+        let webhook = explain_write(&forbidden(
+            r#"admission webhook "policy.example.com" denied the request: no"#,
+        ));
+        assert!(
+            !webhook.contains("rbac.yaml") && !webhook.contains("quota"),
+            "{webhook}"
         );
     }
 }

@@ -499,19 +499,22 @@ pub const OPT_OUT_ANNOTATION: &str = "ecr-refresh/opt-out";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     pub name: String,
-    /// Known from the listing; literal names are not looked up, and a terminating one shows
-    /// up as the server's refusal to write.
+    /// Known from the listing; for a literal name `sync` reads the namespace before writing.
     pub terminating: bool,
     /// Carries the opt-out annotation (only known from a listing).
     pub opted_out: bool,
+    /// Came from a listing, so `terminating` and `opted_out` are known.
+    pub listed: bool,
 }
 
 impl Target {
+    /// A namespace named on the command line, not (yet) looked up.
     pub fn named(name: String) -> Self {
         Self {
             name,
             terminating: false,
             opted_out: false,
+            listed: false,
         }
     }
 }
@@ -560,6 +563,7 @@ pub async fn list(
                 name,
                 terminating: meta.deletion_timestamp.is_some(),
                 opted_out,
+                listed: true,
             });
         }
         continue_token = page.metadata.continue_.filter(|t| !t.is_empty());

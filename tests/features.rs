@@ -817,3 +817,84 @@ async fn proxy_variables_are_honoured() {
         &requests()[before..]
     );
 }
+
+/// With --refresh-before, a namespace whose Secret is fresh needs no token, so it can be
+/// linked before ECR turns out to be unreachable: its result stays in the report, and the exit
+/// code does not claim that nothing was written.
+#[tokio::test]
+async fn ecr_failure_after_some_writes_keeps_the_results_and_exits_1() {
+    let client = admin().await;
+    let base = unique("partial");
+    let [fresh, empty] = ["fresh", "empty"].map(|s| format!("{base}-{s}"));
+    create_namespace(&client, &fresh, true).await;
+    let ecr = FakeEcr::start(FakeEcr::token_body("pw", now() + 6 * 3600, ACCOUNT, REGION)).await;
+    Run::sync()
+        .env("AWS_ENDPOINT_URL", &ecr.url)
+        .args(["-n", &fresh])
+        .run_async()
+        .await
+        .assert_code(0);
+    // Someone unlinks it; a new namespace appears; ECR becomes unreachable.
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &fresh)
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"imagePullSecrets": null})),
+        )
+        .await
+        .unwrap();
+    create_namespace(&client, &empty, true).await;
+    let sync = |output: &str| {
+        Run::sync()
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+            .args([
+                "-n",
+                &fresh,
+                "-n",
+                &empty,
+                "--refresh-before",
+                "1h",
+                "-o",
+                output,
+            ])
+    };
+
+    let out = sync("json").run_async().await;
+    out.assert_code(1);
+    let r = out.json();
+    assert_eq!(r["error"]["kind"], "ecr_token", "{r:#}");
+    assert_eq!(r["exit_code"], 1);
+    assert_eq!(outcome(&r, &fresh)["outcome"], "updated", "{r:#}");
+    assert_eq!(
+        outcome(&r, &fresh)["service_accounts"][0]["outcome"],
+        "linked"
+    );
+    assert_eq!(outcome(&r, &empty)["outcome"], "failed", "{r:#}");
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &fresh, "default").await),
+        ["awsecr-cred"]
+    );
+    assert!(get_secret(&client, &empty, "awsecr-cred").await.is_none());
+
+    // Now nothing needs writing but the Secret ECR cannot provide: exit 3, and the report (text
+    // too) still lists both namespaces.
+    let out = sync("json").run_async().await;
+    out.assert_code(3);
+    let r = out.json();
+    assert_eq!(outcome(&r, &fresh)["outcome"], "unchanged", "{r:#}");
+    assert_eq!(outcome(&r, &empty)["outcome"], "failed", "{r:#}");
+    let out = sync("text").run_async().await;
+    out.assert_code(3);
+    assert!(
+        out.stdout()
+            .contains(&format!("FAILED {empty}: no ECR token")),
+        "{}",
+        out.stdout()
+    );
+    assert!(
+        out.stderr()
+            .contains("cannot get an ECR authorization token"),
+        "{}",
+        out.stderr()
+    );
+}

@@ -212,3 +212,66 @@ async fn uninstall_removes_our_entry_where_the_secret_is_already_gone() {
         "{r:#}"
     );
 }
+
+#[tokio::test]
+async fn prune_refuses_a_selection_that_matches_no_namespace() {
+    let _lock = CLUSTER_WIDE.lock().await;
+    let client = admin().await;
+    let ns = unique("typo");
+    create_namespace(&client, &ns, true).await;
+    Run::sync()
+        .args(["-n", &ns])
+        .run_async()
+        .await
+        .assert_code(0);
+    let before = get_secret(&client, &ns, "awsecr-cred").await.unwrap();
+
+    // A typo would otherwise prune every namespace; --dry-run keeps a regression harmless.
+    for (args, flag) in [
+        (
+            vec!["sync", "--prune", "-n", "no-such-namespace-xyz"],
+            "--namespace",
+        ),
+        (vec!["sync", "--prune", "-n", "no-such-*"], "--namespace"),
+        (vec!["prune", "-n", "no-such-namespace-xyz"], "--namespace"),
+        (
+            vec!["prune", "-l", "no-such-label=x"],
+            "--namespace-selector",
+        ),
+    ] {
+        let out = Run::bare()
+            .args(&args)
+            .args(["--dry-run", "-o", "json"])
+            .run_async()
+            .await;
+        out.assert_code(2);
+        let r = out.json();
+        assert_eq!(r["error"]["kind"], "invalid_input", "{args:?}: {r:#}");
+        let msg = r["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(flag) && msg.contains("matches no namespace"),
+            "{args:?}: {msg}"
+        );
+        assert!(
+            r["namespaces"].as_array().unwrap().is_empty(),
+            "{args:?}: {r:#}"
+        );
+    }
+    let after = get_secret(&client, &ns, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "default").await),
+        ["awsecr-cred"]
+    );
+
+    // Excludes alone only narrow "all": uninstalling still works (dry run here).
+    let out = Run::bare()
+        .args(["prune", "--uninstall", "--dry-run", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    assert_eq!(outcome(&out.json(), &ns)["outcome"], "pruned");
+}

@@ -7,13 +7,14 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Preconditions};
 use tracing::{info, warn};
 
-use super::{bounded, Target};
+use super::{bounded, stopped, unless_stopped, Cut, Limits, Target};
 use crate::cluster::{explain, Cluster, ClusterOptions};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::namespaces::{self, Selection, Target as Namespace};
 use crate::pullsecret::{self, State};
 use crate::report::{NamespaceReport, SecretOutcome, ServiceAccountOutcome, SyncReport};
 use crate::serviceaccount;
+use crate::shutdown::Stop;
 
 #[derive(Clone, Debug)]
 pub struct PruneOptions {
@@ -28,14 +29,21 @@ pub struct PruneOptions {
     pub timeout: Duration,
 }
 
-pub async fn run(opts: &PruneOptions) -> Result<SyncReport> {
+pub async fn run(opts: &PruneOptions, stop: &Stop) -> Result<SyncReport> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let cluster = Cluster::new(&opts.cluster).await?;
-    cluster.check_access().await?;
-    let (_, to_prune) = partition(&cluster, &opts.selection).await?;
+    let to_prune = unless_stopped(stop, async {
+        cluster.check_access().await?;
+        Ok(partition(&cluster, &opts.selection).await?.1)
+    })
+    .await?;
     let mut report = SyncReport::new("prune", opts.target.secret_name.clone(), opts.dry_run);
-    let timeout = humantime::format_duration(opts.timeout).to_string();
+    let limits = Limits {
+        deadline,
+        timeout: opts.timeout,
+        stop,
+    };
     report.namespaces = prune_all(
         &cluster,
         &opts.target,
@@ -43,12 +51,14 @@ pub async fn run(opts: &PruneOptions) -> Result<SyncReport> {
         opts.dry_run,
         opts.uninstall,
         opts.concurrency,
-        deadline,
-        &timeout,
+        limits,
     )
     .await;
     report.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
     report.finish(cluster.stats(), started);
+    if let Some(signal) = stop.requested() {
+        report.abort(&stopped(signal, &report));
+    }
     Ok(report)
 }
 
@@ -78,7 +88,37 @@ pub async fn partition(
             .cloned()
             .collect()
     };
+    refuse_empty_selection(selection, &all, &selected)?;
     Ok(split(all, selected))
+}
+
+/// Prune removes us from every namespace the selection does not match, so a `-n` typo or a
+/// label selector that matches nothing would prune everything. Excludes alone only ever narrow
+/// "all", so `-x '*'` (and `--uninstall`) still mean what they say.
+fn refuse_empty_selection(
+    selection: &Selection,
+    all: &[Namespace],
+    selected: &[Namespace],
+) -> Result<()> {
+    let exists: std::collections::HashSet<&str> = all.iter().map(|t| t.name.as_str()).collect();
+    if selected.iter().any(|t| exists.contains(t.name.as_str())) {
+        return Ok(());
+    }
+    let (flag, value) = if let Some(sel) = &selection.label_selector {
+        ("--namespace-selector", sel.as_str().to_string())
+    } else if !selection.include.is_empty() {
+        let globs: Vec<&str> = selection.include.iter().map(|p| p.as_str()).collect();
+        ("--namespace", globs.join(","))
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidInput {
+        flag,
+        value,
+        reason: "matches no namespace, so pruning would remove ecr-refresh from every namespace; \
+                 nothing was written (check the spelling, or use `prune --uninstall` to remove it everywhere)"
+            .into(),
+    })
 }
 
 /// Splits namespaces into those to sync (selected, not opted out) and those to prune (the
@@ -108,20 +148,15 @@ pub async fn prune_all(
     dry_run: bool,
     uninstall: bool,
     concurrency: usize,
-    deadline: tokio::time::Instant,
-    timeout: &str,
+    limits: Limits<'_>,
 ) -> Vec<NamespaceReport> {
-    let late = |ns: &Namespace| {
-        Some(NamespaceReport::failed(
-            &ns.name,
-            format!("did not finish before the run deadline (--timeout {timeout})"),
-        ))
-    };
+    let late =
+        |ns: &Namespace, cut: Cut| Some(NamespaceReport::failed(&ns.name, limits.message(cut)));
     bounded(
         namespaces,
         concurrency,
-        deadline,
-        |ns| prune_namespace(cluster, target, ns, dry_run, uninstall),
+        limits,
+        |ns, _shield| prune_namespace(cluster, target, ns, dry_run, uninstall),
         late,
     )
     .await
@@ -221,6 +256,7 @@ mod tests {
             name: name.into(),
             terminating,
             opted_out,
+            listed: true,
         }
     }
 
@@ -237,5 +273,28 @@ mod tests {
         let names = |v: &[Namespace]| v.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&sync), ["a"]);
         assert_eq!(names(&prune), ["b", "c"]);
+    }
+
+    #[test]
+    fn a_selection_that_matches_nothing_is_refused_unless_it_only_excludes() {
+        let all = vec![ns("a", false, false), ns("b", true, false)];
+        let sel = |include: &[&str], exclude: &[&str]| Selection {
+            include: include.iter().map(|p| p.parse().unwrap()).collect(),
+            exclude: exclude.iter().map(|p| p.parse().unwrap()).collect(),
+            label_selector: None,
+        };
+        let typo = refuse_empty_selection(
+            &sel(&["typo"], &[]),
+            &all,
+            &[Namespace::named("typo".into())],
+        );
+        assert!(
+            matches!(&typo, Err(Error::InvalidInput { flag: "--namespace", value, .. }) if value == "typo"),
+            "{typo:?}"
+        );
+        // A terminating namespace exists, so it counts as matched.
+        assert!(refuse_empty_selection(&sel(&["b"], &[]), &all, &all[1..]).is_ok());
+        // --uninstall is "exclude everything".
+        assert!(refuse_empty_selection(&sel(&[], &["*"]), &all, &[]).is_ok());
     }
 }

@@ -6,13 +6,14 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::Api;
 use serde::Serialize;
 
-use super::{bounded, ServiceAccounts, Target};
+use super::{bounded, Limits, ServiceAccounts, Target};
 use crate::cluster::{explain, Cluster, ClusterOptions, Stats};
 use crate::ecr::RegistrySpec;
 use crate::error::{exit, Error, Result};
 use crate::namespaces::{self, Selection, Target as Namespace, OPT_OUT_ANNOTATION};
 use crate::pullsecret::{self, Expiry, State};
 use crate::report::{ErrorReport, Render, SCHEMA_VERSION};
+use crate::shutdown::Stop;
 use crate::{EXPIRES_AT_ANNOTATION, REGISTRIES_ANNOTATION};
 
 #[derive(Clone, Debug)]
@@ -193,7 +194,7 @@ pub async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     let targets = namespaces::resolve(&cluster, &opts.selection).await?;
     let mut report = StatusReport::new(opts.target.secret_name.clone(), opts.min_remaining);
     let now = jiff::Timestamp::now();
-    let late = |ns: &Namespace| NamespaceStatus {
+    let late = |ns: &Namespace, _| NamespaceStatus {
         problems: vec![format!(
             "not checked before the run deadline (--timeout {})",
             humantime::format_duration(opts.timeout)
@@ -203,8 +204,13 @@ pub async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     report.namespaces = bounded(
         targets,
         opts.concurrency,
-        deadline,
-        |ns| check(&cluster, opts, ns, now),
+        // Read-only: a signal may end it at once, so there is no stop to honour.
+        Limits {
+            deadline,
+            timeout: opts.timeout,
+            stop: &Stop::never(),
+        },
+        |ns, _| check(&cluster, opts, ns, now),
         late,
     )
     .await;

@@ -238,6 +238,15 @@ impl Run {
             .expect("join")
     }
 
+    /// Starts the binary with stdout and stderr piped, for a test that signals it mid-run.
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start ecr-refresh")
+    }
+
     pub fn run(mut self) -> RunOutput {
         let out = self.cmd.output().expect("run ecr-refresh");
         RunOutput(out)
