@@ -53,6 +53,14 @@ pub async fn run(cli: Cli) -> u8 {
             };
             Box::new(result.unwrap_or_else(|e| SyncReport::fatal("prune", name, dry_run, &e)))
         }
+        Command::Completions(args) => {
+            let script = cmd::completions::completions(args.shell.into());
+            return cmd::completions::print(Ok(script));
+        }
+        Command::Man(args) => {
+            let page = cmd::completions::man(args.page.map(cli::ManPage::subcommand));
+            return cmd::completions::print(page);
+        }
         Command::Status(args) => {
             let name = args.target.secret_name.clone();
             let result = match args.into_options(&global) {

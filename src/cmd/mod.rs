@@ -1,5 +1,6 @@
 //! One module per subcommand, and what they share.
 
+pub mod completions;
 pub mod prune;
 pub mod status;
 pub mod sync;
