@@ -484,6 +484,10 @@ pub struct SyncArgs {
     /// selected (see `ecr-refresh prune`)
     #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_PRUNE")]
     pub prune: bool,
+
+    #[command(flatten)]
+    // Boxed: the URL is large, and clippy keeps the Command variants close in size.
+    pub metrics: Box<crate::metrics::PushArgs>,
 }
 
 impl SyncArgs {
@@ -500,6 +504,8 @@ impl SyncArgs {
             dry_run,
             refresh_before,
             prune,
+            // Pushed by `crate::run` once the report is done, whatever the outcome.
+            metrics: _,
         } = self;
         run.check(global)?;
         if let Some(refresh) = refresh_before {

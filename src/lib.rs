@@ -8,6 +8,7 @@ pub mod cmd;
 pub mod dockerconfig;
 pub mod ecr;
 pub mod error;
+pub mod metrics;
 pub mod namespaces;
 pub mod pullsecret;
 pub mod report;
@@ -39,11 +40,14 @@ pub async fn run(cli: Cli) -> u8 {
     let report: Box<dyn Render> = match command {
         Command::Sync(args) => {
             let (name, dry_run) = (args.target.secret_name.clone(), args.dry_run);
+            let (push, started) = (args.metrics.clone(), std::time::Instant::now());
             let result = match args.into_options(&global) {
                 Ok(opts) => cmd::sync::run(&opts).await,
                 Err(e) => Err(e),
             };
-            Box::new(result.unwrap_or_else(|e| SyncReport::fatal("sync", name, dry_run, &e)))
+            let report = result.unwrap_or_else(|e| SyncReport::fatal("sync", name, dry_run, &e));
+            metrics::push(&push, &global, &report, started.elapsed()).await;
+            Box::new(report)
         }
         Command::Prune(args) => {
             let (name, dry_run) = (args.target.secret_name.clone(), args.dry_run);
