@@ -10,6 +10,7 @@ pub mod ecr;
 pub mod error;
 pub mod metrics;
 pub mod namespaces;
+pub mod progress;
 pub mod pullsecret;
 pub mod report;
 pub mod sensitive;
@@ -28,7 +29,7 @@ pub const EXPIRES_AT_ANNOTATION: &str = "ecr-refresh/expires-at";
 /// The registry hosts the Secret covers, comma-separated.
 pub const REGISTRIES_ANNOTATION: &str = "ecr-refresh/registries";
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 
 use cli::{Cli, Command, OutputFormat};
 use report::{Render, SyncReport};
@@ -37,6 +38,13 @@ use report::{Render, SyncReport};
 pub async fn run(cli: Cli) -> u8 {
     let Cli { global, command } = cli;
     let json_logs = global.log_format == telemetry::LogFormat::Json;
+    if progress::wanted(
+        std::io::stderr().is_terminal(),
+        global.output == OutputFormat::Text,
+        !json_logs,
+    ) {
+        progress::enable();
+    }
     let report: Box<dyn Render> = match command {
         Command::Sync(args) => {
             let (name, dry_run) = (args.target.secret_name.clone(), args.dry_run);

@@ -43,7 +43,8 @@ pub fn init(format: LogFormat) {
     let rust_log = std::env::var("RUST_LOG").ok();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(rust_log.as_deref()))
-        .with_writer(std::io::stderr)
+        // stderr, taking turns with the progress line at a terminal.
+        .with_writer(crate::progress::Stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     match format {

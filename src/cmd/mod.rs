@@ -40,7 +40,8 @@ impl Target {
 }
 
 /// Runs `work` on every item, `concurrency` at a time; whatever has not finished by
-/// `deadline` gets `late(item)` instead, so a run never outlives its --timeout.
+/// `deadline` gets `late(item)` instead, so a run never outlives its --timeout. Each result
+/// ticks the progress line (shown only at a terminal, see `progress`).
 pub async fn bounded<I, R, F, Fut>(
     items: Vec<I>,
     concurrency: usize,
@@ -52,9 +53,11 @@ where
     F: Fn(I) -> Fut,
     Fut: Future<Output = R>,
     I: Clone,
+    R: crate::progress::Tally,
 {
     let work = &work;
     let late = &late;
+    let mut progress = crate::progress::Progress::start(items.len());
     futures::stream::iter(items)
         .map(|item| async move {
             let fallback = item.clone();
@@ -64,6 +67,7 @@ where
             }
         })
         .buffer_unordered(concurrency)
+        .inspect(|r| progress.tick(r))
         .collect()
         .await
 }
