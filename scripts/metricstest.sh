@@ -288,6 +288,17 @@ check_push_failure_keeps_exit_code() {
   grep -q "could not push metrics" "$WORK/pushfail.err" || { REASON="no 'could not push metrics' warning on stderr"; return 1; }
 }
 
+check_dry_run_pushes_nothing() {
+  local ns groups
+  new_namespace h || { REASON="cannot create a namespace"; return 1; }
+  ns=$NEW_NS
+  run_tool dryrun "$ECR_REFRESH_TEST_ECR_ENDPOINT" -n "$ns" --dry-run --pushgateway "$PGW" --pushgateway-instance "$INSTANCE-dry"
+  [ "$RC" = 0 ] || { REASON="sync --dry-run exited $RC"; return 1; }
+  grep -q "metrics not pushed" "$WORK/dryrun.err" || { REASON="no 'metrics not pushed' on stderr"; return 1; }
+  groups=$(curl -sf "$PGW/api/v1/metrics" | jq --arg i "$INSTANCE-dry" '[.data[] | select(.labels.instance == $i)] | length')
+  [ "$groups" = 0 ] || { REASON="the Pushgateway has a group for the dry run ($groups)"; return 1; }
+}
+
 check_no_secrets_pushed() {
   local all
   all=$(curl -sf "$PGW/metrics") || { REASON="cannot read $PGW/metrics"; return 1; }
@@ -330,6 +341,7 @@ run_check "a run with a failed namespace (exit 1): counts pushed, EcrRefreshName
 run_check "a good run again: last success moves on, failed count back to 0, alerts resolve" check_success_again
 run_check "the default instance label is the kube context" check_default_instance
 run_check "an unreachable Pushgateway is a warning and keeps exit code 0" check_push_failure_keeps_exit_code
+run_check "a --dry-run pushes nothing" check_dry_run_pushes_nothing
 run_check "no credential in what the Pushgateway holds" check_no_secrets_pushed
 
 echo "metricstest: $PASSED passed, $FAILED failed"

@@ -213,12 +213,17 @@ fn outcome_label(o: Outcome) -> &'static str {
     }
 }
 
-/// Pushes the run's metrics if `--pushgateway` was given. Never fails the run: a failed push
-/// is a warning.
+/// Pushes the run's metrics if `--pushgateway` was given, unless it was a dry run. Never fails
+/// the run: a failed push is a warning.
 pub async fn push(args: &PushArgs, global: &GlobalArgs, report: &SyncReport, duration: Duration) {
     let Some(base) = &args.pushgateway else {
         return;
     };
+    if report.dry_run {
+        // Nothing was written, so nothing to alert on; a dry run must not pass for a good run.
+        info!(pushgateway = %base, "--dry-run: metrics not pushed");
+        return;
+    }
     let instance = args
         .pushgateway_instance
         .clone()
