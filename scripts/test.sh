@@ -33,6 +33,8 @@ cargo test --all-targets --locked --no-fail-fast
 # Dockerfile lint, manifest validation, the static binary in an empty rootfs, the CronJob's own
 # command and the README quick start, against the same servers.
 bash scripts/check-packaging.sh
+# Pushgateway + Prometheus on loopback: the pushed metrics and the alerts they fire.
+bash scripts/metricstest.sh
 
 # The other servers: the integration tests again (nothing is rebuilt).
 for i in "${!SERVERS[@]}"; do

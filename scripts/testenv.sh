@@ -154,7 +154,8 @@ install_tinyproxy() {
 }
 
 cmd_install() {
-  apt_install jq openssl curl
+  # tmux, man-db, groff-base and bsdutils (script): the completion, man page and progress tests.
+  apt_install jq openssl curl tmux man-db groff-base bsdutils
   install_tinyproxy
   if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
     [ -x "$KUBEBUILDER_ASSETS/etcd" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] ||
