@@ -397,9 +397,9 @@ watch secrets/$SECRET no
 get secrets/other no
 create secrets/other no
 get serviceaccounts/default yes
-update serviceaccounts/default yes
-patch serviceaccounts/default no
-update serviceaccounts/other no
+patch serviceaccounts/default yes
+update serviceaccounts/default no
+patch serviceaccounts/other no
 create serviceaccounts no
 list serviceaccounts no
 create pods no
