@@ -5,6 +5,7 @@
 #   scripts/testenv.sh install   install/build what is missing (idempotent)
 #   scripts/testenv.sh start     start the servers, write $RUN_DIR/env.sh
 #   scripts/testenv.sh stop      stop them
+#   scripts/testenv.sh kubelet-path  print where install puts the kubelet (scripts/pulltest.sh)
 #
 # KUBEBUILDER_ASSETS (a folder with etcd and kube-apiserver) is honoured: then nothing is built.
 set -euo pipefail
@@ -214,5 +215,6 @@ case "${1:-}" in
   install) cmd_install ;;
   start) cmd_start ;;
   stop) cmd_stop ;;
-  *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
+  kubelet-path) bin_kubelet ;; # for scripts/pulltest.sh: where install puts the kubelet
+  *) echo "usage: $0 install|start|stop|kubelet-path" >&2; exit 2 ;;
 esac
