@@ -39,7 +39,7 @@ GLOBAL_PATHS=(/var/lib/kubelet /var/log/pods /var/log/containers /run/containerd
 SYSCTLS=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys kernel/keys/root_maxbytes)
 WAIT_POD=${ECR_REFRESH_PULLTEST_WAIT:-90}
 
-passed=0 failed=0 in_run=""
+passed=0 failed=0 in_run="" logs_fresh=""
 log() { printf 'pulltest: %s\n' "$*" >&2; }
 die() {
   log "error: $*"
@@ -47,7 +47,8 @@ die() {
   if [ -n "$in_run" ]; then
     echo "not ok - $*"
     for f in registry containerd kubelet; do
-      [ -f "$LOGS/$f.log" ] && { echo "# --- $f.log (last 10 lines)"; tail -n 10 "$LOGS/$f.log" | sed 's/^/# /'; }
+      [ -n "$logs_fresh" ] && [ -f "$LOGS/$f.log" ] || continue
+      echo "# --- $f.log (last 10 lines)"; tail -n 10 "$LOGS/$f.log" | sed 's/^/# /'
     done
     echo "pulltest: $passed passed, $((failed + 1)) failed"
   fi
@@ -141,6 +142,17 @@ wait_for() { # seconds, command...: true once the command succeeds, false after 
   done
 }
 
+running() { kill -0 "$(cat "$WORK/$1.pid")" 2>/dev/null; }
+# wait_up NAME SECONDS COMMAND...: like wait_for, but gives up as soon as server NAME has exited.
+wait_up() {
+  local name=$1 secs=$2; shift 2
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    running "$name" && [ $SECONDS -lt $end ] || return 1
+    sleep 0.5
+  done
+}
+
 k() { kubectl --kubeconfig "$RUN_DIR/kubeconfig" --cache-dir "$WORK/kube-cache" --request-timeout=20s "$@"; }
 
 moto_password() {
@@ -183,8 +195,8 @@ YML
   # Only now: the name resolves to the stand-in for as long as the test runs.
   if grep -q "[[:space:]]$HOST\([[:space:]]\|$\)" /etc/hosts; then die "/etc/hosts already maps $HOST; remove that line first"; fi
   echo "$REGISTRY_IP $HOST $HOSTS_MARK" >>/etc/hosts
-  wait_for 20 curl -s -o /dev/null --cacert "$c/ca.crt" "https://$HOST/v2/" ||
-    die "registry did not come up on $REGISTRY_IP:443; see $LOGS/registry.log"
+  wait_up registry 20 curl -s -o /dev/null --cacert "$c/ca.crt" "https://$HOST/v2/" ||
+    die "the registry did not come up on $REGISTRY_IP:443; see $LOGS/registry.log"
 }
 
 start_containerd() {
@@ -218,7 +230,7 @@ TOML
   # A per-registry hosts.toml with ca = … was not honoured; the process-wide bundle is.
   start_bg containerd env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin SSL_CERT_FILE="$WORK/certs/bundle.crt" \
     containerd --config "$d/config.toml"
-  wait_for 20 ctr -a "$SOCK" version || die "containerd did not come up; see $LOGS/containerd.log"
+  wait_up containerd 20 ctr -a "$SOCK" version || die "containerd did not come up; see $LOGS/containerd.log"
   oci_image "$WORK/pause" "$PAUSE_IMAGE" '["/bin/busybox","sleep","2147483647"]'
   tar -C "$WORK/pause" -cf "$WORK/pause.tar" .
   ctr -a "$SOCK" -n k8s.io images import "$WORK/pause.tar" >/dev/null
@@ -238,7 +250,7 @@ start_kubelet() {
     --healthz-bind-address=127.0.0.1 --healthz-port="$KUBELET_HEALTHZ_PORT" \
     --make-iptables-util-chains=false --eviction-hard= --image-gc-high-threshold=100 \
     --v=2
-  wait_for 60 k get node "$NODE" || die "the kubelet did not register node $NODE; see $LOGS/kubelet.log"
+  wait_up kubelet 60 k get node "$NODE" || die "the kubelet did not register node $NODE; see $LOGS/kubelet.log"
 }
 
 # --- teardown (idempotent; also run at start for a killed earlier run) -------------------------
@@ -455,7 +467,7 @@ main() {
   exec 9</etc/hosts
   flock -w 600 9 || die "another pull test has held a lock on /etc/hosts for 10 minutes"
   teardown
-  rm -rf "$LOGS" && mkdir -p "$WORK/home" "$LOGS"
+  rm -rf "$LOGS" && mkdir -p "$WORK/home" "$LOGS" && logs_fresh=1
   record_state
   trap teardown EXIT
   trap 'exit 130' INT TERM
@@ -476,7 +488,7 @@ main() {
     die "skopeo could not push $IMAGE"
   start_containerd
   start_kubelet
-  log "stack up in $((SECONDS - t0))s (node $NODE, registry $REGISTRY_IP as $HOST)"
+  log "stack up in $((SECONDS - t0))s (kubelet $KUBELET as node $NODE, registry $REGISTRY_IP as $HOST)"
 
   local t1=$SECONDS
   checks "$a" "$b"
