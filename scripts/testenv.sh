@@ -6,6 +6,7 @@
 #   scripts/testenv.sh servers   list the kube-apiservers to test against, one `LABEL PATH` a line
 #   scripts/testenv.sh start     start the servers, write $RUN_DIR/env.sh
 #   scripts/testenv.sh stop      stop them
+#   scripts/testenv.sh kubelet-path  print where install puts the kubelet (scripts/pulltest.sh)
 #
 # The servers: the 1.20.2 build, plus every kube-apiserver.xz under $ECR_REFRESH_K8S_DIR (default
 # ../shared/k8s/VERSION/ beside the checkout), unpacked into the cache. `start` runs the first one, or
@@ -284,5 +285,6 @@ case "${1:-}" in
   servers) cmd_servers ;;
   start) cmd_start ;;
   stop) cmd_stop ;;
-  *) echo "usage: $0 install|servers|start|stop" >&2; exit 2 ;;
+  kubelet-path) bin_kubelet ;; # for scripts/pulltest.sh: where install puts the kubelet
+  *) echo "usage: $0 install|servers|start|stop|kubelet-path" >&2; exit 2 ;;
 esac
