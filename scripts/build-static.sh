@@ -13,19 +13,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=x86_64-unknown-linux-musl
 
 log() { printf 'build-static: %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 die() { log "error: $*"; exit 1; }
 
-apt_updated=""
-apt_install() {
-  local missing=()
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" = 0 ] || die "need root to apt-get install ${missing[*]} (or install it yourself)"
-  # A fresh image has no package lists: update once before the first install.
-  if [ -z "$apt_updated" ]; then apt-get update -qq >&2; apt_updated=1; fi
-  log "apt-get install ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
 
 install_prereqs() {
   command -v cargo >/dev/null || die "cargo not found: install Rust with rustup first"
@@ -37,7 +28,7 @@ install_prereqs() {
   # aws-lc-sys compiles C (and needs a musl-targeting compiler to link statically).
   if ! command -v musl-gcc >/dev/null; then
     command -v dpkg >/dev/null || die "musl-gcc not found and this is not a Debian system: install musl-tools"
-    apt_install musl-tools
+    apt_install --no-recommends musl-tools || die "could not install musl-tools"
   fi
 }
 

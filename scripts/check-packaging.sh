@@ -21,6 +21,8 @@ SECRET=awsecr-cred
 KUBECTL=${KUBECTL:-kubectl}
 
 log() { printf 'check-packaging: %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 WORK=$(mktemp -d /tmp/ecr-refresh-packaging.XXXXXX)
 CREATED_NAMESPACES=()
@@ -39,16 +41,6 @@ trap cleanup EXIT
 # ---------------------------------------------------------------------------------------------
 # Setup helpers
 
-apt_updated=""
-apt_install() {
-  local missing=()
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" = 0 ] || { log "need root to apt-get install ${missing[*]}"; return 1; }
-  if [ -z "$apt_updated" ]; then apt-get update -qq >&2; apt_updated=1; fi
-  log "apt-get install ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
 
 install_venv() {
   local stamp=$VENV/.ecr-refresh-spec
@@ -56,7 +48,7 @@ install_venv() {
     [ "$(cat "$stamp" 2>/dev/null)" = "$VENV_SPEC" ] && "$VENV/bin/python" -c 'import yaml' 2>/dev/null; then
     return 0
   fi
-  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv || return 1
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install --no-recommends python3-venv || return 1
   log "installing $VENV_SPEC into $VENV"
   mkdir -p "$CACHE_DIR"
   python3 -m venv "$VENV" || return 1
@@ -192,7 +184,7 @@ PY
 
 STATIC_BIN=""
 check_static_binary() {
-  apt_install file || { REASON="could not install Debian's file"; return 1; }
+  apt_install --no-recommends file || { REASON="could not install Debian's file"; return 1; }
   local bin desc
   if ! bin=$("$ROOT/scripts/build-static.sh" | tail -n 1) || [ ! -x "$bin" ]; then
     REASON="scripts/build-static.sh failed or printed no binary path"
@@ -577,18 +569,6 @@ for k, v in json.load(sys.stdin)["data"].items():
 
 # ---------------------------------------------------------------------------------------------
 
-PASSED=0
-FAILED=0
-run_check() { # name function
-  REASON=""
-  if "$2"; then
-    PASSED=$((PASSED + 1))
-    echo "ok - $1"
-  else
-    FAILED=$((FAILED + 1))
-    echo "not ok - $1: ${REASON:-failed}"
-  fi
-}
 
 run_check "hadolint Dockerfile (no findings at style level)" check_hadolint
 run_check "manifests valid (kubernetes-validate --strict, Kubernetes ${K8S_VERSIONS[*]})" check_manifests

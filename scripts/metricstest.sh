@@ -24,6 +24,8 @@ PGW="http://127.0.0.1:$PGW_PORT"
 PROM="http://127.0.0.1:$PROM_PORT"
 
 log() { printf 'metricstest: %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 WORK=$(mktemp -d /tmp/ecr-refresh-metricstest.XXXXXX)
 PIDS=()
@@ -42,21 +44,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-apt_updated=""
-apt_install() {
-  local missing=() rc=/usr/sbin/policy-rc.d created=""
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" = 0 ] || { log "need root to apt-get install ${missing[*]}"; return 1; }
-  if [ -z "$apt_updated" ]; then apt-get update -qq >&2; apt_updated=1; fi
-  # This script starts its own servers; keep the packages from starting system ones.
-  if [ ! -e "$rc" ]; then printf '#!/bin/sh\nexit 101\n' >"$rc"; chmod +x "$rc"; created=1; fi
-  log "apt-get install ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  local status=$?
-  [ -n "$created" ] && rm -f "$rc"
-  return $status
-}
 
 kadm() { "$KUBECTL" --kubeconfig "$ECR_REFRESH_TEST_KUBECONFIG" "$@"; }
 
@@ -312,20 +299,8 @@ check_no_secrets_pushed() {
 
 # ---------------------------------------------------------------------------------------------
 
-PASSED=0
-FAILED=0
-run_check() { # name function
-  REASON=""
-  if "$2"; then
-    PASSED=$((PASSED + 1))
-    echo "ok - $1"
-  else
-    FAILED=$((FAILED + 1))
-    echo "not ok - $1: ${REASON:-failed}"
-  fi
-}
 
-if ! apt_install prometheus prometheus-pushgateway python3-yaml jq curl; then
+if ! apt_install --no-recommends prometheus prometheus-pushgateway python3-yaml jq curl; then
   echo "not ok - install prometheus, prometheus-pushgateway, python3-yaml, jq, curl"
   echo "metricstest: 0 passed, 1 failed"
   exit 1

@@ -41,6 +41,8 @@ WAIT_POD=${ECR_REFRESH_PULLTEST_WAIT:-90}
 
 passed=0 failed=0 in_run="" logs_fresh=""
 log() { printf 'pulltest: %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 die() {
   log "error: $*"
   # In main's shell a broken bring-up is a failed check, with the summary line.
@@ -58,26 +60,12 @@ die() {
 ok() { passed=$((passed + 1)); echo "ok - $*"; }
 not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
 
-apt_updated=""
-apt_install() {
-  local missing=()
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
-  # containerd and docker-registry ship services: keep the packages from starting system ones.
-  local rc=/usr/sbin/policy-rc.d created=""
-  if [ ! -e "$rc" ]; then printf '#!/bin/sh\nexit 101\n' >"$rc"; chmod +x "$rc"; created=1; fi
-  log "apt-get install ${missing[*]}"
-  local status=0
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || status=$?
-  [ -z "$created" ] || rm -f "$rc"
-  [ "$status" = 0 ] || die "apt-get install ${missing[*]} failed"
-}
 
 install() {
   [ "$(id -u)" = 0 ] || die "needs root (apt-get, /etc/hosts, containers)"
   command -v kubectl >/dev/null || die "kubectl not found on PATH"
-  apt_install docker-registry skopeo containerd runc busybox-static apache2-utils openssl curl jq
+  apt_install docker-registry skopeo containerd runc busybox-static apache2-utils openssl curl jq ||
+    die "could not install the packages the pull test needs"
   if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kubelet" ]; then
     KUBELET=$KUBEBUILDER_ASSETS/kubelet
   else

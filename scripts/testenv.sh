@@ -30,18 +30,10 @@ MOTO_SPEC='moto[server]>=5,<6'
 K8S_DIR=${ECR_REFRESH_K8S_DIR:-$ROOT/../shared/k8s}
 
 log() { printf 'testenv: %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 die() { log "error: $*"; exit 1; }
 
-apt_updated=""
-apt_install() {
-  local missing=()
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" = 0 ] || die "need root to apt-get install ${missing[*]}"
-  if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
-  log "apt-get install ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-}
 
 bin_etcd() {
   if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then echo "$KUBEBUILDER_ASSETS/etcd"; else command -v etcd || echo /usr/bin/etcd; fi
@@ -144,20 +136,12 @@ install_moto() {
   "$CACHE_DIR/moto-venv/bin/pip" install -q "$MOTO_SPEC"
 }
 
-install_tinyproxy() {
-  dpkg -s tinyproxy >/dev/null 2>&1 && return 0
-  # The proxy tests start their own tinyproxy; keep the package from starting a system one.
-  local rc=/usr/sbin/policy-rc.d created=""
-  if [ ! -e "$rc" ]; then printf '#!/bin/sh\nexit 101\n' >"$rc"; chmod +x "$rc"; created=1; fi
-  apt_install tinyproxy
-  [ -n "$created" ] && rm -f "$rc"
-  return 0
-}
 
 cmd_install() {
   # tmux, man-db, groff-base and bsdutils (script): the completion, man page and progress tests.
   apt_install jq openssl curl tmux man-db groff-base bsdutils
-  install_tinyproxy
+  # The proxy tests start their own tinyproxy (apt_install keeps the package from starting one).
+  apt_install tinyproxy
   if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
     [ -x "$KUBEBUILDER_ASSETS/etcd" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] ||
       die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS must hold executable etcd and kube-apiserver"

@@ -1,0 +1,36 @@
+# shellcheck shell=bash
+# Shared by the scripts in this folder (sourced, never run). The sourcing script defines log().
+
+# Installs the Debian packages that are missing; returns non-zero if it cannot. Services the
+# packages ship are not started: every script here starts its own servers, on its own ports.
+apt_updated=""
+apt_install() { # [--no-recommends] package...
+  local opts=() missing=() p
+  if [ "${1:-}" = --no-recommends ]; then opts+=(--no-install-recommends); shift; fi
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || { log "need root to apt-get install ${missing[*]} (or install them yourself)"; return 1; }
+  # A fresh image has no package lists: update once before the first install.
+  if [ -z "$apt_updated" ]; then apt-get update -qq >&2 || return 1; apt_updated=1; fi
+  local rc=/usr/sbin/policy-rc.d created="" status=0
+  if [ ! -e "$rc" ]; then printf '#!/bin/sh\nexit 101\n' >"$rc"; chmod +x "$rc"; created=1; fi
+  log "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${opts[@]}" "${missing[@]}" >/dev/null || status=$?
+  [ -z "$created" ] || rm -f "$rc"
+  [ "$status" = 0 ] || log "apt-get install ${missing[*]} failed"
+  return "$status"
+}
+
+# Runs check function $2 and prints `ok - $1` or `not ok - $1: $REASON`, counting both.
+PASSED=0
+FAILED=0
+run_check() { # name function
+  REASON=""
+  if "$2"; then
+    PASSED=$((PASSED + 1))
+    echo "ok - $1"
+  else
+    FAILED=$((FAILED + 1))
+    echo "not ok - $1: ${REASON:-failed}"
+  fi
+}
