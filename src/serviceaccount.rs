@@ -4,6 +4,7 @@
 //! people's entries. So: read, change, update with the resourceVersion we read, and retry on a
 //! conflict. Nothing is written when there is nothing to change.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{LocalObjectReference, ServiceAccount};
@@ -50,7 +51,8 @@ pub enum SaError {
 }
 
 /// Adds `secret` to the list, keeping every other entry. Waits up to `wait` for a
-/// ServiceAccount that does not exist yet.
+/// ServiceAccount that does not exist yet. `known` is the ServiceAccount as already read (by
+/// [`list_everywhere`]): then no read is needed unless the update conflicts.
 pub async fn link(
     cluster: &Cluster,
     ns: &str,
@@ -58,6 +60,7 @@ pub async fn link(
     secret: &str,
     wait: Duration,
     dry_run: bool,
+    known: Option<ServiceAccount>,
 ) -> Result<Change, SaError> {
     let wait_until = Instant::now() + wait;
     edit(
@@ -65,6 +68,7 @@ pub async fn link(
         ns,
         name,
         dry_run,
+        known,
         || Instant::now() < wait_until,
         |refs| {
             if refs.iter().any(|r| r.name == secret) {
@@ -108,6 +112,7 @@ pub async fn unlink(
         ns,
         name,
         dry_run,
+        None,
         || false,
         |refs| {
             let before = refs.len();
@@ -131,36 +136,41 @@ async fn edit(
     ns: &str,
     name: &str,
     dry_run: bool,
+    mut known: Option<ServiceAccount>,
     keep_waiting: impl Fn() -> bool,
     change: impl Fn(&mut Vec<LocalObjectReference>) -> bool,
 ) -> Result<bool, SaError> {
     let api: Api<ServiceAccount> = Api::namespaced(cluster.client(), ns);
     for attempt in 1..=CONFLICT_RETRIES {
-        let mut sa = loop {
-            match cluster
-                .call("get service account", || api.get_opt(name))
-                .await
-            {
-                Ok(Some(sa)) => break sa,
-                Ok(None) if keep_waiting() => {
-                    debug!(
-                        namespace = ns,
-                        service_account = name,
-                        "waiting for service account"
-                    );
-                    tokio::time::sleep(POLL).await;
-                }
-                Ok(None) => {
-                    return Err(SaError::Missing {
-                        service_account: name.to_string(),
-                        waited: String::new(),
-                    })
-                }
-                Err(e) => {
-                    return Err(SaError::Get {
-                        service_account: name.to_string(),
-                        message: explain_write(&e),
-                    })
+        let mut sa = if let Some(sa) = known.take() {
+            sa
+        } else {
+            loop {
+                match cluster
+                    .call("get service account", || api.get_opt(name))
+                    .await
+                {
+                    Ok(Some(sa)) => break sa,
+                    Ok(None) if keep_waiting() => {
+                        debug!(
+                            namespace = ns,
+                            service_account = name,
+                            "waiting for service account"
+                        );
+                        tokio::time::sleep(POLL).await;
+                    }
+                    Ok(None) => {
+                        return Err(SaError::Missing {
+                            service_account: name.to_string(),
+                            waited: String::new(),
+                        })
+                    }
+                    Err(e) => {
+                        return Err(SaError::Get {
+                            service_account: name.to_string(),
+                            message: explain_write(&e),
+                        })
+                    }
                 }
             }
         };
@@ -206,6 +216,41 @@ async fn edit(
         service_account: name.to_string(),
         message: format!("it kept changing under us ({CONFLICT_RETRIES} conflicts in a row); the next run will retry"),
     })
+}
+
+/// Page size of [`list_everywhere`]: about 0.5 MB a page.
+const LIST_PAGE: u32 = 500;
+
+/// Every ServiceAccount called `name` in the namespaces `wanted` accepts, by namespace: one
+/// paged cluster-wide list (a field selector on the name) instead of a read per namespace.
+/// RBAC can allow it for that name only (`list` with `resourceNames`).
+pub async fn list_everywhere(
+    cluster: &Cluster,
+    name: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<HashMap<String, ServiceAccount>, kube::Error> {
+    let api: Api<ServiceAccount> = Api::all(cluster.client());
+    let mut lp = ListParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .limit(LIST_PAGE);
+    let mut found = HashMap::new();
+    loop {
+        let page = cluster
+            .call("list service accounts", || api.list(&lp))
+            .await?;
+        for mut sa in page.items {
+            let Some(ns) = sa.metadata.namespace.clone().filter(|ns| wanted(ns)) else {
+                continue;
+            };
+            // Not needed to update it (the server keeps them when omitted); saves memory.
+            sa.metadata.managed_fields = None;
+            found.insert(ns, sa);
+        }
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => lp.continue_token = Some(token),
+            _ => return Ok(found),
+        }
+    }
 }
 
 /// Names of every ServiceAccount in a namespace (for --all-service-accounts).

@@ -88,9 +88,10 @@ async fn persistent_5xx_gives_up_after_bounded_retries() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
+    // Named literally, so each ServiceAccount is read with a GET (a glob lists them instead).
     let out = Run::sync()
         .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
-        .args(["-n", &format!("{base}-*"), "-o", "json"])
+        .args(["-n", &bad, "-n", &good, "-o", "json"])
         .run_async()
         .await;
     out.assert_code(1);

@@ -296,3 +296,14 @@ pub fn outcome<'a>(report: &'a serde_json::Value, ns: &str) -> &'a serde_json::V
         .find(|n| n["name"] == ns)
         .unwrap_or_else(|| panic!("namespace {ns} not in report: {report:#}"))
 }
+
+/// Waits until the wall clock is in the next second. The tool reports "unchanged" when its last
+/// write to a Secret is older than the server's answer, both at 1 s resolution: a pass in the
+/// same second as the previous write counts as an update.
+pub async fn next_second() {
+    let into = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_millis();
+    tokio::time::sleep(std::time::Duration::from_millis(u64::from(1050 - into))).await;
+}
