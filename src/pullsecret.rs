@@ -171,7 +171,7 @@ pub enum Applied {
     Unchanged,
     /// Refused: someone else owns fields we would change (409), or the type differs (422).
     /// Holds what the server has now, read once (None: deleted since).
-    Refused(Option<Secret>),
+    Refused(Option<Box<Secret>>),
 }
 
 #[derive(Debug)]
@@ -233,7 +233,7 @@ pub async fn apply(
     {
         return Err(ApplyError::Apply(refused));
     }
-    Ok(Applied::Refused(existing))
+    Ok(Applied::Refused(existing.map(Box::new)))
 }
 
 /// The server keeps our field manager's timestamp when an apply changes nothing; both it and

@@ -314,7 +314,9 @@ async fn ensure_secret(ctx: &Ctx<'_>, ns: &str) -> Result<SecretOutcome, Step> {
                 debug!(namespace = ns, "secret is current");
                 return Ok(SecretOutcome::Unchanged);
             }
-            Ok(Applied::Refused(existing)) => return ensure_from(ctx, ns, &api, existing).await,
+            Ok(Applied::Refused(existing)) => {
+                return ensure_from(ctx, ns, &api, existing.map(|s| *s)).await
+            }
             Err(ApplyError::Apply(e)) => return Err(apply_error(name, e)),
             Err(ApplyError::Read(e)) => return Err(read_error(e).into()),
         };
