@@ -44,7 +44,8 @@
 #   BENCH_OUTPUT              markdown file to write [BENCHMARKS.md]
 #   BENCH_NOTES               markdown appended to it (hand-written findings) [scripts/bench/notes.md]
 #   BENCH_KEEP_SERVERS=1      leave the servers running afterwards (stop: see the last log line)
-#   CARGO_TARGET_DIR          honoured for the release build [target/]
+#   CARGO_TARGET_DIR          honoured for the release build [target/]; BENCH_REV builds in its
+#                             bench-rev-target/
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -103,7 +104,11 @@ scripts/testenv.sh install
 # What is measured: the working tree by default, or a committed revision (BENCH_REV=HEAD)
 # exported to a clean folder, e.g. while the working tree is half-edited.
 SRC=$ROOT
+BUILD_DIR=$TARGET_DIR
 if [ -n "${BENCH_REV:-}" ]; then
+  # A target dir of its own: in a shared one cargo takes the other tree's binary as fresh (same
+  # package fingerprint; the dep-info names the other tree's files, which did not change).
+  BUILD_DIR=$TARGET_DIR/bench-rev-target
   rev=$(git rev-parse --verify "${BENCH_REV}^{commit}") || die "BENCH_REV=$BENCH_REV is not a commit"
   SRC=$TARGET_DIR/bench-src
   if [ "$(cat "$SRC/.bench-rev" 2>/dev/null)" != "$rev" ]; then # unchanged: keep mtimes, no rebuild
@@ -119,9 +124,9 @@ else
     REVISION="$REVISION + uncommitted changes in src/"
   fi
 fi
-log "cargo build --release of $SRC (CARGO_TARGET_DIR=$TARGET_DIR)"
-(cd "$SRC" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet) || die "release build failed (try BENCH_REV=HEAD to measure the last commit)"
-BIN=$TARGET_DIR/release/ecr-refresh
+log "cargo build --release of $SRC (CARGO_TARGET_DIR=$BUILD_DIR)"
+(cd "$SRC" && CARGO_TARGET_DIR=$BUILD_DIR cargo build --release --quiet) || die "release build failed (try BENCH_REV=HEAD to measure the last commit)"
+BIN=$BUILD_DIR/release/ecr-refresh
 [ -x "$BIN" ] || die "$BIN was not built"
 
 stop_servers() {
