@@ -332,7 +332,7 @@ check_rbac_least_privilege() {
     [ "$answer" = "$want" ] || { REASON="can-i $verb $resource: ${answer:-error}, expected $want"; return 1; }
   done <<PROBES
 list namespaces yes
-get namespaces/$ns no
+get namespaces/$ns yes
 get secrets/$SECRET yes
 create secrets/$SECRET yes
 patch secrets/$SECRET yes
@@ -376,6 +376,9 @@ if kinds != ["Role", "RoleBinding"]:
     sys.exit(f"{src}: expected one Role and one RoleBinding, found {kinds}")
 for d in docs:
     d["metadata"]["namespace"] = ns
+    for r in d.get("rules", []):
+        if r.get("resources") == ["namespaces"]:
+            r["resourceNames"] = [ns]
     for s in d.get("subjects", []):
         if s.get("kind") == "ServiceAccount" and s.get("name") == "ecr-refresh":
             s["name"] = sa

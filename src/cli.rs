@@ -15,7 +15,7 @@ use crate::ecr::{AwsOptions, RegionName, RegistrySpec};
 use crate::error::{
     Error, Result, EXIT_CODES_HELP, PRUNE_EXAMPLES, STATUS_EXAMPLES, SYNC_EXAMPLES,
 };
-use crate::namespaces::{validate_dns_subdomain, LabelSelector, NamespacePattern, Selection};
+use crate::namespaces::{validate_dns_subdomain, LabelSelector, PatternList, Selection};
 use crate::telemetry::LogFormat;
 
 /// Keeps Amazon ECR pull secrets fresh in Kubernetes clusters that run outside AWS.
@@ -117,10 +117,9 @@ pub struct SelectionArgs {
         short = 'n',
         long = "namespace",
         env = "ECR_REFRESH_NAMESPACE",
-        value_delimiter = ',',
         value_name = "GLOB"
     )]
-    pub namespaces: Vec<NamespacePattern>,
+    pub namespaces: Vec<PatternList>,
 
     /// Select every namespace (the default; conflicts with --namespace)
     #[arg(
@@ -138,10 +137,9 @@ pub struct SelectionArgs {
         short = 'x',
         long = "exclude-namespace",
         env = "ECR_REFRESH_EXCLUDE_NAMESPACE",
-        value_delimiter = ',',
         value_name = "GLOB"
     )]
-    pub exclude_namespaces: Vec<NamespacePattern>,
+    pub exclude_namespaces: Vec<PatternList>,
 
     /// Only namespaces whose labels match this selector (e.g. `env=prod,team in (a,b)`);
     /// combines with the globs. Namespaces annotated `ecr-refresh/opt-out: "true"` are always
@@ -165,8 +163,8 @@ impl SelectionArgs {
             namespace_selector,
         } = self;
         Selection {
-            include: namespaces,
-            exclude: exclude_namespaces,
+            include: PatternList::flatten(namespaces),
+            exclude: PatternList::flatten(exclude_namespaces),
             label_selector: namespace_selector,
         }
     }
@@ -540,6 +538,7 @@ impl PruneArgs {
             selection,
             target: target.into_target(),
             dry_run,
+            uninstall,
             concurrency: run.concurrency,
             timeout: run.timeout,
         })
@@ -554,9 +553,17 @@ fn cluster_options(global: &GlobalArgs) -> ClusterOptions {
     }
 }
 
+/// The longest duration any flag takes. A CronJob pass never needs more, and a bound keeps
+/// deadline arithmetic (`now + timeout`, `timeout * 4`) far from overflow. Messages say "24h".
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{e}; expected a duration such as 30s, 2m or 1h30m"))
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{e}; expected a duration such as 30s, 2m or 1h30m"))?;
+    if d > MAX_DURATION {
+        return Err("must be at most 24h".into());
+    }
+    Ok(d)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -659,15 +666,56 @@ mod tests {
             "--service-account",
             "default,builder",
         ]);
-        let ns: Vec<_> = a
-            .selection
-            .namespaces
-            .iter()
-            .map(|p| p.as_str().to_string())
-            .collect();
+        let sel = a.selection.into_selection();
+        let ns: Vec<_> = sel.include.iter().map(|p| p.as_str()).collect();
         assert_eq!(ns, ["team-*", "a", "b"]);
-        assert_eq!(a.selection.exclude_namespaces.len(), 1);
+        assert_eq!(sel.exclude.len(), 1);
         assert_eq!(a.target.service_accounts, ["default", "builder"]);
+    }
+
+    #[test]
+    fn commas_inside_braces_and_brackets_belong_to_the_glob() {
+        let a = sync(&["-n", "{a,b}-*,x-[a,b]", "-x", "{c,d}"]);
+        let sel = a.selection.into_selection();
+        let ns: Vec<_> = sel.include.iter().map(|p| p.as_str()).collect();
+        assert_eq!(ns, ["{a,b}-*", "x-[a,b]"]);
+        assert!(sel.matches("b-1") && sel.matches("x-a") && !sel.matches("x-c"));
+        assert!(!sel.matches("c") && !sel.matches("d") && !sel.matches("c-1"));
+    }
+
+    #[test]
+    fn huge_durations_are_bad_input() {
+        for (args, flag) in [
+            (&["sync", "--timeout", "500000000000y"][..], "--timeout"),
+            (&["status", "--timeout", "25h"][..], "--timeout"),
+            (&["prune", "--timeout", "500000000000y"][..], "--timeout"),
+            (
+                &["sync", "--request-timeout", "200000000000y"][..],
+                "--request-timeout",
+            ),
+            (
+                &["sync", "--service-account-wait", "500000000000y"][..],
+                "--service-account-wait",
+            ),
+            (
+                &["sync", "--refresh-before", "500000000000y"][..],
+                "--refresh-before",
+            ),
+            (
+                &["status", "--min-remaining", "500000000000y"][..],
+                "--min-remaining",
+            ),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(flag) && msg.contains("at most 24h"),
+                "{args:?}: {msg}"
+            );
+        }
+        let a = sync(&["--timeout", "24h", "--service-account-wait", "24h"]);
+        assert_eq!(a.run.timeout, MAX_DURATION);
     }
 
     #[test]

@@ -61,10 +61,10 @@ impl Cluster {
         config.reset_reader_on_write = true;
         // Our own retry loop below is bounded, logged and counted; kube's default is not.
         config.default_retry = false;
-        let server = format!("{} ({source})", config.cluster_url);
+        let server = format!("{} ({source})", redact_url(&config.cluster_url.to_string()));
         let client = Client::try_from(config).map_err(|e| Error::ClusterAccess {
             server: server.clone(),
-            message: e.to_string(),
+            message: redact_urls(&e.to_string()),
         })?;
         Ok(Self {
             client,
@@ -93,13 +93,13 @@ impl Cluster {
             .await
             .map_err(|e| Error::ClusterAccess {
                 server: self.server.clone(),
-                message: match &e {
+                message: redact_urls(&match &e {
                     kube::Error::Api(_) => explain(&e),
                     _ => format!(
                         "{} (is the server reachable from here? check the kubeconfig's server address, VPN, and HTTPS_PROXY/NO_PROXY)",
                         explain(&e)
                     ),
-                },
+                }),
             })?;
         debug!(server = %self.server, version = %version.git_version, "connected to Kubernetes API");
         Ok(())
@@ -183,10 +183,17 @@ async fn load_config(opts: &ClusterOptions) -> Result<(Config, String)> {
     } else if opts.context.is_some() {
         Config::from_kubeconfig(&options).await
     } else {
-        let config = Config::infer().await.map_err(|e| Error::KubeConfig {
-            message: format!(
-                "no kubeconfig found and not running in a cluster ({e}); pass --kubeconfig or set KUBECONFIG"
-            ),
+        let config = Config::infer().await.map_err(|e| {
+            // A broken ~/.kube/config: say so, without kube's quote of the file.
+            let reason = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<KubeconfigError>())
+                .filter(|k| matches!(k, KubeconfigError::Parse(_)))
+                .map_or_else(|| e.to_string(), describe_kubeconfig_error);
+            Error::KubeConfig {
+                message: format!(
+                    "no kubeconfig found and not running in a cluster ({reason}); pass --kubeconfig or set KUBECONFIG"
+                ),
+            }
         })?;
         return Ok((config, label(Kubeconfig::read().ok().as_ref())));
     };
@@ -207,8 +214,82 @@ fn read_kubeconfig(path: &Path, flag: &'static str) -> Result<Kubeconfig> {
     Kubeconfig::read_from(path).map_err(|e| Error::InvalidInput {
         flag,
         value: path.display().to_string(),
-        reason: e.to_string(),
+        reason: describe_kubeconfig_error(&e),
     })
+}
+
+/// One line for a kubeconfig error that never quotes the file: its parse errors come with the
+/// lines around the fault, and those hold tokens and passwords. Like kubectl, say only where
+/// and what (`yaml: line 15, column 11: mapping values are not allowed in this context`).
+fn describe_kubeconfig_error(e: &KubeconfigError) -> String {
+    let KubeconfigError::Parse(parse) = e else {
+        return redact_urls(&e.to_string());
+    };
+    // Even the plain text may name a value or key (`invalid type: string "..."`, `duplicate
+    // mapping key: <key>`): keep only the words before any detail, and only if they are words.
+    let plain = parse.without_snippet().to_string();
+    let mut reason = plain.clone();
+    if let Some(loc) = parse.location() {
+        let suffix = format!(" at line {}, column {}", loc.line(), loc.column());
+        reason = reason
+            .strip_suffix(suffix.as_str())
+            .unwrap_or(&reason)
+            .to_string();
+    }
+    let reason = reason.split(':').next().unwrap_or_default().trim();
+    let reason = if !reason.is_empty()
+        && reason
+            .chars()
+            .all(|c| c.is_ascii_alphabetic() || c == ' ' || c == '-')
+    {
+        reason
+    } else {
+        "not valid kubeconfig YAML"
+    };
+    if let Some(loc) = parse.location() {
+        return format!(
+            "yaml: line {}, column {}: {reason} (content not shown)",
+            loc.line(),
+            loc.column()
+        );
+    }
+    format!("yaml: {reason} (content not shown)")
+}
+
+/// A server URL as kubectl prints it: a password in it shows as `***`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
+            format!("{scheme}://{masked}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// [`redact_url`] on every URL in a message.
+fn redact_urls(msg: &str) -> String {
+    msg.split_inclusive(char::is_whitespace)
+        .map(|word| match word.find("://") {
+            Some(i) => {
+                let start = word[..i]
+                    .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+                    .map_or(0, |j| j + 1);
+                format!("{}{}", &word[..start], redact_url(&word[start..]))
+            }
+            None => word.to_string(),
+        })
+        .collect()
 }
 
 fn kubeconfig_error(e: KubeconfigError, opts: &ClusterOptions) -> Error {
@@ -222,7 +303,7 @@ fn kubeconfig_error(e: KubeconfigError, opts: &ClusterOptions) -> Error {
             }
         }
         _ => Error::KubeConfig {
-            message: e.to_string(),
+            message: describe_kubeconfig_error(&e),
         },
     }
 }
@@ -270,17 +351,108 @@ pub fn explain(err: &kube::Error) -> String {
     }
 }
 
-/// [`explain`], plus a hint for permission errors; the server's message already names the
-/// verb and resource.
+/// [`explain`], plus a hint for a 403. Admission (quotas, policies, a terminating namespace)
+/// refuses with 403 too, so the RBAC hint is only given for the authorizer's own message.
 pub fn explain_write(err: &kube::Error) -> String {
     let msg = explain(err);
-    if is_status(err, |s| s.is_forbidden()) {
+    let kube::Error::Api(s) = err else {
+        return msg;
+    };
+    if !s.is_forbidden() {
+        msg
+    } else if is_rbac_refusal(&s.message) {
         format!("{msg} (grant the missing permission; see rbac.yaml)")
+    } else if s.message.contains("exceeded quota") {
+        format!("{msg} (a ResourceQuota in this namespace is full: raise the quota or free room)")
     } else {
         msg
     }
 }
 
+/// The authorizer's refusal: `User "u" cannot get resource "secrets" in API group "" ...` (or
+/// `... cannot get path "/x"`).
+fn is_rbac_refusal(message: &str) -> bool {
+    message.contains(" cannot ")
+        && (message.contains(" resource \"") || message.contains(" path \""))
+}
+
 pub fn is_status(err: &kube::Error, pred: impl Fn(&kube::core::Status) -> bool) -> bool {
     matches!(err, kube::Error::Api(s) if pred(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "eyJhbGciOiJSUzI1NiJ9.SECRET";
+
+    #[test]
+    fn kubeconfig_parse_errors_never_quote_the_file() {
+        for yaml in [
+            "users:\n- name: u\n  user:\n    token: eyJhbGciOiJSUzI1NiJ9.SECRET\n     extra: oops\n",
+            "users:\n- name: u\n  user: \"eyJhbGciOiJSUzI1NiJ9.SECRET\"\n",
+            "users:\n- name: u\n  user:\n    token: [eyJhbGciOiJSUzI1NiJ9.SECRET\n",
+            "users:\n- name: u\n  user:\n    token:\n      eyJhbGciOiJSUzI1NiJ9.SECRET: 1\n",
+            "users: eyJhbGciOiJSUzI1NiJ9.SECRET\n",
+            "users:\n- name: u\n  user:\n    token: eyJhbGciOiJSUzI1NiJ9.SECRET\n    token: again\n",
+            "clusters:\n- name: c\n  cluster:\n    insecure-skip-tls-verify: eyJhbGciOiJSUzI1NiJ9.SECRET\n",
+            "users:\n- name: u\n  user:\n    password: 'eyJhbGciOiJSUzI1NiJ9.SECRET\n",
+            "current-context: {eyJhbGciOiJSUzI1NiJ9.SECRET: x}\n",
+            "users:\n- name: u\n  user:\n    token: *eyJhbGciOiJSUzI1NiJ9.SECRET\n",
+            "users:\n- name: u\n  user:\n    exec: eyJhbGciOiJSUzI1NiJ9.SECRET\n",
+            "users:\n- name: u\n  user:\n    SECRET: 1\n    SECRET: 2\n",
+            "users:\n- name: u\n  user:\n    token: SECRET\n   \"SECRET\n",
+        ] {
+            let err = Kubeconfig::from_yaml(yaml).expect_err(yaml);
+            assert!(err.to_string().contains("SECRET"), "kube quotes it: {err}");
+            let msg = describe_kubeconfig_error(&err);
+            println!("{msg}");
+            assert!(!msg.contains("SECRET") && !msg.contains(SECRET), "{yaml}: {msg}");
+            assert!(msg.starts_with("yaml: "), "{msg}");
+        }
+    }
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        assert_eq!(
+            redact_url("https://u:SECRET@host:6443/x"),
+            "https://u:***@host:6443/x"
+        );
+        assert_eq!(redact_url("https://u@host"), "https://u@host");
+        assert_eq!(redact_url("https://host/a@b"), "https://host/a@b");
+        assert_eq!(redact_url("https://u:p@ss@host"), "https://u:***@host");
+        assert_eq!(
+            redact_urls("error sending request for url (https://u:SECRET@h/version) (x)"),
+            "error sending request for url (https://u:***@h/version) (x)"
+        );
+    }
+
+    fn forbidden(message: &str) -> kube::Error {
+        kube::Error::Api(Box::new(
+            kube::core::Status::failure(message, "Forbidden").with_code(403),
+        ))
+    }
+
+    #[test]
+    fn the_rbac_hint_is_only_for_rbac_refusals() {
+        let rbac = explain_write(&forbidden(
+            r#"secrets "awsecr-cred" is forbidden: User "system:serviceaccount:kube-system:ecr-refresh" cannot patch resource "secrets" in API group "" in the namespace "a""#,
+        ));
+        assert!(
+            rbac.ends_with("(grant the missing permission; see rbac.yaml)"),
+            "{rbac}"
+        );
+        let quota = explain_write(&forbidden(
+            r#"secrets "awsecr-cred" is forbidden: exceeded quota: q, requested: secrets=1, used: secrets=1, limited: secrets=1"#,
+        ));
+        assert!(quota.contains("ResourceQuota"), "{quota}");
+        assert!(!quota.contains("rbac.yaml"), "{quota}");
+        let webhook = explain_write(&forbidden(
+            r#"admission webhook "policy.example.com" denied the request: no"#,
+        ));
+        assert!(
+            !webhook.contains("rbac.yaml") && !webhook.contains("quota"),
+            "{webhook}"
+        );
+    }
 }

@@ -47,9 +47,19 @@ pub fn build(credentials: &[RegionCredential]) -> Sensitive<Vec<u8>> {
     Sensitive::new(json)
 }
 
-/// The registry hosts a payload covers, or `None` if it is not a docker config.
+/// The registry hosts a payload covers (sorted), or `None` if it is not a complete docker config.
 pub fn hosts(payload: &[u8]) -> Option<Vec<String>> {
     let config: DockerConfig = serde_json::from_slice(payload).ok()?;
+    Some(config.auths.into_keys().collect())
+}
+
+/// The hosts under `auths`, whatever their entries hold; `None` if there is no such map.
+pub fn named_hosts(payload: &[u8]) -> Option<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Hosts {
+        auths: BTreeMap<String, serde::de::IgnoredAny>,
+    }
+    let config: Hosts = serde_json::from_slice(payload).ok()?;
     Some(config.auths.into_keys().collect())
 }
 

@@ -126,6 +126,98 @@ pub fn registry_host(account: &str, region: &RegionName) -> String {
     format!("{account}.dkr.ecr.{region}.{}", region.dns_suffix())
 }
 
+/// The hosts a token is written for, as far as they are known before asking ECR: every
+/// requested one, plus the caller's own registry in the default region, whose account only
+/// ECR's answer names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpectedHosts {
+    pub requested: Vec<String>,
+    pub default_region: RegionName,
+}
+
+impl ExpectedHosts {
+    /// `hosts` (from a Secret's payload) are exactly these: every requested host, and at most
+    /// one other, which must be an ECR registry of the default region.
+    pub fn matches(&self, hosts: &[String]) -> bool {
+        let own_suffix = registry_host("", &self.default_region);
+        let others: Vec<&String> = hosts
+            .iter()
+            .filter(|h| !self.requested.contains(h))
+            .collect();
+        self.requested.iter().all(|r| hosts.contains(r))
+            && others.len() <= 1
+            && others
+                .iter()
+                .all(|h| h.strip_suffix(&own_suffix).is_some_and(is_account_id))
+    }
+}
+
+/// Who credentials belong to, for the freshness fingerprint, without any call. A long-term key
+/// (no session token) is its own identity: a short hash of the key id (not secret, but no need
+/// to spread it). Temporary credentials get a new key id every session, so for them the account
+/// that owns them, which AWS encodes in the key id; if it cannot be decoded, the key hash again
+/// (fresh only within that session: safe, only costly).
+pub fn identity_of(access_key_id: &str, temporary: bool) -> String {
+    match account_of_key(access_key_id).filter(|_| temporary) {
+        Some(account) => format!("account:{account}"),
+        None => {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(access_key_id.as_bytes());
+            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            format!("key:{hex}")
+        }
+    }
+}
+
+/// The account id in an access key id: base32 after the 4-letter prefix (AKIA, ASIA, ...), then
+/// bits 7..47 of the first 6 bytes.
+fn account_of_key(key_id: &str) -> Option<u64> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let body = key_id.get(4..)?.as_bytes();
+    if body.len() < 10 {
+        return None;
+    }
+    // 10 base32 characters are 50 bits: more than the 48 needed.
+    let mut bits: u64 = 0;
+    for c in &body[..10] {
+        let v = ALPHABET.iter().position(|a| a == c)? as u64;
+        bits = (bits << 5) | v;
+    }
+    let first_six_bytes = bits >> 2;
+    Some((first_six_bytes & 0x7fff_ffff_ff80) >> 7)
+}
+
+/// Resolves the credential chain once and hands out the same credentials until they are about
+/// to expire, so the freshness fingerprint and the token call cost one resolution, not two.
+#[derive(Debug)]
+struct ResolveOnce {
+    inner: aws_credential_types::provider::SharedCredentialsProvider,
+    cached: tokio::sync::Mutex<Option<aws_credential_types::Credentials>>,
+}
+
+impl aws_credential_types::provider::ProvideCredentials for ResolveOnce {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            let mut cached = self.cached.lock().await;
+            let soon = std::time::SystemTime::now() + Duration::from_secs(300);
+            if let Some(c) = cached
+                .as_ref()
+                .filter(|c| c.expiry().is_none_or(|e| e > soon))
+            {
+                return Ok(c.clone());
+            }
+            let fresh = self.inner.provide_credentials().await?;
+            *cached = Some(fresh.clone());
+            Ok(fresh)
+        })
+    }
+}
+
 /// Why an authorization token could not be used. Never carries the token itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -213,7 +305,8 @@ impl EcrClientConfig {
     /// metadata service for a region: off AWS that call only hangs until it times out.
     pub async fn load(aws: &AwsOptions, request_timeout: Duration) -> Result<Self> {
         let region = aws.region.as_ref();
-        let profile = aws.profile.as_deref();
+        let profile = selected_profile(aws.profile.as_deref()).await?;
+        let profile = profile.as_deref();
         let mut profile_region = aws_config::profile::region::ProfileFileRegionProvider::builder();
         if let Some(p) = profile {
             profile_region = profile_region.profile_name(p);
@@ -234,21 +327,44 @@ impl EcrClientConfig {
                     value: found.to_string(),
                     reason,
                 })?;
+        let retry = RetryConfig::standard().with_max_attempts(3);
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(request_timeout)
+            .operation_attempt_timeout(request_timeout)
+            .operation_timeout(request_timeout * 4)
+            .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http_client())
-            .region(found)
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(request_timeout)
-                    .operation_attempt_timeout(request_timeout)
-                    .operation_timeout(request_timeout * 4)
-                    .build(),
-            );
+            .region(found.clone())
+            .retry_config(retry.clone())
+            .timeout_config(timeouts.clone());
         if let Some(p) = profile {
-            loader = loader.profile_name(p);
+            // A profile the user chose wins over AWS_ACCESS_KEY_ID & co., as with the AWS CLI's
+            // --profile; the SDK's default chain would take the env keys first.
+            let conf = aws_config::provider_config::ProviderConfig::without_region()
+                .with_region(Some(found))
+                .with_http_client(http_client())
+                .with_retry_config(retry)
+                .with_timeout_config(timeouts)
+                .with_behavior_version(Some(BehaviorVersion::latest()));
+            let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .configure(&conf)
+                .profile_name(p)
+                .build();
+            loader = loader.profile_name(p).credentials_provider(credentials);
         }
         let mut sdk = loader.load().await;
+        if let (None, Some(chain)) = (&aws.role_arn, sdk.credentials_provider()) {
+            sdk = sdk
+                .into_builder()
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(ResolveOnce {
+                        inner: chain,
+                        cached: Default::default(),
+                    }),
+                )
+                .build();
+        }
         if let Some(role) = &aws.role_arn {
             // Cross-account: the chain's credentials are only used to call sts:AssumeRole.
             let mut builder = aws_config::sts::AssumeRoleProvider::builder(role)
@@ -273,18 +389,51 @@ impl EcrClientConfig {
         })
     }
 
-    /// A stable description of what a token is requested for; Secrets made from another
-    /// request are never considered fresh.
-    pub fn request_fingerprint(&self, registries: &[RegistrySpec]) -> String {
+    /// A stable description of what a token is requested for, and by whom; Secrets made from
+    /// another request are never considered fresh.
+    pub async fn request_fingerprint(&self, registries: &[RegistrySpec]) -> String {
         let mut regs: Vec<String> = registries.iter().map(ToString::to_string).collect();
         regs.sort();
         regs.dedup();
         format!(
-            "region={};registries={};role={}",
+            "region={};registries={};role={};identity={}",
             self.default_region,
             regs.join(","),
-            self.role_arn.as_deref().unwrap_or("")
+            self.role_arn.as_deref().unwrap_or(""),
+            self.identity().await
         )
+    }
+
+    /// With --role-arn the role names the account, and resolving it would cost an STS call:
+    /// nothing more is needed. Otherwise the chain's credentials, resolved once for the run
+    /// (see [`ResolveOnce`]); for static keys that is a local read.
+    async fn identity(&self) -> String {
+        use aws_credential_types::provider::ProvideCredentials as _;
+        if self.role_arn.is_some() {
+            return String::new();
+        }
+        let Some(provider) = self.sdk.credentials_provider() else {
+            return "none".into();
+        };
+        match provider.provide_credentials().await {
+            Ok(c) => identity_of(c.access_key_id(), c.session_token().is_some()),
+            // Then nothing is fresh, and the token call reports what is wrong.
+            Err(e) => {
+                debug!(error = %chain(&e), "could not resolve AWS credentials for the fingerprint");
+                "unknown".into()
+            }
+        }
+    }
+
+    /// What a Secret's payload must hold to be fresh, see [`ExpectedHosts::matches`].
+    pub fn expected_hosts(&self, registries: &[RegistrySpec]) -> ExpectedHosts {
+        let mut requested: Vec<String> = self.plan(registries).into_values().flatten().collect();
+        requested.sort();
+        requested.dedup();
+        ExpectedHosts {
+            requested,
+            default_region: self.default_region.clone(),
+        }
     }
 
     pub fn default_region(&self) -> &RegionName {
@@ -386,6 +535,40 @@ impl EcrClientConfig {
             hosts,
         })
     }
+}
+
+/// The profile chosen with `--profile` (or `ECR_REFRESH_PROFILE`), else `AWS_PROFILE`, checked
+/// against the shared config and credentials files: naming one that is not there is bad input,
+/// not a quiet fall-back to other credentials.
+async fn selected_profile(flag_value: Option<&str>) -> Result<Option<String>> {
+    let (name, flag) = match flag_value {
+        Some(p) => (p.to_string(), "--profile"),
+        None => match std::env::var("AWS_PROFILE") {
+            Ok(p) if !p.is_empty() => (p, "AWS_PROFILE"),
+            _ => return Ok(None),
+        },
+    };
+    let bad = |reason: String| Error::InvalidInput {
+        flag,
+        value: name.clone(),
+        reason,
+    };
+    #[allow(deprecated)] // ProfileFiles::default() is what the SDK itself reads
+    let files = aws_config::profile::profile_file::ProfileFiles::default();
+    let profiles = aws_config::profile::load(
+        &aws_types::os_shim_internal::Fs::real(),
+        &aws_types::os_shim_internal::Env::real(),
+        &files,
+        None,
+    )
+    .await
+    .map_err(|e| bad(format!("cannot read the AWS config files: {}", chain(&e))))?;
+    if profiles.get_profile(&name).is_none() {
+        return Err(bad(
+            "no such profile in the AWS config or credentials file (~/.aws/config, ~/.aws/credentials, or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE); see `aws configure list-profiles`".into(),
+        ));
+    }
+    Ok(Some(name))
 }
 
 /// The SDK's default HTTPS client, plus the proxy settings from HTTPS_PROXY, HTTP_PROXY and
@@ -588,5 +771,58 @@ mod tests {
             Some("123456789012.dkr.ecr.us-east-1.amazonaws.com")
         );
         assert_eq!(endpoint_host("https://"), None);
+    }
+
+    #[test]
+    fn account_is_read_from_the_access_key_id() {
+        // The example from AWS's own key format write-ups.
+        assert_eq!(
+            account_of_key("ASIAY34FZKBOKMUTVV7A"),
+            Some(609_629_065_308)
+        );
+        assert_eq!(account_of_key("AKIA0"), None);
+        assert_eq!(account_of_key("AKIA1111111111111111"), None);
+    }
+
+    #[test]
+    fn identity_is_the_account_for_temporary_keys_and_a_key_hash_otherwise() {
+        assert_eq!(
+            identity_of("ASIAY34FZKBOKMUTVV7A", true),
+            "account:609629065308"
+        );
+        let long_term = identity_of("AKIAY34FZKBOKMUTVV7A", false);
+        assert!(
+            long_term.starts_with("key:") && long_term.len() == 20,
+            "{long_term}"
+        );
+        assert!(!long_term.contains("Y34FZKBOKMUTVV7A"));
+        assert_ne!(long_term, identity_of("AKIAY34FZKBOKMUTVV7B", false));
+        // Undecodable temporary keys fall back to the hash.
+        assert!(identity_of("ASIA1111111111111111", true).starts_with("key:"));
+    }
+
+    #[test]
+    fn expected_hosts_allow_only_the_requested_and_one_own_registry() {
+        let e = ExpectedHosts {
+            requested: vec!["210987654321.dkr.ecr.eu-west-1.amazonaws.com".into()],
+            default_region: "us-east-1".parse().unwrap(),
+        };
+        let own = "123456789012.dkr.ecr.us-east-1.amazonaws.com".to_string();
+        let req = e.requested[0].clone();
+        assert!(e.matches(&[own.clone(), req.clone()]));
+        assert!(
+            !e.matches(std::slice::from_ref(&own)),
+            "a requested one is missing"
+        );
+        assert!(!e.matches(&["evil.example.com".into(), req.clone()]));
+        assert!(!e.matches(&[
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com".into(),
+            req.clone()
+        ]));
+        assert!(!e.matches(&[
+            own,
+            "111111111111.dkr.ecr.us-east-1.amazonaws.com".into(),
+            req
+        ]));
     }
 }

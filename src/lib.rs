@@ -13,6 +13,7 @@ pub mod pullsecret;
 pub mod report;
 pub mod sensitive;
 pub mod serviceaccount;
+pub mod shutdown;
 pub mod telemetry;
 
 pub use error::{Error, Result};
@@ -36,11 +37,18 @@ use report::{Render, SyncReport};
 pub async fn run(cli: Cli) -> u8 {
     let Cli { global, command } = cli;
     let json_logs = global.log_format == telemetry::LogFormat::Json;
+    // sync and prune write, so a signal must not cut them off mid-namespace; status only reads.
+    let stop = || {
+        shutdown::on_signals().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT; a signal will end the run at once");
+            shutdown::Stop::never()
+        })
+    };
     let report: Box<dyn Render> = match command {
         Command::Sync(args) => {
             let (name, dry_run) = (args.target.secret_name.clone(), args.dry_run);
             let result = match args.into_options(&global) {
-                Ok(opts) => cmd::sync::run(&opts).await,
+                Ok(opts) => cmd::sync::run(&opts, &stop()).await,
                 Err(e) => Err(e),
             };
             Box::new(result.unwrap_or_else(|e| SyncReport::fatal("sync", name, dry_run, &e)))
@@ -48,7 +56,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Prune(args) => {
             let (name, dry_run) = (args.target.secret_name.clone(), args.dry_run);
             let result = match args.into_options(&global) {
-                Ok(opts) => cmd::prune::run(&opts).await,
+                Ok(opts) => cmd::prune::run(&opts, &stop()).await,
                 Err(e) => Err(e),
             };
             Box::new(result.unwrap_or_else(|e| SyncReport::fatal("prune", name, dry_run, &e)))
@@ -70,7 +78,11 @@ pub async fn run(cli: Cli) -> u8 {
             } else {
                 eprintln!("error: {}", e.message);
             }
-            (format == OutputFormat::Json).then(|| report.to_json())
+            // What was done before the error is still reported.
+            match format {
+                OutputFormat::Json => Some(report.to_json()),
+                OutputFormat::Text => report.has_results().then(|| report.to_text()),
+            }
         }
         (OutputFormat::Json, None) => Some(report.to_json()),
         (OutputFormat::Text, None) => Some(report.to_text()),

@@ -75,6 +75,50 @@ impl FromStr for NamespacePattern {
     }
 }
 
+/// One flag value: patterns separated by commas, except the commas inside `{a,b}` and `[a,b]`,
+/// which belong to the glob.
+#[derive(Clone, Debug)]
+pub struct PatternList(Vec<NamespacePattern>);
+
+impl PatternList {
+    pub fn flatten(lists: Vec<PatternList>) -> Vec<NamespacePattern> {
+        lists.into_iter().flat_map(|l| l.0).collect()
+    }
+}
+
+impl FromStr for PatternList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        split_outside_groups(s)
+            .into_iter()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+/// Splits on commas outside `{}` and `[]`; an unbalanced group is left whole for the glob
+/// parser to report.
+fn split_outside_groups(s: &str) -> Vec<&str> {
+    let (mut braces, mut brackets, mut start, mut out) = (0i32, 0i32, 0, Vec::new());
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' => braces += 1,
+            '}' => braces -= 1,
+            '[' => brackets += 1,
+            ']' => brackets -= 1,
+            ',' if braces <= 0 && brackets <= 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
 /// RFC 1123 label: what Kubernetes accepts as a namespace or ServiceAccount name.
 pub fn validate_dns_label(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
@@ -109,8 +153,9 @@ pub fn validate_dns_subdomain(s: &str) -> Result<(), String> {
     }
 }
 
-/// A Kubernetes label selector (`env=prod,tier!=db,team in (a,b),!legacy`), checked for
-/// syntax locally so a typo fails with exit 2 instead of a server error.
+/// A Kubernetes label selector (`env=prod,tier!=db,team in (a,b),!legacy,replicas>1`),
+/// checked locally with the apiserver's own grammar (k8s.io/apimachinery `labels.Parse`), so a
+/// typo fails with exit 2 and everything the server accepts is accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LabelSelector(String);
 
@@ -124,68 +169,260 @@ impl FromStr for LabelSelector {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.is_empty() {
-            return Err("empty label selector".into());
+        // The server takes an empty selector as "everything"; on the command line it is far more
+        // likely an unset variable, so it is refused.
+        if s.trim().is_empty() {
+            return Err(
+                "empty label selector (leave the flag out to select every namespace)".into(),
+            );
         }
-        for req in split_requirements(s)? {
-            check_requirement(req.trim())?;
-        }
+        SelectorParser::new(s).parse()?;
         Ok(Self(s.to_string()))
     }
 }
 
-/// Splits on commas outside parentheses.
-fn split_requirements(s: &str) -> Result<Vec<&str>, String> {
-    let (mut depth, mut start, mut out) = (0i32, 0, Vec::new());
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-        if !(0..=1).contains(&depth) {
-            return Err("unbalanced parentheses".into());
-        }
-    }
-    if depth != 0 {
-        return Err("unbalanced parentheses".into());
-    }
-    out.push(&s[start..]);
-    Ok(out)
+/// The tokens of apimachinery's selector lexer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tok {
+    End,
+    Ident,
+    In,
+    NotIn,
+    Comma,
+    OpenPar,
+    ClosedPar,
+    Not,
+    Equals,
+    DoubleEquals,
+    NotEquals,
+    Greater,
+    Less,
 }
 
-fn check_requirement(req: &str) -> Result<(), String> {
-    if req.is_empty() {
-        return Err("empty requirement (stray comma?)".into());
-    }
-    if let Some(key) = req.strip_prefix('!') {
-        return check_label_key(key.trim());
-    }
-    for op in [" notin ", " in "] {
-        if let Some((key, set)) = req.split_once(op) {
-            check_label_key(key.trim())?;
-            let set = set.trim();
-            let inner = set
-                .strip_prefix('(')
-                .and_then(|v| v.strip_suffix(')'))
-                .ok_or_else(|| format!("{req:?}: expected a list in parentheses after{op}"))?;
-            return inner
-                .split(',')
-                .try_for_each(|v| check_label_value(v.trim()));
+fn special_token(s: &str) -> Option<Tok> {
+    Some(match s {
+        "," => Tok::Comma,
+        "(" => Tok::OpenPar,
+        ")" => Tok::ClosedPar,
+        "!" => Tok::Not,
+        "=" => Tok::Equals,
+        "==" => Tok::DoubleEquals,
+        "!=" => Tok::NotEquals,
+        ">" => Tok::Greater,
+        "<" => Tok::Less,
+        _ => return None,
+    })
+}
+
+fn is_special(b: u8) -> bool {
+    matches!(b, b'=' | b'!' | b'(' | b')' | b',' | b'>' | b'<')
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Splits a selector into tokens: runs of special characters by longest known operator,
+/// everything else up to a space or special character as a word (`in`/`notin` are keywords).
+fn lex(s: &str) -> Vec<(Tok, &str)> {
+    let b = s.as_bytes();
+    let (mut i, mut out) = (0, Vec::new());
+    loop {
+        while i < b.len() && is_space(b[i]) {
+            i += 1;
+        }
+        if i == b.len() {
+            out.push((Tok::End, ""));
+            return out;
+        }
+        let start = i;
+        if is_special(b[i]) {
+            // Every single special character is a token, so this always finds one.
+            let mut best = (Tok::Comma, start + 1);
+            let mut j = start;
+            while j < b.len() && is_special(b[j]) {
+                j += 1;
+                match special_token(&s[start..j]) {
+                    Some(t) => best = (t, j),
+                    None => break,
+                }
+            }
+            out.push((best.0, &s[start..best.1]));
+            i = best.1;
+        } else {
+            while i < b.len() && !is_special(b[i]) && !is_space(b[i]) {
+                i += 1;
+            }
+            let word = &s[start..i];
+            let tok = match word {
+                "in" => Tok::In,
+                "notin" => Tok::NotIn,
+                _ => Tok::Ident,
+            };
+            out.push((tok, word));
         }
     }
-    for op in ["!=", "==", "="] {
-        if let Some((key, value)) = req.split_once(op) {
-            check_label_key(key.trim())?;
-            return check_label_value(value.trim());
+}
+
+struct SelectorParser<'a> {
+    tokens: Vec<(Tok, &'a str)>,
+    pos: usize,
+}
+
+impl<'a> SelectorParser<'a> {
+    fn new(s: &'a str) -> Self {
+        Self {
+            tokens: lex(s),
+            pos: 0,
         }
     }
-    check_label_key(req)
+
+    /// The next token; where a value may stand, `in`/`notin` are plain words.
+    fn peek(&self, values: bool) -> (Tok, &'a str) {
+        let (tok, lit) = self.tokens[self.pos];
+        match tok {
+            Tok::In | Tok::NotIn if values => (Tok::Ident, lit),
+            _ => (tok, lit),
+        }
+    }
+
+    fn next(&mut self, values: bool) -> (Tok, &'a str) {
+        let t = self.peek(values);
+        if t.0 != Tok::End {
+            self.pos += 1;
+        }
+        t
+    }
+
+    fn parse(&mut self) -> Result<(), String> {
+        loop {
+            match self.peek(true) {
+                (Tok::Ident | Tok::Not, _) => {
+                    self.requirement()?;
+                    match self.next(true) {
+                        (Tok::End, _) => return Ok(()),
+                        (Tok::Comma, _) => match self.peek(true) {
+                            (Tok::Ident | Tok::Not, _) => {}
+                            (_, lit) => {
+                                return Err(format!(
+                                    "found {lit:?}, expected: identifier after ','"
+                                ))
+                            }
+                        },
+                        (_, lit) => {
+                            return Err(format!("found {lit:?}, expected: ',' or end of string"))
+                        }
+                    }
+                }
+                (Tok::End, _) => return Ok(()),
+                (_, lit) => {
+                    return Err(format!(
+                        "found {lit:?}, expected: !, identifier, or end of string"
+                    ))
+                }
+            }
+        }
+    }
+
+    fn requirement(&mut self) -> Result<(), String> {
+        let (mut tok, mut key) = self.next(true);
+        let negated = tok == Tok::Not;
+        if negated {
+            (tok, key) = self.next(true);
+        }
+        if tok != Tok::Ident {
+            return Err(format!("found {key:?}, expected: identifier"));
+        }
+        check_label_key(key)?;
+        // `key` and `!key` alone; `!key` followed by anything else fails in the caller.
+        if negated || matches!(self.peek(true).0, Tok::End | Tok::Comma) {
+            return Ok(());
+        }
+        let values = match self.next(false) {
+            (Tok::In | Tok::NotIn, op) => self.set(op)?,
+            (Tok::Equals | Tok::DoubleEquals | Tok::NotEquals, _) => vec![self.exact_value()?],
+            (Tok::Greater | Tok::Less, op) => {
+                let v = self.exact_value()?;
+                if v.parse::<i64>().is_err() {
+                    return Err(format!(
+                        "{key}{op}{v}: {op} compares numbers, the value must be a whole number"
+                    ));
+                }
+                vec![v]
+            }
+            (_, "") => {
+                return Err(format!(
+                    "{key:?} needs an operator (=, ==, !=, in, notin, >, <) or a ',' before the end"
+                ))
+            }
+            (_, lit) => {
+                return Err(format!(
+                    "found {lit:?} after {key:?}, expected an operator: =, ==, !=, in, notin, >, <"
+                ))
+            }
+        };
+        values.into_iter().try_for_each(check_label_value)
+    }
+
+    /// `(a,b)`; empty members (`()`, `(a,)`) are the empty value, as on the server.
+    fn set(&mut self, op: &str) -> Result<Vec<&'a str>, String> {
+        match self.next(true) {
+            (Tok::OpenPar, _) => {}
+            (_, lit) => {
+                return Err(format!(
+                    "found {lit:?}, expected a list in parentheses after {op}, such as (a,b)"
+                ))
+            }
+        }
+        let mut values = Vec::new();
+        match self.peek(true) {
+            (Tok::ClosedPar, _) => {
+                self.next(true);
+                return Ok(vec![""]);
+            }
+            (Tok::Ident | Tok::Comma, _) => {}
+            (_, lit) => return Err(format!("found {lit:?}, expected: ',', ')' or identifier")),
+        }
+        loop {
+            match self.next(true) {
+                (Tok::Ident, v) => {
+                    values.push(v);
+                    match self.peek(true) {
+                        (Tok::Comma, _) => continue,
+                        (Tok::ClosedPar, _) => break,
+                        (_, lit) => return Err(format!("found {lit:?}, expected: ',' or ')'")),
+                    }
+                }
+                (Tok::Comma, _) => {
+                    values.push("");
+                    match self.peek(true).0 {
+                        Tok::ClosedPar => break,
+                        Tok::Comma => {
+                            self.next(true);
+                        }
+                        _ => {}
+                    }
+                }
+                (_, lit) => return Err(format!("found {lit:?}, expected: ',', or identifier")),
+            }
+        }
+        match self.next(true) {
+            (Tok::ClosedPar, _) => Ok(values),
+            (_, lit) => Err(format!("found {lit:?}, expected: ')'")),
+        }
+    }
+
+    /// The value after `=`, `==`, `!=`, `>` or `<`; none at all is the empty value.
+    fn exact_value(&mut self) -> Result<&'a str, String> {
+        match self.peek(true) {
+            (Tok::End | Tok::Comma, _) => Ok(""),
+            (Tok::Ident, v) => {
+                self.next(true);
+                Ok(v)
+            }
+            (_, lit) => Err(format!("found {lit:?}, expected: a value")),
+        }
+    }
 }
 
 fn check_label_key(key: &str) -> Result<(), String> {
@@ -262,19 +499,22 @@ pub const OPT_OUT_ANNOTATION: &str = "ecr-refresh/opt-out";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     pub name: String,
-    /// Known from the listing; literal names are not looked up, and a terminating one shows
-    /// up as the server's refusal to write.
+    /// Known from the listing; for a literal name `sync` reads the namespace before writing.
     pub terminating: bool,
     /// Carries the opt-out annotation (only known from a listing).
     pub opted_out: bool,
+    /// Came from a listing, so `terminating` and `opted_out` are known.
+    pub listed: bool,
 }
 
 impl Target {
+    /// A namespace named on the command line, not (yet) looked up.
     pub fn named(name: String) -> Self {
         Self {
             name,
             terminating: false,
             opted_out: false,
+            listed: false,
         }
     }
 }
@@ -323,6 +563,7 @@ pub async fn list(
                 name,
                 terminating: meta.deletion_timestamp.is_some(),
                 opted_out,
+                listed: true,
             });
         }
         continue_token = page.metadata.continue_.filter(|t| !t.is_empty());
@@ -348,18 +589,25 @@ mod tests {
 
     #[test]
     fn label_selectors() {
+        // tests/selectors.rs checks a larger table against the real apiserver.
         for ok in [
             "env=prod",
             "env==prod,tier!=db",
             "team in (a, b),!legacy",
+            "env in(a,b)",
             "example.com/owner notin (x)",
             "managed",
             "env=",
+            "replicas>1",
+            "replicas < 10",
+            "in=x,!notin",
+            "env in ()",
         ] {
             assert!(ok.parse::<LabelSelector>().is_ok(), "{ok}");
         }
         for bad in [
             "",
+            " ",
             "env=prod,",
             "team in a,b",
             "team in (a",
@@ -367,9 +615,46 @@ mod tests {
             "env=-x-",
             "a/b/c=d",
             "=x",
+            "replicas>a",
+            "replicas>=1",
+            "replicas>-1",
+            "!a=b",
         ] {
             assert!(bad.parse::<LabelSelector>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn lexer_takes_the_longest_operator() {
+        let toks: Vec<_> = lex("a!=b,!c==(d)").into_iter().map(|t| t.0).collect();
+        assert_eq!(
+            toks,
+            [
+                Tok::Ident,
+                Tok::NotEquals,
+                Tok::Ident,
+                Tok::Comma,
+                Tok::Not,
+                Tok::Ident,
+                Tok::DoubleEquals,
+                Tok::OpenPar,
+                Tok::Ident,
+                Tok::ClosedPar,
+                Tok::End
+            ]
+        );
+    }
+
+    #[test]
+    fn pattern_lists_split_outside_groups() {
+        assert_eq!(
+            split_outside_groups("{a,b}-*,x-[a,b],c"),
+            ["{a,b}-*", "x-[a,b]", "c"]
+        );
+        assert_eq!(split_outside_groups("a,,b"), ["a", "", "b"]);
+        assert_eq!(split_outside_groups("{a,b"), ["{a,b"]);
+        assert!("{a,b".parse::<PatternList>().is_err());
+        assert!("a,,b".parse::<PatternList>().is_err());
     }
 
     #[test]

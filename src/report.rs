@@ -18,6 +18,10 @@ pub trait Render {
     fn exit_code(&self) -> u8;
     /// Set when the run stopped on a fatal error.
     fn fatal(&self) -> Option<&ErrorReport>;
+    /// Holds per-namespace results, to print even when the run also stopped on a fatal error.
+    fn has_results(&self) -> bool {
+        false
+    }
 }
 
 /// Bumped on any incompatible change to the JSON output.
@@ -126,6 +130,19 @@ impl NamespaceReport {
             outcome,
             error: None,
         });
+    }
+
+    /// Whether anything in this namespace was written (or, in a dry run, would have been).
+    pub fn wrote(&self) -> bool {
+        matches!(
+            self.secret,
+            Some(SecretOutcome::Created | SecretOutcome::Updated | SecretOutcome::Deleted)
+        ) || self.service_accounts.iter().any(|s| {
+            matches!(
+                s.outcome,
+                ServiceAccountOutcome::Linked | ServiceAccountOutcome::Unlinked
+            )
+        })
     }
 
     /// Linking a ServiceAccount changes the namespace even when the Secret was current.
@@ -240,6 +257,21 @@ impl SyncReport {
         self.api_retries = stats.retries();
         self.duration_seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     }
+
+    /// Records a fatal error met after namespaces were processed; their results stay. The
+    /// error's own exit code promises that nothing was written (3 for ECR), so when something
+    /// was, the run exits 1 instead. Call after [`finish`](Self::finish).
+    pub fn abort(&mut self, err: &Error) {
+        self.error = Some(ErrorReport {
+            kind: err.kind(),
+            message: err.to_string(),
+        });
+        self.exit_code = if self.namespaces.iter().any(NamespaceReport::wrote) {
+            exit::NAMESPACE_FAILED
+        } else {
+            err.exit_code()
+        };
+    }
 }
 
 impl Render for SyncReport {
@@ -253,6 +285,10 @@ impl Render for SyncReport {
 
     fn fatal(&self) -> Option<&ErrorReport> {
         self.error.as_ref()
+    }
+
+    fn has_results(&self) -> bool {
+        !self.namespaces.is_empty()
     }
 
     /// Counts, then every prune, skip and failure with its reason.

@@ -169,7 +169,7 @@ async fn concurrent_service_account_edit_keeps_both_entries() {
     create_namespace(&client, &ns, true).await;
     let (ns2, racer) = (ns.clone(), client.clone());
     let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
-        if m == "PUT"
+        if m != "GET"
             && p.starts_with(&format!("/api/v1/namespaces/{ns2}/serviceaccounts/default"))
             && n == 0
         {
@@ -199,21 +199,112 @@ async fn concurrent_service_account_edit_keeps_both_entries() {
         .run_async()
         .await
         .assert_code(0);
-    let puts: Vec<u16> = proxy
+    let writes: Vec<u16> = proxy
         .log()
         .into_iter()
-        .filter(|(m, _, _)| m == "PUT")
+        .filter(|(m, p, _)| m != "GET" && p.contains("/serviceaccounts/"))
         .map(|(_, _, c)| c)
         .collect();
+    // A failed `test` op of a JSON patch is a 422.
     assert_eq!(
-        puts,
-        [409, 200],
+        writes,
+        [422, 200],
         "the first write lost the race and was retried"
     );
     assert_eq!(
         pull_secret_names(&get_sa(&client, &ns, "default").await),
         ["racer", "awsecr-cred"]
     );
+}
+
+/// The write sends only the list, as a JSON patch guarded by the resourceVersion we read, so a
+/// field that a newer Kubernetes adds to ServiceAccounts (unknown to this build) is never sent
+/// back, and so never dropped.
+#[tokio::test]
+async fn service_account_write_is_a_guarded_json_patch_of_the_list_only() {
+    let client = admin().await;
+    let ns = unique("sapatch");
+    create_namespace(&client, &ns, false).await;
+    create_sa(&client, &ns, "default", &["theirs"]).await;
+    create_sa(&client, &ns, "bare", &[]).await;
+    let proxy = FaultProxy::start(client.clone(), |_, _, _| Fault::Forward).await;
+    let dir = tempfile::tempdir().unwrap();
+    Run::sync()
+        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .args(["-n", &ns, "--service-account", "default,bare"])
+        .run_async()
+        .await
+        .assert_code(0);
+    let writes: Vec<_> = proxy
+        .sent()
+        .into_iter()
+        .filter(|r| r.method != "GET" && r.path.contains("/serviceaccounts/"))
+        .collect();
+    assert_eq!(writes.len(), 2, "{writes:#?}");
+    for w in &writes {
+        assert_eq!(w.method, "PATCH", "{w:#?}");
+        assert_eq!(w.content_type, "application/json-patch+json", "{w:#?}");
+        let ops: Vec<serde_json::Value> = serde_json::from_str(&w.body).unwrap();
+        let sa = w.path.split('/').nth(6).unwrap().split('?').next().unwrap();
+        let rv = get_sa(&client, &ns, sa).await.metadata.resource_version;
+        assert_eq!(ops[0]["op"], "test", "{w:#?}");
+        assert_eq!(ops[0]["path"], "/metadata/resourceVersion", "{w:#?}");
+        assert_ne!(
+            ops[0]["value"].as_str(),
+            rv.as_deref(),
+            "guarded by the version read"
+        );
+        let expected = if sa == "bare" {
+            serde_json::json!({"op": "add", "path": "/imagePullSecrets", "value": [{"name": "awsecr-cred"}]})
+        } else {
+            serde_json::json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "awsecr-cred"}})
+        };
+        assert_eq!(ops[1..], [expected], "{w:#?}");
+    }
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "default").await),
+        ["theirs", "awsecr-cred"]
+    );
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "bare").await),
+        ["awsecr-cred"]
+    );
+}
+
+/// A 422 that is not a failed `test` op (the object did not change) is reported at once with
+/// the server's words, not retried as a conflict.
+#[tokio::test]
+async fn a_real_refusal_of_the_service_account_patch_is_not_retried() {
+    let client = admin().await;
+    let ns = unique("sarefused");
+    create_namespace(&client, &ns, true).await;
+    let ns2 = ns.clone();
+    let proxy = FaultProxy::start(client.clone(), move |m, p, _| {
+        if m == "PATCH" && p.starts_with(&format!("/api/v1/namespaces/{ns2}/serviceaccounts/")) {
+            Fault::Status {
+                code: 422,
+                retry_after: None,
+            }
+        } else {
+            Fault::Forward
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = Run::sync()
+        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .args(["-n", &ns, "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(1);
+    let err = outcome(&out.json(), &ns)["error"].to_string();
+    assert!(err.contains("injected 422"), "{err}");
+    let patches = proxy
+        .log()
+        .into_iter()
+        .filter(|(m, p, _)| m == "PATCH" && p.contains("/serviceaccounts/"))
+        .count();
+    assert_eq!(patches, 1);
 }
 
 async fn assert_bad_ecr_answer_writes_nothing(body: String, expect: &str) {
@@ -398,4 +489,259 @@ async fn wrong_type_secret_fails_then_force_replaces_it() {
         pull_secret_names(&get_sa(&client, &ns, "default").await),
         ["awsecr-cred"]
     );
+}
+
+/// `count` namespaces `<base>-NNN`, each with a `default` ServiceAccount and an Opaque
+/// `awsecr-cred`: `sync --force` replaces each by a delete and a create.
+async fn namespaces_with_opaque_secrets(
+    client: &kube::Client,
+    base: &str,
+    count: usize,
+) -> Vec<String> {
+    use futures::StreamExt as _;
+    let names: Vec<String> = (0..count).map(|i| format!("{base}-{i:03}")).collect();
+    futures::stream::iter(names.clone())
+        .for_each_concurrent(8, |ns| async move {
+            create_namespace(client, &ns, true).await;
+            create_secret(client, &ns, "awsecr-cred", "Opaque", &[("x", b"theirs")]).await;
+        })
+        .await;
+    names
+}
+
+fn is_secret_delete(method: &str, path: &str, ns: &str) -> bool {
+    method == "DELETE" && path.starts_with(&format!("/api/v1/namespaces/{ns}/secrets/"))
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_namespaces_in_flight_and_prints_the_report() {
+    let client = admin().await;
+    let base = unique("sigterm");
+    let names = namespaces_with_opaque_secrets(&client, &base, 40).await;
+    // The first create in each of the first five namespaces hangs until the request timeout, so
+    // at the signal all five (= --concurrency) are between their delete and their create.
+    let stuck: Vec<String> = names[..5].to_vec();
+    let stuck2 = stuck.clone();
+    // Only the forced apply: the first apply, without force, is refused (the Opaque Secret is
+    // not ours) before the delete.
+    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
+        if n == 0 && p.contains("force=true") && stuck2.iter().any(|ns| is_secret_patch(m, p, ns)) {
+            Fault::Hang
+        } else {
+            Fault::Forward
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let child = Run::sync()
+        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .args([
+            "-n",
+            &format!("{base}-*"),
+            "--force",
+            "--concurrency",
+            "5",
+            "--request-timeout",
+            "2s",
+            "-o",
+            "json",
+        ])
+        .spawn();
+    let pid = child.id().to_string();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output());
+    // Signal once every stuck namespace has lost its old Secret.
+    let started = Instant::now();
+    while !stuck.iter().all(|ns| {
+        proxy
+            .log()
+            .iter()
+            .any(|(m, p, code)| is_secret_delete(m, p, ns) && *code == 200)
+    }) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "deletes never happened: {:?}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = RunOutput(output.await.unwrap().unwrap());
+
+    out.assert_code(1);
+    let report = out.json();
+    assert_eq!(report["error"]["kind"], "cancelled", "{report:#}");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SIGTERM"),
+        "{report:#}"
+    );
+    assert_eq!(report["namespaces"].as_array().unwrap().len(), names.len());
+    // Every namespace still has a Secret: the in-flight ones the new one, the others their own.
+    for ns in &names {
+        let secret = get_secret(&client, ns, "awsecr-cred")
+            .await
+            .unwrap_or_else(|| panic!("{ns} lost its Secret:\n{}", out.stderr()));
+        let r = outcome(&report, ns);
+        if stuck.contains(ns) {
+            assert_eq!(r["outcome"], "updated", "{r}");
+        }
+        match r["outcome"].as_str().unwrap() {
+            "updated" => assert_eq!(
+                secret.type_.as_deref(),
+                Some("kubernetes.io/dockerconfigjson"),
+                "{ns}"
+            ),
+            "failed" => {
+                assert!(
+                    r["error"].as_str().unwrap().contains("stopped by SIGTERM"),
+                    "{r}"
+                );
+                assert_eq!(secret.type_.as_deref(), Some("Opaque"), "{ns}");
+            }
+            other => panic!("{ns}: unexpected outcome {other}"),
+        }
+    }
+    assert!(
+        report["summary"]["failed"].as_u64().unwrap() > 0,
+        "the signal came mid-run"
+    );
+}
+
+#[tokio::test]
+async fn sigint_before_any_namespace_writes_nothing_and_reports() {
+    let client = admin().await;
+    let ns = unique("sigint");
+    create_namespace(&client, &ns, true).await;
+    // The version check hangs, so the signal arrives before any namespace is touched.
+    let proxy = FaultProxy::start(client.clone(), |_, p, _| {
+        if p.starts_with("/version") {
+            Fault::Hang
+        } else {
+            Fault::Forward
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let child = Run::sync()
+        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .args(["-n", &ns, "--request-timeout", "20s", "-o", "json"])
+        .spawn();
+    let pid = child.id().to_string();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let out = RunOutput(output.await.unwrap().unwrap());
+    out.assert_code(1);
+    let report = out.json();
+    assert_eq!(report["error"]["kind"], "cancelled", "{report:#}");
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
+}
+
+#[tokio::test]
+async fn run_deadline_never_splits_a_delete_from_its_create() {
+    let client = admin().await;
+    let base = unique("split");
+    let names = namespaces_with_opaque_secrets(&client, &base, 3).await;
+    // Each first create hangs; its retry only goes out after --timeout has passed.
+    let names2 = names.clone();
+    // Only the forced apply: the first apply, without force, is refused (the Opaque Secret is
+    // not ours) before the delete.
+    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
+        if n == 0 && p.contains("force=true") && names2.iter().any(|ns| is_secret_patch(m, p, ns)) {
+            Fault::Hang
+        } else {
+            Fault::Forward
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = Run::sync()
+        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .args([
+            "-n",
+            &format!("{base}-*"),
+            "--force",
+            "--timeout",
+            "2s",
+            "--request-timeout",
+            "1800ms",
+            "-o",
+            "json",
+        ])
+        .run_async()
+        .await;
+    out.assert_code(1);
+    let report = out.json();
+    let log = proxy.log();
+    for ns in &names {
+        assert!(
+            log.iter()
+                .any(|(m, p, code)| is_secret_delete(m, p, ns) && *code == 200),
+            "{ns}: the old Secret was never deleted, so nothing was tested: {log:?}"
+        );
+        let secret = get_secret(&client, ns, "awsecr-cred")
+            .await
+            .unwrap_or_else(|| panic!("{ns} lost its Secret: {report:#}"));
+        assert_eq!(
+            secret.type_.as_deref(),
+            Some("kubernetes.io/dockerconfigjson")
+        );
+        // The ServiceAccount was not reached before the deadline: still reported as not done.
+        assert!(
+            outcome(&report, ns)["error"]
+                .as_str()
+                .unwrap()
+                .contains("--timeout 2s"),
+            "{report:#}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_full_quota_is_reported_as_quota_not_rbac() {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    use kube::api::{Patch, PatchParams};
+    let client = admin().await;
+    let ns = unique("quota");
+    create_namespace(&client, &ns, true).await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns);
+    let q: ResourceQuota = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "q"},
+        "spec": {"hard": {"secrets": "0"}}
+    }))
+    .unwrap();
+    quotas.create(&PostParams::default(), &q).await.unwrap();
+    // No controller-manager computes the status, so set it as it would.
+    let status =
+        serde_json::json!({"status": {"hard": {"secrets": "0"}, "used": {"secrets": "0"}}});
+    quotas
+        .patch_status("q", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+
+    let out = Run::sync()
+        .args(["-n", &ns, "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(1);
+    let err = outcome(&out.json(), &ns)["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("exceeded quota"), "{err}");
+    assert!(err.contains("ResourceQuota"), "{err}");
+    assert!(
+        !err.contains("rbac.yaml") && !err.contains("grant"),
+        "{err}"
+    );
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
 }

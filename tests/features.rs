@@ -5,10 +5,12 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
 use common::fake_ecr::FakeEcr;
+use common::proxy::{Fault, FaultProxy};
 use common::*;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -329,6 +331,114 @@ async fn all_service_accounts_are_linked() {
     );
 }
 
+/// A ServiceAccount that was listed and is deleted before we get to it is reported `missing`:
+/// no wait for it to come back, and no failure.
+#[tokio::test]
+async fn all_service_accounts_deleted_mid_run_are_missing_not_failed() {
+    let client = admin().await;
+    let ns = unique("allsagone");
+    create_namespace(&client, &ns, true).await;
+    for sa in ["gone-1", "gone-2", "gone-3", "stays"] {
+        create_sa(&client, &ns, sa, &[]).await;
+    }
+    let (ns2, deleter) = (ns.clone(), client.clone());
+    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
+        let prefix = format!("/api/v1/namespaces/{ns2}/serviceaccounts/gone-");
+        match p.strip_prefix(&prefix) {
+            // Deleted after the listing, just before the tool reads it.
+            Some(rest) if m == "GET" && n == 0 => {
+                let (client, ns, sa) = (deleter.clone(), ns2.clone(), format!("gone-{rest}"));
+                Fault::Before(Box::pin(async move {
+                    Api::<ServiceAccount>::namespaced(client, &ns)
+                        .delete(&sa, &DeleteParams::default())
+                        .await
+                        .unwrap();
+                }))
+            }
+            _ => Fault::Forward,
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // A real expiry, so the status below can be healthy.
+    let ecr = FakeEcr::start(FakeEcr::token_body(
+        "pw",
+        now() + 12 * 3600,
+        ACCOUNT,
+        REGION,
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let out = Run::sync()
+        .env("AWS_ENDPOINT_URL", &ecr.url)
+        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .args([
+            "-n",
+            &ns,
+            "--all-service-accounts",
+            "--service-account-wait",
+            "10s",
+            "-o",
+            "json",
+        ])
+        .run_async()
+        .await;
+    let took = started.elapsed();
+    out.assert_code(0);
+    assert!(took < std::time::Duration::from_secs(8), "waited: {took:?}");
+    let report = out.json();
+    let ns_report = outcome(&report, &ns);
+    assert_eq!(ns_report["outcome"], "created", "{ns_report:#}");
+    let states: BTreeMap<String, String> = ns_report["service_accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap().to_string(),
+                a["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        BTreeMap::from(
+            [
+                ("default", "linked"),
+                ("gone-1", "missing"),
+                ("gone-2", "missing"),
+                ("gone-3", "missing"),
+                ("stays", "linked"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        )
+    );
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "stays").await),
+        ["awsecr-cred"]
+    );
+
+    // status sees the same: listed, then gone, is no problem.
+    create_sa(&client, &ns, "gone-4", &[]).await;
+    let out = Run::bare()
+        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .args(["status", "-n", &ns, "--all-service-accounts", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let report = out.json();
+    let st = outcome(&report, &ns);
+    assert_eq!(st["healthy"], true, "{st:#}");
+    let gone: Vec<_> = st["service_accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["name"] == "gone-4")
+        .collect();
+    assert_eq!(gone.len(), 1, "{st:#}");
+    assert_eq!(gone[0]["state"], "missing");
+}
+
 #[tokio::test]
 async fn refresh_before_leaves_fresh_secrets_alone() {
     let client = admin().await;
@@ -404,6 +514,220 @@ async fn refresh_before_leaves_fresh_secrets_alone() {
     assert_eq!(
         rv(&get_secret(&client, &late, "awsecr-cred").await.unwrap()),
         late_rv
+    );
+}
+
+/// Annotations are only believed when they make sense: an expiry further out than an ECR token
+/// lasts, or a payload for hosts other than the requested registries, is not fresh, and
+/// `status` says what is wrong with it.
+#[tokio::test]
+async fn refresh_before_and_status_do_not_trust_annotations() {
+    let client = admin().await;
+    let base = unique("distrust");
+    let [far, evil, garbage] = ["far", "evil", "garbage"].map(|s| format!("{base}-{s}"));
+    for n in [&far, &evil, &garbage] {
+        create_namespace(&client, n, true).await;
+    }
+    let ecr = FakeEcr::start(FakeEcr::token_body(
+        "real",
+        now() + 12 * 3600,
+        ACCOUNT,
+        REGION,
+    ))
+    .await;
+    let glob = format!("{base}-*");
+    let sync = || {
+        Run::sync().env("AWS_ENDPOINT_URL", &ecr.url).args([
+            "-n",
+            glob.as_str(),
+            "--refresh-before",
+            "1h",
+            "-o",
+            "json",
+        ])
+    };
+    sync().run_async().await.assert_code(0);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &far);
+    secrets
+        .patch(
+            "awsecr-cred",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                "ecr-refresh/expires-at": "2999-01-01T00:00:00Z"}}})),
+        )
+        .await
+        .unwrap();
+    let evil_payload =
+        br#"{"auths":{"evil.example.com":{"username":"AWS","password":"x","auth":"QVdTOng="}}}"#;
+    Api::<Secret>::namespaced(client.clone(), &evil)
+        .patch(
+            "awsecr-cred",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {"ecr-refresh/registries": "evil.example.com"}},
+                "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(evil_payload)}})),
+        )
+        .await
+        .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &garbage)
+        .patch(
+            "awsecr-cred",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                "ecr-refresh/expires-at": "next tuesday"}}})),
+        )
+        .await
+        .unwrap();
+
+    let out = Run::bare()
+        .args(["status", "-n", &glob, "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(1);
+    let r = out.json();
+    let problems = |ns: &str| outcome(&r, ns)["problems"].to_string();
+    assert_eq!(outcome(&r, &far)["healthy"], false);
+    assert!(
+        problems(&far).contains("further out than an ECR token lasts"),
+        "{}",
+        problems(&far)
+    );
+    assert_eq!(outcome(&r, &evil)["healthy"], false);
+    assert_eq!(
+        outcome(&r, &evil)["registries"],
+        serde_json::json!(["evil.example.com"])
+    );
+    assert!(
+        problems(&evil).contains("not ECR registries: evil.example.com"),
+        "{}",
+        problems(&evil)
+    );
+    assert!(
+        problems(&garbage).contains(r#"\"next tuesday\", not an RFC 3339 timestamp"#),
+        "{}",
+        problems(&garbage)
+    );
+    assert!(
+        !problems(&garbage).contains("no expiry annotation"),
+        "{}",
+        problems(&garbage)
+    );
+
+    // None of them is fresh: each is rewritten with the real token.
+    let out = sync().run_async().await;
+    out.assert_code(0);
+    assert_eq!(ecr.calls(), 2);
+    for ns in [&far, &evil, &garbage] {
+        assert_eq!(outcome(&out.json(), ns)["outcome"], "updated", "{ns}");
+        let s = get_secret(&client, ns, "awsecr-cred").await.unwrap();
+        let config = dockerconfig(&s);
+        assert_eq!(config["auths"][HOST]["password"], "real", "{ns}");
+        assert_eq!(config["auths"].as_object().unwrap().len(), 1, "{ns}");
+    }
+    Run::bare()
+        .args(["status", "-n", &glob])
+        .run_async()
+        .await
+        .assert_code(0);
+}
+
+/// Switching the credentials to another AWS account makes every Secret stale; a new session of
+/// temporary credentials in the same account does not.
+#[tokio::test]
+async fn refresh_before_notices_another_aws_account() {
+    let client = admin().await;
+    let ns = unique("account");
+    create_namespace(&client, &ns, true).await;
+    let ecr = FakeEcr::start(FakeEcr::token_body(
+        "one",
+        now() + 12 * 3600,
+        ACCOUNT,
+        REGION,
+    ))
+    .await;
+    let sync = |key: &str, session: bool| {
+        let run = Run::sync()
+            .env("AWS_ENDPOINT_URL", &ecr.url)
+            .env("AWS_ACCESS_KEY_ID", key)
+            .args(["-n", ns.as_str(), "--refresh-before", "1h", "-o", "json"]);
+        if session {
+            run.env("AWS_SESSION_TOKEN", "session")
+        } else {
+            run
+        }
+    };
+    let host_of = |account: &str| format!("{account}.dkr.ecr.{REGION}.amazonaws.com");
+    let stored = || async { dockerconfig(&get_secret(&client, &ns, "awsecr-cred").await.unwrap()) };
+
+    sync("AKIAIOSFODNN7EXAMPLE", false)
+        .run_async()
+        .await
+        .assert_code(0);
+    sync("AKIAIOSFODNN7EXAMPLE", false)
+        .run_async()
+        .await
+        .assert_code(0);
+    assert_eq!(ecr.calls(), 1, "same credentials: still fresh");
+
+    // Long-term keys of another account (same region, no role): stale.
+    ecr.set_body(FakeEcr::token_body(
+        "two",
+        now() + 12 * 3600,
+        "210987654321",
+        REGION,
+    ));
+    let out = sync("AKIAI44QH8DHBEXAMPLE", false).run_async().await;
+    out.assert_code(0);
+    assert_eq!(
+        ecr.calls(),
+        2,
+        "another account's credentials need a new token"
+    );
+    assert_eq!(outcome(&out.json(), &ns)["outcome"], "updated");
+    assert_eq!(
+        stored().await["auths"][host_of("210987654321")]["password"],
+        "two"
+    );
+
+    // Temporary credentials: a new session of the same account is fresh, another account not.
+    ecr.set_body(FakeEcr::token_body(
+        "three",
+        now() + 12 * 3600,
+        "609629065308",
+        REGION,
+    ));
+    sync("ASIAY34FZKBOKMUTVV7A", true)
+        .run_async()
+        .await
+        .assert_code(0);
+    assert_eq!(ecr.calls(), 3);
+    sync("ASIAY34FZKBOKMUTVV7B", true)
+        .run_async()
+        .await
+        .assert_code(0);
+    assert_eq!(
+        ecr.calls(),
+        3,
+        "a new session of the same account: still fresh"
+    );
+    ecr.set_body(FakeEcr::token_body(
+        "four",
+        now() + 12 * 3600,
+        ACCOUNT,
+        REGION,
+    ));
+    sync("ASIAQAAAAAAAAAAAAAAA", true)
+        .run_async()
+        .await
+        .assert_code(0);
+    assert_eq!(ecr.calls(), 4);
+    assert_eq!(stored().await["auths"][HOST]["password"], "four");
+    // The fingerprint names no key id.
+    let secret = get_secret(&client, &ns, "awsecr-cred").await.unwrap();
+    let annotations = format!("{:?}", secret.metadata.annotations);
+    assert!(
+        !annotations.contains("AKIA") && !annotations.contains("ASIA"),
+        "{annotations}"
     );
 }
 
@@ -491,5 +815,86 @@ async fn proxy_variables_are_honoured() {
         before,
         "NO_PROXY must bypass the proxy: {:#?}",
         &requests()[before..]
+    );
+}
+
+/// With --refresh-before, a namespace whose Secret is fresh needs no token, so it can be
+/// linked before ECR turns out to be unreachable: its result stays in the report, and the exit
+/// code does not claim that nothing was written.
+#[tokio::test]
+async fn ecr_failure_after_some_writes_keeps_the_results_and_exits_1() {
+    let client = admin().await;
+    let base = unique("partial");
+    let [fresh, empty] = ["fresh", "empty"].map(|s| format!("{base}-{s}"));
+    create_namespace(&client, &fresh, true).await;
+    let ecr = FakeEcr::start(FakeEcr::token_body("pw", now() + 6 * 3600, ACCOUNT, REGION)).await;
+    Run::sync()
+        .env("AWS_ENDPOINT_URL", &ecr.url)
+        .args(["-n", &fresh])
+        .run_async()
+        .await
+        .assert_code(0);
+    // Someone unlinks it; a new namespace appears; ECR becomes unreachable.
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &fresh)
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"imagePullSecrets": null})),
+        )
+        .await
+        .unwrap();
+    create_namespace(&client, &empty, true).await;
+    let sync = |output: &str| {
+        Run::sync()
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+            .args([
+                "-n",
+                &fresh,
+                "-n",
+                &empty,
+                "--refresh-before",
+                "1h",
+                "-o",
+                output,
+            ])
+    };
+
+    let out = sync("json").run_async().await;
+    out.assert_code(1);
+    let r = out.json();
+    assert_eq!(r["error"]["kind"], "ecr_token", "{r:#}");
+    assert_eq!(r["exit_code"], 1);
+    assert_eq!(outcome(&r, &fresh)["outcome"], "updated", "{r:#}");
+    assert_eq!(
+        outcome(&r, &fresh)["service_accounts"][0]["outcome"],
+        "linked"
+    );
+    assert_eq!(outcome(&r, &empty)["outcome"], "failed", "{r:#}");
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &fresh, "default").await),
+        ["awsecr-cred"]
+    );
+    assert!(get_secret(&client, &empty, "awsecr-cred").await.is_none());
+
+    // Now nothing needs writing but the Secret ECR cannot provide: exit 3, and the report (text
+    // too) still lists both namespaces.
+    let out = sync("json").run_async().await;
+    out.assert_code(3);
+    let r = out.json();
+    assert_eq!(outcome(&r, &fresh)["outcome"], "unchanged", "{r:#}");
+    assert_eq!(outcome(&r, &empty)["outcome"], "failed", "{r:#}");
+    let out = sync("text").run_async().await;
+    out.assert_code(3);
+    assert!(
+        out.stdout()
+            .contains(&format!("FAILED {empty}: no ECR token")),
+        "{}",
+        out.stdout()
+    );
+    assert!(
+        out.stderr()
+            .contains("cannot get an ECR authorization token"),
+        "{}",
+        out.stderr()
     );
 }

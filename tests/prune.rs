@@ -129,7 +129,7 @@ async fn sync_prune_and_opt_out() {
         .assert_code(0);
 
     annotate_namespace(&client, &leaves, &[("ecr-refresh/opt-out", "true")]).await;
-    next_second().await;
+    after_write_window().await;
     // `sync --prune` over just this test's namespaces (exclude everything else from pruning by
     // excluding nothing of ours): the opted-out one is skipped by sync and cleaned by prune.
     let out = Run::sync()
@@ -152,4 +152,127 @@ async fn sync_prune_and_opt_out() {
     assert!(get_secret(&client, &leaves, "awsecr-cred").await.is_none());
     assert!(pull_secret_names(&get_sa(&client, &leaves, "default").await).is_empty());
     assert!(get_secret(&client, &stays, "awsecr-cred").await.is_some());
+}
+
+/// Uninstall takes our entry out wherever it is, also where our Secret is already gone; an
+/// entry next to someone else's Secret of that name is theirs and stays.
+#[tokio::test]
+async fn uninstall_removes_our_entry_where_the_secret_is_already_gone() {
+    let _lock = CLUSTER_WIDE.lock().await;
+    let client = admin().await;
+    let base = unique("uninstall");
+    let [gone, foreign] = ["gone", "foreign"].map(|s| format!("{base}-{s}"));
+    create_namespace(&client, &gone, false).await;
+    create_sa(&client, &gone, "default", &["theirs", "awsecr-cred"]).await;
+    create_namespace(&client, &foreign, false).await;
+    create_sa(&client, &foreign, "default", &["awsecr-cred"]).await;
+    create_secret(
+        &client,
+        &foreign,
+        "awsecr-cred",
+        "kubernetes.io/dockerconfigjson",
+        &[(".dockerconfigjson", br#"{"auths":{}}"#)],
+    )
+    .await;
+
+    let out = Run::bare()
+        .args(["prune", "--uninstall", "--dry-run", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &gone, "default").await),
+        ["theirs", "awsecr-cred"],
+        "a dry run changes nothing"
+    );
+
+    let out = Run::bare()
+        .args(["prune", "--uninstall", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let r = out.json();
+    let report = outcome(&r, &gone);
+    assert_eq!(report["outcome"], "pruned", "{report:#}");
+    assert_eq!(report["secret"], serde_json::Value::Null, "{report:#}");
+    assert_eq!(report["service_accounts"][0]["outcome"], "unlinked");
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &gone, "default").await),
+        ["theirs"]
+    );
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &foreign, "default").await),
+        ["awsecr-cred"]
+    );
+    assert!(
+        !r["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == foreign.as_str()),
+        "{r:#}"
+    );
+}
+
+#[tokio::test]
+async fn prune_refuses_a_selection_that_matches_no_namespace() {
+    let _lock = CLUSTER_WIDE.lock().await;
+    let client = admin().await;
+    let ns = unique("typo");
+    create_namespace(&client, &ns, true).await;
+    Run::sync()
+        .args(["-n", &ns])
+        .run_async()
+        .await
+        .assert_code(0);
+    let before = get_secret(&client, &ns, "awsecr-cred").await.unwrap();
+
+    // A typo would otherwise prune every namespace; --dry-run keeps a regression harmless.
+    for (args, flag) in [
+        (
+            vec!["sync", "--prune", "-n", "no-such-namespace-xyz"],
+            "--namespace",
+        ),
+        (vec!["sync", "--prune", "-n", "no-such-*"], "--namespace"),
+        (vec!["prune", "-n", "no-such-namespace-xyz"], "--namespace"),
+        (
+            vec!["prune", "-l", "no-such-label=x"],
+            "--namespace-selector",
+        ),
+    ] {
+        let out = Run::bare()
+            .args(&args)
+            .args(["--dry-run", "-o", "json"])
+            .run_async()
+            .await;
+        out.assert_code(2);
+        let r = out.json();
+        assert_eq!(r["error"]["kind"], "invalid_input", "{args:?}: {r:#}");
+        let msg = r["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(flag) && msg.contains("matches no namespace"),
+            "{args:?}: {msg}"
+        );
+        assert!(
+            r["namespaces"].as_array().unwrap().is_empty(),
+            "{args:?}: {r:#}"
+        );
+    }
+    let after = get_secret(&client, &ns, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "default").await),
+        ["awsecr-cred"]
+    );
+
+    // Excludes alone only narrow "all": uninstalling still works (dry run here).
+    let out = Run::bare()
+        .args(["prune", "--uninstall", "--dry-run", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    assert_eq!(outcome(&out.json(), &ns)["outcome"], "pruned");
 }

@@ -97,17 +97,17 @@ async fn first_steady_and_rotating_passes_cost_one_request_per_namespace_and_a_l
             .args(["-n", glob.as_str(), "-o", "json"])
     };
 
-    // First pass: the write, the ServiceAccount update, and one list of every `default`.
+    // First pass: the write, the ServiceAccount patch, and one list of every `default`.
     let (out, c) = counted(&client, sync()).await;
     out.assert_code(0);
     assert_eq!(out.json()["summary"]["created"], 3);
     assert_eq!(c.secret_writes(), 3, "{c:?}");
-    assert_eq!(c.of("PUT serviceaccounts"), 3, "{c:?}");
+    assert_eq!(c.of("PATCH serviceaccounts"), 3, "{c:?}");
     assert_eq!(c.of("LIST serviceaccounts"), 1, "{c:?}");
     assert_eq!(c.total(), 3 + 3 + 1, "nothing else: no reads first {c:?}");
 
     // Steady, same token: one apply each, which changes nothing.
-    next_second().await;
+    after_write_window().await;
     let (out, c) = counted(&client, sync()).await;
     out.assert_code(0);
     assert_eq!(out.json()["summary"]["unchanged"], 3);
@@ -184,7 +184,7 @@ async fn a_refused_apply_is_read_once_foreign_stays_and_a_hand_edit_is_taken_bac
     api.replace("awsecr-cred", &PostParams::default(), &hand)
         .await
         .unwrap();
-    next_second().await;
+    after_write_window().await;
 
     let (out, c) = counted(&client, Run::sync().args(["-n", &glob, "-o", "json"])).await;
     out.assert_code(1);

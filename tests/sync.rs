@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 
 #[tokio::test]
 async fn creates_then_updates_then_leaves_unchanged() {
@@ -59,7 +59,7 @@ async fn creates_then_updates_then_leaves_unchanged() {
     assert!(dockerconfig(&secret)["auths"].get("old.example").is_none());
 
     // Nothing to do: no write at all, so resourceVersions stay.
-    next_second().await;
+    after_write_window().await;
     let secret_rv = secret.metadata.resource_version.clone();
     let sa_rv = get_sa(&client, &ns, "default")
         .await
@@ -183,6 +183,52 @@ async fn terminating_namespaces_are_skipped() {
     out.assert_code(0);
     assert_eq!(outcome(&out.json(), &dying)["outcome"], "skipped");
     assert!(get_secret(&client, &dying, "awsecr-cred").await.is_none());
+}
+
+/// The server refuses only creates in a terminating namespace, so a Secret and a
+/// ServiceAccount already there would be written to; a literal -n must skip it as a glob does.
+#[tokio::test]
+async fn terminating_namespace_named_literally_is_not_written_to() {
+    let client = admin().await;
+    let dying = unique("dying");
+    create_namespace(&client, &dying, true).await;
+    Run::sync().args(["-n", &dying]).run().assert_code(0);
+    // Make both writes due: a stale annotation, and the link gone.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &dying);
+    let stale = serde_json::json!({"metadata": {"annotations": {"ecr-refresh/request": "stale"}}});
+    secrets
+        .patch(
+            "awsecr-cred",
+            &PatchParams::default(),
+            &Patch::Merge(&stale),
+        )
+        .await
+        .unwrap();
+    let unlink = serde_json::json!({"imagePullSecrets": null});
+    Api::<ServiceAccount>::namespaced(client.clone(), &dying)
+        .patch("default", &PatchParams::default(), &Patch::Merge(&unlink))
+        .await
+        .unwrap();
+    delete_namespace(&client, &dying).await;
+    let before = get_secret(&client, &dying, "awsecr-cred").await.unwrap();
+
+    for selector in [dying.clone(), format!("{dying}*")] {
+        let out = Run::sync().args(["-n", &selector, "-o", "json"]).run();
+        out.assert_code(0);
+        let r = out.json();
+        assert_eq!(
+            outcome(&r, &dying)["outcome"],
+            "skipped",
+            "-n {selector}: {r:#}"
+        );
+        assert_eq!(outcome(&r, &dying)["reason"], "namespace is terminating");
+    }
+    let after = get_secret(&client, &dying, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert!(pull_secret_names(&get_sa(&client, &dying, "default").await).is_empty());
 }
 
 #[tokio::test]

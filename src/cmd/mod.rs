@@ -5,11 +5,14 @@ pub mod status;
 pub mod sync;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 
 use crate::cluster::Cluster;
 use crate::serviceaccount::{self, SaError};
+use crate::shutdown::Stop;
 
 /// The Secret a command works on, and the ServiceAccounts that use it.
 #[derive(Clone, Debug)]
@@ -38,31 +41,193 @@ impl Target {
     }
 }
 
-/// Runs `work` on every item, `concurrency` at a time; whatever has not finished by
-/// `deadline` gets `late(item)` instead, so a run never outlives its --timeout.
+/// How long namespaces already in flight may take to finish after SIGTERM/SIGINT: well inside
+/// the 30 s a pod gets by default (`terminationGracePeriodSeconds`) before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// When namespace work is cut short: at the run deadline, or on a signal.
+#[derive(Clone, Copy)]
+pub struct Limits<'a> {
+    pub deadline: tokio::time::Instant,
+    /// `--timeout` as given, for messages.
+    pub timeout: Duration,
+    pub stop: &'a Stop,
+}
+
+impl Limits<'_> {
+    /// Why a namespace was cut short, for its report.
+    pub fn message(&self, cut: Cut) -> String {
+        match cut {
+            Cut::Deadline => format!(
+                "did not finish before the run deadline (--timeout {})",
+                humantime::format_duration(self.timeout)
+            ),
+            Cut::Stopped(signal) => format!("{NOT_DONE} {signal}"),
+        }
+    }
+}
+
+/// How a namespace that a signal kept from finishing is reported.
+pub const NOT_DONE: &str = "not done: the run was stopped by";
+
+/// The report's error after a signal: how many namespaces were left undone.
+pub fn stopped(signal: &str, report: &crate::report::SyncReport) -> crate::Error {
+    let undone = report
+        .namespaces
+        .iter()
+        .filter(|n| n.error.as_deref().is_some_and(|e| e.starts_with(NOT_DONE)))
+        .count();
+    crate::Error::Cancelled {
+        reason: format!(
+            "{signal} received: {undone} namespaces were not done (listed as failed); run it again"
+        ),
+    }
+}
+
+/// Why a namespace's work was cut short.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// The run's `--timeout` passed.
+    Deadline,
+    /// A signal asked the run to stop: the namespace was not started, or was still running
+    /// when [`STOP_GRACE`] ran out.
+    Stopped(&'static str),
+}
+
+/// Held by a namespace's work across steps that must not be split (a delete and the create
+/// that follows it): the run neither times out nor interrupts the work while it is held.
+#[derive(Clone, Default)]
+pub struct Shield(Arc<tokio::sync::Mutex<()>>);
+
+impl Shield {
+    pub async fn hold(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.0.clone().lock_owned().await
+    }
+}
+
+/// Runs `work` on every item, `concurrency` at a time. Whatever has not finished by `deadline`
+/// gets `late(item, Cut::Deadline)` instead, so a run never outlives its --timeout. Once a stop
+/// is requested no item is started, and those in flight get [`STOP_GRACE`] to finish. Neither
+/// cut splits a section the work holds its [`Shield`] for.
 pub async fn bounded<I, R, F, Fut>(
     items: Vec<I>,
     concurrency: usize,
-    deadline: tokio::time::Instant,
+    limits: Limits<'_>,
     work: F,
-    late: impl Fn(&I) -> R,
+    late: impl Fn(&I, Cut) -> R,
 ) -> Vec<R>
 where
-    F: Fn(I) -> Fut,
+    F: Fn(I, Shield) -> Fut,
     Fut: Future<Output = R>,
     I: Clone,
 {
+    let Limits { deadline, stop, .. } = limits;
     let work = &work;
     let late = &late;
     futures::stream::iter(items)
         .map(|item| async move {
+            if let Some(signal) = stop.requested() {
+                return late(&item, Cut::Stopped(signal));
+            }
             let fallback = item.clone();
-            match tokio::time::timeout_at(deadline, work(item)).await {
-                Ok(r) => r,
-                Err(_) => late(&fallback),
+            let shield = Shield::default();
+            let mut work = std::pin::pin!(work(item, shield.clone()));
+            let cut = tokio::select! {
+                r = &mut work => return r,
+                () = tokio::time::sleep_until(deadline) => Cut::Deadline,
+                signal = async {
+                    let signal = stop.wait().await;
+                    tokio::time::sleep(STOP_GRACE).await;
+                    signal
+                } => Cut::Stopped(signal),
+            };
+            // Cut now, unless the work is inside its shield: then let that section end first.
+            tokio::select! {
+                biased;
+                _free = shield.hold() => late(&fallback, cut),
+                r = &mut work => r,
             }
         })
         .buffer_unordered(concurrency)
         .collect()
         .await
+}
+
+/// Runs a step that writes nothing (connecting, listing), abandoning it when a stop is requested.
+pub async fn unless_stopped<T>(
+    stop: &Stop,
+    step: impl Future<Output = crate::Result<T>>,
+) -> crate::Result<T> {
+    tokio::select! {
+        r = step => r,
+        signal = stop.wait() => Err(crate::Error::Cancelled {
+            reason: format!("{signal} received before any namespace was processed; nothing was written"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn limits(stop: &Stop, deadline_ms: u64) -> Limits<'_> {
+        Limits {
+            deadline: tokio::time::Instant::now() + Duration::from_millis(deadline_ms),
+            timeout: Duration::from_millis(deadline_ms),
+            stop,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_deadline_waits_for_a_shielded_section_then_cuts() {
+        let finished = AtomicUsize::new(0);
+        let stop = Stop::never();
+        let got = bounded(
+            vec![1],
+            1,
+            limits(&stop, 30),
+            |_, shield| async {
+                let shield = shield;
+                {
+                    let _held = shield.hold().await;
+                    tokio::time::sleep(Duration::from_millis(120)).await;
+                    finished.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(())
+            },
+            |_, cut| Err(cut),
+        )
+        .await;
+        assert_eq!(got, [Err(Cut::Deadline)]);
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            1,
+            "the section ran to its end"
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_starts_once_a_stop_is_requested() {
+        let started = AtomicUsize::new(0);
+        let stop = Stop::requested_by("SIGINT");
+        let got = bounded(
+            vec![1, 2, 3],
+            2,
+            limits(&stop, 60_000),
+            |_, _| async {
+                started.fetch_add(1, Ordering::SeqCst);
+            },
+            |_, cut| assert_eq!(cut, Cut::Stopped("SIGINT")),
+        )
+        .await;
+        assert_eq!(got.len(), 3);
+        assert_eq!(started.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            limits(&stop, 1000).message(Cut::Stopped("SIGINT")),
+            "not done: the run was stopped by SIGINT"
+        );
+    }
 }

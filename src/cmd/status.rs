@@ -6,12 +6,15 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::Api;
 use serde::Serialize;
 
-use super::{bounded, Target};
+use super::{bounded, Limits, ServiceAccounts, Target};
 use crate::cluster::{explain, Cluster, ClusterOptions, Stats};
+use crate::ecr::RegistrySpec;
 use crate::error::{exit, Error, Result};
 use crate::namespaces::{self, Selection, Target as Namespace, OPT_OUT_ANNOTATION};
-use crate::pullsecret::{self, State};
+use crate::pullsecret::{self, Expiry, State};
 use crate::report::{ErrorReport, Render, SCHEMA_VERSION};
+use crate::shutdown::Stop;
+use crate::{EXPIRES_AT_ANNOTATION, REGISTRIES_ANNOTATION};
 
 #[derive(Clone, Debug)]
 pub struct StatusOptions {
@@ -191,7 +194,7 @@ pub async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     let targets = namespaces::resolve(&cluster, &opts.selection).await?;
     let mut report = StatusReport::new(opts.target.secret_name.clone(), opts.min_remaining);
     let now = jiff::Timestamp::now();
-    let late = |ns: &Namespace| NamespaceStatus {
+    let late = |ns: &Namespace, _| NamespaceStatus {
         problems: vec![format!(
             "not checked before the run deadline (--timeout {})",
             humantime::format_duration(opts.timeout)
@@ -201,8 +204,13 @@ pub async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     report.namespaces = bounded(
         targets,
         opts.concurrency,
-        deadline,
-        |ns| check(&cluster, opts, ns, now),
+        // Read-only: a signal may end it at once, so there is no stop to honour.
+        Limits {
+            deadline,
+            timeout: opts.timeout,
+            stop: &Stop::never(),
+        },
+        |ns, _| check(&cluster, opts, ns, now),
         late,
     )
     .await;
@@ -224,6 +232,41 @@ impl NamespaceStatus {
             problems: Vec::new(),
         }
     }
+}
+
+/// What is wrong with the payload of one of our Secrets: it must be a complete docker config
+/// for ECR registries only, and name the same hosts as its registries annotation.
+fn payload_problems(secret: &Secret, named: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if pullsecret::hosts(secret).is_none() {
+        problems.push(
+            "payload is not a complete docker config (auths with username, password and auth)"
+                .into(),
+        );
+    }
+    if named.is_empty() {
+        problems.push("payload names no registry".into());
+    }
+    let foreign: Vec<&str> = named
+        .iter()
+        .filter(|h| !matches!(h.parse(), Ok(RegistrySpec::Host { .. })))
+        .map(String::as_str)
+        .collect();
+    if !foreign.is_empty() {
+        problems.push(format!(
+            "payload holds credentials for hosts that are not ECR registries: {}",
+            foreign.join(", ")
+        ));
+    }
+    let annotated = pullsecret::annotated_hosts(secret);
+    if annotated != named {
+        problems.push(format!(
+            "payload registries ({}) differ from annotation {REGISTRIES_ANNOTATION} ({})",
+            named.join(", "),
+            annotated.join(", ")
+        ));
+    }
+    problems
 }
 
 async fn check(
@@ -270,10 +313,21 @@ async fn check(
                 .as_ref()
                 .filter(|_| st.secret == SecretState::Managed)
             {
-                st.registries = pullsecret::hosts(s);
-                st.expires_at = pullsecret::expires_at(s);
-                match st.expires_at {
-                    Some(t) => {
+                st.registries = pullsecret::named_hosts(s);
+                st.problems.extend(payload_problems(s, &st.registries));
+                match pullsecret::expiry(s) {
+                    Expiry::Garbage(v) => st.problems.push(format!(
+                        "annotation {EXPIRES_AT_ANNOTATION} is {v:?}, not an RFC 3339 timestamp"
+                    )),
+                    Expiry::At(t) if pullsecret::is_beyond_token_lifetime(t, now) => {
+                        st.expires_at = Some(t);
+                        st.remaining_seconds = Some(t.as_second() - now.as_second());
+                        st.problems.push(format!(
+                            "annotation {EXPIRES_AT_ANNOTATION} says {t}, further out than an ECR token lasts (12h)"
+                        ));
+                    }
+                    Expiry::At(t) => {
+                        st.expires_at = Some(t);
                         let left = t.as_second() - now.as_second();
                         st.remaining_seconds = Some(left);
                         if left <= 0 {
@@ -286,7 +340,7 @@ async fn check(
                             ));
                         }
                     }
-                    None => st.problems.push("secret has no expiry annotation".into()),
+                    Expiry::Missing => st.problems.push("secret has no expiry annotation".into()),
                 }
             }
         }
@@ -313,6 +367,10 @@ async fn check(
                         st.problems
                             .push(format!("service account {sa} does not reference {name}"));
                         LinkState::Unlinked
+                    }
+                    // Listed a moment ago and deleted since: nothing is wrong.
+                    Ok(None) if matches!(opts.target.service_accounts, ServiceAccounts::All) => {
+                        LinkState::Missing
                     }
                     Ok(None) => {
                         st.problems.push(format!("service account {sa} is missing"));

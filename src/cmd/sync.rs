@@ -1,22 +1,23 @@
 //! `sync`: write a current pull Secret into every selected namespace and link it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::OnceCell;
 use tracing::{debug, info, warn};
 
-use super::{bounded, prune, ServiceAccounts, Target};
+use super::{bounded, prune, stopped, unless_stopped, Limits, ServiceAccounts, Shield, Target};
 use crate::cluster::{explain, explain_write, is_status, Cluster, ClusterOptions};
 use crate::ecr::{AwsOptions, EcrClientConfig};
 use crate::error::{Error, Result};
 use crate::namespaces::{self, Selection, Target as Namespace, OPT_OUT_ANNOTATION};
 use crate::pullsecret::{self, Applied, ApplyError, Desired, State, SECRET_TYPE};
 use crate::report::{NamespaceReport, SecretOutcome, SyncReport};
+use crate::shutdown::Stop;
 use crate::{serviceaccount, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// Everything `sync` needs, already validated.
@@ -44,6 +45,8 @@ pub enum NamespaceError {
     SecretNotOwned { secret: String },
     #[error("secret {secret} exists with type {found:?}, not {SECRET_TYPE}; left unchanged (use --force to replace it)")]
     SecretWrongType { secret: String, found: String },
+    #[error("reading the namespace: {message}")]
+    GetNamespace { message: String },
     #[error("reading secret {secret}: {message}")]
     GetSecret { secret: String, message: String },
     #[error("writing secret {secret}: {message}")]
@@ -63,6 +66,7 @@ pub enum NamespaceError {
 struct Token {
     ecr: EcrClientConfig,
     request: String,
+    expected: crate::ecr::ExpectedHosts,
     registries: Vec<crate::ecr::RegistrySpec>,
     cell: OnceCell<Result<Arc<Desired>, Error>>,
 }
@@ -83,12 +87,14 @@ struct Ctx<'a> {
     cluster: &'a Cluster,
     opts: &'a SyncOptions,
     token: &'a Token,
+    /// `get` on a namespace was refused once already (warned about once per run).
+    namespace_get_refused: AtomicBool,
     /// ServiceAccounts already read by a cluster-wide list, by (namespace, name).
-    accounts: Mutex<HashMap<(String, String), ServiceAccount>>,
+    accounts: Mutex<HashMap<(String, String), serviceaccount::Listed>>,
 }
 
 impl Ctx<'_> {
-    fn known_accounts(&self, ns: &str, name: &str) -> Option<ServiceAccount> {
+    fn known_accounts(&self, ns: &str, name: &str) -> Option<serviceaccount::Listed> {
         let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
         accounts.remove(&(ns.to_string(), name.to_string()))
     }
@@ -101,7 +107,7 @@ async fn list_accounts(
     cluster: &Cluster,
     opts: &SyncOptions,
     targets: &[Namespace],
-) -> HashMap<(String, String), ServiceAccount> {
+) -> HashMap<(String, String), serviceaccount::Listed> {
     let mut known = HashMap::new();
     let ServiceAccounts::Named(names) = &opts.target.service_accounts else {
         return known;
@@ -127,24 +133,26 @@ async fn list_accounts(
     known
 }
 
-/// Runs one pass. Errors returned here are fatal (nothing was written); per-namespace failures
-/// are in the report.
-pub async fn run(opts: &SyncOptions) -> Result<SyncReport> {
+/// Runs one pass. Errors returned here are fatal and come before any write; a fatal error met
+/// later (no ECR token, a signal) is recorded in the report next to the namespace results.
+pub async fn run(opts: &SyncOptions, stop: &Stop) -> Result<SyncReport> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + opts.timeout;
     // Local work first, so bad input fails before any network call.
     let ecr = EcrClientConfig::load(&opts.aws, opts.cluster.request_timeout).await?;
     let cluster = Cluster::new(&opts.cluster).await?;
-    cluster.check_access().await?;
-
-    let (targets, to_prune) = if opts.prune {
-        prune::partition(&cluster, &opts.selection).await?
-    } else {
-        (
-            namespaces::resolve(&cluster, &opts.selection).await?,
-            Vec::new(),
-        )
-    };
+    let (targets, to_prune) = unless_stopped(stop, async {
+        cluster.check_access().await?;
+        if opts.prune {
+            prune::partition(&cluster, &opts.selection).await
+        } else {
+            Ok((
+                namespaces::resolve(&cluster, &opts.selection).await?,
+                Vec::new(),
+            ))
+        }
+    })
+    .await?;
     let mut report = SyncReport::new("sync", opts.target.secret_name.clone(), opts.dry_run);
     if targets.is_empty() && to_prune.is_empty() {
         warn!("no namespace matches the selection; nothing to do");
@@ -154,7 +162,8 @@ pub async fn run(opts: &SyncOptions) -> Result<SyncReport> {
     info!(namespaces = targets.len(), "selected namespaces");
 
     let token = Token {
-        request: ecr.request_fingerprint(&opts.aws.registries),
+        request: ecr.request_fingerprint(&opts.aws.registries).await,
+        expected: ecr.expected_hosts(&opts.aws.registries),
         registries: opts.aws.registries.clone(),
         ecr,
         cell: OnceCell::new(),
@@ -163,39 +172,36 @@ pub async fn run(opts: &SyncOptions) -> Result<SyncReport> {
         cluster: &cluster,
         opts,
         token: &token,
+        namespace_get_refused: AtomicBool::new(false),
         accounts: Mutex::new(list_accounts(&cluster, opts, &targets).await),
     };
-    let timeout = humantime::format_duration(opts.timeout).to_string();
-    let late = |ns: &Namespace| {
-        NamespaceReport::failed(
-            &ns.name,
-            NamespaceError::Deadline {
-                timeout: timeout.clone(),
-            }
-            .to_string(),
-        )
+    let limits = Limits {
+        deadline,
+        timeout: opts.timeout,
+        stop,
     };
     report.namespaces = bounded(
         targets,
         opts.concurrency,
-        deadline,
-        |ns| sync_namespace(&ctx, ns),
-        late,
+        limits,
+        |ns, shield| sync_namespace(&ctx, ns, shield),
+        |ns, cut| NamespaceReport::failed(&ns.name, limits.message(cut)),
     )
     .await;
-    // A failed fetch is fatal: report it as such, not as N namespace failures.
-    if let Some(Err(e)) = token.cell.get() {
-        return Err(e.clone());
-    }
-    if opts.prune {
+    let token_error = match token.cell.get() {
+        Some(Err(e)) => Some(e.clone()),
+        _ => None,
+    };
+    // No token, or asked to stop: prune nothing (that is never urgent).
+    if opts.prune && token_error.is_none() && stop.requested().is_none() {
         let pruned = prune::prune_all(
             &cluster,
             &opts.target,
             to_prune,
             opts.dry_run,
+            false,
             opts.concurrency,
-            deadline,
-            &timeout,
+            limits,
         )
         .await;
         report.namespaces.extend(pruned);
@@ -207,10 +213,16 @@ pub async fn run(opts: &SyncOptions) -> Result<SyncReport> {
     report.ecr_calls = token.ecr.calls.load(Ordering::Relaxed);
     report.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
     report.finish(cluster.stats(), started);
+    // Namespaces done before the failure (fresh Secrets, links) keep their results.
+    if let Some(e) = token_error {
+        report.abort(&e);
+    } else if let Some(signal) = stop.requested() {
+        report.abort(&stopped(signal, &report));
+    }
     Ok(report)
 }
 
-async fn sync_namespace(ctx: &Ctx<'_>, target: Namespace) -> NamespaceReport {
+async fn sync_namespace(ctx: &Ctx<'_>, target: Namespace, shield: Shield) -> NamespaceReport {
     let ns = target.name.as_str();
     if target.opted_out {
         info!(namespace = ns, "skipped: opted out");
@@ -219,11 +231,24 @@ async fn sync_namespace(ctx: &Ctx<'_>, target: Namespace) -> NamespaceReport {
             &format!("opted out by annotation {OPT_OUT_ANNOTATION}"),
         );
     }
-    if target.terminating {
+    // A terminating namespace refuses only creates, so a literal name is looked up first:
+    // otherwise an existing Secret or ServiceAccount there would still be written.
+    let terminating = if target.listed {
+        target.terminating
+    } else {
+        match read_namespace(ctx, ns).await {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(namespace = ns, error = %e, "namespace failed");
+                return NamespaceReport::failed(ns, e.to_string());
+            }
+        }
+    };
+    if terminating {
         info!(namespace = ns, "skipped: namespace is terminating");
         return NamespaceReport::skipped(ns, "namespace is terminating");
     }
-    let secret = match ensure_secret(ctx, ns).await {
+    let secret = match ensure_secret(ctx, ns, &shield).await {
         Ok(outcome) => outcome,
         Err(Step::Terminating) => {
             info!(namespace = ns, "skipped: namespace is terminating");
@@ -247,6 +272,11 @@ async fn sync_namespace(ctx: &Ctx<'_>, target: Namespace) -> NamespaceReport {
             return report;
         }
     };
+    // One that was listed and is gone by now is reported, not waited for.
+    let if_missing = match ctx.opts.target.service_accounts {
+        ServiceAccounts::All => serviceaccount::IfMissing::Report,
+        ServiceAccounts::Named(_) => serviceaccount::IfMissing::Wait(ctx.opts.service_account_wait),
+    };
     for sa in &accounts {
         let secret_name = &ctx.opts.target.secret_name;
         match serviceaccount::link(
@@ -254,7 +284,7 @@ async fn sync_namespace(ctx: &Ctx<'_>, target: Namespace) -> NamespaceReport {
             ns,
             sa,
             secret_name,
-            ctx.opts.service_account_wait,
+            if_missing,
             ctx.opts.dry_run,
             ctx.known_accounts(ns, sa),
         )
@@ -269,6 +299,25 @@ async fn sync_namespace(ctx: &Ctx<'_>, target: Namespace) -> NamespaceReport {
     }
     info!(namespace = ns, outcome = ?report.outcome, "namespace done");
     report
+}
+
+/// Whether a namespace named on the command line is terminating. Without `get` on namespaces
+/// (RBAC from before this check) it is assumed live, as before, with one warning per run.
+async fn read_namespace(ctx: &Ctx<'_>, ns: &str) -> Result<bool, NamespaceError> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.cluster.client());
+    match ctx.cluster.call("get namespace", || api.get_opt(ns)).await {
+        Ok(Some(n)) => Ok(n.metadata.deletion_timestamp.is_some()),
+        Ok(None) => Err(NamespaceError::NamespaceNotFound),
+        Err(e) if is_status(&e, |s| s.is_forbidden()) => {
+            if !ctx.namespace_get_refused.swap(true, Ordering::Relaxed) {
+                warn!(error = %explain(&e), "cannot read namespaces named with -n, so a terminating one is not recognised before writing; grant `get` on namespaces (see rbac.yaml)");
+            }
+            Ok(false)
+        }
+        Err(e) => Err(NamespaceError::GetNamespace {
+            message: explain_write(&e),
+        }),
+    }
 }
 
 enum Step {
@@ -294,7 +343,7 @@ fn is_namespace_missing(err: &kube::Error) -> bool {
     })
 }
 
-async fn ensure_secret(ctx: &Ctx<'_>, ns: &str) -> Result<SecretOutcome, Step> {
+async fn ensure_secret(ctx: &Ctx<'_>, ns: &str, shield: &Shield) -> Result<SecretOutcome, Step> {
     let name = ctx.opts.target.secret_name.as_str();
     let api: Api<Secret> = Api::namespaced(ctx.cluster.client(), ns);
     let read_error = |e: kube::Error| NamespaceError::GetSecret {
@@ -315,7 +364,7 @@ async fn ensure_secret(ctx: &Ctx<'_>, ns: &str) -> Result<SecretOutcome, Step> {
                 return Ok(SecretOutcome::Unchanged);
             }
             Ok(Applied::Refused(existing)) => {
-                return ensure_from(ctx, ns, &api, existing.map(|s| *s)).await
+                return ensure_from(ctx, ns, &api, existing.map(|s| *s), shield).await
             }
             Err(ApplyError::Apply(e)) => return Err(apply_error(name, e)),
             Err(ApplyError::Read(e)) => return Err(read_error(e).into()),
@@ -328,7 +377,7 @@ async fn ensure_secret(ctx: &Ctx<'_>, ns: &str) -> Result<SecretOutcome, Step> {
         .call("get secret", || api.get_opt(name))
         .await
         .map_err(read_error)?;
-    ensure_from(ctx, ns, &api, existing).await
+    ensure_from(ctx, ns, &api, existing, shield).await
 }
 
 /// Given what the Secret holds (read because --refresh-before needs it, or because an apply
@@ -338,6 +387,7 @@ async fn ensure_from(
     ns: &str,
     api: &Api<Secret>,
     existing: Option<Secret>,
+    shield: &Shield,
 ) -> Result<SecretOutcome, Step> {
     let name = ctx.opts.target.secret_name.as_str();
     let state = pullsecret::state(existing.as_ref());
@@ -357,7 +407,8 @@ async fn ensure_from(
         }
         State::Ours => {
             if let (Some(refresh), Some(s)) = (ctx.opts.refresh_before, &existing) {
-                if pullsecret::is_fresh(s, &ctx.token.request, refresh, jiff::Timestamp::now()) {
+                let now = jiff::Timestamp::now();
+                if pullsecret::is_fresh(s, &ctx.token.request, &ctx.token.expected, refresh, now) {
                     debug!(namespace = ns, "secret is fresh");
                     return Ok(SecretOutcome::Unchanged);
                 }
@@ -373,9 +424,13 @@ async fn ensure_from(
             return Ok(SecretOutcome::Unchanged);
         }
     }
+    // Held from a delete to its create, so neither --timeout nor a signal leaves the
+    // namespace without a Secret in between.
+    let mut _unsplit = None;
     if let (State::WrongType(found), Some(s)) = (&state, &existing) {
         // The server refuses to change a Secret's type in place: delete exactly the object we
         // saw (uid + resourceVersion preconditions), then create ours.
+        _unsplit = Some(shield.hold().await);
         warn!(namespace = ns, secret = name, found = %found, "--force: replacing secret of the wrong type");
         let dp = DeleteParams {
             dry_run: ctx.opts.dry_run,

@@ -238,6 +238,15 @@ impl Run {
             .expect("join")
     }
 
+    /// Starts the binary with stdout and stderr piped, for a test that signals it mid-run.
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start ecr-refresh")
+    }
+
     pub fn run(mut self) -> RunOutput {
         let out = self.cmd.output().expect("run ecr-refresh");
         RunOutput(out)
@@ -297,13 +306,13 @@ pub fn outcome<'a>(report: &'a serde_json::Value, ns: &str) -> &'a serde_json::V
         .unwrap_or_else(|| panic!("namespace {ns} not in report: {report:#}"))
 }
 
-/// Waits until the wall clock is in the next second. The tool reports "unchanged" when its last
-/// write to a Secret is older than the server's answer, both at 1 s resolution: a pass in the
-/// same second as the previous write counts as an update.
-pub async fn next_second() {
+/// Waits until the tool can tell "unchanged" from a write just before: it reports "unchanged"
+/// only when its last write to a Secret is more than about 1 s older than the server's answer
+/// (both in whole seconds), so a pass right after a write reports an update.
+pub async fn after_write_window() {
     let into = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_millis();
-    tokio::time::sleep(std::time::Duration::from_millis(u64::from(1050 - into))).await;
+    tokio::time::sleep(std::time::Duration::from_millis(u64::from(2050 - into))).await;
 }

@@ -35,6 +35,16 @@ pub type Rule = dyn Fn(&str, &str, usize) -> Fault + Send + Sync;
 pub struct FaultProxy {
     pub url: String,
     log: Arc<Mutex<Vec<(String, String, u16)>>>,
+    sent: Arc<Mutex<Vec<Sent>>>,
+}
+
+/// A request as the proxy forwarded it.
+#[derive(Clone, Debug)]
+pub struct Sent {
+    pub method: String,
+    pub path: String,
+    pub content_type: String,
+    pub body: String,
 }
 
 impl FaultProxy {
@@ -46,21 +56,34 @@ impl FaultProxy {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let rule: Arc<Rule> = Arc::new(rule);
         let log: Arc<Mutex<Vec<(String, String, u16)>>> = Arc::default();
+        let sent: Arc<Mutex<Vec<Sent>>> = Arc::default();
         let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-        let log2 = log.clone();
+        let (log2, sent2) = (log.clone(), sent.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (upstream, rule, log, seen) =
-                    (upstream.clone(), rule.clone(), log2.clone(), seen.clone());
+                let (upstream, rule, log, sent, seen) = (
+                    upstream.clone(),
+                    rule.clone(),
+                    log2.clone(),
+                    sent2.clone(),
+                    seen.clone(),
+                );
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
-                        let (upstream, rule, log, seen) =
-                            (upstream.clone(), rule.clone(), log.clone(), seen.clone());
+                        let (upstream, rule, log, sent, seen) = (
+                            upstream.clone(),
+                            rule.clone(),
+                            log.clone(),
+                            sent.clone(),
+                            seen.clone(),
+                        );
                         async move {
-                            Ok::<_, Infallible>(handle(req, upstream, &*rule, log, seen).await)
+                            Ok::<_, Infallible>(
+                                handle(req, upstream, &*rule, log, sent, seen).await,
+                            )
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -69,7 +92,12 @@ impl FaultProxy {
                 });
             }
         });
-        Self { url, log }
+        Self { url, log, sent }
+    }
+
+    /// Every request forwarded to the server, with its content type and body.
+    pub fn sent(&self) -> Vec<Sent> {
+        self.sent.lock().unwrap().clone()
     }
 
     /// (method, path, status) of every request seen, in order.
@@ -97,6 +125,7 @@ async fn handle(
     upstream: Client,
     rule: &Rule,
     log: Arc<Mutex<Vec<(String, String, u16)>>>,
+    sent: Arc<Mutex<Vec<Sent>>>,
     seen: Arc<Mutex<Vec<(String, String)>>>,
 ) -> Response<Full<Bytes>> {
     let method = req.method().to_string();
@@ -154,6 +183,17 @@ async fn handle(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    sent.lock().unwrap().push(Sent {
+        method: method.clone(),
+        path: path.clone(),
+        content_type: parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    });
     let mut fwd = http::Request::builder().method(parts.method).uri(parts.uri);
     for (k, v) in &parts.headers {
         if k != http::header::AUTHORIZATION && k != http::header::HOST {

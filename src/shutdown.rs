@@ -1,0 +1,89 @@
+//! Stopping a run cleanly on SIGTERM (what a CronJob's `activeDeadlineSeconds` and a pod
+//! deletion send) or SIGINT: no new namespace is started, the ones in flight finish, and the
+//! report is printed. A second signal exits at once.
+
+use tokio::sync::watch;
+use tracing::warn;
+
+/// Whether, and by which signal, the run was asked to stop.
+#[derive(Clone, Debug)]
+pub struct Stop {
+    rx: watch::Receiver<Option<&'static str>>,
+}
+
+impl Stop {
+    /// A stop that never comes.
+    pub fn never() -> Self {
+        let (_, rx) = watch::channel(None);
+        Self { rx }
+    }
+
+    /// A stop already requested by `signal`.
+    #[cfg(test)]
+    pub(crate) fn requested_by(signal: &'static str) -> Self {
+        let (_, rx) = watch::channel(Some(signal));
+        Self { rx }
+    }
+
+    /// The signal that asked the run to stop, if one did.
+    pub fn requested(&self) -> Option<&'static str> {
+        *self.rx.borrow()
+    }
+
+    /// Resolves when a stop is asked for; never, if no one can ask.
+    pub async fn wait(&self) -> &'static str {
+        let mut rx = self.rx.clone();
+        let signal = rx.wait_for(Option::is_some).await.ok().and_then(|v| *v);
+        match signal {
+            Some(s) => s,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Listens for SIGTERM and SIGINT from now on. Must be called inside the runtime.
+pub fn on_signals() -> std::io::Result<Stop> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let mut stopping = false;
+        loop {
+            let (name, code) = tokio::select! {
+                _ = term.recv() => ("SIGTERM", 143),
+                _ = int.recv() => ("SIGINT", 130),
+            };
+            if stopping {
+                warn!(
+                    signal = name,
+                    "second signal: exiting now, without a report"
+                );
+                std::process::exit(code);
+            }
+            stopping = true;
+            warn!(
+                signal = name,
+                "stopping: no new namespace is started; those in flight finish, then the report is printed (send it again to exit at once)"
+            );
+            let _ = tx.send(Some(name));
+        }
+    });
+    Ok(Stop { rx })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn never_stays_unrequested() {
+        let stop = Stop::never();
+        assert_eq!(stop.requested(), None);
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(20), stop.wait()).await;
+        assert!(waited.is_err());
+        let stop = Stop::requested_by("SIGTERM");
+        assert_eq!(stop.requested(), Some("SIGTERM"));
+        assert_eq!(stop.wait().await, "SIGTERM");
+    }
+}

@@ -1,0 +1,202 @@
+//! `--namespace-selector` is checked locally so a typo fails with exit 2; that check must accept
+//! exactly what the apiserver accepts. Each selector goes to both, and they must agree.
+
+mod common;
+
+use std::str::FromStr;
+
+use common::*;
+use ecr_refresh::namespaces::LabelSelector;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+
+/// (selector, whether the server accepts it): the expectation documents the grammar; the
+/// assertion that matters is that the tool and the server agree.
+const TABLE: &[(&str, bool)] = &[
+    // equality
+    ("env=prod", true),
+    ("env==prod", true),
+    ("env!=prod", true),
+    ("env=", true),
+    ("env!=", true),
+    ("env = prod", true),
+    ("  env=prod  ", true),
+    ("env=prod,tier!=db", true),
+    ("env=prod , tier=db", true),
+    ("env=prod,", false),
+    (",env=prod", false),
+    ("env=prod,,tier=db", false),
+    ("=prod", false),
+    ("env=prod=x", false),
+    ("env=pr od", false),
+    ("env===prod", false),
+    ("env=!prod", false),
+    // existence
+    ("env", true),
+    ("!env", true),
+    ("! env", true),
+    ("env,!legacy", true),
+    ("!env=prod", false),
+    ("!", false),
+    ("!!env", false),
+    ("!=x", false),
+    // sets
+    ("env in (a,b)", true),
+    ("env in(a,b)", true),
+    ("env in ( a , b )", true),
+    ("env notin (a,b)", true),
+    ("env notin(a)", true),
+    ("env in ()", true),
+    ("env in (a,)", true),
+    ("env in (,a)", true),
+    ("env in (a,,b)", true),
+    ("env in (a b)", false),
+    ("env in a", false),
+    ("env in (a", false),
+    ("env in", false),
+    ("envin (a)", false),
+    ("env in ((a))", false),
+    ("env in (a),tier notin (b),!legacy,x=y", true),
+    ("in in (in)", true),
+    ("notin=notin", true),
+    ("!in", true),
+    ("env in (-a)", false),
+    // numeric comparisons
+    ("replicas>1", true),
+    ("replicas<10", true),
+    ("replicas > 1", true),
+    ("replicas>0", true),
+    ("replicas>007", true),
+    ("replicas>9223372036854775807", true),
+    ("replicas>9223372036854775808", false),
+    ("replicas>-1", false),
+    ("replicas>+1", false),
+    ("replicas>a", false),
+    ("replicas>1.5", false),
+    ("replicas>", false),
+    ("replicas>=1", false),
+    ("replicas<=1", false),
+    ("replicas<>1", false),
+    ("replicas>1>2", false),
+    // keys and values
+    ("example.com/owner=team-a", true),
+    ("example.com/owner notin (x)", true),
+    ("a.b-c_d=e.f-g_h", true),
+    ("A=B", true),
+    ("Example.com/x=y", false),
+    ("/x=y", false),
+    ("example.com/=y", false),
+    ("a/b/c=d", false),
+    ("-x=y", false),
+    ("x-=y", false),
+    ("x=-y", false),
+    ("x=y-", false),
+    ("x_y=z", true),
+    ("_x=y", false),
+    ("x=y_", false),
+    ("x=\u{e9}", false),
+    ("x:y=z", false),
+    ("x=y;z", false),
+    ("x=y\tz", false),
+    ("x\t=\ty", true),
+    (
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=b",
+        true,
+    ),
+    (
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=b",
+        false,
+    ),
+    (
+        "a=bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        false,
+    ),
+    // structure
+    ("(env=prod)", false),
+    ("env=prod)", false),
+    ("env prod", false),
+    ("Bad Key=x", false),
+    ("env in (a),", false),
+];
+
+#[tokio::test]
+async fn the_local_check_accepts_exactly_what_the_apiserver_accepts() {
+    let client = admin().await;
+    let api: Api<Namespace> = Api::all(client);
+    let mut disagreements = Vec::new();
+    for (selector, expected) in TABLE {
+        let server = match api
+            .list_metadata(&ListParams::default().labels(selector).limit(1))
+            .await
+        {
+            Ok(_) => true,
+            Err(kube::Error::Api(s)) if s.code == 400 => false,
+            Err(e) => panic!("{selector:?}: unexpected error {e}"),
+        };
+        let local = LabelSelector::from_str(selector);
+        if local.is_ok() != server {
+            disagreements.push(format!(
+                "{selector:?}: server {}, ecr-refresh {local:?}",
+                if server { "accepts" } else { "rejects" }
+            ));
+        }
+        assert_eq!(
+            server, *expected,
+            "{selector:?}: the table's expectation is wrong for this server"
+        );
+    }
+    assert!(
+        disagreements.is_empty(),
+        "the local check and the apiserver disagree:\n{}",
+        disagreements.join("\n")
+    );
+}
+
+/// The two selectors from the report, end to end: accepted, and they select by label.
+#[tokio::test]
+async fn set_and_numeric_selectors_select_namespaces() {
+    let client = admin().await;
+    let api: Api<Namespace> = Api::all(client.clone());
+    let label = unique("sel").replace('-', "");
+    let (a, b) = (unique("sel-a"), unique("sel-b"));
+    for (ns, env, replicas) in [(&a, "x", "3"), (&b, "y", "1")] {
+        create_namespace(&client, ns, true).await;
+        let patch = serde_json::json!({"metadata": {"labels": {
+            format!("{label}-env"): env,
+            format!("{label}-replicas"): replicas,
+        }}});
+        api.patch(ns, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+    for (selector, want) in [
+        (format!("{label}-env in(x,z)"), vec![a.clone()]),
+        (format!("{label}-replicas>1"), vec![a.clone()]),
+        (
+            format!("{label}-replicas<2,{label}-env notin (x)"),
+            vec![b.clone()],
+        ),
+    ] {
+        let out = Run::sync()
+            .args(["--dry-run", "-o", "json", "-l", &selector])
+            .run();
+        out.assert_code(0);
+        let got: Vec<String> = out.json()["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, want, "{selector}");
+    }
+}
+
+/// An empty selector is the one deliberate difference: the server takes it as "everything",
+/// which on a command line is far more likely an unset variable.
+#[test]
+fn an_empty_selector_is_refused() {
+    for s in ["", "   "] {
+        let err = LabelSelector::from_str(s).unwrap_err();
+        assert!(err.contains("empty label selector"), "{err}");
+    }
+}
