@@ -19,7 +19,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /ecr-refresh /ecr-refresh
 # Run as distroless's nonroot user, numerically so the kubelet can verify runAsNonRoot;
-# matches runAsUser in cronjob.yaml.
+# matches runAsUser in deploy/cronjob.yaml.
 USER 65532:65532
 # Exec form: the binary is PID 1 and receives SIGTERM directly when the Job is stopped.
 ENTRYPOINT ["/ecr-refresh"]

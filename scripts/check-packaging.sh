@@ -124,9 +124,16 @@ check_hadolint() {
 
 check_manifests() {
   install_venv || { REASON="could not install kubernetes-validate into $VENV"; return 1; }
-  local files=("$ROOT/cronjob.yaml" "$ROOT/rbac.yaml" "$ROOT"/deploy/*.yaml) v out
+  # The Kubernetes objects only: kustomization.yaml is kustomize's, alerts.yaml a Prometheus
+  # rules file, prometheusrule.yaml a CRD object (checked by scripts/metricstest.sh). What
+  # `kubectl apply -k deploy/` renders is validated as well.
+  local files=("$ROOT/deploy/cronjob.yaml" "$ROOT/deploy/rbac.yaml" "$ROOT/deploy/namespaced-rbac.yaml" "$WORK/kustomized.yaml") v out
+  if ! out=$("$KUBECTL" kustomize "$ROOT/deploy" 2>&1 >"$WORK/kustomized.yaml"); then
+    REASON="kubectl kustomize deploy/: $out"
+    return 1
+  fi
   for f in "${files[@]}"; do
-    [ -f "$f" ] || { REASON="$f is missing"; return 1; }
+    [ -s "$f" ] || { REASON="$f is missing or empty"; return 1; }
   done
   for v in "${K8S_VERSIONS[@]}"; do
     if ! out=$("$VENV/bin/kubernetes-validate" --strict --quiet -k "$v" "${files[@]}" 2>&1); then
@@ -135,6 +142,52 @@ check_manifests() {
       return 1
     fi
   done
+}
+
+# deploy/kustomization.yaml renders exactly rbac.yaml and cronjob.yaml, and its `images:` entry
+# is what sets the CronJob's image (tried with another name and tag in a copy of deploy/).
+check_kustomize() {
+  install_venv || { REASON="could not install PyYAML into $VENV"; return 1; }
+  local err copy=$WORK/kustomize-copy
+  rm -rf "$copy"; cp -r "$ROOT/deploy" "$copy"
+  err=$("$VENV/bin/python" - "$copy/kustomization.yaml" <<'PY' 2>&1
+import sys, yaml
+k = yaml.safe_load(open(sys.argv[1]))
+images = k.get("images") or []
+if len(images) != 1:
+    sys.exit(f"expected one images: entry, found {len(images)}")
+images[0]["newName"] = "registry.example.test/team/ecr-refresh"
+images[0]["newTag"] = "9.9.9"
+yaml.safe_dump(k, open(sys.argv[1], "w"))
+PY
+  ) || { REASON="deploy/kustomization.yaml: $err"; return 1; }
+  "$KUBECTL" kustomize "$ROOT/deploy" >"$WORK/kz-as-is.yaml" 2>"$WORK/kz.err" ||
+    { REASON="kubectl kustomize deploy/: $(cat "$WORK/kz.err")"; return 1; }
+  "$KUBECTL" kustomize "$copy" >"$WORK/kz-image.yaml" 2>"$WORK/kz.err" ||
+    { REASON="kubectl kustomize (copy with another image): $(cat "$WORK/kz.err")"; return 1; }
+  err=$("$VENV/bin/python" - "$ROOT/deploy" "$WORK/kz-as-is.yaml" "$WORK/kz-image.yaml" <<'PY' 2>&1
+import sys, yaml
+root, as_is, image = sys.argv[1:]
+def load(path):
+    return [d for d in yaml.safe_load_all(open(path)) if d]
+def key(d):
+    return (d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"])
+def image_of(docs):
+    cj = [d for d in docs if d["kind"] == "CronJob"]
+    return [c["image"] for c in cj[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]]
+source = load(f"{root}/rbac.yaml") + load(f"{root}/cronjob.yaml")
+rendered = load(as_is)
+if sorted(map(key, rendered)) != sorted(map(key, source)):
+    sys.exit(f"renders {sorted(map(key, rendered))}, expected {sorted(map(key, source))}")
+by_key = {key(d): d for d in rendered}
+for d in source:
+    if by_key[key(d)] != d:
+        sys.exit(f"{key(d)} differs from the file it comes from; keep images: newTag equal to the tag in cronjob.yaml")
+got = image_of(load(image))
+if got != ["registry.example.test/team/ecr-refresh:9.9.9"]:
+    sys.exit(f"images: did not set the CronJob's image: {got}")
+PY
+  ) || { REASON=$err; return 1; }
 }
 
 STATIC_BIN=""
@@ -203,7 +256,7 @@ check_empty_rootfs() {
 # Reads the ecr-refresh container's args, and its env entries that have a plain value, from
 # cronjob.yaml; writes them NUL-separated to $WORK/cronjob.args and $WORK/cronjob.env.
 read_cronjob_command() {
-  "$VENV/bin/python" - "$ROOT/cronjob.yaml" "$WORK/cronjob.args" "$WORK/cronjob.env" <<'PY'
+  "$VENV/bin/python" - "$ROOT/deploy/cronjob.yaml" "$WORK/cronjob.args" "$WORK/cronjob.env" <<'PY'
 import sys, yaml
 
 src, args_out, env_out = sys.argv[1:]
@@ -286,7 +339,7 @@ check_cronjob_command() {
 
   # Install rbac.yaml as a cluster admin would; kube-system normally exists already.
   kadm get namespace kube-system >/dev/null 2>&1 || kadm create namespace kube-system >/dev/null 2>&1
-  err=$(kadm apply -f "$ROOT/rbac.yaml" 2>&1) || { REASON="kubectl apply -f rbac.yaml: $err"; return 1; }
+  err=$(kadm apply -f "$ROOT/deploy/rbac.yaml" 2>&1) || { REASON="kubectl apply -f rbac.yaml: $err"; return 1; }
   SA_KUBECONFIG=$WORK/sa-kubeconfig
   err=$(write_sa_kubeconfig ecr-refresh "$SA_KUBECONFIG" 2>&1) || { REASON=$err; return 1; }
 
@@ -344,9 +397,10 @@ watch secrets/$SECRET no
 get secrets/other no
 create secrets/other no
 get serviceaccounts/default yes
-update serviceaccounts/default yes
-patch serviceaccounts/default no
-update serviceaccounts/other no
+list serviceaccounts/default yes
+patch serviceaccounts/default yes
+update serviceaccounts/default no
+patch serviceaccounts/other no
 create serviceaccounts no
 list serviceaccounts no
 create pods no
@@ -409,7 +463,7 @@ check_incluster_rootfs() {
   local ns root=$WORK/incluster err rc sa_dir
   new_namespace incluster || { REASON="could not create a test namespace"; return 1; }
   ns=$NEW_NS
-  err=$(kadm apply -f "$ROOT/rbac.yaml" 2>&1) || { REASON="kubectl apply -f rbac.yaml: $err"; return 1; }
+  err=$(kadm apply -f "$ROOT/deploy/rbac.yaml" 2>&1) || { REASON="kubectl apply -f rbac.yaml: $err"; return 1; }
   sa_dir=$root/var/run/secrets/kubernetes.io/serviceaccount
   mkdir -p "$root/etc/ssl/certs" "$sa_dir"
   chmod -R 0755 "$root"
@@ -460,16 +514,18 @@ check_quickstart() {
   err=$(kadm -n kube-system create secret generic ecr-refresh-aws \
     --from-literal=AWS_ACCESS_KEY_ID=test --from-literal=AWS_SECRET_ACCESS_KEY=test 2>&1) ||
     { REASON="kubectl create secret generic ecr-refresh-aws: $err"; return 1; }
-  # Step 3: kubectl apply -f rbac.yaml -f cronjob.yaml.
-  err=$(kadm apply -f "$ROOT/rbac.yaml" 2>&1) || { REASON="kubectl apply -f rbac.yaml: $err"; return 1; }
-  err=$("$VENV/bin/python" - "$ROOT/cronjob.yaml" <<'PY' 2>&1 | kadm apply -f - 2>&1
+  # Step 3: kubectl apply -k deploy/, i.e. what `kubectl kustomize deploy/` renders.
+  err=$("$KUBECTL" kustomize "$ROOT/deploy" 2>&1 >"$WORK/quickstart-rendered.yaml") ||
+    { REASON="kubectl kustomize deploy/: $err"; return 1; }
+  err=$("$VENV/bin/python" - "$WORK/quickstart-rendered.yaml" <<'PY' 2>&1 | kadm apply -f - 2>&1
 import sys, yaml
 for doc in yaml.safe_load_all(open(sys.argv[1])):
     if doc and doc.get("kind") == "CronJob":
         doc["apiVersion"] = "batch/v1beta1"  # what a 1.20 server serves
+    if doc:
         print("---\n" + yaml.safe_dump(doc))
 PY
-  ) || { REASON="kubectl apply -f cronjob.yaml (as batch/v1beta1): $err"; return 1; }
+  ) || { REASON="kubectl apply -k deploy/ (CronJob as batch/v1beta1): $err"; return 1; }
   # Step 4: kubectl create job --from=cronjob/ecr-refresh. kubectl 1.32 asks for batch/v1
   # CronJobs, which this server lacks, so the Job is made from the stored jobTemplate the same way.
   if ! kadm -n kube-system create job --from=cronjob/ecr-refresh "$job" >/dev/null 2>&1; then
@@ -537,6 +593,7 @@ run_check() { # name function
 
 run_check "hadolint Dockerfile (no findings at style level)" check_hadolint
 run_check "manifests valid (kubernetes-validate --strict, Kubernetes ${K8S_VERSIONS[*]})" check_manifests
+run_check "deploy/kustomization.yaml renders rbac.yaml + cronjob.yaml, and images: sets the image" check_kustomize
 run_check "static musl binary (scripts/build-static.sh)" check_static_binary
 run_check "static binary runs sync --dry-run in an empty root filesystem as uid 65532" check_empty_rootfs
 run_check "the CronJob's own args and env work with rbac.yaml's ServiceAccount" check_cronjob_command

@@ -6,6 +6,7 @@
 #   scripts/testenv.sh servers   list the kube-apiservers to test against, one `LABEL PATH` a line
 #   scripts/testenv.sh start     start the servers, write $RUN_DIR/env.sh
 #   scripts/testenv.sh stop      stop them
+#   scripts/testenv.sh kubelet-path  print where install puts the kubelet (scripts/pulltest.sh)
 #
 # The servers: the 1.20.2 build, plus every kube-apiserver.xz under $ECR_REFRESH_K8S_DIR (default
 # ../shared/k8s/VERSION/ beside the checkout), unpacked into the cache. `start` runs the first one, or
@@ -154,7 +155,8 @@ install_tinyproxy() {
 }
 
 cmd_install() {
-  apt_install jq openssl curl
+  # tmux, man-db, groff-base and bsdutils (script): the completion, man page and progress tests.
+  apt_install jq openssl curl tmux man-db groff-base bsdutils
   install_tinyproxy
   if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
     [ -x "$KUBEBUILDER_ASSETS/etcd" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] ||
@@ -283,5 +285,6 @@ case "${1:-}" in
   servers) cmd_servers ;;
   start) cmd_start ;;
   stop) cmd_stop ;;
-  *) echo "usage: $0 install|servers|start|stop" >&2; exit 2 ;;
+  kubelet-path) bin_kubelet ;; # for scripts/pulltest.sh: where install puts the kubelet
+  *) echo "usage: $0 install|servers|start|stop|kubelet-path" >&2; exit 2 ;;
 esac

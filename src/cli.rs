@@ -59,6 +59,77 @@ pub enum Command {
     /// entry is taken out of a ServiceAccount's imagePullSecrets. Needs `delete` on the Secret.
     #[command(after_long_help = const_format::concatcp!(PRUNE_EXAMPLES, EXIT_CODES_HELP), after_help = EXIT_CODES_HELP)]
     Prune(PruneArgs),
+
+    /// Print a shell completion script for bash, zsh, fish or powershell
+    ///
+    /// bash: `ecr-refresh completions bash > /etc/bash_completion.d/ecr-refresh`, or
+    /// `source <(ecr-refresh completions bash)` in ~/.bashrc. zsh: save it as `_ecr-refresh` in
+    /// a folder on $fpath. fish: save it as ~/.config/fish/completions/ecr-refresh.fish.
+    /// PowerShell: add `ecr-refresh completions powershell | Out-String | Invoke-Expression` to
+    /// $PROFILE.
+    Completions(CompletionsArgs),
+
+    /// Print the man page (roff)
+    ///
+    /// `ecr-refresh man | man -l -` reads it; `ecr-refresh man sync` prints ecr-refresh-sync(1).
+    /// To install: `ecr-refresh man > /usr/local/share/man/man1/ecr-refresh.1`, and likewise
+    /// `ecr-refresh-sync.1` and the others.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print [default: the main page, ecr-refresh(1)]
+    #[arg(value_enum)]
+    pub page: Option<ManPage>,
+}
+
+/// The pages `man` can print besides the main one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ManPage {
+    Sync,
+    Status,
+    Prune,
+    Completions,
+}
+
+impl ManPage {
+    pub fn subcommand(self) -> &'static str {
+        match self {
+            Self::Sync => "sync",
+            Self::Status => "status",
+            Self::Prune => "prune",
+            Self::Completions => "completions",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write the script for
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// The shells `completions` supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+    #[value(name = "powershell")]
+    PowerShell,
+}
+
+impl From<CompletionShell> for clap_complete::Shell {
+    fn from(s: CompletionShell) -> Self {
+        match s {
+            CompletionShell::Bash => Self::Bash,
+            CompletionShell::Zsh => Self::Zsh,
+            CompletionShell::Fish => Self::Fish,
+            CompletionShell::PowerShell => Self::PowerShell,
+        }
+    }
 }
 
 /// Flags shared by every subcommand.
@@ -411,6 +482,10 @@ pub struct SyncArgs {
     /// selected (see `ecr-refresh prune`)
     #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_PRUNE")]
     pub prune: bool,
+
+    #[command(flatten)]
+    // Boxed: the URL is large, and clippy keeps the Command variants close in size.
+    pub metrics: Box<crate::metrics::PushArgs>,
 }
 
 impl SyncArgs {
@@ -427,6 +502,8 @@ impl SyncArgs {
             dry_run,
             refresh_before,
             prune,
+            // Pushed by `crate::run` once the report is done, whatever the outcome.
+            metrics: _,
         } = self;
         run.check(global)?;
         if let Some(refresh) = refresh_before {

@@ -8,7 +8,9 @@ pub mod cmd;
 pub mod dockerconfig;
 pub mod ecr;
 pub mod error;
+pub mod metrics;
 pub mod namespaces;
+pub mod progress;
 pub mod pullsecret;
 pub mod report;
 pub mod sensitive;
@@ -28,7 +30,7 @@ pub const EXPIRES_AT_ANNOTATION: &str = "ecr-refresh/expires-at";
 /// The registry hosts the Secret covers, comma-separated.
 pub const REGISTRIES_ANNOTATION: &str = "ecr-refresh/registries";
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 
 use cli::{Cli, Command, OutputFormat};
 use report::{Render, SyncReport};
@@ -37,6 +39,13 @@ use report::{Render, SyncReport};
 pub async fn run(cli: Cli) -> u8 {
     let Cli { global, command } = cli;
     let json_logs = global.log_format == telemetry::LogFormat::Json;
+    if progress::wanted(
+        std::io::stderr().is_terminal(),
+        global.output == OutputFormat::Text,
+        !json_logs,
+    ) {
+        progress::enable();
+    }
     // sync and prune write, so a signal must not cut them off mid-namespace; status only reads.
     let stop = || {
         shutdown::on_signals().unwrap_or_else(|e| {
@@ -47,11 +56,14 @@ pub async fn run(cli: Cli) -> u8 {
     let report: Box<dyn Render> = match command {
         Command::Sync(args) => {
             let (name, dry_run) = (args.target.secret_name.clone(), args.dry_run);
+            let (push, started) = (args.metrics.clone(), std::time::Instant::now());
             let result = match args.into_options(&global) {
                 Ok(opts) => cmd::sync::run(&opts, &stop()).await,
                 Err(e) => Err(e),
             };
-            Box::new(result.unwrap_or_else(|e| SyncReport::fatal("sync", name, dry_run, &e)))
+            let report = result.unwrap_or_else(|e| SyncReport::fatal("sync", name, dry_run, &e));
+            metrics::push(&push, &global, &report, started.elapsed()).await;
+            Box::new(report)
         }
         Command::Prune(args) => {
             let (name, dry_run) = (args.target.secret_name.clone(), args.dry_run);
@@ -60,6 +72,14 @@ pub async fn run(cli: Cli) -> u8 {
                 Err(e) => Err(e),
             };
             Box::new(result.unwrap_or_else(|e| SyncReport::fatal("prune", name, dry_run, &e)))
+        }
+        Command::Completions(args) => {
+            let script = cmd::completions::completions(args.shell.into());
+            return cmd::completions::print(Ok(script));
+        }
+        Command::Man(args) => {
+            let page = cmd::completions::man(args.page.map(cli::ManPage::subcommand));
+            return cmd::completions::print(page);
         }
         Command::Status(args) => {
             let name = args.target.secret_name.clone();

@@ -33,7 +33,8 @@ pub fn sdk_event_allowed(meta: &Metadata<'_>) -> bool {
 pub fn init(format: LogFormat) {
     let rust_log = std::env::var("RUST_LOG").ok();
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        // stderr, taking turns with the progress line at a terminal.
+        .with_writer(crate::progress::Stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     let fmt = match format {

@@ -491,6 +491,24 @@ async fn wrong_type_secret_fails_then_force_replaces_it() {
     );
 }
 
+/// A proxy on which the first Secret write in each of `namespaces` hangs (after --force has
+/// deleted the old Secret, so the namespace is between its delete and its create).
+async fn hang_first_create_in(client: &kube::Client, namespaces: Vec<String>) -> FaultProxy {
+    // Only the forced apply (the create after the delete): the first apply, without force, is
+    // refused before the delete because the Opaque Secret is not ours.
+    FaultProxy::start(client.clone(), move |m, p, n| {
+        if n == 0
+            && p.contains("force=true")
+            && namespaces.iter().any(|ns| is_secret_patch(m, p, ns))
+        {
+            Fault::Hang
+        } else {
+            Fault::Forward
+        }
+    })
+    .await
+}
+
 /// `count` namespaces `<base>-NNN`, each with a `default` ServiceAccount and an Opaque
 /// `awsecr-cred`: `sync --force` replaces each by a delete and a create.
 async fn namespaces_with_opaque_secrets(
@@ -521,17 +539,7 @@ async fn sigterm_finishes_the_namespaces_in_flight_and_prints_the_report() {
     // The first create in each of the first five namespaces hangs until the request timeout, so
     // at the signal all five (= --concurrency) are between their delete and their create.
     let stuck: Vec<String> = names[..5].to_vec();
-    let stuck2 = stuck.clone();
-    // Only the forced apply: the first apply, without force, is refused (the Opaque Secret is
-    // not ours) before the delete.
-    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
-        if n == 0 && p.contains("force=true") && stuck2.iter().any(|ns| is_secret_patch(m, p, ns)) {
-            Fault::Hang
-        } else {
-            Fault::Forward
-        }
-    })
-    .await;
+    let proxy = hang_first_create_in(&client, stuck.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let child = Run::sync()
         .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
@@ -652,17 +660,7 @@ async fn run_deadline_never_splits_a_delete_from_its_create() {
     let base = unique("split");
     let names = namespaces_with_opaque_secrets(&client, &base, 3).await;
     // Each first create hangs; its retry only goes out after --timeout has passed.
-    let names2 = names.clone();
-    // Only the forced apply: the first apply, without force, is refused (the Opaque Secret is
-    // not ours) before the delete.
-    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
-        if n == 0 && p.contains("force=true") && names2.iter().any(|ns| is_secret_patch(m, p, ns)) {
-            Fault::Hang
-        } else {
-            Fault::Forward
-        }
-    })
-    .await;
+    let proxy = hang_first_create_in(&client, names.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let out = Run::sync()
         .env("KUBECONFIG", proxy.kubeconfig(dir.path()))

@@ -88,7 +88,7 @@ fn forbidden<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> bool {
 async fn sync_works_with_exactly_rbac_yaml_and_nothing_more() {
     let client = admin().await;
     let id = unique("rbac");
-    apply_renamed(&repo_file("rbac.yaml"), &id, &[]);
+    apply_renamed(&repo_file("deploy/rbac.yaml"), &id, &[]);
     let base = unique("least");
     let names: Vec<String> = (0..3).map(|i| format!("{base}-{i}")).collect();
     for n in &names {
@@ -244,7 +244,7 @@ async fn a_missing_permission_is_named_in_the_error() {
     // No `patch` on serviceaccounts: the Secret is written, linking fails and says why.
     let id = unique("rbac-nopatch");
     apply_renamed(
-        &repo_file("rbac.yaml"),
+        &repo_file("deploy/rbac.yaml"),
         &id,
         &[(
             r#"resourceNames: ["default"]
@@ -272,7 +272,7 @@ async fn a_missing_permission_is_named_in_the_error() {
     // No `list` on namespaces: a glob cannot be resolved, exit 4 with the fix in the message.
     let id = unique("rbac-nolist");
     apply_renamed(
-        &repo_file("rbac.yaml"),
+        &repo_file("deploy/rbac.yaml"),
         &id,
         &[(r#"verbs: ["get", "list"]"#, r#"verbs: ["get"]"#)],
     );
@@ -305,7 +305,7 @@ async fn namespace_scoped_install_needs_no_cluster_wide_rights() {
     }
     let id = unique("rbac-ns");
     // Only the ServiceAccount from rbac.yaml; no ClusterRole, no ClusterRoleBinding.
-    let sa_only = repo_file("rbac.yaml");
+    let sa_only = repo_file("deploy/rbac.yaml");
     let sa_doc = sa_only
         .split("\n---\n")
         .find(|d| d.contains("kind: ServiceAccount"))

@@ -1,5 +1,6 @@
 //! One module per subcommand, and what they share.
 
+pub mod completions;
 pub mod prune;
 pub mod status;
 pub mod sync;
@@ -108,7 +109,8 @@ impl Shield {
 /// Runs `work` on every item, `concurrency` at a time. Whatever has not finished by `deadline`
 /// gets `late(item, Cut::Deadline)` instead, so a run never outlives its --timeout. Once a stop
 /// is requested no item is started, and those in flight get [`STOP_GRACE`] to finish. Neither
-/// cut splits a section the work holds its [`Shield`] for.
+/// cut splits a section the work holds its [`Shield`] for. Each result ticks the progress line
+/// (shown only at a terminal, see `progress`).
 pub async fn bounded<I, R, F, Fut>(
     items: Vec<I>,
     concurrency: usize,
@@ -120,10 +122,12 @@ where
     F: Fn(I, Shield) -> Fut,
     Fut: Future<Output = R>,
     I: Clone,
+    R: crate::progress::Tally,
 {
     let Limits { deadline, stop, .. } = limits;
     let work = &work;
     let late = &late;
+    let mut progress = crate::progress::Progress::start(items.len());
     futures::stream::iter(items)
         .map(|item| async move {
             if let Some(signal) = stop.requested() {
@@ -149,6 +153,7 @@ where
             }
         })
         .buffer_unordered(concurrency)
+        .inspect(|r| progress.tick(r))
         .collect()
         .await
 }
@@ -171,6 +176,18 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+
+    // What these tests return stands in for a namespace report; the progress line counts it.
+    impl crate::progress::Tally for Result<(), Cut> {
+        fn failed(&self) -> bool {
+            self.is_err()
+        }
+    }
+    impl crate::progress::Tally for () {
+        fn failed(&self) -> bool {
+            false
+        }
+    }
 
     fn limits(stop: &Stop, deadline_ms: u64) -> Limits<'_> {
         Limits {

@@ -68,6 +68,12 @@ pub struct NamespaceStatus {
     pub problems: Vec<String>,
 }
 
+impl crate::progress::Tally for NamespaceStatus {
+    fn failed(&self) -> bool {
+        !self.healthy && self.skipped.is_none()
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct StatusSummary {
     pub selected: usize,

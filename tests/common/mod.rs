@@ -230,6 +230,27 @@ impl Run {
         self
     }
 
+    /// Runs under a real pseudo-terminal (util-linux `script`): stdin, stdout and stderr are
+    /// the terminal, and stdout of the result is everything the terminal showed.
+    pub fn under_pty(self) -> Self {
+        let quote =
+            |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
+        let line = std::iter::once(quote(self.cmd.get_program()))
+            .chain(self.cmd.get_args().map(quote))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut cmd = Command::new("script");
+        cmd.env_clear();
+        for (k, v) in self.cmd.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        // -e: exit with the command's code; /dev/null: no typescript file.
+        cmd.args(["-q", "-e", "-c", &line, "/dev/null"]);
+        Self { cmd }
+    }
+
     /// Runs off the async runtime, so servers the test runs in-process (proxy, fake ECR) keep
     /// answering while the binary waits on them.
     pub async fn run_async(self) -> RunOutput {
