@@ -929,9 +929,12 @@ their own namespaces (`cmp-tool-*`, `cmp-loop-*`), created before the sized runs
 is small. Before each pass every `default` ServiceAccount is given someone else's entry
 (`{FOREIGN_ENTRY}`) in `imagePullSecrets`; after it, the entries lost are counted at the server. A
 watch on the Secrets during the pass records every DELETED → ADDED: a window in which a pod
-created in that namespace gets no pull Secret. *server requests (all)* counts every request
-the server saw during the pass (discovery included, watches and the apiserver's own excluded);
-*client CPU* is user+system of the tool, or of bash with every aws and kubectl process it ran.
+created in that namespace gets no pull Secret. *server requests (all)* counts, as in the tables
+above, requests to namespaces, secrets and serviceaccounts (not the watch, not the apiserver's
+own); this apiserver's metric records no discovery requests, so kubectl's are not in the loop's
+count, which is therefore a lower bound. *client CPU* is user+system of the tool, or of bash
+with every aws and kubectl process it ran. Wall times here swing with the machine's load (the
+*others* column above); the CPU ratio is the steadier figure.
 
 {compare_table(getattr(args, "compare", None) or [])}
 """
