@@ -11,7 +11,11 @@
 # For every N it creates namespaces bench-<N>-<i> with a `default` ServiceAccount (no
 # controller-manager runs, so nothing creates them for us), then times three passes of
 # `ecr-refresh sync -n 'bench-<N>-*' -o json`: first (everything created and linked), steady
-# (everything current) and steady-c1 (steady with --concurrency 1, the baseline). Requests are
+# (moto's fixed token: everything current), steady-rotating (an ECR stand-in returning a new token
+# on every call, as real ECR does: every Secret rewritten) and steady-c1 (steady with
+# --concurrency 1, the baseline). Before that, on BENCH_COMPARE_N namespaces, the tool side by
+# side with a CronJob-style shell loop (aws ecr get-login-password; kubectl delete + create
+# secret, kubectl patch serviceaccount). Requests are
 # counted by the server (apiserver_request_total on /metrics), peak RSS by /usr/bin/time -v.
 # Each pass is checked (all created/unchanged, all ServiceAccounts linked, exit 0); the script
 # exits non-zero if a check fails. The measuring is done by scripts/bench/bench.py.
@@ -31,12 +35,17 @@
 #                             working tree, from a clean export [working tree]
 #   BENCH_SYNC_ARGS           extra arguments for every sync run, e.g. "--timeout 30m" [""]
 #   BENCH_WORKERS             client threads creating namespaces [16]
+#   BENCH_COMPARE_N           namespaces for the side-by-side run against a kubectl shell loop;
+#                             empty skips it [100]
+#   BENCH_AWSCLI_VENV         venv holding the AWS CLI (pip install awscli) for that loop; made if
+#                             missing [~/.cache/ecr-refresh/bench/awscli-venv]
 #   BENCH_RUN_DIR             test servers' run dir [target/bench-env]
 #   BENCH_ETCD_PORT / BENCH_APISERVER_PORT / BENCH_MOTO_PORT   [33790 / 36443 / 35055]
 #   BENCH_OUTPUT              markdown file to write [BENCHMARKS.md]
 #   BENCH_NOTES               markdown appended to it (hand-written findings) [scripts/bench/notes.md]
 #   BENCH_KEEP_SERVERS=1      leave the servers running afterwards (stop: see the last log line)
-#   CARGO_TARGET_DIR          honoured for the release build [target/]
+#   CARGO_TARGET_DIR          honoured for the release build [target/]; BENCH_REV builds in its
+#                             bench-rev-target/
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -75,13 +84,31 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# The shell loop it is compared with: the AWS CLI from PyPI in a venv of its own, kubectl from the
+# machine.
+COMPARE_N=${BENCH_COMPARE_N-100}
+AWSCLI_VENV=${BENCH_AWSCLI_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ecr-refresh/bench/awscli-venv}
+if [ -n "$COMPARE_N" ]; then
+  [[ $COMPARE_N =~ ^[1-9][0-9]*$ ]] || die "BENCH_COMPARE_N: '$COMPARE_N' is not a positive integer"
+  command -v kubectl >/dev/null || die "the side-by-side run needs kubectl on PATH (or BENCH_COMPARE_N=)"
+  if [ ! -x "$AWSCLI_VENV/bin/aws" ]; then
+    log "pip install awscli into $AWSCLI_VENV"
+    python3 -m venv "$AWSCLI_VENV" && "$AWSCLI_VENV/bin/pip" install -q awscli ||
+      die "could not install the AWS CLI (or skip the side-by-side run with BENCH_COMPARE_N=)"
+  fi
+fi
+
 log "installing the test servers (idempotent; the first time builds kube-apiserver, ~6 min)"
 scripts/testenv.sh install
 
 # What is measured: the working tree by default, or a committed revision (BENCH_REV=HEAD)
 # exported to a clean folder, e.g. while the working tree is half-edited.
 SRC=$ROOT
+BUILD_DIR=$TARGET_DIR
 if [ -n "${BENCH_REV:-}" ]; then
+  # A target dir of its own: in a shared one cargo takes the other tree's binary as fresh (same
+  # package fingerprint; the dep-info names the other tree's files, which did not change).
+  BUILD_DIR=$TARGET_DIR/bench-rev-target
   rev=$(git rev-parse --verify "${BENCH_REV}^{commit}") || die "BENCH_REV=$BENCH_REV is not a commit"
   SRC=$TARGET_DIR/bench-src
   if [ "$(cat "$SRC/.bench-rev" 2>/dev/null)" != "$rev" ]; then # unchanged: keep mtimes, no rebuild
@@ -97,9 +124,9 @@ else
     REVISION="$REVISION + uncommitted changes in src/"
   fi
 fi
-log "cargo build --release of $SRC (CARGO_TARGET_DIR=$TARGET_DIR)"
-(cd "$SRC" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet) || die "release build failed (try BENCH_REV=HEAD to measure the last commit)"
-BIN=$TARGET_DIR/release/ecr-refresh
+log "cargo build --release of $SRC (CARGO_TARGET_DIR=$BUILD_DIR)"
+(cd "$SRC" && CARGO_TARGET_DIR=$BUILD_DIR cargo build --release --quiet) || die "release build failed (try BENCH_REV=HEAD to measure the last commit)"
+BIN=$BUILD_DIR/release/ecr-refresh
 [ -x "$BIN" ] || die "$BIN was not built"
 
 stop_servers() {
@@ -117,7 +144,7 @@ scripts/testenv.sh start
 
 rm -rf "$OUT_DIR"
 # How this run was invoked, for BENCHMARKS.md: the BENCH_* settings that were given.
-COMMAND=$(env | grep -E '^BENCH_(SIZES|REPEAT|IDLE_WAIT|IDLE_PROBE|EXTRA_CONCURRENCY|REV|SYNC_ARGS|WORKERS)=' | sort |
+COMMAND=$(env | grep -E '^BENCH_(SIZES|REPEAT|IDLE_WAIT|IDLE_PROBE|EXTRA_CONCURRENCY|REV|SYNC_ARGS|WORKERS|COMPARE_N)=' | sort |
   sed -E 's/^([A-Z_]+)=(.*)$/\1="\2"/' | tr '\n' ' ')scripts/bench.sh
 extra=()
 for a in ${BENCH_SYNC_ARGS:-}; do extra+=(--sync-arg="$a"); done
@@ -128,6 +155,7 @@ python3 "$ROOT/scripts/bench/bench.py" \
   --markdown "$OUTPUT" --root "$ROOT" --workers "${BENCH_WORKERS:-16}" \
   --repeat "${BENCH_REPEAT:-3}" --idle-wait "${BENCH_IDLE_WAIT:-20}" --idle-probe "${BENCH_IDLE_PROBE:-20}" --notes "$NOTES" --revision "$REVISION" --command "$COMMAND" \
   --ports "etcd $ECR_REFRESH_TESTENV_ETCD_PORT, kube-apiserver $ECR_REFRESH_TESTENV_APISERVER_PORT, moto $ECR_REFRESH_TESTENV_MOTO_PORT" \
+  --compare-n "${COMPARE_N:-0}" --awscli-venv "$AWSCLI_VENV" \
   --extra-concurrency ${BENCH_EXTRA_CONCURRENCY:-} "${extra[@]}"
 rc=$?
 set -e

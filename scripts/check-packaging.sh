@@ -389,6 +389,7 @@ watch secrets/$SECRET no
 get secrets/other no
 create secrets/other no
 get serviceaccounts/default yes
+list serviceaccounts/default yes
 patch serviceaccounts/default yes
 update serviceaccounts/default no
 patch serviceaccounts/other no

@@ -6,11 +6,15 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::Status;
 
+use crate::cluster::{is_status, Cluster};
 use crate::ecr::{ExpectedHosts, RegionCredential};
 use crate::sensitive::Sensitive;
 use crate::{
-    dockerconfig, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REGISTRIES_ANNOTATION,
+    dockerconfig, EXPIRES_AT_ANNOTATION, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    REGISTRIES_ANNOTATION,
 };
 
 pub const SECRET_TYPE: &str = "kubernetes.io/dockerconfigjson";
@@ -220,6 +224,115 @@ pub fn is_fresh(
         && expected.matches(&hosts)
 }
 
+/// What one server-side apply of our Secret did, told from the answer alone.
+#[derive(Debug)]
+pub enum Applied {
+    Created,
+    Updated,
+    /// The apply changed nothing (our last change to it is older than the answer).
+    Unchanged,
+    /// Refused: someone else owns fields we would change (409), or the type differs (422).
+    /// Holds what the server has now, read once (None: deleted since).
+    Refused(Option<Box<Secret>>),
+}
+
+#[derive(Debug)]
+pub enum ApplyError {
+    Apply(kube::Error),
+    /// Reading the Secret after a refused apply failed.
+    Read(kube::Error),
+}
+
+/// Applies `secret` without `force` and without reading first: the server creates it (201),
+/// updates it if only our field manager wrote it (200), or refuses (409) if anyone else
+/// wrote fields we set. Only then is it read, once, so the caller can tell foreign from
+/// hand-edited. One request per namespace in the common case.
+pub async fn apply(
+    cluster: &Cluster,
+    api: &Api<Secret>,
+    secret: &Secret,
+    dry_run: bool,
+) -> Result<Applied, ApplyError> {
+    let name = secret.metadata.name.as_deref().unwrap_or_default();
+    let mut pp = PatchParams::apply(FIELD_MANAGER);
+    pp.dry_run = dry_run;
+    let client = cluster.client();
+    // Sent raw: kube's Api::patch hides the status code (201 vs 200) and the Date header.
+    let answer = cluster
+        .call("apply secret", || async {
+            let request = kube::core::Request::new(api.resource_url())
+                .patch(name, &pp, &Patch::Apply(secret))
+                .map_err(kube::Error::BuildRequest)?;
+            let sent = std::time::Instant::now();
+            let response = client.send(request.map(kube::client::Body::from)).await?;
+            let took = sent.elapsed();
+            let code = response.status().as_u16();
+            let date = response
+                .headers()
+                .get("date")
+                .and_then(|v| v.to_str().ok())
+                .and_then(http_date);
+            let body = response.into_body().collect_bytes().await?;
+            if code >= 400 {
+                return Err(api_error(code, &body));
+            }
+            let stored: Secret = serde_json::from_slice(&body).map_err(kube::Error::SerdeError)?;
+            Ok((code, date, took, stored))
+        })
+        .await;
+    let refused = match answer {
+        Ok((201, ..)) => return Ok(Applied::Created),
+        Ok((_, date, took, stored)) if unchanged(&stored, date, took) => {
+            return Ok(Applied::Unchanged)
+        }
+        Ok(_) => return Ok(Applied::Updated),
+        Err(e) if is_status(&e, |s| s.is_conflict() || s.is_invalid()) => e,
+        Err(e) => return Err(ApplyError::Apply(e)),
+    };
+    let existing = cluster
+        .call("get secret", || api.get_opt(name))
+        .await
+        .map_err(ApplyError::Read)?;
+    // A 422 is only ours to sort out when it is about the type; anything else is the answer.
+    if is_status(&refused, |s| s.is_invalid())
+        && !matches!(state(existing.as_ref()), State::WrongType(_))
+    {
+        return Err(ApplyError::Apply(refused));
+    }
+    Ok(Applied::Refused(existing.map(Box::new)))
+}
+
+/// The server keeps our field manager's timestamp when an apply changes nothing, and sets it
+/// while handling a request that does. Both it and the answer's Date header are in whole
+/// seconds of the server's clock, and a write by this request is stamped at most `took` before
+/// the Date, so only a gap of more than `took` + 1 s proves the apply changed nothing. A pass
+/// within about 2 s of the last write therefore reports an update.
+fn unchanged(stored: &Secret, date: Option<jiff::Timestamp>, took: Duration) -> bool {
+    let ours = stored.metadata.managed_fields.iter().flatten().find(|m| {
+        m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
+    });
+    match (ours.and_then(|m| m.time.as_ref()), date) {
+        (Some(changed), Some(now)) => {
+            (now.as_second() - changed.0.as_second()) as f64 > took.as_secs_f64() + 1.0
+        }
+        _ => false,
+    }
+}
+
+fn http_date(value: &str) -> Option<jiff::Timestamp> {
+    jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(value)
+        .ok()
+}
+
+/// An error answer as kube would report it: the server's Status, or one made from the body.
+fn api_error(code: u16, body: &[u8]) -> kube::Error {
+    let status = serde_json::from_slice::<Status>(body).unwrap_or_else(|_| {
+        Status::failure(String::from_utf8_lossy(body).trim(), "").with_code(code)
+    });
+    kube::Error::Api(status.boxed())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +459,46 @@ mod tests {
         assert!(!d.is_current(&s));
         s.type_ = Some("Opaque".into());
         assert_eq!(state(Some(&s)), State::WrongType("Opaque".into()));
+    }
+
+    #[test]
+    fn unchanged_only_when_our_last_change_is_clearly_older_than_the_answer() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+        let date = http_date("Fri, 27 Nov 2026 03:08:02 GMT");
+        assert_eq!(date, Some("2026-11-27T03:08:02Z".parse().unwrap()));
+        let entry = |manager: &str, at: &str| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some("Apply".into()),
+            time: Some(Time(at.parse().unwrap())),
+            ..Default::default()
+        };
+        let mut s = desired(10_000).object("awsecr-cred", "ns");
+        let fast = Duration::from_millis(20);
+        s.metadata.managed_fields = Some(vec![
+            entry("kubectl", "2026-11-27T03:08:02Z"),
+            entry(FIELD_MANAGER, "2026-11-27T02:08:02Z"),
+        ]);
+        assert!(unchanged(&s, date, fast));
+        assert!(!unchanged(&s, None, fast));
+        // Stamped in this second or the one before: possibly by this very request.
+        for at in ["2026-11-27T03:08:02Z", "2026-11-27T03:08:01Z"] {
+            s.metadata.managed_fields = Some(vec![entry(FIELD_MANAGER, at)]);
+            assert!(!unchanged(&s, date, fast), "{at}");
+        }
+        s.metadata.managed_fields = Some(vec![entry(FIELD_MANAGER, "2026-11-27T03:08:00Z")]);
+        assert!(unchanged(&s, date, fast));
+        // A slow answer widens the window.
+        assert!(!unchanged(&s, date, Duration::from_millis(1500)));
+        s.metadata.managed_fields = None;
+        assert!(!unchanged(&s, date, fast));
+    }
+
+    #[test]
+    fn error_answers_become_api_errors() {
+        let body = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"Apply failed with 1 conflict","reason":"Conflict","code":409}"#;
+        assert!(is_status(&api_error(409, body), |s| s.is_conflict()));
+        let e = api_error(502, b"<html>bad gateway</html>");
+        assert!(is_status(&e, |s| s.code == 502 && s.message.contains("bad gateway")));
     }
 
     #[test]

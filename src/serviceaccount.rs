@@ -6,9 +6,11 @@
 //! the resourceVersion we read, and retry when someone else wrote in between. Nothing is
 //! written when there is nothing to change.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{LocalObjectReference, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::Resource as _;
 use serde::Serialize;
@@ -63,7 +65,8 @@ pub enum SaError {
     List { message: String },
 }
 
-/// Adds `secret` to the list, keeping every other entry.
+/// Adds `secret` to the list, keeping every other entry. `known` is the ServiceAccount as
+/// already read (by [`list_everywhere`]): then no read is needed unless the patch conflicts.
 pub async fn link(
     cluster: &Cluster,
     ns: &str,
@@ -71,6 +74,7 @@ pub async fn link(
     secret: &str,
     if_missing: IfMissing,
     dry_run: bool,
+    known: Option<Listed>,
 ) -> Result<Change, SaError> {
     let wait = match if_missing {
         IfMissing::Wait(wait) => wait,
@@ -82,6 +86,7 @@ pub async fn link(
         ns,
         name,
         dry_run,
+        known,
         || Instant::now() < wait_until,
         |refs| link_ops(refs, secret),
     )
@@ -123,6 +128,7 @@ pub async fn unlink(
         ns,
         name,
         dry_run,
+        None,
         || false,
         |refs| unlink_ops(refs, secret),
     )
@@ -171,6 +177,7 @@ async fn edit(
     ns: &str,
     name: &str,
     dry_run: bool,
+    mut known: Option<Listed>,
     keep_waiting: impl Fn() -> bool,
     ops: impl Fn(Option<&[LocalObjectReference]>) -> Vec<Value>,
 ) -> Result<bool, SaError> {
@@ -186,31 +193,35 @@ async fn edit(
     // shows it unchanged, the 422 was not our test op failing but a real refusal.
     let mut refused: Option<(String, String)> = None;
     for attempt in 1..=CONFLICT_RETRIES {
-        let sa = loop {
-            match cluster
-                .call("get service account", || api.get_opt(name))
-                .await
-            {
-                Ok(Some(sa)) => break sa,
-                Ok(None) if keep_waiting() => {
-                    debug!(
-                        namespace = ns,
-                        service_account = name,
-                        "waiting for service account"
-                    );
-                    tokio::time::sleep(POLL).await;
-                }
-                Ok(None) => {
-                    return Err(SaError::Missing {
-                        service_account: name.to_string(),
-                        waited: String::new(),
-                    })
-                }
-                Err(e) => {
-                    return Err(SaError::Get {
-                        service_account: name.to_string(),
-                        message: explain_write(&e),
-                    })
+        let sa = if let Some(listed) = known.take() {
+            ServiceAccount::from(listed)
+        } else {
+            loop {
+                match cluster
+                    .call("get service account", || api.get_opt(name))
+                    .await
+                {
+                    Ok(Some(sa)) => break sa,
+                    Ok(None) if keep_waiting() => {
+                        debug!(
+                            namespace = ns,
+                            service_account = name,
+                            "waiting for service account"
+                        );
+                        tokio::time::sleep(POLL).await;
+                    }
+                    Ok(None) => {
+                        return Err(SaError::Missing {
+                            service_account: name.to_string(),
+                            waited: String::new(),
+                        })
+                    }
+                    Err(e) => {
+                        return Err(SaError::Get {
+                            service_account: name.to_string(),
+                            message: explain_write(&e),
+                        })
+                    }
                 }
             }
         };
@@ -291,6 +302,64 @@ async fn edit(
         service_account: name.to_string(),
         message: format!("it kept changing under us ({CONFLICT_RETRIES} conflicts in a row); the next run will retry"),
     })
+}
+
+/// Page size of [`list_everywhere`]: about 0.5 MB a page.
+const LIST_PAGE: u32 = 500;
+
+/// What linking needs of a listed ServiceAccount, and no more: there may be one per namespace
+/// in the cluster, held for the whole pass.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    resource_version: Option<String>,
+    image_pull_secrets: Option<Vec<LocalObjectReference>>,
+}
+
+impl From<Listed> for ServiceAccount {
+    fn from(l: Listed) -> Self {
+        ServiceAccount {
+            metadata: ObjectMeta {
+                resource_version: l.resource_version,
+                ..Default::default()
+            },
+            image_pull_secrets: l.image_pull_secrets,
+            ..Default::default()
+        }
+    }
+}
+
+/// Every ServiceAccount called `name` in the namespaces `wanted` accepts, by namespace: one
+/// paged cluster-wide list (a field selector on the name) instead of a read per namespace.
+/// RBAC can allow it for that name only (`list` with `resourceNames`).
+pub async fn list_everywhere(
+    cluster: &Cluster,
+    name: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<HashMap<String, Listed>, kube::Error> {
+    let api: Api<ServiceAccount> = Api::all(cluster.client());
+    let mut lp = ListParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .limit(LIST_PAGE);
+    let mut found = HashMap::new();
+    loop {
+        let page = cluster
+            .call("list service accounts", || api.list(&lp))
+            .await?;
+        for sa in page.items {
+            let Some(ns) = sa.metadata.namespace.filter(|ns| wanted(ns)) else {
+                continue;
+            };
+            let listed = Listed {
+                resource_version: sa.metadata.resource_version,
+                image_pull_secrets: sa.image_pull_secrets,
+            };
+            found.insert(ns, listed);
+        }
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => lp.continue_token = Some(token),
+            _ => return Ok(found),
+        }
+    }
 }
 
 /// Names of every ServiceAccount in a namespace (for --all-service-accounts).

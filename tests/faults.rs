@@ -88,9 +88,10 @@ async fn persistent_5xx_gives_up_after_bounded_retries() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
+    // Named literally, so each ServiceAccount is read with a GET (a glob lists them instead).
     let out = Run::sync()
         .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
-        .args(["-n", &format!("{base}-*"), "-o", "json"])
+        .args(["-n", &bad, "-n", &good, "-o", "json"])
         .run_async()
         .await;
     out.assert_code(1);
@@ -493,8 +494,13 @@ async fn wrong_type_secret_fails_then_force_replaces_it() {
 /// A proxy on which the first Secret write in each of `namespaces` hangs (after --force has
 /// deleted the old Secret, so the namespace is between its delete and its create).
 async fn hang_first_create_in(client: &kube::Client, namespaces: Vec<String>) -> FaultProxy {
+    // Only the forced apply (the create after the delete): the first apply, without force, is
+    // refused before the delete because the Opaque Secret is not ours.
     FaultProxy::start(client.clone(), move |m, p, n| {
-        if n == 0 && namespaces.iter().any(|ns| is_secret_patch(m, p, ns)) {
+        if n == 0
+            && p.contains("force=true")
+            && namespaces.iter().any(|ns| is_secret_patch(m, p, ns))
+        {
             Fault::Hang
         } else {
             Fault::Forward

@@ -129,6 +129,7 @@ async fn sync_prune_and_opt_out() {
         .assert_code(0);
 
     annotate_namespace(&client, &leaves, &[("ecr-refresh/opt-out", "true")]).await;
+    after_write_window().await;
     // `sync --prune` over just this test's namespaces (exclude everything else from pruning by
     // excluding nothing of ours): the opted-out one is skipped by sync and cleaned by prune.
     let out = Run::sync()

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::*;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -178,6 +178,59 @@ async fn sync_works_with_exactly_rbac_yaml_and_nothing_more() {
         ),
         "deleting ours"
     );
+    // ServiceAccounts: a list of every `default` is allowed, nothing wider.
+    let accounts: Api<ServiceAccount> = Api::all(sa);
+    let by_name = |name: &str| ListParams::default().fields(&format!("metadata.name={name}"));
+    assert!(accounts.list(&by_name("default")).await.is_ok());
+    assert!(
+        forbidden(accounts.list(&ListParams::default()).await),
+        "listing every service account"
+    );
+    assert!(
+        forbidden(accounts.list(&by_name("ecr-refresh")).await),
+        "listing another service account"
+    );
+}
+
+#[tokio::test]
+async fn without_list_on_service_accounts_each_one_is_read() {
+    let client = admin().await;
+    let id = unique("rbac-nosalist");
+    apply_renamed(
+        &repo_file("rbac.yaml"),
+        &id,
+        &[(
+            r#"resourceNames: ["default"]
+    verbs: ["get", "list", "patch"]"#,
+            r#"resourceNames: ["default"]
+    verbs: ["get", "patch"]"#,
+        )],
+    );
+    let base = unique("nosalist");
+    let names: Vec<String> = (0..2).map(|i| format!("{base}-{i}")).collect();
+    for n in &names {
+        create_namespace(&client, n, true).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Run::sync()
+        .env("KUBECONFIG", token_kubeconfig(dir.path(), &id))
+        .args(["-n", &format!("{base}-*"), "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    assert_eq!(out.json()["summary"]["created"], 2);
+    assert!(
+        out.stderr()
+            .contains("reading them one namespace at a time"),
+        "{}",
+        out.stderr()
+    );
+    for n in &names {
+        assert_eq!(
+            pull_secret_names(&get_sa(&client, n, "default").await),
+            ["awsecr-cred"]
+        );
+    }
 }
 
 #[tokio::test]
@@ -195,9 +248,9 @@ async fn a_missing_permission_is_named_in_the_error() {
         &id,
         &[(
             r#"resourceNames: ["default"]
-    verbs: ["get", "patch"]"#,
+    verbs: ["get", "list", "patch"]"#,
             r#"resourceNames: ["default"]
-    verbs: ["get"]"#,
+    verbs: ["get", "list"]"#,
         )],
     );
     let out = Run::sync()
@@ -287,6 +340,7 @@ async fn namespace_scoped_install_needs_no_cluster_wide_rights() {
     assert!(!out.stderr().contains(NO_NAMESPACE_GET), "{}", out.stderr());
 
     // A namespace without the Role fails alone, with the missing permission named.
+    after_write_window().await;
     let out = Run::sync()
         .env("KUBECONFIG", &kubeconfig)
         .args(["-n", &format!("{a},{b},{ungranted}"), "-o", "json"])
@@ -299,7 +353,7 @@ async fn namespace_scoped_install_needs_no_cluster_wide_rights() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(err.contains(r#"cannot get resource "secrets""#), "{err}");
+    assert!(err.contains(r#"cannot patch resource "secrets""#), "{err}");
     assert!(get_secret(&client, &ungranted, "awsecr-cred")
         .await
         .is_none());

@@ -59,6 +59,7 @@ async fn creates_then_updates_then_leaves_unchanged() {
     assert!(dockerconfig(&secret)["auths"].get("old.example").is_none());
 
     // Nothing to do: no write at all, so resourceVersions stay.
+    after_write_window().await;
     let secret_rv = secret.metadata.resource_version.clone();
     let sa_rv = get_sa(&client, &ns, "default")
         .await

@@ -1,7 +1,8 @@
 //! `sync`: write a current pull Secret into every selected namespace and link it.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -14,7 +15,7 @@ use crate::cluster::{explain, explain_write, is_status, Cluster, ClusterOptions}
 use crate::ecr::{AwsOptions, EcrClientConfig};
 use crate::error::{Error, Result};
 use crate::namespaces::{self, Selection, Target as Namespace, OPT_OUT_ANNOTATION};
-use crate::pullsecret::{self, Desired, State, SECRET_TYPE};
+use crate::pullsecret::{self, Applied, ApplyError, Desired, State, SECRET_TYPE};
 use crate::report::{NamespaceReport, SecretOutcome, SyncReport};
 use crate::shutdown::Stop;
 use crate::{serviceaccount, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
@@ -88,6 +89,48 @@ struct Ctx<'a> {
     token: &'a Token,
     /// `get` on a namespace was refused once already (warned about once per run).
     namespace_get_refused: AtomicBool,
+    /// ServiceAccounts already read by a cluster-wide list, by (namespace, name).
+    accounts: Mutex<HashMap<(String, String), serviceaccount::Listed>>,
+}
+
+impl Ctx<'_> {
+    fn known_accounts(&self, ns: &str, name: &str) -> Option<serviceaccount::Listed> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        accounts.remove(&(ns.to_string(), name.to_string()))
+    }
+}
+
+/// Reads the ServiceAccounts to link with one cluster-wide list per name, not one GET per
+/// namespace. Not when every namespace is named literally (a GET each is cheaper than listing
+/// the whole cluster), nor when listing is refused: then each one is read on its own.
+async fn list_accounts(
+    cluster: &Cluster,
+    opts: &SyncOptions,
+    targets: &[Namespace],
+) -> HashMap<(String, String), serviceaccount::Listed> {
+    let mut known = HashMap::new();
+    let ServiceAccounts::Named(names) = &opts.target.service_accounts else {
+        return known;
+    };
+    if opts.selection.literal_names().is_some() {
+        return known;
+    }
+    let wanted: HashSet<&str> = targets
+        .iter()
+        .filter(|t| !t.opted_out && !t.terminating)
+        .map(|t| t.name.as_str())
+        .collect();
+    for name in names {
+        match serviceaccount::list_everywhere(cluster, name, |ns| wanted.contains(ns)).await {
+            Ok(found) => known.extend(found.into_iter().map(|(ns, sa)| ((ns, name.clone()), sa))),
+            Err(e) => info!(
+                service_account = %name,
+                error = %explain(&e),
+                "cannot list service accounts cluster-wide; reading them one namespace at a time"
+            ),
+        }
+    }
+    known
 }
 
 /// Runs one pass. Errors returned here are fatal and come before any write; a fatal error met
@@ -130,6 +173,7 @@ pub async fn run(opts: &SyncOptions, stop: &Stop) -> Result<SyncReport> {
         opts,
         token: &token,
         namespace_get_refused: AtomicBool::new(false),
+        accounts: Mutex::new(list_accounts(&cluster, opts, &targets).await),
     };
     let limits = Limits {
         deadline,
@@ -242,6 +286,7 @@ async fn sync_namespace(ctx: &Ctx<'_>, target: Namespace, shield: Shield) -> Nam
             secret_name,
             if_missing,
             ctx.opts.dry_run,
+            ctx.known_accounts(ns, sa),
         )
         .await
         {
@@ -301,14 +346,50 @@ fn is_namespace_missing(err: &kube::Error) -> bool {
 async fn ensure_secret(ctx: &Ctx<'_>, ns: &str, shield: &Shield) -> Result<SecretOutcome, Step> {
     let name = ctx.opts.target.secret_name.as_str();
     let api: Api<Secret> = Api::namespaced(ctx.cluster.client(), ns);
+    let read_error = |e: kube::Error| NamespaceError::GetSecret {
+        secret: name.to_string(),
+        message: explain_write(&e),
+    };
+    // Apply first: the server tells missing, ours and someone else's apart, so a pass costs one
+    // request here. Only a refused apply is followed by a read, and the checks below. Deciding
+    // whether to write at all (--refresh-before) needs the read first.
+    if ctx.opts.refresh_before.is_none() {
+        let desired = ctx.token.get().await.map_err(NamespaceError::Token)?;
+        let secret = desired.object(name, ns);
+        let outcome = match pullsecret::apply(ctx.cluster, &api, &secret, ctx.opts.dry_run).await {
+            Ok(Applied::Created) => SecretOutcome::Created,
+            Ok(Applied::Updated) => SecretOutcome::Updated,
+            Ok(Applied::Unchanged) => {
+                debug!(namespace = ns, "secret is current");
+                return Ok(SecretOutcome::Unchanged);
+            }
+            Ok(Applied::Refused(existing)) => {
+                return ensure_from(ctx, ns, &api, existing.map(|s| *s), shield).await
+            }
+            Err(ApplyError::Apply(e)) => return Err(apply_error(name, e)),
+            Err(ApplyError::Read(e)) => return Err(read_error(e).into()),
+        };
+        info!(namespace = ns, secret = name, outcome = ?outcome, dry_run = ctx.opts.dry_run, "secret written");
+        return Ok(outcome);
+    }
     let existing = ctx
         .cluster
         .call("get secret", || api.get_opt(name))
         .await
-        .map_err(|e| NamespaceError::GetSecret {
-            secret: name.to_string(),
-            message: explain_write(&e),
-        })?;
+        .map_err(read_error)?;
+    ensure_from(ctx, ns, &api, existing, shield).await
+}
+
+/// Given what the Secret holds (read because --refresh-before needs it, or because an apply
+/// was refused): leave it, take it back, take it over (--force), or refuse.
+async fn ensure_from(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    api: &Api<Secret>,
+    existing: Option<Secret>,
+    shield: &Shield,
+) -> Result<SecretOutcome, Step> {
+    let name = ctx.opts.target.secret_name.as_str();
     let state = pullsecret::state(existing.as_ref());
     match &state {
         State::Foreign if !ctx.opts.force => {
@@ -386,23 +467,25 @@ async fn ensure_secret(ctx: &Ctx<'_>, ns: &str, shield: &Shield) -> Result<Secre
     ctx.cluster
         .call("apply secret", || api.patch(name, &pp, &patch))
         .await
-        .map_err(|e| {
-            if is_terminating(&e) {
-                Step::Terminating
-            } else if is_namespace_missing(&e) {
-                Step::Failed(NamespaceError::NamespaceNotFound)
-            } else if is_status(&e, |s| s.is_conflict()) {
-                // Someone else created or claimed it since we looked.
-                Step::Failed(NamespaceError::SecretNotOwned {
-                    secret: name.to_string(),
-                })
-            } else {
-                Step::Failed(NamespaceError::ApplySecret {
-                    secret: name.to_string(),
-                    message: explain_write(&e),
-                })
-            }
-        })?;
+        .map_err(|e| apply_error(name, e))?;
     info!(namespace = ns, secret = name, outcome = ?outcome, dry_run = ctx.opts.dry_run, "secret written");
     Ok(outcome)
+}
+
+fn apply_error(name: &str, e: kube::Error) -> Step {
+    if is_terminating(&e) {
+        Step::Terminating
+    } else if is_namespace_missing(&e) {
+        Step::Failed(NamespaceError::NamespaceNotFound)
+    } else if is_status(&e, |s| s.is_conflict()) {
+        // Someone else created or claimed it since we looked.
+        Step::Failed(NamespaceError::SecretNotOwned {
+            secret: name.to_string(),
+        })
+    } else {
+        Step::Failed(NamespaceError::ApplySecret {
+            secret: name.to_string(),
+            message: explain_write(&e),
+        })
+    }
 }

@@ -326,3 +326,14 @@ pub fn outcome<'a>(report: &'a serde_json::Value, ns: &str) -> &'a serde_json::V
         .find(|n| n["name"] == ns)
         .unwrap_or_else(|| panic!("namespace {ns} not in report: {report:#}"))
 }
+
+/// Waits until the tool can tell "unchanged" from a write just before: it reports "unchanged"
+/// only when its last write to a Secret is more than about 1 s older than the server's answer
+/// (both in whole seconds), so a pass right after a write reports an update.
+pub async fn after_write_window() {
+    let into = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_millis();
+    tokio::time::sleep(std::time::Duration::from_millis(u64::from(2050 - into))).await;
+}
