@@ -153,10 +153,16 @@ cmd_install() {
   install_moto
 }
 
-wait_for() { # name, seconds, command...
-  local name=$1 secs=$2; shift 2
-  for _ in $(seq 1 $((secs * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  die "$name did not become ready in ${secs}s; see $RUN_DIR/*.log"
+wait_for() { # name (as started by start_bg), seconds, command...
+  local name=$1 secs=$2 pid; shift 2
+  pid=$(cat "$RUN_DIR/$name.pid")
+  for _ in $(seq 1 $((secs * 5))); do
+    "$@" >/dev/null 2>&1 && return 0
+    # A server that exited (a port in use, a bad flag) will not become ready: say so at once.
+    kill -0 "$pid" 2>/dev/null || die "$name exited: $(tail -n 1 "$RUN_DIR/$name.log" | cut -c1-300)"
+    sleep 0.2
+  done
+  die "$name did not become ready in ${secs}s; see $RUN_DIR/$name.log"
 }
 
 start_bg() { # name, command... (pid in $RUN_DIR/name.pid, log in $RUN_DIR/name.log)
