@@ -3,7 +3,8 @@
 # rules, then Debian's prometheus-pushgateway and prometheus started here on loopback (private
 # ports and data dirs; Prometheus scrapes the gateway and evaluates alerts.yaml), and real runs of
 # the tool against the test apiserver (scripts/testenv.sh start must have run first): a good run,
-# a run without an ECR token (exit 3), a run with a failed namespace (exit 1) and a run whose push
+# a run without an ECR token (exit 3), a run with a failed namespace (exit 1), a run that cannot
+# reach the cluster (exit 4), a run stopped by SIGTERM and a run whose push
 # fails. Asserts on what Prometheus's HTTP API returns for the metrics and the alerts.
 #
 #   scripts/metricstest.sh
@@ -51,7 +52,7 @@ kadm() { "$KUBECTL" --kubeconfig "$ECR_REFRESH_TEST_KUBECONFIG" "$@"; }
 run_tool() { # name ecr-endpoint args...
   local name=$1 endpoint=$2
   shift 2
-  env -i PATH=/usr/bin:/bin HOME="$WORK" KUBECONFIG="$ECR_REFRESH_TEST_KUBECONFIG" \
+  env -i PATH=/usr/bin:/bin HOME="$WORK" KUBECONFIG="${TOOL_KUBECONFIG:-$ECR_REFRESH_TEST_KUBECONFIG}" \
     AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
     AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
     "$BIN" sync --request-timeout 3s --timeout 30s "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
@@ -239,6 +240,45 @@ check_failed_namespace_run() {
   wait_alerts EcrRefreshNamespacesFailed=firing EcrRefreshLastRunFailed=firing
 }
 
+check_cluster_unreachable_run() {
+  local sel="{job=\"ecr-refresh\",instance=\"$INSTANCE\"}"
+  # The same kubeconfig, its server moved to a closed port: exit 4, and the run still pushes.
+  sed 's#server: .*#server: https://127.0.0.1:9#' "$ECR_REFRESH_TEST_KUBECONFIG" >"$WORK/closed.kubeconfig"
+  TOOL_KUBECONFIG=$WORK/closed.kubeconfig run_tool nocluster "$ECR_REFRESH_TEST_ECR_ENDPOINT" -n whatever \
+    --pushgateway "$PGW" --pushgateway-instance "$INSTANCE"
+  [ "$RC" = 4 ] || { tail -n 5 "$WORK/nocluster.err" >&2; REASON="sync exited $RC, expected 4"; return 1; }
+  wait_value "ecr_refresh_last_run_exit_code$sel" 4 || { REASON="exit code metric: $GOT, expected 4"; return 1; }
+  [ "$(query "ecr_refresh_last_success_timestamp_seconds$sel")" = "$SUCCESS_TS" ] ||
+    { REASON="the failed run changed the last success timestamp"; return 1; }
+  wait_alerts EcrRefreshLastRunFailed=firing
+}
+
+check_interrupted_run() {
+  local ns pid sel="{job=\"ecr-refresh\",instance=\"$INSTANCE\"}"
+  new_namespace i || { REASON="cannot create a namespace"; return 1; }
+  ns=$NEW_NS
+  # Without its `default` ServiceAccount the run waits for one until SIGTERM stops it (what a
+  # CronJob's activeDeadlineSeconds sends).
+  kadm -n "$ns" delete serviceaccount default >/dev/null || { REASON="cannot delete the ServiceAccount"; return 1; }
+  (
+    run_tool interrupted "$ECR_REFRESH_TEST_ECR_ENDPOINT" -n "$ns" --service-account-wait 60s \
+      --pushgateway "$PGW" --pushgateway-instance "$INSTANCE"
+    exit "$RC"
+  ) &
+  pid=$!
+  sleep 3
+  pkill -TERM -f -- "--pushgateway-instance $INSTANCE" || { REASON="the run was not running after 3s"; return 1; }
+  wait "$pid"
+  RC=$?
+  [ "$RC" = 1 ] || { tail -n 5 "$WORK/interrupted.err" >&2; REASON="sync exited $RC after SIGTERM, expected 1"; return 1; }
+  grep -q "SIGTERM" "$WORK/interrupted.err" || { REASON="the run did not say it was stopped by SIGTERM"; return 1; }
+  wait_value "ecr_refresh_last_run_exit_code$sel" 1 || { REASON="exit code metric: $GOT, expected 1"; return 1; }
+  wait_value "ecr_refresh_last_run_namespaces{instance=\"$INSTANCE\",outcome=\"failed\"}" 1 ||
+    { REASON="failed namespaces: $GOT, expected 1"; return 1; }
+  [ "$(query "ecr_refresh_last_success_timestamp_seconds$sel")" = "$SUCCESS_TS" ] ||
+    { REASON="the interrupted run changed the last success timestamp"; return 1; }
+}
+
 check_success_again() {
   local ns sel="{job=\"ecr-refresh\",instance=\"$INSTANCE\"}"
   new_namespace e || { REASON="cannot create a namespace"; return 1; }
@@ -313,6 +353,8 @@ run_check "pushgateway and prometheus on loopback, alerts.yaml loaded" check_ser
 run_check "a good run: metrics in Prometheus, only EcrRefreshTokenExpiresSoon fires (moto's token is expired)" check_good_run
 run_check "a run without an ECR token (exit 3): exit code pushed, last success kept, EcrRefreshLastRunFailed fires" check_no_token_run
 run_check "a run with a failed namespace (exit 1): counts pushed, EcrRefreshNamespacesFailed fires" check_failed_namespace_run
+run_check "a run that cannot reach the cluster (exit 4) pushes its exit code, last success kept" check_cluster_unreachable_run
+run_check "a run stopped by SIGTERM pushes its outcome before it exits" check_interrupted_run
 run_check "a good run again: last success moves on, failed count back to 0, alerts resolve" check_success_again
 run_check "the default instance label is the kube context" check_default_instance
 run_check "an unreachable Pushgateway is a warning and keeps exit code 0" check_push_failure_keeps_exit_code
