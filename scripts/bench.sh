@@ -144,7 +144,8 @@ scripts/testenv.sh start
 
 rm -rf "$OUT_DIR"
 # How this run was invoked, for BENCHMARKS.md: the BENCH_* settings that were given.
-COMMAND=$(env | grep -E '^BENCH_(SIZES|REPEAT|IDLE_WAIT|IDLE_PROBE|EXTRA_CONCURRENCY|REV|SYNC_ARGS|WORKERS|COMPARE_N)=' | sort |
+# (grep finds nothing when no BENCH_* is set: under pipefail that must not end the script.)
+COMMAND=$(env | { grep -E '^BENCH_(SIZES|REPEAT|IDLE_WAIT|IDLE_PROBE|EXTRA_CONCURRENCY|REV|SYNC_ARGS|WORKERS|COMPARE_N)=' || true; } | sort |
   sed -E 's/^([A-Z_]+)=(.*)$/\1="\2"/' | tr '\n' ' ')scripts/bench.sh
 extra=()
 for a in ${BENCH_SYNC_ARGS:-}; do extra+=(--sync-arg="$a"); done
