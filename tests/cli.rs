@@ -127,12 +127,5 @@ async fn bad_input_is_rejected_and_nothing_is_written() {
             out.stderr()
         );
     }
-    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
-    assert_eq!(
-        get_sa(&client, &ns, "default")
-            .await
-            .metadata
-            .resource_version,
-        sa_before
-    );
+    assert_nothing_written(&client, &ns, &sa_before).await;
 }

@@ -48,14 +48,7 @@ async fn huge_durations_are_rejected_before_anything_runs() {
             out.stderr()
         );
     }
-    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
-    assert_eq!(
-        get_sa(&client, &ns, "default")
-            .await
-            .metadata
-            .resource_version,
-        sa_before
-    );
+    assert_nothing_written(&client, &ns, &sa_before).await;
 }
 
 /// `{a,b}` and `[a,b]` hold commas; only the commas between patterns separate values.

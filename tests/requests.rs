@@ -166,20 +166,12 @@ async fn a_refused_apply_is_read_once_foreign_stays_and_a_hand_edit_is_taken_bac
 
     // Someone else's Secret of our name, and a hand edit of ours (another field manager).
     create_namespace(&client, &theirs, true).await;
-    let payload = br#"{"auths":{"registry.example":{"auth":"dXNlcjpwYXNz"}}}"#;
-    let before = create_secret(
-        &client,
-        &theirs,
-        "awsecr-cred",
-        "kubernetes.io/dockerconfigjson",
-        &[(".dockerconfigjson", payload)],
-    )
-    .await;
+    let before = create_foreign_secret(&client, &theirs).await;
     let api: Api<Secret> = Api::namespaced(client.clone(), &edited);
     let mut hand = api.get("awsecr-cred").await.unwrap();
     hand.data.as_mut().unwrap().insert(
         ".dockerconfigjson".into(),
-        k8s_openapi::ByteString(payload.to_vec()),
+        k8s_openapi::ByteString(FOREIGN_PAYLOAD.to_vec()),
     );
     api.replace("awsecr-cred", &PostParams::default(), &hand)
         .await

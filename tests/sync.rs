@@ -239,15 +239,7 @@ async fn foreign_secret_is_left_alone_and_the_run_fails() {
     let ours = format!("{base}-ours");
     create_namespace(&client, &theirs, true).await;
     create_namespace(&client, &ours, true).await;
-    let payload = br#"{"auths":{"registry.example":{"auth":"dXNlcjpwYXNz"}}}"#;
-    let before = create_secret(
-        &client,
-        &theirs,
-        "awsecr-cred",
-        "kubernetes.io/dockerconfigjson",
-        &[(".dockerconfigjson", payload)],
-    )
-    .await;
+    let before = create_foreign_secret(&client, &theirs).await;
 
     let out = Run::sync()
         .args(["-n", &format!("{base}-*"), "-o", "json"])

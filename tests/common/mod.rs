@@ -116,6 +116,37 @@ pub async fn create_sa(
         .expect("create service account")
 }
 
+/// What a foreign Secret of our name holds: someone else's docker config.
+pub const FOREIGN_PAYLOAD: &[u8] = br#"{"auths":{"registry.example":{"auth":"dXNlcjpwYXNz"}}}"#;
+
+/// Someone else's `awsecr-cred` (no label of ours), made the way `kubectl create secret` would.
+pub async fn create_foreign_secret(client: &Client, ns: &str) -> Secret {
+    create_secret(
+        client,
+        ns,
+        "awsecr-cred",
+        "kubernetes.io/dockerconfigjson",
+        &[(".dockerconfigjson", FOREIGN_PAYLOAD)],
+    )
+    .await
+}
+
+/// Bad input writes nothing: no Secret in `ns`, and its `default` ServiceAccount unchanged.
+pub async fn assert_nothing_written(
+    client: &Client,
+    ns: &str,
+    sa_resource_version: &Option<String>,
+) {
+    assert!(get_secret(client, ns, "awsecr-cred").await.is_none());
+    assert_eq!(
+        &get_sa(client, ns, "default")
+            .await
+            .metadata
+            .resource_version,
+        sa_resource_version
+    );
+}
+
 pub async fn create_secret(
     client: &Client,
     ns: &str,
