@@ -10,12 +10,13 @@ use crate::cluster::ClusterOptions;
 use crate::cmd::prune::PruneOptions;
 use crate::cmd::status::StatusOptions;
 use crate::cmd::sync::SyncOptions;
-use crate::cmd::{ServiceAccounts, Target};
+use crate::cmd::Target;
 use crate::ecr::{AwsOptions, RegionName, RegistrySpec};
 use crate::error::{
     Error, Result, EXIT_CODES_HELP, PRUNE_EXAMPLES, STATUS_EXAMPLES, SYNC_EXAMPLES,
 };
 use crate::namespaces::{validate_dns_subdomain, LabelSelector, PatternList, Selection};
+use crate::serviceaccount::ServiceAccounts;
 use crate::telemetry::LogFormat;
 
 /// Keeps Amazon ECR pull secrets fresh in Kubernetes clusters that run outside AWS.
@@ -237,6 +238,7 @@ impl SelectionArgs {
             include: PatternList::flatten(namespaces),
             exclude: PatternList::flatten(exclude_namespaces),
             label_selector: namespace_selector,
+            nothing: false,
         }
     }
 }
@@ -490,7 +492,7 @@ pub struct SyncArgs {
 
 impl SyncArgs {
     /// Checks what no single flag can check alone, and builds the options.
-    pub fn into_options(self, global: &GlobalArgs) -> Result<SyncOptions> {
+    pub(crate) fn into_options(self, global: &GlobalArgs) -> Result<SyncOptions> {
         // Destructured so a flag that nothing uses fails to compile.
         let Self {
             selection,
@@ -553,7 +555,7 @@ pub struct StatusArgs {
 }
 
 impl StatusArgs {
-    pub fn into_options(self, global: &GlobalArgs) -> Result<StatusOptions> {
+    pub(crate) fn into_options(self, global: &GlobalArgs) -> Result<StatusOptions> {
         let Self {
             selection,
             target,
@@ -596,7 +598,7 @@ pub struct PruneArgs {
 }
 
 impl PruneArgs {
-    pub fn into_options(self, global: &GlobalArgs) -> Result<PruneOptions> {
+    pub(crate) fn into_options(self, global: &GlobalArgs) -> Result<PruneOptions> {
         let Self {
             selection,
             target,
@@ -605,11 +607,12 @@ impl PruneArgs {
             dry_run,
         } = self;
         run.check(global)?;
-        let mut selection = selection.into_selection();
-        if uninstall {
-            // Keep nothing: every namespace is "no longer selected".
-            selection.exclude.push("*".parse().expect("valid glob"));
-        }
+        // Keep nothing: every namespace is "no longer selected".
+        let selection = if uninstall {
+            Selection::none()
+        } else {
+            selection.into_selection()
+        };
         Ok(PruneOptions {
             cluster: cluster_options(global),
             selection,

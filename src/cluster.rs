@@ -12,6 +12,9 @@ use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
 
+/// The field manager of every write, so server-side apply can tell our fields from others'.
+pub(crate) const FIELD_MANAGER: &str = "ecr-refresh";
+
 /// Attempts per call: the first plus retries of transient failures.
 const MAX_ATTEMPTS: u32 = 4;
 const BACKOFF_START: Duration = Duration::from_millis(200);

@@ -20,20 +20,10 @@ pub mod telemetry;
 
 pub use error::{Error, Result};
 
-/// The field manager for every write, so server-side apply can tell our fields from others'.
-pub const FIELD_MANAGER: &str = "ecr-refresh";
-/// Marks the Secrets this tool owns; a Secret without it is never touched unless `--force`.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY_VALUE: &str = "ecr-refresh";
-/// When the token in the Secret expires (RFC 3339).
-pub const EXPIRES_AT_ANNOTATION: &str = "ecr-refresh/expires-at";
-/// The registry hosts the Secret covers, comma-separated.
-pub const REGISTRIES_ANNOTATION: &str = "ecr-refresh/registries";
-
 use std::io::{IsTerminal as _, Write as _};
 
 use cli::{Cli, Command, OutputFormat};
-use report::{Render, SyncReport};
+use report::{Report, RunReport, StatusReport};
 
 /// Runs the parsed command, prints its report on stdout, and returns the exit code.
 pub async fn run(cli: Cli) -> u8 {
@@ -53,25 +43,29 @@ pub async fn run(cli: Cli) -> u8 {
             shutdown::Stop::never()
         })
     };
-    let report: Box<dyn Render> = match command {
+    // A command that fails before it runs still reports, under its own name.
+    let report = match command {
         Command::Sync(args) => {
             let (name, dry_run) = (args.target.secret_name.clone(), args.dry_run);
             let (push, started) = (args.metrics.clone(), std::time::Instant::now());
-            let result = match args.into_options(&global) {
-                Ok(opts) => cmd::sync::run(&opts, &stop()).await,
-                Err(e) => Err(e),
-            };
-            let report = result.unwrap_or_else(|e| SyncReport::fatal("sync", name, dry_run, &e));
+            let result = async { cmd::sync::run(&args.into_options(&global)?, &stop()).await };
+            let report =
+                (result.await).unwrap_or_else(|e| RunReport::fatal("sync", name, dry_run, &e));
+            // Pushed whatever the outcome, a fatal error included.
             metrics::push(&push, &global, &report, started.elapsed()).await;
-            Box::new(report)
+            Report::Run(report)
         }
         Command::Prune(args) => {
             let (name, dry_run) = (args.target.secret_name.clone(), args.dry_run);
-            let result = match args.into_options(&global) {
-                Ok(opts) => cmd::prune::run(&opts, &stop()).await,
-                Err(e) => Err(e),
-            };
-            Box::new(result.unwrap_or_else(|e| SyncReport::fatal("prune", name, dry_run, &e)))
+            let result = async { cmd::prune::run(&args.into_options(&global)?, &stop()).await };
+            Report::Run(
+                (result.await).unwrap_or_else(|e| RunReport::fatal("prune", name, dry_run, &e)),
+            )
+        }
+        Command::Status(args) => {
+            let name = args.target.secret_name.clone();
+            let result = async { cmd::status::run(&args.into_options(&global)?).await };
+            Report::Status((result.await).unwrap_or_else(|e| StatusReport::fatal(name, &e)))
         }
         Command::Completions(args) => {
             let script = cmd::completions::completions(args.shell.into());
@@ -81,16 +75,8 @@ pub async fn run(cli: Cli) -> u8 {
             let page = cmd::completions::man(args.page.map(cli::ManPage::subcommand));
             return cmd::completions::print(page);
         }
-        Command::Status(args) => {
-            let name = args.target.secret_name.clone();
-            let result = match args.into_options(&global) {
-                Ok(opts) => cmd::status::run(&opts).await,
-                Err(e) => Err(e),
-            };
-            Box::new(result.unwrap_or_else(|e| cmd::status::StatusReport::fatal(name, &e)))
-        }
     };
-    let out = match (global.output, report.fatal()) {
+    let out = match (global.output, report.fatal_error()) {
         (format, Some(e)) => {
             // Plain for people, structured for log collectors; text stdout stays empty.
             if json_logs {

@@ -18,7 +18,7 @@ use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
 use tracing::{info, warn};
 
 use crate::cli::GlobalArgs;
-use crate::report::{Outcome, SyncReport};
+use crate::report::{Outcome, RunReport};
 
 /// The `job` label of every pushed group.
 pub const JOB: &str = "ecr-refresh";
@@ -113,7 +113,7 @@ pub fn group_url(base: &http::Uri, instance: &str) -> String {
 }
 
 /// The run as exposition text (format 0.0.4, which every Pushgateway reads).
-pub fn encode(report: &SyncReport, duration: Duration, now: SystemTime) -> String {
+pub(crate) fn encode(report: &RunReport, duration: Duration, now: SystemTime) -> String {
     let registry = Registry::new();
     let gauge = |name: &str, help: &str, value: f64| {
         let g = Gauge::with_opts(Opts::new(name, help)).expect("valid metric name");
@@ -139,7 +139,7 @@ pub fn encode(report: &SyncReport, duration: Duration, now: SystemTime) -> Strin
     gauge(
         "ecr_refresh_last_run_exit_code",
         "Exit code of the last run: 0 ok, 1 some namespaces failed, 2 invalid input, 3 no ECR token, 4 cluster access.",
-        f64::from(report.exit_code),
+        f64::from(report.end.exit_code),
     );
     gauge(
         "ecr_refresh_last_run_ecr_calls",
@@ -149,12 +149,12 @@ pub fn encode(report: &SyncReport, duration: Duration, now: SystemTime) -> Strin
     gauge(
         "ecr_refresh_last_run_api_requests",
         "Kubernetes API requests in the last run, retries included.",
-        report.api_requests as f64,
+        report.end.api_requests as f64,
     );
     gauge(
         "ecr_refresh_last_run_api_retries",
         "Kubernetes API requests retried in the last run.",
-        report.api_retries as f64,
+        report.end.api_retries as f64,
     );
     let namespaces = GaugeVec::new(
         Opts::new(
@@ -188,7 +188,7 @@ pub fn encode(report: &SyncReport, duration: Duration, now: SystemTime) -> Strin
             expires.as_second() as f64,
         );
     }
-    if report.exit_code == crate::error::exit::OK {
+    if report.end.exit_code == crate::error::exit::OK {
         gauge(
             "ecr_refresh_last_success_timestamp_seconds",
             "When the last run that exited 0 ended (Unix time).",
@@ -215,7 +215,7 @@ fn outcome_label(o: Outcome) -> &'static str {
 
 /// Pushes the run's metrics if `--pushgateway` was given, unless it was a dry run. Never fails
 /// the run: a failed push is a warning.
-pub async fn push(args: &PushArgs, global: &GlobalArgs, report: &SyncReport, duration: Duration) {
+pub(crate) async fn push(args: &PushArgs, global: &GlobalArgs, report: &RunReport, duration: Duration) {
     let Some(base) = &args.pushgateway else {
         return;
     };
@@ -289,14 +289,14 @@ mod tests {
     use super::*;
     use crate::report::NamespaceReport;
 
-    fn report(exit_code: u8) -> SyncReport {
-        let mut r = SyncReport::new("sync", "awsecr-cred".into(), false);
+    fn report(exit_code: u8) -> RunReport {
+        let mut r = RunReport::new("sync", "awsecr-cred".into(), false);
         r.namespaces = vec![
             NamespaceReport::failed("a", "boom".into()),
             NamespaceReport::skipped("b", "terminating"),
         ];
         r.finish(&Default::default(), std::time::Instant::now());
-        r.exit_code = exit_code;
+        r.end.exit_code = exit_code;
         r.ecr_calls = 1;
         r
     }

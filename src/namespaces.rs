@@ -7,7 +7,7 @@ use globset::{Glob, GlobMatcher};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 
-use crate::cluster::{explain, Cluster};
+use crate::cluster::{explain, explain_write, is_status, Cluster};
 use crate::error::{Error, Result};
 
 /// Page size for listing namespaces: memory stays flat however many the cluster has.
@@ -462,22 +462,33 @@ fn is_label_text(s: &str) -> bool {
 /// Include and exclude patterns, and an optional label selector. No include means every
 /// namespace; exclude always wins.
 #[derive(Clone, Debug, Default)]
-pub struct Selection {
-    pub include: Vec<NamespacePattern>,
-    pub exclude: Vec<NamespacePattern>,
-    pub label_selector: Option<LabelSelector>,
+pub(crate) struct Selection {
+    pub(crate) include: Vec<NamespacePattern>,
+    pub(crate) exclude: Vec<NamespacePattern>,
+    pub(crate) label_selector: Option<LabelSelector>,
+    /// Selects no namespace at all: what `prune --uninstall` keeps.
+    pub(crate) nothing: bool,
 }
 
 impl Selection {
-    pub fn matches(&self, name: &str) -> bool {
-        (self.include.is_empty() || self.include.iter().any(|p| p.matches(name)))
+    /// No namespace: prune with it removes ecr-refresh from every namespace.
+    pub(crate) fn none() -> Self {
+        Self {
+            nothing: true,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn matches(&self, name: &str) -> bool {
+        !self.nothing
+            && (self.include.is_empty() || self.include.iter().any(|p| p.matches(name)))
             && !self.exclude.iter().any(|p| p.matches(name))
     }
 
     /// When every include is a literal name, the targets are known without listing
     /// namespaces, so the tool needs no cluster-wide permission.
-    pub fn literal_names(&self) -> Option<Vec<String>> {
-        if self.include.is_empty() || self.label_selector.is_some() {
+    pub(crate) fn literal_names(&self) -> Option<Vec<String>> {
+        if self.include.is_empty() || self.label_selector.is_some() || self.nothing {
             return None;
         }
         let mut names: Vec<String> = self
@@ -490,26 +501,36 @@ impl Selection {
         names.retain(|n| self.matches(n));
         Some(names)
     }
+
+    /// The flag and value that selected nothing, for the error; None when only excludes (or
+    /// `--uninstall`) narrowed "every namespace", which means what it says.
+    fn culprit(&self) -> Option<(&'static str, String)> {
+        if let Some(sel) = &self.label_selector {
+            Some(("--namespace-selector", sel.as_str().to_string()))
+        } else if !self.include.is_empty() {
+            let globs: Vec<&str> = self.include.iter().map(|p| p.as_str()).collect();
+            Some(("--namespace", globs.join(",")))
+        } else {
+            None
+        }
+    }
 }
 
 /// Set to "true" on a namespace to keep ecr-refresh out of it: sync skips it and prune cleans it.
-pub const OPT_OUT_ANNOTATION: &str = "ecr-refresh/opt-out";
+pub(crate) const OPT_OUT_ANNOTATION: &str = "ecr-refresh/opt-out";
 
 /// A namespace as listed (or as named on the command line).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub name: String,
-    /// Known from the listing; for a literal name `sync` reads the namespace before writing.
-    pub terminating: bool,
-    /// Carries the opt-out annotation (only known from a listing).
-    pub opted_out: bool,
+struct Found {
+    name: String,
+    terminating: bool,
+    opted_out: bool,
     /// Came from a listing, so `terminating` and `opted_out` are known.
-    pub listed: bool,
+    listed: bool,
 }
 
-impl Target {
-    /// A namespace named on the command line, not (yet) looked up.
-    pub fn named(name: String) -> Self {
+impl Found {
+    fn named(name: String) -> Self {
         Self {
             name,
             terminating: false,
@@ -519,23 +540,184 @@ impl Target {
     }
 }
 
-/// Resolves the selection to targets, listing namespaces page by page only when needed.
-pub async fn resolve(cluster: &Cluster, selection: &Selection) -> Result<Vec<Target>> {
-    if let Some(names) = selection.literal_names() {
-        return Ok(names.into_iter().map(Target::named).collect());
+/// Why a selected namespace is left alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Skip {
+    Terminating,
+    OptedOut,
+}
+
+impl fmt::Display for Skip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Skip::Terminating => f.write_str("namespace is terminating"),
+            Skip::OptedOut => write!(f, "opted out by annotation {OPT_OUT_ANNOTATION}"),
+        }
     }
-    let mut all = list(cluster, selection.label_selector.as_ref()).await?;
-    all.retain(|t| selection.matches(&t.name));
-    Ok(all)
+}
+
+/// What a command does in one namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Selected: write it (`sync`) or check it (`status`). A namespace named on the command
+    /// line was not listed, so whether it is terminating is not known yet.
+    Sync {
+        listed: bool,
+    },
+    Skip(Skip),
+    /// Not selected (or opted out) and not terminating: take ecr-refresh out (`prune`).
+    Prune,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Planned {
+    pub(crate) name: String,
+    pub(crate) action: Action,
+}
+
+/// Whether the plan also covers the namespaces the selection leaves out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Only the selected namespaces (`sync`, `status`): literal names need no listing.
+    Selected,
+    /// Every namespace: the unselected ones are pruned (`prune`, `sync --prune`).
+    Everything,
+}
+
+/// Turns the selection into what happens to each namespace, sorted by name. Lists namespaces
+/// page by page, once (twice with a label selector and [`Scope::Everything`]).
+pub(crate) async fn plan(
+    cluster: &Cluster,
+    selection: &Selection,
+    scope: Scope,
+) -> Result<Vec<Planned>> {
+    let literal = selection.literal_names();
+    if scope == Scope::Selected {
+        let selected = match literal {
+            Some(names) => names.into_iter().map(Found::named).collect(),
+            None => {
+                let mut all = list(cluster, selection.label_selector.as_ref()).await?;
+                all.retain(|t| selection.matches(&t.name));
+                all
+            }
+        };
+        return Ok(selected.into_iter().map(selected_action).collect());
+    }
+    let all = list(cluster, None).await?;
+    let selected: Vec<Found> = if selection.label_selector.is_some() {
+        let mut matching = list(cluster, selection.label_selector.as_ref()).await?;
+        matching.retain(|t| selection.matches(&t.name));
+        matching
+    } else if let Some(names) = literal {
+        // A name that does not exist is still planned: sync reports it as failed.
+        names
+            .into_iter()
+            .map(|n| {
+                all.iter()
+                    .find(|t| t.name == n)
+                    .cloned()
+                    .unwrap_or_else(|| Found::named(n))
+            })
+            .collect()
+    } else {
+        all.iter()
+            .filter(|t| selection.matches(&t.name))
+            .cloned()
+            .collect()
+    };
+    refuse_empty(selection, &selected)?;
+    Ok(split(all, selected))
+}
+
+/// Prune removes us from every namespace the selection leaves out, so a `-n` typo or a label
+/// selector that matches nothing would prune everything.
+fn refuse_empty(selection: &Selection, selected: &[Found]) -> Result<()> {
+    // Listed means it exists (a terminating one counts).
+    if selected.iter().any(|t| t.listed) {
+        return Ok(());
+    }
+    let Some((flag, value)) = selection.culprit() else {
+        return Ok(());
+    };
+    Err(Error::InvalidInput {
+        flag,
+        value,
+        reason: "matches no namespace, so pruning would remove ecr-refresh from every namespace; \
+                 nothing was written (check the spelling, or use `prune --uninstall` to remove it everywhere)"
+            .into(),
+    })
+}
+
+fn selected_action(t: Found) -> Planned {
+    let action = if t.terminating {
+        Action::Skip(Skip::Terminating)
+    } else if t.opted_out {
+        Action::Skip(Skip::OptedOut)
+    } else {
+        Action::Sync { listed: t.listed }
+    };
+    Planned {
+        name: t.name,
+        action,
+    }
+}
+
+/// Selected and not opted out: synced (a terminating one is skipped). Everything else that is
+/// not terminating, opted-out selected ones included, is pruned.
+fn split(all: Vec<Found>, selected: Vec<Found>) -> Vec<Planned> {
+    let kept: std::collections::HashSet<&str> = selected
+        .iter()
+        .filter(|t| !t.opted_out)
+        .map(|t| t.name.as_str())
+        .collect();
+    let pruned = all
+        .iter()
+        .filter(|t| !kept.contains(t.name.as_str()) && !t.terminating)
+        .map(|t| Planned {
+            name: t.name.clone(),
+            action: Action::Prune,
+        });
+    let mut plan: Vec<Planned> = pruned.collect();
+    plan.extend(
+        selected
+            .into_iter()
+            .filter(|t| !t.opted_out)
+            .map(selected_action),
+    );
+    plan.sort_by(|a, b| a.name.cmp(&b.name));
+    plan
+}
+
+/// Whether a namespace named on the command line is terminating. A terminating namespace
+/// refuses only creates, so an existing Secret or ServiceAccount there would still be written.
+/// `None`: not allowed to read namespaces (RBAC from before this check).
+pub(crate) async fn is_terminating(
+    cluster: &Cluster,
+    ns: &str,
+) -> Result<Option<bool>, NamespaceError> {
+    let api: Api<Namespace> = Api::all(cluster.client());
+    match cluster.call("get namespace", || api.get_opt(ns)).await {
+        Ok(Some(n)) => Ok(Some(n.metadata.deletion_timestamp.is_some())),
+        Ok(None) => Err(NamespaceError::NotFound),
+        Err(e) if is_status(&e, |s| s.is_forbidden()) => Ok(None),
+        Err(e) => Err(NamespaceError::Get {
+            message: explain_write(&e),
+        }),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NamespaceError {
+    #[error("namespace does not exist")]
+    NotFound,
+    #[error("reading the namespace: {message}")]
+    Get { message: String },
 }
 
 /// Every namespace (matching the label selector, if any), sorted by name.
-pub async fn list(
-    cluster: &Cluster,
-    label_selector: Option<&LabelSelector>,
-) -> Result<Vec<Target>> {
+async fn list(cluster: &Cluster, label_selector: Option<&LabelSelector>) -> Result<Vec<Found>> {
     let api: Api<Namespace> = Api::all(cluster.client());
-    let mut targets = Vec::new();
+    let mut found = Vec::new();
     let mut continue_token: Option<String> = None;
     loop {
         let mut lp = ListParams::default().limit(LIST_PAGE);
@@ -559,7 +741,7 @@ pub async fn list(
                 .as_ref()
                 .and_then(|a| a.get(OPT_OUT_ANNOTATION))
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-            targets.push(Target {
+            found.push(Found {
                 name,
                 terminating: meta.deletion_timestamp.is_some(),
                 opted_out,
@@ -571,19 +753,69 @@ pub async fn list(
             break;
         }
     }
-    targets.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(targets)
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn found(name: &str, terminating: bool, opted_out: bool) -> Found {
+        Found {
+            name: name.into(),
+            terminating,
+            opted_out,
+            listed: true,
+        }
+    }
+
+    #[test]
+    fn split_prunes_the_unselected_and_the_opted_out_but_never_the_terminating() {
+        let all = vec![
+            found("a", false, false),
+            found("b", false, true),
+            found("c", false, false),
+            found("d", true, false),
+        ];
+        let selected = vec![all[0].clone(), all[1].clone()];
+        let plan = split(all, selected);
+        let names = |pick: fn(&Action) -> bool| {
+            plan.iter()
+                .filter(|p| pick(&p.action))
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(|a| matches!(a, Action::Sync { .. })), ["a"]);
+        assert_eq!(names(|a| *a == Action::Prune), ["b", "c"]);
+        assert_eq!(
+            plan.len(),
+            3,
+            "the terminating unselected one is left out: {plan:?}"
+        );
+    }
+
+    #[test]
+    fn a_selection_that_matches_nothing_is_refused_unless_it_only_excludes() {
+        let typo = refuse_empty(&sel(&["typo"], &[]), &[Found::named("typo".into())]);
+        assert!(
+            matches!(&typo, Err(Error::InvalidInput { flag: "--namespace", value, .. }) if value == "typo"),
+            "{typo:?}"
+        );
+        // A terminating namespace exists, so it counts as matched.
+        assert!(refuse_empty(&sel(&["b"], &[]), &[found("b", true, false)]).is_ok());
+        // Excluding everything, and --uninstall, mean what they say.
+        assert!(refuse_empty(&sel(&[], &["*"]), &[]).is_ok());
+        assert!(refuse_empty(&Selection::none(), &[]).is_ok());
+        assert!(!Selection::none().matches("a"));
+        assert_eq!(Selection::none().literal_names(), None);
+    }
+
     fn sel(include: &[&str], exclude: &[&str]) -> Selection {
         Selection {
             include: include.iter().map(|p| p.parse().unwrap()).collect(),
             exclude: exclude.iter().map(|p| p.parse().unwrap()).collect(),
-            label_selector: None,
+            ..Selection::default()
         }
     }
 

@@ -1,37 +1,47 @@
-//! The pull Secret: what we want it to hold, how we recognise ours, and how we write it.
+//! The pull Secret: what it should hold, how we recognise ours, and every API call on it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::Status;
+use serde::Serialize;
+use tokio::sync::OnceCell;
+use tracing::{debug, info, warn};
 
-use crate::cluster::{is_status, Cluster};
-use crate::ecr::{ExpectedHosts, RegionCredential};
+use crate::cluster::{explain_write, is_status, Cluster, FIELD_MANAGER};
+use crate::dockerconfig;
+use crate::ecr::{EcrClientConfig, ExpectedHosts, RegionCredential, RegistrySpec};
+use crate::error::Error;
 use crate::sensitive::Sensitive;
-use crate::{
-    dockerconfig, EXPIRES_AT_ANNOTATION, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-    REGISTRIES_ANNOTATION,
-};
+use crate::shutdown::Shield;
 
-pub const SECRET_TYPE: &str = "kubernetes.io/dockerconfigjson";
+pub(crate) const SECRET_TYPE: &str = "kubernetes.io/dockerconfigjson";
+/// Marks the Secrets this tool owns; a Secret without it is never touched unless `--force`.
+pub(crate) const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub(crate) const MANAGED_BY_VALUE: &str = "ecr-refresh";
+/// When the token in the Secret expires (RFC 3339).
+pub(crate) const EXPIRES_AT_ANNOTATION: &str = "ecr-refresh/expires-at";
+/// The registry hosts the Secret covers, comma-separated.
+pub(crate) const REGISTRIES_ANNOTATION: &str = "ecr-refresh/registries";
 /// What the Secret was made from (region, registries, role): a Secret made from another
 /// request is never considered fresh.
-pub const REQUEST_ANNOTATION: &str = "ecr-refresh/request";
+pub(crate) const REQUEST_ANNOTATION: &str = "ecr-refresh/request";
 
 /// The Secret every namespace should hold, built once per run.
-pub struct Desired {
-    pub payload: Sensitive<Vec<u8>>,
-    pub annotations: BTreeMap<String, String>,
-    pub hosts: Vec<String>,
-    pub expires_at: Option<jiff::Timestamp>,
+pub(crate) struct Desired {
+    pub(crate) payload: Sensitive<Vec<u8>>,
+    pub(crate) annotations: BTreeMap<String, String>,
+    pub(crate) hosts: Vec<String>,
+    pub(crate) expires_at: Option<jiff::Timestamp>,
 }
 
 impl Desired {
-    pub fn new(credentials: &[RegionCredential], request: &str) -> Self {
+    pub(crate) fn new(credentials: &[RegionCredential], request: &str) -> Self {
         let expires_at = credentials.iter().filter_map(|c| c.expires_at).min();
         let mut hosts: Vec<String> = credentials
             .iter()
@@ -53,7 +63,7 @@ impl Desired {
         }
     }
 
-    pub fn object(&self, name: &str, namespace: &str) -> Secret {
+    pub(crate) fn object(&self, name: &str, namespace: &str) -> Secret {
         Secret {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
@@ -75,7 +85,7 @@ impl Desired {
     }
 
     /// The Secret already holds exactly this; writing would change nothing.
-    pub fn is_current(&self, existing: &Secret) -> bool {
+    pub(crate) fn is_current(&self, existing: &Secret) -> bool {
         is_ours(existing)
             && existing.type_.as_deref() == Some(SECRET_TYPE)
             && existing
@@ -92,7 +102,7 @@ impl Desired {
 
 /// How an existing Secret of our name stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Missing,
     /// Exists without our label.
     Foreign,
@@ -101,7 +111,19 @@ pub enum State {
     Ours,
 }
 
-pub fn state(existing: Option<&Secret>) -> State {
+impl State {
+    /// The name `status` reports it by.
+    pub(crate) fn as_str(&self) -> &'static str {
+        match self {
+            State::Missing => "missing",
+            State::Foreign => "foreign",
+            State::WrongType(_) => "wrong_type",
+            State::Ours => "managed",
+        }
+    }
+}
+
+pub(crate) fn state(existing: Option<&Secret>) -> State {
     match existing {
         None => State::Missing,
         Some(s) if s.type_.as_deref() != Some(SECRET_TYPE) => {
@@ -112,7 +134,7 @@ pub fn state(existing: Option<&Secret>) -> State {
     }
 }
 
-pub fn is_ours(secret: &Secret) -> bool {
+pub(crate) fn is_ours(secret: &Secret) -> bool {
     secret
         .metadata
         .labels
@@ -132,19 +154,19 @@ fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
 
 /// ECR tokens last 12 hours: an expiry further out than this (plus some clock skew between ECR
 /// and us) was not copied from an ECR answer.
-pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 /// The expiry annotation of one of our Secrets.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Expiry {
+pub(crate) enum Expiry {
     Missing,
     /// There, but not an RFC 3339 timestamp (the raw value).
     Garbage(String),
     At(jiff::Timestamp),
 }
 
-pub fn expiry(secret: &Secret) -> Expiry {
+pub(crate) fn expiry(secret: &Secret) -> Expiry {
     match annotation(secret, EXPIRES_AT_ANNOTATION) {
         None => Expiry::Missing,
         Some(v) => v
@@ -153,16 +175,8 @@ pub fn expiry(secret: &Secret) -> Expiry {
     }
 }
 
-/// When the token in one of our Secrets expires, from its annotation.
-pub fn expires_at(secret: &Secret) -> Option<jiff::Timestamp> {
-    match expiry(secret) {
-        Expiry::At(t) => Some(t),
-        _ => None,
-    }
-}
-
 /// Further out than any ECR token lasts.
-pub fn is_beyond_token_lifetime(expires: jiff::Timestamp, now: jiff::Timestamp) -> bool {
+pub(crate) fn is_beyond_token_lifetime(expires: jiff::Timestamp, now: jiff::Timestamp) -> bool {
     expires.as_second() - now.as_second() > (MAX_TOKEN_LIFETIME + CLOCK_SKEW).as_secs() as i64
 }
 
@@ -176,19 +190,19 @@ fn payload(secret: &Secret) -> Option<&[u8]> {
 
 /// The registry hosts a Secret's payload holds credentials for; `None` when it is not a complete
 /// docker config (every entry with user name, password and auth).
-pub fn hosts(secret: &Secret) -> Option<Vec<String>> {
+pub(crate) fn hosts(secret: &Secret) -> Option<Vec<String>> {
     dockerconfig::hosts(payload(secret)?)
 }
 
 /// The hosts named in the payload, even when its entries are incomplete (for `status`).
-pub fn named_hosts(secret: &Secret) -> Vec<String> {
+pub(crate) fn named_hosts(secret: &Secret) -> Vec<String> {
     payload(secret)
         .and_then(dockerconfig::named_hosts)
         .unwrap_or_default()
 }
 
 /// The hosts the registries annotation names.
-pub fn annotated_hosts(secret: &Secret) -> Vec<String> {
+pub(crate) fn annotated_hosts(secret: &Secret) -> Vec<String> {
     let mut hosts: Vec<String> = annotation(secret, REGISTRIES_ANNOTATION)
         .unwrap_or_default()
         .split(',')
@@ -202,7 +216,7 @@ pub fn annotated_hosts(secret: &Secret) -> Vec<String> {
 /// Ours, made from the same request, for exactly the registries asked for, and valid for more
 /// than `refresh_before` (but no longer than an ECR token lasts): no need to fetch a token for
 /// it. Annotations are only believed when they agree with the payload.
-pub fn is_fresh(
+pub(crate) fn is_fresh(
     secret: &Secret,
     request: &str,
     expected: &ExpectedHosts,
@@ -224,82 +238,431 @@ pub fn is_fresh(
         && expected.matches(&hosts)
 }
 
-/// What one server-side apply of our Secret did, told from the answer alone.
-#[derive(Debug)]
-pub enum Applied {
+/// The Secret to write, made on first use: when every Secret is still fresh (--refresh-before),
+/// ECR is not called at all, and a failed fetch is met before anything is written.
+pub(crate) struct Wanted {
+    ecr: EcrClientConfig,
+    registries: Vec<RegistrySpec>,
+    /// What the Secret is made from, so one made from another request is never fresh.
+    pub(crate) request: String,
+    pub(crate) expected: ExpectedHosts,
+    cell: OnceCell<Result<Arc<Desired>, Error>>,
+}
+
+impl Wanted {
+    pub(crate) async fn new(ecr: EcrClientConfig, registries: &[RegistrySpec]) -> Self {
+        Self {
+            request: ecr.request_fingerprint(registries).await,
+            expected: ecr.expected_hosts(registries),
+            registries: registries.to_vec(),
+            ecr,
+            cell: OnceCell::new(),
+        }
+    }
+
+    /// Fetches the token once; every later call gets the same answer.
+    pub(crate) async fn get(&self) -> Result<Arc<Desired>, Error> {
+        self.cell
+            .get_or_init(|| async {
+                let creds = self.ecr.fetch(&self.registries).await?;
+                Ok(Arc::new(Desired::new(&creds, &self.request)))
+            })
+            .await
+            .clone()
+    }
+
+    /// What the fetch gave, if it was made.
+    pub(crate) fn fetched(&self) -> Option<&Result<Arc<Desired>, Error>> {
+        self.cell.get()
+    }
+
+    pub(crate) fn ecr_calls(&self) -> usize {
+        self.ecr.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// How `sync` may treat the Secret it finds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Policy {
+    /// Take over someone else's Secret, or replace one of the wrong type.
+    pub(crate) force: bool,
+    pub(crate) dry_run: bool,
+    /// Leave a Secret of ours alone while it is valid for longer than this.
+    pub(crate) refresh_before: Option<Duration>,
+}
+
+/// What happened to the Secret in one namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+    Deleted,
+}
+
+/// A call on the Secret, for messages.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Op {
+    Read,
+    Write,
+    Replace,
+    Delete,
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Op::Read => "reading",
+            Op::Write => "writing",
+            Op::Replace => "replacing (wrong type)",
+            Op::Delete => "deleting",
+        })
+    }
+}
+
+/// Why the Secret of one namespace was not made current. Messages name the object and say
+/// what to do.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SecretError {
+    /// Not a failure: a terminating namespace refuses creates, and is skipped.
+    #[error("namespace is terminating")]
+    Terminating,
+    #[error("namespace does not exist")]
+    NamespaceNotFound,
+    #[error("secret {secret} exists and is not managed by ecr-refresh (no label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}); left unchanged (use --force to take it over)")]
+    NotOurs { secret: String },
+    #[error("secret {secret} exists with type {found:?}, not {SECRET_TYPE}; left unchanged (use --force to replace it)")]
+    WrongType { secret: String, found: String },
+    #[error("no ECR token, so nothing was written: {0}")]
+    Token(Error),
+    /// Refused or failed otherwise; a 403 says whether RBAC or a quota refused it.
+    #[error("{op} secret {secret}: {message}")]
+    Call {
+        op: Op,
+        secret: String,
+        message: String,
+    },
+}
+
+/// What one server-side apply did, told from the answer alone.
+enum Applied {
     Created,
     Updated,
     /// The apply changed nothing (our last change to it is older than the answer).
     Unchanged,
     /// Refused: someone else owns fields we would change (409), or the type differs (422).
-    /// Holds what the server has now, read once (None: deleted since).
-    Refused(Option<Box<Secret>>),
+    Refused(kube::Error),
 }
 
-#[derive(Debug)]
-pub enum ApplyError {
-    Apply(kube::Error),
-    /// Reading the Secret after a refused apply failed.
-    Read(kube::Error),
+/// Every API call on the pull Secret of one namespace.
+pub(crate) struct Secrets<'a> {
+    cluster: &'a Cluster,
+    api: Api<Secret>,
+    ns: &'a str,
+    name: &'a str,
 }
 
-/// Applies `secret` without `force` and without reading first: the server creates it (201),
-/// updates it if only our field manager wrote it (200), or refuses (409) if anyone else
-/// wrote fields we set. Only then is it read, once, so the caller can tell foreign from
-/// hand-edited. One request per namespace in the common case.
-pub async fn apply(
-    cluster: &Cluster,
-    api: &Api<Secret>,
-    secret: &Secret,
-    dry_run: bool,
-) -> Result<Applied, ApplyError> {
-    let name = secret.metadata.name.as_deref().unwrap_or_default();
-    let mut pp = PatchParams::apply(FIELD_MANAGER);
-    pp.dry_run = dry_run;
-    let client = cluster.client();
-    // Sent raw: kube's Api::patch hides the status code (201 vs 200) and the Date header.
-    let answer = cluster
-        .call("apply secret", || async {
-            let request = kube::core::Request::new(api.resource_url())
-                .patch(name, &pp, &Patch::Apply(secret))
-                .map_err(kube::Error::BuildRequest)?;
-            let sent = std::time::Instant::now();
-            let response = client.send(request.map(kube::client::Body::from)).await?;
-            let took = sent.elapsed();
-            let code = response.status().as_u16();
-            let date = response
-                .headers()
-                .get("date")
-                .and_then(|v| v.to_str().ok())
-                .and_then(http_date);
-            let body = response.into_body().collect_bytes().await?;
-            if code >= 400 {
-                return Err(api_error(code, &body));
-            }
-            let stored: Secret = serde_json::from_slice(&body).map_err(kube::Error::SerdeError)?;
-            Ok((code, date, took, stored))
-        })
-        .await;
-    let refused = match answer {
-        Ok((201, ..)) => return Ok(Applied::Created),
-        Ok((_, date, took, stored)) if unchanged(&stored, date, took) => {
-            return Ok(Applied::Unchanged)
+impl<'a> Secrets<'a> {
+    pub(crate) fn new(cluster: &'a Cluster, ns: &'a str, name: &'a str) -> Self {
+        Self {
+            cluster,
+            api: Api::namespaced(cluster.client(), ns),
+            ns,
+            name,
         }
-        Ok(_) => return Ok(Applied::Updated),
-        Err(e) if is_status(&e, |s| s.is_conflict() || s.is_invalid()) => e,
-        Err(e) => return Err(ApplyError::Apply(e)),
-    };
-    let existing = cluster
-        .call("get secret", || api.get_opt(name))
-        .await
-        .map_err(ApplyError::Read)?;
-    // A 422 is only ours to sort out when it is about the type; anything else is the answer.
-    if is_status(&refused, |s| s.is_invalid())
-        && !matches!(state(existing.as_ref()), State::WrongType(_))
-    {
-        return Err(ApplyError::Apply(refused));
     }
-    Ok(Applied::Refused(existing.map(Box::new)))
+
+    fn error(&self, op: Op, e: &kube::Error) -> SecretError {
+        let terminating =
+            |s: &Status| s.is_forbidden() && s.message.contains("because it is being terminated");
+        let namespace_missing = |s: &Status| {
+            s.is_not_found() && s.details.as_ref().is_some_and(|d| d.kind == "namespaces")
+        };
+        if is_status(e, terminating) {
+            SecretError::Terminating
+        } else if is_status(e, namespace_missing) {
+            SecretError::NamespaceNotFound
+        } else if matches!(op, Op::Write) && is_status(e, |s| s.is_conflict()) {
+            // Someone else created or claimed it since we looked.
+            self.not_ours()
+        } else {
+            SecretError::Call {
+                op,
+                secret: self.name.to_string(),
+                message: explain_write(e),
+            }
+        }
+    }
+
+    fn not_ours(&self) -> SecretError {
+        SecretError::NotOurs {
+            secret: self.name.to_string(),
+        }
+    }
+
+    pub(crate) async fn get(&self) -> Result<Option<Secret>, SecretError> {
+        self.cluster
+            .call("get secret", || self.api.get_opt(self.name))
+            .await
+            .map_err(|e| self.error(Op::Read, &e))
+    }
+
+    /// Makes the Secret hold what `wanted` gives. Without --refresh-before this is one apply,
+    /// with no read first: the server tells missing, ours and someone else's apart. Only a
+    /// refused apply is followed by a read. Deciding whether to write at all needs the read.
+    pub(crate) async fn ensure(
+        &self,
+        wanted: &Wanted,
+        policy: Policy,
+        shield: &Shield,
+    ) -> Result<Outcome, SecretError> {
+        if policy.refresh_before.is_some() {
+            let existing = self.get().await?;
+            return self.ensure_from(wanted, policy, existing, shield).await;
+        }
+        let desired = wanted.get().await.map_err(SecretError::Token)?;
+        let secret = desired.object(self.name, self.ns);
+        let outcome = match self.apply(&secret, false, policy.dry_run).await? {
+            Applied::Created => Outcome::Created,
+            Applied::Updated => Outcome::Updated,
+            Applied::Unchanged => {
+                debug!(namespace = self.ns, "secret is current");
+                return Ok(Outcome::Unchanged);
+            }
+            Applied::Refused(refused) => {
+                let existing = self.get().await?;
+                // A 422 is only ours to sort out when it is about the type.
+                if is_status(&refused, |s| s.is_invalid())
+                    && !matches!(state(existing.as_ref()), State::WrongType(_))
+                {
+                    return Err(self.error(Op::Write, &refused));
+                }
+                return self.ensure_from(wanted, policy, existing, shield).await;
+            }
+        };
+        self.written(outcome, policy);
+        Ok(outcome)
+    }
+
+    /// Given what the Secret holds: leave it, take it back, take it over (--force), or refuse.
+    async fn ensure_from(
+        &self,
+        wanted: &Wanted,
+        policy: Policy,
+        existing: Option<Secret>,
+        shield: &Shield,
+    ) -> Result<Outcome, SecretError> {
+        let state = state(existing.as_ref());
+        match &state {
+            State::Foreign if !policy.force => return Err(self.not_ours()),
+            State::WrongType(found) if !policy.force => {
+                return Err(SecretError::WrongType {
+                    secret: self.name.to_string(),
+                    found: found.clone(),
+                });
+            }
+            State::Ours => {
+                if let (Some(refresh), Some(s)) = (policy.refresh_before, &existing) {
+                    let now = jiff::Timestamp::now();
+                    if is_fresh(s, &wanted.request, &wanted.expected, refresh, now) {
+                        debug!(namespace = self.ns, "secret is fresh");
+                        return Ok(Outcome::Unchanged);
+                    }
+                }
+            }
+            _ => {}
+        }
+        // Everything below writes, so get the token first: a failed fetch writes nothing.
+        let desired = wanted.get().await.map_err(SecretError::Token)?;
+        if existing.as_ref().is_some_and(|s| desired.is_current(s)) {
+            debug!(namespace = self.ns, "secret is current");
+            return Ok(Outcome::Unchanged);
+        }
+        // Held from a delete to its create, so neither --timeout nor a signal leaves the
+        // namespace without a Secret in between.
+        let mut _unsplit = None;
+        if let (State::WrongType(found), Some(s)) = (&state, &existing) {
+            // The server refuses to change a Secret's type in place: delete exactly the object
+            // we saw, then create ours.
+            _unsplit = Some(shield.hold().await);
+            warn!(namespace = self.ns, secret = self.name, found = %found, "--force: replacing secret of the wrong type");
+            self.delete_seen(s, Op::Replace, policy.dry_run).await?;
+            if policy.dry_run {
+                // The delete did not persist, so a dry-run apply would still meet the old type.
+                return Ok(Outcome::Updated);
+            }
+        }
+        let outcome = if state == State::Missing {
+            Outcome::Created
+        } else {
+            Outcome::Updated
+        };
+        // Ours (or taken over with --force): take back fields that someone else edited. A
+        // missing one is applied without force, so a foreign Secret created since our read
+        // conflicts.
+        let force = policy.force || state == State::Ours;
+        let secret = desired.object(self.name, self.ns);
+        if let Applied::Refused(e) = self.apply(&secret, force, policy.dry_run).await? {
+            return Err(self.error(Op::Write, &e));
+        }
+        self.written(outcome, policy);
+        Ok(outcome)
+    }
+
+    fn written(&self, outcome: Outcome, policy: Policy) {
+        info!(namespace = self.ns, secret = self.name, outcome = ?outcome, dry_run = policy.dry_run, "secret written");
+    }
+
+    /// Deletes our Secret as `seen` (uid + resourceVersion preconditions), so a Secret
+    /// changed or replaced since is left alone.
+    pub(crate) async fn delete(&self, seen: &Secret, dry_run: bool) -> Result<(), SecretError> {
+        self.delete_seen(seen, Op::Delete, dry_run).await
+    }
+
+    async fn delete_seen(&self, seen: &Secret, op: Op, dry_run: bool) -> Result<(), SecretError> {
+        let dp = DeleteParams {
+            dry_run,
+            preconditions: Some(Preconditions {
+                uid: seen.metadata.uid.clone(),
+                resource_version: seen.metadata.resource_version.clone(),
+            }),
+            ..Default::default()
+        };
+        self.cluster
+            .call("delete secret", || self.api.delete(self.name, &dp))
+            .await
+            .map(drop)
+            .map_err(|e| self.error(op, &e))
+    }
+
+    /// Server-side apply of `secret`. Without `force` the server creates it (201), updates it
+    /// if only our field manager wrote it (200), or refuses (409) if anyone else wrote fields
+    /// we set. Sent raw: kube's `Api::patch` hides the status code and the Date header.
+    async fn apply(
+        &self,
+        secret: &Secret,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<Applied, SecretError> {
+        let mut pp = PatchParams::apply(FIELD_MANAGER);
+        pp.force = force;
+        pp.dry_run = dry_run;
+        let client = self.cluster.client();
+        let answer = self
+            .cluster
+            .call("apply secret", || async {
+                let request = kube::core::Request::new(self.api.resource_url())
+                    .patch(self.name, &pp, &Patch::Apply(secret))
+                    .map_err(kube::Error::BuildRequest)?;
+                let sent = std::time::Instant::now();
+                let response = client.send(request.map(kube::client::Body::from)).await?;
+                let took = sent.elapsed();
+                let code = response.status().as_u16();
+                let date = response
+                    .headers()
+                    .get("date")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(http_date);
+                let body = response.into_body().collect_bytes().await?;
+                if code >= 400 {
+                    return Err(api_error(code, &body));
+                }
+                let stored: Secret =
+                    serde_json::from_slice(&body).map_err(kube::Error::SerdeError)?;
+                Ok((code, date, took, stored))
+            })
+            .await;
+        match answer {
+            Ok((201, ..)) => Ok(Applied::Created),
+            Ok((_, date, took, stored)) if unchanged(&stored, date, took) => Ok(Applied::Unchanged),
+            Ok(_) => Ok(Applied::Updated),
+            Err(e) if is_status(&e, |s| s.is_conflict() || s.is_invalid()) => {
+                Ok(Applied::Refused(e))
+            }
+            Err(e) => Err(self.error(Op::Write, &e)),
+        }
+    }
+}
+
+/// What `status` finds wrong with one of our Secrets, and what it holds.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    /// The hosts the payload names.
+    pub(crate) registries: Vec<String>,
+    pub(crate) expires_at: Option<jiff::Timestamp>,
+    pub(crate) problems: Vec<String>,
+}
+
+/// Checks one of our Secrets: a complete docker config for ECR registries only, naming the
+/// same hosts as its annotation, with a believable expiry at least `min_remaining` away.
+pub(crate) fn health(secret: &Secret, now: jiff::Timestamp, min_remaining: Duration) -> Health {
+    let registries = named_hosts(secret);
+    let mut problems = payload_problems(secret, &registries);
+    let mut expires_at = None;
+    match expiry(secret) {
+        Expiry::Missing => problems.push("secret has no expiry annotation".into()),
+        Expiry::Garbage(v) => problems.push(format!(
+            "annotation {EXPIRES_AT_ANNOTATION} is {v:?}, not an RFC 3339 timestamp"
+        )),
+        Expiry::At(t) if is_beyond_token_lifetime(t, now) => {
+            expires_at = Some(t);
+            problems.push(format!(
+                "annotation {EXPIRES_AT_ANNOTATION} says {t}, further out than an ECR token lasts (12h)"
+            ));
+        }
+        Expiry::At(t) => {
+            expires_at = Some(t);
+            let left = t.as_second() - now.as_second();
+            if left <= 0 {
+                problems.push(format!("token expired at {t}"));
+            } else if (left as u64) < min_remaining.as_secs() {
+                problems.push(format!(
+                    "token expires in {}, sooner than --min-remaining {}",
+                    humantime::format_duration(Duration::from_secs(left as u64)),
+                    humantime::format_duration(min_remaining)
+                ));
+            }
+        }
+    }
+    Health {
+        registries,
+        expires_at,
+        problems,
+    }
+}
+
+fn payload_problems(secret: &Secret, named: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if hosts(secret).is_none() {
+        problems.push(
+            "payload is not a complete docker config (auths with username, password and auth)"
+                .into(),
+        );
+    }
+    if named.is_empty() {
+        problems.push("payload names no registry".into());
+    }
+    let foreign: Vec<&str> = named
+        .iter()
+        .filter(|h| !matches!(h.parse(), Ok(RegistrySpec::Host { .. })))
+        .map(String::as_str)
+        .collect();
+    if !foreign.is_empty() {
+        problems.push(format!(
+            "payload holds credentials for hosts that are not ECR registries: {}",
+            foreign.join(", ")
+        ));
+    }
+    let annotated = annotated_hosts(secret);
+    if annotated != named {
+        problems.push(format!(
+            "payload registries ({}) differ from annotation {REGISTRIES_ANNOTATION} ({})",
+            named.join(", "),
+            annotated.join(", ")
+        ));
+    }
+    problems
 }
 
 /// The server keeps our field manager's timestamp when an apply changes nothing, and sets it
@@ -371,8 +734,8 @@ mod tests {
         assert_eq!(state(Some(&s)), State::Ours);
         assert_eq!(hosts(&s).unwrap(), [HOST]);
         assert_eq!(
-            expires_at(&s),
-            Some(jiff::Timestamp::from_second(10_000).unwrap())
+            expiry(&s),
+            Expiry::At(jiff::Timestamp::from_second(10_000).unwrap())
         );
         let now = jiff::Timestamp::from_second(10_000 - 3600).unwrap();
         let fresh = |request, expect: &ExpectedHosts, refresh| {

@@ -1,35 +1,115 @@
-//! What a run did, as a short human summary or one JSON document (schema in the README).
+//! What a run did, as a short human summary or one JSON document (schema in the README):
+//! the run report of `sync` and `prune`, and the report of `status`.
 
 use std::fmt::Write as _;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::cluster::Stats;
 use crate::error::{exit, Error};
-pub use crate::serviceaccount::Change as ServiceAccountOutcome;
+pub(crate) use crate::pullsecret::Outcome as SecretOutcome;
+use crate::pullsecret::State;
+pub(crate) use crate::serviceaccount::Change as ServiceAccountOutcome;
 
-/// What every command's report offers to `main`.
-pub trait Render {
+/// Bumped on any incompatible change to the JSON output.
+const SCHEMA_VERSION: u32 = 1;
+
+/// Every command's report, as `main` prints it and exits with it.
+pub(crate) enum Report {
+    Run(RunReport),
+    Status(StatusReport),
+}
+
+impl Report {
     /// A few lines for people.
-    fn to_text(&self) -> String;
+    pub(crate) fn to_text(&self) -> String {
+        match self {
+            Report::Run(r) => r.to_text(),
+            Report::Status(r) => r.to_text(),
+        }
+    }
+
     /// One JSON document, newline-terminated.
-    fn to_json(&self) -> String;
-    fn exit_code(&self) -> u8;
+    pub(crate) fn to_json(&self) -> String {
+        let json = match self {
+            Report::Run(r) => serde_json::to_string_pretty(r),
+            Report::Status(r) => serde_json::to_string_pretty(r),
+        };
+        json.expect("report always serializes") + "\n"
+    }
+
+    fn end(&self) -> &End {
+        match self {
+            Report::Run(r) => &r.end,
+            Report::Status(r) => &r.end,
+        }
+    }
+
+    pub(crate) fn exit_code(&self) -> u8 {
+        self.end().exit_code
+    }
+
     /// Set when the run stopped on a fatal error.
-    fn fatal(&self) -> Option<&ErrorReport>;
+    pub(crate) fn fatal_error(&self) -> Option<&ErrorReport> {
+        self.end().error.as_ref()
+    }
+
     /// Holds per-namespace results, to print even when the run also stopped on a fatal error.
-    fn has_results(&self) -> bool {
-        false
+    pub(crate) fn has_results(&self) -> bool {
+        match self {
+            Report::Run(r) => !r.namespaces.is_empty(),
+            Report::Status(_) => false,
+        }
     }
 }
 
-/// Bumped on any incompatible change to the JSON output.
-pub const SCHEMA_VERSION: u32 = 1;
+/// How every report ends: what the run cost the API server, and how it ended.
+#[derive(Debug, Serialize)]
+pub(crate) struct End {
+    pub(crate) api_requests: u64,
+    pub(crate) api_retries: u64,
+    pub(crate) duration_seconds: f64,
+    /// Set when the run stopped on a fatal error.
+    pub(crate) error: Option<ErrorReport>,
+    pub(crate) exit_code: u8,
+}
+
+impl End {
+    fn ok() -> Self {
+        Self {
+            api_requests: 0,
+            api_retries: 0,
+            duration_seconds: 0.0,
+            error: None,
+            exit_code: exit::OK,
+        }
+    }
+
+    fn fatal(err: &Error) -> Self {
+        Self {
+            error: Some(ErrorReport::from(err)),
+            exit_code: err.exit_code(),
+            ..Self::ok()
+        }
+    }
+
+    /// Exit 1 when any namespace failed, with the cost of the run.
+    fn finish(&mut self, stats: &Stats, started: Instant, failed: bool) {
+        self.exit_code = if failed {
+            exit::NAMESPACE_FAILED
+        } else {
+            exit::OK
+        };
+        self.api_requests = stats.requests();
+        self.api_retries = stats.retries();
+        self.duration_seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Created,
     Updated,
     Unchanged,
@@ -38,41 +118,31 @@ pub enum Outcome {
     Failed,
 }
 
-/// What happened to the Secret in one namespace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SecretOutcome {
-    Created,
-    Updated,
-    Unchanged,
-    Deleted,
-}
-
 #[derive(Debug, Serialize)]
-pub struct ServiceAccountReport {
-    pub name: String,
-    pub outcome: ServiceAccountOutcome,
+pub(crate) struct ServiceAccountReport {
+    pub(crate) name: String,
+    pub(crate) outcome: ServiceAccountOutcome,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct NamespaceReport {
-    pub name: String,
-    pub outcome: Outcome,
+pub(crate) struct NamespaceReport {
+    pub(crate) name: String,
+    pub(crate) outcome: Outcome,
     /// What happened to the Secret; absent when the namespace was skipped or failed before.
-    pub secret: Option<SecretOutcome>,
-    pub service_accounts: Vec<ServiceAccountReport>,
+    pub(crate) secret: Option<SecretOutcome>,
+    pub(crate) service_accounts: Vec<ServiceAccountReport>,
     /// Why it was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 impl NamespaceReport {
-    pub fn new(name: &str, secret: SecretOutcome) -> Self {
+    pub(crate) fn new(name: &str, secret: SecretOutcome) -> Self {
         let outcome = match secret {
             SecretOutcome::Created => Outcome::Created,
             SecretOutcome::Updated => Outcome::Updated,
@@ -89,7 +159,7 @@ impl NamespaceReport {
         }
     }
 
-    pub fn skipped(name: &str, reason: &str) -> Self {
+    pub(crate) fn skipped(name: &str, reason: &str) -> Self {
         Self {
             name: name.to_string(),
             outcome: Outcome::Skipped,
@@ -100,7 +170,7 @@ impl NamespaceReport {
         }
     }
 
-    pub fn failed(name: &str, error: String) -> Self {
+    pub(crate) fn failed(name: &str, error: String) -> Self {
         Self {
             name: name.to_string(),
             outcome: Outcome::Failed,
@@ -111,7 +181,7 @@ impl NamespaceReport {
         }
     }
 
-    pub fn fail_service_account(&mut self, name: &str, error: String) {
+    pub(crate) fn fail_service_account(&mut self, name: &str, error: String) {
         self.service_accounts.push(ServiceAccountReport {
             name: name.to_string(),
             outcome: ServiceAccountOutcome::Failed,
@@ -124,7 +194,7 @@ impl NamespaceReport {
         });
     }
 
-    pub fn link(&mut self, name: &str, outcome: ServiceAccountOutcome) {
+    pub(crate) fn link(&mut self, name: &str, outcome: ServiceAccountOutcome) {
         self.service_accounts.push(ServiceAccountReport {
             name: name.to_string(),
             outcome,
@@ -133,7 +203,7 @@ impl NamespaceReport {
     }
 
     /// Whether anything in this namespace was written (or, in a dry run, would have been).
-    pub fn wrote(&self) -> bool {
+    pub(crate) fn wrote(&self) -> bool {
         matches!(
             self.secret,
             Some(SecretOutcome::Created | SecretOutcome::Updated | SecretOutcome::Deleted)
@@ -159,45 +229,50 @@ impl NamespaceReport {
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct Summary {
-    pub selected: usize,
-    pub created: usize,
-    pub updated: usize,
-    pub unchanged: usize,
-    pub pruned: usize,
-    pub skipped: usize,
-    pub failed: usize,
+pub(crate) struct Summary {
+    pub(crate) selected: usize,
+    pub(crate) created: usize,
+    pub(crate) updated: usize,
+    pub(crate) unchanged: usize,
+    pub(crate) pruned: usize,
+    pub(crate) skipped: usize,
+    pub(crate) failed: usize,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ErrorReport {
-    pub kind: &'static str,
-    pub message: String,
+pub(crate) struct ErrorReport {
+    pub(crate) kind: &'static str,
+    pub(crate) message: String,
+}
+
+impl From<&Error> for ErrorReport {
+    fn from(err: &Error) -> Self {
+        Self {
+            kind: err.kind(),
+            message: err.to_string(),
+        }
+    }
 }
 
 /// The report of `sync` and `prune`.
 #[derive(Debug, Serialize)]
-pub struct SyncReport {
-    pub schema_version: u32,
-    pub command: &'static str,
-    pub dry_run: bool,
-    pub secret_name: String,
-    pub registries: Vec<String>,
+pub(crate) struct RunReport {
+    pub(crate) schema_version: u32,
+    pub(crate) command: &'static str,
+    pub(crate) dry_run: bool,
+    pub(crate) secret_name: String,
+    pub(crate) registries: Vec<String>,
     /// RFC 3339 (jiff's serde form).
-    pub token_expires_at: Option<jiff::Timestamp>,
-    pub summary: Summary,
-    pub namespaces: Vec<NamespaceReport>,
-    pub ecr_calls: usize,
-    pub api_requests: u64,
-    pub api_retries: u64,
-    pub duration_seconds: f64,
-    /// Set when the run stopped before touching any namespace.
-    pub error: Option<ErrorReport>,
-    pub exit_code: u8,
+    pub(crate) token_expires_at: Option<jiff::Timestamp>,
+    pub(crate) summary: Summary,
+    pub(crate) namespaces: Vec<NamespaceReport>,
+    pub(crate) ecr_calls: usize,
+    #[serde(flatten)]
+    pub(crate) end: End,
 }
 
-impl SyncReport {
-    pub fn new(command: &'static str, secret_name: String, dry_run: bool) -> Self {
+impl RunReport {
+    pub(crate) fn new(command: &'static str, secret_name: String, dry_run: bool) -> Self {
         Self {
             schema_version: SCHEMA_VERSION,
             command,
@@ -208,26 +283,24 @@ impl SyncReport {
             summary: Summary::default(),
             namespaces: Vec::new(),
             ecr_calls: 0,
-            api_requests: 0,
-            api_retries: 0,
-            duration_seconds: 0.0,
-            error: None,
-            exit_code: exit::OK,
+            end: End::ok(),
         }
     }
 
-    /// A report for a run that stopped on a fatal error.
-    pub fn fatal(command: &'static str, secret_name: String, dry_run: bool, err: &Error) -> Self {
-        let mut r = Self::new(command, secret_name, dry_run);
-        r.error = Some(ErrorReport {
-            kind: err.kind(),
-            message: err.to_string(),
-        });
-        r.exit_code = err.exit_code();
-        r
+    /// A report for a run that stopped on a fatal error before any namespace.
+    pub(crate) fn fatal(
+        command: &'static str,
+        secret_name: String,
+        dry_run: bool,
+        err: &Error,
+    ) -> Self {
+        Self {
+            end: End::fatal(err),
+            ..Self::new(command, secret_name, dry_run)
+        }
     }
 
-    pub fn finish(&mut self, stats: &Stats, started: Instant) {
+    pub(crate) fn finish(&mut self, stats: &Stats, started: Instant) {
         let mut summary = Summary {
             selected: self
                 .namespaces
@@ -247,26 +320,16 @@ impl SyncReport {
                 Outcome::Failed => summary.failed += 1,
             }
         }
-        self.exit_code = if summary.failed > 0 {
-            exit::NAMESPACE_FAILED
-        } else {
-            exit::OK
-        };
+        self.end.finish(stats, started, summary.failed > 0);
         self.summary = summary;
-        self.api_requests = stats.requests();
-        self.api_retries = stats.retries();
-        self.duration_seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     }
 
     /// Records a fatal error met after namespaces were processed; their results stay. The
     /// error's own exit code promises that nothing was written (3 for ECR), so when something
     /// was, the run exits 1 instead. Call after [`finish`](Self::finish).
-    pub fn abort(&mut self, err: &Error) {
-        self.error = Some(ErrorReport {
-            kind: err.kind(),
-            message: err.to_string(),
-        });
-        self.exit_code = if self.namespaces.iter().any(NamespaceReport::wrote) {
+    pub(crate) fn abort(&mut self, err: &Error) {
+        self.end.error = Some(ErrorReport::from(err));
+        self.end.exit_code = if self.namespaces.iter().any(NamespaceReport::wrote) {
             exit::NAMESPACE_FAILED
         } else {
             err.exit_code()
@@ -274,23 +337,7 @@ impl SyncReport {
     }
 }
 
-impl Render for SyncReport {
-    fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("report always serializes") + "\n"
-    }
-
-    fn exit_code(&self) -> u8 {
-        self.exit_code
-    }
-
-    fn fatal(&self) -> Option<&ErrorReport> {
-        self.error.as_ref()
-    }
-
-    fn has_results(&self) -> bool {
-        !self.namespaces.is_empty()
-    }
-
+impl RunReport {
     /// Counts, then every prune, skip and failure with its reason.
     fn to_text(&self) -> String {
         let s = &self.summary;
@@ -311,11 +358,7 @@ impl Render for SyncReport {
         if let Some(t) = self.token_expires_at {
             let now = jiff::Timestamp::now();
             let left = if t > now {
-                let secs = (t.as_second() - now.as_second()).max(0) as u64;
-                format!(
-                    "in {}",
-                    humantime::format_duration(std::time::Duration::from_secs(secs / 60 * 60))
-                )
+                format!("in {}", whole_minutes(t.as_second() - now.as_second()))
             } else {
                 "already expired".to_string()
             };
@@ -347,4 +390,148 @@ impl Render for SyncReport {
         }
         out
     }
+}
+
+/// How a ServiceAccount stands, for `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LinkState {
+    Linked,
+    Unlinked,
+    Missing,
+    Unknown,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct AccountStatus {
+    pub(crate) name: String,
+    pub(crate) state: LinkState,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct NamespaceStatus {
+    pub(crate) name: String,
+    pub(crate) healthy: bool,
+    /// Set when the namespace was not checked (terminating, opted out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) skipped: Option<String>,
+    /// `None`: it could not be read ("unknown").
+    #[serde(serialize_with = "secret_state")]
+    pub(crate) secret: Option<State>,
+    /// RFC 3339 (jiff's serde form).
+    pub(crate) expires_at: Option<jiff::Timestamp>,
+    /// Negative once expired.
+    pub(crate) remaining_seconds: Option<i64>,
+    pub(crate) registries: Vec<String>,
+    pub(crate) service_accounts: Vec<AccountStatus>,
+    pub(crate) problems: Vec<String>,
+}
+
+fn secret_state<S: Serializer>(state: &Option<State>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(state.as_ref().map_or("unknown", State::as_str))
+}
+
+impl NamespaceStatus {
+    pub(crate) fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            healthy: false,
+            skipped: None,
+            secret: None,
+            expires_at: None,
+            remaining_seconds: None,
+            registries: Vec::new(),
+            service_accounts: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct StatusSummary {
+    pub(crate) selected: usize,
+    pub(crate) healthy: usize,
+    pub(crate) unhealthy: usize,
+    pub(crate) skipped: usize,
+}
+
+/// The report of `status`.
+#[derive(Debug, Serialize)]
+pub(crate) struct StatusReport {
+    pub(crate) schema_version: u32,
+    pub(crate) command: &'static str,
+    pub(crate) secret_name: String,
+    pub(crate) min_remaining_seconds: u64,
+    pub(crate) summary: StatusSummary,
+    pub(crate) namespaces: Vec<NamespaceStatus>,
+    #[serde(flatten)]
+    pub(crate) end: End,
+}
+
+impl StatusReport {
+    pub(crate) fn new(secret_name: String, min_remaining: Duration) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            command: "status",
+            secret_name,
+            min_remaining_seconds: min_remaining.as_secs(),
+            summary: StatusSummary::default(),
+            namespaces: Vec::new(),
+            end: End::ok(),
+        }
+    }
+
+    pub(crate) fn fatal(secret_name: String, err: &Error) -> Self {
+        Self {
+            end: End::fatal(err),
+            ..Self::new(secret_name, Duration::ZERO)
+        }
+    }
+
+    pub(crate) fn finish(&mut self, stats: &Stats, started: Instant) {
+        self.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+        let s = &mut self.summary;
+        s.selected = self.namespaces.len();
+        for ns in &self.namespaces {
+            match (&ns.skipped, ns.healthy) {
+                (Some(_), _) => s.skipped += 1,
+                (None, true) => s.healthy += 1,
+                (None, false) => s.unhealthy += 1,
+            }
+        }
+        self.end.finish(stats, started, s.unhealthy > 0);
+    }
+
+    fn to_text(&self) -> String {
+        let s = &self.summary;
+        let mut out = format!(
+            "status secret {}: {} namespaces: {} healthy, {} unhealthy, {} skipped\n",
+            self.secret_name, s.selected, s.healthy, s.unhealthy, s.skipped
+        );
+        for ns in &self.namespaces {
+            let left = match ns.remaining_seconds {
+                Some(secs) if secs > 0 => format!("expires in {}", whole_minutes(secs)),
+                Some(_) => "expired".to_string(),
+                None => "no expiry".to_string(),
+            };
+            let _ = match (&ns.skipped, ns.healthy) {
+                (Some(why), _) => writeln!(out, "  skipped   {}: {why}", ns.name),
+                (None, true) => writeln!(
+                    out,
+                    "  ok        {}: {left}; {}",
+                    ns.name,
+                    ns.registries.join(", ")
+                ),
+                (None, false) => {
+                    writeln!(out, "  UNHEALTHY {}: {}", ns.name, ns.problems.join("; "))
+                }
+            };
+        }
+        out
+    }
+}
+
+/// A time left, for people: `2h 5m`.
+fn whole_minutes(secs: i64) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_secs(secs.max(0) as u64 / 60 * 60))
 }

@@ -17,16 +17,41 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tracing::{debug, info};
 
-use crate::cluster::{explain, explain_write, is_status, Cluster};
-use crate::FIELD_MANAGER;
+use crate::cluster::{explain, explain_write, is_status, Cluster, FIELD_MANAGER};
 
 const CONFLICT_RETRIES: u32 = 5;
 const POLL: Duration = Duration::from_millis(500);
 const JSON_PATCH: &str = "application/json-patch+json";
 
+/// Which ServiceAccounts of a namespace use the Secret.
+#[derive(Clone, Debug)]
+pub(crate) enum ServiceAccounts {
+    Named(Vec<String>),
+    /// Every ServiceAccount in the namespace, listed at run time.
+    All,
+}
+
+impl ServiceAccounts {
+    pub(crate) async fn names(&self, cluster: &Cluster, ns: &str) -> Result<Vec<String>, SaError> {
+        match self {
+            ServiceAccounts::Named(names) => Ok(names.clone()),
+            ServiceAccounts::All => list_names(cluster, ns).await,
+        }
+    }
+
+    /// One that was listed and is gone by now is reported, not waited for.
+    pub(crate) fn if_missing(&self, wait: Duration) -> IfMissing {
+        match self {
+            ServiceAccounts::All => IfMissing::Report,
+            ServiceAccounts::Named(_) => IfMissing::Wait(wait),
+        }
+    }
+}
+
+/// What happened to a ServiceAccount's imagePullSecrets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Change {
+pub(crate) enum Change {
     Linked,
     AlreadyLinked,
     Unlinked,
@@ -37,7 +62,7 @@ pub enum Change {
 
 /// What linking does about a ServiceAccount that is not there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IfMissing {
+pub(crate) enum IfMissing {
     /// Named by the user: wait this long for it to appear, then fail.
     Wait(Duration),
     /// Found by listing and gone since: report [`Change::Missing`] at once, not a failure.
@@ -45,7 +70,7 @@ pub enum IfMissing {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SaError {
+pub(crate) enum SaError {
     #[error("service account {service_account} not found after waiting {waited}; create it, or choose others with --service-account")]
     Missing {
         service_account: String,
@@ -67,7 +92,7 @@ pub enum SaError {
 
 /// Adds `secret` to the list, keeping every other entry. `known` is the ServiceAccount as
 /// already read (by [`list_everywhere`]): then no read is needed unless the patch conflicts.
-pub async fn link(
+pub(crate) async fn link(
     cluster: &Cluster,
     ns: &str,
     name: &str,
@@ -116,7 +141,7 @@ pub async fn link(
 }
 
 /// Removes `secret` from the list, keeping every other entry. A missing ServiceAccount is fine.
-pub async fn unlink(
+pub(crate) async fn unlink(
     cluster: &Cluster,
     ns: &str,
     name: &str,
@@ -197,12 +222,9 @@ async fn edit(
             ServiceAccount::from(listed)
         } else {
             loop {
-                match cluster
-                    .call("get service account", || api.get_opt(name))
-                    .await
-                {
-                    Ok(Some(sa)) => break sa,
-                    Ok(None) if keep_waiting() => {
+                match get(cluster, &api, name).await? {
+                    Some(sa) => break sa,
+                    None if keep_waiting() => {
                         debug!(
                             namespace = ns,
                             service_account = name,
@@ -210,16 +232,10 @@ async fn edit(
                         );
                         tokio::time::sleep(POLL).await;
                     }
-                    Ok(None) => {
+                    None => {
                         return Err(SaError::Missing {
                             service_account: name.to_string(),
                             waited: String::new(),
-                        })
-                    }
-                    Err(e) => {
-                        return Err(SaError::Get {
-                            service_account: name.to_string(),
-                            message: explain_write(&e),
                         })
                     }
                 }
@@ -304,13 +320,44 @@ async fn edit(
     })
 }
 
+async fn get(
+    cluster: &Cluster,
+    api: &Api<ServiceAccount>,
+    name: &str,
+) -> Result<Option<ServiceAccount>, SaError> {
+    cluster
+        .call("get service account", || api.get_opt(name))
+        .await
+        .map_err(|e| SaError::Get {
+            service_account: name.to_string(),
+            message: explain_write(&e),
+        })
+}
+
+/// For `status`: whether the ServiceAccount lists `secret`; `None` when it is not there.
+pub(crate) async fn links(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    secret: &str,
+) -> Result<Option<bool>, SaError> {
+    let api: Api<ServiceAccount> = Api::namespaced(cluster.client(), ns);
+    let sa = get(cluster, &api, name).await?;
+    Ok(sa.map(|sa| {
+        sa.image_pull_secrets
+            .iter()
+            .flatten()
+            .any(|r| r.name == secret)
+    }))
+}
+
 /// Page size of [`list_everywhere`]: about 0.5 MB a page.
 const LIST_PAGE: u32 = 500;
 
 /// What linking needs of a listed ServiceAccount, and no more: there may be one per namespace
 /// in the cluster, held for the whole pass.
 #[derive(Clone, Debug)]
-pub struct Listed {
+pub(crate) struct Listed {
     resource_version: Option<String>,
     image_pull_secrets: Option<Vec<LocalObjectReference>>,
 }
@@ -331,7 +378,7 @@ impl From<Listed> for ServiceAccount {
 /// Every ServiceAccount called `name` in the namespaces `wanted` accepts, by namespace: one
 /// paged cluster-wide list (a field selector on the name) instead of a read per namespace.
 /// RBAC can allow it for that name only (`list` with `resourceNames`).
-pub async fn list_everywhere(
+pub(crate) async fn list_everywhere(
     cluster: &Cluster,
     name: &str,
     wanted: impl Fn(&str) -> bool,
@@ -363,7 +410,7 @@ pub async fn list_everywhere(
 }
 
 /// Names of every ServiceAccount in a namespace (for --all-service-accounts).
-pub async fn list_names(cluster: &Cluster, ns: &str) -> Result<Vec<String>, SaError> {
+pub(crate) async fn list_names(cluster: &Cluster, ns: &str) -> Result<Vec<String>, SaError> {
     let api: Api<ServiceAccount> = Api::namespaced(cluster.client(), ns);
     let lp = ListParams::default();
     let list = cluster

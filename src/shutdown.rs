@@ -2,6 +2,8 @@
 //! deletion send) or SIGINT: no new namespace is started, the ones in flight finish, and the
 //! report is printed. A second signal exits at once.
 
+use std::sync::Arc;
+
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -70,6 +72,17 @@ pub fn on_signals() -> std::io::Result<Stop> {
         }
     });
     Ok(Stop { rx })
+}
+
+/// Held by a namespace's work across steps that must not be split (a delete and the create
+/// that follows it): the run neither times out nor interrupts the work while it is held.
+#[derive(Clone, Default)]
+pub(crate) struct Shield(Arc<tokio::sync::Mutex<()>>);
+
+impl Shield {
+    pub(crate) async fn hold(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.0.clone().lock_owned().await
+    }
 }
 
 #[cfg(test)]

@@ -1,63 +1,41 @@
 //! One module per subcommand, and what they share.
 
-pub mod completions;
-pub mod prune;
-pub mod status;
-pub mod sync;
+pub(crate) mod completions;
+pub(crate) mod prune;
+pub(crate) mod status;
+pub(crate) mod sync;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::cluster::Cluster;
-use crate::serviceaccount::{self, SaError};
-use crate::shutdown::Stop;
+use crate::serviceaccount::ServiceAccounts;
+use crate::shutdown::{Shield, Stop};
 
 /// The Secret a command works on, and the ServiceAccounts that use it.
 #[derive(Clone, Debug)]
-pub struct Target {
-    pub secret_name: String,
-    pub service_accounts: ServiceAccounts,
-}
-
-#[derive(Clone, Debug)]
-pub enum ServiceAccounts {
-    Named(Vec<String>),
-    /// Every ServiceAccount in the namespace, listed at run time.
-    All,
-}
-
-impl Target {
-    pub async fn service_accounts(
-        &self,
-        cluster: &Cluster,
-        ns: &str,
-    ) -> Result<Vec<String>, SaError> {
-        match &self.service_accounts {
-            ServiceAccounts::Named(names) => Ok(names.clone()),
-            ServiceAccounts::All => serviceaccount::list_names(cluster, ns).await,
-        }
-    }
+pub(crate) struct Target {
+    pub(crate) secret_name: String,
+    pub(crate) service_accounts: ServiceAccounts,
 }
 
 /// How long namespaces already in flight may take to finish after SIGTERM/SIGINT: well inside
 /// the 30 s a pod gets by default (`terminationGracePeriodSeconds`) before SIGKILL.
-pub const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// When namespace work is cut short: at the run deadline, or on a signal.
 #[derive(Clone, Copy)]
-pub struct Limits<'a> {
-    pub deadline: tokio::time::Instant,
+pub(crate) struct Limits<'a> {
+    pub(crate) deadline: tokio::time::Instant,
     /// `--timeout` as given, for messages.
-    pub timeout: Duration,
-    pub stop: &'a Stop,
+    pub(crate) timeout: Duration,
+    pub(crate) stop: &'a Stop,
 }
 
 impl Limits<'_> {
     /// Why a namespace was cut short, for its report.
-    pub fn message(&self, cut: Cut) -> String {
+    pub(crate) fn message(&self, cut: Cut) -> String {
         match cut {
             Cut::Deadline => format!(
                 "did not finish before the run deadline (--timeout {})",
@@ -69,10 +47,10 @@ impl Limits<'_> {
 }
 
 /// How a namespace that a signal kept from finishing is reported.
-pub const NOT_DONE: &str = "not done: the run was stopped by";
+pub(crate) const NOT_DONE: &str = "not done: the run was stopped by";
 
 /// The report's error after a signal: how many namespaces were left undone.
-pub fn stopped(signal: &str, report: &crate::report::SyncReport) -> crate::Error {
+pub(crate) fn stopped(signal: &str, report: &crate::report::RunReport) -> crate::Error {
     let undone = report
         .namespaces
         .iter()
@@ -87,7 +65,7 @@ pub fn stopped(signal: &str, report: &crate::report::SyncReport) -> crate::Error
 
 /// Why a namespace's work was cut short.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cut {
+pub(crate) enum Cut {
     /// The run's `--timeout` passed.
     Deadline,
     /// A signal asked the run to stop: the namespace was not started, or was still running
@@ -95,23 +73,12 @@ pub enum Cut {
     Stopped(&'static str),
 }
 
-/// Held by a namespace's work across steps that must not be split (a delete and the create
-/// that follows it): the run neither times out nor interrupts the work while it is held.
-#[derive(Clone, Default)]
-pub struct Shield(Arc<tokio::sync::Mutex<()>>);
-
-impl Shield {
-    pub async fn hold(&self) -> tokio::sync::OwnedMutexGuard<()> {
-        self.0.clone().lock_owned().await
-    }
-}
-
 /// Runs `work` on every item, `concurrency` at a time. Whatever has not finished by `deadline`
 /// gets `late(item, Cut::Deadline)` instead, so a run never outlives its --timeout. Once a stop
 /// is requested no item is started, and those in flight get [`STOP_GRACE`] to finish. Neither
 /// cut splits a section the work holds its [`Shield`] for. Each result ticks the progress line
 /// (shown only at a terminal, see `progress`).
-pub async fn bounded<I, R, F, Fut>(
+pub(crate) async fn bounded<I, R, F, Fut>(
     items: Vec<I>,
     concurrency: usize,
     limits: Limits<'_>,
@@ -159,7 +126,7 @@ where
 }
 
 /// Runs a step that writes nothing (connecting, listing), abandoning it when a stop is requested.
-pub async fn unless_stopped<T>(
+pub(crate) async fn unless_stopped<T>(
     stop: &Stop,
     step: impl Future<Output = crate::Result<T>>,
 ) -> crate::Result<T> {
