@@ -15,7 +15,8 @@ use crate::ecr::{AwsOptions, RegionName, RegistrySpec};
 use crate::error::{
     Error, Result, EXIT_CODES_HELP, PRUNE_EXAMPLES, STATUS_EXAMPLES, SYNC_EXAMPLES,
 };
-use crate::namespaces::{validate_dns_subdomain, LabelSelector, PatternList, Selection};
+use crate::k8s_grammar::{validate_dns_subdomain, LabelSelector, PatternList};
+use crate::namespaces::Selection;
 use crate::telemetry::LogFormat;
 
 /// Keeps Amazon ECR pull secrets fresh in Kubernetes clusters that run outside AWS.
