@@ -11,7 +11,7 @@ use aws_sdk_ecr::error::SdkError;
 use base64::Engine as _;
 use tracing::{debug, info, warn};
 
-use crate::error::{Error, Result};
+use crate::error::{chain, Error, Result};
 use crate::sensitive::Sensitive;
 
 /// An AWS region name such as `eu-west-1`, checked for shape so a typo fails before any call.
@@ -628,21 +628,6 @@ fn describe_sdk_error(
         ),
         _ => format!("{} ({CREDENTIALS})", chain(err)),
     }
-}
-
-/// The messages of an error and its sources, each once.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !out.contains(&part) {
-            out.push_str(": ");
-            out.push_str(&part);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -120,6 +120,22 @@ impl Error {
     }
 }
 
+/// The messages of an error and its sources on one line, each once: libraries often repeat
+/// their source's text in their own.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !out.contains(&part) {
+            out.push_str(": ");
+            out.push_str(&part);
+        }
+        source = s.source();
+    }
+    out
+}
+
 impl From<&Error> for ExitCode {
     fn from(e: &Error) -> Self {
         ExitCode::from(e.exit_code())
