@@ -13,24 +13,18 @@ use super::registry::endpoint_host;
 use super::{
     decode_token, registry_host, ExpectedHosts, RegionCredential, RegionName, RegistrySpec,
 };
+use crate::cli::{AwsArgs, RoleArn};
 use crate::error::{chain, Error, Result};
 
-/// Where and as whom to ask ECR, from the command line.
-#[derive(Clone, Debug, Default)]
-pub struct AwsOptions {
-    pub region: Option<RegionName>,
-    pub profile: Option<String>,
-    pub registries: Vec<RegistrySpec>,
-    pub role_arn: Option<String>,
-    pub role_session_name: String,
-    pub external_id: Option<String>,
-}
+/// The AWS flags as parsed: the client reads them directly, with no copy. The name is the one
+/// `cmd::sync::SyncOptions` uses.
+pub type AwsOptions = AwsArgs;
 
 /// Everything needed to fetch tokens, resolved locally before any network call.
 pub struct EcrClientConfig {
     sdk: SdkConfig,
     default_region: RegionName,
-    role_arn: Option<String>,
+    role_arn: Option<RoleArn>,
     /// GetAuthorizationToken calls made (one per region).
     pub calls: std::sync::atomic::AtomicUsize,
 }
@@ -38,7 +32,7 @@ pub struct EcrClientConfig {
 impl EcrClientConfig {
     /// Resolves region and credential sources the way the AWS CLI does, but never asks the EC2
     /// metadata service for a region: off AWS that call only hangs until it times out.
-    pub async fn load(aws: &AwsOptions, request_timeout: Duration) -> Result<Self> {
+    pub async fn load(aws: &AwsArgs, request_timeout: Duration) -> Result<Self> {
         let region = aws.region.as_ref();
         let profile = selected_profile(aws.profile.as_deref()).await?;
         let profile = profile.as_deref();
@@ -101,8 +95,8 @@ impl EcrClientConfig {
         }
         if let Some(role) = &aws.role_arn {
             // Cross-account: the chain's credentials are only used to call sts:AssumeRole.
-            let mut builder = aws_config::sts::AssumeRoleProvider::builder(role)
-                .session_name(&aws.role_session_name)
+            let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.as_str())
+                .session_name(aws.role_session_name.clone())
                 .configure(&sdk);
             if let Some(id) = &aws.external_id {
                 builder = builder.external_id(id);
@@ -133,7 +127,7 @@ impl EcrClientConfig {
             "region={};registries={};role={};identity={}",
             self.default_region,
             regs.join(","),
-            self.role_arn.as_deref().unwrap_or(""),
+            self.role_arn.as_ref().map_or("", RoleArn::as_str),
             self.identity().await
         )
     }
