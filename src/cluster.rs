@@ -10,7 +10,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 use tracing::{debug, warn};
 
-use crate::error::{Error, Result};
+use crate::error::{chain, Error, Result};
 
 /// The field manager of every write, so server-side apply can tell our fields from others'.
 pub(crate) const FIELD_MANAGER: &str = "ecr-refresh";
@@ -338,19 +338,7 @@ pub fn explain(err: &kube::Error) -> String {
         }
         kube::Error::Api(s) if s.message.is_empty() => format!("{} {}", s.code, s.reason),
         kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
-        other => {
-            let mut msg = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                let part = s.to_string();
-                if !msg.contains(&part) {
-                    msg.push_str(": ");
-                    msg.push_str(&part);
-                }
-                source = s.source();
-            }
-            msg
-        }
+        other => chain(other),
     }
 }
 

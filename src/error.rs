@@ -20,48 +20,6 @@ pub mod exit {
     pub const CLUSTER_ACCESS: u8 = 4;
 }
 
-pub const SYNC_EXAMPLES: &str = "\
-Examples:
-  # every namespace but kube-*, with the AWS profile 'ecr'
-  ecr-refresh sync -x 'kube-*' --profile ecr --region eu-west-1
-
-  # two teams, no permission to list namespaces needed, JSON for CI
-  ecr-refresh sync -n team-a -n team-b -o json
-
-  # see what would change, without persisting anything
-  ecr-refresh sync --dry-run
-
-";
-
-pub const STATUS_EXAMPLES: &str = "\
-Examples:
-  # fail a deploy pipeline if team-a's credentials expire within 2 hours
-  ecr-refresh status -n team-a --min-remaining 2h
-
-  # everything, as JSON for monitoring
-  ecr-refresh status -o json
-
-";
-
-pub const PRUNE_EXAMPLES: &str = "\
-Examples:
-  # narrowed sync to team-*: clean up everywhere else
-  ecr-refresh prune -n 'team-*' --dry-run
-  ecr-refresh prune -n 'team-*'
-
-  # uninstall: remove ecr-refresh's Secret and entries from every namespace
-  ecr-refresh prune --uninstall
-
-";
-
-pub const EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0  every selected namespace succeeded (or was skipped because it is terminating)
-  1  some namespaces failed (status: some are unhealthy); the others were still processed
-  2  invalid input (flag, env variable, kubeconfig or context); nothing was written
-  3  could not get a usable ECR token; nothing was written
-  4  could not reach or authenticate to the cluster, or list namespaces; nothing was written";
-
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid {flag} {value:?}: {reason}")]
@@ -118,6 +76,22 @@ impl Error {
             Error::Cancelled { .. } => "cancelled",
         }
     }
+}
+
+/// The messages of an error and its sources on one line, each once: libraries often repeat
+/// their source's text in their own.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !out.contains(&part) {
+            out.push_str(": ");
+            out.push_str(&part);
+        }
+        source = s.source();
+    }
+    out
 }
 
 impl From<&Error> for ExitCode {

@@ -8,6 +8,7 @@ pub mod cmd;
 pub mod dockerconfig;
 pub mod ecr;
 pub mod error;
+pub mod k8s_grammar;
 pub mod metrics;
 pub mod namespaces;
 pub mod progress;

@@ -230,7 +230,7 @@ pub(crate) async fn push(args: &PushArgs, global: &GlobalArgs, report: &RunRepor
         .unwrap_or_else(|| default_instance(global));
     let url = group_url(base, &instance);
     let body = encode(report, duration, SystemTime::now());
-    let timeout = global.request_timeout;
+    let timeout = global.request_timeout.get();
     match tokio::time::timeout(timeout, post(&url, body)).await {
         Ok(Ok(())) => info!(pushgateway = %base, instance = %instance, "metrics pushed"),
         Ok(Err(e)) => {

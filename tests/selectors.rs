@@ -6,7 +6,7 @@ mod common;
 use std::str::FromStr;
 
 use common::*;
-use ecr_refresh::namespaces::LabelSelector;
+use ecr_refresh::k8s_grammar::LabelSelector;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 

@@ -9,7 +9,8 @@ use tracing::{debug, info, warn};
 
 use super::{bounded, prune, stopped, unless_stopped, Limits, Target};
 use crate::cluster::{explain, Cluster, ClusterOptions};
-use crate::ecr::{AwsOptions, EcrClientConfig};
+use crate::cli::AwsArgs;
+use crate::ecr::EcrClientConfig;
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope, Selection, Skip};
 use crate::pullsecret::{Policy, SecretError, Secrets, Wanted};
@@ -21,7 +22,7 @@ use crate::shutdown::{Shield, Stop};
 #[derive(Clone, Debug)]
 pub(crate) struct SyncOptions {
     pub(crate) cluster: ClusterOptions,
-    pub(crate) aws: AwsOptions,
+    pub(crate) aws: AwsArgs,
     pub(crate) selection: Selection,
     pub(crate) target: Target,
     pub(crate) force: bool,

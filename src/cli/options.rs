@@ -1,0 +1,237 @@
+//! From parsed flags to each command's options, with the checks no single flag can make.
+
+use super::args::{
+    GlobalArgs, PruneArgs, RunArgs, SelectionArgs, StatusArgs, SyncArgs, TargetArgs,
+};
+use super::values::DurationArg;
+use crate::cluster::ClusterOptions;
+use crate::cmd::prune::PruneOptions;
+use crate::cmd::status::StatusOptions;
+use crate::cmd::sync::SyncOptions;
+use crate::cmd::Target;
+use crate::error::{Error, Result};
+use crate::k8s_grammar::PatternList;
+use crate::namespaces::Selection;
+use crate::serviceaccount::ServiceAccounts;
+use crate::pullsecret::MAX_TOKEN_LIFETIME;
+
+impl SelectionArgs {
+    fn into_selection(self) -> Selection {
+        let Self {
+            namespaces,
+            all_namespaces: _,
+            exclude_namespaces,
+            namespace_selector,
+        } = self;
+        Selection {
+            include: PatternList::flatten(namespaces),
+            exclude: PatternList::flatten(exclude_namespaces),
+            label_selector: namespace_selector,
+            nothing: false,
+        }
+    }
+}
+
+impl TargetArgs {
+    fn into_target(self) -> Target {
+        let Self {
+            secret_name,
+            mut service_accounts,
+            all_service_accounts,
+        } = self;
+        service_accounts.sort();
+        service_accounts.dedup();
+        Target {
+            secret_name,
+            service_accounts: if all_service_accounts {
+                ServiceAccounts::All
+            } else {
+                ServiceAccounts::Named(service_accounts)
+            },
+        }
+    }
+}
+
+impl RunArgs {
+    fn check(&self, global: &GlobalArgs) -> Result<()> {
+        let (request, run) = (global.request_timeout.get(), self.timeout.get());
+        if request > run {
+            return Err(Error::InvalidInput {
+                flag: "--request-timeout",
+                value: humantime::format_duration(request).to_string(),
+                reason: format!(
+                    "longer than --timeout {}; make the whole-run timeout the larger one",
+                    humantime::format_duration(run)
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl SyncArgs {
+    /// Checks what no single flag can check alone, and builds the options.
+    pub(crate) fn into_options(self, global: &GlobalArgs) -> Result<SyncOptions> {
+        // Destructured so a flag that nothing uses fails to compile.
+        let Self {
+            selection,
+            target,
+            aws,
+            run,
+            service_account_wait,
+            force,
+            dry_run,
+            refresh_before,
+            prune,
+            // Pushed by `crate::run` once the report is done, whatever the outcome.
+            metrics: _,
+        } = self;
+        run.check(global)?;
+        let refresh_before = refresh_before.map(DurationArg::get);
+        if let Some(refresh) = refresh_before {
+            // ECR tokens last 12 hours: a larger window would refresh on every run.
+            if refresh >= MAX_TOKEN_LIFETIME {
+                return Err(Error::InvalidInput {
+                    flag: "--refresh-before",
+                    value: humantime::format_duration(refresh).to_string(),
+                    reason: "ECR tokens last 12h, so this would rewrite every Secret on every run; use less than 12h (e.g. 6h)".into(),
+                });
+            }
+        }
+        Ok(SyncOptions {
+            cluster: cluster_options(global),
+            aws,
+            selection: selection.into_selection(),
+            target: target.into_target(),
+            force,
+            dry_run,
+            concurrency: run.concurrency.get(),
+            service_account_wait: service_account_wait.get(),
+            timeout: run.timeout.get(),
+            refresh_before,
+            prune,
+        })
+    }
+}
+
+impl StatusArgs {
+    pub(crate) fn into_options(self, global: &GlobalArgs) -> Result<StatusOptions> {
+        let Self {
+            selection,
+            target,
+            run,
+            min_remaining,
+        } = self;
+        run.check(global)?;
+        Ok(StatusOptions {
+            cluster: cluster_options(global),
+            selection: selection.into_selection(),
+            target: target.into_target(),
+            concurrency: run.concurrency.get(),
+            timeout: run.timeout.get(),
+            min_remaining: min_remaining.map(DurationArg::get).unwrap_or_default(),
+        })
+    }
+}
+
+impl PruneArgs {
+    pub(crate) fn into_options(self, global: &GlobalArgs) -> Result<PruneOptions> {
+        let Self {
+            selection,
+            target,
+            run,
+            uninstall,
+            dry_run,
+        } = self;
+        run.check(global)?;
+        // Keep nothing: every namespace is "no longer selected".
+        let selection = if uninstall {
+            Selection::none()
+        } else {
+            selection.into_selection()
+        };
+        Ok(PruneOptions {
+            cluster: cluster_options(global),
+            selection,
+            target: target.into_target(),
+            dry_run,
+            uninstall,
+            concurrency: run.concurrency.get(),
+            timeout: run.timeout.get(),
+        })
+    }
+}
+
+fn cluster_options(global: &GlobalArgs) -> ClusterOptions {
+    ClusterOptions {
+        kubeconfig: global.kubeconfig.clone(),
+        context: global.context.clone(),
+        request_timeout: global.request_timeout.get(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{parse, sync, Command};
+
+    #[test]
+    fn repeatable_and_comma_separated() {
+        let a = sync(&[
+            "-n",
+            "team-*",
+            "-n",
+            "a,b",
+            "-x",
+            "team-b",
+            "--service-account",
+            "default,builder",
+        ]);
+        let sel = a.selection.into_selection();
+        let ns: Vec<_> = sel.include.iter().map(|p| p.as_str()).collect();
+        assert_eq!(ns, ["team-*", "a", "b"]);
+        assert_eq!(sel.exclude.len(), 1);
+        assert_eq!(a.target.service_accounts, ["default", "builder"]);
+    }
+
+    #[test]
+    fn commas_inside_braces_and_brackets_belong_to_the_glob() {
+        let a = sync(&["-n", "{a,b}-*,x-[a,b]", "-x", "{c,d}"]);
+        let sel = a.selection.into_selection();
+        let ns: Vec<_> = sel.include.iter().map(|p| p.as_str()).collect();
+        assert_eq!(ns, ["{a,b}-*", "x-[a,b]"]);
+        assert!(sel.matches("b-1") && sel.matches("x-a") && !sel.matches("x-c"));
+        assert!(!sel.matches("c") && !sel.matches("d") && !sel.matches("c-1"));
+    }
+
+    #[test]
+    fn cross_flag_checks() {
+        let cli = parse(&["sync", "--request-timeout", "10m", "--timeout", "1m"]).unwrap();
+        let Command::Sync(a) = cli.command else {
+            unreachable!()
+        };
+        let err = a.into_options(&cli.global).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--request-timeout"));
+
+        let cli = parse(&["sync", "--refresh-before", "12h"]).unwrap();
+        let Command::Sync(a) = cli.command else {
+            unreachable!()
+        };
+        assert!(a
+            .into_options(&cli.global)
+            .unwrap_err()
+            .to_string()
+            .contains("--refresh-before"));
+    }
+
+    #[test]
+    fn uninstall_selects_nothing_to_keep() {
+        let cli = parse(&["prune", "--uninstall"]).unwrap();
+        let Command::Prune(a) = cli.command else {
+            unreachable!()
+        };
+        let opts = a.into_options(&cli.global).unwrap();
+        assert!(!opts.selection.matches("default"));
+        assert!(!opts.selection.matches("anything"));
+    }
+}

@@ -1,0 +1,312 @@
+//! The ECR client: SDK setup from the flags, and one GetAuthorizationToken call per region.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ecr::error::SdkError;
+use tracing::{debug, info, warn};
+
+use super::credentials::{identity_of, selected_profile, ResolveOnce};
+use super::registry::endpoint_host;
+use super::{
+    decode_token, registry_host, ExpectedHosts, RegionCredential, RegionName, RegistrySpec,
+};
+use crate::cli::{AwsArgs, RoleArn};
+use crate::error::{chain, Error, Result};
+
+/// Everything needed to fetch tokens, resolved locally before any network call.
+pub struct EcrClientConfig {
+    sdk: SdkConfig,
+    default_region: RegionName,
+    role_arn: Option<RoleArn>,
+    /// GetAuthorizationToken calls made (one per region).
+    pub calls: std::sync::atomic::AtomicUsize,
+}
+
+impl EcrClientConfig {
+    /// Resolves region and credential sources the way the AWS CLI does, but never asks the EC2
+    /// metadata service for a region: off AWS that call only hangs until it times out.
+    pub async fn load(aws: &AwsArgs, request_timeout: Duration) -> Result<Self> {
+        let region = aws.region.as_ref();
+        let profile = selected_profile(aws.profile.as_deref()).await?;
+        let profile = profile.as_deref();
+        let mut profile_region = aws_config::profile::region::ProfileFileRegionProvider::builder();
+        if let Some(p) = profile {
+            profile_region = profile_region.profile_name(p);
+        }
+        let region_chain =
+            RegionProviderChain::first_try(region.map(|r| Region::new(r.as_str().to_string())))
+                .or_else(aws_config::environment::region::EnvironmentVariableRegionProvider::new())
+                .or_else(profile_region.build());
+        // Resolved here, before the loader: given no region, the SDK's credential chain would
+        // go and ask the EC2 metadata service for one.
+        let found = region_chain.region().await.ok_or(Error::NoRegion)?;
+        let default_region: RegionName =
+            found
+                .as_ref()
+                .parse()
+                .map_err(|reason| Error::InvalidInput {
+                    flag: "--region",
+                    value: found.to_string(),
+                    reason,
+                })?;
+        let retry = RetryConfig::standard().with_max_attempts(3);
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(request_timeout)
+            .operation_attempt_timeout(request_timeout)
+            .operation_timeout(request_timeout * 4)
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client())
+            .region(found.clone())
+            .retry_config(retry.clone())
+            .timeout_config(timeouts.clone());
+        if let Some(p) = profile {
+            // A profile the user chose wins over AWS_ACCESS_KEY_ID & co., as with the AWS CLI's
+            // --profile; the SDK's default chain would take the env keys first.
+            let conf = aws_config::provider_config::ProviderConfig::without_region()
+                .with_region(Some(found))
+                .with_http_client(http_client())
+                .with_retry_config(retry)
+                .with_timeout_config(timeouts)
+                .with_behavior_version(Some(BehaviorVersion::latest()));
+            let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .configure(&conf)
+                .profile_name(p)
+                .build();
+            loader = loader.profile_name(p).credentials_provider(credentials);
+        }
+        let mut sdk = loader.load().await;
+        if let (None, Some(chain)) = (&aws.role_arn, sdk.credentials_provider()) {
+            sdk = sdk
+                .into_builder()
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(
+                        ResolveOnce::new(chain),
+                    ),
+                )
+                .build();
+        }
+        if let Some(role) = &aws.role_arn {
+            // Cross-account: the chain's credentials are only used to call sts:AssumeRole.
+            let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.as_str())
+                .session_name(aws.role_session_name.clone())
+                .configure(&sdk);
+            if let Some(id) = &aws.external_id {
+                builder = builder.external_id(id);
+            }
+            let provider = builder.build().await;
+            sdk = sdk
+                .into_builder()
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+                )
+                .build();
+        }
+        Ok(Self {
+            sdk,
+            default_region,
+            role_arn: aws.role_arn.clone(),
+            calls: Default::default(),
+        })
+    }
+
+    /// A stable description of what a token is requested for, and by whom; Secrets made from
+    /// another request are never considered fresh.
+    pub async fn request_fingerprint(&self, registries: &[RegistrySpec]) -> String {
+        let mut regs: Vec<String> = registries.iter().map(ToString::to_string).collect();
+        regs.sort();
+        regs.dedup();
+        format!(
+            "region={};registries={};role={};identity={}",
+            self.default_region,
+            regs.join(","),
+            self.role_arn.as_ref().map_or("", RoleArn::as_str),
+            self.identity().await
+        )
+    }
+
+    /// With --role-arn the role names the account, and resolving it would cost an STS call:
+    /// nothing more is needed. Otherwise the chain's credentials, resolved once for the run
+    /// (see [`ResolveOnce`]); for static keys that is a local read.
+    async fn identity(&self) -> String {
+        use aws_credential_types::provider::ProvideCredentials as _;
+        if self.role_arn.is_some() {
+            return String::new();
+        }
+        let Some(provider) = self.sdk.credentials_provider() else {
+            return "none".into();
+        };
+        match provider.provide_credentials().await {
+            Ok(c) => identity_of(c.access_key_id(), c.session_token().is_some()),
+            // Then nothing is fresh, and the token call reports what is wrong.
+            Err(e) => {
+                debug!(error = %chain(&e), "could not resolve AWS credentials for the fingerprint");
+                "unknown".into()
+            }
+        }
+    }
+
+    /// What a Secret's payload must hold to be fresh, see [`ExpectedHosts::matches`].
+    pub fn expected_hosts(&self, registries: &[RegistrySpec]) -> ExpectedHosts {
+        let mut requested: Vec<String> = self.plan(registries).into_values().flatten().collect();
+        requested.sort();
+        requested.dedup();
+        ExpectedHosts {
+            requested,
+            default_region: self.default_region.clone(),
+        }
+    }
+
+    pub fn default_region(&self) -> &RegionName {
+        &self.default_region
+    }
+
+    /// Groups the requested registries by region. The default region is always present: its
+    /// token's own registry is always written.
+    pub fn plan(&self, registries: &[RegistrySpec]) -> BTreeMap<RegionName, Vec<String>> {
+        let mut plan: BTreeMap<RegionName, Vec<String>> = BTreeMap::new();
+        plan.entry(self.default_region.clone()).or_default();
+        for spec in registries {
+            let (region, host) = match spec {
+                RegistrySpec::Account(id) => (
+                    self.default_region.clone(),
+                    registry_host(id, &self.default_region),
+                ),
+                RegistrySpec::Host { host, region } => (region.clone(), host.clone()),
+            };
+            let hosts = plan.entry(region).or_default();
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+        plan
+    }
+
+    /// Calls GetAuthorizationToken once per region. Any failure fails the whole fetch, so a
+    /// Secret is never written with only some of its registries.
+    pub async fn fetch(&self, registries: &[RegistrySpec]) -> Result<Vec<RegionCredential>> {
+        let plan = self.plan(registries);
+        let calls = plan.into_iter().map(|(region, hosts)| async move {
+            let is_default = region == self.default_region;
+            self.fetch_region(region, hosts, is_default).await
+        });
+        futures::future::try_join_all(calls).await
+    }
+
+    async fn fetch_region(
+        &self,
+        region: RegionName,
+        mut hosts: Vec<String>,
+        include_own_registry: bool,
+    ) -> Result<RegionCredential> {
+        let conf = aws_sdk_ecr::config::Builder::from(&self.sdk)
+            .region(Region::new(region.as_str().to_string()))
+            .build();
+        let client = aws_sdk_ecr::Client::from_conf(conf);
+        debug!(%region, "requesting ECR authorization token");
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let out = client
+            .get_authorization_token()
+            .send()
+            .await
+            .map_err(|e| Error::EcrToken {
+                region: region.to_string(),
+                message: describe_sdk_error(&e),
+            })?;
+        let bad = |reason: String| Error::EcrTokenInvalid {
+            region: region.to_string(),
+            reason,
+        };
+        let data = out
+            .authorization_data()
+            .first()
+            .ok_or_else(|| bad("ECR returned no authorization data".into()))?;
+        let token = data
+            .authorization_token()
+            .ok_or_else(|| bad("ECR returned no authorization token".into()))?;
+        let login = decode_token(token).map_err(|e| bad(e.to_string()))?;
+        if include_own_registry {
+            let endpoint = data
+                .proxy_endpoint()
+                .ok_or_else(|| bad("ECR returned no proxy endpoint".into()))?;
+            let own = endpoint_host(endpoint).ok_or_else(|| {
+                bad(format!(
+                    "ECR returned an unusable proxy endpoint {endpoint:?}"
+                ))
+            })?;
+            if !hosts.contains(&own) {
+                hosts.insert(0, own);
+            }
+        }
+        let expires_at = data
+            .expires_at()
+            .and_then(|t| jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok());
+        match expires_at {
+            Some(t) if t <= jiff::Timestamp::now() => {
+                warn!(%region, expires_at = %t, "ECR returned a token that has already expired")
+            }
+            Some(t) => info!(%region, expires_at = %t, "got ECR authorization token"),
+            None => warn!(%region, "ECR returned a token with no expiry"),
+        }
+        Ok(RegionCredential {
+            region,
+            login,
+            expires_at,
+            hosts,
+        })
+    }
+}
+
+/// The SDK's default HTTPS client, plus the proxy settings from HTTPS_PROXY, HTTP_PROXY and
+/// NO_PROXY (the default client ignores them, and clusters outside AWS are often behind one).
+fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::{proxy::ProxyConfig, tls, Connector};
+    use aws_smithy_runtime_api::client::http::{http_client_fn, SharedHttpConnector};
+    http_client_fn(|settings, components| {
+        let mut builder = Connector::builder()
+            .connector_settings(settings.clone())
+            .proxy_config(ProxyConfig::from_env());
+        if let Some(sleep) = components.sleep_impl() {
+            builder = builder.sleep_impl(sleep);
+        }
+        let tls = tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc);
+        SharedHttpConnector::new(builder.tls_provider(tls).build())
+    })
+}
+
+/// Turns an SDK error into one line that says what failed and what to check (no debug dump).
+fn describe_sdk_error(
+    err: &SdkError<
+        aws_sdk_ecr::operation::get_authorization_token::GetAuthorizationTokenError,
+        aws_smithy_runtime_api::http::Response,
+    >,
+) -> String {
+    use aws_sdk_ecr::error::ProvideErrorMetadata as _;
+    const CREDENTIALS: &str =
+        "check the AWS credentials: env keys, --profile/AWS_PROFILE, web identity or SSO";
+    match err {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let code = err.code().map(|c| format!(" {c}")).unwrap_or_default();
+            let message = err.message().map(|m| format!(": {m}")).unwrap_or_default();
+            let hint = if matches!(status, 401 | 403) || code.contains("AccessDenied") || code.contains("Token") {
+                "check the AWS credentials and that they allow ecr:GetAuthorizationToken"
+            } else {
+                "ECR refused the request"
+            };
+            format!("ECR answered {status}{code}{message} ({hint})")
+        }
+        SdkError::TimeoutError(_) => {
+            format!("ECR did not answer in time: {} (check network access to ECR, and HTTPS_PROXY)", chain(err))
+        }
+        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => format!(
+            "could not reach ECR: {} (check network access to ECR, HTTPS_PROXY, and AWS_ENDPOINT_URL if set)",
+            chain(err)
+        ),
+        _ => format!("{} ({CREDENTIALS})", chain(err)),
+    }
+}

@@ -1,0 +1,148 @@
+//! AWS credentials: the profile the user chose, resolving the chain once per run, and whose
+//! credentials they are (for the freshness fingerprint).
+
+use std::time::Duration;
+
+use crate::error::{chain, Error, Result};
+
+/// Who credentials belong to, for the freshness fingerprint, without any call. A long-term key
+/// (no session token) is its own identity: a short hash of the key id (not secret, but no need
+/// to spread it). Temporary credentials get a new key id every session, so for them the account
+/// that owns them, which AWS encodes in the key id; if it cannot be decoded, the key hash again
+/// (fresh only within that session: safe, only costly).
+pub fn identity_of(access_key_id: &str, temporary: bool) -> String {
+    match account_of_key(access_key_id).filter(|_| temporary) {
+        Some(account) => format!("account:{account}"),
+        None => {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(access_key_id.as_bytes());
+            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            format!("key:{hex}")
+        }
+    }
+}
+
+/// The account id in an access key id: base32 after the 4-letter prefix (AKIA, ASIA, ...), then
+/// bits 7..47 of the first 6 bytes.
+fn account_of_key(key_id: &str) -> Option<u64> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let body = key_id.get(4..)?.as_bytes();
+    if body.len() < 10 {
+        return None;
+    }
+    // 10 base32 characters are 50 bits: more than the 48 needed.
+    let mut bits: u64 = 0;
+    for c in &body[..10] {
+        let v = ALPHABET.iter().position(|a| a == c)? as u64;
+        bits = (bits << 5) | v;
+    }
+    let first_six_bytes = bits >> 2;
+    Some((first_six_bytes & 0x7fff_ffff_ff80) >> 7)
+}
+
+/// Resolves the credential chain once and hands out the same credentials until they are about
+/// to expire, so the freshness fingerprint and the token call cost one resolution, not two.
+#[derive(Debug)]
+pub(super) struct ResolveOnce {
+    inner: aws_credential_types::provider::SharedCredentialsProvider,
+    cached: tokio::sync::Mutex<Option<aws_credential_types::Credentials>>,
+}
+
+impl ResolveOnce {
+    pub(super) fn new(inner: aws_credential_types::provider::SharedCredentialsProvider) -> Self {
+        Self {
+            inner,
+            cached: Default::default(),
+        }
+    }
+}
+
+impl aws_credential_types::provider::ProvideCredentials for ResolveOnce {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            let mut cached = self.cached.lock().await;
+            let soon = std::time::SystemTime::now() + Duration::from_secs(300);
+            if let Some(c) = cached
+                .as_ref()
+                .filter(|c| c.expiry().is_none_or(|e| e > soon))
+            {
+                return Ok(c.clone());
+            }
+            let fresh = self.inner.provide_credentials().await?;
+            *cached = Some(fresh.clone());
+            Ok(fresh)
+        })
+    }
+}
+
+/// The profile chosen with `--profile` (or `ECR_REFRESH_PROFILE`), else `AWS_PROFILE`, checked
+/// against the shared config and credentials files: naming one that is not there is bad input,
+/// not a quiet fall-back to other credentials.
+pub(super) async fn selected_profile(flag_value: Option<&str>) -> Result<Option<String>> {
+    let (name, flag) = match flag_value {
+        Some(p) => (p.to_string(), "--profile"),
+        None => match std::env::var("AWS_PROFILE") {
+            Ok(p) if !p.is_empty() => (p, "AWS_PROFILE"),
+            _ => return Ok(None),
+        },
+    };
+    let bad = |reason: String| Error::InvalidInput {
+        flag,
+        value: name.clone(),
+        reason,
+    };
+    #[allow(deprecated)] // ProfileFiles::default() is what the SDK itself reads
+    let files = aws_config::profile::profile_file::ProfileFiles::default();
+    let profiles = aws_config::profile::load(
+        &aws_types::os_shim_internal::Fs::real(),
+        &aws_types::os_shim_internal::Env::real(),
+        &files,
+        None,
+    )
+    .await
+    .map_err(|e| bad(format!("cannot read the AWS config files: {}", chain(&e))))?;
+    if profiles.get_profile(&name).is_none() {
+        return Err(bad(
+            "no such profile in the AWS config or credentials file (~/.aws/config, ~/.aws/credentials, or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE); see `aws configure list-profiles`".into(),
+        ));
+    }
+    Ok(Some(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_is_read_from_the_access_key_id() {
+        // The example from AWS's own key format write-ups.
+        assert_eq!(
+            account_of_key("ASIAY34FZKBOKMUTVV7A"),
+            Some(609_629_065_308)
+        );
+        assert_eq!(account_of_key("AKIA0"), None);
+        assert_eq!(account_of_key("AKIA1111111111111111"), None);
+    }
+
+    #[test]
+    fn identity_is_the_account_for_temporary_keys_and_a_key_hash_otherwise() {
+        assert_eq!(
+            identity_of("ASIAY34FZKBOKMUTVV7A", true),
+            "account:609629065308"
+        );
+        let long_term = identity_of("AKIAY34FZKBOKMUTVV7A", false);
+        assert!(
+            long_term.starts_with("key:") && long_term.len() == 20,
+            "{long_term}"
+        );
+        assert!(!long_term.contains("Y34FZKBOKMUTVV7A"));
+        assert_ne!(long_term, identity_of("AKIAY34FZKBOKMUTVV7B", false));
+        // Undecodable temporary keys fall back to the hash.
+        assert!(identity_of("ASIA1111111111111111", true).starts_with("key:"));
+    }
+}

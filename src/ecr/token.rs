@@ -1,0 +1,114 @@
+//! ECR's authorization token: decoding it into a login, and what one region's token covers.
+
+use base64::Engine as _;
+
+use super::RegionName;
+use crate::sensitive::Sensitive;
+
+/// Why an authorization token could not be used. Never carries the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the authorization token is empty")]
+    Empty,
+    #[error("the authorization token is not valid base64")]
+    NotBase64,
+    #[error("the decoded authorization token is not UTF-8 text")]
+    NotUtf8,
+    #[error("the decoded authorization token has no ':' between user name and password")]
+    NoSeparator,
+    #[error("the decoded authorization token has an empty user name")]
+    EmptyUser,
+    #[error("the decoded authorization token has an empty password")]
+    EmptyPassword,
+    #[error("the decoded authorization token contains control characters")]
+    ControlCharacter,
+}
+
+/// A decoded registry credential.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Login {
+    pub username: String,
+    pub password: Sensitive<String>,
+}
+
+/// Decodes ECR's `authorizationToken`: base64 of `user:password`, split on the first `:` only
+/// (the password may itself contain colons).
+pub fn decode_token(token: &str) -> Result<Login, TokenError> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(TokenError::Empty);
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| TokenError::NotBase64)?;
+    let text = String::from_utf8(bytes).map_err(|_| TokenError::NotUtf8)?;
+    let (user, password) = text.split_once(':').ok_or(TokenError::NoSeparator)?;
+    if user.is_empty() {
+        return Err(TokenError::EmptyUser);
+    }
+    if password.is_empty() {
+        return Err(TokenError::EmptyPassword);
+    }
+    if text.chars().any(char::is_control) {
+        return Err(TokenError::ControlCharacter);
+    }
+    Ok(Login {
+        username: user.to_string(),
+        password: Sensitive::new(password.to_string()),
+    })
+}
+
+/// One region's credential and the registry hosts it is written for.
+#[derive(Clone, Debug)]
+pub struct RegionCredential {
+    pub region: RegionName,
+    pub login: Login,
+    pub expires_at: Option<jiff::Timestamp>,
+    pub hosts: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+
+    #[test]
+    fn decodes_and_splits_on_first_colon() {
+        let login = decode_token(&STANDARD.encode("AWS:pa:ss:word")).unwrap();
+        assert_eq!(login.username, "AWS");
+        assert_eq!(login.password.expose(), "pa:ss:word");
+    }
+
+    #[test]
+    fn rejects_bad_tokens() {
+        assert_eq!(decode_token(""), Err(TokenError::Empty));
+        assert_eq!(decode_token("not base64!"), Err(TokenError::NotBase64));
+        assert_eq!(
+            decode_token(&STANDARD.encode([0xff, 0xfe, b':', b'a'])),
+            Err(TokenError::NotUtf8)
+        );
+        assert_eq!(
+            decode_token(&STANDARD.encode("AWSpassword")),
+            Err(TokenError::NoSeparator)
+        );
+        assert_eq!(
+            decode_token(&STANDARD.encode(":password")),
+            Err(TokenError::EmptyUser)
+        );
+        assert_eq!(
+            decode_token(&STANDARD.encode("AWS:")),
+            Err(TokenError::EmptyPassword)
+        );
+        assert_eq!(
+            decode_token(&STANDARD.encode("AWS:pa\nss")),
+            Err(TokenError::ControlCharacter)
+        );
+    }
+
+    #[test]
+    fn token_errors_never_contain_the_token() {
+        let token = STANDARD.encode("AWS");
+        let err = decode_token(&token).unwrap_err();
+        assert!(!err.to_string().contains(&token));
+    }
+}

@@ -1,0 +1,551 @@
+//! Kubernetes grammar checked locally, so a typo fails with exit 2 before any call: object
+//! names, namespace globs and label selectors.
+
+use std::fmt;
+use std::str::FromStr;
+
+use globset::{Glob, GlobMatcher};
+
+/// A namespace name or a glob (`*`, `?`, `[a-z]`, `{a,b}`) over namespace names.
+#[derive(Clone)]
+pub struct NamespacePattern {
+    raw: String,
+    glob: Option<GlobMatcher>,
+}
+
+impl NamespacePattern {
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// A pattern with no glob characters names exactly one namespace.
+    pub fn literal(&self) -> Option<&str> {
+        self.glob.is_none().then_some(self.raw.as_str())
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        match &self.glob {
+            Some(g) => g.is_match(name),
+            None => self.raw == name,
+        }
+    }
+}
+
+impl fmt::Debug for NamespacePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+const GLOB_CHARS: &[char] = &['*', '?', '[', ']', '{', '}', '\\', '!', ','];
+
+impl FromStr for NamespacePattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err("empty namespace pattern".into());
+        }
+        if !s.contains(GLOB_CHARS) {
+            validate_dns_label(s)?;
+            return Ok(Self {
+                raw: s.to_string(),
+                glob: None,
+            });
+        }
+        if let Some(c) = s.chars().find(|c| {
+            !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || GLOB_CHARS.contains(c))
+        }) {
+            return Err(format!(
+                "{c:?} can never match: namespace names hold only lowercase letters, digits and '-'"
+            ));
+        }
+        let glob = Glob::new(s).map_err(|e| format!("invalid glob: {}", e.kind()))?;
+        Ok(Self {
+            raw: s.to_string(),
+            glob: Some(glob.compile_matcher()),
+        })
+    }
+}
+
+/// One flag value: patterns separated by commas, except the commas inside `{a,b}` and `[a,b]`,
+/// which belong to the glob.
+#[derive(Clone, Debug)]
+pub struct PatternList(Vec<NamespacePattern>);
+
+impl PatternList {
+    pub fn flatten(lists: Vec<PatternList>) -> Vec<NamespacePattern> {
+        lists.into_iter().flat_map(|l| l.0).collect()
+    }
+}
+
+impl FromStr for PatternList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        split_outside_groups(s)
+            .into_iter()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+/// Splits on commas outside `{}` and `[]`; an unbalanced group is left whole for the glob
+/// parser to report.
+fn split_outside_groups(s: &str) -> Vec<&str> {
+    let (mut braces, mut brackets, mut start, mut out) = (0i32, 0i32, 0, Vec::new());
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' => braces += 1,
+            '}' => braces -= 1,
+            '[' => brackets += 1,
+            ']' => brackets -= 1,
+            ',' if braces <= 0 && brackets <= 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+/// RFC 1123 label: what Kubernetes accepts as a namespace or ServiceAccount name.
+pub fn validate_dns_label(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err("not a valid name: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit".into())
+    }
+}
+
+/// RFC 1123 subdomain: what Kubernetes accepts as a Secret name.
+pub fn validate_dns_subdomain(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err("not a valid Kubernetes name: use at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit".into())
+    }
+}
+
+/// A Kubernetes label selector (`env=prod,tier!=db,team in (a,b),!legacy,replicas>1`),
+/// checked locally with the apiserver's own grammar (k8s.io/apimachinery `labels.Parse`), so a
+/// typo fails with exit 2 and everything the server accepts is accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelSelector(String);
+
+impl LabelSelector {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for LabelSelector {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // The server takes an empty selector as "everything"; on the command line it is far more
+        // likely an unset variable, so it is refused.
+        if s.trim().is_empty() {
+            return Err(
+                "empty label selector (leave the flag out to select every namespace)".into(),
+            );
+        }
+        SelectorParser::new(s).parse()?;
+        Ok(Self(s.to_string()))
+    }
+}
+
+/// The tokens of apimachinery's selector lexer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tok {
+    End,
+    Ident,
+    In,
+    NotIn,
+    Comma,
+    OpenPar,
+    ClosedPar,
+    Not,
+    Equals,
+    DoubleEquals,
+    NotEquals,
+    Greater,
+    Less,
+}
+
+fn special_token(s: &str) -> Option<Tok> {
+    Some(match s {
+        "," => Tok::Comma,
+        "(" => Tok::OpenPar,
+        ")" => Tok::ClosedPar,
+        "!" => Tok::Not,
+        "=" => Tok::Equals,
+        "==" => Tok::DoubleEquals,
+        "!=" => Tok::NotEquals,
+        ">" => Tok::Greater,
+        "<" => Tok::Less,
+        _ => return None,
+    })
+}
+
+fn is_special(b: u8) -> bool {
+    matches!(b, b'=' | b'!' | b'(' | b')' | b',' | b'>' | b'<')
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Splits a selector into tokens: runs of special characters by longest known operator,
+/// everything else up to a space or special character as a word (`in`/`notin` are keywords).
+fn lex(s: &str) -> Vec<(Tok, &str)> {
+    let b = s.as_bytes();
+    let (mut i, mut out) = (0, Vec::new());
+    loop {
+        while i < b.len() && is_space(b[i]) {
+            i += 1;
+        }
+        if i == b.len() {
+            out.push((Tok::End, ""));
+            return out;
+        }
+        let start = i;
+        if is_special(b[i]) {
+            // Every single special character is a token, so this always finds one.
+            let mut best = (Tok::Comma, start + 1);
+            let mut j = start;
+            while j < b.len() && is_special(b[j]) {
+                j += 1;
+                match special_token(&s[start..j]) {
+                    Some(t) => best = (t, j),
+                    None => break,
+                }
+            }
+            out.push((best.0, &s[start..best.1]));
+            i = best.1;
+        } else {
+            while i < b.len() && !is_special(b[i]) && !is_space(b[i]) {
+                i += 1;
+            }
+            let word = &s[start..i];
+            let tok = match word {
+                "in" => Tok::In,
+                "notin" => Tok::NotIn,
+                _ => Tok::Ident,
+            };
+            out.push((tok, word));
+        }
+    }
+}
+
+struct SelectorParser<'a> {
+    tokens: Vec<(Tok, &'a str)>,
+    pos: usize,
+}
+
+impl<'a> SelectorParser<'a> {
+    fn new(s: &'a str) -> Self {
+        Self {
+            tokens: lex(s),
+            pos: 0,
+        }
+    }
+
+    /// The next token; where a value may stand, `in`/`notin` are plain words.
+    fn peek(&self, values: bool) -> (Tok, &'a str) {
+        let (tok, lit) = self.tokens[self.pos];
+        match tok {
+            Tok::In | Tok::NotIn if values => (Tok::Ident, lit),
+            _ => (tok, lit),
+        }
+    }
+
+    fn next(&mut self, values: bool) -> (Tok, &'a str) {
+        let t = self.peek(values);
+        if t.0 != Tok::End {
+            self.pos += 1;
+        }
+        t
+    }
+
+    fn parse(&mut self) -> Result<(), String> {
+        loop {
+            match self.peek(true) {
+                (Tok::Ident | Tok::Not, _) => {
+                    self.requirement()?;
+                    match self.next(true) {
+                        (Tok::End, _) => return Ok(()),
+                        (Tok::Comma, _) => match self.peek(true) {
+                            (Tok::Ident | Tok::Not, _) => {}
+                            (_, lit) => {
+                                return Err(format!(
+                                    "found {lit:?}, expected: identifier after ','"
+                                ))
+                            }
+                        },
+                        (_, lit) => {
+                            return Err(format!("found {lit:?}, expected: ',' or end of string"))
+                        }
+                    }
+                }
+                (Tok::End, _) => return Ok(()),
+                (_, lit) => {
+                    return Err(format!(
+                        "found {lit:?}, expected: !, identifier, or end of string"
+                    ))
+                }
+            }
+        }
+    }
+
+    fn requirement(&mut self) -> Result<(), String> {
+        let (mut tok, mut key) = self.next(true);
+        let negated = tok == Tok::Not;
+        if negated {
+            (tok, key) = self.next(true);
+        }
+        if tok != Tok::Ident {
+            return Err(format!("found {key:?}, expected: identifier"));
+        }
+        check_label_key(key)?;
+        // `key` and `!key` alone; `!key` followed by anything else fails in the caller.
+        if negated || matches!(self.peek(true).0, Tok::End | Tok::Comma) {
+            return Ok(());
+        }
+        let values = match self.next(false) {
+            (Tok::In | Tok::NotIn, op) => self.set(op)?,
+            (Tok::Equals | Tok::DoubleEquals | Tok::NotEquals, _) => vec![self.exact_value()?],
+            (Tok::Greater | Tok::Less, op) => {
+                let v = self.exact_value()?;
+                if v.parse::<i64>().is_err() {
+                    return Err(format!(
+                        "{key}{op}{v}: {op} compares numbers, the value must be a whole number"
+                    ));
+                }
+                vec![v]
+            }
+            (_, "") => {
+                return Err(format!(
+                    "{key:?} needs an operator (=, ==, !=, in, notin, >, <) or a ',' before the end"
+                ))
+            }
+            (_, lit) => {
+                return Err(format!(
+                    "found {lit:?} after {key:?}, expected an operator: =, ==, !=, in, notin, >, <"
+                ))
+            }
+        };
+        values.into_iter().try_for_each(check_label_value)
+    }
+
+    /// `(a,b)`; empty members (`()`, `(a,)`) are the empty value, as on the server.
+    fn set(&mut self, op: &str) -> Result<Vec<&'a str>, String> {
+        match self.next(true) {
+            (Tok::OpenPar, _) => {}
+            (_, lit) => {
+                return Err(format!(
+                    "found {lit:?}, expected a list in parentheses after {op}, such as (a,b)"
+                ))
+            }
+        }
+        let mut values = Vec::new();
+        match self.peek(true) {
+            (Tok::ClosedPar, _) => {
+                self.next(true);
+                return Ok(vec![""]);
+            }
+            (Tok::Ident | Tok::Comma, _) => {}
+            (_, lit) => return Err(format!("found {lit:?}, expected: ',', ')' or identifier")),
+        }
+        loop {
+            match self.next(true) {
+                (Tok::Ident, v) => {
+                    values.push(v);
+                    match self.peek(true) {
+                        (Tok::Comma, _) => continue,
+                        (Tok::ClosedPar, _) => break,
+                        (_, lit) => return Err(format!("found {lit:?}, expected: ',' or ')'")),
+                    }
+                }
+                (Tok::Comma, _) => {
+                    values.push("");
+                    match self.peek(true).0 {
+                        Tok::ClosedPar => break,
+                        Tok::Comma => {
+                            self.next(true);
+                        }
+                        _ => {}
+                    }
+                }
+                (_, lit) => return Err(format!("found {lit:?}, expected: ',', or identifier")),
+            }
+        }
+        match self.next(true) {
+            (Tok::ClosedPar, _) => Ok(values),
+            (_, lit) => Err(format!("found {lit:?}, expected: ')'")),
+        }
+    }
+
+    /// The value after `=`, `==`, `!=`, `>` or `<`; none at all is the empty value.
+    fn exact_value(&mut self) -> Result<&'a str, String> {
+        match self.peek(true) {
+            (Tok::End | Tok::Comma, _) => Ok(""),
+            (Tok::Ident, v) => {
+                self.next(true);
+                Ok(v)
+            }
+            (_, lit) => Err(format!("found {lit:?}, expected: a value")),
+        }
+    }
+}
+
+fn check_label_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        validate_dns_subdomain(p)
+            .map_err(|_| format!("label key prefix {p:?} is not a DNS subdomain"))?;
+    }
+    if name.is_empty() || name.len() > 63 || !is_label_text(name) {
+        return Err(format!(
+            "label key {key:?} is invalid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+fn check_label_value(value: &str) -> Result<(), String> {
+    if value.is_empty() || (value.len() <= 63 && is_label_text(value)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "label value {value:?} is invalid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+        ))
+    }
+}
+
+fn is_label_text(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_selectors() {
+        // tests/selectors.rs checks a larger table against the real apiserver.
+        for ok in [
+            "env=prod",
+            "env==prod,tier!=db",
+            "team in (a, b),!legacy",
+            "env in(a,b)",
+            "example.com/owner notin (x)",
+            "managed",
+            "env=",
+            "replicas>1",
+            "replicas < 10",
+            "in=x,!notin",
+            "env in ()",
+        ] {
+            assert!(ok.parse::<LabelSelector>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            " ",
+            "env=prod,",
+            "team in a,b",
+            "team in (a",
+            "Bad Key=x",
+            "env=-x-",
+            "a/b/c=d",
+            "=x",
+            "replicas>a",
+            "replicas>=1",
+            "replicas>-1",
+            "!a=b",
+        ] {
+            assert!(bad.parse::<LabelSelector>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lexer_takes_the_longest_operator() {
+        let toks: Vec<_> = lex("a!=b,!c==(d)").into_iter().map(|t| t.0).collect();
+        assert_eq!(
+            toks,
+            [
+                Tok::Ident,
+                Tok::NotEquals,
+                Tok::Ident,
+                Tok::Comma,
+                Tok::Not,
+                Tok::Ident,
+                Tok::DoubleEquals,
+                Tok::OpenPar,
+                Tok::Ident,
+                Tok::ClosedPar,
+                Tok::End
+            ]
+        );
+    }
+
+    #[test]
+    fn pattern_lists_split_outside_groups() {
+        assert_eq!(
+            split_outside_groups("{a,b}-*,x-[a,b],c"),
+            ["{a,b}-*", "x-[a,b]", "c"]
+        );
+        assert_eq!(split_outside_groups("a,,b"), ["a", "", "b"]);
+        assert_eq!(split_outside_groups("{a,b"), ["{a,b"]);
+        assert!("{a,b".parse::<PatternList>().is_err());
+        assert!("a,,b".parse::<PatternList>().is_err());
+    }
+
+    #[test]
+    fn rejects_bad_patterns() {
+        for bad in ["", "[abc", "Team-A", "team_a", "a/b", "-lead", "{a,b"] {
+            assert!(
+                bad.parse::<NamespacePattern>().is_err(),
+                "{bad} should be rejected"
+            );
+        }
+        let err = "team_*".parse::<NamespacePattern>().unwrap_err();
+        assert!(err.contains("'_'"), "{err}");
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_dns_subdomain("awsecr-cred").is_ok());
+        assert!(validate_dns_subdomain("ecr.pull-secret").is_ok());
+        for bad in ["", "Bad", "a_b", "a..b", "-a", &"a".repeat(254)] {
+            assert!(validate_dns_subdomain(bad).is_err(), "{bad}");
+        }
+        assert!(validate_dns_label("default").is_ok());
+        assert!(validate_dns_label("a.b").is_err());
+    }
+}
