@@ -23,31 +23,31 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How to find the cluster, as kubectl does: `--kubeconfig`, else `KUBECONFIG` or
 /// `~/.kube/config`, else the in-cluster ServiceAccount.
 #[derive(Clone, Debug, Default)]
-pub struct ClusterOptions {
-    pub kubeconfig: Option<std::path::PathBuf>,
-    pub context: Option<String>,
-    pub request_timeout: Duration,
+pub(crate) struct ClusterOptions {
+    pub(crate) kubeconfig: Option<std::path::PathBuf>,
+    pub(crate) context: Option<String>,
+    pub(crate) request_timeout: Duration,
 }
 
 /// Counts what a run cost the API server.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     requests: AtomicU64,
     retries: AtomicU64,
 }
 
 impl Stats {
-    pub fn requests(&self) -> u64 {
+    pub(crate) fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
 
-    pub fn retries(&self) -> u64 {
+    pub(crate) fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
     }
 }
 
 #[derive(Clone)]
-pub struct Cluster {
+pub(crate) struct Cluster {
     client: Client,
     server: String,
     request_timeout: Duration,
@@ -56,7 +56,7 @@ pub struct Cluster {
 
 impl Cluster {
     /// Builds a client; reads only local files.
-    pub async fn new(opts: &ClusterOptions) -> Result<Self> {
+    pub(crate) async fn new(opts: &ClusterOptions) -> Result<Self> {
         let (mut config, source) = load_config(opts).await?;
         config.connect_timeout = Some(opts.request_timeout);
         config.read_timeout = Some(opts.request_timeout);
@@ -77,20 +77,16 @@ impl Cluster {
         })
     }
 
-    pub fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         self.client.clone()
     }
 
-    pub fn server(&self) -> &str {
-        &self.server
-    }
-
-    pub fn stats(&self) -> &Stats {
+    pub(crate) fn stats(&self) -> &Stats {
         &self.stats
     }
 
     /// Checks that the server answers and accepts our credentials, before anything else runs.
-    pub async fn check_access(&self) -> Result<()> {
+    pub(crate) async fn check_access(&self) -> Result<()> {
         let version = self
             .call("get server version", || self.client.apiserver_version())
             .await
@@ -110,7 +106,7 @@ impl Cluster {
 
     /// Runs one API call with a timeout, retrying transient failures (5xx, 429, transport
     /// errors, timeouts) with exponential backoff that honours the server's Retry-After.
-    pub async fn call<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, kube::Error>
+    pub(crate) async fn call<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, kube::Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
@@ -328,7 +324,7 @@ fn transient(err: &kube::Error) -> Option<Option<Duration>> {
 }
 
 /// One readable line for a Kubernetes error: the server's message, not kube's debug dump.
-pub fn explain(err: &kube::Error) -> String {
+pub(crate) fn explain(err: &kube::Error) -> String {
     match err {
         kube::Error::Api(s) if s.code == 401 => {
             format!(
@@ -344,7 +340,7 @@ pub fn explain(err: &kube::Error) -> String {
 
 /// [`explain`], plus a hint for a 403. Admission (quotas, policies, a terminating namespace)
 /// refuses with 403 too, so the RBAC hint is only given for the authorizer's own message.
-pub fn explain_write(err: &kube::Error) -> String {
+pub(crate) fn explain_write(err: &kube::Error) -> String {
     let msg = explain(err);
     let kube::Error::Api(s) = err else {
         return msg;
@@ -367,7 +363,7 @@ fn is_rbac_refusal(message: &str) -> bool {
         && (message.contains(" resource \"") || message.contains(" path \""))
 }
 
-pub fn is_status(err: &kube::Error, pred: impl Fn(&kube::core::Status) -> bool) -> bool {
+pub(crate) fn is_status(err: &kube::Error, pred: impl Fn(&kube::core::Status) -> bool) -> bool {
     matches!(err, kube::Error::Api(s) if pred(s))
 }
 

@@ -9,7 +9,7 @@ use crate::ecr::RegionCredential;
 use crate::sensitive::Sensitive;
 
 /// The data key of a `kubernetes.io/dockerconfigjson` Secret.
-pub const DATA_KEY: &str = ".dockerconfigjson";
+pub(crate) const DATA_KEY: &str = ".dockerconfigjson";
 
 #[derive(Serialize, Deserialize)]
 struct DockerConfig {
@@ -26,7 +26,7 @@ struct AuthEntry {
 /// Builds `{"auths":{"<host>":{"username","password","auth"}}}` for every host. Hosts are
 /// sorted, so the same credentials always give the same bytes and an unchanged Secret is seen
 /// as unchanged.
-pub fn build(credentials: &[RegionCredential]) -> Sensitive<Vec<u8>> {
+pub(crate) fn build(credentials: &[RegionCredential]) -> Sensitive<Vec<u8>> {
     let mut auths = BTreeMap::new();
     for cred in credentials {
         let user = &cred.login.username;
@@ -48,13 +48,13 @@ pub fn build(credentials: &[RegionCredential]) -> Sensitive<Vec<u8>> {
 }
 
 /// The registry hosts a payload covers (sorted), or `None` if it is not a complete docker config.
-pub fn hosts(payload: &[u8]) -> Option<Vec<String>> {
+pub(crate) fn hosts(payload: &[u8]) -> Option<Vec<String>> {
     let config: DockerConfig = serde_json::from_slice(payload).ok()?;
     Some(config.auths.into_keys().collect())
 }
 
 /// The hosts under `auths`, whatever their entries hold; `None` if there is no such map.
-pub fn named_hosts(payload: &[u8]) -> Option<Vec<String>> {
+pub(crate) fn named_hosts(payload: &[u8]) -> Option<Vec<String>> {
     #[derive(Deserialize)]
     struct Hosts {
         auths: BTreeMap<String, serde::de::IgnoredAny>,
@@ -66,13 +66,13 @@ pub fn named_hosts(payload: &[u8]) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ecr::{decode_token, Login};
+    use crate::ecr::decode_token;
+    use crate::ecr::token::Login;
     use base64::engine::general_purpose::STANDARD;
     use proptest::prelude::*;
 
-    fn cred(region: &str, password: &str, hosts: &[&str]) -> RegionCredential {
+    fn cred(password: &str, hosts: &[&str]) -> RegionCredential {
         RegionCredential {
-            region: region.parse().unwrap(),
             login: Login {
                 username: "AWS".into(),
                 password: Sensitive::new(password.into()),
@@ -84,7 +84,7 @@ mod tests {
 
     #[test]
     fn builds_the_expected_document() {
-        let payload = build(&[cred("us-east-1", "p:w", &["b.example", "a.example"])]);
+        let payload = build(&[cred("p:w", &["b.example", "a.example"])]);
         let v: serde_json::Value = serde_json::from_slice(payload.expose()).unwrap();
         let entry = &v["auths"]["a.example"];
         assert_eq!(entry["username"], "AWS");
@@ -96,10 +96,7 @@ mod tests {
 
     #[test]
     fn each_region_keeps_its_own_password() {
-        let payload = build(&[
-            cred("us-east-1", "one", &["a"]),
-            cred("eu-west-1", "two", &["b"]),
-        ]);
+        let payload = build(&[cred("one", &["a"]), cred("two", &["b"])]);
         let v: serde_json::Value = serde_json::from_slice(payload.expose()).unwrap();
         assert_eq!(v["auths"]["a"]["password"], "one");
         assert_eq!(v["auths"]["b"]["password"], "two");
@@ -118,7 +115,7 @@ mod tests {
         fn token_round_trips_through_payload(user in "[A-Za-z0-9]{1,8}", password in "[ -~]{1,64}", host in "[a-z0-9.-]{1,40}") {
             let token = STANDARD.encode(format!("{user}:{password}"));
             let login = decode_token(&token).unwrap();
-            let payload = build(&[RegionCredential { region: "us-east-1".parse().unwrap(), login, expires_at: None, hosts: vec![host.clone()] }]);
+            let payload = build(&[RegionCredential { login, expires_at: None, hosts: vec![host.clone()] }]);
             let v: serde_json::Value = serde_json::from_slice(payload.expose()).unwrap();
             prop_assert_eq!(v["auths"][&host]["auth"].as_str().unwrap(), token.as_str());
             prop_assert_eq!(v["auths"][&host]["password"].as_str().unwrap(), password.as_str());

@@ -1,27 +1,25 @@
 //! One error type, one variant per operation, and the exit code each one maps to.
 
-use std::process::ExitCode;
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Exit codes, documented in the README and in `--help`.
-pub mod exit {
+pub(crate) mod exit {
     /// Every selected namespace is in the desired state.
-    pub const OK: u8 = 0;
+    pub(crate) const OK: u8 = 0;
     /// At least one namespace failed (for `status`: is unhealthy); the others were still
     /// processed.
-    pub const NAMESPACE_FAILED: u8 = 1;
+    pub(crate) const NAMESPACE_FAILED: u8 = 1;
     /// A flag, env variable or kubeconfig setting is invalid; nothing was contacted or written.
-    pub const INVALID_INPUT: u8 = 2;
+    pub(crate) const INVALID_INPUT: u8 = 2;
     /// No usable ECR token; nothing was written.
-    pub const ECR_TOKEN: u8 = 3;
+    pub(crate) const ECR_TOKEN: u8 = 3;
     /// The Kubernetes API could not be reached, refused the credentials, or refused to list
     /// namespaces; nothing was written.
-    pub const CLUSTER_ACCESS: u8 = 4;
+    pub(crate) const CLUSTER_ACCESS: u8 = 4;
 }
 
 #[derive(Clone, Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("invalid {flag} {value:?}: {reason}")]
     InvalidInput {
         flag: &'static str,
@@ -52,7 +50,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Error::InvalidInput { .. } | Error::NoRegion | Error::KubeConfig { .. } => {
                 exit::INVALID_INPUT
@@ -64,7 +62,7 @@ impl Error {
     }
 
     /// A short stable name for JSON output.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Error::InvalidInput { .. } => "invalid_input",
             Error::NoRegion => "no_region",
@@ -80,7 +78,7 @@ impl Error {
 
 /// The messages of an error and its sources on one line, each once: libraries often repeat
 /// their source's text in their own.
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
@@ -92,10 +90,4 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
-}
-
-impl From<&Error> for ExitCode {
-    fn from(e: &Error) -> Self {
-        ExitCode::from(e.exit_code())
-    }
 }

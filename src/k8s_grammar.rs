@@ -8,22 +8,22 @@ use globset::{Glob, GlobMatcher};
 
 /// A namespace name or a glob (`*`, `?`, `[a-z]`, `{a,b}`) over namespace names.
 #[derive(Clone)]
-pub struct NamespacePattern {
+pub(crate) struct NamespacePattern {
     raw: String,
     glob: Option<GlobMatcher>,
 }
 
 impl NamespacePattern {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.raw
     }
 
     /// A pattern with no glob characters names exactly one namespace.
-    pub fn literal(&self) -> Option<&str> {
+    pub(crate) fn literal(&self) -> Option<&str> {
         self.glob.is_none().then_some(self.raw.as_str())
     }
 
-    pub fn matches(&self, name: &str) -> bool {
+    pub(crate) fn matches(&self, name: &str) -> bool {
         match &self.glob {
             Some(g) => g.is_match(name),
             None => self.raw == name,
@@ -71,10 +71,10 @@ impl FromStr for NamespacePattern {
 /// One flag value: patterns separated by commas, except the commas inside `{a,b}` and `[a,b]`,
 /// which belong to the glob.
 #[derive(Clone, Debug)]
-pub struct PatternList(Vec<NamespacePattern>);
+pub(crate) struct PatternList(Vec<NamespacePattern>);
 
 impl PatternList {
-    pub fn flatten(lists: Vec<PatternList>) -> Vec<NamespacePattern> {
+    pub(crate) fn flatten(lists: Vec<PatternList>) -> Vec<NamespacePattern> {
         lists.into_iter().flat_map(|l| l.0).collect()
     }
 }
@@ -113,7 +113,7 @@ fn split_outside_groups(s: &str) -> Vec<&str> {
 }
 
 /// RFC 1123 label: what Kubernetes accepts as a namespace or ServiceAccount name.
-pub fn validate_dns_label(s: &str) -> Result<(), String> {
+pub(crate) fn validate_dns_label(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 63
         && s.bytes()
@@ -128,7 +128,7 @@ pub fn validate_dns_label(s: &str) -> Result<(), String> {
 }
 
 /// RFC 1123 subdomain: what Kubernetes accepts as a Secret name.
-pub fn validate_dns_subdomain(s: &str) -> Result<(), String> {
+pub(crate) fn validate_dns_subdomain(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|label| {
@@ -153,7 +153,7 @@ pub fn validate_dns_subdomain(s: &str) -> Result<(), String> {
 pub struct LabelSelector(String);
 
 impl LabelSelector {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }

@@ -3,23 +3,23 @@
 //! `main.rs` only parses flags and maps the result to an exit code; the work lives here.
 
 pub mod cli;
-pub mod cluster;
-pub mod cmd;
-pub mod dockerconfig;
-pub mod ecr;
-pub mod error;
+mod cluster;
+mod cmd;
+mod dockerconfig;
+mod ecr;
+mod error;
 pub mod k8s_grammar;
-pub mod metrics;
-pub mod namespaces;
-pub mod progress;
-pub mod pullsecret;
-pub mod report;
-pub mod sensitive;
-pub mod serviceaccount;
-pub mod shutdown;
+mod metrics;
+mod namespaces;
+mod progress;
+mod pullsecret;
+mod report;
+mod sensitive;
+mod serviceaccount;
+mod shutdown;
 pub mod telemetry;
 
-pub use error::{Error, Result};
+pub(crate) use error::{Error, Result};
 
 use std::io::{IsTerminal as _, Write as _};
 

@@ -21,11 +21,11 @@ use crate::cli::GlobalArgs;
 use crate::report::{Outcome, RunReport};
 
 /// The `job` label of every pushed group.
-pub const JOB: &str = "ecr-refresh";
+pub(crate) const JOB: &str = "ecr-refresh";
 
 /// Where to push the run's metrics.
 #[derive(Clone, Debug, Args)]
-pub struct PushArgs {
+pub(crate) struct PushArgs {
     /// Push the run's metrics to this Prometheus Pushgateway at the end of every run, failed or
     /// not (e.g. http://pushgateway.monitoring:9091). A failed push is logged and does not
     /// change the exit code
@@ -36,7 +36,7 @@ pub struct PushArgs {
         value_name = "URL",
         value_parser = parse_url
     )]
-    pub pushgateway: Option<http::Uri>,
+    pub(crate) pushgateway: Option<http::Uri>,
 
     /// The `instance` label of the pushed group (job="ecr-refresh") [default: the kube context,
     /// or `in-cluster`]
@@ -48,7 +48,7 @@ pub struct PushArgs {
         requires = "pushgateway",
         value_parser = parse_instance
     )]
-    pub pushgateway_instance: Option<String>,
+    pub(crate) pushgateway_instance: Option<String>,
 }
 
 fn parse_url(s: &str) -> Result<http::Uri, String> {
@@ -86,7 +86,7 @@ fn parse_instance(s: &str) -> Result<String, String> {
 
 /// The default `instance`: the kube context the run used, as cluster.rs picks it, else
 /// `in-cluster`.
-pub fn default_instance(global: &GlobalArgs) -> String {
+pub(crate) fn default_instance(global: &GlobalArgs) -> String {
     if let Some(ctx) = &global.context {
         return ctx.clone();
     }
@@ -102,7 +102,7 @@ pub fn default_instance(global: &GlobalArgs) -> String {
 
 /// The group's URL: base64url-encoded instance, so a context such as
 /// `arn:aws:eks:eu-west-1:123456789012:cluster/prod` fits in one path segment.
-pub fn group_url(base: &http::Uri, instance: &str) -> String {
+pub(crate) fn group_url(base: &http::Uri, instance: &str) -> String {
     let base = base.to_string();
     let encoded = base64::engine::general_purpose::URL_SAFE.encode(instance);
     format!(
@@ -215,7 +215,12 @@ fn outcome_label(o: Outcome) -> &'static str {
 
 /// Pushes the run's metrics if `--pushgateway` was given, unless it was a dry run. Never fails
 /// the run: a failed push is a warning.
-pub(crate) async fn push(args: &PushArgs, global: &GlobalArgs, report: &RunReport, duration: Duration) {
+pub(crate) async fn push(
+    args: &PushArgs,
+    global: &GlobalArgs,
+    report: &RunReport,
+    duration: Duration,
+) {
     let Some(base) = &args.pushgateway else {
         return;
     };

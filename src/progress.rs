@@ -20,17 +20,17 @@ const REDRAW_EVERY: Duration = Duration::from_millis(100);
 const CLEAR: &str = "\r\x1b[2K";
 
 /// Turns the progress line on for this process.
-pub fn enable() {
+pub(crate) fn enable() {
     ENABLED.store(true, Ordering::Relaxed);
 }
 
 /// Whether a progress line belongs on this stderr: a person is watching, and nothing parses it.
-pub fn wanted(stderr_is_terminal: bool, text_output: bool, text_logs: bool) -> bool {
+pub(crate) fn wanted(stderr_is_terminal: bool, text_output: bool, text_logs: bool) -> bool {
     stderr_is_terminal && text_output && text_logs
 }
 
 /// What the progress line needs to know about one finished item.
-pub trait Tally {
+pub(crate) trait Tally {
     fn failed(&self) -> bool;
 }
 
@@ -48,7 +48,7 @@ impl<T: Tally> Tally for Option<T> {
 }
 
 /// One pass over `total` items. Does nothing when progress is off.
-pub struct Progress {
+pub(crate) struct Progress {
     on: bool,
     total: usize,
     done: usize,
@@ -58,7 +58,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn start(total: usize) -> Self {
+    pub(crate) fn start(total: usize) -> Self {
         Self {
             on: ENABLED.load(Ordering::Relaxed) && total > 0,
             total,
@@ -69,7 +69,7 @@ impl Progress {
         }
     }
 
-    pub fn tick(&mut self, item: &impl Tally) {
+    pub(crate) fn tick(&mut self, item: &impl Tally) {
         if !self.on {
             return;
         }
@@ -98,7 +98,7 @@ impl Drop for Progress {
 }
 
 /// The text of the line, e.g. `namespaces: 120/3000 done, 2 failed, 85.3/s`.
-pub fn line(done: usize, total: usize, failed: usize, elapsed: Duration) -> String {
+pub(crate) fn line(done: usize, total: usize, failed: usize, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64();
     let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
     format!("namespaces: {done}/{total} done, {failed} failed, {rate:.1}/s")
@@ -119,9 +119,9 @@ fn show(new: Option<String>) {
 /// stderr for the log subscriber: each log line is written with the progress line taken away
 /// and drawn again after it.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Stderr;
+pub(crate) struct Stderr;
 
-pub struct StderrGuard {
+pub(crate) struct StderrGuard {
     shown: std::sync::MutexGuard<'static, Option<String>>,
     err: std::io::StderrLock<'static>,
 }

@@ -699,14 +699,13 @@ fn api_error(code: u16, body: &[u8]) -> kube::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ecr::Login;
+    use crate::ecr::token::Login;
 
     const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
     fn desired(expires: i64) -> Desired {
         Desired::new(
             &[RegionCredential {
-                region: "us-east-1".parse().unwrap(),
                 login: Login {
                     username: "AWS".into(),
                     password: Sensitive::new("pw".into()),

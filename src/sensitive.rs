@@ -5,14 +5,14 @@ use std::fmt;
 /// Holds a token, password or payload. Formatting prints `(redacted)`; the value is only
 /// reachable through [`Sensitive::expose`], which makes every use easy to audit.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Sensitive<T>(T);
+pub(crate) struct Sensitive<T>(T);
 
 impl<T> Sensitive<T> {
-    pub fn new(value: T) -> Self {
+    pub(crate) fn new(value: T) -> Self {
         Self(value)
     }
 
-    pub fn expose(&self) -> &T {
+    pub(crate) fn expose(&self) -> &T {
         &self.0
     }
 }

@@ -9,13 +9,13 @@ use tracing::warn;
 
 /// Whether, and by which signal, the run was asked to stop.
 #[derive(Clone, Debug)]
-pub struct Stop {
+pub(crate) struct Stop {
     rx: watch::Receiver<Option<&'static str>>,
 }
 
 impl Stop {
     /// A stop that never comes.
-    pub fn never() -> Self {
+    pub(crate) fn never() -> Self {
         let (_, rx) = watch::channel(None);
         Self { rx }
     }
@@ -28,12 +28,12 @@ impl Stop {
     }
 
     /// The signal that asked the run to stop, if one did.
-    pub fn requested(&self) -> Option<&'static str> {
+    pub(crate) fn requested(&self) -> Option<&'static str> {
         *self.rx.borrow()
     }
 
     /// Resolves when a stop is asked for; never, if no one can ask.
-    pub async fn wait(&self) -> &'static str {
+    pub(crate) async fn wait(&self) -> &'static str {
         let mut rx = self.rx.clone();
         let signal = rx.wait_for(Option::is_some).await.ok().and_then(|v| *v);
         match signal {
@@ -44,7 +44,7 @@ impl Stop {
 }
 
 /// Listens for SIGTERM and SIGINT from now on. Must be called inside the runtime.
-pub fn on_signals() -> std::io::Result<Stop> {
+pub(crate) fn on_signals() -> std::io::Result<Stop> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

@@ -72,7 +72,7 @@ pub enum Command {
 pub struct ManArgs {
     /// The subcommand whose page to print [default: the main page, ecr-refresh(1)]
     #[arg(value_enum)]
-    pub page: Option<ManPage>,
+    pub(crate) page: Option<ManPage>,
 }
 
 /// The pages `man` can print besides the main one.
@@ -99,7 +99,7 @@ impl ManPage {
 pub struct CompletionsArgs {
     /// The shell to write the script for
     #[arg(value_enum)]
-    pub shell: CompletionShell,
+    pub(crate) shell: CompletionShell,
 }
 
 /// The shells `completions` supports.
@@ -134,7 +134,7 @@ pub struct GlobalArgs {
         env = "ECR_REFRESH_KUBECONFIG",
         value_name = "PATH"
     )]
-    pub kubeconfig: Option<PathBuf>,
+    pub(crate) kubeconfig: Option<PathBuf>,
 
     /// The kubeconfig context to use [default: the current context]
     #[arg(
@@ -144,7 +144,7 @@ pub struct GlobalArgs {
         env = "ECR_REFRESH_CONTEXT",
         value_name = "NAME"
     )]
-    pub context: Option<String>,
+    pub(crate) context: Option<String>,
 
     /// Timeout for each Kubernetes and AWS request (e.g. 10s, 1m)
     #[arg(
@@ -155,11 +155,11 @@ pub struct GlobalArgs {
         default_value = "10s",
         value_name = "DURATION"
     )]
-    pub request_timeout: Timeout,
+    pub(crate) request_timeout: Timeout,
 
     /// Report format on stdout
     #[arg(help_heading = "Output", short, long, global = true, env = "ECR_REFRESH_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
+    pub(crate) output: OutputFormat,
 
     /// Log format on stderr; the level is set with RUST_LOG (default: info)
     #[arg(help_heading = "Output", long, global = true, env = "ECR_REFRESH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -188,7 +188,7 @@ pub struct SelectionArgs {
         env = "ECR_REFRESH_NAMESPACE",
         value_name = "GLOB"
     )]
-    pub namespaces: Vec<PatternList>,
+    pub(crate) namespaces: Vec<PatternList>,
 
     /// Select every namespace (the default; conflicts with --namespace)
     #[arg(
@@ -198,7 +198,7 @@ pub struct SelectionArgs {
         env = "ECR_REFRESH_ALL_NAMESPACES",
         conflicts_with = "namespaces"
     )]
-    pub all_namespaces: bool,
+    pub(crate) all_namespaces: bool,
 
     /// Namespace name or glob to leave alone; wins over --namespace; repeatable or comma-separated
     #[arg(
@@ -208,7 +208,7 @@ pub struct SelectionArgs {
         env = "ECR_REFRESH_EXCLUDE_NAMESPACE",
         value_name = "GLOB"
     )]
-    pub exclude_namespaces: Vec<PatternList>,
+    pub(crate) exclude_namespaces: Vec<PatternList>,
 
     /// Only namespaces whose labels match this selector (e.g. `env=prod,team in (a,b)`);
     /// combines with the globs. Namespaces annotated `ecr-refresh/opt-out: "true"` are always
@@ -220,7 +220,7 @@ pub struct SelectionArgs {
         env = "ECR_REFRESH_NAMESPACE_SELECTOR",
         value_name = "SELECTOR"
     )]
-    pub namespace_selector: Option<LabelSelector>,
+    pub(crate) namespace_selector: Option<LabelSelector>,
 }
 
 /// Which Secret, and which ServiceAccounts use it.
@@ -235,7 +235,7 @@ pub struct TargetArgs {
         value_name = "NAME",
         value_parser = object_name
     )]
-    pub secret_name: String,
+    pub(crate) secret_name: String,
 
     /// ServiceAccount that uses the Secret; repeatable or comma-separated
     #[arg(
@@ -247,7 +247,7 @@ pub struct TargetArgs {
         value_name = "NAME",
         value_parser = object_name
     )]
-    pub service_accounts: Vec<String>,
+    pub(crate) service_accounts: Vec<String>,
 
     /// Every ServiceAccount in each namespace, for teams that run pods under their own.
     /// Needs `list` on serviceaccounts and `get`/`update` on all of them (see README)
@@ -257,7 +257,7 @@ pub struct TargetArgs {
         env = "ECR_REFRESH_ALL_SERVICE_ACCOUNTS",
         conflicts_with = "service_accounts"
     )]
-    pub all_service_accounts: bool,
+    pub(crate) all_service_accounts: bool,
 }
 
 /// Where and as whom to ask ECR. `EcrClientConfig::load` reads these as parsed.
@@ -274,7 +274,7 @@ pub struct AwsArgs {
         value_delimiter = ',',
         value_name = "ACCOUNT_OR_HOST"
     )]
-    pub registries: Vec<RegistrySpec>,
+    pub(crate) registries: Vec<RegistrySpec>,
 
     /// AWS region [default: AWS_REGION, AWS_DEFAULT_REGION, then the profile's region]
     #[arg(
@@ -283,7 +283,7 @@ pub struct AwsArgs {
         env = "ECR_REFRESH_REGION",
         value_name = "REGION"
     )]
-    pub region: Option<RegionName>,
+    pub(crate) region: Option<RegionName>,
 
     /// AWS shared-config profile [default: AWS_PROFILE, then `default`]
     #[arg(
@@ -292,7 +292,7 @@ pub struct AwsArgs {
         env = "ECR_REFRESH_PROFILE",
         value_name = "NAME"
     )]
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
 
     /// IAM role to assume (through STS) with the credentials the chain finds: the
     /// cross-account pattern
@@ -302,7 +302,7 @@ pub struct AwsArgs {
         env = "ECR_REFRESH_ROLE_ARN",
         value_name = "ARN"
     )]
-    pub role_arn: Option<RoleArn>,
+    pub(crate) role_arn: Option<RoleArn>,
 
     /// Session name for --role-arn, shown in CloudTrail
     #[arg(
@@ -313,7 +313,7 @@ pub struct AwsArgs {
         value_name = "NAME",
         requires = "role_arn"
     )]
-    pub role_session_name: SessionName,
+    pub(crate) role_session_name: SessionName,
 
     /// External ID the role's trust policy requires
     #[arg(
@@ -323,7 +323,7 @@ pub struct AwsArgs {
         value_name = "ID",
         requires = "role_arn"
     )]
-    pub external_id: Option<String>,
+    pub(crate) external_id: Option<String>,
 }
 
 /// How hard and how long to work.
@@ -338,7 +338,7 @@ pub struct RunArgs {
         default_value = "16",
         value_name = "N"
     )]
-    pub concurrency: Concurrency,
+    pub(crate) concurrency: Concurrency,
 
     /// Upper bound for the whole run; namespaces not done by then are reported as failed.
     /// Keep it below the CronJob's activeDeadlineSeconds
@@ -349,19 +349,19 @@ pub struct RunArgs {
         default_value = "5m",
         value_name = "DURATION"
     )]
-    pub timeout: Timeout,
+    pub(crate) timeout: Timeout,
 }
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub(crate) selection: SelectionArgs,
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub(crate) target: TargetArgs,
     #[command(flatten)]
-    pub aws: AwsArgs,
+    pub(crate) aws: AwsArgs,
     #[command(flatten)]
-    pub run: RunArgs,
+    pub(crate) run: RunArgs,
 
     /// How long to wait for a missing ServiceAccount (a brand-new namespace gets its `default`
     /// one a moment after creation) before failing that namespace
@@ -372,18 +372,18 @@ pub struct SyncArgs {
         default_value = "10s",
         value_name = "DURATION"
     )]
-    pub service_account_wait: DurationArg,
+    pub(crate) service_account_wait: DurationArg,
 
     /// Take over a Secret of the same name that ecr-refresh does not own, replacing it if it
     /// has another type (that needs `delete` on it). Other people's imagePullSecrets entries
     /// are never removed
     #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_FORCE")]
-    pub force: bool,
+    pub(crate) force: bool,
 
     /// Send every write as a server-side dry run (dryRun=All): the API server validates and
     /// admits it, and nothing is persisted
     #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_DRY_RUN")]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 
     /// Leave a Secret alone while its token has more than this left (and it was made for the
     /// same registries); without it every run writes a new token. With e.g. `--refresh-before
@@ -395,26 +395,26 @@ pub struct SyncArgs {
         env = "ECR_REFRESH_REFRESH_BEFORE",
         value_name = "DURATION"
     )]
-    pub refresh_before: Option<DurationArg>,
+    pub(crate) refresh_before: Option<DurationArg>,
 
     /// Also remove our Secret and imagePullSecrets entry from namespaces that are no longer
     /// selected (see `ecr-refresh prune`)
     #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_PRUNE")]
-    pub prune: bool,
+    pub(crate) prune: bool,
 
     #[command(flatten)]
     // Boxed: the URL is large, and clippy keeps the Command variants close in size.
-    pub metrics: Box<crate::metrics::PushArgs>,
+    pub(crate) metrics: Box<crate::metrics::PushArgs>,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub(crate) selection: SelectionArgs,
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub(crate) target: TargetArgs,
     #[command(flatten)]
-    pub run: RunArgs,
+    pub(crate) run: RunArgs,
 
     /// Also count a namespace as unhealthy when its token expires sooner than this
     #[arg(
@@ -423,17 +423,17 @@ pub struct StatusArgs {
         env = "ECR_REFRESH_MIN_REMAINING",
         value_name = "DURATION"
     )]
-    pub min_remaining: Option<DurationArg>,
+    pub(crate) min_remaining: Option<DurationArg>,
 }
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub(crate) selection: SelectionArgs,
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub(crate) target: TargetArgs,
     #[command(flatten)]
-    pub run: RunArgs,
+    pub(crate) run: RunArgs,
 
     /// Remove ecr-refresh's Secret and imagePullSecrets entry from every namespace (uninstall)
     #[arg(
@@ -442,11 +442,11 @@ pub struct PruneArgs {
         env = "ECR_REFRESH_UNINSTALL",
         conflicts_with_all = ["namespaces", "exclude_namespaces", "namespace_selector", "all_namespaces"]
     )]
-    pub uninstall: bool,
+    pub(crate) uninstall: bool,
 
     /// Send every write as a server-side dry run: report what would be removed, remove nothing
     #[arg(help_heading = "Prune", long, env = "ECR_REFRESH_DRY_RUN")]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 // Shown below the flags in `--help`. The exit codes are those of `crate::error::exit`.

@@ -12,7 +12,7 @@ pub use args::{
     AwsArgs, Cli, Command, CompletionShell, CompletionsArgs, GlobalArgs, ManArgs, ManPage,
     OutputFormat, PruneArgs, RunArgs, SelectionArgs, StatusArgs, SyncArgs, TargetArgs,
 };
-pub use values::{Concurrency, DurationArg, RoleArn, SessionName, Timeout, MAX_DURATION};
+pub(crate) use values::RoleArn;
 
 /// `ecr-refresh ARGS...` as clap parses it, for the tests in `args` and `options`.
 #[cfg(test)]

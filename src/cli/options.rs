@@ -12,8 +12,8 @@ use crate::cmd::Target;
 use crate::error::{Error, Result};
 use crate::k8s_grammar::PatternList;
 use crate::namespaces::Selection;
-use crate::serviceaccount::ServiceAccounts;
 use crate::pullsecret::MAX_TOKEN_LIFETIME;
+use crate::serviceaccount::ServiceAccounts;
 
 impl SelectionArgs {
     fn into_selection(self) -> Selection {

@@ -8,18 +8,18 @@ use crate::k8s_grammar::validate_dns_subdomain;
 
 /// The longest duration any flag takes. A CronJob pass never needs more, and a bound keeps
 /// deadline arithmetic (`now + timeout`, `timeout * 4`) far from overflow. Messages say "24h".
-pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// A duration such as 30s, 2m or 1h30m, at most [`MAX_DURATION`]. With `NONZERO`, zero is
 /// refused too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DurationArg<const NONZERO: bool = false>(Duration);
+pub(crate) struct DurationArg<const NONZERO: bool = false>(Duration);
 
 /// A timeout: zero would fail every request.
-pub type Timeout = DurationArg<true>;
+pub(crate) type Timeout = DurationArg<true>;
 
 impl<const NONZERO: bool> DurationArg<NONZERO> {
-    pub fn get(self) -> Duration {
+    pub(crate) fn get(self) -> Duration {
         self.0
     }
 }
@@ -42,12 +42,12 @@ impl<const NONZERO: bool> FromStr for DurationArg<NONZERO> {
 
 /// How many namespaces to process at once.
 #[derive(Clone, Copy, Debug)]
-pub struct Concurrency(usize);
+pub(crate) struct Concurrency(usize);
 
 impl Concurrency {
     const MAX: usize = 1024;
 
-    pub fn get(self) -> usize {
+    pub(crate) fn get(self) -> usize {
         self.0
     }
 }
@@ -65,10 +65,10 @@ impl FromStr for Concurrency {
 
 /// An IAM role ARN: `arn:<partition>:iam::<12 digits>:role/<path/name>`.
 #[derive(Clone, Debug)]
-pub struct RoleArn(String);
+pub(crate) struct RoleArn(String);
 
 impl RoleArn {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -98,7 +98,7 @@ impl FromStr for RoleArn {
 
 /// An STS role session name, as AssumeRole accepts it.
 #[derive(Clone, Debug)]
-pub struct SessionName(String);
+pub(crate) struct SessionName(String);
 
 impl From<SessionName> for String {
     fn from(name: SessionName) -> Self {
@@ -123,7 +123,7 @@ impl FromStr for SessionName {
 
 /// A Secret or ServiceAccount name. A checked `String` rather than a newtype: `crate::run`
 /// hands the Secret name to the reports, which hold it as a `String`.
-pub fn object_name(s: &str) -> Result<String, String> {
+pub(crate) fn object_name(s: &str) -> Result<String, String> {
     validate_dns_subdomain(s)?;
     Ok(s.to_string())
 }

@@ -10,7 +10,7 @@ use crate::cli::Cli;
 use crate::error::exit;
 
 /// The completion script for `shell`.
-pub fn completions(shell: Shell) -> Vec<u8> {
+pub(crate) fn completions(shell: Shell) -> Vec<u8> {
     let mut out = Vec::new();
     let mut cmd = Cli::command();
     let name = cmd.get_name().to_string();
@@ -32,7 +32,7 @@ fn fix_bash_labels(script: &[u8]) -> Vec<u8> {
 }
 
 /// The main man page, or the one of a subcommand (`ecr-refresh-sync(1)`), as roff.
-pub fn man(subcommand: Option<&str>) -> std::io::Result<Vec<u8>> {
+pub(crate) fn man(subcommand: Option<&str>) -> std::io::Result<Vec<u8>> {
     // Built first, so subcommands carry their full names (ecr-refresh-sync).
     let mut cmd = Cli::command().disable_help_subcommand(true);
     cmd.build();
@@ -53,7 +53,7 @@ pub fn man(subcommand: Option<&str>) -> std::io::Result<Vec<u8>> {
 }
 
 /// Writes `text` to stdout; a closed pipe (`| head`) is not worth an error message.
-pub fn print(text: std::io::Result<Vec<u8>>) -> u8 {
+pub(crate) fn print(text: std::io::Result<Vec<u8>>) -> u8 {
     let result = text.and_then(|t| {
         let mut stdout = std::io::stdout().lock();
         stdout.write_all(&t).and_then(|()| stdout.flush())

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::{bounded, prune, stopped, unless_stopped, Limits, Target};
-use crate::cluster::{explain, Cluster, ClusterOptions};
 use crate::cli::AwsArgs;
+use crate::cluster::{explain, Cluster, ClusterOptions};
 use crate::ecr::EcrClientConfig;
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope, Selection, Skip};

@@ -17,18 +17,18 @@ use crate::cli::{AwsArgs, RoleArn};
 use crate::error::{chain, Error, Result};
 
 /// Everything needed to fetch tokens, resolved locally before any network call.
-pub struct EcrClientConfig {
+pub(crate) struct EcrClientConfig {
     sdk: SdkConfig,
     default_region: RegionName,
     role_arn: Option<RoleArn>,
     /// GetAuthorizationToken calls made (one per region).
-    pub calls: std::sync::atomic::AtomicUsize,
+    pub(crate) calls: std::sync::atomic::AtomicUsize,
 }
 
 impl EcrClientConfig {
     /// Resolves region and credential sources the way the AWS CLI does, but never asks the EC2
     /// metadata service for a region: off AWS that call only hangs until it times out.
-    pub async fn load(aws: &AwsArgs, request_timeout: Duration) -> Result<Self> {
+    pub(crate) async fn load(aws: &AwsArgs, request_timeout: Duration) -> Result<Self> {
         let region = aws.region.as_ref();
         let profile = selected_profile(aws.profile.as_deref()).await?;
         let profile = profile.as_deref();
@@ -115,7 +115,7 @@ impl EcrClientConfig {
 
     /// A stable description of what a token is requested for, and by whom; Secrets made from
     /// another request are never considered fresh.
-    pub async fn request_fingerprint(&self, registries: &[RegistrySpec]) -> String {
+    pub(crate) async fn request_fingerprint(&self, registries: &[RegistrySpec]) -> String {
         let mut regs: Vec<String> = registries.iter().map(ToString::to_string).collect();
         regs.sort();
         regs.dedup();
@@ -150,7 +150,7 @@ impl EcrClientConfig {
     }
 
     /// What a Secret's payload must hold to be fresh, see [`ExpectedHosts::matches`].
-    pub fn expected_hosts(&self, registries: &[RegistrySpec]) -> ExpectedHosts {
+    pub(crate) fn expected_hosts(&self, registries: &[RegistrySpec]) -> ExpectedHosts {
         let mut requested: Vec<String> = self.plan(registries).into_values().flatten().collect();
         requested.sort();
         requested.dedup();
@@ -160,13 +160,9 @@ impl EcrClientConfig {
         }
     }
 
-    pub fn default_region(&self) -> &RegionName {
-        &self.default_region
-    }
-
     /// Groups the requested registries by region. The default region is always present: its
     /// token's own registry is always written.
-    pub fn plan(&self, registries: &[RegistrySpec]) -> BTreeMap<RegionName, Vec<String>> {
+    pub(crate) fn plan(&self, registries: &[RegistrySpec]) -> BTreeMap<RegionName, Vec<String>> {
         let mut plan: BTreeMap<RegionName, Vec<String>> = BTreeMap::new();
         plan.entry(self.default_region.clone()).or_default();
         for spec in registries {
@@ -187,7 +183,7 @@ impl EcrClientConfig {
 
     /// Calls GetAuthorizationToken once per region. Any failure fails the whole fetch, so a
     /// Secret is never written with only some of its registries.
-    pub async fn fetch(&self, registries: &[RegistrySpec]) -> Result<Vec<RegionCredential>> {
+    pub(crate) async fn fetch(&self, registries: &[RegistrySpec]) -> Result<Vec<RegionCredential>> {
         let plan = self.plan(registries);
         let calls = plan.into_iter().map(|(region, hosts)| async move {
             let is_default = region == self.default_region;
@@ -253,7 +249,6 @@ impl EcrClientConfig {
             None => warn!(%region, "ECR returned a token with no expiry"),
         }
         Ok(RegionCredential {
-            region,
             login,
             expires_at,
             hosts,

@@ -10,7 +10,7 @@ use crate::error::{chain, Error, Result};
 /// to spread it). Temporary credentials get a new key id every session, so for them the account
 /// that owns them, which AWS encodes in the key id; if it cannot be decoded, the key hash again
 /// (fresh only within that session: safe, only costly).
-pub fn identity_of(access_key_id: &str, temporary: bool) -> String {
+pub(crate) fn identity_of(access_key_id: &str, temporary: bool) -> String {
     match account_of_key(access_key_id).filter(|_| temporary) {
         Some(account) => format!("account:{account}"),
         None => {

@@ -3,9 +3,8 @@
 mod client;
 mod credentials;
 mod registry;
-mod token;
+pub(crate) mod token;
 
-pub use client::EcrClientConfig;
-pub use credentials::identity_of;
-pub use registry::{registry_host, ExpectedHosts, RegionName, RegistrySpec};
-pub use token::{decode_token, Login, RegionCredential, TokenError};
+pub(crate) use client::EcrClientConfig;
+pub(crate) use registry::{registry_host, ExpectedHosts, RegionName, RegistrySpec};
+pub(crate) use token::{decode_token, RegionCredential};

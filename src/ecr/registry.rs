@@ -5,10 +5,10 @@ use std::str::FromStr;
 
 /// An AWS region name such as `eu-west-1`, checked for shape so a typo fails before any call.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RegionName(String);
+pub(crate) struct RegionName(String);
 
 impl RegionName {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
@@ -53,7 +53,7 @@ impl FromStr for RegionName {
 /// What `--registry` accepts: a bare account ID (a registry in the default region) or a full
 /// ECR registry host, which carries its own region.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RegistrySpec {
+pub(crate) enum RegistrySpec {
     Account(String),
     Host { host: String, region: RegionName },
 }
@@ -111,7 +111,7 @@ impl fmt::Display for RegistrySpec {
 }
 
 /// The registry host for an account in a region.
-pub fn registry_host(account: &str, region: &RegionName) -> String {
+pub(crate) fn registry_host(account: &str, region: &RegionName) -> String {
     format!("{account}.dkr.ecr.{region}.{}", region.dns_suffix())
 }
 
@@ -119,15 +119,15 @@ pub fn registry_host(account: &str, region: &RegionName) -> String {
 /// requested one, plus the caller's own registry in the default region, whose account only
 /// ECR's answer names.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExpectedHosts {
-    pub requested: Vec<String>,
-    pub default_region: RegionName,
+pub(crate) struct ExpectedHosts {
+    pub(crate) requested: Vec<String>,
+    pub(crate) default_region: RegionName,
 }
 
 impl ExpectedHosts {
     /// `hosts` (from a Secret's payload) are exactly these: every requested host, and at most
     /// one other, which must be an ECR registry of the default region.
-    pub fn matches(&self, hosts: &[String]) -> bool {
+    pub(crate) fn matches(&self, hosts: &[String]) -> bool {
         let own_suffix = registry_host("", &self.default_region);
         let others: Vec<&String> = hosts
             .iter()

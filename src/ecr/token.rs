@@ -2,12 +2,11 @@
 
 use base64::Engine as _;
 
-use super::RegionName;
 use crate::sensitive::Sensitive;
 
 /// Why an authorization token could not be used. Never carries the token itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error("the authorization token is empty")]
     Empty,
     #[error("the authorization token is not valid base64")]
@@ -26,14 +25,14 @@ pub enum TokenError {
 
 /// A decoded registry credential.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Login {
-    pub username: String,
-    pub password: Sensitive<String>,
+pub(crate) struct Login {
+    pub(crate) username: String,
+    pub(crate) password: Sensitive<String>,
 }
 
 /// Decodes ECR's `authorizationToken`: base64 of `user:password`, split on the first `:` only
 /// (the password may itself contain colons).
-pub fn decode_token(token: &str) -> Result<Login, TokenError> {
+pub(crate) fn decode_token(token: &str) -> Result<Login, TokenError> {
     let token = token.trim();
     if token.is_empty() {
         return Err(TokenError::Empty);
@@ -60,11 +59,10 @@ pub fn decode_token(token: &str) -> Result<Login, TokenError> {
 
 /// One region's credential and the registry hosts it is written for.
 #[derive(Clone, Debug)]
-pub struct RegionCredential {
-    pub region: RegionName,
-    pub login: Login,
-    pub expires_at: Option<jiff::Timestamp>,
-    pub hosts: Vec<String>,
+pub(crate) struct RegionCredential {
+    pub(crate) login: Login,
+    pub(crate) expires_at: Option<jiff::Timestamp>,
+    pub(crate) hosts: Vec<String>,
 }
 
 #[cfg(test)]
