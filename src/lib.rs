@@ -47,7 +47,7 @@ pub async fn run(cli: Cli) -> u8 {
     // A command that fails before it runs still reports, under its own name.
     let report = match command {
         Command::Sync(args) => {
-            let (name, dry_run) = (args.target.secret_name.clone(), args.dry_run);
+            let (name, dry_run) = (args.scope.target.secret_name.clone(), args.dry_run);
             let (push, started) = (args.metrics.clone(), std::time::Instant::now());
             let result = async { cmd::sync::run(&args.into_options(&global)?, &stop()).await };
             let report =
@@ -57,14 +57,14 @@ pub async fn run(cli: Cli) -> u8 {
             Report::Run(report)
         }
         Command::Prune(args) => {
-            let (name, dry_run) = (args.target.secret_name.clone(), args.dry_run);
+            let (name, dry_run) = (args.scope.target.secret_name.clone(), args.dry_run);
             let result = async { cmd::prune::run(&args.into_options(&global)?, &stop()).await };
             Report::Run(
                 (result.await).unwrap_or_else(|e| RunReport::fatal("prune", name, dry_run, &e)),
             )
         }
         Command::Status(args) => {
-            let name = args.target.secret_name.clone();
+            let name = args.scope.target.secret_name.clone();
             let result = async { cmd::status::run(&args.into_options(&global)?).await };
             Report::Status((result.await).unwrap_or_else(|e| StatusReport::fatal(name, &e)))
         }

@@ -9,6 +9,9 @@ use crate::ecr::{RegionName, RegistrySpec};
 use crate::k8s_grammar::{LabelSelector, PatternList};
 use crate::telemetry::LogFormat;
 
+/// The heading of the flags that shape what is written.
+const WRITE: &str = "What to write";
+
 /// Keeps Amazon ECR pull secrets fresh in Kubernetes clusters that run outside AWS.
 ///
 /// ECR docker logins last 12 hours. Run `ecr-refresh sync` hourly (cronjob.yaml does) and every
@@ -125,30 +128,18 @@ impl From<CompletionShell> for clap_complete::Shell {
 
 /// Flags shared by every subcommand.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Cluster")]
 pub struct GlobalArgs {
     /// Path to the kubeconfig file [default: $KUBECONFIG, ~/.kube/config, then in-cluster]
-    #[arg(
-        help_heading = "Cluster",
-        long,
-        global = true,
-        env = "ECR_REFRESH_KUBECONFIG",
-        value_name = "PATH"
-    )]
+    #[arg(long, global = true, env = "ECR_REFRESH_KUBECONFIG", value_name = "PATH")]
     pub(crate) kubeconfig: Option<PathBuf>,
 
     /// The kubeconfig context to use [default: the current context]
-    #[arg(
-        help_heading = "Cluster",
-        long,
-        global = true,
-        env = "ECR_REFRESH_CONTEXT",
-        value_name = "NAME"
-    )]
+    #[arg(long, global = true, env = "ECR_REFRESH_CONTEXT", value_name = "NAME")]
     pub(crate) context: Option<String>,
 
     /// Timeout for each Kubernetes and AWS request (e.g. 10s, 1m)
     #[arg(
-        help_heading = "Cluster",
         long,
         global = true,
         env = "ECR_REFRESH_REQUEST_TIMEOUT",
@@ -177,32 +168,20 @@ pub enum OutputFormat {
 
 /// Which namespaces to act on.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Namespaces")]
 pub struct SelectionArgs {
     /// Namespace name or glob to include (*, ?, [a-z], {a,b}); repeatable or comma-separated
     /// [default: all namespaces]. When every value is a plain name, no permission to list
     /// namespaces is needed.
-    #[arg(
-        help_heading = "Namespaces",
-        short = 'n',
-        long = "namespace",
-        env = "ECR_REFRESH_NAMESPACE",
-        value_name = "GLOB"
-    )]
+    #[arg(short = 'n', long = "namespace", env = "ECR_REFRESH_NAMESPACE", value_name = "GLOB")]
     pub(crate) namespaces: Vec<PatternList>,
 
     /// Select every namespace (the default; conflicts with --namespace)
-    #[arg(
-        help_heading = "Namespaces",
-        short = 'A',
-        long,
-        env = "ECR_REFRESH_ALL_NAMESPACES",
-        conflicts_with = "namespaces"
-    )]
+    #[arg(short = 'A', long, env = "ECR_REFRESH_ALL_NAMESPACES", conflicts_with = "namespaces")]
     pub(crate) all_namespaces: bool,
 
     /// Namespace name or glob to leave alone; wins over --namespace; repeatable or comma-separated
     #[arg(
-        help_heading = "Namespaces",
         short = 'x',
         long = "exclude-namespace",
         env = "ECR_REFRESH_EXCLUDE_NAMESPACE",
@@ -213,23 +192,17 @@ pub struct SelectionArgs {
     /// Only namespaces whose labels match this selector (e.g. `env=prod,team in (a,b)`);
     /// combines with the globs. Namespaces annotated `ecr-refresh/opt-out: "true"` are always
     /// left out.
-    #[arg(
-        help_heading = "Namespaces",
-        short = 'l',
-        long,
-        env = "ECR_REFRESH_NAMESPACE_SELECTOR",
-        value_name = "SELECTOR"
-    )]
+    #[arg(short = 'l', long, env = "ECR_REFRESH_NAMESPACE_SELECTOR", value_name = "SELECTOR")]
     pub(crate) namespace_selector: Option<LabelSelector>,
 }
 
 /// Which Secret, and which ServiceAccounts use it.
 #[derive(Debug, Args)]
+#[command(next_help_heading = WRITE)]
 pub struct TargetArgs {
     /// Name of the pull Secret in each namespace
     #[arg(
-        help_heading = "What to write",
-        long,
+                long,
         env = "ECR_REFRESH_SECRET_NAME",
         default_value = "awsecr-cred",
         value_name = "NAME",
@@ -239,8 +212,7 @@ pub struct TargetArgs {
 
     /// ServiceAccount that uses the Secret; repeatable or comma-separated
     #[arg(
-        help_heading = "What to write",
-        long = "service-account",
+                long = "service-account",
         env = "ECR_REFRESH_SERVICE_ACCOUNT",
         value_delimiter = ',',
         default_value = "default",
@@ -251,24 +223,19 @@ pub struct TargetArgs {
 
     /// Every ServiceAccount in each namespace, for teams that run pods under their own.
     /// Needs `list` on serviceaccounts and `get`/`update` on all of them (see README)
-    #[arg(
-        help_heading = "What to write",
-        long,
-        env = "ECR_REFRESH_ALL_SERVICE_ACCOUNTS",
-        conflicts_with = "service_accounts"
-    )]
+    #[arg(long, env = "ECR_REFRESH_ALL_SERVICE_ACCOUNTS", conflicts_with = "service_accounts")]
     pub(crate) all_service_accounts: bool,
 }
 
 /// Where and as whom to ask ECR. `EcrClientConfig::load` reads these as parsed.
 #[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "AWS")]
 pub struct AwsArgs {
     /// Extra ECR registry: a 12-digit account ID (in the default region) or a full registry
     /// host such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com (any region); repeatable or
     /// comma-separated. The caller's own registry in the default region is always included;
     /// one token is fetched per region.
     #[arg(
-        help_heading = "AWS",
         long = "registry",
         env = "ECR_REFRESH_REGISTRY",
         value_delimiter = ',',
@@ -277,36 +244,20 @@ pub struct AwsArgs {
     pub(crate) registries: Vec<RegistrySpec>,
 
     /// AWS region [default: AWS_REGION, AWS_DEFAULT_REGION, then the profile's region]
-    #[arg(
-        help_heading = "AWS",
-        long,
-        env = "ECR_REFRESH_REGION",
-        value_name = "REGION"
-    )]
+    #[arg(long, env = "ECR_REFRESH_REGION", value_name = "REGION")]
     pub(crate) region: Option<RegionName>,
 
     /// AWS shared-config profile [default: AWS_PROFILE, then `default`]
-    #[arg(
-        help_heading = "AWS",
-        long,
-        env = "ECR_REFRESH_PROFILE",
-        value_name = "NAME"
-    )]
+    #[arg(long, env = "ECR_REFRESH_PROFILE", value_name = "NAME")]
     pub(crate) profile: Option<String>,
 
     /// IAM role to assume (through STS) with the credentials the chain finds: the
     /// cross-account pattern
-    #[arg(
-        help_heading = "AWS",
-        long,
-        env = "ECR_REFRESH_ROLE_ARN",
-        value_name = "ARN"
-    )]
+    #[arg(long, env = "ECR_REFRESH_ROLE_ARN", value_name = "ARN")]
     pub(crate) role_arn: Option<RoleArn>,
 
     /// Session name for --role-arn, shown in CloudTrail
     #[arg(
-        help_heading = "AWS",
         long,
         env = "ECR_REFRESH_ROLE_SESSION_NAME",
         default_value = "ecr-refresh",
@@ -316,22 +267,16 @@ pub struct AwsArgs {
     pub(crate) role_session_name: SessionName,
 
     /// External ID the role's trust policy requires
-    #[arg(
-        help_heading = "AWS",
-        long,
-        env = "ECR_REFRESH_EXTERNAL_ID",
-        value_name = "ID",
-        requires = "role_arn"
-    )]
+    #[arg(long, env = "ECR_REFRESH_EXTERNAL_ID", value_name = "ID", requires = "role_arn")]
     pub(crate) external_id: Option<String>,
 }
 
 /// How hard and how long to work.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Run")]
 pub struct RunArgs {
     /// How many namespaces to process at once
     #[arg(
-        help_heading = "Run",
         long,
         env = "ECR_REFRESH_CONCURRENCY",
         allow_negative_numbers = true,
@@ -342,22 +287,23 @@ pub struct RunArgs {
 
     /// Upper bound for the whole run; namespaces not done by then are reported as failed.
     /// Keep it below the CronJob's activeDeadlineSeconds
-    #[arg(
-        help_heading = "Run",
-        long,
-        env = "ECR_REFRESH_TIMEOUT",
-        default_value = "5m",
-        value_name = "DURATION"
-    )]
+    #[arg(long, env = "ECR_REFRESH_TIMEOUT", default_value = "5m", value_name = "DURATION")]
     pub(crate) timeout: Timeout,
+}
+
+/// Which namespaces, and which Secret and ServiceAccounts in each.
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
+    #[command(flatten)]
+    pub(crate) selection: SelectionArgs,
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     #[command(flatten)]
-    pub(crate) selection: SelectionArgs,
-    #[command(flatten)]
-    pub(crate) target: TargetArgs,
+    pub(crate) scope: ScopeArgs,
     #[command(flatten)]
     pub(crate) aws: AwsArgs,
     #[command(flatten)]
@@ -366,7 +312,7 @@ pub struct SyncArgs {
     /// How long to wait for a missing ServiceAccount (a brand-new namespace gets its `default`
     /// one a moment after creation) before failing that namespace
     #[arg(
-        help_heading = "What to write",
+        help_heading = WRITE,
         long,
         env = "ECR_REFRESH_SERVICE_ACCOUNT_WAIT",
         default_value = "10s",
@@ -377,12 +323,12 @@ pub struct SyncArgs {
     /// Take over a Secret of the same name that ecr-refresh does not own, replacing it if it
     /// has another type (that needs `delete` on it). Other people's imagePullSecrets entries
     /// are never removed
-    #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_FORCE")]
+    #[arg(help_heading = WRITE, long, env = "ECR_REFRESH_FORCE")]
     pub(crate) force: bool,
 
     /// Send every write as a server-side dry run (dryRun=All): the API server validates and
     /// admits it, and nothing is persisted
-    #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_DRY_RUN")]
+    #[arg(help_heading = WRITE, long, env = "ECR_REFRESH_DRY_RUN")]
     pub(crate) dry_run: bool,
 
     /// Leave a Secret alone while its token has more than this left (and it was made for the
@@ -390,7 +336,7 @@ pub struct SyncArgs {
     /// 6h` the CronJob can run every few minutes, so new namespaces get credentials quickly,
     /// while tokens are rewritten about twice a day
     #[arg(
-        help_heading = "What to write",
+        help_heading = WRITE,
         long,
         env = "ECR_REFRESH_REFRESH_BEFORE",
         value_name = "DURATION"
@@ -399,7 +345,7 @@ pub struct SyncArgs {
 
     /// Also remove our Secret and imagePullSecrets entry from namespaces that are no longer
     /// selected (see `ecr-refresh prune`)
-    #[arg(help_heading = "What to write", long, env = "ECR_REFRESH_PRUNE")]
+    #[arg(help_heading = WRITE, long, env = "ECR_REFRESH_PRUNE")]
     pub(crate) prune: bool,
 
     #[command(flatten)]
@@ -410,9 +356,7 @@ pub struct SyncArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    pub(crate) selection: SelectionArgs,
-    #[command(flatten)]
-    pub(crate) target: TargetArgs,
+    pub(crate) scope: ScopeArgs,
     #[command(flatten)]
     pub(crate) run: RunArgs,
 
@@ -429,9 +373,7 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     #[command(flatten)]
-    pub(crate) selection: SelectionArgs,
-    #[command(flatten)]
-    pub(crate) target: TargetArgs,
+    pub(crate) scope: ScopeArgs,
     #[command(flatten)]
     pub(crate) run: RunArgs,
 
@@ -512,11 +454,11 @@ mod tests {
         assert_eq!(cli.global.request_timeout.get(), Duration::from_secs(10));
         assert_eq!(cli.global.output, OutputFormat::Text);
         let a = sync(&[]);
-        assert_eq!(a.target.secret_name, "awsecr-cred");
-        assert_eq!(a.target.service_accounts, ["default"]);
+        assert_eq!(a.scope.target.secret_name, "awsecr-cred");
+        assert_eq!(a.scope.target.service_accounts, ["default"]);
         assert_eq!(a.run.concurrency.get(), 16);
         assert_eq!(a.run.timeout.get(), Duration::from_secs(300));
-        assert!(a.selection.namespaces.is_empty() && !a.dry_run && !a.force && !a.prune);
+        assert!(a.scope.selection.namespaces.is_empty() && !a.dry_run && !a.force && !a.prune);
         assert_eq!(a.refresh_before, None);
         assert_eq!(String::from(a.aws.role_session_name), "ecr-refresh");
     }

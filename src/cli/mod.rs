@@ -10,7 +10,7 @@ mod values;
 
 pub use args::{
     AwsArgs, Cli, Command, CompletionShell, CompletionsArgs, GlobalArgs, ManArgs, ManPage,
-    OutputFormat, PruneArgs, RunArgs, SelectionArgs, StatusArgs, SyncArgs, TargetArgs,
+    OutputFormat, PruneArgs, RunArgs, ScopeArgs, SelectionArgs, StatusArgs, SyncArgs, TargetArgs,
 };
 pub(crate) use values::RoleArn;
 

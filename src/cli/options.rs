@@ -1,14 +1,14 @@
 //! From parsed flags to each command's options, with the checks no single flag can make.
 
 use super::args::{
-    GlobalArgs, PruneArgs, RunArgs, SelectionArgs, StatusArgs, SyncArgs, TargetArgs,
+    GlobalArgs, PruneArgs, RunArgs, ScopeArgs, SelectionArgs, StatusArgs, SyncArgs, TargetArgs,
 };
 use super::values::DurationArg;
 use crate::cluster::ClusterOptions;
 use crate::cmd::prune::PruneOptions;
 use crate::cmd::status::StatusOptions;
 use crate::cmd::sync::SyncOptions;
-use crate::cmd::Target;
+use crate::cmd::{RunOptions, Target};
 use crate::error::{Error, Result};
 use crate::k8s_grammar::PatternList;
 use crate::namespaces::Selection;
@@ -53,7 +53,13 @@ impl TargetArgs {
 }
 
 impl RunArgs {
-    fn check(&self, global: &GlobalArgs) -> Result<()> {
+    /// The options every command shares, once the timeouts agree.
+    fn into_options(
+        self,
+        global: &GlobalArgs,
+        selection: Selection,
+        target: TargetArgs,
+    ) -> Result<RunOptions> {
         let (request, run) = (global.request_timeout.get(), self.timeout.get());
         if request > run {
             return Err(Error::InvalidInput {
@@ -65,7 +71,17 @@ impl RunArgs {
                 ),
             });
         }
-        Ok(())
+        Ok(RunOptions {
+            cluster: ClusterOptions {
+                kubeconfig: global.kubeconfig.clone(),
+                context: global.context.clone(),
+                request_timeout: request,
+            },
+            selection,
+            target: target.into_target(),
+            concurrency: self.concurrency.get(),
+            timeout: run,
+        })
     }
 }
 
@@ -74,8 +90,7 @@ impl SyncArgs {
     pub(crate) fn into_options(self, global: &GlobalArgs) -> Result<SyncOptions> {
         // Destructured so a flag that nothing uses fails to compile.
         let Self {
-            selection,
-            target,
+            scope: ScopeArgs { selection, target },
             aws,
             run,
             service_account_wait,
@@ -86,7 +101,7 @@ impl SyncArgs {
             // Pushed by `crate::run` once the report is done, whatever the outcome.
             metrics: _,
         } = self;
-        run.check(global)?;
+        let run = run.into_options(global, selection.into_selection(), target)?;
         let refresh_before = refresh_before.map(DurationArg::get);
         if let Some(refresh) = refresh_before {
             // ECR tokens last 12 hours: a larger window would refresh on every run.
@@ -99,15 +114,11 @@ impl SyncArgs {
             }
         }
         Ok(SyncOptions {
-            cluster: cluster_options(global),
+            run,
             aws,
-            selection: selection.into_selection(),
-            target: target.into_target(),
             force,
             dry_run,
-            concurrency: run.concurrency.get(),
             service_account_wait: service_account_wait.get(),
-            timeout: run.timeout.get(),
             refresh_before,
             prune,
         })
@@ -117,18 +128,12 @@ impl SyncArgs {
 impl StatusArgs {
     pub(crate) fn into_options(self, global: &GlobalArgs) -> Result<StatusOptions> {
         let Self {
-            selection,
-            target,
+            scope: ScopeArgs { selection, target },
             run,
             min_remaining,
         } = self;
-        run.check(global)?;
         Ok(StatusOptions {
-            cluster: cluster_options(global),
-            selection: selection.into_selection(),
-            target: target.into_target(),
-            concurrency: run.concurrency.get(),
-            timeout: run.timeout.get(),
+            run: run.into_options(global, selection.into_selection(), target)?,
             min_remaining: min_remaining.map(DurationArg::get).unwrap_or_default(),
         })
     }
@@ -137,13 +142,11 @@ impl StatusArgs {
 impl PruneArgs {
     pub(crate) fn into_options(self, global: &GlobalArgs) -> Result<PruneOptions> {
         let Self {
-            selection,
-            target,
+            scope: ScopeArgs { selection, target },
             run,
             uninstall,
             dry_run,
         } = self;
-        run.check(global)?;
         // Keep nothing: every namespace is "no longer selected".
         let selection = if uninstall {
             Selection::none()
@@ -151,22 +154,10 @@ impl PruneArgs {
             selection.into_selection()
         };
         Ok(PruneOptions {
-            cluster: cluster_options(global),
-            selection,
-            target: target.into_target(),
+            run: run.into_options(global, selection, target)?,
             dry_run,
             uninstall,
-            concurrency: run.concurrency.get(),
-            timeout: run.timeout.get(),
         })
-    }
-}
-
-fn cluster_options(global: &GlobalArgs) -> ClusterOptions {
-    ClusterOptions {
-        kubeconfig: global.kubeconfig.clone(),
-        context: global.context.clone(),
-        request_timeout: global.request_timeout.get(),
     }
 }
 
@@ -186,17 +177,17 @@ mod tests {
             "--service-account",
             "default,builder",
         ]);
-        let sel = a.selection.into_selection();
+        let sel = a.scope.selection.into_selection();
         let ns: Vec<_> = sel.include.iter().map(|p| p.as_str()).collect();
         assert_eq!(ns, ["team-*", "a", "b"]);
         assert_eq!(sel.exclude.len(), 1);
-        assert_eq!(a.target.service_accounts, ["default", "builder"]);
+        assert_eq!(a.scope.target.service_accounts, ["default", "builder"]);
     }
 
     #[test]
     fn commas_inside_braces_and_brackets_belong_to_the_glob() {
         let a = sync(&["-n", "{a,b}-*,x-[a,b]", "-x", "{c,d}"]);
-        let sel = a.selection.into_selection();
+        let sel = a.scope.selection.into_selection();
         let ns: Vec<_> = sel.include.iter().map(|p| p.as_str()).collect();
         assert_eq!(ns, ["{a,b}-*", "x-[a,b]"]);
         assert!(sel.matches("b-1") && sel.matches("x-a") && !sel.matches("x-c"));
@@ -231,7 +222,7 @@ mod tests {
             unreachable!()
         };
         let opts = a.into_options(&cli.global).unwrap();
-        assert!(!opts.selection.matches("default"));
-        assert!(!opts.selection.matches("anything"));
+        assert!(!opts.run.selection.matches("default"));
+        assert!(!opts.run.selection.matches("anything"));
     }
 }

@@ -10,8 +10,22 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use crate::cluster::ClusterOptions;
+use crate::namespaces::Selection;
 use crate::serviceaccount::ServiceAccounts;
 use crate::shutdown::{Shield, Stop};
+
+/// What every command that works on namespaces needs.
+#[derive(Clone, Debug)]
+pub(crate) struct RunOptions {
+    pub(crate) cluster: ClusterOptions,
+    pub(crate) selection: Selection,
+    pub(crate) target: Target,
+    /// Namespaces worked on at once.
+    pub(crate) concurrency: usize,
+    /// The whole run's deadline, from its start.
+    pub(crate) timeout: Duration,
+}
 
 /// The Secret a command works on, and the ServiceAccounts that use it.
 #[derive(Clone, Debug)]

@@ -1,14 +1,14 @@
 //! `prune`: take ecr-refresh out of namespaces that are no longer selected (or opted out).
 //! Only a Secret carrying our label is deleted, and only our entry leaves a ServiceAccount.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::{bounded, stopped, unless_stopped, Cut, Limits, Target};
-use crate::cluster::{Cluster, ClusterOptions};
+use super::{bounded, stopped, unless_stopped, Cut, Limits, RunOptions, Target};
+use crate::cluster::Cluster;
 use crate::error::Result;
-use crate::namespaces::{self, Action, Planned, Scope, Selection};
+use crate::namespaces::{self, Action, Planned, Scope};
 use crate::pullsecret::{self, Secrets, State};
 use crate::report::{NamespaceReport, RunReport, SecretOutcome, ServiceAccountOutcome};
 use crate::serviceaccount;
@@ -16,43 +16,38 @@ use crate::shutdown::Stop;
 
 #[derive(Clone, Debug)]
 pub(crate) struct PruneOptions {
-    pub(crate) cluster: ClusterOptions,
-    /// What stays; everything else is pruned.
-    pub(crate) selection: Selection,
-    pub(crate) target: Target,
+    pub(crate) run: RunOptions,
     pub(crate) dry_run: bool,
     /// Also take our entry out of ServiceAccounts where our Secret is already gone.
     pub(crate) uninstall: bool,
-    pub(crate) concurrency: usize,
-    pub(crate) timeout: Duration,
 }
 
 pub(crate) async fn run(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + opts.timeout;
-    let cluster = Cluster::new(&opts.cluster).await?;
+    let deadline = tokio::time::Instant::now() + opts.run.timeout;
+    let cluster = Cluster::new(&opts.run.cluster).await?;
     let plan = unless_stopped(stop, async {
         cluster.check_access().await?;
-        namespaces::plan(&cluster, &opts.selection, Scope::Everything).await
+        namespaces::plan(&cluster, &opts.run.selection, Scope::Everything).await
     })
     .await?;
     let to_prune = plan
         .into_iter()
         .filter(|p| p.action == Action::Prune)
         .collect();
-    let mut report = RunReport::new("prune", opts.target.secret_name.clone(), opts.dry_run);
+    let mut report = RunReport::new("prune", opts.run.target.secret_name.clone(), opts.dry_run);
     let limits = Limits {
         deadline,
-        timeout: opts.timeout,
+        timeout: opts.run.timeout,
         stop,
     };
     report.namespaces = prune_all(
         &cluster,
-        &opts.target,
+        &opts.run.target,
         to_prune,
         opts.dry_run,
         opts.uninstall,
-        opts.concurrency,
+        opts.run.concurrency,
         limits,
     )
     .await;

@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{bounded, Limits, Target};
-use crate::cluster::{Cluster, ClusterOptions};
+use super::{bounded, Limits, RunOptions};
+use crate::cluster::Cluster;
 use crate::error::Result;
-use crate::namespaces::{self, Action, Planned, Scope, Selection};
+use crate::namespaces::{self, Action, Planned, Scope};
 use crate::pullsecret::{self, Secrets, State};
 use crate::report::{AccountStatus, LinkState, NamespaceStatus, StatusReport};
 use crate::serviceaccount::{self, ServiceAccounts};
@@ -13,11 +13,7 @@ use crate::shutdown::Stop;
 
 #[derive(Clone, Debug)]
 pub(crate) struct StatusOptions {
-    pub(crate) cluster: ClusterOptions,
-    pub(crate) selection: Selection,
-    pub(crate) target: Target,
-    pub(crate) concurrency: usize,
-    pub(crate) timeout: Duration,
+    pub(crate) run: RunOptions,
     pub(crate) min_remaining: Duration,
 }
 
@@ -29,26 +25,26 @@ impl crate::progress::Tally for NamespaceStatus {
 
 pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + opts.timeout;
-    let cluster = Cluster::new(&opts.cluster).await?;
+    let deadline = tokio::time::Instant::now() + opts.run.timeout;
+    let cluster = Cluster::new(&opts.run.cluster).await?;
     cluster.check_access().await?;
-    let plan = namespaces::plan(&cluster, &opts.selection, Scope::Selected).await?;
-    let mut report = StatusReport::new(opts.target.secret_name.clone(), opts.min_remaining);
+    let plan = namespaces::plan(&cluster, &opts.run.selection, Scope::Selected).await?;
+    let mut report = StatusReport::new(opts.run.target.secret_name.clone(), opts.min_remaining);
     let now = jiff::Timestamp::now();
     let late = |ns: &Planned, _| NamespaceStatus {
         problems: vec![format!(
             "not checked before the run deadline (--timeout {})",
-            humantime::format_duration(opts.timeout)
+            humantime::format_duration(opts.run.timeout)
         )],
         ..NamespaceStatus::new(&ns.name)
     };
     report.namespaces = bounded(
         plan,
-        opts.concurrency,
+        opts.run.concurrency,
         // Read-only: a signal may end it at once, so there is no stop to honour.
         Limits {
             deadline,
-            timeout: opts.timeout,
+            timeout: opts.run.timeout,
             stop: &Stop::never(),
         },
         |ns, _| check(&cluster, opts, ns, now),
@@ -72,7 +68,7 @@ async fn check(
         return st;
     }
     let ns = planned.name.as_str();
-    let name = opts.target.secret_name.as_str();
+    let name = opts.run.target.secret_name.as_str();
     match Secrets::new(cluster, ns, name).get().await {
         Err(e) => st.problems.push(e.to_string()),
         Ok(existing) => {
@@ -98,8 +94,8 @@ async fn check(
             st.secret = Some(state);
         }
     }
-    let all = matches!(opts.target.service_accounts, ServiceAccounts::All);
-    match opts.target.service_accounts.names(cluster, ns).await {
+    let all = matches!(opts.run.target.service_accounts, ServiceAccounts::All);
+    match opts.run.target.service_accounts.names(cluster, ns).await {
         Err(e) => st.problems.push(e.to_string()),
         Ok(accounts) => {
             for sa in accounts {

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::{bounded, prune, stopped, unless_stopped, Limits, Target};
+use super::{bounded, prune, stopped, unless_stopped, Limits, RunOptions};
 use crate::cli::AwsArgs;
-use crate::cluster::{explain, Cluster, ClusterOptions};
+use crate::cluster::{explain, Cluster};
 use crate::ecr::EcrClientConfig;
 use crate::error::Result;
-use crate::namespaces::{self, Action, Planned, Scope, Selection, Skip};
+use crate::namespaces::{self, Action, Planned, Scope, Skip};
 use crate::pullsecret::{Policy, SecretError, Secrets, Wanted};
 use crate::report::{NamespaceReport, RunReport};
 use crate::serviceaccount::{self, ServiceAccounts};
@@ -21,15 +21,11 @@ use crate::shutdown::{Shield, Stop};
 /// Everything `sync` needs, already validated.
 #[derive(Clone, Debug)]
 pub(crate) struct SyncOptions {
-    pub(crate) cluster: ClusterOptions,
+    pub(crate) run: RunOptions,
     pub(crate) aws: AwsArgs,
-    pub(crate) selection: Selection,
-    pub(crate) target: Target,
     pub(crate) force: bool,
     pub(crate) dry_run: bool,
-    pub(crate) concurrency: usize,
     pub(crate) service_account_wait: Duration,
-    pub(crate) timeout: Duration,
     pub(crate) refresh_before: Option<Duration>,
     pub(crate) prune: bool,
 }
@@ -68,10 +64,10 @@ async fn list_accounts(
     to_sync: &[Planned],
 ) -> HashMap<(String, String), serviceaccount::Listed> {
     let mut known = HashMap::new();
-    let ServiceAccounts::Named(names) = &opts.target.service_accounts else {
+    let ServiceAccounts::Named(names) = &opts.run.target.service_accounts else {
         return known;
     };
-    if opts.selection.literal_names().is_some() {
+    if opts.run.selection.literal_names().is_some() {
         return known;
     }
     let wanted: HashSet<&str> = to_sync
@@ -96,10 +92,10 @@ async fn list_accounts(
 /// later (no ECR token, a signal) is recorded in the report next to the namespace results.
 pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + opts.timeout;
+    let deadline = tokio::time::Instant::now() + opts.run.timeout;
     // Local work first, so bad input fails before any network call.
-    let ecr = EcrClientConfig::load(&opts.aws, opts.cluster.request_timeout).await?;
-    let cluster = Cluster::new(&opts.cluster).await?;
+    let ecr = EcrClientConfig::load(&opts.aws, opts.run.cluster.request_timeout).await?;
+    let cluster = Cluster::new(&opts.run.cluster).await?;
     let scope = if opts.prune {
         Scope::Everything
     } else {
@@ -107,12 +103,12 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     };
     let plan = unless_stopped(stop, async {
         cluster.check_access().await?;
-        namespaces::plan(&cluster, &opts.selection, scope).await
+        namespaces::plan(&cluster, &opts.run.selection, scope).await
     })
     .await?;
     let (to_prune, to_sync): (Vec<Planned>, Vec<Planned>) =
         plan.into_iter().partition(|p| p.action == Action::Prune);
-    let mut report = RunReport::new("sync", opts.target.secret_name.clone(), opts.dry_run);
+    let mut report = RunReport::new("sync", opts.run.target.secret_name.clone(), opts.dry_run);
     if to_sync.is_empty() && to_prune.is_empty() {
         warn!("no namespace matches the selection; nothing to do");
         report.finish(cluster.stats(), started);
@@ -130,12 +126,12 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     };
     let limits = Limits {
         deadline,
-        timeout: opts.timeout,
+        timeout: opts.run.timeout,
         stop,
     };
     report.namespaces = bounded(
         to_sync,
-        opts.concurrency,
+        opts.run.concurrency,
         limits,
         |ns, shield| sync_namespace(&ctx, ns, shield),
         |ns, cut| NamespaceReport::failed(&ns.name, limits.message(cut)),
@@ -149,11 +145,11 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     if opts.prune && token_error.is_none() && stop.requested().is_none() {
         let pruned = prune::prune_all(
             &cluster,
-            &opts.target,
+            &opts.run.target,
             to_prune,
             opts.dry_run,
             false,
-            opts.concurrency,
+            opts.run.concurrency,
             limits,
         )
         .await;
@@ -201,7 +197,7 @@ async fn sync_namespace(ctx: &Ctx<'_>, planned: Planned, shield: Shield) -> Name
             }
         }
     }
-    let secrets = Secrets::new(ctx.cluster, ns, &ctx.opts.target.secret_name);
+    let secrets = Secrets::new(ctx.cluster, ns, &ctx.opts.run.target.secret_name);
     let secret = match secrets.ensure(ctx.wanted, ctx.policy(), &shield).await {
         Ok(outcome) => outcome,
         Err(SecretError::Terminating) => return skipped(ns, Skip::Terminating),
@@ -216,7 +212,7 @@ async fn sync_namespace(ctx: &Ctx<'_>, planned: Planned, shield: Shield) -> Name
         }
     };
     let mut report = NamespaceReport::new(ns, secret);
-    let service_accounts = &ctx.opts.target.service_accounts;
+    let service_accounts = &ctx.opts.run.target.service_accounts;
     let accounts = match service_accounts.names(ctx.cluster, ns).await {
         Ok(names) => names,
         Err(e) => {
@@ -230,7 +226,7 @@ async fn sync_namespace(ctx: &Ctx<'_>, planned: Planned, shield: Shield) -> Name
             ctx.cluster,
             ns,
             sa,
-            &ctx.opts.target.secret_name,
+            &ctx.opts.run.target.secret_name,
             if_missing,
             ctx.opts.dry_run,
             ctx.known_account(ns, sa),
