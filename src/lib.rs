@@ -18,6 +18,8 @@ mod sensitive;
 mod serviceaccount;
 mod shutdown;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 
 pub(crate) use error::{Error, Result};
 

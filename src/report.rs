@@ -118,6 +118,7 @@ pub(crate) enum Outcome {
     Failed,
 }
 
+/// What happened to one ServiceAccount of a namespace.
 #[derive(Debug, Serialize)]
 pub(crate) struct ServiceAccountReport {
     pub(crate) name: String,
@@ -230,11 +231,13 @@ impl NamespaceReport {
 
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct Summary {
+    /// Namespaces the selection matched (pruned ones are counted apart).
     pub(crate) selected: usize,
     pub(crate) created: usize,
     pub(crate) updated: usize,
     pub(crate) unchanged: usize,
     pub(crate) pruned: usize,
+    /// Terminating or opted out.
     pub(crate) skipped: usize,
     pub(crate) failed: usize,
 }
@@ -364,29 +367,16 @@ impl RunReport {
             };
             let _ = writeln!(out, "token expires: {t} ({left})");
         }
-        for ns in self
-            .namespaces
-            .iter()
-            .filter(|n| n.outcome == Outcome::Skipped)
-        {
-            let _ = writeln!(
-                out,
-                "skipped {}: {}",
-                ns.name,
-                ns.reason.as_deref().unwrap_or("")
-            );
-        }
-        for ns in self
-            .namespaces
-            .iter()
-            .filter(|n| n.outcome == Outcome::Failed)
-        {
-            let _ = writeln!(
-                out,
-                "FAILED {}: {}",
-                ns.name,
-                ns.error.as_deref().unwrap_or("")
-            );
+        // Skips, then failures, each with its reason.
+        let lines = [(Outcome::Skipped, "skipped"), (Outcome::Failed, "FAILED")];
+        for (outcome, label) in lines {
+            for ns in self.namespaces.iter().filter(|n| n.outcome == outcome) {
+                let why = match outcome {
+                    Outcome::Failed => ns.error.as_deref(),
+                    _ => ns.reason.as_deref(),
+                };
+                let _ = writeln!(out, "{label} {}: {}", ns.name, why.unwrap_or(""));
+            }
         }
         out
     }

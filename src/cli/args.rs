@@ -360,6 +360,7 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
 
+    // Unset: only expired tokens are unhealthy.
     /// Also count a namespace as unhealthy when its token expires sooner than this
     #[arg(
         help_heading = "Status",

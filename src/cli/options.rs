@@ -141,22 +141,17 @@ impl StatusArgs {
 
 impl PruneArgs {
     pub(crate) fn into_options(self, global: &GlobalArgs) -> Result<PruneOptions> {
-        let Self {
-            scope: ScopeArgs { selection, target },
-            run,
-            uninstall,
-            dry_run,
-        } = self;
+        let ScopeArgs { selection, target } = self.scope;
         // Keep nothing: every namespace is "no longer selected".
-        let selection = if uninstall {
+        let selection = if self.uninstall {
             Selection::none()
         } else {
             selection.into_selection()
         };
         Ok(PruneOptions {
-            run: run.into_options(global, selection, target)?,
-            dry_run,
-            uninstall,
+            run: self.run.into_options(global, selection, target)?,
+            dry_run: self.dry_run,
+            uninstall: self.uninstall,
         })
     }
 }

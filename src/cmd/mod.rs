@@ -20,6 +20,7 @@ use crate::shutdown::{Shield, Stop};
 pub(crate) struct RunOptions {
     pub(crate) cluster: ClusterOptions,
     pub(crate) selection: Selection,
+    /// The Secret, and the ServiceAccounts that use it.
     pub(crate) target: Target,
     /// Namespaces worked on at once.
     pub(crate) concurrency: usize,

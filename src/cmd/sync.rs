@@ -23,10 +23,12 @@ use crate::shutdown::{Shield, Stop};
 pub(crate) struct SyncOptions {
     pub(crate) run: RunOptions,
     pub(crate) aws: AwsArgs,
+    /// Take over, or replace, a Secret of our name that is not ours.
     pub(crate) force: bool,
     pub(crate) dry_run: bool,
     pub(crate) service_account_wait: Duration,
     pub(crate) refresh_before: Option<Duration>,
+    /// Also prune the namespaces the selection leaves out.
     pub(crate) prune: bool,
 }
 

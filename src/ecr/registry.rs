@@ -194,26 +194,24 @@ mod tests {
 
     #[test]
     fn parses_regions() {
-        for ok in [
-            "us-east-1",
-            "us-gov-west-1",
-            "cn-north-1",
-            "eu-central-2",
-            "ap-southeast-7",
-        ] {
-            assert!(ok.parse::<RegionName>().is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "us-east",
-            "US-EAST-1",
-            "useast1",
-            "us-east-100",
-            "europe-west-1",
-            "us--1",
-        ] {
-            assert!(bad.parse::<RegionName>().is_err(), "{bad}");
-        }
+        crate::testing::assert_parses::<RegionName>(
+            &[
+                "us-east-1",
+                "us-gov-west-1",
+                "cn-north-1",
+                "eu-central-2",
+                "ap-southeast-7",
+            ],
+            &[
+                "",
+                "us-east",
+                "US-EAST-1",
+                "useast1",
+                "us-east-100",
+                "europe-west-1",
+                "us--1",
+            ],
+        );
     }
 
     #[test]
