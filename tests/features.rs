@@ -259,11 +259,7 @@ async fn status_reports_missing_foreign_expiring_and_healthy() {
         .run_async()
         .await;
     out.assert_code(0);
-    assert!(
-        out.stdout().contains(&format!("ok        {healthy}")),
-        "{}",
-        out.stdout()
-    );
+    out.assert_stdout_contains(&format!("ok        {healthy}"));
 }
 
 #[tokio::test]
@@ -359,7 +355,6 @@ async fn all_service_accounts_deleted_mid_run_are_missing_not_failed() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
     // A real expiry, so the status below can be healthy.
     let ecr = FakeEcr::start(FakeEcr::token_body(
         "pw",
@@ -371,7 +366,7 @@ async fn all_service_accounts_deleted_mid_run_are_missing_not_failed() {
     let started = std::time::Instant::now();
     let out = Run::sync()
         .env("AWS_ENDPOINT_URL", &ecr.url)
-        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .through(&proxy)
         .args([
             "-n",
             &ns,
@@ -421,7 +416,7 @@ async fn all_service_accounts_deleted_mid_run_are_missing_not_failed() {
     // status sees the same: listed, then gone, is no problem.
     create_sa(&client, &ns, "gone-4", &[]).await;
     let out = Run::bare()
-        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .through(&proxy)
         .args(["status", "-n", &ns, "--all-service-accounts", "-o", "json"])
         .run_async()
         .await;
@@ -885,16 +880,6 @@ async fn ecr_failure_after_some_writes_keeps_the_results_and_exits_1() {
     assert_eq!(outcome(&r, &empty)["outcome"], "failed", "{r:#}");
     let out = sync("text").run_async().await;
     out.assert_code(3);
-    assert!(
-        out.stdout()
-            .contains(&format!("FAILED {empty}: no ECR token")),
-        "{}",
-        out.stdout()
-    );
-    assert!(
-        out.stderr()
-            .contains("cannot get an ECR authorization token"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stdout_contains(&format!("FAILED {empty}: no ECR token"));
+    out.assert_stderr_contains("cannot get an ECR authorization token");
 }

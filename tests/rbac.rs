@@ -141,7 +141,7 @@ async fn sync_works_with_exactly_rbac_yaml_and_nothing_more() {
         .await;
     out.assert_code(0);
     assert_eq!(outcome(&out.json(), dying)["outcome"], "skipped");
-    assert!(!out.stderr().contains(NO_NAMESPACE_GET), "{}", out.stderr());
+    out.assert_stderr_lacks(NO_NAMESPACE_GET);
     let after = get_secret(&client, dying, "awsecr-cred").await.unwrap();
     assert_eq!(
         after.metadata.resource_version,
@@ -219,12 +219,7 @@ async fn without_list_on_service_accounts_each_one_is_read() {
         .await;
     out.assert_code(0);
     assert_eq!(out.json()["summary"]["created"], 2);
-    assert!(
-        out.stderr()
-            .contains("reading them one namespace at a time"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_contains("reading them one namespace at a time");
     for n in &names {
         assert_eq!(
             pull_secret_names(&get_sa(&client, n, "default").await),
@@ -282,17 +277,8 @@ async fn a_missing_permission_is_named_in_the_error() {
         .run_async()
         .await;
     out.assert_code(4);
-    assert!(
-        out.stderr()
-            .contains(r#"cannot list resource "namespaces""#),
-        "{}",
-        out.stderr()
-    );
-    assert!(
-        out.stderr().contains("name namespaces literally"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_contains(r#"cannot list resource "namespaces""#);
+    out.assert_stderr_contains("name namespaces literally");
 }
 
 #[tokio::test]
@@ -337,7 +323,7 @@ async fn namespace_scoped_install_needs_no_cluster_wide_rights() {
         assert!(get_secret(&client, n, "awsecr-cred").await.is_some(), "{n}");
     }
     // The Role lets the tool read its own namespace (to skip a terminating one).
-    assert!(!out.stderr().contains(NO_NAMESPACE_GET), "{}", out.stderr());
+    out.assert_stderr_lacks(NO_NAMESPACE_GET);
 
     // A namespace without the Role fails alone, with the missing permission named.
     after_write_window().await;

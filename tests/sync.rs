@@ -269,11 +269,7 @@ async fn foreign_secret_is_left_alone_and_the_run_fails() {
     // The human summary names it too.
     let out = Run::sync().args(["-n", &theirs]).run();
     out.assert_code(1);
-    assert!(
-        out.stdout().contains(&format!("FAILED {theirs}")),
-        "{}",
-        out.stdout()
-    );
+    out.assert_stdout_contains(&format!("FAILED {theirs}"));
 
     // --force takes it over.
     let out = Run::sync()
@@ -400,11 +396,7 @@ async fn ecr_unreachable_writes_nothing() {
             .contains("us-east-1"),
         "{report:#}"
     );
-    assert!(
-        out.stderr().contains("could not reach ECR"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_contains("could not reach ECR");
 
     let after = get_secret(&client, &existing, "awsecr-cred").await.unwrap();
     assert_eq!(
@@ -425,7 +417,7 @@ async fn invalid_glob_exits_2_before_any_call() {
         .args(["-n", "team-[a"])
         .run();
     out.assert_code(2);
-    assert!(out.stderr().contains("--namespace"), "{}", out.stderr());
+    out.assert_stderr_contains("--namespace");
     assert!(out.stdout().is_empty());
 }
 
@@ -516,9 +508,7 @@ async fn secrets_never_reach_output_even_at_trace() {
             .args(["-n", &ns, "--log-format", format, "-o", format])
             .run();
         out.assert_code(0);
-        assert!(
-            out.stderr().contains("secret written") || out.stderr().contains("secret is current")
-        );
+        out.assert_stderr_contains_any(&["secret written", "secret is current"]);
         out.assert_no_secrets();
     }
     // Failure paths print errors; they must not leak either.
@@ -554,12 +544,7 @@ async fn no_region_fails_fast_without_asking_instance_metadata() {
         .run_async()
         .await;
     out.assert_code(2);
-    assert!(
-        out.stderr()
-            .contains("no AWS region configured: pass --region"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_contains("no AWS region configured: pass --region");
     assert!(
         listener.accept().is_err(),
         "the metadata endpoint was contacted"
@@ -609,11 +594,7 @@ async fn profile_credentials_and_region_from_the_shared_config() {
         .run_async()
         .await;
     out.assert_code(3);
-    assert!(
-        out.stderr().contains("check the AWS credentials"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_contains("check the AWS credentials");
 }
 
 /// Web identity (OIDC federation, which works off AWS): a token file and a role ARN, exchanged
@@ -671,11 +652,7 @@ async fn context_flag_selects_a_non_current_context() {
         .run_async()
         .await;
     out.assert_code(4);
-    assert!(
-        out.stderr().contains("context \"dead\""),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_contains("context \"dead\"");
     Run::sync()
         .args([
             "--kubeconfig",
