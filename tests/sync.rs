@@ -426,13 +426,7 @@ async fn cluster_unreachable_or_unauthorized_exits_4_before_ecr() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, server: &str, token: &str| {
         let path = dir.path().join(name);
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n"
-            ),
-        )
-        .unwrap();
+        common::install::write_kubeconfig(&path, server, token);
         path
     };
     let env = env();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_ecr;
+pub mod install;
 pub mod proxy;
 
 use std::collections::BTreeMap;
