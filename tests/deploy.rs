@@ -83,11 +83,7 @@ async fn the_cronjobs_own_args_and_env_work_with_rbac_yamls_service_account() {
     apply_renamed(&repo_file("deploy/rbac.yaml"), &id, &[]);
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = token_kubeconfig(dir.path(), &id);
-    let base = unique("cron");
-    let [ns1, ns2] = ["1", "2"].map(|s| format!("{base}-{s}"));
-    for ns in [&ns1, &ns2] {
-        create_namespace(&client, ns, true).await;
-    }
+    let (_, [ns1, ns2]) = namespaces(&client, "cron", ["1", "2"]).await;
 
     // The manifest's args select every namespace; on this shared test server that would touch
     // other tests' namespaces (some without a default ServiceAccount), so two literal names are

@@ -69,18 +69,12 @@ async fn retries_429_honouring_retry_after() {
 #[tokio::test]
 async fn persistent_5xx_gives_up_after_bounded_retries() {
     let client = admin().await;
-    let base = unique("broken");
-    let (bad, good) = (format!("{base}-bad"), format!("{base}-good"));
-    create_namespace(&client, &bad, true).await;
-    create_namespace(&client, &good, true).await;
+    let (_, [bad, good]) = namespaces(&client, "broken", ["bad", "good"]).await;
     let sa_path = format!("/api/v1/namespaces/{bad}/serviceaccounts/default");
     let sa_path2 = sa_path.clone();
     let proxy = FaultProxy::start(client.clone(), move |m, p, _| {
         if m == "GET" && p == sa_path2 {
-            Fault::Status {
-                code: 503,
-                retry_after: None,
-            }
+            Fault::status(503)
         } else {
             Fault::Forward
         }
@@ -113,10 +107,7 @@ async fn persistent_5xx_gives_up_after_bounded_retries() {
 #[tokio::test]
 async fn a_hanging_request_is_cut_off_and_the_run_is_bounded() {
     let client = admin().await;
-    let base = unique("hang");
-    let (stuck, fine) = (format!("{base}-stuck"), format!("{base}-fine"));
-    create_namespace(&client, &stuck, true).await;
-    create_namespace(&client, &fine, true).await;
+    let (base, [stuck, fine]) = namespaces(&client, "hang", ["stuck", "fine"]).await;
     let stuck2 = stuck.clone();
     let proxy = FaultProxy::start(client.clone(), move |m, p, _| {
         if is_secret_patch(m, p, &stuck2) {
@@ -272,10 +263,7 @@ async fn a_real_refusal_of_the_service_account_patch_is_not_retried() {
     let ns2 = ns.clone();
     let proxy = FaultProxy::start(client.clone(), move |m, p, _| {
         if m == "PATCH" && p.starts_with(&format!("/api/v1/namespaces/{ns2}/serviceaccounts/")) {
-            Fault::Status {
-                code: 422,
-                retry_after: None,
-            }
+            Fault::status(422)
         } else {
             Fault::Forward
         }

@@ -284,11 +284,7 @@ async fn a_missing_permission_is_named_in_the_error() {
 #[tokio::test]
 async fn namespace_scoped_install_needs_no_cluster_wide_rights() {
     let client = admin().await;
-    let base = unique("scoped");
-    let [a, b, ungranted] = ["a", "b", "ungranted"].map(|s| format!("{base}-{s}"));
-    for n in [&a, &b, &ungranted] {
-        create_namespace(&client, n, true).await;
-    }
+    let (base, [a, b, ungranted]) = namespaces(&client, "scoped", ["a", "b", "ungranted"]).await;
     // The pair to copy per namespace, and nothing else (rbac.yaml holds the ServiceAccount).
     let mut kinds: Vec<_> = repo_yaml("deploy/namespaced-rbac.yaml")
         .iter()

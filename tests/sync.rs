@@ -107,14 +107,7 @@ async fn keeps_other_pull_secrets_on_the_service_account() {
 #[tokio::test]
 async fn include_and_exclude_globs() {
     let client = admin().await;
-    let base = unique("glob");
-    let names: Vec<String> = ["app-a", "app-b", "app-c", "other"]
-        .iter()
-        .map(|s| format!("{base}-{s}"))
-        .collect();
-    for n in &names {
-        create_namespace(&client, n, true).await;
-    }
+    let (base, names) = namespaces(&client, "glob", ["app-a", "app-b", "app-c", "other"]).await;
     let out = Run::sync()
         .args([
             "-n",
@@ -234,11 +227,7 @@ async fn terminating_namespace_named_literally_is_not_written_to() {
 #[tokio::test]
 async fn foreign_secret_is_left_alone_and_the_run_fails() {
     let client = admin().await;
-    let base = unique("foreign");
-    let theirs = format!("{base}-theirs");
-    let ours = format!("{base}-ours");
-    create_namespace(&client, &theirs, true).await;
-    create_namespace(&client, &ours, true).await;
+    let (base, [theirs, ours]) = namespaces(&client, "foreign", ["theirs", "ours"]).await;
     let before = create_foreign_secret(&client, &theirs).await;
 
     let out = Run::sync()
@@ -367,11 +356,7 @@ async fn service_account_created_while_waiting_is_linked() {
 #[tokio::test]
 async fn ecr_unreachable_writes_nothing() {
     let client = admin().await;
-    let base = unique("noecr");
-    let existing = format!("{base}-existing");
-    let fresh = format!("{base}-fresh");
-    create_namespace(&client, &existing, true).await;
-    create_namespace(&client, &fresh, true).await;
+    let (base, [existing, fresh]) = namespaces(&client, "noecr", ["existing", "fresh"]).await;
     Run::sync().args(["-n", &existing]).run().assert_code(0);
     let before = get_secret(&client, &existing, "awsecr-cred").await.unwrap();
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use k8s_openapi::api::core::v1::{LocalObjectReference, Namespace, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -87,6 +87,40 @@ pub async fn create_namespace(client: &Client, name: &str, with_default_sa: bool
     if with_default_sa {
         create_sa(client, name, "default", &[]).await;
     }
+}
+
+/// Namespaces `<unique base>-<suffix>`, each with a `default` ServiceAccount: the base (for a
+/// `<base>-*` glob) and the names.
+pub async fn namespaces<const N: usize>(
+    client: &Client,
+    prefix: &str,
+    suffixes: [&str; N],
+) -> (String, [String; N]) {
+    let base = unique(prefix);
+    let names = suffixes.map(|s| format!("{base}-{s}"));
+    for n in &names {
+        create_namespace(client, n, true).await;
+    }
+    (base, names)
+}
+
+/// Merges `labels` and `annotations` into a namespace's metadata.
+pub async fn annotate_namespace(
+    client: &Client,
+    ns: &str,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+) {
+    let to_map = |kv: &[(&str, &str)]| {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let patch = serde_json::json!({"metadata": {"labels": to_map(labels), "annotations": to_map(annotations)}});
+    Api::<Namespace>::all(client.clone())
+        .patch(ns, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch namespace");
 }
 
 /// No controller-manager runs on the test server, so ServiceAccounts are made by hand.
