@@ -32,8 +32,8 @@ start_leg 1 "$label" "$bin"
 cargo test --all-targets --locked --no-fail-fast
 # A kubelet really pulls a private image with the Secret the tool wrote (root; uses target/testenv).
 bash scripts/pulltest.sh
-# Dockerfile lint, manifest validation, the static binary in an empty rootfs, the CronJob's own
-# command and the README quick start, against the same servers.
+# Dockerfile lint, manifest validation, the static binary in an empty rootfs (plain and with the
+# in-cluster config), against the same servers.
 bash scripts/check-packaging.sh
 # Pushgateway + Prometheus on loopback: the pushed metrics and the alerts they fire.
 bash scripts/metricstest.sh

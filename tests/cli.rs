@@ -115,17 +115,7 @@ async fn bad_input_is_rejected_and_nothing_is_written() {
             };
         }
         let out = run.run();
-        assert_eq!(
-            out.code(),
-            2,
-            "{args:?} {envs:?}: stderr:\n{}",
-            out.stderr()
-        );
-        assert!(
-            out.stderr().contains(needle),
-            "{args:?} {envs:?}: message should name {needle}:\n{}",
-            out.stderr()
-        );
+        out.assert_code(2).assert_stderr_contains(needle);
     }
     assert_nothing_written(&client, &ns, &sa_before).await;
 }

@@ -31,10 +31,9 @@ async fn retries_429_honouring_retry_after() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let out = Run::sync()
-        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .through(&proxy)
         .args(["-n", &ns, "-o", "json"])
         .run_async()
         .await;
@@ -70,27 +69,20 @@ async fn retries_429_honouring_retry_after() {
 #[tokio::test]
 async fn persistent_5xx_gives_up_after_bounded_retries() {
     let client = admin().await;
-    let base = unique("broken");
-    let (bad, good) = (format!("{base}-bad"), format!("{base}-good"));
-    create_namespace(&client, &bad, true).await;
-    create_namespace(&client, &good, true).await;
+    let (_, [bad, good]) = namespaces(&client, "broken", ["bad", "good"]).await;
     let sa_path = format!("/api/v1/namespaces/{bad}/serviceaccounts/default");
     let sa_path2 = sa_path.clone();
     let proxy = FaultProxy::start(client.clone(), move |m, p, _| {
         if m == "GET" && p == sa_path2 {
-            Fault::Status {
-                code: 503,
-                retry_after: None,
-            }
+            Fault::status(503)
         } else {
             Fault::Forward
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
     // Named literally, so each ServiceAccount is read with a GET (a glob lists them instead).
     let out = Run::sync()
-        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .through(&proxy)
         .args(["-n", &bad, "-n", &good, "-o", "json"])
         .run_async()
         .await;
@@ -109,20 +101,13 @@ async fn persistent_5xx_gives_up_after_bounded_retries() {
         .filter(|(m, p, _)| m == "GET" && *p == sa_path)
         .count();
     assert_eq!(attempts, 4, "one try and three retries");
-    assert!(
-        out.stderr().contains("giving up after retries"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_contains("giving up after retries");
 }
 
 #[tokio::test]
 async fn a_hanging_request_is_cut_off_and_the_run_is_bounded() {
     let client = admin().await;
-    let base = unique("hang");
-    let (stuck, fine) = (format!("{base}-stuck"), format!("{base}-fine"));
-    create_namespace(&client, &stuck, true).await;
-    create_namespace(&client, &fine, true).await;
+    let (base, [stuck, fine]) = namespaces(&client, "hang", ["stuck", "fine"]).await;
     let stuck2 = stuck.clone();
     let proxy = FaultProxy::start(client.clone(), move |m, p, _| {
         if is_secret_patch(m, p, &stuck2) {
@@ -132,10 +117,9 @@ async fn a_hanging_request_is_cut_off_and_the_run_is_bounded() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let out = Run::sync()
-        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .through(&proxy)
         .args([
             "-n",
             &format!("{base}-*"),
@@ -192,9 +176,8 @@ async fn concurrent_service_account_edit_keeps_both_entries() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
     Run::sync()
-        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .through(&proxy)
         .args(["-n", &ns])
         .run_async()
         .await
@@ -228,9 +211,8 @@ async fn service_account_write_is_a_guarded_json_patch_of_the_list_only() {
     create_sa(&client, &ns, "default", &["theirs"]).await;
     create_sa(&client, &ns, "bare", &[]).await;
     let proxy = FaultProxy::start(client.clone(), |_, _, _| Fault::Forward).await;
-    let dir = tempfile::tempdir().unwrap();
     Run::sync()
-        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .through(&proxy)
         .args(["-n", &ns, "--service-account", "default,bare"])
         .run_async()
         .await
@@ -281,18 +263,14 @@ async fn a_real_refusal_of_the_service_account_patch_is_not_retried() {
     let ns2 = ns.clone();
     let proxy = FaultProxy::start(client.clone(), move |m, p, _| {
         if m == "PATCH" && p.starts_with(&format!("/api/v1/namespaces/{ns2}/serviceaccounts/")) {
-            Fault::Status {
-                code: 422,
-                retry_after: None,
-            }
+            Fault::status(422)
         } else {
             Fault::Forward
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
     let out = Run::sync()
-        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .through(&proxy)
         .args(["-n", &ns, "-o", "json"])
         .run_async()
         .await;
@@ -379,12 +357,7 @@ async fn ecr_that_never_answers_is_cut_off() {
         "{:?}",
         started.elapsed()
     );
-    assert!(
-        out.stderr().contains("ECR did not answer in time")
-            || out.stderr().contains("could not reach ECR"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_contains_any(&["ECR did not answer in time", "could not reach ECR"]);
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
 }
 
@@ -540,9 +513,8 @@ async fn sigterm_finishes_the_namespaces_in_flight_and_prints_the_report() {
     // at the signal all five (= --concurrency) are between their delete and their create.
     let stuck: Vec<String> = names[..5].to_vec();
     let proxy = hang_first_create_in(&client, stuck.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let child = Run::sync()
-        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+    let running = Run::sync()
+        .through(&proxy)
         .args([
             "-n",
             &format!("{base}-*"),
@@ -554,9 +526,7 @@ async fn sigterm_finishes_the_namespaces_in_flight_and_prints_the_report() {
             "-o",
             "json",
         ])
-        .spawn();
-    let pid = child.id().to_string();
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output());
+        .start();
     // Signal once every stuck namespace has lost its old Secret.
     let started = Instant::now();
     while !stuck.iter().all(|ns| {
@@ -572,12 +542,8 @@ async fn sigterm_finishes_the_namespaces_in_flight_and_prints_the_report() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = RunOutput(output.await.unwrap().unwrap());
+    running.signal("TERM");
+    let out = running.output().await;
 
     out.assert_code(1);
     let report = out.json();
@@ -635,19 +601,13 @@ async fn sigint_before_any_namespace_writes_nothing_and_reports() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let child = Run::sync()
-        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+    let running = Run::sync()
+        .through(&proxy)
         .args(["-n", &ns, "--request-timeout", "20s", "-o", "json"])
-        .spawn();
-    let pid = child.id().to_string();
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output());
+        .start();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    let out = RunOutput(output.await.unwrap().unwrap());
+    running.signal("INT");
+    let out = running.output().await;
     out.assert_code(1);
     let report = out.json();
     assert_eq!(report["error"]["kind"], "cancelled", "{report:#}");
@@ -661,9 +621,8 @@ async fn run_deadline_never_splits_a_delete_from_its_create() {
     let names = namespaces_with_opaque_secrets(&client, &base, 3).await;
     // Each first create hangs; its retry only goes out after --timeout has passed.
     let proxy = hang_first_create_in(&client, names.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
     let out = Run::sync()
-        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .through(&proxy)
         .args([
             "-n",
             &format!("{base}-*"),

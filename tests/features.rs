@@ -9,7 +9,7 @@ use base64::Engine as _;
 use common::fake_ecr::FakeEcr;
 use common::proxy::{Fault, FaultProxy};
 use common::*;
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
 fn now() -> i64 {
@@ -17,24 +17,6 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-async fn annotate_namespace(
-    client: &kube::Client,
-    ns: &str,
-    labels: &[(&str, &str)],
-    annotations: &[(&str, &str)],
-) {
-    let to_map = |kv: &[(&str, &str)]| {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>()
-    };
-    let patch = serde_json::json!({"metadata": {"labels": to_map(labels), "annotations": to_map(annotations)}});
-    Api::<Namespace>::all(client.clone())
-        .patch(ns, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
@@ -166,12 +148,12 @@ async fn assume_role_signs_ecr_calls_with_the_role_credentials() {
 #[tokio::test]
 async fn status_reports_missing_foreign_expiring_and_healthy() {
     let client = admin().await;
-    let base = unique("status");
-    let [missing, foreign, expiring, healthy, unlinked] =
-        ["missing", "foreign", "expiring", "healthy", "unlinked"].map(|s| format!("{base}-{s}"));
-    for n in [&missing, &foreign, &expiring, &healthy, &unlinked] {
-        create_namespace(&client, n, true).await;
-    }
+    let (base, [missing, foreign, expiring, healthy, unlinked]) = namespaces(
+        &client,
+        "status",
+        ["missing", "foreign", "expiring", "healthy", "unlinked"],
+    )
+    .await;
     create_secret(
         &client,
         &foreign,
@@ -259,21 +241,13 @@ async fn status_reports_missing_foreign_expiring_and_healthy() {
         .run_async()
         .await;
     out.assert_code(0);
-    assert!(
-        out.stdout().contains(&format!("ok        {healthy}")),
-        "{}",
-        out.stdout()
-    );
+    out.assert_stdout_contains(&format!("ok        {healthy}"));
 }
 
 #[tokio::test]
 async fn namespace_selector_combines_with_globs() {
     let client = admin().await;
-    let base = unique("labels");
-    let [prod, dev, other] = ["prod", "dev", "other"].map(|s| format!("{base}-{s}"));
-    for n in [&prod, &dev, &other] {
-        create_namespace(&client, n, true).await;
-    }
+    let (base, [prod, dev, other]) = namespaces(&client, "labels", ["prod", "dev", "other"]).await;
     annotate_namespace(&client, &prod, &[("env", "prod")], &[]).await;
     annotate_namespace(&client, &dev, &[("env", "dev")], &[]).await;
     annotate_namespace(&client, &other, &[("env", "prod")], &[]).await;
@@ -359,7 +333,6 @@ async fn all_service_accounts_deleted_mid_run_are_missing_not_failed() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
     // A real expiry, so the status below can be healthy.
     let ecr = FakeEcr::start(FakeEcr::token_body(
         "pw",
@@ -371,7 +344,7 @@ async fn all_service_accounts_deleted_mid_run_are_missing_not_failed() {
     let started = std::time::Instant::now();
     let out = Run::sync()
         .env("AWS_ENDPOINT_URL", &ecr.url)
-        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .through(&proxy)
         .args([
             "-n",
             &ns,
@@ -421,7 +394,7 @@ async fn all_service_accounts_deleted_mid_run_are_missing_not_failed() {
     // status sees the same: listed, then gone, is no problem.
     create_sa(&client, &ns, "gone-4", &[]).await;
     let out = Run::bare()
-        .env("KUBECONFIG", proxy.kubeconfig(dir.path()))
+        .through(&proxy)
         .args(["status", "-n", &ns, "--all-service-accounts", "-o", "json"])
         .run_async()
         .await;
@@ -523,11 +496,8 @@ async fn refresh_before_leaves_fresh_secrets_alone() {
 #[tokio::test]
 async fn refresh_before_and_status_do_not_trust_annotations() {
     let client = admin().await;
-    let base = unique("distrust");
-    let [far, evil, garbage] = ["far", "evil", "garbage"].map(|s| format!("{base}-{s}"));
-    for n in [&far, &evil, &garbage] {
-        create_namespace(&client, n, true).await;
-    }
+    let (base, [far, evil, garbage]) =
+        namespaces(&client, "distrust", ["far", "evil", "garbage"]).await;
     let ecr = FakeEcr::start(FakeEcr::token_body(
         "real",
         now() + 12 * 3600,
@@ -885,16 +855,6 @@ async fn ecr_failure_after_some_writes_keeps_the_results_and_exits_1() {
     assert_eq!(outcome(&r, &empty)["outcome"], "failed", "{r:#}");
     let out = sync("text").run_async().await;
     out.assert_code(3);
-    assert!(
-        out.stdout()
-            .contains(&format!("FAILED {empty}: no ECR token")),
-        "{}",
-        out.stdout()
-    );
-    assert!(
-        out.stderr()
-            .contains("cannot get an ECR authorization token"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stdout_contains(&format!("FAILED {empty}: no ECR token"));
+    out.assert_stderr_contains("cannot get an ECR authorization token");
 }

@@ -42,11 +42,8 @@ async fn huge_durations_are_rejected_before_anything_runs() {
     ] {
         let out = Run::bare().args(args).args(["-n", &ns]).run();
         out.assert_code(2);
-        assert!(
-            out.stderr().contains(flag) && out.stderr().contains("at most 24h"),
-            "{args:?}:\n{}",
-            out.stderr()
-        );
+        out.assert_stderr_contains(flag)
+            .assert_stderr_contains("at most 24h");
     }
     assert_nothing_written(&client, &ns, &sa_before).await;
 }
@@ -160,7 +157,7 @@ async fn a_broken_kubeconfig_is_reported_without_its_content() {
             message.contains("yaml: line 18, column 11: mapping values are not allowed"),
             "{message}"
         );
-        assert!(out.stderr().contains("line 18"), "{}", out.stderr());
+        out.assert_stderr_contains("line 18");
     }
     // The JSON log format carries the same message.
     let out = Run::bare()
@@ -207,12 +204,7 @@ users:
             .run();
         out.assert_code(4);
         assert_no_kube_token(&out);
-        assert!(
-            out.stderr()
-                .contains(&format!("https://admin:***@127.0.0.1:{port}")),
-            "{}",
-            out.stderr()
-        );
+        out.assert_stderr_contains(&format!("https://admin:***@127.0.0.1:{port}"));
     }
 }
 
@@ -237,11 +229,7 @@ async fn no_rust_log_directive_lets_the_sdk_print_the_token() {
             out.assert_code(0);
             out.assert_no_secrets();
             // The directive took effect: the SDK's own debug lines inside the call are there.
-            assert!(
-                out.stderr().contains("deserialize_nonstreaming"),
-                "{directive} {format}: the SDK's debug logs are missing:\n{}",
-                out.stderr()
-            );
+            out.assert_stderr_contains("deserialize_nonstreaming");
         }
     }
 }
@@ -307,12 +295,8 @@ async fn an_explicit_profile_wins_over_env_keys_and_must_exist() {
         }
         let out = run.run_async().await;
         out.assert_code(2);
-        assert!(
-            out.stderr().contains(&format!("invalid {flag} \"nope\"")),
-            "{}",
-            out.stderr()
-        );
-        assert!(out.stderr().contains("no such profile"), "{}", out.stderr());
+        out.assert_stderr_contains(&format!("invalid {flag} \"nope\""));
+        out.assert_stderr_contains("no such profile");
     }
     assert_eq!(ecr.calls(), calls, "ECR was asked with an unknown profile");
     assert!(get_secret(&client, &other, "awsecr-cred").await.is_none());

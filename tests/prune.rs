@@ -4,25 +4,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::*;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch, PatchParams};
 
 static CLUSTER_WIDE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn annotate_namespace(client: &kube::Client, ns: &str, annotations: &[(&str, &str)]) {
-    let map: BTreeMap<String, String> = annotations
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let patch = serde_json::json!({"metadata": {"annotations": map}});
-    Api::<Namespace>::all(client.clone())
-        .patch(ns, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-}
 
 #[tokio::test]
 async fn prune_removes_exactly_the_dropped_namespaces() {
@@ -128,7 +112,7 @@ async fn sync_prune_and_opt_out() {
         .await
         .assert_code(0);
 
-    annotate_namespace(&client, &leaves, &[("ecr-refresh/opt-out", "true")]).await;
+    annotate_namespace(&client, &leaves, &[], &[("ecr-refresh/opt-out", "true")]).await;
     after_write_window().await;
     // `sync --prune` over just this test's namespaces (exclude everything else from pruning by
     // excluding nothing of ours): the opted-out one is skipped by sync and cleaned by prune.

@@ -3,79 +3,13 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
+use common::install::*;
 use common::*;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-
-fn repo_file(name: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(name)).unwrap()
-}
-
-fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(env().kubeconfig)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Applies a manifest under unique names so tests never share (or break) each other's RBAC.
-fn apply_renamed(manifest: &str, id: &str, extra: &[(&str, &str)]) {
-    let mut text = manifest.replace("name: ecr-refresh\n", &format!("name: {id}\n"));
-    for (from, to) in extra {
-        assert!(text.contains(from), "manifest no longer contains {from:?}");
-        text = text.replace(from, to);
-    }
-    kubectl(&["apply", "-f", "-"], Some(&text));
-}
-
-/// A kubeconfig holding only a TokenRequest token for kube-system/<sa>.
-fn token_kubeconfig(dir: &Path, sa: &str) -> PathBuf {
-    let token = kubectl(&["-n", "kube-system", "create", "token", sa], None);
-    let path = dir.join(format!("{sa}.kubeconfig"));
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\nusers:\n- name: {sa}\n  user:\n    token: {}\ncontexts:\n- name: t\n  context: {{cluster: t, user: {sa}}}\ncurrent-context: t\n",
-            env().apiserver,
-            token.trim()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-async fn client_for(kubeconfig: &Path) -> kube::Client {
-    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 /// Logged when `get` on a namespace named with -n is refused.
 const NO_NAMESPACE_GET: &str = "cannot read namespaces named with -n";
@@ -141,7 +75,7 @@ async fn sync_works_with_exactly_rbac_yaml_and_nothing_more() {
         .await;
     out.assert_code(0);
     assert_eq!(outcome(&out.json(), dying)["outcome"], "skipped");
-    assert!(!out.stderr().contains(NO_NAMESPACE_GET), "{}", out.stderr());
+    out.assert_stderr_lacks(NO_NAMESPACE_GET);
     let after = get_secret(&client, dying, "awsecr-cred").await.unwrap();
     assert_eq!(
         after.metadata.resource_version,
@@ -192,6 +126,72 @@ async fn sync_works_with_exactly_rbac_yaml_and_nothing_more() {
     );
 }
 
+/// rbac.yaml grants no more than the tool uses, asked as its ServiceAccount itself
+/// (SelfSubjectAccessReview, what `kubectl auth can-i` sends).
+#[tokio::test]
+async fn rbac_yaml_grants_only_what_the_tool_uses() {
+    let client = admin().await;
+    let id = unique("rbac-cani");
+    apply_renamed(&repo_file("deploy/rbac.yaml"), &id, &[]);
+    let ns = unique("cani");
+    create_namespace(&client, &ns, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sa = client_for(&token_kubeconfig(dir.path(), &id)).await;
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(sa);
+    // (verb, resource, name, allowed)
+    let probes = [
+        ("list", "namespaces", "", true),
+        ("get", "namespaces", ns.as_str(), true),
+        ("get", "secrets", "awsecr-cred", true),
+        ("create", "secrets", "awsecr-cred", true),
+        ("patch", "secrets", "awsecr-cred", true),
+        ("update", "secrets", "awsecr-cred", true),
+        ("delete", "secrets", "awsecr-cred", false),
+        ("list", "secrets", "", false),
+        ("list", "secrets", "awsecr-cred", false),
+        ("watch", "secrets", "awsecr-cred", false),
+        ("get", "secrets", "other", false),
+        ("create", "secrets", "other", false),
+        ("get", "serviceaccounts", "default", true),
+        ("list", "serviceaccounts", "default", true),
+        ("patch", "serviceaccounts", "default", true),
+        ("update", "serviceaccounts", "default", false),
+        ("patch", "serviceaccounts", "other", false),
+        ("create", "serviceaccounts", "", false),
+        ("list", "serviceaccounts", "", false),
+        ("create", "pods", "", false),
+    ];
+    let mut wrong = Vec::new();
+    for (verb, resource, name, want) in probes {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: Some(ns.clone()),
+                    verb: Some(verb.into()),
+                    resource: Some(resource.into()),
+                    name: (!name.is_empty()).then(|| name.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let answer = reviews
+            .create(&PostParams::default(), &review)
+            .await
+            .expect("SelfSubjectAccessReview")
+            .status
+            .expect("review status")
+            .allowed;
+        if answer != want {
+            wrong.push(format!(
+                "can-i {verb} {resource}/{name}: {answer}, expected {want}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
 #[tokio::test]
 async fn without_list_on_service_accounts_each_one_is_read() {
     let client = admin().await;
@@ -219,12 +219,7 @@ async fn without_list_on_service_accounts_each_one_is_read() {
         .await;
     out.assert_code(0);
     assert_eq!(out.json()["summary"]["created"], 2);
-    assert!(
-        out.stderr()
-            .contains("reading them one namespace at a time"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_contains("reading them one namespace at a time");
     for n in &names {
         assert_eq!(
             pull_secret_names(&get_sa(&client, n, "default").await),
@@ -282,27 +277,21 @@ async fn a_missing_permission_is_named_in_the_error() {
         .run_async()
         .await;
     out.assert_code(4);
-    assert!(
-        out.stderr()
-            .contains(r#"cannot list resource "namespaces""#),
-        "{}",
-        out.stderr()
-    );
-    assert!(
-        out.stderr().contains("name namespaces literally"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_contains(r#"cannot list resource "namespaces""#);
+    out.assert_stderr_contains("name namespaces literally");
 }
 
 #[tokio::test]
 async fn namespace_scoped_install_needs_no_cluster_wide_rights() {
     let client = admin().await;
-    let base = unique("scoped");
-    let [a, b, ungranted] = ["a", "b", "ungranted"].map(|s| format!("{base}-{s}"));
-    for n in [&a, &b, &ungranted] {
-        create_namespace(&client, n, true).await;
-    }
+    let (base, [a, b, ungranted]) = namespaces(&client, "scoped", ["a", "b", "ungranted"]).await;
+    // The pair to copy per namespace, and nothing else (rbac.yaml holds the ServiceAccount).
+    let mut kinds: Vec<_> = repo_yaml("deploy/namespaced-rbac.yaml")
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["Role", "RoleBinding"]);
     let id = unique("rbac-ns");
     // Only the ServiceAccount from rbac.yaml; no ClusterRole, no ClusterRoleBinding.
     let sa_only = repo_file("deploy/rbac.yaml");
@@ -335,9 +324,14 @@ async fn namespace_scoped_install_needs_no_cluster_wide_rights() {
     out.assert_code(0);
     for n in [&a, &b] {
         assert!(get_secret(&client, n, "awsecr-cred").await.is_some(), "{n}");
+        assert_eq!(
+            pull_secret_names(&get_sa(&client, n, "default").await),
+            ["awsecr-cred"],
+            "{n}"
+        );
     }
     // The Role lets the tool read its own namespace (to skip a terminating one).
-    assert!(!out.stderr().contains(NO_NAMESPACE_GET), "{}", out.stderr());
+    out.assert_stderr_lacks(NO_NAMESPACE_GET);
 
     // A namespace without the Role fails alone, with the missing permission named.
     after_write_window().await;

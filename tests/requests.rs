@@ -136,10 +136,7 @@ async fn first_steady_and_rotating_passes_cost_one_request_per_namespace_and_a_l
 async fn literal_names_read_each_service_account_instead_of_listing() {
     let _one_at_a_time = SERIAL.lock().await;
     let client = admin().await;
-    let base = unique("literal");
-    let [a, b] = ["a", "b"].map(|s| format!("{base}-{s}"));
-    create_namespace(&client, &a, true).await;
-    create_namespace(&client, &b, true).await;
+    let (_, [a, b]) = namespaces(&client, "literal", ["a", "b"]).await;
     let (out, c) = counted(&client, Run::sync().args(["-n", &a, "-n", &b])).await;
     out.assert_code(0);
     assert_eq!(c.secret_writes(), 2, "{c:?}");

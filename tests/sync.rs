@@ -107,14 +107,7 @@ async fn keeps_other_pull_secrets_on_the_service_account() {
 #[tokio::test]
 async fn include_and_exclude_globs() {
     let client = admin().await;
-    let base = unique("glob");
-    let names: Vec<String> = ["app-a", "app-b", "app-c", "other"]
-        .iter()
-        .map(|s| format!("{base}-{s}"))
-        .collect();
-    for n in &names {
-        create_namespace(&client, n, true).await;
-    }
+    let (base, names) = namespaces(&client, "glob", ["app-a", "app-b", "app-c", "other"]).await;
     let out = Run::sync()
         .args([
             "-n",
@@ -234,11 +227,7 @@ async fn terminating_namespace_named_literally_is_not_written_to() {
 #[tokio::test]
 async fn foreign_secret_is_left_alone_and_the_run_fails() {
     let client = admin().await;
-    let base = unique("foreign");
-    let theirs = format!("{base}-theirs");
-    let ours = format!("{base}-ours");
-    create_namespace(&client, &theirs, true).await;
-    create_namespace(&client, &ours, true).await;
+    let (base, [theirs, ours]) = namespaces(&client, "foreign", ["theirs", "ours"]).await;
     let before = create_foreign_secret(&client, &theirs).await;
 
     let out = Run::sync()
@@ -269,11 +258,7 @@ async fn foreign_secret_is_left_alone_and_the_run_fails() {
     // The human summary names it too.
     let out = Run::sync().args(["-n", &theirs]).run();
     out.assert_code(1);
-    assert!(
-        out.stdout().contains(&format!("FAILED {theirs}")),
-        "{}",
-        out.stdout()
-    );
+    out.assert_stdout_contains(&format!("FAILED {theirs}"));
 
     // --force takes it over.
     let out = Run::sync()
@@ -371,11 +356,7 @@ async fn service_account_created_while_waiting_is_linked() {
 #[tokio::test]
 async fn ecr_unreachable_writes_nothing() {
     let client = admin().await;
-    let base = unique("noecr");
-    let existing = format!("{base}-existing");
-    let fresh = format!("{base}-fresh");
-    create_namespace(&client, &existing, true).await;
-    create_namespace(&client, &fresh, true).await;
+    let (base, [existing, fresh]) = namespaces(&client, "noecr", ["existing", "fresh"]).await;
     Run::sync().args(["-n", &existing]).run().assert_code(0);
     let before = get_secret(&client, &existing, "awsecr-cred").await.unwrap();
 
@@ -400,11 +381,7 @@ async fn ecr_unreachable_writes_nothing() {
             .contains("us-east-1"),
         "{report:#}"
     );
-    assert!(
-        out.stderr().contains("could not reach ECR"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_contains("could not reach ECR");
 
     let after = get_secret(&client, &existing, "awsecr-cred").await.unwrap();
     assert_eq!(
@@ -425,7 +402,7 @@ async fn invalid_glob_exits_2_before_any_call() {
         .args(["-n", "team-[a"])
         .run();
     out.assert_code(2);
-    assert!(out.stderr().contains("--namespace"), "{}", out.stderr());
+    out.assert_stderr_contains("--namespace");
     assert!(out.stdout().is_empty());
 }
 
@@ -434,13 +411,7 @@ async fn cluster_unreachable_or_unauthorized_exits_4_before_ecr() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, server: &str, token: &str| {
         let path = dir.path().join(name);
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n"
-            ),
-        )
-        .unwrap();
+        common::install::write_kubeconfig(&path, server, token);
         path
     };
     let env = env();
@@ -516,9 +487,7 @@ async fn secrets_never_reach_output_even_at_trace() {
             .args(["-n", &ns, "--log-format", format, "-o", format])
             .run();
         out.assert_code(0);
-        assert!(
-            out.stderr().contains("secret written") || out.stderr().contains("secret is current")
-        );
+        out.assert_stderr_contains_any(&["secret written", "secret is current"]);
         out.assert_no_secrets();
     }
     // Failure paths print errors; they must not leak either.
@@ -554,12 +523,7 @@ async fn no_region_fails_fast_without_asking_instance_metadata() {
         .run_async()
         .await;
     out.assert_code(2);
-    assert!(
-        out.stderr()
-            .contains("no AWS region configured: pass --region"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_contains("no AWS region configured: pass --region");
     assert!(
         listener.accept().is_err(),
         "the metadata endpoint was contacted"
@@ -609,11 +573,7 @@ async fn profile_credentials_and_region_from_the_shared_config() {
         .run_async()
         .await;
     out.assert_code(3);
-    assert!(
-        out.stderr().contains("check the AWS credentials"),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_contains("check the AWS credentials");
 }
 
 /// Web identity (OIDC federation, which works off AWS): a token file and a role ARN, exchanged
@@ -671,11 +631,7 @@ async fn context_flag_selects_a_non_current_context() {
         .run_async()
         .await;
     out.assert_code(4);
-    assert!(
-        out.stderr().contains("context \"dead\""),
-        "{}",
-        out.stderr()
-    );
+    out.assert_stderr_contains("context \"dead\"");
     Run::sync()
         .args([
             "--kubeconfig",

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_ecr;
+pub mod install;
 pub mod proxy;
 
 use std::collections::BTreeMap;
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use k8s_openapi::api::core::v1::{LocalObjectReference, Namespace, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -86,6 +87,40 @@ pub async fn create_namespace(client: &Client, name: &str, with_default_sa: bool
     if with_default_sa {
         create_sa(client, name, "default", &[]).await;
     }
+}
+
+/// Namespaces `<unique base>-<suffix>`, each with a `default` ServiceAccount: the base (for a
+/// `<base>-*` glob) and the names.
+pub async fn namespaces<const N: usize>(
+    client: &Client,
+    prefix: &str,
+    suffixes: [&str; N],
+) -> (String, [String; N]) {
+    let base = unique(prefix);
+    let names = suffixes.map(|s| format!("{base}-{s}"));
+    for n in &names {
+        create_namespace(client, n, true).await;
+    }
+    (base, names)
+}
+
+/// Merges `labels` and `annotations` into a namespace's metadata.
+pub async fn annotate_namespace(
+    client: &Client,
+    ns: &str,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+) {
+    let to_map = |kv: &[(&str, &str)]| {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let patch = serde_json::json!({"metadata": {"labels": to_map(labels), "annotations": to_map(annotations)}});
+    Api::<Namespace>::all(client.clone())
+        .patch(ns, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch namespace");
 }
 
 /// No controller-manager runs on the test server, so ServiceAccounts are made by hand.
@@ -213,6 +248,11 @@ pub fn dockerconfig(secret: &Secret) -> serde_json::Value {
 /// Runs the real binary with a clean environment: the test kubeconfig and moto's endpoint.
 pub struct Run {
     cmd: Command,
+    /// HOME, and where `through` writes its kubeconfig; removed when the run is over.
+    dir: tempfile::TempDir,
+    /// What the test set, for failure messages: the variables it changed, and the arguments.
+    shown_env: Vec<String>,
+    shown_args: Vec<String>,
 }
 
 impl Run {
@@ -224,12 +264,12 @@ impl Run {
     /// The binary with the test environment and no subcommand.
     pub fn bare() -> Self {
         let env = env();
-        let home = tempfile::tempdir().expect("tempdir").keep();
+        let dir = tempfile::tempdir().expect("tempdir");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecr-refresh"));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             // An empty HOME: no ~/.aws or ~/.kube of the person running the tests.
-            .env("HOME", &home)
+            .env("HOME", dir.path())
             .env("KUBECONFIG", &env.kubeconfig)
             .env("AWS_ENDPOINT_URL", &env.ecr_endpoint)
             .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
@@ -239,7 +279,12 @@ impl Run {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             // Short, via the env fallback, so a test can still pass the flag.
             .env("ECR_REFRESH_SERVICE_ACCOUNT_WAIT", "2s");
-        Self { cmd }
+        Self {
+            cmd,
+            dir,
+            shown_env: Vec::new(),
+            shown_args: vec!["ecr-refresh".into()],
+        }
     }
 
     pub fn args<I, S>(mut self, args: I) -> Self
@@ -247,18 +292,41 @@ impl Run {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        self.cmd.args(args);
+        for arg in args {
+            self.shown_args
+                .push(arg.as_ref().to_string_lossy().into_owned());
+            self.cmd.arg(arg);
+        }
         self
     }
 
     pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.shown_env
+            .push(format!("{k}={}", v.as_ref().to_string_lossy()));
         self.cmd.env(k, v);
         self
     }
 
     pub fn env_remove(mut self, k: &str) -> Self {
+        self.shown_env.push(format!("-u {k}"));
         self.cmd.env_remove(k);
         self
+    }
+
+    /// The command line as the test wrote it, e.g. `RUST_LOG=trace ecr-refresh sync -n x`.
+    fn command_line(&self) -> String {
+        self.shown_env
+            .iter()
+            .chain(&self.shown_args)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Talks to the cluster through `proxy`: a kubeconfig pointing at it, in this run's folder.
+    pub fn through(self, proxy: &proxy::FaultProxy) -> Self {
+        let kubeconfig = proxy.kubeconfig(self.dir.path());
+        self.env("KUBECONFIG", kubeconfig)
     }
 
     /// Runs under a real pseudo-terminal (util-linux `script`): stdin, stdout and stderr are
@@ -279,7 +347,14 @@ impl Run {
         }
         // -e: exit with the command's code; /dev/null: no typescript file.
         cmd.args(["-q", "-e", "-c", &line, "/dev/null"]);
-        Self { cmd }
+        let mut shown_args = self.shown_args;
+        shown_args.push("(under a pseudo-terminal)".into());
+        Self {
+            cmd,
+            dir: self.dir,
+            shown_env: self.shown_env,
+            shown_args,
+        }
     }
 
     /// Runs off the async runtime, so servers the test runs in-process (proxy, fake ECR) keep
@@ -290,37 +365,83 @@ impl Run {
             .expect("join")
     }
 
-    /// Starts the binary with stdout and stderr piped, for a test that signals it mid-run.
-    pub fn spawn(mut self) -> std::process::Child {
-        self.cmd
+    /// Starts the binary with stdout and stderr piped (and read at once, off the runtime), for
+    /// a test that signals it mid-run.
+    pub fn start(mut self) -> Running {
+        let child = self
+            .cmd
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .expect("start ecr-refresh")
+            .expect("start ecr-refresh");
+        Running {
+            pid: child.id(),
+            output: tokio::task::spawn_blocking(move || child.wait_with_output()),
+            command: self.command_line(),
+            _dir: self.dir,
+        }
     }
 
     pub fn run(mut self) -> RunOutput {
-        let out = self.cmd.output().expect("run ecr-refresh");
-        RunOutput(out)
+        let output = self.cmd.output().expect("run ecr-refresh");
+        RunOutput {
+            output,
+            command: self.command_line(),
+        }
     }
 }
 
-pub struct RunOutput(pub Output);
+/// A run started with [`Run::start`].
+pub struct Running {
+    pub pid: u32,
+    output: tokio::task::JoinHandle<std::io::Result<Output>>,
+    command: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Sends `signal` (a name `kill` knows: TERM, INT, ...).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {}: {status}", self.pid);
+    }
+
+    pub async fn output(self) -> RunOutput {
+        RunOutput {
+            output: self
+                .output
+                .await
+                .expect("join")
+                .expect("wait for ecr-refresh"),
+            command: self.command,
+        }
+    }
+}
+
+pub struct RunOutput {
+    pub output: Output,
+    /// The command line as the test wrote it, with the variables it set.
+    pub command: String,
+}
 
 impl RunOutput {
     pub fn code(&self) -> i32 {
-        self.0.status.code().expect("exit code")
+        self.output.status.code().expect("exit code")
     }
     pub fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.0.stdout).into_owned()
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
     }
     pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.0.stderr).into_owned()
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.0.stdout).unwrap_or_else(|e| {
+        serde_json::from_slice(&self.output.stdout).unwrap_or_else(|e| {
             panic!(
-                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                "{}: stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.command,
                 self.stdout(),
                 self.stderr()
             )
@@ -331,9 +452,47 @@ impl RunOutput {
         assert_eq!(
             self.code(),
             code,
-            "unexpected exit code\nstdout:\n{}\nstderr:\n{}",
+            "{}: unexpected exit code\nstdout:\n{}\nstderr:\n{}",
+            self.command,
             self.stdout(),
             self.stderr()
+        );
+        self
+    }
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, needle: &str) -> &Self {
+        self.assert_in("stderr", &self.stderr(), needle, true)
+    }
+    /// At least one of `needles` (for a message that has more than one right wording).
+    #[track_caller]
+    pub fn assert_stderr_contains_any(&self, needles: &[&str]) -> &Self {
+        let stderr = self.stderr();
+        assert!(
+            needles.iter().any(|n| stderr.contains(n)),
+            "{}: stderr contains none of {needles:?}\nstderr:\n{stderr}",
+            self.command
+        );
+        self
+    }
+    #[track_caller]
+    pub fn assert_stderr_lacks(&self, needle: &str) -> &Self {
+        self.assert_in("stderr", &self.stderr(), needle, false)
+    }
+    #[track_caller]
+    pub fn assert_stdout_contains(&self, needle: &str) -> &Self {
+        self.assert_in("stdout", &self.stdout(), needle, true)
+    }
+    #[track_caller]
+    fn assert_in(&self, name: &str, text: &str, needle: &str, wanted: bool) -> &Self {
+        assert!(
+            text.contains(needle) == wanted,
+            "{}: {name} {} {needle:?}\n{name}:\n{text}",
+            self.command,
+            if wanted {
+                "does not contain"
+            } else {
+                "contains"
+            },
         );
         self
     }
@@ -342,7 +501,11 @@ impl RunOutput {
     pub fn assert_no_secrets(&self) {
         for (name, text) in [("stdout", self.stdout()), ("stderr", self.stderr())] {
             for secret in [PASSWORD, AUTH] {
-                assert!(!text.contains(secret), "{name} leaks a secret:\n{text}");
+                assert!(
+                    !text.contains(secret),
+                    "{}: {name} leaks a secret:\n{text}",
+                    self.command
+                );
             }
         }
     }

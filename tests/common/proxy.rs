@@ -28,6 +28,16 @@ pub enum Fault {
     Before(Pin<Box<dyn Future<Output = ()> + Send>>),
 }
 
+impl Fault {
+    /// Answer with this status, without a Retry-After.
+    pub fn status(code: u16) -> Self {
+        Self::Status {
+            code,
+            retry_after: None,
+        }
+    }
+}
+
 /// Decides per request: method, path (with query), and how many earlier requests matched the
 /// same method and path.
 pub type Rule = dyn Fn(&str, &str, usize) -> Fault + Send + Sync;

@@ -1,0 +1,282 @@
+//! The install in deploy/ and the README's quick start, against the real apiserver: the
+//! CronJob's own command run as rbac.yaml's ServiceAccount, and the quick start step by step.
+//! (What needs containers, a static binary or linters stays in scripts/check-packaging.sh.)
+
+mod common;
+
+use common::install::*;
+use common::*;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams};
+
+/// The ecr-refresh container of deploy/cronjob.yaml: its args, and its env entries that have
+/// a plain value.
+fn cronjob_command() -> (Vec<String>, Vec<(String, String)>) {
+    let docs = repo_yaml("deploy/cronjob.yaml");
+    let cronjobs: Vec<_> = docs.iter().filter(|d| d["kind"] == "CronJob").collect();
+    assert_eq!(cronjobs.len(), 1, "deploy/cronjob.yaml: one CronJob");
+    let pod = &cronjobs[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let containers: Vec<_> = pod["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .filter(|c| c["name"] == "ecr-refresh")
+        .collect();
+    assert_eq!(containers.len(), 1, "one container named ecr-refresh");
+    let c = containers[0];
+    assert!(
+        c.get("command").is_none(),
+        "the container sets `command`; this test runs the image's ENTRYPOINT"
+    );
+    let args = c["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| a.as_str().expect("args are strings").to_string())
+        .collect();
+    let env = c["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some((e["name"].as_str()?.into(), e["value"].as_str()?.into())))
+        .collect();
+    (args, env)
+}
+
+/// The tool as a pod runs it: of the test environment only PATH, HOME, moto as the ECR
+/// endpoint and AWS_EC2_METADATA_DISABLED (no test may ask 169.254.169.254); `env` and the
+/// kubeconfig give the rest.
+fn as_a_pod(kubeconfig: &std::path::Path, env: &[(String, String)]) -> Run {
+    let mut run = Run::bare()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_REGION")
+        .env_remove("ECR_REFRESH_SERVICE_ACCOUNT_WAIT")
+        .env("KUBECONFIG", kubeconfig);
+    for (k, v) in env {
+        run = run.env(k, v);
+    }
+    run
+}
+
+#[track_caller]
+fn assert_synced(secret: Option<Secret>, pull_secrets: Vec<String>, ns: &str) {
+    let secret = secret.unwrap_or_else(|| panic!("namespace {ns}: Secret awsecr-cred not written"));
+    assert_eq!(
+        secret.type_.as_deref(),
+        Some("kubernetes.io/dockerconfigjson"),
+        "{ns}"
+    );
+    assert!(
+        pull_secrets.iter().any(|n| n == "awsecr-cred"),
+        "namespace {ns}: ServiceAccount default does not list awsecr-cred: {pull_secrets:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_cronjobs_own_args_and_env_work_with_rbac_yamls_service_account() {
+    let client = admin().await;
+    let (args, manifest_env) = cronjob_command();
+    // rbac.yaml as a cluster admin installs it (under a name of this test's own).
+    let id = unique("cronjob-sa");
+    apply_renamed(&repo_file("deploy/rbac.yaml"), &id, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = token_kubeconfig(dir.path(), &id);
+    let (_, [ns1, ns2]) = namespaces(&client, "cron", ["1", "2"]).await;
+
+    // The manifest's args select every namespace; on this shared test server that would touch
+    // other tests' namespaces (some without a default ServiceAccount), so two literal names are
+    // appended. Everything else is exactly what the CronJob runs.
+    let mut env = manifest_env;
+    env.extend([
+        ("AWS_ACCESS_KEY_ID".to_string(), "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+    ]);
+    let out = as_a_pod(&kubeconfig, &env)
+        .args(&args)
+        .args(["--namespace", &format!("{ns1},{ns2}")])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    for ns in [&ns1, &ns2] {
+        assert_synced(
+            get_secret(&client, ns, "awsecr-cred").await,
+            pull_secret_names(&get_sa(&client, ns, "default").await),
+            ns,
+        );
+    }
+    if args.windows(2).any(|w| w == ["--log-format", "json"]) {
+        for (n, line) in out.stderr().lines().enumerate() {
+            let parsed: Option<serde_json::Value> = serde_json::from_str(line).ok();
+            assert!(
+                line.trim().is_empty() || parsed.is_some_and(|v| v.is_object()),
+                "--log-format json, but stderr line {} is not a JSON object: {line}",
+                n + 1
+            );
+        }
+    }
+}
+
+/// The README's quick start, step by step, as far as the test server allows: a 1.20 server has
+/// no batch/v1 CronJobs (the CronJob is stored as batch/v1beta1 there), and no controllers run,
+/// so no pod starts: the Job's pod spec, as the server stores it, is run here instead, as its
+/// ServiceAccount, with its env and its envFrom Secret.
+#[tokio::test]
+async fn the_readme_quick_start() {
+    let client = admin().await;
+    let ns = unique("quickstart");
+    create_namespace(&client, &ns, true).await;
+
+    // Step 2: the credentials Secret, with the README's command.
+    kubectl(
+        &[
+            "-n",
+            "kube-system",
+            "delete",
+            "secret",
+            "ecr-refresh-aws",
+            "--ignore-not-found",
+        ],
+        None,
+    );
+    kubectl(
+        &[
+            "-n",
+            "kube-system",
+            "create",
+            "secret",
+            "generic",
+            "ecr-refresh-aws",
+            "--from-literal=AWS_ACCESS_KEY_ID=test",
+            "--from-literal=AWS_SECRET_ACCESS_KEY=test",
+        ],
+        None,
+    );
+
+    // Step 3: kubectl apply -k deploy/.
+    let deploy = format!("{}/deploy", env!("CARGO_MANIFEST_DIR"));
+    let batch_v1 = client
+        .list_api_group_resources("batch/v1")
+        .await
+        .expect("discovery of batch/v1");
+    if batch_v1.resources.iter().any(|r| r.name == "cronjobs") {
+        kubectl(&["apply", "-k", &deploy], None);
+    } else {
+        // What `kubectl kustomize deploy/` renders, with the CronJob as a 1.20 server serves it.
+        let rendered = kubectl(&["kustomize", &deploy], None);
+        let docs = yaml_documents(&rendered).expect("kubectl kustomize output is YAML");
+        let mut manifest = String::new();
+        for mut doc in docs {
+            if doc["kind"] == "CronJob" {
+                doc["apiVersion"] = "batch/v1beta1".into();
+            }
+            manifest += &format!("---\n{}", serde_yaml::to_string(&doc).unwrap());
+        }
+        kubectl(&["apply", "-f", "-"], Some(&manifest));
+    }
+
+    // Step 4: kubectl create job --from=cronjob/ecr-refresh. kubectl asks for batch/v1
+    // CronJobs, which a 1.20 server lacks, so there the Job is made from the stored
+    // jobTemplate the same way.
+    let job = unique("ecr-refresh-first-run");
+    let from = [
+        "-n",
+        "kube-system",
+        "create",
+        "job",
+        "--from=cronjob/ecr-refresh",
+        &job,
+    ];
+    if try_kubectl(&from, None).is_err() {
+        let cronjob: serde_json::Value = serde_json::from_str(&kubectl(
+            &[
+                "-n",
+                "kube-system",
+                "get",
+                "cronjob.v1beta1.batch",
+                "ecr-refresh",
+                "-o",
+                "json",
+            ],
+            None,
+        ))
+        .unwrap();
+        let manual = serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": job, "namespace": "kube-system",
+                         "annotations": {"cronjob.kubernetes.io/instantiate": "manual"}},
+            "spec": cronjob["spec"]["jobTemplate"]["spec"],
+        });
+        kubectl(&["create", "-f", "-"], Some(&manual.to_string()));
+    }
+
+    // What the kubelet would run: the Job's container, as the server stores it.
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "kube-system");
+    let pod = jobs
+        .get(&job)
+        .await
+        .expect("the Job")
+        .spec
+        .expect("Job spec")
+        .template
+        .spec
+        .expect("pod spec");
+    let sa = pod
+        .service_account_name
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let container = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "ecr-refresh")
+        .expect("container ecr-refresh");
+    let mut env: Vec<(String, String)> = Vec::new();
+    for from in container.env_from.iter().flatten() {
+        let Some(secret) = &from.secret_ref else {
+            continue;
+        };
+        let data = Api::<Secret>::namespaced(client.clone(), "kube-system")
+            .get(&secret.name)
+            .await
+            .expect("the Job's envFrom Secret")
+            .data
+            .unwrap_or_default();
+        env.extend(
+            data.into_iter()
+                .map(|(k, v)| (k, String::from_utf8(v.0).unwrap())),
+        );
+    }
+    assert!(
+        !env.is_empty(),
+        "the Job's envFrom Secret gave no AWS credentials"
+    );
+    env.extend(
+        container
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| Some((e.name.clone(), e.value.clone()?))),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = token_kubeconfig(dir.path(), &sa);
+    // The shared test server holds other tests' namespaces; scope the run to ours through the
+    // env fallback, leaving the Job's args exactly as they are. ECR is moto.
+    env.push(("ECR_REFRESH_NAMESPACE".into(), ns.clone()));
+    as_a_pod(&kubeconfig, &env)
+        .args(container.args.iter().flatten())
+        .run_async()
+        .await
+        .assert_code(0);
+
+    // Step 5: the checks the README shows.
+    assert_synced(
+        get_secret(&client, &ns, "awsecr-cred").await,
+        pull_secret_names(&get_sa(&client, &ns, "default").await),
+        &ns,
+    );
+    // Background, as kubectl deletes: no finalizer left for a garbage collector that is not running.
+    jobs.delete(&job, &DeleteParams::background())
+        .await
+        .unwrap();
+}
