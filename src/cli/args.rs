@@ -11,6 +11,8 @@ use crate::telemetry::LogFormat;
 
 /// The heading of the flags that shape what is written.
 const WRITE: &str = "What to write";
+/// How help names a value like `30s` or `1h30m`.
+const DURATION: &str = "DURATION";
 
 /// Keeps Amazon ECR pull secrets fresh in Kubernetes clusters that run outside AWS.
 ///
@@ -144,7 +146,7 @@ pub struct GlobalArgs {
         global = true,
         env = "ECR_REFRESH_REQUEST_TIMEOUT",
         default_value = "10s",
-        value_name = "DURATION"
+        value_name = DURATION
     )]
     pub(crate) request_timeout: Timeout,
 
@@ -287,7 +289,7 @@ pub struct RunArgs {
 
     /// Upper bound for the whole run; namespaces not done by then are reported as failed.
     /// Keep it below the CronJob's activeDeadlineSeconds
-    #[arg(long, env = "ECR_REFRESH_TIMEOUT", default_value = "5m", value_name = "DURATION")]
+    #[arg(long, env = "ECR_REFRESH_TIMEOUT", default_value = "5m", value_name = DURATION)]
     pub(crate) timeout: Timeout,
 }
 
@@ -316,7 +318,7 @@ pub struct SyncArgs {
         long,
         env = "ECR_REFRESH_SERVICE_ACCOUNT_WAIT",
         default_value = "10s",
-        value_name = "DURATION"
+        value_name = DURATION
     )]
     pub(crate) service_account_wait: DurationArg,
 
@@ -339,7 +341,7 @@ pub struct SyncArgs {
         help_heading = WRITE,
         long,
         env = "ECR_REFRESH_REFRESH_BEFORE",
-        value_name = "DURATION"
+        value_name = DURATION
     )]
     pub(crate) refresh_before: Option<DurationArg>,
 
@@ -362,12 +364,7 @@ pub struct StatusArgs {
 
     // Unset: only expired tokens are unhealthy.
     /// Also count a namespace as unhealthy when its token expires sooner than this
-    #[arg(
-        help_heading = "Status",
-        long,
-        env = "ECR_REFRESH_MIN_REMAINING",
-        value_name = "DURATION"
-    )]
+    #[arg(help_heading = "Status", long, env = "ECR_REFRESH_MIN_REMAINING", value_name = DURATION)]
     pub(crate) min_remaining: Option<DurationArg>,
 }
 
