@@ -73,16 +73,10 @@ NOTES=${BENCH_NOTES:-$ROOT/scripts/bench/notes.md}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT_DIR=$TARGET_DIR/bench-results
 
-# What this script needs beyond scripts/testenv.sh: GNU time (peak RSS) and python3.
-need=()
-[ -x /usr/bin/time ] || need+=(time)
-command -v python3 >/dev/null || need+=(python3)
-if [ ${#need[@]} -gt 0 ]; then
-  [ "$(id -u)" = 0 ] || die "need root to apt-get install ${need[*]}"
-  log "apt-get install ${need[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+# What this script needs beyond scripts/testenv.sh: GNU time (peak RSS), python3 and its venv.
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+apt_install time python3 python3-venv || die "cannot install what the benchmark needs"
 
 # The shell loop it is compared with: the AWS CLI from PyPI in a venv of its own, kubectl from the
 # machine.
@@ -93,7 +87,7 @@ if [ -n "$COMPARE_N" ]; then
   command -v kubectl >/dev/null || die "the side-by-side run needs kubectl on PATH (or BENCH_COMPARE_N=)"
   if [ ! -x "$AWSCLI_VENV/bin/aws" ]; then
     log "pip install awscli into $AWSCLI_VENV"
-    python3 -m venv "$AWSCLI_VENV" && "$AWSCLI_VENV/bin/pip" install -q awscli ||
+    { python3 -m venv "$AWSCLI_VENV" && "$AWSCLI_VENV/bin/pip" install -q awscli; } ||
       die "could not install the AWS CLI (or skip the side-by-side run with BENCH_COMPARE_N=)"
   fi
 fi
