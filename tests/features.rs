@@ -858,3 +858,57 @@ async fn ecr_failure_after_some_writes_keeps_the_results_and_exits_1() {
     out.assert_stdout_contains(&format!("FAILED {empty}: no ECR token"));
     out.assert_stderr_contains("cannot get an ECR authorization token");
 }
+
+/// The token is fetched while the namespaces are listed, not after: from outside AWS an ECR call
+/// takes 100 ms and more, and it hides behind the listing. The proxy holds the namespace list
+/// until ECR has been called (5 s at most); a tool that fetches only after listing would be
+/// released by the time limit, and the test says so.
+#[tokio::test]
+async fn the_token_is_fetched_while_namespaces_are_listed() {
+    let client = admin().await;
+    let base = unique("prefetch");
+    let ns = format!("{base}-a");
+    create_namespace(&client, &ns, true).await;
+    let ecr = FakeEcr::start(FakeEcr::token_body(
+        "pw",
+        now() + 12 * 3600,
+        ACCOUNT,
+        REGION,
+    ))
+    .await;
+    let ecr_calls = ecr.call_counter();
+    let held_for_ecr = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = held_for_ecr.clone();
+    let proxy = FaultProxy::start(client.clone(), move |m, p, _| {
+        if m != "GET" || !p.starts_with("/api/v1/namespaces?") {
+            return Fault::Forward;
+        }
+        let (ecr_calls, seen) = (ecr_calls.clone(), seen.clone());
+        Fault::Before(Box::pin(async move {
+            let mut called = false;
+            for _ in 0..100 {
+                called = ecr_calls() > 0;
+                if called {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            *seen.lock().unwrap() = Some(called);
+        }))
+    })
+    .await;
+    let out = Run::sync()
+        .env("AWS_ENDPOINT_URL", &ecr.url)
+        .through(&proxy)
+        .args(["-n", &format!("{base}-*"), "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    assert_eq!(outcome(&out.json(), &ns)["outcome"], "created");
+    assert_eq!(
+        *held_for_ecr.lock().unwrap(),
+        Some(true),
+        "ECR was not called while the namespaces were being listed"
+    );
+    assert_eq!(ecr.calls(), 1);
+}

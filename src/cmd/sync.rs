@@ -63,7 +63,6 @@ impl Ctx<'_> {
 async fn list_accounts(
     cluster: &Cluster,
     opts: &SyncOptions,
-    to_sync: &[Planned],
 ) -> HashMap<(String, String), serviceaccount::Listed> {
     let mut known = HashMap::new();
     let ServiceAccounts::Named(names) = &opts.run.target.service_accounts else {
@@ -72,13 +71,10 @@ async fn list_accounts(
     if opts.run.selection.literal_names().is_some() {
         return known;
     }
-    let wanted: HashSet<&str> = to_sync
-        .iter()
-        .filter(|p| matches!(p.action, Action::Sync { .. }))
-        .map(|p| p.name.as_str())
-        .collect();
     for name in names {
-        match serviceaccount::list_everywhere(cluster, name, |ns| wanted.contains(ns)).await {
+        match serviceaccount::list_everywhere(cluster, name, |ns| opts.run.selection.matches(ns))
+            .await
+        {
             Ok(found) => known.extend(found.into_iter().map(|(ns, sa)| ((ns, name.clone()), sa))),
             Err(e) => info!(
                 service_account = %name,
@@ -103,9 +99,26 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     } else {
         Scope::Selected
     };
-    let plan = unless_stopped(stop, async {
+    let wanted = Wanted::new(ecr, &opts.aws.registries).await;
+    // Reads only, side by side: the namespaces, the ServiceAccounts to link, and the token that
+    // every namespace will need (unless --refresh-before may spare the ECR call). A failed
+    // fetch is remembered and reported by the namespaces, so nothing is written.
+    let prefetch = async {
+        if opts.refresh_before.is_none() {
+            let _ = wanted.get().await;
+        }
+    };
+    let reads = async {
         cluster.check_access().await?;
-        namespaces::plan(&cluster, &opts.run.selection, scope).await
+        let (plan, accounts) = tokio::join!(
+            namespaces::plan(&cluster, &opts.run.selection, scope),
+            list_accounts(&cluster, opts)
+        );
+        Ok((plan?, accounts))
+    };
+    let (plan, mut accounts) = unless_stopped(stop, async {
+        let (reads, ()) = tokio::join!(reads, prefetch);
+        reads
     })
     .await?;
     let (to_prune, to_sync): (Vec<Planned>, Vec<Planned>) =
@@ -113,18 +126,23 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     let mut report = RunReport::new("sync", opts.run.target.secret_name.clone(), opts.dry_run);
     if to_sync.is_empty() && to_prune.is_empty() {
         warn!("no namespace matches the selection; nothing to do");
+        report.ecr_calls = wanted.ecr_calls();
         report.finish(cluster.stats(), started);
         return Ok(report);
     }
     info!(namespaces = to_sync.len(), "selected namespaces");
-
-    let wanted = Wanted::new(ecr, &opts.aws.registries).await;
+    let synced: HashSet<&str> = to_sync
+        .iter()
+        .filter(|p| matches!(p.action, Action::Sync { .. }))
+        .map(|p| p.name.as_str())
+        .collect();
+    accounts.retain(|(ns, _), _| synced.contains(ns.as_str()));
     let ctx = Ctx {
         cluster: &cluster,
         opts,
         wanted: &wanted,
         namespace_get_refused: AtomicBool::new(false),
-        accounts: Mutex::new(list_accounts(&cluster, opts, &to_sync).await),
+        accounts: Mutex::new(accounts),
     };
     let limits = Limits {
         deadline,

@@ -75,6 +75,12 @@ impl FakeEcr {
     pub fn calls(&self) -> usize {
         self.state.calls.load(Ordering::SeqCst)
     }
+
+    /// Counts calls like [`calls`](Self::calls), for use where `self` cannot be borrowed.
+    pub fn call_counter(&self) -> impl Fn() -> usize + Clone + Send + Sync + 'static {
+        let state = self.state.clone();
+        move || state.calls.load(Ordering::SeqCst)
+    }
 }
 
 impl State {
