@@ -43,11 +43,10 @@ pub(crate) async fn run(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
     };
     report.namespaces = prune_all(
         &cluster,
-        &opts.run.target,
+        &opts.run,
         to_prune,
         opts.dry_run,
         opts.uninstall,
-        opts.run.concurrency,
         limits,
     )
     .await;
@@ -61,23 +60,21 @@ pub(crate) async fn run(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
 
 /// Prunes each namespace; only namespaces where something was removed, or that failed, are
 /// reported. With `uninstall`, our ServiceAccount entry goes even where our Secret is gone.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn prune_all(
     cluster: &Cluster,
-    target: &Target,
+    run: &RunOptions,
     namespaces: Vec<Planned>,
     dry_run: bool,
     uninstall: bool,
-    concurrency: usize,
     limits: Limits<'_>,
 ) -> Vec<NamespaceReport> {
     let late =
         |ns: &Planned, cut: Cut| Some(NamespaceReport::failed(&ns.name, limits.message(cut)));
     bounded(
         namespaces,
-        concurrency,
+        run.concurrency,
         limits,
-        |ns, _shield| prune_namespace(cluster, target, ns, dry_run, uninstall),
+        |ns, _shield| prune_namespace(cluster, &run.target, ns, dry_run, uninstall),
         late,
     )
     .await

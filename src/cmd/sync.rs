@@ -163,16 +163,8 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     };
     // No token, or asked to stop: prune nothing (that is never urgent).
     if opts.prune && token_error.is_none() && stop.requested().is_none() {
-        let pruned = prune::prune_all(
-            &cluster,
-            &opts.run.target,
-            to_prune,
-            opts.dry_run,
-            false,
-            opts.run.concurrency,
-            limits,
-        )
-        .await;
+        let pruned =
+            prune::prune_all(&cluster, &opts.run, to_prune, opts.dry_run, false, limits).await;
         report.namespaces.extend(pruned);
     }
     if let Some(Ok(desired)) = wanted.fetched() {
