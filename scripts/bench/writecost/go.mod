@@ -1,0 +1,3 @@
+module writecost
+
+go 1.19
