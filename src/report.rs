@@ -11,6 +11,7 @@ use crate::error::{exit, Error};
 pub(crate) use crate::pullsecret::Outcome as SecretOutcome;
 use crate::pullsecret::State;
 pub(crate) use crate::serviceaccount::Change as ServiceAccountOutcome;
+use crate::serviceaccount::LinkState;
 
 /// Bumped on any incompatible change to the JSON output.
 const SCHEMA_VERSION: u32 = 1;
@@ -380,16 +381,6 @@ impl RunReport {
         }
         out
     }
-}
-
-/// How a ServiceAccount stands, for `status`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum LinkState {
-    Linked,
-    Unlinked,
-    Missing,
-    Unknown,
 }
 
 #[derive(Debug, Serialize)]

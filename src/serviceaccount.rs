@@ -23,6 +23,13 @@ const CONFLICT_RETRIES: u32 = 5;
 const POLL: Duration = Duration::from_millis(500);
 const JSON_PATCH: &str = "application/json-patch+json";
 
+/// The Secret a command works on, and the ServiceAccounts that use it.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub(crate) secret_name: String,
+    pub(crate) service_accounts: ServiceAccounts,
+}
+
 /// Which ServiceAccounts of a namespace use the Secret.
 #[derive(Clone, Debug)]
 pub(crate) enum ServiceAccounts {
@@ -334,21 +341,38 @@ async fn get(
         })
 }
 
-/// For `status`: whether the ServiceAccount lists `secret`; `None` when it is not there.
-pub(crate) async fn links(
+/// For `status`: whether the ServiceAccount lists `secret`.
+pub(crate) async fn link_state(
     cluster: &Cluster,
     ns: &str,
     name: &str,
     secret: &str,
-) -> Result<Option<bool>, SaError> {
+) -> Result<LinkState, SaError> {
     let api: Api<ServiceAccount> = Api::namespaced(cluster.client(), ns);
-    let sa = get(cluster, &api, name).await?;
-    Ok(sa.map(|sa| {
-        sa.image_pull_secrets
-            .iter()
-            .flatten()
-            .any(|r| r.name == secret)
-    }))
+    Ok(match get(cluster, &api, name).await? {
+        None => LinkState::Missing,
+        Some(sa)
+            if sa
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .any(|r| r.name == secret) =>
+        {
+            LinkState::Linked
+        }
+        Some(_) => LinkState::Unlinked,
+    })
+}
+
+/// How a ServiceAccount stands, for `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LinkState {
+    Linked,
+    Unlinked,
+    Missing,
+    /// It could not be read.
+    Unknown,
 }
 
 /// Page size of [`list_everywhere`]: about 0.5 MB a page.

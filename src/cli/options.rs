@@ -8,12 +8,12 @@ use crate::cluster::ClusterOptions;
 use crate::cmd::prune::PruneOptions;
 use crate::cmd::status::StatusOptions;
 use crate::cmd::sync::SyncOptions;
-use crate::cmd::{RunOptions, Target};
+use crate::cmd::{Pace, RunOptions};
 use crate::error::{Error, Result};
 use crate::k8s_grammar::PatternList;
 use crate::namespaces::Selection;
 use crate::pullsecret::MAX_TOKEN_LIFETIME;
-use crate::serviceaccount::ServiceAccounts;
+use crate::serviceaccount::{ServiceAccounts, Target};
 
 impl SelectionArgs {
     fn into_selection(self) -> Selection {
@@ -79,8 +79,10 @@ impl RunArgs {
             },
             selection,
             target: target.into_target(),
-            concurrency: self.concurrency.get(),
-            timeout: run,
+            pace: Pace {
+                concurrency: self.concurrency.get(),
+                timeout: run,
+            },
         })
     }
 }

@@ -12,7 +12,7 @@ use futures::StreamExt;
 
 use crate::cluster::ClusterOptions;
 use crate::namespaces::Selection;
-use crate::serviceaccount::ServiceAccounts;
+use crate::serviceaccount::Target;
 use crate::shutdown::{Shield, Stop};
 
 /// What every command that works on namespaces needs.
@@ -22,17 +22,15 @@ pub(crate) struct RunOptions {
     pub(crate) selection: Selection,
     /// The Secret, and the ServiceAccounts that use it.
     pub(crate) target: Target,
-    /// Namespaces worked on at once.
+    pub(crate) pace: Pace,
+}
+
+/// How many namespaces at once, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pace {
     pub(crate) concurrency: usize,
     /// The whole run's deadline, from its start.
     pub(crate) timeout: Duration,
-}
-
-/// The Secret a command works on, and the ServiceAccounts that use it.
-#[derive(Clone, Debug)]
-pub(crate) struct Target {
-    pub(crate) secret_name: String,
-    pub(crate) service_accounts: ServiceAccounts,
 }
 
 /// How long namespaces already in flight may take to finish after SIGTERM/SIGINT: well inside

@@ -5,13 +5,13 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::{bounded, stopped, unless_stopped, Cut, Limits, RunOptions, Target};
+use super::{bounded, stopped, unless_stopped, Cut, Limits, RunOptions};
 use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope};
 use crate::pullsecret::{self, Secrets, State};
 use crate::report::{NamespaceReport, RunReport, SecretOutcome, ServiceAccountOutcome};
-use crate::serviceaccount;
+use crate::serviceaccount::{self, Target};
 use crate::shutdown::Stop;
 
 #[derive(Clone, Debug)]
@@ -24,7 +24,7 @@ pub(crate) struct PruneOptions {
 
 pub(crate) async fn run(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + opts.run.timeout;
+    let deadline = tokio::time::Instant::now() + opts.run.pace.timeout;
     let cluster = Cluster::new(&opts.run.cluster).await?;
     let plan = unless_stopped(stop, async {
         cluster.check_access().await?;
@@ -38,7 +38,7 @@ pub(crate) async fn run(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
     let mut report = RunReport::new("prune", opts.run.target.secret_name.clone(), opts.dry_run);
     let limits = Limits {
         deadline,
-        timeout: opts.run.timeout,
+        timeout: opts.run.pace.timeout,
         stop,
     };
     report.namespaces = prune_all(
@@ -72,7 +72,7 @@ pub(crate) async fn prune_all(
         |ns: &Planned, cut: Cut| Some(NamespaceReport::failed(&ns.name, limits.message(cut)));
     bounded(
         namespaces,
-        run.concurrency,
+        run.pace.concurrency,
         limits,
         |ns, _shield| prune_namespace(cluster, &run.target, ns, dry_run, uninstall),
         late,

@@ -7,8 +7,8 @@ use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope};
 use crate::pullsecret::{self, Secrets, State};
-use crate::report::{AccountStatus, LinkState, NamespaceStatus, StatusReport};
-use crate::serviceaccount::{self, ServiceAccounts};
+use crate::report::{AccountStatus, NamespaceStatus, StatusReport};
+use crate::serviceaccount::{self, LinkState, ServiceAccounts};
 use crate::shutdown::Stop;
 
 #[derive(Clone, Debug)]
@@ -25,7 +25,7 @@ impl crate::progress::Tally for NamespaceStatus {
 
 pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + opts.run.timeout;
+    let deadline = tokio::time::Instant::now() + opts.run.pace.timeout;
     let cluster = Cluster::new(&opts.run.cluster).await?;
     cluster.check_access().await?;
     let plan = namespaces::plan(&cluster, &opts.run.selection, Scope::Selected).await?;
@@ -34,17 +34,17 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     let late = |ns: &Planned, _| NamespaceStatus {
         problems: vec![format!(
             "not checked before the run deadline (--timeout {})",
-            humantime::format_duration(opts.run.timeout)
+            humantime::format_duration(opts.run.pace.timeout)
         )],
         ..NamespaceStatus::new(&ns.name)
     };
     report.namespaces = bounded(
         plan,
-        opts.run.concurrency,
+        opts.run.pace.concurrency,
         // Read-only: a signal may end it at once, so there is no stop to honour.
         Limits {
             deadline,
-            timeout: opts.run.timeout,
+            timeout: opts.run.pace.timeout,
             stop: &Stop::never(),
         },
         |ns, _| check(&cluster, opts, ns, now),
@@ -99,19 +99,19 @@ async fn check(
         Err(e) => st.problems.push(e.to_string()),
         Ok(accounts) => {
             for sa in accounts {
-                let state = match serviceaccount::links(cluster, ns, &sa, name).await {
-                    Ok(Some(true)) => LinkState::Linked,
-                    Ok(Some(false)) => {
+                let state = match serviceaccount::link_state(cluster, ns, &sa, name).await {
+                    Ok(LinkState::Unlinked) => {
                         st.problems
                             .push(format!("service account {sa} does not reference {name}"));
                         LinkState::Unlinked
                     }
                     // Listed a moment ago and deleted since: nothing is wrong.
-                    Ok(None) if all => LinkState::Missing,
-                    Ok(None) => {
+                    Ok(LinkState::Missing) if all => LinkState::Missing,
+                    Ok(LinkState::Missing) => {
                         st.problems.push(format!("service account {sa} is missing"));
                         LinkState::Missing
                     }
+                    Ok(state) => state,
                     Err(e) => {
                         st.problems.push(e.to_string());
                         LinkState::Unknown

@@ -90,7 +90,7 @@ async fn list_accounts(
 /// later (no ECR token, a signal) is recorded in the report next to the namespace results.
 pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + opts.run.timeout;
+    let deadline = tokio::time::Instant::now() + opts.run.pace.timeout;
     // Local work first, so bad input fails before any network call.
     let ecr = EcrClientConfig::load(&opts.aws, opts.run.cluster.request_timeout).await?;
     let cluster = Cluster::new(&opts.run.cluster).await?;
@@ -146,12 +146,12 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     };
     let limits = Limits {
         deadline,
-        timeout: opts.run.timeout,
+        timeout: opts.run.pace.timeout,
         stop,
     };
     report.namespaces = bounded(
         to_sync,
-        opts.run.concurrency,
+        opts.run.pace.concurrency,
         limits,
         |ns, shield| sync_namespace(&ctx, ns, shield),
         |ns, cut| NamespaceReport::failed(&ns.name, limits.message(cut)),
