@@ -33,6 +33,17 @@ pub(crate) struct Pace {
     pub(crate) timeout: Duration,
 }
 
+impl Pace {
+    /// The run's limits, its deadline counted from now: call it when the run starts.
+    pub(crate) fn start<'a>(&self, stop: &'a Stop) -> Limits<'a> {
+        Limits {
+            deadline: tokio::time::Instant::now() + self.timeout,
+            timeout: self.timeout,
+            stop,
+        }
+    }
+}
+
 /// How long namespaces already in flight may take to finish after SIGTERM/SIGINT: well inside
 /// the 30 s a pod gets by default (`terminationGracePeriodSeconds`) before SIGKILL.
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);

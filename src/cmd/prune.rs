@@ -24,7 +24,7 @@ pub(crate) struct PruneOptions {
 
 pub(crate) async fn run(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + opts.run.pace.timeout;
+    let limits = opts.run.pace.start(stop);
     let cluster = Cluster::new(&opts.run.cluster).await?;
     let plan = unless_stopped(stop, async {
         cluster.check_access().await?;
@@ -36,11 +36,6 @@ pub(crate) async fn run(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
         .filter(|p| p.action == Action::Prune)
         .collect();
     let mut report = RunReport::new("prune", opts.run.target.secret_name.clone(), opts.dry_run);
-    let limits = Limits {
-        deadline,
-        timeout: opts.run.pace.timeout,
-        stop,
-    };
     report.namespaces = prune_all(
         &cluster,
         &opts.run,

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{bounded, Limits, RunOptions};
+use super::{bounded, RunOptions};
 use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope};
@@ -25,7 +25,9 @@ impl crate::progress::Tally for NamespaceStatus {
 
 pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + opts.run.pace.timeout;
+    // Read-only: a signal may end it at once, so there is no stop to honour.
+    let never = Stop::never();
+    let limits = opts.run.pace.start(&never);
     let cluster = Cluster::new(&opts.run.cluster).await?;
     cluster.check_access().await?;
     let plan = namespaces::plan(&cluster, &opts.run.selection, Scope::Selected).await?;
@@ -41,12 +43,7 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     report.namespaces = bounded(
         plan,
         opts.run.pace.concurrency,
-        // Read-only: a signal may end it at once, so there is no stop to honour.
-        Limits {
-            deadline,
-            timeout: opts.run.pace.timeout,
-            stop: &Stop::never(),
-        },
+        limits,
         |ns, _| check(&cluster, opts, ns, now),
         late,
     )

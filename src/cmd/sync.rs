@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::{bounded, prune, stopped, unless_stopped, Limits, RunOptions};
+use super::{bounded, prune, stopped, unless_stopped, RunOptions};
 use crate::cli::AwsArgs;
 use crate::cluster::{explain, Cluster};
 use crate::ecr::EcrClientConfig;
@@ -90,7 +90,7 @@ async fn list_accounts(
 /// later (no ECR token, a signal) is recorded in the report next to the namespace results.
 pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + opts.run.pace.timeout;
+    let limits = opts.run.pace.start(stop);
     // Local work first, so bad input fails before any network call.
     let ecr = EcrClientConfig::load(&opts.aws, opts.run.cluster.request_timeout).await?;
     let cluster = Cluster::new(&opts.run.cluster).await?;
@@ -143,11 +143,6 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
         wanted: &wanted,
         namespace_get_refused: AtomicBool::new(false),
         accounts: Mutex::new(accounts),
-    };
-    let limits = Limits {
-        deadline,
-        timeout: opts.run.pace.timeout,
-        stop,
     };
     report.namespaces = bounded(
         to_sync,
