@@ -275,7 +275,7 @@ async fn a_real_refusal_of_the_service_account_patch_is_not_retried() {
         .run_async()
         .await;
     out.assert_code(1);
-    let err = outcome(&out.json(), &ns)["error"].to_string();
+    let err = error_of(&out.json(), &ns).to_string();
     assert!(err.contains("injected 422"), "{err}");
     let patches = proxy
         .log()
@@ -433,10 +433,7 @@ async fn wrong_type_secret_fails_then_force_replaces_it() {
         .run_async()
         .await;
     out.assert_code(1);
-    let err = outcome(&out.json(), &ns)["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let err = error_of(&out.json(), &ns).to_string();
     assert!(
         err.contains("type \"Opaque\"") && err.contains("--force"),
         "{err}"
@@ -653,13 +650,7 @@ async fn run_deadline_never_splits_a_delete_from_its_create() {
             Some("kubernetes.io/dockerconfigjson")
         );
         // The ServiceAccount was not reached before the deadline: still reported as not done.
-        assert!(
-            outcome(&report, ns)["error"]
-                .as_str()
-                .unwrap()
-                .contains("--timeout 2s"),
-            "{report:#}"
-        );
+        assert!(error_of(&report, ns).contains("--timeout 2s"), "{report:#}");
     }
 }
 
@@ -690,10 +681,7 @@ async fn a_full_quota_is_reported_as_quota_not_rbac() {
         .run_async()
         .await;
     out.assert_code(1);
-    let err = outcome(&out.json(), &ns)["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let err = error_of(&out.json(), &ns).to_string();
     assert!(err.contains("exceeded quota"), "{err}");
     assert!(err.contains("ResourceQuota"), "{err}");
     assert!(

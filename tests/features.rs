@@ -66,7 +66,7 @@ async fn exactly_one_token_call_per_region() {
     for n in &names {
         create_namespace(&client, n, true).await;
     }
-    let ecr = FakeEcr::start(FakeEcr::token_body("pw", now() + 43200, ACCOUNT, REGION)).await;
+    let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     let out = Run::sync()
         .env("AWS_ENDPOINT_URL", &ecr.url)
         .args([
@@ -103,7 +103,7 @@ async fn assume_role_signs_ecr_calls_with_the_role_credentials() {
     let ns = unique("assume");
     create_namespace(&client, &ns, true).await;
     // STS goes to moto (AWS_ENDPOINT_URL); ECR to a stand-in that records who signed.
-    let ecr = FakeEcr::start(FakeEcr::token_body("pw", now() + 43200, ACCOUNT, REGION)).await;
+    let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     let out = Run::sync()
         .env("AWS_ENDPOINT_URL_ECR", &ecr.url)
         .args([
@@ -169,7 +169,7 @@ async fn status_reports_missing_foreign_expiring_and_healthy() {
         .run_async()
         .await
         .assert_code(0);
-    ecr.set_body(FakeEcr::token_body("pw", now() + 43200, ACCOUNT, REGION));
+    ecr.set_body(FakeEcr::valid_for_12h("pw"));
     Run::sync()
         .env("AWS_ENDPOINT_URL", &ecr.url)
         .args(["-n", &healthy])
@@ -334,13 +334,7 @@ async fn all_service_accounts_deleted_mid_run_are_missing_not_failed() {
     })
     .await;
     // A real expiry, so the status below can be healthy.
-    let ecr = FakeEcr::start(FakeEcr::token_body(
-        "pw",
-        now() + 12 * 3600,
-        ACCOUNT,
-        REGION,
-    ))
-    .await;
+    let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     let started = std::time::Instant::now();
     let out = Run::sync()
         .env("AWS_ENDPOINT_URL", &ecr.url)
@@ -444,12 +438,7 @@ async fn refresh_before_leaves_fresh_secrets_alone() {
     let a_rv = rv(&get_secret(&client, &a, "awsecr-cred").await.unwrap());
 
     // Still fresh (2h > 1h): no ECR call, no write.
-    ecr.set_body(FakeEcr::token_body(
-        "second",
-        now() + 12 * 3600,
-        ACCOUNT,
-        REGION,
-    ));
+    ecr.set_body(FakeEcr::valid_for_12h("second"));
     let out = sync("1h").run_async().await;
     out.assert_code(0);
     assert_eq!(
@@ -498,13 +487,7 @@ async fn refresh_before_and_status_do_not_trust_annotations() {
     let client = admin().await;
     let (base, [far, evil, garbage]) =
         namespaces(&client, "distrust", ["far", "evil", "garbage"]).await;
-    let ecr = FakeEcr::start(FakeEcr::token_body(
-        "real",
-        now() + 12 * 3600,
-        ACCOUNT,
-        REGION,
-    ))
-    .await;
+    let ecr = FakeEcr::start(FakeEcr::valid_for_12h("real")).await;
     let glob = format!("{base}-*");
     let sync = || {
         Run::sync().env("AWS_ENDPOINT_URL", &ecr.url).args([
@@ -608,13 +591,7 @@ async fn refresh_before_notices_another_aws_account() {
     let client = admin().await;
     let ns = unique("account");
     create_namespace(&client, &ns, true).await;
-    let ecr = FakeEcr::start(FakeEcr::token_body(
-        "one",
-        now() + 12 * 3600,
-        ACCOUNT,
-        REGION,
-    ))
-    .await;
+    let ecr = FakeEcr::start(FakeEcr::valid_for_12h("one")).await;
     let sync = |key: &str, session: bool| {
         let run = Run::sync()
             .env("AWS_ENDPOINT_URL", &ecr.url)
@@ -680,12 +657,7 @@ async fn refresh_before_notices_another_aws_account() {
         3,
         "a new session of the same account: still fresh"
     );
-    ecr.set_body(FakeEcr::token_body(
-        "four",
-        now() + 12 * 3600,
-        ACCOUNT,
-        REGION,
-    ));
+    ecr.set_body(FakeEcr::valid_for_12h("four"));
     sync("ASIAQAAAAAAAAAAAAAAA", true)
         .run_async()
         .await
@@ -869,13 +841,7 @@ async fn the_token_is_fetched_while_namespaces_are_listed() {
     let base = unique("prefetch");
     let ns = format!("{base}-a");
     create_namespace(&client, &ns, true).await;
-    let ecr = FakeEcr::start(FakeEcr::token_body(
-        "pw",
-        now() + 12 * 3600,
-        ACCOUNT,
-        REGION,
-    ))
-    .await;
+    let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     let ecr_calls = ecr.call_counter();
     let held_for_ecr = std::sync::Arc::new(std::sync::Mutex::new(None));
     let seen = held_for_ecr.clone();

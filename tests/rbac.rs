@@ -254,10 +254,7 @@ async fn a_missing_permission_is_named_in_the_error() {
         .run_async()
         .await;
     out.assert_code(1);
-    let err = outcome(&out.json(), &ns)["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let err = error_of(&out.json(), &ns).to_string();
     assert!(
         err.contains(r#"cannot patch resource "serviceaccounts""#) && err.contains("rbac.yaml"),
         "{err}"
@@ -343,10 +340,7 @@ async fn namespace_scoped_install_needs_no_cluster_wide_rights() {
     out.assert_code(1);
     let r = out.json();
     assert_eq!(outcome(&r, &a)["outcome"], "unchanged");
-    let err = outcome(&r, &ungranted)["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let err = error_of(&r, &ungranted);
     assert!(err.contains(r#"cannot patch resource "secrets""#), "{err}");
     assert!(get_secret(&client, &ungranted, "awsecr-cred")
         .await

@@ -76,10 +76,6 @@ async fn counted(client: &Client, run: Run) -> (RunOutput, Counts) {
     (out, Counts(counts))
 }
 
-fn in_12h() -> i64 {
-    jiff::Timestamp::now().as_second() + 12 * 3600
-}
-
 /// How many 500-item pages the tool's cluster-wide list of `default` ServiceAccounts takes.
 async fn list_pages_of_default_service_accounts(client: &kube::Client) -> u64 {
     let api: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> = kube::Api::all(client.clone());
@@ -102,7 +98,7 @@ async fn first_steady_and_rotating_passes_cost_one_request_per_namespace_and_a_l
     for n in &names {
         create_namespace(&client, n, true).await;
     }
-    let ecr = FakeEcr::start(FakeEcr::token_body("one", in_12h(), ACCOUNT, REGION)).await;
+    let ecr = FakeEcr::start(FakeEcr::valid_for_12h("one")).await;
     let glob = format!("{base}-*");
     let sync = || {
         Run::sync()
@@ -135,7 +131,7 @@ async fn first_steady_and_rotating_passes_cost_one_request_per_namespace_and_a_l
     assert_eq!(c.total(), 3 + pages, "{c:?}");
 
     // Steady with a new token, as real ECR hands out on every call: still one apply each.
-    ecr.set_body(FakeEcr::token_body("two", in_12h(), ACCOUNT, REGION));
+    ecr.set_body(FakeEcr::valid_for_12h("two"));
     let (out, c) = counted(&client, sync()).await;
     out.assert_code(0);
     assert_eq!(out.json()["summary"]["updated"], 3);
@@ -197,9 +193,8 @@ async fn a_refused_apply_is_read_once_foreign_stays_and_a_hand_edit_is_taken_bac
     let (out, c) = counted(&client, Run::sync().args(["-n", &glob, "-o", "json"])).await;
     out.assert_code(1);
     let report = out.json();
-    let failed = outcome(&report, &theirs);
-    assert_eq!(failed["outcome"], "failed");
-    let error = failed["error"].as_str().unwrap();
+    assert_eq!(outcome(&report, &theirs)["outcome"], "failed");
+    let error = error_of(&report, &theirs);
     assert!(
         error.contains("not managed by ecr-refresh") && error.contains("--force"),
         "{error}"

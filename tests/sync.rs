@@ -235,9 +235,8 @@ async fn foreign_secret_is_left_alone_and_the_run_fails() {
         .run();
     out.assert_code(1);
     let report = out.json();
-    let failed = outcome(&report, &theirs);
-    assert_eq!(failed["outcome"], "failed");
-    let error = failed["error"].as_str().unwrap();
+    assert_eq!(outcome(&report, &theirs)["outcome"], "failed");
+    let error = error_of(&report, &theirs);
     assert!(
         error.contains("not managed by ecr-refresh") && error.contains("--force"),
         "{error}"

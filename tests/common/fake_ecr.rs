@@ -63,6 +63,13 @@ impl FakeEcr {
         )
     }
 
+    /// [`token_body`](Self::token_body) for the test account and region, valid for 12 hours
+    /// from now, as real ECR answers.
+    pub fn valid_for_12h(password: &str) -> String {
+        let expires_at = jiff::Timestamp::now().as_second() + 12 * 3600;
+        Self::token_body(password, expires_at, super::ACCOUNT, super::REGION)
+    }
+
     pub fn set_body(&self, body: String) {
         *self.state.body.lock().unwrap() = body;
     }

@@ -512,6 +512,13 @@ impl RunOutput {
 }
 
 /// The outcome of one namespace in a JSON report.
+/// Why namespace `ns` failed, from a JSON report.
+pub fn error_of<'a>(report: &'a serde_json::Value, ns: &str) -> &'a str {
+    outcome(report, ns)["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("namespace {ns} has no error: {report:#}"))
+}
+
 pub fn outcome<'a>(report: &'a serde_json::Value, ns: &str) -> &'a serde_json::Value {
     report["namespaces"]
         .as_array()
