@@ -7,6 +7,7 @@
 #   scripts/testenv.sh start     start the servers, write $RUN_DIR/env.sh
 #   scripts/testenv.sh stop      stop them
 #   scripts/testenv.sh kubelet-path  print where install puts the kubelet (scripts/pulltest.sh)
+#   scripts/testenv.sh install-moto  install moto's server only; moto-path prints where (scripts/cluster.sh)
 #
 # The servers: the 1.20.2 build, plus every kube-apiserver.xz under $ECR_REFRESH_K8S_DIR (default
 # ../shared/k8s/VERSION/ beside the checkout), unpacked into the cache. `start` runs the first one, or
@@ -276,5 +277,7 @@ case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   kubelet-path) bin_kubelet ;; # for scripts/pulltest.sh: where install puts the kubelet
-  *) echo "usage: $0 install|servers|start|stop|kubelet-path" >&2; exit 2 ;;
+  install-moto) install_moto ;;
+  moto-path) bin_moto ;;
+  *) echo "usage: $0 install|servers|start|stop|kubelet-path|install-moto|moto-path" >&2; exit 2 ;;
 esac
