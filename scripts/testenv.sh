@@ -11,7 +11,10 @@
 #
 # The servers: the 1.20.2 build, plus every kube-apiserver.xz under $ECR_REFRESH_K8S_DIR (default
 # ../shared/k8s/VERSION/ beside the checkout), unpacked into the cache. `start` runs the first one, or
-# the binary in ECR_REFRESH_TESTENV_APISERVER_BIN.
+# the binary in ECR_REFRESH_TESTENV_APISERVER_BIN. Beside a prebuilt apiserver whose VERSION folder
+# also holds kube-controller-manager.xz, `start` runs that controller-manager with only the
+# ServiceAccount token controller (tests/admission_policy.rs needs it); no other controller runs,
+# so namespaces still get no `default` ServiceAccount and deleted ones stay Terminating.
 # KUBEBUILDER_ASSETS (a folder with etcd and kube-apiserver) is honoured: then nothing is built and
 # that kube-apiserver is the only server.
 set -euo pipefail
@@ -22,6 +25,7 @@ RUN_DIR=${ECR_REFRESH_TESTENV_RUN:-$ROOT/target/testenv}
 ETCD_PORT=${ECR_REFRESH_TESTENV_ETCD_PORT:-23790}
 ETCD_PEER_PORT=$((ETCD_PORT + 10))
 APISERVER_PORT=${ECR_REFRESH_TESTENV_APISERVER_PORT:-26443}
+CONTROLLER_MANAGER_PORT=${ECR_REFRESH_TESTENV_CONTROLLER_MANAGER_PORT:-$((APISERVER_PORT + 1))}
 MOTO_PORT=${ECR_REFRESH_TESTENV_MOTO_PORT:-25055}
 K8S_VERSION=1.20.2
 # Part of the cache key: bump it whenever the build recipe changes, so old caches rebuild.
@@ -107,7 +111,7 @@ prebuilt_servers() {
 }
 
 unpack_prebuilt() { # version, xz path -> prints the unpacked binary's path
-  local out=$CACHE_DIR/kube-apiserver-$1
+  local out=$CACHE_DIR/$(basename "$2" .xz)-$1
   if [ ! -x "$out" ] || [ "$2" -nt "$out" ]; then
     log "unpacking $2"
     mkdir -p "$CACHE_DIR"
@@ -125,7 +129,29 @@ cmd_servers() {
   local version xz
   while read -r version xz; do
     echo "$version $(unpack_prebuilt "$version" "$xz")"
+    # The controller-manager of the same version, started beside that apiserver.
+    [ ! -f "$(dirname "$xz")/kube-controller-manager.xz" ] ||
+      unpack_prebuilt "$version" "$(dirname "$xz")/kube-controller-manager.xz" >/dev/null
   done < <(prebuilt_servers)
+}
+
+# The controller-manager unpacked beside a prebuilt apiserver (kube-apiserver-VERSION), if any.
+controller_manager_for() { # apiserver path
+  local name; name=$(basename "$1")
+  [[ "$name" == kube-apiserver-v* ]] || return 0
+  local cm; cm=$(dirname "$1")/kube-controller-manager-${name#kube-apiserver-}
+  [ ! -x "$cm" ] || echo "$cm"
+}
+
+# Only the token controller: it fills Secrets of type kubernetes.io/service-account-token, which
+# the admission-policy tests need to show what a stolen token could do without the policy.
+start_controller_manager() { # binary
+  start_bg kube-controller-manager "$1" --kubeconfig="$RUN_DIR/kubeconfig" --leader-elect=false \
+    --controllers=serviceaccount-token-controller \
+    --service-account-private-key-file="$RUN_DIR/sa.key" --root-ca-file="$RUN_DIR/certs/apiserver.crt" \
+    --use-service-account-credentials=false --authentication-skip-lookup=true \
+    --bind-address=127.0.0.1 --secure-port="$CONTROLLER_MANAGER_PORT"
+  wait_for kube-controller-manager 60 curl -skf "https://127.0.0.1:$CONTROLLER_MANAGER_PORT/healthz"
 }
 
 install_moto() {
@@ -220,6 +246,12 @@ KCFG
   wait_for kube-apiserver 90 curl -skf -H "Authorization: Bearer $admin_token" "$server/readyz"
   wait_for moto 30 curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/"
   smoke "$server" "$admin_token"
+  local cm token_controller=0
+  cm=$(controller_manager_for "$apiserver")
+  if [ -n "$cm" ]; then
+    start_controller_manager "$cm"
+    token_controller=1
+  fi
 
   cat >"$RUN_DIR/env.sh" <<ENV
 export ECR_REFRESH_TEST_KUBECONFIG=$RUN_DIR/kubeconfig
@@ -228,8 +260,9 @@ export ECR_REFRESH_TEST_ADMIN_TOKEN=$admin_token
 export ECR_REFRESH_TEST_ECR_ENDPOINT=http://127.0.0.1:$MOTO_PORT
 export ECR_REFRESH_TEST_RUN_DIR=$RUN_DIR
 export ECR_REFRESH_TEST_MOTO_BIN=$(bin_moto)
+export ECR_REFRESH_TEST_TOKEN_CONTROLLER=$token_controller
 ENV
-  log "ready: kube-apiserver $server, moto http://127.0.0.1:$MOTO_PORT (source $RUN_DIR/env.sh)"
+  log "ready: kube-apiserver $server, moto http://127.0.0.1:$MOTO_PORT$([ -z "$cm" ] || echo ", token controller") (source $RUN_DIR/env.sh)"
 }
 
 # The request that crashed the 1.20.2 build with the old vendored reflect2, every time: a server-side
@@ -259,7 +292,7 @@ smoke() { # server, admin token
 }
 
 cmd_stop() {
-  for name in moto kube-apiserver etcd; do
+  for name in moto kube-controller-manager kube-apiserver etcd; do
     local pidf="$RUN_DIR/$name.pid"
     [ -f "$pidf" ] || continue
     local pid; pid=$(cat "$pidf")

@@ -100,3 +100,88 @@ pub async fn client_for(kubeconfig: &Path) -> kube::Client {
         .unwrap();
     kube::Client::try_from(config).unwrap()
 }
+
+/// What `kubectl kustomize` renders for deploy/ with these of its components (folders under
+/// deploy/, e.g. `allow-delete`), the way a kustomization of the user's own includes them.
+pub fn render_deploy(components: &[&str]) -> Vec<serde_json::Value> {
+    let dir = tempfile::Builder::new()
+        .prefix("kustomization")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    // kustomize takes relative paths only: climb from the folder to / first.
+    let up = "../".repeat(dir.path().components().count() - 1);
+    let deploy = format!(
+        "{up}{}",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy")
+            .display()
+            .to_string()
+            .trim_start_matches('/')
+    );
+    let components: Vec<String> = components.iter().map(|c| format!("{deploy}/{c}")).collect();
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        format!(
+            "resources: [{deploy}]\ncomponents: [{}]\n",
+            components.join(", ")
+        ),
+    )
+    .unwrap();
+    let rendered = kubectl(&["kustomize", dir.path().to_str().unwrap()], None);
+    yaml_documents(&rendered).expect("kubectl kustomize output is YAML")
+}
+
+/// Installs rendered objects (but no CronJob) under names of this test's own, like
+/// [`apply_renamed`]: every name that starts with `ecr-refresh`, and every reference to one,
+/// starts with `id` instead, and the admission policies match `id`'s ServiceAccount.
+pub fn apply_objects_renamed(objects: &[serde_json::Value], id: &str) {
+    let rename = |v: &mut serde_json::Value, from: &str, to: &str| {
+        if let Some(s) = v.as_str().filter(|s| s.contains(from)) {
+            *v = s.replacen(from, to, 1).into();
+        }
+    };
+    let username = format!(":{id}'");
+    let mut items = Vec::new();
+    for object in objects.iter().filter(|o| o["kind"] != "CronJob") {
+        let mut o = object.clone();
+        for path in ["/metadata/name", "/spec/policyName", "/roleRef/name"] {
+            if let Some(v) = o
+                .pointer_mut(path)
+                .filter(|v| v.as_str().is_some_and(|s| s.starts_with("ecr-refresh")))
+            {
+                rename(v, "ecr-refresh", id);
+            }
+        }
+        for subject in o
+            .pointer_mut("/subjects")
+            .and_then(|s| s.as_array_mut())
+            .into_iter()
+            .flatten()
+        {
+            rename(&mut subject["name"], "ecr-refresh", id);
+        }
+        for condition in o
+            .pointer_mut("/spec/matchConditions")
+            .and_then(|c| c.as_array_mut())
+            .into_iter()
+            .flatten()
+        {
+            rename(&mut condition["expression"], ":ecr-refresh'", &username);
+        }
+        items.push(o);
+    }
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    kubectl(&["apply", "-f", "-"], Some(&list.to_string()));
+}
+
+/// The server has admissionregistration.k8s.io/v1 ValidatingAdmissionPolicies (Kubernetes 1.30+).
+pub async fn serves_admission_policies(client: &kube::Client) -> bool {
+    client
+        .list_api_group_resources("admissionregistration.k8s.io/v1")
+        .await
+        .is_ok_and(|r| {
+            r.resources
+                .iter()
+                .any(|r| r.name == "validatingadmissionpolicies")
+        })
+}
