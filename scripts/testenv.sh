@@ -115,7 +115,7 @@ unpack_prebuilt() { # version, xz path -> prints the unpacked binary's path
   if [ ! -x "$out" ] || [ "$2" -nt "$out" ]; then
     log "unpacking $2"
     mkdir -p "$CACHE_DIR"
-    xz -dc "$2" >"$out.tmp" && chmod +x "$out.tmp" && mv "$out.tmp" "$out"
+    xz -dc "$2" >"$out.tmp.$$" && chmod +x "$out.tmp.$$" && mv "$out.tmp.$$" "$out"
   fi
   echo "$out"
 }

@@ -61,11 +61,13 @@ async fn install(prefix: &str, components: &[&str]) -> Install {
     }
 }
 
-/// On a server that has no admission policies, these tests have nothing to prove; a server
-/// that is 1.30 or newer must have them.
-async fn policies_served(client: &Client) -> bool {
-    if serves_admission_policies(client).await {
-        return true;
+/// The cluster-wide lock and an admin client, on a server with admission policies. On one
+/// without them (before 1.30) these tests have nothing to prove; 1.30 or newer must have them.
+async fn policy_server() -> Option<(tokio::sync::MutexGuard<'static, ()>, Client)> {
+    let lock = CLUSTER_WIDE.lock().await;
+    let client = admin().await;
+    if serves_admission_policies(&client).await {
+        return Some((lock, client));
     }
     let minor: u32 = client
         .apiserver_version()
@@ -77,7 +79,7 @@ async fn policies_served(client: &Client) -> bool {
         .unwrap();
     assert!(minor < 30, "Kubernetes 1.{minor} must serve admissionregistration.k8s.io/v1 ValidatingAdmissionPolicies");
     eprintln!("Kubernetes 1.{minor}: no admission policies; tested without them in the_same_rbac_works_without_the_policy");
-    false
+    None
 }
 
 fn secret(
@@ -157,9 +159,14 @@ where
 }
 
 /// Namespaces for the probes: `empty` (a `default` ServiceAccount, no Secret) and `foreign`
-/// (someone else's dockerconfigjson Secret of our name); waits until every policy answers.
+/// (someone else's dockerconfigjson Secret of our name, and their imagePullSecrets entry);
+/// waits until every policy answers.
 async fn wait_for_policies(client: &Client, install: &Install, force: bool) -> (String, String) {
-    let (_, [empty, foreign]) = namespaces(client, "probe", ["empty", "foreign"]).await;
+    let base = unique("probe");
+    let [empty, foreign] = ["empty", "foreign"].map(|s| format!("{base}-{s}"));
+    create_namespace(client, &empty, true).await;
+    create_namespace(client, &foreign, false).await;
+    create_sa(client, &foreign, "default", &["theirs"]).await;
     create_foreign_secret(client, &foreign).await;
     let secrets = |ns: &str| Api::<Secret>::namespaced(install.sa.clone(), ns);
     let opaque = secret("Opaque", true, json!({}), json!({"x": "eA=="}));
@@ -245,11 +252,9 @@ async fn whoami(token: &str) -> String {
 
 #[tokio::test]
 async fn without_the_policy_a_stolen_token_becomes_any_service_account_and_with_it_cannot() {
-    let _lock = CLUSTER_WIDE.lock().await;
-    let client = admin().await;
-    if !policies_served(&client).await {
+    let Some((_lock, client)) = policy_server().await else {
         return;
-    }
+    };
     // rbac.yaml alone: the CronJob's token creates a token Secret for a ServiceAccount of a
     // namespace ecr-refresh never wrote to, and the token controller fills it.
     let rbac_only = install("mint-rbac", &["without-admission-policy"]).await;
@@ -303,11 +308,9 @@ async fn without_the_policy_a_stolen_token_becomes_any_service_account_and_with_
 
 #[tokio::test]
 async fn every_attack_rbac_allows_is_denied_with_the_policys_message() {
-    let _lock = CLUSTER_WIDE.lock().await;
-    let client = admin().await;
-    if !policies_served(&client).await {
+    let Some((_lock, client)) = policy_server().await else {
         return;
-    }
+    };
     let it = install("attack", &[]).await;
     let (empty, foreign) = wait_for_policies(&client, &it, false).await;
     let secrets = |ns: &str| Api::<Secret>::namespaced(it.sa.clone(), ns);
@@ -376,11 +379,6 @@ async fn every_attack_rbac_allows_is_denied_with_the_policys_message() {
     );
 
     // ServiceAccounts: only our imagePullSecrets entry and our annotation may change.
-    let theirs = json!({"imagePullSecrets": [{"name": "theirs"}]});
-    Api::<ServiceAccount>::namespaced(client.clone(), &foreign)
-        .patch("default", &PatchParams::default(), &Patch::Merge(&theirs))
-        .await
-        .unwrap();
     let accounts = Api::<ServiceAccount>::namespaced(it.sa.clone(), &foreign);
     let before = get_sa(&client, &foreign, "default").await;
     let merge = |patch: serde_json::Value| {
@@ -427,11 +425,9 @@ async fn every_attack_rbac_allows_is_denied_with_the_policys_message() {
 
 #[tokio::test]
 async fn deleting_someone_elses_secret_is_denied_even_with_delete_granted() {
-    let _lock = CLUSTER_WIDE.lock().await;
-    let client = admin().await;
-    if !policies_served(&client).await {
+    let Some((_lock, client)) = policy_server().await else {
         return;
-    }
+    };
     let ns = unique("delete-foreign");
     create_namespace(&client, &ns, true).await;
     create_foreign_secret(&client, &ns).await;
@@ -481,21 +477,16 @@ async fn json_patch_sa(
 /// its entry in (added to the annotations, or as the first one), is allowed.
 #[tokio::test]
 async fn the_tools_link_and_unlink_patches_pass() {
-    let _lock = CLUSTER_WIDE.lock().await;
-    let client = admin().await;
-    if !policies_served(&client).await {
+    let Some((_lock, client)) = policy_server().await else {
         return;
-    }
+    };
     let it = install("patches", &[]).await;
     let (empty, _) = wait_for_policies(&client, &it, false).await;
     let ns = unique("patches");
     create_namespace(&client, &ns, false).await;
     create_sa(&client, &ns, "default", &["theirs"]).await;
     let note = json!({"metadata": {"annotations": {"team": "a"}}});
-    Api::<ServiceAccount>::namespaced(client.clone(), &ns)
-        .patch("default", &PatchParams::default(), &Patch::Merge(&note))
-        .await
-        .unwrap();
+    merge_as_admin::<ServiceAccount>(&client, &ns, "default", note).await;
     let link = json!([
         {"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "awsecr-cred"}},
         {"op": "add", "path": "/metadata/annotations/ecr-refresh~1linked", "value": "awsecr-cred"},
@@ -538,11 +529,9 @@ async fn the_tools_link_and_unlink_patches_pass() {
 
 #[tokio::test]
 async fn sync_and_status_work_through_the_policy() {
-    let _lock = CLUSTER_WIDE.lock().await;
-    let client = admin().await;
-    if !policies_served(&client).await {
+    let Some((_lock, client)) = policy_server().await else {
         return;
-    }
+    };
     let it = install("through", &[]).await;
     wait_for_policies(&client, &it, false).await;
     let base = unique("through");
@@ -604,12 +593,20 @@ async fn wrong_type_secrets(client: &Client, theirs: &str, ours: &str) {
     .await;
     create_secret(client, ours, "awsecr-cred", "Opaque", &[("x", b"x")]).await;
     let label = json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "ecr-refresh"}}});
-    Api::<Secret>::namespaced(client.clone(), ours)
-        .patch(
-            "awsecr-cred",
-            &PatchParams::default(),
-            &Patch::Merge(&label),
-        )
+    merge_as_admin::<Secret>(client, ours, "awsecr-cred", label).await;
+}
+
+/// Sets up someone else's object: a merge patch as the cluster admin.
+async fn merge_as_admin<K>(client: &Client, ns: &str, name: &str, patch: serde_json::Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
 }
@@ -629,11 +626,9 @@ fn assert_ours(secret: Option<Secret>, ns: &str) {
 /// that grant what they need (deploy/allow-delete, deploy/allow-force).
 #[tokio::test]
 async fn prune_uninstall_and_force_work_through_the_policy_with_the_components() {
-    let _lock = CLUSTER_WIDE.lock().await;
-    let client = admin().await;
-    if !policies_served(&client).await {
+    let Some((_lock, client)) = policy_server().await else {
         return;
-    }
+    };
     let (base, [keep, drop, theirs_wrong, ours_wrong, theirs]) = namespaces(
         &client,
         "comp",
