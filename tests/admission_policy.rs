@@ -275,6 +275,11 @@ async fn without_the_policy_a_stolen_token_becomes_any_service_account_and_with_
         whoami(&stolen).await,
         format!("system:serviceaccount:{open}:victim")
     );
+    // A working non-expiring token: not left behind.
+    Api::<Secret>::namespaced(client.clone(), &open)
+        .delete("awsecr-cred", &DeleteParams::default())
+        .await
+        .unwrap();
 
     // The same install with the policy: refused, and nothing is created.
     let with_policy = install("mint-policy", &[]).await;
