@@ -212,6 +212,18 @@ async fn wait_for_policies(client: &Client, install: &Install, force: bool) -> (
     (empty, foreign)
 }
 
+/// [`install`], once its admission policies are in effect, with the probe namespaces.
+async fn install_with_policies(
+    client: &Client,
+    prefix: &str,
+    components: &[&str],
+) -> (Install, String, String) {
+    let it = install(prefix, components).await;
+    let force = components.contains(&"allow-force");
+    let (empty, foreign) = wait_for_policies(client, &it, force).await;
+    (it, empty, foreign)
+}
+
 /// A token for `victim` in `ns`, once the token controller has filled the Secret.
 async fn filled_token(client: &Client, ns: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -282,8 +294,7 @@ async fn without_the_policy_a_stolen_token_becomes_any_service_account_and_with_
         .unwrap();
 
     // The same install with the policy: refused, and nothing is created.
-    let with_policy = install("mint-policy", &[]).await;
-    wait_for_policies(&client, &with_policy, false).await;
+    let (with_policy, ..) = install_with_policies(&client, "mint-policy", &[]).await;
     let attempt = Api::<Secret>::namespaced(with_policy.sa.clone(), &guarded)
         .patch(
             "awsecr-cred",
@@ -316,8 +327,7 @@ async fn every_attack_rbac_allows_is_denied_with_the_policys_message() {
     let Some((_lock, client)) = policy_server().await else {
         return;
     };
-    let it = install("attack", &[]).await;
-    let (empty, foreign) = wait_for_policies(&client, &it, false).await;
+    let (it, empty, foreign) = install_with_policies(&client, "attack", &[]).await;
     let secrets = |ns: &str| Api::<Secret>::namespaced(it.sa.clone(), ns);
     let write = |s: serde_json::Value| {
         let api = secrets(&empty);
@@ -437,16 +447,15 @@ async fn deleting_someone_elses_secret_is_denied_even_with_delete_granted() {
     create_namespace(&client, &ns, true).await;
     create_foreign_secret(&client, &ns).await;
 
-    let delete_only = install("delete", &["allow-delete"]).await;
-    wait_for_policies(&client, &delete_only, false).await;
+    let (delete_only, ..) = install_with_policies(&client, "delete", &["allow-delete"]).await;
     let attempt = Api::<Secret>::namespaced(delete_only.sa.clone(), &ns)
         .delete("awsecr-cred", &DeleteParams::default())
         .await;
     assert_denied(attempt, &delete_only, "secret-owner", NOT_OURS);
 
     // --force allowed: still no delete of someone else's Secret of our type (it is taken over).
-    let with_force = install("delete-force", &["allow-delete", "allow-force"]).await;
-    wait_for_policies(&client, &with_force, true).await;
+    let (with_force, ..) =
+        install_with_policies(&client, "delete-force", &["allow-delete", "allow-force"]).await;
     let attempt = Api::<Secret>::namespaced(with_force.sa.clone(), &ns)
         .delete("awsecr-cred", &DeleteParams::default())
         .await;
@@ -485,8 +494,7 @@ async fn the_tools_link_and_unlink_patches_pass() {
     let Some((_lock, client)) = policy_server().await else {
         return;
     };
-    let it = install("patches", &[]).await;
-    let (empty, _) = wait_for_policies(&client, &it, false).await;
+    let (it, empty, _) = install_with_policies(&client, "patches", &[]).await;
     let ns = unique("patches");
     create_namespace(&client, &ns, false).await;
     create_sa(&client, &ns, "default", &["theirs"]).await;
@@ -537,8 +545,7 @@ async fn sync_and_status_work_through_the_policy() {
     let Some((_lock, client)) = policy_server().await else {
         return;
     };
-    let it = install("through", &[]).await;
-    wait_for_policies(&client, &it, false).await;
+    let (it, ..) = install_with_policies(&client, "through", &[]).await;
     let base = unique("through");
     let [a, b] = ["a", "b"].map(|s| format!("{base}-{s}"));
     create_namespace(&client, &a, true).await;
@@ -644,8 +651,7 @@ async fn prune_uninstall_and_force_work_through_the_policy_with_the_components()
     create_foreign_secret(&client, &theirs).await;
 
     // allow-delete alone: our own Secret of the wrong type is replaced, someone else's is not.
-    let delete_only = install("comp-delete", &["allow-delete"]).await;
-    wait_for_policies(&client, &delete_only, false).await;
+    let (delete_only, ..) = install_with_policies(&client, "comp-delete", &["allow-delete"]).await;
     let out = run_as(
         &delete_only,
         &[
@@ -670,8 +676,8 @@ async fn prune_uninstall_and_force_work_through_the_policy_with_the_components()
     );
 
     // With allow-force: someone else's Secret is replaced (another type) or taken over (ours).
-    let it = install("comp-force", &["allow-delete", "allow-force"]).await;
-    wait_for_policies(&client, &it, true).await;
+    let (it, ..) =
+        install_with_policies(&client, "comp-force", &["allow-delete", "allow-force"]).await;
     let out = run_as(
         &it,
         &[
