@@ -20,6 +20,8 @@ use kube::{Client, Config};
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
 pub const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+/// The same registry's dual-stack (IPv6) name, which every Secret holds next to `HOST`.
+pub const DUAL_STACK_HOST: &str = "123456789012.dkr-ecr.us-east-1.on.aws";
 /// What moto answers: base64 of `AWS:<account>-auth-token`.
 pub const PASSWORD: &str = "123456789012-auth-token";
 pub const AUTH: &str = "QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu";
