@@ -12,34 +12,10 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-/// A fresh namespace with a `default` ServiceAccount, and that account's resourceVersion.
-async fn empty_namespace(client: &kube::Client, prefix: &str) -> (String, Option<String>) {
-    let ns = unique(prefix);
-    create_namespace(client, &ns, true).await;
-    let rv = get_sa(client, &ns, "default")
-        .await
-        .metadata
-        .resource_version;
-    (ns, rv)
-}
-
-/// Runs `sync -n ns -o json` against `ecr` and expects exit 3, an `ecr_token_invalid` error
-/// naming `named`, and nothing written.
+/// Makes the fake ECR answer `body`, and expects `sync` to refuse it, naming `named`.
 async fn assert_refused(client: &kube::Client, ecr: &FakeEcr, body: String, named: &str) {
-    let (ns, sa_rv) = empty_namespace(client, "refused").await;
     ecr.set_body(body);
-    let out = Run::sync()
-        .env("AWS_ENDPOINT_URL", &ecr.url)
-        .args(["-n", &ns, "-o", "json"])
-        .run_async()
-        .await;
-    out.assert_code(3);
-    let report = out.json();
-    assert_eq!(report["error"]["kind"], "ecr_token_invalid", "{report:#}");
-    let message = report["error"]["message"].as_str().unwrap();
-    assert!(message.contains(named), "should name {named:?}: {message}");
-    out.assert_stderr_contains(named);
-    assert_nothing_written(client, &ns, &sa_rv).await;
+    assert_token_refused(client, &ecr.url, named).await;
 }
 
 #[tokio::test]
@@ -100,7 +76,8 @@ async fn sync_refuses_an_expiry_further_out_than_an_ecr_token_lasts() {
 #[tokio::test]
 async fn dual_stack_hosts_are_written_and_a_second_pass_finds_them_current() {
     let client = admin().await;
-    let (ns, _) = empty_namespace(&client, "dualstack").await;
+    let ns = unique("dualstack");
+    create_namespace(&client, &ns, true).await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     // Another account's registry in GovCloud, asked for by its dual-stack FIPS name.
     let other = "210987654321.dkr-ecr-fips.us-gov-west-1.on.aws";
@@ -190,7 +167,8 @@ async fn every_partition_gets_its_own_registry_hosts() {
         ),
     ];
     for (region, suffix, wanted) in cases {
-        let (ns, _) = empty_namespace(&client, "partition").await;
+        let ns = unique("partition");
+        create_namespace(&client, &ns, true).await;
         let own = format!("{ACCOUNT}.dkr.ecr.{region}.{suffix}");
         ecr.set_body(FakeEcr::answer(
             "pw",

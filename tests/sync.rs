@@ -593,8 +593,8 @@ async fn web_identity_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6a3ViZS1zeXN0ZW06ZWNyLXJlZnJlc2gifQ.c2ln").unwrap();
-    let ecr = common::fake_ecr::FakeEcr::start(common::fake_ecr::FakeEcr::valid_for_12h("pw"))
-    .await;
+    let ecr =
+        common::fake_ecr::FakeEcr::start(common::fake_ecr::FakeEcr::valid_for_12h("pw")).await;
     let out = Run::sync()
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")

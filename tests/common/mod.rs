@@ -184,6 +184,32 @@ pub async fn assert_nothing_written(
     );
 }
 
+/// `sync -n <a new namespace> -o json` against the ECR at `ecr_url` exits 3
+/// (`ecr_token_invalid`) with an error naming `expect`, and writes nothing.
+pub async fn assert_token_refused(client: &Client, ecr_url: &str, expect: &str) {
+    let ns = unique("badtoken");
+    create_namespace(client, &ns, true).await;
+    let sa_rv = get_sa(client, &ns, "default")
+        .await
+        .metadata
+        .resource_version;
+    let out = Run::sync()
+        .env("AWS_ENDPOINT_URL", ecr_url)
+        .args(["-n", &ns, "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(3);
+    let report = out.json();
+    assert_eq!(report["error"]["kind"], "ecr_token_invalid", "{report:#}");
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(expect),
+        "should name {expect:?}: {message}"
+    );
+    out.assert_stderr_contains(expect);
+    assert_nothing_written(client, &ns, &sa_rv).await;
+}
+
 pub async fn create_secret(
     client: &Client,
     ns: &str,
