@@ -18,6 +18,9 @@ ACCOUNT=123456789012
 REGION=us-west-2
 HOST=$ACCOUNT.dkr.ecr.$REGION.amazonaws.com
 IMAGE=$HOST/team/app:1
+# The same registry under its dual-stack (IPv6) name, served by the same stand-in.
+DUAL_HOST=$ACCOUNT.dkr-ecr.$REGION.on.aws
+DUAL_IMAGE=$DUAL_HOST/team/app:1
 # Never pulled: imported into containerd, because nothing can be downloaded here.
 PAUSE_IMAGE=pause.ecr-refresh.invalid/pause:1
 REGISTRY_IP=${ECR_REFRESH_PULLTEST_IP:-127.0.0.77}
@@ -154,7 +157,7 @@ start_registry() {
   openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=ecr-refresh-pulltest-ca \
     -keyout "$c/ca.key" -out "$c/ca.crt" 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -subj "/CN=$HOST" -keyout "$c/registry.key" -out "$c/registry.csr" 2>/dev/null
-  printf 'subjectAltName=DNS:%s\n' "$HOST" >"$c/ext"
+  printf 'subjectAltName=DNS:%s,DNS:%s\n' "$HOST" "$DUAL_HOST" >"$c/ext"
   openssl x509 -req -in "$c/registry.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" -CAcreateserial -days 1 \
     -extfile "$c/ext" -out "$c/registry.crt" 2>/dev/null
   cat /etc/ssl/certs/ca-certificates.crt "$c/ca.crt" >"$c/bundle.crt"
@@ -175,8 +178,10 @@ auth:
 YML
   start_bg registry env -i docker-registry serve "$WORK/registry/config.yml"
   # Only now: the name resolves to the stand-in for as long as the node runs.
-  if grep -q "[[:space:]]$HOST\([[:space:]]\|$\)" /etc/hosts; then die "/etc/hosts already maps $HOST; remove that line first"; fi
-  echo "$REGISTRY_IP $HOST $HOSTS_MARK" >>/etc/hosts
+  for h in "$HOST" "$DUAL_HOST"; do
+    if grep -q "[[:space:]]$h\([[:space:]]\|$\)" /etc/hosts; then die "/etc/hosts already maps $h; remove that line first"; fi
+  done
+  echo "$REGISTRY_IP $HOST $DUAL_HOST $HOSTS_MARK" >>/etc/hosts
   wait_up registry 20 curl -s -o /dev/null --cacert "$c/ca.crt" "https://$HOST/v2/" ||
     die "the registry did not come up on $REGISTRY_IP:443; see $LOGS/registry.log"
 }

@@ -116,7 +116,7 @@ check_sync() { # ns
   else not_ok "ecr-refresh sync -n $1 exits 0"; sed 's/^/# /' "$LOGS/sync-$1.log"; fi
 }
 
-run_pod() { # ns name
+run_pod() { # ns name [image]
   k apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Pod
@@ -129,7 +129,7 @@ spec:
   terminationGracePeriodSeconds: 0
   containers:
   - name: app
-    image: $IMAGE
+    image: ${3:-$IMAGE}
     imagePullPolicy: Always
 YAML
 }
@@ -142,14 +142,14 @@ failed_401() {
   [ "$(phase "$1" "$2")" = Pending ] && grep -q ErrImagePull <<<"$ev" && grep -q '401 Unauthorized' <<<"$ev"
 }
 
-expect_success() { # ns pod description
-  run_pod "$1" "$2" || { not_ok "$3 (could not create the pod)"; return 0; }
+expect_success() { # ns pod description [image]
+  run_pod "$1" "$2" "${4:-$IMAGE}" || { not_ok "$3 (could not create the pod)"; return 0; }
   if wait_for "$WAIT_POD" succeeded "$1" "$2"; then ok "$3"
   else not_ok "$3 (phase: $(phase "$1" "$2"))"; diagnose "$1" "$2"; fi
 }
 
-expect_401() { # ns pod description
-  run_pod "$1" "$2" || { not_ok "$3 (could not create the pod)"; return 0; }
+expect_401() { # ns pod description [image]
+  run_pod "$1" "$2" "${4:-$IMAGE}" || { not_ok "$3 (could not create the pod)"; return 0; }
   if wait_for "$WAIT_POD" failed_401 "$1" "$2"; then ok "$3"
   else not_ok "$3 (phase: $(phase "$1" "$2"))"; diagnose "$1" "$2"; fi
 }
@@ -181,8 +181,10 @@ checks() {
   else not_ok "the registry served the manifest to containerd with credentials (200)"; tail -n 10 "$LOGS/registry.log" | sed 's/^/# /'; fi
 
   expect_401 "$b" app-1 "pod in $b (not synced) fails with ErrImagePull and 401 Unauthorized"
+  expect_401 "$b" dual-1 "pod in $b (not synced) naming the dual-stack host fails with 401 Unauthorized" "$DUAL_IMAGE"
   check_sync "$b"
   expect_success "$b" app-2 "after the sync a new pod in $b Succeeds"
+  expect_success "$b" dual-2 "after the sync a new pod in $b pulls $DUAL_IMAGE with only our Secret" "$DUAL_IMAGE"
 
   local good; good=$(secret_payload "$a")
   local bad; bad=$(jq -cn --arg h "$HOST" --arg a "$(printf 'AWS:tampered' | base64 -w0)" \

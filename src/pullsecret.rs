@@ -15,7 +15,9 @@ use tracing::{debug, info, warn};
 
 use crate::cluster::{explain_write, is_status, Cluster, FIELD_MANAGER};
 use crate::dockerconfig;
-use crate::ecr::{EcrClientConfig, ExpectedHosts, RegionCredential, RegistrySpec};
+use crate::ecr::{
+    is_registry_host, EcrClientConfig, ExpectedHosts, RegionCredential, RegistrySpec,
+};
 use crate::error::Error;
 use crate::sensitive::Sensitive;
 use crate::shutdown::Shield;
@@ -152,10 +154,7 @@ fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// ECR tokens last 12 hours: an expiry further out than this (plus some clock skew between ECR
-/// and us) was not copied from an ECR answer.
-pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-const CLOCK_SKEW: Duration = Duration::from_secs(300);
+pub(crate) use crate::ecr::token::{is_beyond_token_lifetime, MAX_TOKEN_LIFETIME};
 
 /// The expiry annotation of one of our Secrets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,11 +172,6 @@ pub(crate) fn expiry(secret: &Secret) -> Expiry {
             .parse()
             .map_or_else(|_| Expiry::Garbage(v.to_string()), Expiry::At),
     }
-}
-
-/// Further out than any ECR token lasts.
-pub(crate) fn is_beyond_token_lifetime(expires: jiff::Timestamp, now: jiff::Timestamp) -> bool {
-    expires.as_second() - now.as_second() > (MAX_TOKEN_LIFETIME + CLOCK_SKEW).as_secs() as i64
 }
 
 fn payload(secret: &Secret) -> Option<&[u8]> {
@@ -645,7 +639,7 @@ fn payload_problems(secret: &Secret, named: &[String]) -> Vec<String> {
     }
     let foreign: Vec<&str> = named
         .iter()
-        .filter(|h| !matches!(h.parse(), Ok(RegistrySpec::Host { .. })))
+        .filter(|h| !is_registry_host(h))
         .map(String::as_str)
         .collect();
     if !foreign.is_empty() {
@@ -711,10 +705,19 @@ mod tests {
                     password: Sensitive::new("pw".into()),
                 },
                 expires_at: Some(jiff::Timestamp::from_second(expires).unwrap()),
-                hosts: vec![HOST.into()],
+                hosts: own_names(),
             }],
             "region=us-east-1",
         )
+    }
+
+    /// Both names of the caller's own registry, as a Secret holds them.
+    fn own_names() -> Vec<String> {
+        let names =
+            crate::ecr::RegistryHost::standard("123456789012", &"us-east-1".parse().unwrap())
+                .names();
+        assert_eq!(names[0], HOST);
+        names
     }
 
     fn expected(requested: &[&str]) -> ExpectedHosts {
@@ -731,7 +734,9 @@ mod tests {
         let any = expected(&[]);
         assert!(d.is_current(&s));
         assert_eq!(state(Some(&s)), State::Ours);
-        assert_eq!(hosts(&s).unwrap(), [HOST]);
+        let mut sorted = own_names();
+        sorted.sort();
+        assert_eq!(hosts(&s).unwrap(), sorted);
         assert_eq!(
             expiry(&s),
             Expiry::At(jiff::Timestamp::from_second(10_000).unwrap())
@@ -741,7 +746,9 @@ mod tests {
             is_fresh(&s, request, expect, Duration::from_secs(refresh), now)
         };
         assert!(fresh("region=us-east-1", &any, 1800));
-        assert!(fresh("region=us-east-1", &expected(&[HOST]), 1800));
+        let both = own_names();
+        let both: Vec<&str> = both.iter().map(String::as_str).collect();
+        assert!(fresh("region=us-east-1", &expected(&both), 1800));
         assert!(!fresh("region=us-east-1", &any, 3600));
         assert!(!fresh("region=eu-west-1", &any, 1800));
         // A requested registry the payload lacks.

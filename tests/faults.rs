@@ -287,27 +287,9 @@ async fn a_real_refusal_of_the_service_account_patch_is_not_retried() {
 
 async fn assert_bad_ecr_answer_writes_nothing(body: String, expect: &str) {
     let client = admin().await;
-    let ns = unique("badtoken");
-    create_namespace(&client, &ns, true).await;
     let ecr = FakeEcr::start(body).await;
-    let out = Run::sync()
-        .env("AWS_ENDPOINT_URL", &ecr.url)
-        .args(["-n", &ns, "-o", "json"])
-        .run_async()
-        .await;
-    out.assert_code(3);
-    let report = out.json();
-    assert_eq!(report["error"]["kind"], "ecr_token_invalid");
-    assert!(
-        report["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(expect),
-        "{report:#}"
-    );
+    assert_token_refused(&client, &ecr.url, expect).await;
     assert_eq!(ecr.calls(), 1);
-    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
-    assert!(pull_secret_names(&get_sa(&client, &ns, "default").await).is_empty());
 }
 
 #[tokio::test]

@@ -46,9 +46,13 @@ async fn several_regions_and_accounts_in_one_secret_against_moto() {
     assert_eq!(
         hosts,
         [
+            "111111111111.dkr-ecr.us-east-1.on.aws",
             "111111111111.dkr.ecr.us-east-1.amazonaws.com",
+            "123456789012.dkr-ecr.us-east-1.on.aws",
             "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "222222222222.dkr-ecr.eu-west-1.on.aws",
             "222222222222.dkr.ecr.eu-west-1.amazonaws.com",
+            "333333333333.dkr-ecr.eu-west-1.on.aws",
             "333333333333.dkr.ecr.eu-west-1.amazonaws.com",
         ]
     );
@@ -91,7 +95,7 @@ async fn exactly_one_token_call_per_region() {
         let s = get_secret(&client, n, "awsecr-cred").await.unwrap();
         assert_eq!(
             dockerconfig(&s)["auths"].as_object().unwrap().len(),
-            5,
+            10,
             "{n}"
         );
     }
@@ -212,7 +216,10 @@ async fn status_reports_missing_foreign_expiring_and_healthy() {
     assert_eq!(state(&foreign)["secret"], "foreign");
     assert_eq!(state(&foreign)["healthy"], false);
     assert_eq!(state(&healthy)["healthy"], true, "{:#}", state(&healthy));
-    assert_eq!(state(&healthy)["registries"], serde_json::json!([HOST]));
+    assert_eq!(
+        state(&healthy)["registries"],
+        serde_json::json!([DUAL_STACK_HOST, HOST])
+    );
     assert!(state(&healthy)["remaining_seconds"].as_i64().unwrap() > 40000);
     assert_eq!(state(&healthy)["service_accounts"][0]["state"], "linked");
     assert_eq!(state(&expiring)["healthy"], true);
@@ -575,7 +582,7 @@ async fn refresh_before_and_status_do_not_trust_annotations() {
         let s = get_secret(&client, ns, "awsecr-cred").await.unwrap();
         let config = dockerconfig(&s);
         assert_eq!(config["auths"][HOST]["password"], "real", "{ns}");
-        assert_eq!(config["auths"].as_object().unwrap().len(), 1, "{ns}");
+        assert_eq!(config["auths"].as_object().unwrap().len(), 2, "{ns}");
     }
     Run::bare()
         .args(["status", "-n", &glob])

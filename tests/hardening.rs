@@ -248,7 +248,7 @@ async fn an_explicit_profile_wins_over_env_keys_and_must_exist() {
         "[other]\naws_access_key_id = AKIAOTHERPROFILE0000\naws_secret_access_key = other-secret\n",
     )
     .unwrap();
-    let ecr = FakeEcr::start(FakeEcr::token_body("pw", 4102444800, ACCOUNT, REGION)).await;
+    let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
 
     let sync = || {
         Run::sync()

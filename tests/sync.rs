@@ -30,12 +30,17 @@ async fn creates_then_updates_then_leaves_unchanged() {
         annotations["ecr-refresh/expires-at"],
         "2015-01-01T00:00:00Z"
     );
-    assert_eq!(annotations["ecr-refresh/registries"], HOST);
+    assert_eq!(
+        annotations["ecr-refresh/registries"],
+        format!("{DUAL_STACK_HOST},{HOST}")
+    );
     let auths = &dockerconfig(&secret)["auths"];
-    assert_eq!(auths.as_object().unwrap().len(), 1, "{auths}");
-    assert_eq!(auths[HOST]["username"], "AWS");
-    assert_eq!(auths[HOST]["password"], PASSWORD);
-    assert_eq!(auths[HOST]["auth"], AUTH);
+    assert_eq!(auths.as_object().unwrap().len(), 2, "{auths}");
+    for host in [HOST, DUAL_STACK_HOST] {
+        assert_eq!(auths[host]["username"], "AWS");
+        assert_eq!(auths[host]["password"], PASSWORD);
+        assert_eq!(auths[host]["auth"], AUTH);
+    }
     assert_eq!(
         pull_secret_names(&get_sa(&client, &ns, "default").await),
         ["awsecr-cred"]
@@ -448,7 +453,7 @@ async fn json_report_matches_the_documented_schema() {
     assert_eq!(r["command"], "sync");
     assert_eq!(r["dry_run"], false);
     assert_eq!(r["secret_name"], "awsecr-cred");
-    assert_eq!(r["registries"], serde_json::json!([HOST]));
+    assert_eq!(r["registries"], serde_json::json!([DUAL_STACK_HOST, HOST]));
     assert_eq!(r["token_expires_at"], "2015-01-01T00:00:00Z");
     assert_eq!(r["ecr_calls"], 1);
     assert!(r["api_requests"].as_u64().unwrap() >= 4, "{r:#}");
@@ -560,7 +565,10 @@ async fn profile_credentials_and_region_from_the_shared_config() {
     // moto signs the proxy endpoint with the region the request was signed for.
     assert_eq!(
         out.json()["registries"],
-        serde_json::json!(["123456789012.dkr.ecr.eu-west-1.amazonaws.com"])
+        serde_json::json!([
+            "123456789012.dkr-ecr.eu-west-1.on.aws",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+        ])
     );
 
     // Without the profile there are no credentials at all: exit 3, with a hint.
@@ -585,10 +593,8 @@ async fn web_identity_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6a3ViZS1zeXN0ZW06ZWNyLXJlZnJlc2gifQ.c2ln").unwrap();
-    let ecr = common::fake_ecr::FakeEcr::start(common::fake_ecr::FakeEcr::token_body(
-        "pw", 4102444800, ACCOUNT, REGION,
-    ))
-    .await;
+    let ecr =
+        common::fake_ecr::FakeEcr::start(common::fake_ecr::FakeEcr::valid_for_12h("pw")).await;
     let out = Run::sync()
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")

@@ -233,10 +233,15 @@ pub struct TargetArgs {
 #[derive(Clone, Debug, Args)]
 #[command(next_help_heading = "AWS")]
 pub struct AwsArgs {
-    /// Extra ECR registry: a 12-digit account ID (in the default region) or a full registry
-    /// host such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com (any region); repeatable or
-    /// comma-separated. The caller's own registry in the default region is always included;
-    /// one token is fetched per region.
+    /// Extra ECR registry: a 12-digit account ID (in the default region) or a registry host
+    /// of any region and partition, such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com, its
+    /// FIPS (dkr.ecr-fips) or dual-stack (dkr-ecr[-fips].<region>.on.aws) name, China's
+    /// amazonaws.com.cn / on.amazonwebservices.com.cn, c2s.ic.gov, sc2s.sgov.gov,
+    /// cloud.adc-e.uk, csp.hci.ic.gov or amazonaws.eu; repeatable or comma-separated. The
+    /// caller's own registry in the default region is always included; one token is fetched
+    /// per region. Every registry is written under its dual-stack (IPv6) name too where its
+    /// partition has one, always: the same token works there, it costs no call, and an image
+    /// named by either host then pulls. ECR Public (public.ecr.aws) is not supported
     #[arg(
         long = "registry",
         env = "ECR_REFRESH_REGISTRY",
@@ -245,7 +250,9 @@ pub struct AwsArgs {
     )]
     pub(crate) registries: Vec<RegistrySpec>,
 
-    /// AWS region [default: AWS_REGION, AWS_DEFAULT_REGION, then the profile's region]
+    /// AWS region, of any partition (us-east-1, us-gov-west-1, cn-north-1, us-iso-east-1,
+    /// eusc-de-east-1, ...); it decides the registry hosts' suffix [default: AWS_REGION,
+    /// AWS_DEFAULT_REGION, then the profile's region]
     #[arg(long, env = "ECR_REFRESH_REGION", value_name = "REGION")]
     pub(crate) region: Option<RegionName>,
 

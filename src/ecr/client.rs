@@ -9,9 +9,10 @@ use aws_sdk_ecr::error::SdkError;
 use tracing::{debug, info, warn};
 
 use super::credentials::{identity_of, selected_profile, ResolveOnce};
-use super::registry::endpoint_host;
+use super::registry::endpoint_registry;
+use super::token::is_beyond_token_lifetime;
 use super::{
-    decode_token, registry_host, ExpectedHosts, RegionCredential, RegionName, RegistrySpec,
+    decode_token, ExpectedHosts, RegionCredential, RegionName, RegistryHost, RegistrySpec,
 };
 use crate::cli::{AwsArgs, RoleArn};
 use crate::error::{chain, Error, Result};
@@ -160,23 +161,20 @@ impl EcrClientConfig {
         }
     }
 
-    /// Groups the requested registries by region. The default region is always present: its
-    /// token's own registry is always written.
+    /// Groups the names of the requested registries by region. The default region is always
+    /// present: its token's own registry is always written.
     pub(crate) fn plan(&self, registries: &[RegistrySpec]) -> BTreeMap<RegionName, Vec<String>> {
         let mut plan: BTreeMap<RegionName, Vec<String>> = BTreeMap::new();
         plan.entry(self.default_region.clone()).or_default();
         for spec in registries {
-            let (region, host) = match spec {
-                RegistrySpec::Account(id) => (
-                    self.default_region.clone(),
-                    registry_host(id, &self.default_region),
-                ),
-                RegistrySpec::Host { host, region } => (region.clone(), host.clone()),
+            let registry = match spec {
+                RegistrySpec::Account(id) => RegistryHost::standard(id, &self.default_region),
+                RegistrySpec::Host(host) => host.clone(),
             };
-            let hosts = plan.entry(region).or_default();
-            if !hosts.contains(&host) {
-                hosts.push(host);
-            }
+            add_names(
+                plan.entry(registry.region().clone()).or_default(),
+                &registry,
+            );
         }
         plan
     }
@@ -229,19 +227,27 @@ impl EcrClientConfig {
             let endpoint = data
                 .proxy_endpoint()
                 .ok_or_else(|| bad("ECR returned no proxy endpoint".into()))?;
-            let own = endpoint_host(endpoint).ok_or_else(|| {
-                bad(format!(
-                    "ECR returned an unusable proxy endpoint {endpoint:?}"
-                ))
-            })?;
-            if !hosts.contains(&own) {
-                hosts.insert(0, own);
+            // Checked as `status` checks the Secret, so what is written is never "not ECR".
+            let unusable = |why: String| bad(format!("proxy endpoint {endpoint:?}: {why}"));
+            let own = endpoint_registry(endpoint).map_err(unusable)?;
+            if own.region() != &region {
+                return Err(unusable(format!(
+                    "its host {own} is a registry of {}, not of {region}",
+                    own.region()
+                )));
             }
+            add_names(&mut hosts, &own);
         }
         let expires_at = data
             .expires_at()
             .and_then(|t| jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok());
         match expires_at {
+            // No ECR token lasts that long: `status` would call the Secret broken.
+            Some(t) if is_beyond_token_lifetime(t, jiff::Timestamp::now()) => {
+                return Err(bad(format!(
+                    "it expires at {t}, further out than an ECR token lasts (12h)"
+                )))
+            }
             Some(t) if t <= jiff::Timestamp::now() => {
                 warn!(%region, expires_at = %t, "ECR returned a token that has already expired")
             }
@@ -253,6 +259,15 @@ impl EcrClientConfig {
             expires_at,
             hosts,
         })
+    }
+}
+
+/// Adds every name of `registry` to `hosts`, once.
+fn add_names(hosts: &mut Vec<String>, registry: &RegistryHost) {
+    for name in registry.names() {
+        if !hosts.contains(&name) {
+            hosts.push(name);
+        }
     }
 }
 

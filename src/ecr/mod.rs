@@ -6,5 +6,7 @@ mod registry;
 pub(crate) mod token;
 
 pub(crate) use client::EcrClientConfig;
-pub(crate) use registry::{registry_host, ExpectedHosts, RegionName, RegistrySpec};
+pub(crate) use registry::{
+    is_registry_host, ExpectedHosts, RegionName, RegistryHost, RegistrySpec,
+};
 pub(crate) use token::{decode_token, RegionCredential};

@@ -1,5 +1,7 @@
 //! ECR's authorization token: decoding it into a login, and what one region's token covers.
 
+use std::time::Duration;
+
 use base64::Engine as _;
 
 use crate::sensitive::Sensitive;
@@ -55,6 +57,16 @@ pub(crate) fn decode_token(token: &str) -> Result<Login, TokenError> {
         username: user.to_string(),
         password: Sensitive::new(password.to_string()),
     })
+}
+
+/// ECR tokens last 12 hours: an expiry further out than this (plus some clock skew between ECR
+/// and us) was not copied from an ECR answer.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// Further out than any ECR token lasts.
+pub(crate) fn is_beyond_token_lifetime(expires: jiff::Timestamp, now: jiff::Timestamp) -> bool {
+    expires.as_second() - now.as_second() > (MAX_TOKEN_LIFETIME + CLOCK_SKEW).as_secs() as i64
 }
 
 /// One region's credential and the registry hosts it is written for.

@@ -56,11 +56,20 @@ impl FakeEcr {
 
     /// A well-formed answer for `AWS:<password>` expiring at `expires_at` (Unix seconds).
     pub fn token_body(password: &str, expires_at: i64, account: &str, region: &str) -> String {
+        let endpoint = format!("https://{account}.dkr.ecr.{region}.amazonaws.com");
+        Self::answer(password, expires_at, &endpoint)
+    }
+
+    /// A well-formed token for `AWS:<password>` with any `proxyEndpoint` (a JSON string).
+    pub fn answer(password: &str, expires_at: i64, proxy_endpoint: &str) -> String {
         use base64::Engine as _;
         let token = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}"));
-        format!(
-            r#"{{"authorizationData":[{{"authorizationToken":"{token}","expiresAt":{expires_at},"proxyEndpoint":"https://{account}.dkr.ecr.{region}.amazonaws.com"}}]}}"#
-        )
+        serde_json::json!({"authorizationData": [{
+            "authorizationToken": token,
+            "expiresAt": expires_at,
+            "proxyEndpoint": proxy_endpoint,
+        }]})
+        .to_string()
     }
 
     /// [`token_body`](Self::token_body) for the test account and region, valid for 12 hours

@@ -20,6 +20,8 @@ use kube::{Client, Config};
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
 pub const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+/// The same registry's dual-stack (IPv6) name, which every Secret holds next to `HOST`.
+pub const DUAL_STACK_HOST: &str = "123456789012.dkr-ecr.us-east-1.on.aws";
 /// What moto answers: base64 of `AWS:<account>-auth-token`.
 pub const PASSWORD: &str = "123456789012-auth-token";
 pub const AUTH: &str = "QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu";
@@ -180,6 +182,32 @@ pub async fn assert_nothing_written(
             .resource_version,
         sa_resource_version
     );
+}
+
+/// `sync -n <a new namespace> -o json` against the ECR at `ecr_url` exits 3
+/// (`ecr_token_invalid`) with an error naming `expect`, and writes nothing.
+pub async fn assert_token_refused(client: &Client, ecr_url: &str, expect: &str) {
+    let ns = unique("badtoken");
+    create_namespace(client, &ns, true).await;
+    let sa_rv = get_sa(client, &ns, "default")
+        .await
+        .metadata
+        .resource_version;
+    let out = Run::sync()
+        .env("AWS_ENDPOINT_URL", ecr_url)
+        .args(["-n", &ns, "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(3);
+    let report = out.json();
+    assert_eq!(report["error"]["kind"], "ecr_token_invalid", "{report:#}");
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(expect),
+        "should name {expect:?}: {message}"
+    );
+    out.assert_stderr_contains(expect);
+    assert_nothing_written(client, &ns, &sa_rv).await;
 }
 
 pub async fn create_secret(
