@@ -306,6 +306,29 @@ check_default_instance() {
     { REASON="no group with instance=\"$ctx\" (got $GOT)"; return 1; }
 }
 
+# Which instance a run names by itself: in-cluster only when it would use the in-cluster
+# config (no kubeconfig, the pod's KUBERNETES_SERVICE_HOST); a kubeconfig it cannot read names
+# nothing, and the push is skipped with a warning rather than counted under in-cluster.
+check_default_instance_without_a_context() {
+  local groups
+  printf 'apiVersion: v1\nkind: Config\nusers:\n- name: u\n   user: {token: x}\n' >"$WORK/broken.kubeconfig"
+  TOOL_KUBECONFIG=$WORK/broken.kubeconfig run_tool brokenkc "$ECR_REFRESH_TEST_ECR_ENDPOINT" -n whatever --pushgateway "$PGW"
+  [ "$RC" = 2 ] || { tail -n 5 "$WORK/brokenkc.err" >&2; REASON="sync with a broken kubeconfig exited $RC, expected 2"; return 1; }
+  grep -q "could not push metrics" "$WORK/brokenkc.err" || { REASON="no 'could not push metrics' warning"; return 1; }
+  grep -q -- "--pushgateway-instance" "$WORK/brokenkc.err" || { REASON="the warning does not name --pushgateway-instance"; return 1; }
+  groups=$(curl -sf "$PGW/api/v1/metrics" | jq '[.data[] | select(.labels.instance == "in-cluster")] | length')
+  [ "$groups" = 0 ] || { REASON="a laptop run with a broken kubeconfig pushed under instance=\"in-cluster\""; return 1; }
+  # No kubeconfig at all, in a pod (no service account token here, so the run fails): in-cluster.
+  env -i PATH=/usr/bin:/bin HOME="$WORK" KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=9 \
+    AWS_ENDPOINT_URL="$ECR_REFRESH_TEST_ECR_ENDPOINT" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+    AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
+    "$BIN" sync --request-timeout 3s --timeout 30s -n whatever --pushgateway "$PGW" >"$WORK/incluster.out" 2>"$WORK/incluster.err"
+  RC=$?
+  [ "$RC" != 0 ] || { REASON="the in-cluster run without a token exited 0"; return 1; }
+  wait_value "ecr_refresh_last_run_exit_code{job=\"ecr-refresh\",instance=\"in-cluster\"}" "$RC" ||
+    { tail -n 5 "$WORK/incluster.err" >&2; REASON="no group with instance=\"in-cluster\" and exit code $RC (got $GOT)"; return 1; }
+}
+
 check_push_failure_keeps_exit_code() {
   local ns
   new_namespace g || { REASON="cannot create a namespace"; return 1; }
@@ -357,6 +380,7 @@ run_check "a run that cannot reach the cluster (exit 4) pushes its exit code, la
 run_check "a run stopped by SIGTERM pushes its outcome before it exits" check_interrupted_run
 run_check "a good run again: last success moves on, failed count back to 0, alerts resolve" check_success_again
 run_check "the default instance label is the kube context" check_default_instance
+run_check "a broken kubeconfig names no instance (push skipped, never in-cluster); no kubeconfig in a pod is in-cluster" check_default_instance_without_a_context
 run_check "an unreachable Pushgateway is a warning and keeps exit code 0" check_push_failure_keeps_exit_code
 run_check "a --dry-run pushes nothing" check_dry_run_pushes_nothing
 run_check "no credential in what the Pushgateway holds" check_no_secrets_pushed

@@ -7,9 +7,10 @@ pub(crate) mod exit {
     /// Every selected namespace is in the desired state.
     pub(crate) const OK: u8 = 0;
     /// At least one namespace failed (for `status`: is unhealthy); the others were still
-    /// processed.
+    /// processed. Also: the report could not be written to stdout.
     pub(crate) const NAMESPACE_FAILED: u8 = 1;
-    /// A flag, env variable or kubeconfig setting is invalid; nothing was contacted or written.
+    /// A flag, env variable or kubeconfig setting is invalid, or stdout is closed; nothing was
+    /// contacted or written.
     pub(crate) const INVALID_INPUT: u8 = 2;
     /// No usable ECR token; nothing was written.
     pub(crate) const ECR_TOKEN: u8 = 3;
@@ -45,6 +46,9 @@ pub(crate) enum Error {
     #[error("ECR returned an unusable token in region {region}: {reason}")]
     EcrTokenInvalid { region: String, reason: String },
 
+    #[error("stdout is closed, so the report would be lost: run with stdout open, or redirect it (>/dev/null) to throw it away")]
+    StdoutClosed,
+
     #[error("the run was cancelled: {reason}")]
     Cancelled { reason: String },
 }
@@ -52,9 +56,10 @@ pub(crate) enum Error {
 impl Error {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Error::InvalidInput { .. } | Error::NoRegion | Error::KubeConfig { .. } => {
-                exit::INVALID_INPUT
-            }
+            Error::InvalidInput { .. }
+            | Error::NoRegion
+            | Error::KubeConfig { .. }
+            | Error::StdoutClosed => exit::INVALID_INPUT,
             Error::ClusterAccess { .. } | Error::ListNamespaces { .. } => exit::CLUSTER_ACCESS,
             Error::EcrToken { .. } | Error::EcrTokenInvalid { .. } => exit::ECR_TOKEN,
             Error::Cancelled { .. } => exit::NAMESPACE_FAILED,
@@ -71,6 +76,7 @@ impl Error {
             Error::ListNamespaces { .. } => "list_namespaces",
             Error::EcrToken { .. } => "ecr_token",
             Error::EcrTokenInvalid { .. } => "ecr_token_invalid",
+            Error::StdoutClosed => "stdout_closed",
             Error::Cancelled { .. } => "cancelled",
         }
     }

@@ -17,13 +17,14 @@ mod report;
 mod sensitive;
 mod serviceaccount;
 mod shutdown;
+mod stdio;
 pub mod telemetry;
 #[cfg(test)]
 mod testing;
 
 pub(crate) use error::{Error, Result};
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 
 use cli::{Cli, Command, OutputFormat};
 use report::{Report, RunReport, StatusReport};
@@ -46,47 +47,69 @@ pub async fn run(cli: Cli) -> u8 {
             shutdown::Stop::never()
         })
     };
+    // Known before anything runs: a report nobody can read is refused like bad input.
+    let closed = stdio::stdout_was_closed();
+    let open = || if closed { Err(Error::StdoutClosed) } else { Ok(()) };
     // A command that fails before it runs still reports, under its own name.
+    let mut pushed = None;
     let report = match command {
         Command::Sync(args) => {
             let (name, dry_run) = (args.scope.target.secret_name.clone(), args.dry_run);
-            let (push, started) = (args.metrics.clone(), std::time::Instant::now());
-            let result = async { cmd::sync::run(&args.into_options(&global)?, &stop()).await };
-            let report =
-                (result.await).unwrap_or_else(|e| RunReport::fatal("sync", name, dry_run, &e));
-            // Pushed whatever the outcome, a fatal error included.
-            metrics::push(&push, &global, &report, started.elapsed()).await;
-            Report::Run(report)
+            pushed = Some((args.metrics.clone(), std::time::Instant::now()));
+            let result = async {
+                open()?;
+                cmd::sync::run(&args.into_options(&global)?, &stop()).await
+            };
+            Report::Run((result.await).unwrap_or_else(|e| RunReport::fatal("sync", name, dry_run, &e)))
         }
         Command::Prune(args) => {
             let (name, dry_run) = (args.scope.target.secret_name.clone(), args.dry_run);
-            let result = async { cmd::prune::run(&args.into_options(&global)?, &stop()).await };
+            let result = async {
+                open()?;
+                cmd::prune::run(&args.into_options(&global)?, &stop()).await
+            };
             Report::Run(
                 (result.await).unwrap_or_else(|e| RunReport::fatal("prune", name, dry_run, &e)),
             )
         }
         Command::Status(args) => {
             let name = args.scope.target.secret_name.clone();
-            let result = async { cmd::status::run(&args.into_options(&global)?).await };
+            let result = async {
+                open()?;
+                cmd::status::run(&args.into_options(&global)?).await
+            };
             Report::Status((result.await).unwrap_or_else(|e| StatusReport::fatal(name, &e)))
         }
         Command::Completions(args) => {
+            if let Err(e) = open() {
+                return refuse(&e, json_logs);
+            }
             let script = cmd::completions::completions(args.shell.into());
             return cmd::completions::print(Ok(script));
         }
         Command::Man(args) => {
+            if let Err(e) = open() {
+                return refuse(&e, json_logs);
+            }
             let page = cmd::completions::man(args.page.map(cli::ManPage::subcommand));
             return cmd::completions::print(page);
         }
     };
-    let out = match (global.output, report.fatal_error()) {
+    let code = print(&report, global.output, json_logs, !closed);
+    if let (Some((push, started)), Report::Run(mut report)) = (pushed, report) {
+        // Pushed whatever the outcome, a fatal error or a lost report included.
+        report.end.exit_code = code;
+        metrics::push(&push, &global, &report, started.elapsed()).await;
+    }
+    code
+}
+
+/// Prints the report on stdout (unless it is closed) and any fatal error on stderr, and
+/// returns the exit code: the report's, or 1 when a report that says 0 could not be written.
+fn print(report: &Report, format: OutputFormat, json_logs: bool, stdout_open: bool) -> u8 {
+    let out = match (format, report.fatal_error()) {
         (format, Some(e)) => {
-            // Plain for people, structured for log collectors; text stdout stays empty.
-            if json_logs {
-                tracing::error!(kind = e.kind, "{}", e.message);
-            } else {
-                eprintln!("error: {}", e.message);
-            }
+            say_error(json_logs, e.kind, &e.message);
             // What was done before the error is still reported.
             match format {
                 OutputFormat::Json => Some(report.to_json()),
@@ -96,11 +119,31 @@ pub async fn run(cli: Cli) -> u8 {
         (OutputFormat::Json, None) => Some(report.to_json()),
         (OutputFormat::Text, None) => Some(report.to_text()),
     };
-    if let Some(out) = out {
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout
-            .write_all(out.as_bytes())
-            .and_then(|()| stdout.flush());
+    let written = match out {
+        Some(out) if stdout_open => stdio::write_report(&out),
+        _ => Ok(()),
+    };
+    match written {
+        Ok(()) => report.exit_code(),
+        Err(e) => {
+            let message = format!("cannot write the report to stdout: {e}");
+            say_error(json_logs, "report_lost", &message);
+            report.exit_code().max(error::exit::NAMESPACE_FAILED)
+        }
     }
-    report.exit_code()
+}
+
+/// A command refused before it ran, with no report to print.
+fn refuse(e: &Error, json_logs: bool) -> u8 {
+    say_error(json_logs, e.kind(), &e.to_string());
+    e.exit_code()
+}
+
+/// Plain for people, structured for log collectors.
+fn say_error(json_logs: bool, kind: &str, message: &str) {
+    if json_logs {
+        tracing::error!(kind, "{message}");
+    } else {
+        eprintln!("error: {message}");
+    }
 }

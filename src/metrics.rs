@@ -34,7 +34,7 @@ pub(crate) struct PushArgs {
         long,
         env = "ECR_REFRESH_PUSHGATEWAY",
         value_name = "URL",
-        value_parser = parse_url
+        value_parser = UrlParser
     )]
     pub(crate) pushgateway: Option<http::Uri>,
 
@@ -49,6 +49,42 @@ pub(crate) struct PushArgs {
         value_parser = parse_instance
     )]
     pub(crate) pushgateway_instance: Option<String>,
+}
+
+/// [`parse_url`] for clap, whose own message would quote the value, password and all (it comes
+/// from `ECR_REFRESH_PUSHGATEWAY` into pod logs too): the refusal shows it masked.
+#[derive(Clone)]
+struct UrlParser;
+
+impl clap::builder::TypedValueParser for UrlParser {
+    type Value = http::Uri;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<http::Uri, clap::Error> {
+        let value = value.to_string_lossy();
+        parse_url(&value).map_err(|reason| {
+            let arg = arg.map_or_else(|| "--pushgateway".to_string(), ToString::to_string);
+            let message = format!(
+                "invalid value '{}' for '{arg}': {reason}\n\nFor more information, try '--help'.\n",
+                mask_userinfo(&value)
+            );
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, message).with_cmd(cmd)
+        })
+    }
+}
+
+/// `https://user:password@host` as `https://***@host`: a user name alone may be a token too.
+fn mask_userinfo(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_string(),
+    }
 }
 
 fn parse_url(s: &str) -> Result<http::Uri, String> {
@@ -84,20 +120,34 @@ fn parse_instance(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
-/// The default `instance`: the kube context the run used, as cluster.rs picks it, else
-/// `in-cluster`.
-pub(crate) fn default_instance(global: &GlobalArgs) -> String {
+/// The default `instance`: the kube context the run used, as cluster.rs picks it, or
+/// `in-cluster` when there is no kubeconfig and the pod's environment names the API server.
+/// `None` when neither can be told (a kubeconfig that cannot be read, no current context): a
+/// laptop's broken run must not be counted under the CronJob's `in-cluster`.
+pub(crate) fn default_instance(global: &GlobalArgs) -> Option<String> {
     if let Some(ctx) = &global.context {
-        return ctx.clone();
+        return Some(ctx.clone());
     }
     let kubeconfig = match &global.kubeconfig {
-        Some(path) => kube::config::Kubeconfig::read_from(path).ok(),
-        None => kube::config::Kubeconfig::read().ok(),
+        Some(path) => kube::config::Kubeconfig::read_from(path),
+        None if kubeconfig_exists() => kube::config::Kubeconfig::read(),
+        None => {
+            let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+            return in_cluster.then(|| "in-cluster".to_string());
+        }
     };
     kubeconfig
+        .ok()
         .and_then(|k| k.current_context)
         .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "in-cluster".to_string())
+}
+
+/// `KUBECONFIG` or `~/.kube/config` names a kubeconfig, so the run does not use the in-cluster
+/// config (kube falls back to it only when there is none).
+fn kubeconfig_exists() -> bool {
+    std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
+        || std::env::var_os("HOME")
+            .is_some_and(|h| std::path::Path::new(&h).join(".kube/config").exists())
 }
 
 /// The group's URL: base64url-encoded instance, so a context such as
@@ -229,10 +279,14 @@ pub(crate) async fn push(
         info!(pushgateway = %base, "--dry-run: metrics not pushed");
         return;
     }
-    let instance = args
+    let Some(instance) = args
         .pushgateway_instance
         .clone()
-        .unwrap_or_else(|| default_instance(global));
+        .or_else(|| default_instance(global))
+    else {
+        warn!(pushgateway = %base, error = "no kube context to name the instance (the kubeconfig cannot be read or names no current context)", "could not push metrics; pass --pushgateway-instance");
+        return;
+    };
     let url = group_url(base, &instance);
     let body = encode(report, duration, SystemTime::now());
     let timeout = global.request_timeout.get();
@@ -390,5 +444,21 @@ mod tests {
             .unwrap_err()
             .contains("credentials"));
         assert!(parse_instance(" ").is_err());
+    }
+
+    #[test]
+    fn the_refusal_masks_credentials() {
+        assert_eq!(mask_userinfo("https://admin:PW@gw:9091/x"), "https://***@gw:9091/x");
+        assert_eq!(mask_userinfo("http://TOKEN@gw"), "http://***@gw");
+        assert_eq!(mask_userinfo("a:b@@c d"), "***@c d");
+        assert_eq!(mask_userinfo("http://gw:9091/a@b"), "http://gw:9091/a@b");
+        use clap::Parser as _;
+        let args = ["ecr-refresh", "sync", "--pushgateway", "https://admin:PW@gw"];
+        let err = crate::cli::Cli::try_parse_from(args).err().unwrap();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        let err = err.to_string();
+        assert!(!err.contains("PW"), "{err}");
+        assert!(err.contains("invalid value 'https://***@gw' for '--pushgateway <URL>'"), "{err}");
+        assert!(err.contains("credentials in the URL are not supported"), "{err}");
     }
 }

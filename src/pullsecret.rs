@@ -1,6 +1,7 @@
 //! The pull Secret: what it should hold, how we recognise ours, and every API call on it.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -523,11 +524,28 @@ impl<'a> Secrets<'a> {
             }),
             ..Default::default()
         };
-        self.cluster
-            .call("delete secret", || self.api.delete(self.name, &dp))
-            .await
-            .map(drop)
-            .map_err(|e| self.error(op, &e))
+        let sent = AtomicU32::new(0);
+        let result = self
+            .cluster
+            .call("delete secret", || {
+                sent.fetch_add(1, Ordering::Relaxed);
+                self.api.delete(self.name, &dp)
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // An earlier attempt whose answer was lost deleted it: that is success.
+            Err(e) if sent.load(Ordering::Relaxed) > 1 && is_status(&e, |s| self.secret_not_found(s)) => {
+                debug!(namespace = self.ns, secret = self.name, "a retried delete found it gone");
+                Ok(())
+            }
+            Err(e) => Err(self.error(op, &e)),
+        }
+    }
+
+    /// A 404 about our Secret itself, not about its namespace.
+    fn secret_not_found(&self, s: &Status) -> bool {
+        s.is_not_found() && s.details.as_ref().is_none_or(|d| d.kind == "secrets")
     }
 
     /// Server-side apply of `secret`. Without `force` the server creates it (201), updates it
@@ -543,15 +561,17 @@ impl<'a> Secrets<'a> {
         pp.force = force;
         pp.dry_run = dry_run;
         let client = self.cluster.client();
+        // A retried apply may follow one that was applied but whose answer was lost: then the
+        // server's answer to the retry says "200, unchanged", and only the clock tells.
+        let (started, sent) = (std::time::Instant::now(), AtomicU32::new(0));
         let answer = self
             .cluster
             .call("apply secret", || async {
+                sent.fetch_add(1, Ordering::Relaxed);
                 let request = kube::core::Request::new(self.api.resource_url())
                     .patch(self.name, &pp, &Patch::Apply(secret))
                     .map_err(kube::Error::BuildRequest)?;
-                let sent = std::time::Instant::now();
                 let response = client.send(request.map(kube::client::Body::from)).await?;
-                let took = sent.elapsed();
                 let code = response.status().as_u16();
                 let date = response
                     .headers()
@@ -564,12 +584,16 @@ impl<'a> Secrets<'a> {
                 }
                 let stored: Secret =
                     serde_json::from_slice(&body).map_err(kube::Error::SerdeError)?;
-                Ok((code, date, took, stored))
+                Ok((code, date, stored))
             })
             .await;
+        let (took, retried) = (started.elapsed(), sent.load(Ordering::Relaxed) > 1);
         match answer {
             Ok((201, ..)) => Ok(Applied::Created),
-            Ok((_, date, took, stored)) if unchanged(&stored, date, took) => Ok(Applied::Unchanged),
+            Ok((_, date, stored)) if retried && created_within(&stored, date, took) => {
+                Ok(Applied::Created)
+            }
+            Ok((_, date, stored)) if unchanged(&stored, date, took) => Ok(Applied::Unchanged),
             Ok(_) => Ok(Applied::Updated),
             Err(e) if is_status(&e, |s| s.is_conflict() || s.is_invalid()) => {
                 Ok(Applied::Refused(e))
@@ -671,6 +695,17 @@ fn unchanged(stored: &Secret, date: Option<jiff::Timestamp>, took: Duration) -> 
     match (ours.and_then(|m| m.time.as_ref()), date) {
         (Some(changed), Some(now)) => {
             (now.as_second() - changed.0.as_second()) as f64 > took.as_secs_f64() + 1.0
+        }
+        _ => false,
+    }
+}
+
+/// Created while our attempts were under way (`took`, on the server's clock as in
+/// [`unchanged`]): an earlier attempt made it. Anyone else's would have made our apply conflict.
+fn created_within(stored: &Secret, date: Option<jiff::Timestamp>, took: Duration) -> bool {
+    match (stored.metadata.creation_timestamp.as_ref(), date) {
+        (Some(created), Some(now)) => {
+            (now.as_second() - created.0.as_second()) as f64 <= took.as_secs_f64() + 1.0
         }
         _ => false,
     }

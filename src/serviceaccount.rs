@@ -5,8 +5,14 @@
 //! not know. So: read, then send a JSON patch that touches only the list, guarded by a `test` of
 //! the resourceVersion we read, and retry when someone else wrote in between. Nothing is
 //! written when there is nothing to change.
+//!
+//! Which entries are ours is recorded on the ServiceAccount itself, in the annotation
+//! [`LINKED_ANNOTATION`], changed in the same patch as the list: `prune` takes out only entries
+//! recorded there (`--uninstall` takes out any entry naming our Secret). An entry someone added
+//! by hand, or one linked by a version that kept no record, is theirs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{LocalObjectReference, ServiceAccount};
@@ -18,6 +24,11 @@ use serde_json::{json, Value};
 use tracing::{debug, info};
 
 use crate::cluster::{explain, explain_write, is_status, Cluster, FIELD_MANAGER};
+
+/// The pull Secrets this tool linked in a ServiceAccount: their names, sorted, comma-separated.
+pub(crate) const LINKED_ANNOTATION: &str = "ecr-refresh/linked";
+/// [`LINKED_ANNOTATION`] as a JSON pointer (`/` is written `~1`).
+const LINKED_PATH: &str = "/metadata/annotations/ecr-refresh~1linked";
 
 const CONFLICT_RETRIES: u32 = 5;
 const POLL: Duration = Duration::from_millis(500);
@@ -63,6 +74,8 @@ pub(crate) enum Change {
     AlreadyLinked,
     Unlinked,
     NotLinked,
+    /// Listed, but not by us (added by hand, or before we kept a record): left in place.
+    NotOurs,
     Missing,
     Failed,
 }
@@ -120,12 +133,11 @@ pub(crate) async fn link(
         dry_run,
         known,
         || Instant::now() < wait_until,
-        |refs| link_ops(refs, secret),
+        |sa| link_plan(sa, secret),
     )
     .await;
     match (result, if_missing) {
-        (Ok(true), _) => Ok(Change::Linked),
-        (Ok(false), _) => Ok(Change::AlreadyLinked),
+        (Ok(change), _) => Ok(change),
         (Err(SaError::Missing { .. }), IfMissing::Report) => {
             info!(
                 namespace = ns,
@@ -147,41 +159,90 @@ pub(crate) async fn link(
     }
 }
 
-/// Removes `secret` from the list, keeping every other entry. A missing ServiceAccount is fine.
+/// Removes our `secret` entry from the list, keeping every other entry; with `uninstall`, any
+/// entry naming it, recorded as ours or not. A missing ServiceAccount is fine.
 pub(crate) async fn unlink(
     cluster: &Cluster,
     ns: &str,
     name: &str,
     secret: &str,
+    uninstall: bool,
     dry_run: bool,
 ) -> Result<Change, SaError> {
-    match edit(
-        cluster,
-        ns,
-        name,
-        dry_run,
-        None,
-        || false,
-        |refs| unlink_ops(refs, secret),
-    )
-    .await
-    {
-        Ok(true) => Ok(Change::Unlinked),
-        Ok(false) => Ok(Change::NotLinked),
+    let plan = |sa: &ServiceAccount| unlink_plan(sa, secret, uninstall);
+    match edit(cluster, ns, name, dry_run, None, || false, plan).await {
         Err(SaError::Missing { .. }) => Ok(Change::Missing),
-        Err(e) => Err(e),
+        result => result,
     }
 }
 
-/// JSON patch operations that append `secret`; none when it is already listed.
-fn link_ops(refs: Option<&[LocalObjectReference]>, secret: &str) -> Vec<Value> {
-    match refs {
-        Some(refs) if refs.iter().any(|r| r.name == secret) => Vec::new(),
-        Some(refs) if !refs.is_empty() => {
-            vec![json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": secret}})]
-        }
+/// What linking `secret` takes: the patch operations (none: nothing to write) and what they
+/// do. Appending the entry records it as ours in the same patch.
+fn link_plan(sa: &ServiceAccount, secret: &str) -> (Vec<Value>, Change) {
+    let refs = sa.image_pull_secrets.as_deref().unwrap_or_default();
+    if refs.iter().any(|r| r.name == secret) {
+        // Ours or someone else's: either way there is nothing to write, and nothing to claim.
+        return (Vec::new(), Change::AlreadyLinked);
+    }
+    let mut ops = vec![if refs.is_empty() {
         // No list yet: create it.
-        _ => vec![json!({"op": "add", "path": "/imagePullSecrets", "value": [{"name": secret}]})],
+        json!({"op": "add", "path": "/imagePullSecrets", "value": [{"name": secret}]})
+    } else {
+        json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": secret}})
+    }];
+    let mut ours = linked_by_us(sa);
+    ours.push(secret.to_string());
+    ops.extend(record_ops(sa, ours));
+    (ops, Change::Linked)
+}
+
+/// What unlinking `secret` takes: [`link_plan`]'s counterpart. An entry not recorded as ours is
+/// left alone unless `uninstall`; a record of ours without its entry is dropped.
+fn unlink_plan(sa: &ServiceAccount, secret: &str, uninstall: bool) -> (Vec<Value>, Change) {
+    let mut ours = linked_by_us(sa);
+    let recorded = ours.iter().any(|n| n == secret);
+    ours.retain(|n| n != secret);
+    let record = record_ops(sa, ours);
+    let ops = unlink_ops(sa.image_pull_secrets.as_deref(), secret);
+    match (ops.is_empty(), recorded || uninstall) {
+        (false, true) => ([ops, record].concat(), Change::Unlinked),
+        (false, false) => (Vec::new(), Change::NotOurs),
+        (true, _) => (record, Change::NotLinked),
+    }
+}
+
+/// The Secrets [`LINKED_ANNOTATION`] records as linked by us.
+fn linked_by_us(sa: &ServiceAccount) -> Vec<String> {
+    let value = sa.metadata.annotations.as_ref().and_then(|a| a.get(LINKED_ANNOTATION));
+    value
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// JSON patch operations that make [`LINKED_ANNOTATION`] record exactly `names`; none when it
+/// already does. The `test` of the resourceVersion makes "no annotations yet" safe to act on.
+fn record_ops(sa: &ServiceAccount, mut names: Vec<String>) -> Vec<Value> {
+    names.sort();
+    names.dedup();
+    let annotations = sa.metadata.annotations.as_ref();
+    let current = annotations.and_then(|a| a.get(LINKED_ANNOTATION));
+    let value = names.join(",");
+    match (current, annotations) {
+        (Some(v), _) if *v == value => Vec::new(),
+        (None, _) if names.is_empty() => Vec::new(),
+        (Some(_), _) if names.is_empty() => vec![json!({"op": "remove", "path": LINKED_PATH})],
+        (_, Some(_)) => vec![json!({"op": "add", "path": LINKED_PATH, "value": value})],
+        (_, None) => vec![json!({
+            "op": "add",
+            "path": "/metadata/annotations",
+            "value": {LINKED_ANNOTATION: value},
+        })],
     }
 }
 
@@ -202,8 +263,8 @@ fn unlink_ops(refs: Option<&[LocalObjectReference]>, secret: &str) -> Vec<Value>
         .collect()
 }
 
-/// Read, patch the list, retry when it changed meanwhile. `ops` turns the list as read into
-/// patch operations (none: nothing to do); the result says whether anything was written.
+/// Read, patch, retry when it changed meanwhile. `plan` turns the ServiceAccount as read into
+/// patch operations (none: nothing to write) and what they do, which is returned.
 async fn edit(
     cluster: &Cluster,
     ns: &str,
@@ -211,8 +272,8 @@ async fn edit(
     dry_run: bool,
     mut known: Option<Listed>,
     keep_waiting: impl Fn() -> bool,
-    ops: impl Fn(Option<&[LocalObjectReference]>) -> Vec<Value>,
-) -> Result<bool, SaError> {
+    plan: impl Fn(&ServiceAccount) -> (Vec<Value>, Change),
+) -> Result<Change, SaError> {
     let client = cluster.client();
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let url = ServiceAccount::url_path(&(), Some(ns));
@@ -224,6 +285,9 @@ async fn edit(
     // The resourceVersion of a read whose patch got a 422, and the server's words: if a re-read
     // shows it unchanged, the 422 was not our test op failing but a real refusal.
     let mut refused: Option<(String, String)> = None;
+    // What a patch whose answer was lost (then retried and refused) did, if it was applied:
+    // finding nothing left to do afterwards means it was.
+    let mut maybe_done: Option<Change> = None;
     for attempt in 1..=CONFLICT_RETRIES {
         let sa = if let Some(listed) = known.take() {
             ServiceAccount::from(listed)
@@ -249,9 +313,9 @@ async fn edit(
             }
         };
         let rv = sa.metadata.resource_version.clone().unwrap_or_default();
-        let changes = ops(sa.image_pull_secrets.as_deref());
+        let (changes, change) = plan(&sa);
         if changes.is_empty() {
-            return Ok(false);
+            return Ok(maybe_done.unwrap_or(change));
         }
         if let Some((refused_rv, message)) = refused.take() {
             if refused_rv == rv {
@@ -264,8 +328,10 @@ async fn edit(
         let mut patch =
             vec![json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv})];
         patch.extend(changes);
+        let sent = AtomicU32::new(0);
         let result = cluster
             .call("patch service account", || {
+                sent.fetch_add(1, Ordering::Relaxed);
                 let request = kube::core::Request::new(url.clone())
                     // Serialized as the bare document; the content type is set below.
                     .patch(name, &pp, &Patch::Merge(&patch))
@@ -292,13 +358,16 @@ async fn edit(
                     dry_run,
                     "updated imagePullSecrets"
                 );
-                return Ok(true);
+                return Ok(change);
             }
             // A failed `test` op is a 422 (not a 409), with no detail to tell it apart: so
             // re-read, and the resourceVersion says which it was.
             Err(e) if is_status(&e, |s| s.code == 422 || s.is_conflict()) => {
                 if is_status(&e, |s| s.code == 422) {
                     refused = Some((rv, explain_write(&e)));
+                }
+                if sent.load(Ordering::Relaxed) > 1 {
+                    maybe_done = Some(change);
                 }
                 debug!(
                     namespace = ns,
@@ -384,13 +453,23 @@ const LIST_PAGE: u32 = 500;
 pub(crate) struct Listed {
     resource_version: Option<String>,
     image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    /// Whether it has annotations at all, and our record among them.
+    has_annotations: bool,
+    linked: Option<String>,
 }
 
 impl From<Listed> for ServiceAccount {
     fn from(l: Listed) -> Self {
+        let annotations = l.has_annotations.then(|| {
+            l.linked
+                .map(|v| (LINKED_ANNOTATION.to_string(), v))
+                .into_iter()
+                .collect::<BTreeMap<_, _>>()
+        });
         ServiceAccount {
             metadata: ObjectMeta {
                 resource_version: l.resource_version,
+                annotations,
                 ..Default::default()
             },
             image_pull_secrets: l.image_pull_secrets,
@@ -420,9 +499,12 @@ pub(crate) async fn list_everywhere(
             let Some(ns) = sa.metadata.namespace.filter(|ns| wanted(ns)) else {
                 continue;
             };
+            let annotations = sa.metadata.annotations;
             let listed = Listed {
                 resource_version: sa.metadata.resource_version,
                 image_pull_secrets: sa.image_pull_secrets,
+                has_annotations: annotations.is_some(),
+                linked: annotations.and_then(|mut a| a.remove(LINKED_ANNOTATION)),
             };
             found.insert(ns, listed);
         }
@@ -465,17 +547,80 @@ mod tests {
             .collect()
     }
 
+    fn sa(names: &[&str], annotations: Option<&[(&str, &str)]>) -> ServiceAccount {
+        ServiceAccount {
+            metadata: ObjectMeta {
+                annotations: annotations.map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                }),
+                ..Default::default()
+            },
+            image_pull_secrets: (!names.is_empty()).then(|| refs(names)),
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn link_appends_or_creates_the_list_and_never_replaces_it() {
+    fn link_appends_or_creates_the_list_and_records_it() {
+        let (ops, change) = link_plan(&sa(&[], None), "ours");
+        assert_eq!(change, Change::Linked);
         assert_eq!(
-            link_ops(None, "ours"),
-            [json!({"op": "add", "path": "/imagePullSecrets", "value": [{"name": "ours"}]})]
+            ops,
+            [
+                json!({"op": "add", "path": "/imagePullSecrets", "value": [{"name": "ours"}]}),
+                json!({"op": "add", "path": "/metadata/annotations", "value": {LINKED_ANNOTATION: "ours"}}),
+            ]
+        );
+        // Other annotations stay: only our key is added, next to a record of another Secret.
+        let (ops, _) = link_plan(
+            &sa(&["theirs"], Some(&[("a", "b"), (LINKED_ANNOTATION, "zz")])),
+            "ours",
         );
         assert_eq!(
-            link_ops(Some(&refs(&["theirs"])), "ours"),
-            [json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ours"}})]
+            ops,
+            [
+                json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ours"}}),
+                json!({"op": "add", "path": LINKED_PATH, "value": "ours,zz"}),
+            ]
         );
-        assert!(link_ops(Some(&refs(&["theirs", "ours"])), "ours").is_empty());
+        // Listed already, by us or by hand: nothing to write, and not claimed.
+        for annotations in [None, Some(&[(LINKED_ANNOTATION, "ours")][..])] {
+            let (ops, change) = link_plan(&sa(&["theirs", "ours"], annotations), "ours");
+            assert!(ops.is_empty());
+            assert_eq!(change, Change::AlreadyLinked);
+        }
+    }
+
+    #[test]
+    fn unlink_takes_out_only_what_we_recorded_unless_uninstalling() {
+        let ours = Some(&[(LINKED_ANNOTATION, "ours"), ("a", "b")][..]);
+        let (ops, change) = unlink_plan(&sa(&["a", "ours"], ours), "ours", false);
+        assert_eq!(change, Change::Unlinked);
+        assert_eq!(
+            ops,
+            [
+                json!({"op": "remove", "path": "/imagePullSecrets/1"}),
+                json!({"op": "remove", "path": LINKED_PATH}),
+            ]
+        );
+        // Added by hand (or by a version that kept no record): theirs.
+        let by_hand = sa(&["ours"], Some(&[("a", "b")]));
+        assert_eq!(unlink_plan(&by_hand, "ours", false), (vec![], Change::NotOurs));
+        let (ops, change) = unlink_plan(&by_hand, "ours", true);
+        assert_eq!(change, Change::Unlinked);
+        assert_eq!(ops, [json!({"op": "remove", "path": "/imagePullSecrets"})]);
+        // A record without its entry is dropped; another Secret's record stays.
+        let stale = sa(&["x"], Some(&[(LINKED_ANNOTATION, "other,ours")]));
+        assert_eq!(
+            unlink_plan(&stale, "ours", false),
+            (
+                vec![json!({"op": "add", "path": LINKED_PATH, "value": "other"})],
+                Change::NotLinked
+            )
+        );
+        assert_eq!(unlink_plan(&sa(&[], None), "ours", true), (vec![], Change::NotLinked));
     }
 
     #[test]

@@ -260,3 +260,115 @@ async fn prune_refuses_a_selection_that_matches_no_namespace() {
     out.assert_code(0);
     assert_eq!(outcome(&out.json(), &ns)["outcome"], "pruned");
 }
+
+/// The annotation that records the entries ecr-refresh added itself.
+const LINKED: &str = "ecr-refresh/linked";
+
+fn linked_annotation(sa: &k8s_openapi::api::core::v1::ServiceAccount) -> Option<String> {
+    sa.metadata.annotations.as_ref()?.get(LINKED).cloned()
+}
+
+/// Issue 19, defect 13: an `awsecr-cred` entry someone added by hand (or that a version which
+/// kept no record added) is reported `already_linked` and is theirs: prune of an opted-out
+/// namespace leaves it; only `--uninstall` takes it out. Our own entry is recorded in
+/// `ecr-refresh/linked` and leaves with its record.
+#[tokio::test]
+async fn prune_leaves_an_entry_it_did_not_add() {
+    let _lock = CLUSTER_WIDE.lock().await;
+    let client = admin().await;
+    let base = unique("byhand");
+    let [hand, ours] = ["hand", "ours"].map(|s| format!("{base}-{s}"));
+    create_namespace(&client, &hand, false).await;
+    create_sa(&client, &hand, "default", &["theirs", "awsecr-cred"]).await;
+    create_namespace(&client, &ours, false).await;
+    create_sa(&client, &ours, "default", &["theirs"]).await;
+
+    let out = Run::sync()
+        .args(["-n", &hand, "-n", &ours, "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let r = out.json();
+    let sa_outcome = |ns: &str| outcome(&r, ns)["service_accounts"][0]["outcome"].clone();
+    assert_eq!(sa_outcome(&hand), "already_linked", "{r:#}");
+    assert_eq!(sa_outcome(&ours), "linked", "{r:#}");
+    let hand_sa = get_sa(&client, &hand, "default").await;
+    assert_eq!(linked_annotation(&hand_sa), None, "an entry by hand is not claimed");
+    let ours_sa = get_sa(&client, &ours, "default").await;
+    assert_eq!(linked_annotation(&ours_sa).as_deref(), Some("awsecr-cred"));
+    assert_eq!(pull_secret_names(&ours_sa), ["theirs", "awsecr-cred"]);
+
+    for ns in [&hand, &ours] {
+        annotate_namespace(&client, ns, &[], &[("ecr-refresh/opt-out", "true")]).await;
+    }
+    let out = Run::bare().args(["prune", "-o", "json"]).run_async().await;
+    out.assert_code(0);
+    let r = out.json();
+    for ns in [&hand, &ours] {
+        assert_eq!(outcome(&r, ns)["outcome"], "pruned", "{r:#}");
+        assert!(get_secret(&client, ns, "awsecr-cred").await.is_none(), "{ns}");
+    }
+    let sa_outcome = |ns: &str| outcome(&r, ns)["service_accounts"][0]["outcome"].clone();
+    assert_eq!(sa_outcome(&hand), "not_ours", "{r:#}");
+    assert_eq!(sa_outcome(&ours), "unlinked", "{r:#}");
+    let hand_sa = get_sa(&client, &hand, "default").await;
+    assert_eq!(pull_secret_names(&hand_sa), ["theirs", "awsecr-cred"]);
+    let ours_sa = get_sa(&client, &ours, "default").await;
+    assert_eq!(pull_secret_names(&ours_sa), ["theirs"]);
+    assert_eq!(linked_annotation(&ours_sa), None, "the record leaves with the entry");
+
+    // Uninstalling removes every entry naming our Secret, recorded or not.
+    let out = Run::bare()
+        .args(["prune", "--uninstall", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    assert_eq!(
+        outcome(&out.json(), &hand)["service_accounts"][0]["outcome"],
+        "unlinked"
+    );
+    let hand_sa = get_sa(&client, &hand, "default").await;
+    assert_eq!(pull_secret_names(&hand_sa), ["theirs"]);
+}
+
+/// Issue 19, defect 2 in prune: the DELETE is carried out but its answer comes after
+/// `--request-timeout`; the retried DELETE finds nothing, which means it worked.
+#[tokio::test]
+async fn a_late_delete_answer_in_prune_is_still_a_prune() {
+    use common::proxy::{Fault, FaultProxy};
+    let _lock = CLUSTER_WIDE.lock().await;
+    let client = admin().await;
+    let ns = unique("prunelate");
+    create_namespace(&client, &ns, true).await;
+    Run::sync()
+        .args(["-n", &ns])
+        .run_async()
+        .await
+        .assert_code(0);
+    let path = format!("/api/v1/namespaces/{ns}/secrets/awsecr-cred");
+    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
+        if m == "DELETE" && p.starts_with(&path) && n == 0 {
+            Fault::SlowAnswer(std::time::Duration::from_millis(2500))
+        } else {
+            Fault::Forward
+        }
+    })
+    .await;
+    let out = Run::bare()
+        .through(&proxy)
+        .args(["prune", "-x", &ns, "--request-timeout", "1s", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let r = out.json();
+    assert_eq!(outcome(&r, &ns)["outcome"], "pruned", "{r:#}");
+    assert_eq!(outcome(&r, &ns)["secret"], "deleted", "{r:#}");
+    assert_eq!(
+        proxy.log().iter().filter(|(m, ..)| m == "DELETE").count(),
+        2,
+        "the DELETE was retried: {:?}",
+        proxy.log()
+    );
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
+    assert!(pull_secret_names(&get_sa(&client, &ns, "default").await).is_empty());
+}

@@ -1,5 +1,7 @@
 //! `prune`: take ecr-refresh out of namespaces that are no longer selected (or opted out).
-//! Only a Secret carrying our label is deleted, and only our entry leaves a ServiceAccount.
+//! Only a Secret carrying our label is deleted, and only an entry recorded as ours (the
+//! `ecr-refresh/linked` annotation) leaves a ServiceAccount, or with `--uninstall` any entry
+//! naming our Secret.
 
 use std::time::Instant;
 
@@ -109,15 +111,19 @@ async fn prune_namespace(
     };
     // Unlink first: a ServiceAccount never points at a Secret we already deleted.
     for sa in &accounts {
-        match serviceaccount::unlink(cluster, ns, sa, name, dry_run).await {
+        match serviceaccount::unlink(cluster, ns, sa, name, uninstall, dry_run).await {
             Ok(outcome) => report.link(sa, outcome),
             Err(e) => report.fail_service_account(sa, e.to_string()),
         }
     }
     let Some(secret) = secret else {
         let unlinked = report.service_accounts.iter().any(|s| {
-            s.outcome != ServiceAccountOutcome::NotLinked
-                && s.outcome != ServiceAccountOutcome::Missing
+            !matches!(
+                s.outcome,
+                ServiceAccountOutcome::NotLinked
+                    | ServiceAccountOutcome::NotOurs
+                    | ServiceAccountOutcome::Missing
+            )
         });
         if unlinked {
             info!(

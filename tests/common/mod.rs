@@ -385,6 +385,35 @@ impl Run {
         }
     }
 
+    /// Sends stdout to `file` (for example /dev/full) instead of capturing it.
+    pub fn stdout_to(mut self, file: std::fs::File) -> Self {
+        self.shown_args.push("(stdout to a file)".into());
+        self.cmd.stdout(file);
+        self
+    }
+
+    /// Starts the binary with stdout closed, as `ecr-refresh ... >&-` in a shell does.
+    pub fn stdout_closed(self) -> Self {
+        let mut cmd = Command::new("sh");
+        cmd.env_clear();
+        for (k, v) in self.cmd.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        cmd.args(["-c", r#"exec "$@" >&-"#, "sh"])
+            .arg(self.cmd.get_program())
+            .args(self.cmd.get_args());
+        let mut shown_args = self.shown_args;
+        shown_args.push(">&-".into());
+        Self {
+            cmd,
+            dir: self.dir,
+            shown_env: self.shown_env,
+            shown_args,
+        }
+    }
+
     /// Runs off the async runtime, so servers the test runs in-process (proxy, fake ECR) keep
     /// answering while the binary waits on them.
     pub async fn run_async(self) -> RunOutput {

@@ -26,6 +26,9 @@ pub enum Fault {
     Hang,
     /// Run this first (for example a racing write), then forward.
     Before(Pin<Box<dyn Future<Output = ()> + Send>>),
+    /// Forward (the server acts on it), then hold the answer back this long: a client with a
+    /// shorter timeout gives up on a request that was carried out.
+    SlowAnswer(std::time::Duration),
 }
 
 impl Fault {
@@ -158,8 +161,10 @@ async fn handle(
             .unwrap()
             .push((method.clone(), path.clone(), code))
     };
+    let mut hold = None;
     match rule(&method, &path, n) {
         Fault::Forward => {}
+        Fault::SlowAnswer(d) => hold = Some(d),
         Fault::Before(f) => f.await,
         Fault::Hang => {
             record(0);
@@ -216,6 +221,9 @@ async fn handle(
             let (parts, body) = resp.into_parts();
             record(parts.status.as_u16());
             let bytes = body.collect_bytes().await.unwrap_or_default();
+            if let Some(d) = hold {
+                tokio::time::sleep(d).await;
+            }
             let mut out = Response::builder().status(parts.status);
             for (k, v) in &parts.headers {
                 if k != http::header::TRANSFER_ENCODING && k != http::header::CONTENT_LENGTH {

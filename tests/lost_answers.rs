@@ -1,0 +1,86 @@
+//! Writes the server carried out but whose answers came too late (issue 19, defect 2 and the
+//! misreported retries): the fault proxy forwards the request to the real apiserver, then holds
+//! the answer back past `--request-timeout`, so the tool retries a write that already happened.
+
+mod common;
+
+use std::time::Duration;
+
+use common::proxy::{Fault, FaultProxy};
+use common::*;
+
+/// Longer than the `--request-timeout 1s` the runs below use.
+const LATE: Duration = Duration::from_millis(2500);
+
+/// `--force` over a Secret of another type deletes it, then creates ours. When the DELETE is
+/// carried out but its answer is late, the retried DELETE finds nothing: that is the delete
+/// having worked, and the create must still follow.
+#[tokio::test]
+async fn a_late_delete_answer_during_a_forced_replace_still_leaves_our_secret() {
+    let client = admin().await;
+    let ns = unique("latedel");
+    create_namespace(&client, &ns, true).await;
+    create_secret(&client, &ns, "awsecr-cred", "Opaque", &[("x", b"y")]).await;
+    let path = format!("/api/v1/namespaces/{ns}/secrets/awsecr-cred");
+    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
+        if m == "DELETE" && p.starts_with(&path) && n == 0 {
+            Fault::SlowAnswer(LATE)
+        } else {
+            Fault::Forward
+        }
+    })
+    .await;
+    let out = Run::sync()
+        .through(&proxy)
+        .args(["-n", &ns, "--force", "--request-timeout", "1s", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let r = out.json();
+    assert_eq!(outcome(&r, &ns)["secret"], "updated", "{r:#}");
+    let deletes = proxy.log().iter().filter(|(m, ..)| m == "DELETE").count();
+    assert_eq!(deletes, 2, "the DELETE was retried: {:?}", proxy.log());
+    let secret = get_secret(&client, &ns, "awsecr-cred")
+        .await
+        .expect("the namespace has our Secret");
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
+    assert_eq!(dockerconfig(&secret)["auths"][HOST]["password"], PASSWORD);
+}
+
+/// A create whose answer is lost is retried; the server answers the retry with 200, as for
+/// an update. The report must still say `created`, and a link whose answer is lost (the retry
+/// then meets a changed resourceVersion) must still say `linked`.
+#[tokio::test]
+async fn retried_writes_are_reported_as_what_they_did() {
+    let client = admin().await;
+    let ns = unique("lateans");
+    create_namespace(&client, &ns, false).await;
+    create_sa(&client, &ns, "default", &["theirs"]).await;
+    let secret = format!("/api/v1/namespaces/{ns}/secrets/awsecr-cred");
+    let sa = format!("/api/v1/namespaces/{ns}/serviceaccounts/default");
+    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
+        let path = p.split('?').next().unwrap_or_default();
+        if m == "PATCH" && (path == secret || path == sa) && n == 0 {
+            Fault::SlowAnswer(LATE)
+        } else {
+            Fault::Forward
+        }
+    })
+    .await;
+    let out = Run::sync()
+        .through(&proxy)
+        .args(["-n", &ns, "--request-timeout", "1s", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let r = out.json();
+    let report = outcome(&r, &ns);
+    assert_eq!(report["secret"], "created", "{r:#}");
+    assert_eq!(report["outcome"], "created", "{r:#}");
+    assert_eq!(report["service_accounts"][0]["outcome"], "linked", "{r:#}");
+    assert!(r["api_retries"].as_u64().unwrap() >= 2, "{r:#}");
+    assert_eq!(r["summary"]["created"], 1, "{r:#}");
+    let stored = get_sa(&client, &ns, "default").await;
+    assert_eq!(pull_secret_names(&stored), ["theirs", "awsecr-cred"]);
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_some());
+}

@@ -1,0 +1,119 @@
+//! What the tool prints (issue 19, defects 6, 7 and 10): no password from a URL at any log
+//! level or in a refusal, and a report that cannot be written is an error, not exit 0.
+
+mod common;
+
+use common::*;
+
+/// The Pushgateway URL's password comes from a flag or from `ECR_REFRESH_PUSHGATEWAY` (pod
+/// logs); the refusal names the flag and shows the URL masked.
+#[tokio::test]
+async fn a_pushgateway_password_is_masked_in_the_refusal() {
+    let client = admin().await;
+    let ns = unique("pgwpass");
+    create_namespace(&client, &ns, true).await;
+    let url = "https://admin:PUSHPASSWORD@pushgateway.example:9091";
+    for run in [
+        Run::sync().args(["-n", &ns, "--pushgateway", url]),
+        Run::sync()
+            .args(["-n", &ns])
+            .env("ECR_REFRESH_PUSHGATEWAY", url),
+    ] {
+        let out = run.run_async().await;
+        out.assert_code(2)
+            .assert_stderr_lacks("PUSHPASSWORD")
+            .assert_stderr_lacks("admin:")
+            .assert_stderr_contains(
+                "invalid value 'https://***@pushgateway.example:9091' for '--pushgateway <URL>'",
+            )
+            .assert_stderr_contains("credentials in the URL are not supported");
+    }
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
+}
+
+/// `RUST_LOG=debug` turns on the HTTP client's connection-pool lines (`pooling idle connection
+/// for ("https", user:password@host)`) and the AWS SDK's endpoint lines: a password in the
+/// kubeconfig's server URL or in `AWS_ENDPOINT_URL_ECR` is printed as `***` there too.
+#[tokio::test]
+async fn passwords_in_server_urls_are_masked_at_debug_level() {
+    let env = env();
+    let client = admin().await;
+    let ns = unique("debugpw");
+    create_namespace(&client, &ns, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("config");
+    let original = std::fs::read_to_string(&env.kubeconfig).unwrap();
+    let with_password = original.replace(
+        "server: https://",
+        "server: https://kubeuser:KUBEPASSWORD@",
+    );
+    assert_ne!(original, with_password);
+    std::fs::write(&kubeconfig, with_password).unwrap();
+    let ecr = env
+        .ecr_endpoint
+        .replace("http://", "http://awsuser:AWSPASSWORD@");
+    for format in ["text", "json"] {
+        let out = Run::sync()
+            .env("RUST_LOG", "debug")
+            .env("KUBECONFIG", &kubeconfig)
+            .env("AWS_ENDPOINT_URL_ECR", &ecr)
+            .args(["-n", &ns, "--log-format", format])
+            .run_async()
+            .await;
+        out.assert_code(0);
+        out.assert_no_secrets();
+        out.assert_stderr_lacks("KUBEPASSWORD")
+            .assert_stderr_lacks("AWSPASSWORD")
+            // The lines that used to carry them are there, masked.
+            .assert_stderr_contains("pooling idle connection")
+            .assert_stderr_contains("kubeuser:***@127.0.0.1")
+            .assert_stderr_contains("awsuser:***@127.0.0.1");
+    }
+}
+
+/// `sync -o json >/dev/full` and `sync -o json >&-` used to exit 0 with nothing said. A full
+/// disk is found when writing: exit 1 and a message. A closed stdout is known at start: exit
+/// 2 before anything is written.
+#[tokio::test]
+async fn a_report_that_cannot_be_written_is_an_error() {
+    let client = admin().await;
+    let ns = unique("lostreport");
+    create_namespace(&client, &ns, true).await;
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+
+    let out = Run::sync()
+        .args(["-n", &ns, "-o", "json"])
+        .stdout_to(full())
+        .run_async()
+        .await;
+    out.assert_code(1)
+        .assert_stderr_contains("cannot write the report to stdout");
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_some());
+    // A run that failed keeps its own code.
+    let out = Run::sync()
+        .args(["-n", &ns, "-o", "json", "--kubeconfig", "/nope"])
+        .stdout_to(full())
+        .run_async()
+        .await;
+    out.assert_code(2)
+        .assert_stderr_contains("cannot write the report to stdout");
+
+    let other = unique("closedout");
+    create_namespace(&client, &other, true).await;
+    for args in [
+        &["sync", "-n", &other, "-o", "json"][..],
+        &["prune", "-x", &other, "--dry-run"][..],
+        &["status", "-n", &other],
+        &["completions", "bash"],
+    ] {
+        let out = Run::bare().args(args).stdout_closed().run_async().await;
+        out.assert_code(2).assert_stderr_contains("stdout is closed");
+    }
+    assert!(get_secret(&client, &other, "awsecr-cred").await.is_none());
+    // The same run with stdout open works.
+    Run::sync()
+        .args(["-n", &other])
+        .run_async()
+        .await
+        .assert_code(0);
+}
