@@ -292,10 +292,10 @@ async fn prune_leaves_an_entry_it_did_not_add() {
     let sa_outcome = |ns: &str| outcome(&r, ns)["service_accounts"][0]["outcome"].clone();
     assert_eq!(sa_outcome(&hand), "already_linked", "{r:#}");
     assert_eq!(sa_outcome(&ours), "linked", "{r:#}");
-    let hand_sa = get_sa(&client, &hand, "default").await;
-    assert_eq!(linked_annotation(&hand_sa), None, "an entry by hand is not claimed");
-    let ours_sa = get_sa(&client, &ours, "default").await;
-    assert_eq!(linked_annotation(&ours_sa).as_deref(), Some("awsecr-cred"));
+    let (hand_sa, ours_sa) = (
+        get_sa(&client, &hand, "default").await,
+        get_sa(&client, &ours, "default").await,
+    );
     assert_eq!(pull_secret_names(&ours_sa), ["theirs", "awsecr-cred"]);
 
     for ns in [&hand, &ours] {
@@ -308,11 +308,17 @@ async fn prune_leaves_an_entry_it_did_not_add() {
         assert_eq!(outcome(&r, ns)["outcome"], "pruned", "{r:#}");
         assert!(get_secret(&client, ns, "awsecr-cred").await.is_none(), "{ns}");
     }
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &hand, "default").await),
+        ["theirs", "awsecr-cred"],
+        "prune removed an entry added by hand"
+    );
     let sa_outcome = |ns: &str| outcome(&r, ns)["service_accounts"][0]["outcome"].clone();
     assert_eq!(sa_outcome(&hand), "not_ours", "{r:#}");
     assert_eq!(sa_outcome(&ours), "unlinked", "{r:#}");
-    let hand_sa = get_sa(&client, &hand, "default").await;
-    assert_eq!(pull_secret_names(&hand_sa), ["theirs", "awsecr-cred"]);
+    // What sync recorded, and prune took away with the entry.
+    assert_eq!(linked_annotation(&hand_sa), None, "an entry by hand is not claimed");
+    assert_eq!(linked_annotation(&ours_sa).as_deref(), Some("awsecr-cred"));
     let ours_sa = get_sa(&client, &ours, "default").await;
     assert_eq!(pull_secret_names(&ours_sa), ["theirs"]);
     assert_eq!(linked_annotation(&ours_sa), None, "the record leaves with the entry");
