@@ -39,7 +39,7 @@ pub(crate) struct PushArgs {
     pub(crate) pushgateway: Option<http::Uri>,
 
     /// The `instance` label of the pushed group (job="ecr-refresh") [default: the kube context,
-    /// or `in-cluster`]
+    /// or `in-cluster` in a pod without a kubeconfig; with neither, the push is skipped]
     #[arg(
         help_heading = "Metrics",
         long,

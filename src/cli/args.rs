@@ -51,8 +51,10 @@ pub enum Command {
     /// Remove ecr-refresh's Secret and imagePullSecrets entry from namespaces that are no longer
     /// selected (or opted out), to narrow the scope or to uninstall.
     ///
-    /// Only Secrets labelled app.kubernetes.io/managed-by=ecr-refresh are deleted, and only our
-    /// entry is taken out of a ServiceAccount's imagePullSecrets. Needs `delete` on the Secret.
+    /// Only Secrets labelled app.kubernetes.io/managed-by=ecr-refresh are deleted, and only an
+    /// imagePullSecrets entry that ecr-refresh added (recorded in the ServiceAccount's
+    /// ecr-refresh/linked annotation) is taken out; one added by hand stays. Needs `delete` on
+    /// the Secret.
     #[command(after_long_help = const_format::concatcp!(PRUNE_EXAMPLES, EXIT_CODES_HELP), after_help = EXIT_CODES_HELP)]
     Prune(PruneArgs),
 
@@ -382,7 +384,8 @@ pub struct PruneArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
 
-    /// Remove ecr-refresh's Secret and imagePullSecrets entry from every namespace (uninstall)
+    /// Remove ecr-refresh's Secret from every namespace, and every imagePullSecrets entry naming
+    /// it, also those ecr-refresh did not add (uninstall)
     #[arg(
         help_heading = "Prune",
         long,
@@ -435,8 +438,10 @@ Examples:
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  every selected namespace succeeded (or was skipped because it is terminating)
-  1  some namespaces failed (status: some are unhealthy); the others were still processed
-  2  invalid input (flag, env variable, kubeconfig or context); nothing was written
+  1  some namespaces failed (status: some are unhealthy); the others were still processed;
+     or the report could not be written to stdout
+  2  invalid input (flag, env variable, kubeconfig or context), or stdout is closed; nothing
+     was written
   3  could not get a usable ECR token; nothing was written
   4  could not reach or authenticate to the cluster, or list namespaces; nothing was written";
 
