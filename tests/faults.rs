@@ -200,9 +200,10 @@ async fn concurrent_service_account_edit_keeps_both_entries() {
     );
 }
 
-/// The write sends only the list, as a JSON patch guarded by the resourceVersion we read, so a
-/// field that a newer Kubernetes adds to ServiceAccounts (unknown to this build) is never sent
-/// back, and so never dropped.
+/// The write sends only the list and our record of it (the `ecr-refresh/linked` annotation),
+/// as a JSON patch guarded by the resourceVersion we read, so a field that a newer Kubernetes
+/// adds to ServiceAccounts (unknown to this build) is never sent back, and so never dropped;
+/// other annotations stay.
 #[tokio::test]
 async fn service_account_write_is_a_guarded_json_patch_of_the_list_only() {
     let client = admin().await;
@@ -210,6 +211,11 @@ async fn service_account_write_is_a_guarded_json_patch_of_the_list_only() {
     create_namespace(&client, &ns, false).await;
     create_sa(&client, &ns, "default", &["theirs"]).await;
     create_sa(&client, &ns, "bare", &[]).await;
+    let team = serde_json::json!({"metadata": {"annotations": {"team": "a"}}});
+    kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &ns)
+        .patch("default", &Default::default(), &kube::api::Patch::Merge(&team))
+        .await
+        .unwrap();
     let proxy = FaultProxy::start(client.clone(), |_, _, _| Fault::Forward).await;
     Run::sync()
         .through(&proxy)
@@ -237,12 +243,25 @@ async fn service_account_write_is_a_guarded_json_patch_of_the_list_only() {
             "guarded by the version read"
         );
         let expected = if sa == "bare" {
-            serde_json::json!({"op": "add", "path": "/imagePullSecrets", "value": [{"name": "awsecr-cred"}]})
+            [
+                serde_json::json!({"op": "add", "path": "/imagePullSecrets", "value": [{"name": "awsecr-cred"}]}),
+                serde_json::json!({"op": "add", "path": "/metadata/annotations", "value": {"ecr-refresh/linked": "awsecr-cred"}}),
+            ]
         } else {
-            serde_json::json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "awsecr-cred"}})
+            [
+                serde_json::json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "awsecr-cred"}}),
+                serde_json::json!({"op": "add", "path": "/metadata/annotations/ecr-refresh~1linked", "value": "awsecr-cred"}),
+            ]
         };
-        assert_eq!(ops[1..], [expected], "{w:#?}");
+        assert_eq!(ops[1..], expected, "{w:#?}");
     }
+    let annotations = get_sa(&client, &ns, "default").await.metadata.annotations;
+    assert_eq!(
+        annotations.unwrap_or_default(),
+        [("ecr-refresh/linked", "awsecr-cred"), ("team", "a")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into()
+    );
     assert_eq!(
         pull_secret_names(&get_sa(&client, &ns, "default").await),
         ["theirs", "awsecr-cred"]
