@@ -49,7 +49,13 @@ pub async fn run(cli: Cli) -> u8 {
     };
     // Known before anything runs: a report nobody can read is refused like bad input.
     let closed = stdio::stdout_was_closed();
-    let open = || if closed { Err(Error::StdoutClosed) } else { Ok(()) };
+    let open = || {
+        if closed {
+            Err(Error::StdoutClosed)
+        } else {
+            Ok(())
+        }
+    };
     // A command that fails before it runs still reports, under its own name.
     let mut pushed = None;
     let report = match command {
@@ -60,7 +66,9 @@ pub async fn run(cli: Cli) -> u8 {
                 open()?;
                 cmd::sync::run(&args.into_options(&global)?, &stop()).await
             };
-            Report::Run((result.await).unwrap_or_else(|e| RunReport::fatal("sync", name, dry_run, &e)))
+            Report::Run(
+                (result.await).unwrap_or_else(|e| RunReport::fatal("sync", name, dry_run, &e)),
+            )
         }
         Command::Prune(args) => {
             let (name, dry_run) = (args.scope.target.secret_name.clone(), args.dry_run);

@@ -80,7 +80,9 @@ impl clap::builder::TypedValueParser for UrlParser {
 /// `https://user:password@host` as `https://***@host`: a user name alone may be a token too.
 fn mask_userinfo(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
     match url[start..end].rfind('@') {
         Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
         None => url.to_string(),
@@ -448,17 +450,31 @@ mod tests {
 
     #[test]
     fn the_refusal_masks_credentials() {
-        assert_eq!(mask_userinfo("https://admin:PW@gw:9091/x"), "https://***@gw:9091/x");
+        assert_eq!(
+            mask_userinfo("https://admin:PW@gw:9091/x"),
+            "https://***@gw:9091/x"
+        );
         assert_eq!(mask_userinfo("http://TOKEN@gw"), "http://***@gw");
         assert_eq!(mask_userinfo("a:b@@c d"), "***@c d");
         assert_eq!(mask_userinfo("http://gw:9091/a@b"), "http://gw:9091/a@b");
         use clap::Parser as _;
-        let args = ["ecr-refresh", "sync", "--pushgateway", "https://admin:PW@gw"];
+        let args = [
+            "ecr-refresh",
+            "sync",
+            "--pushgateway",
+            "https://admin:PW@gw",
+        ];
         let err = crate::cli::Cli::try_parse_from(args).err().unwrap();
         assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
         let err = err.to_string();
         assert!(!err.contains("PW"), "{err}");
-        assert!(err.contains("invalid value 'https://***@gw' for '--pushgateway <URL>'"), "{err}");
-        assert!(err.contains("credentials in the URL are not supported"), "{err}");
+        assert!(
+            err.contains("invalid value 'https://***@gw' for '--pushgateway <URL>'"),
+            "{err}"
+        );
+        assert!(
+            err.contains("credentials in the URL are not supported"),
+            "{err}"
+        );
     }
 }

@@ -535,8 +535,15 @@ impl<'a> Secrets<'a> {
         match result {
             Ok(_) => Ok(()),
             // An earlier attempt whose answer was lost deleted it: that is success.
-            Err(e) if sent.load(Ordering::Relaxed) > 1 && is_status(&e, |s| self.secret_not_found(s)) => {
-                debug!(namespace = self.ns, secret = self.name, "a retried delete found it gone");
+            Err(e)
+                if sent.load(Ordering::Relaxed) > 1
+                    && is_status(&e, |s| self.secret_not_found(s)) =>
+            {
+                debug!(
+                    namespace = self.ns,
+                    secret = self.name,
+                    "a retried delete found it gone"
+                );
                 Ok(())
             }
             Err(e) => Err(self.error(op, &e)),

@@ -213,7 +213,11 @@ fn unlink_plan(sa: &ServiceAccount, secret: &str, uninstall: bool) -> (Vec<Value
 
 /// The Secrets [`LINKED_ANNOTATION`] records as linked by us.
 fn linked_by_us(sa: &ServiceAccount) -> Vec<String> {
-    let value = sa.metadata.annotations.as_ref().and_then(|a| a.get(LINKED_ANNOTATION));
+    let value = sa
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(LINKED_ANNOTATION));
     value
         .map(|v| {
             v.split(',')
@@ -607,7 +611,10 @@ mod tests {
         );
         // Added by hand (or by a version that kept no record): theirs.
         let by_hand = sa(&["ours"], Some(&[("a", "b")]));
-        assert_eq!(unlink_plan(&by_hand, "ours", false), (vec![], Change::NotOurs));
+        assert_eq!(
+            unlink_plan(&by_hand, "ours", false),
+            (vec![], Change::NotOurs)
+        );
         let (ops, change) = unlink_plan(&by_hand, "ours", true);
         assert_eq!(change, Change::Unlinked);
         assert_eq!(ops, [json!({"op": "remove", "path": "/imagePullSecrets"})]);
@@ -620,7 +627,10 @@ mod tests {
                 Change::NotLinked
             )
         );
-        assert_eq!(unlink_plan(&sa(&[], None), "ours", true), (vec![], Change::NotLinked));
+        assert_eq!(
+            unlink_plan(&sa(&[], None), "ours", true),
+            (vec![], Change::NotLinked)
+        );
     }
 
     #[test]

@@ -213,7 +213,11 @@ async fn service_account_write_is_a_guarded_json_patch_of_the_list_only() {
     create_sa(&client, &ns, "bare", &[]).await;
     let team = serde_json::json!({"metadata": {"annotations": {"team": "a"}}});
     kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &ns)
-        .patch("default", &Default::default(), &kube::api::Patch::Merge(&team))
+        .patch(
+            "default",
+            &Default::default(),
+            &kube::api::Patch::Merge(&team),
+        )
         .await
         .unwrap();
     let proxy = FaultProxy::start(client.clone(), |_, _, _| Fault::Forward).await;
@@ -365,13 +369,7 @@ async fn ecr_that_never_answers_is_cut_off() {
 #[tokio::test]
 async fn ecr_refusing_the_credentials_writes_nothing() {
     let client = admin().await;
-    let ns = unique("ecrdenied");
-    create_namespace(&client, &ns, true).await;
-    Run::sync()
-        .args(["-n", &ns])
-        .run_async()
-        .await
-        .assert_code(0);
+    let ns = synced_namespace(&client, "ecrdenied").await;
     let before = get_secret(&client, &ns, "awsecr-cred").await.unwrap();
 
     // A moto of our own with IAM checks on: unknown keys get 403.

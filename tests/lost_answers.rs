@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::proxy::{Fault, FaultProxy};
+use common::proxy::{late_first, FaultProxy};
 use common::*;
 
 /// Longer than the `--request-timeout 1s` the runs below use.
@@ -22,17 +22,18 @@ async fn a_late_delete_answer_during_a_forced_replace_still_leaves_our_secret() 
     create_namespace(&client, &ns, true).await;
     create_secret(&client, &ns, "awsecr-cred", "Opaque", &[("x", b"y")]).await;
     let path = format!("/api/v1/namespaces/{ns}/secrets/awsecr-cred");
-    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
-        if m == "DELETE" && p.starts_with(&path) && n == 0 {
-            Fault::SlowAnswer(LATE)
-        } else {
-            Fault::Forward
-        }
-    })
-    .await;
+    let proxy = FaultProxy::start(client.clone(), late_first("DELETE", vec![path], LATE)).await;
     let out = Run::sync()
         .through(&proxy)
-        .args(["-n", &ns, "--force", "--request-timeout", "1s", "-o", "json"])
+        .args([
+            "-n",
+            &ns,
+            "--force",
+            "--request-timeout",
+            "1s",
+            "-o",
+            "json",
+        ])
         .run_async()
         .await;
     out.assert_code(0);
@@ -43,7 +44,10 @@ async fn a_late_delete_answer_during_a_forced_replace_still_leaves_our_secret() 
     let secret = get_secret(&client, &ns, "awsecr-cred")
         .await
         .expect("the namespace has our Secret");
-    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
+    assert_eq!(
+        secret.type_.as_deref(),
+        Some("kubernetes.io/dockerconfigjson")
+    );
     assert_eq!(dockerconfig(&secret)["auths"][HOST]["password"], PASSWORD);
 }
 
@@ -56,17 +60,11 @@ async fn retried_writes_are_reported_as_what_they_did() {
     let ns = unique("lateans");
     create_namespace(&client, &ns, false).await;
     create_sa(&client, &ns, "default", &["theirs"]).await;
-    let secret = format!("/api/v1/namespaces/{ns}/secrets/awsecr-cred");
-    let sa = format!("/api/v1/namespaces/{ns}/serviceaccounts/default");
-    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
-        let path = p.split('?').next().unwrap_or_default();
-        if m == "PATCH" && (path == secret || path == sa) && n == 0 {
-            Fault::SlowAnswer(LATE)
-        } else {
-            Fault::Forward
-        }
-    })
-    .await;
+    let paths = vec![
+        format!("/api/v1/namespaces/{ns}/secrets/awsecr-cred"),
+        format!("/api/v1/namespaces/{ns}/serviceaccounts/default"),
+    ];
+    let proxy = FaultProxy::start(client.clone(), late_first("PATCH", paths, LATE)).await;
     let out = Run::sync()
         .through(&proxy)
         .args(["-n", &ns, "--request-timeout", "1s", "-o", "json"])

@@ -43,10 +43,8 @@ async fn passwords_in_server_urls_are_masked_at_debug_level() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("config");
     let original = std::fs::read_to_string(&env.kubeconfig).unwrap();
-    let with_password = original.replace(
-        "server: https://",
-        "server: https://kubeuser:KUBEPASSWORD@",
-    );
+    let with_password =
+        original.replace("server: https://", "server: https://kubeuser:KUBEPASSWORD@");
     assert_ne!(original, with_password);
     std::fs::write(&kubeconfig, with_password).unwrap();
     let ecr = env
@@ -79,7 +77,12 @@ async fn a_report_that_cannot_be_written_is_an_error() {
     let client = admin().await;
     let ns = unique("lostreport");
     create_namespace(&client, &ns, true).await;
-    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
 
     let out = Run::sync()
         .args(["-n", &ns, "-o", "json"])
@@ -107,7 +110,8 @@ async fn a_report_that_cannot_be_written_is_an_error() {
         &["completions", "bash"],
     ] {
         let out = Run::bare().args(args).stdout_closed().run_async().await;
-        out.assert_code(2).assert_stderr_contains("stdout is closed");
+        out.assert_code(2)
+            .assert_stderr_contains("stdout is closed");
     }
     assert!(get_secret(&client, &other, "awsecr-cred").await.is_none());
     // The same run with stdout open works.

@@ -202,13 +202,7 @@ async fn uninstall_removes_our_entry_where_the_secret_is_already_gone() {
 async fn prune_refuses_a_selection_that_matches_no_namespace() {
     let _lock = CLUSTER_WIDE.lock().await;
     let client = admin().await;
-    let ns = unique("typo");
-    create_namespace(&client, &ns, true).await;
-    Run::sync()
-        .args(["-n", &ns])
-        .run_async()
-        .await
-        .assert_code(0);
+    let ns = synced_namespace(&client, "typo").await;
     let before = get_secret(&client, &ns, "awsecr-cred").await.unwrap();
 
     // A typo would otherwise prune every namespace; --dry-run keeps a regression harmless.
@@ -306,7 +300,10 @@ async fn prune_leaves_an_entry_it_did_not_add() {
     let r = out.json();
     for ns in [&hand, &ours] {
         assert_eq!(outcome(&r, ns)["outcome"], "pruned", "{r:#}");
-        assert!(get_secret(&client, ns, "awsecr-cred").await.is_none(), "{ns}");
+        assert!(
+            get_secret(&client, ns, "awsecr-cred").await.is_none(),
+            "{ns}"
+        );
     }
     assert_eq!(
         pull_secret_names(&get_sa(&client, &hand, "default").await),
@@ -317,11 +314,19 @@ async fn prune_leaves_an_entry_it_did_not_add() {
     assert_eq!(sa_outcome(&hand), "not_ours", "{r:#}");
     assert_eq!(sa_outcome(&ours), "unlinked", "{r:#}");
     // What sync recorded, and prune took away with the entry.
-    assert_eq!(linked_annotation(&hand_sa), None, "an entry by hand is not claimed");
+    assert_eq!(
+        linked_annotation(&hand_sa),
+        None,
+        "an entry by hand is not claimed"
+    );
     assert_eq!(linked_annotation(&ours_sa).as_deref(), Some("awsecr-cred"));
     let ours_sa = get_sa(&client, &ours, "default").await;
     assert_eq!(pull_secret_names(&ours_sa), ["theirs"]);
-    assert_eq!(linked_annotation(&ours_sa), None, "the record leaves with the entry");
+    assert_eq!(
+        linked_annotation(&ours_sa),
+        None,
+        "the record leaves with the entry"
+    );
 
     // Uninstalling removes every entry naming our Secret, recorded or not.
     let out = Run::bare()
@@ -341,25 +346,13 @@ async fn prune_leaves_an_entry_it_did_not_add() {
 /// `--request-timeout`; the retried DELETE finds nothing, which means it worked.
 #[tokio::test]
 async fn a_late_delete_answer_in_prune_is_still_a_prune() {
-    use common::proxy::{Fault, FaultProxy};
+    use common::proxy::{late_first, FaultProxy};
     let _lock = CLUSTER_WIDE.lock().await;
     let client = admin().await;
-    let ns = unique("prunelate");
-    create_namespace(&client, &ns, true).await;
-    Run::sync()
-        .args(["-n", &ns])
-        .run_async()
-        .await
-        .assert_code(0);
+    let ns = synced_namespace(&client, "prunelate").await;
     let path = format!("/api/v1/namespaces/{ns}/secrets/awsecr-cred");
-    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
-        if m == "DELETE" && p.starts_with(&path) && n == 0 {
-            Fault::SlowAnswer(std::time::Duration::from_millis(2500))
-        } else {
-            Fault::Forward
-        }
-    })
-    .await;
+    let late = std::time::Duration::from_millis(2500);
+    let proxy = FaultProxy::start(client.clone(), late_first("DELETE", vec![path], late)).await;
     let out = Run::bare()
         .through(&proxy)
         .args(["prune", "-x", &ns, "--request-timeout", "1s", "-o", "json"])

@@ -91,6 +91,18 @@ pub async fn create_namespace(client: &Client, name: &str, with_default_sa: bool
     }
 }
 
+/// A new namespace (with a `default` ServiceAccount) that one `sync -n` has written.
+pub async fn synced_namespace(client: &Client, prefix: &str) -> String {
+    let ns = unique(prefix);
+    create_namespace(client, &ns, true).await;
+    Run::sync()
+        .args(["-n", &ns])
+        .run_async()
+        .await
+        .assert_code(0);
+    ns
+}
+
 /// Namespaces `<unique base>-<suffix>`, each with a `default` ServiceAccount: the base (for a
 /// `<base>-*` glob) and the names.
 pub async fn namespaces<const N: usize>(
@@ -366,23 +378,9 @@ impl Run {
             .chain(self.cmd.get_args().map(quote))
             .collect::<Vec<_>>()
             .join(" ");
-        let mut cmd = Command::new("script");
-        cmd.env_clear();
-        for (k, v) in self.cmd.get_envs() {
-            if let Some(v) = v {
-                cmd.env(k, v);
-            }
-        }
         // -e: exit with the command's code; /dev/null: no typescript file.
-        cmd.args(["-q", "-e", "-c", &line, "/dev/null"]);
-        let mut shown_args = self.shown_args;
-        shown_args.push("(under a pseudo-terminal)".into());
-        Self {
-            cmd,
-            dir: self.dir,
-            shown_env: self.shown_env,
-            shown_args,
-        }
+        let args = ["-q", "-e", "-c", &line, "/dev/null"].map(std::ffi::OsString::from);
+        self.wrapped("script", args, "(under a pseudo-terminal)")
     }
 
     /// Sends stdout to `file` (for example /dev/full) instead of capturing it.
@@ -394,18 +392,32 @@ impl Run {
 
     /// Starts the binary with stdout closed, as `ecr-refresh ... >&-` in a shell does.
     pub fn stdout_closed(self) -> Self {
-        let mut cmd = Command::new("sh");
+        let args: Vec<std::ffi::OsString> = ["-c", r#"exec "$@" >&-"#, "sh"]
+            .map(Into::into)
+            .into_iter()
+            .chain(std::iter::once(self.cmd.get_program().to_owned()))
+            .chain(self.cmd.get_args().map(ToOwned::to_owned))
+            .collect();
+        self.wrapped("sh", args, ">&-")
+    }
+
+    /// The same run, started through `program` with `args`, in the same environment.
+    fn wrapped(
+        self,
+        program: &str,
+        args: impl IntoIterator<Item = std::ffi::OsString>,
+        note: &str,
+    ) -> Self {
+        let mut cmd = Command::new(program);
         cmd.env_clear();
         for (k, v) in self.cmd.get_envs() {
             if let Some(v) = v {
                 cmd.env(k, v);
             }
         }
-        cmd.args(["-c", r#"exec "$@" >&-"#, "sh"])
-            .arg(self.cmd.get_program())
-            .args(self.cmd.get_args());
+        cmd.args(args);
         let mut shown_args = self.shown_args;
-        shown_args.push(">&-".into());
+        shown_args.push(note.into());
         Self {
             cmd,
             dir: self.dir,

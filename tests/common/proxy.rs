@@ -41,6 +41,23 @@ impl Fault {
     }
 }
 
+/// A rule: the first `method` request to each of `paths` (its query aside) is carried out and
+/// answered `late`; everything else is forwarded.
+pub fn late_first(
+    method: &'static str,
+    paths: Vec<String>,
+    late: std::time::Duration,
+) -> impl Fn(&str, &str, usize) -> Fault + Send + Sync + 'static {
+    move |m, p, n| {
+        let path = p.split('?').next().unwrap_or_default();
+        if m == method && n == 0 && paths.iter().any(|x| x == path) {
+            Fault::SlowAnswer(late)
+        } else {
+            Fault::Forward
+        }
+    }
+}
+
 /// Decides per request: method, path (with query), and how many earlier requests matched the
 /// same method and path.
 pub type Rule = dyn Fn(&str, &str, usize) -> Fault + Send + Sync;
