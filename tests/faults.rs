@@ -207,26 +207,45 @@ async fn concurrent_service_account_edit_keeps_both_entries() {
 #[tokio::test]
 async fn service_account_write_is_a_guarded_json_patch_of_the_list_only() {
     let client = admin().await;
-    let ns = unique("sapatch");
-    create_namespace(&client, &ns, false).await;
-    create_sa(&client, &ns, "default", &["theirs"]).await;
-    create_sa(&client, &ns, "bare", &[]).await;
-    let team = serde_json::json!({"metadata": {"annotations": {"team": "a"}}});
-    kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &ns)
-        .patch(
-            "default",
-            &Default::default(),
-            &kube::api::Patch::Merge(&team),
-        )
-        .await
-        .unwrap();
-    let proxy = FaultProxy::start(client.clone(), |_, _, _| Fault::Forward).await;
-    Run::sync()
-        .through(&proxy)
-        .args(["-n", &ns, "--service-account", "default,bare"])
-        .run_async()
-        .await
-        .assert_code(0);
+    // Read one by one (a plain name), and from the cluster-wide list (a glob).
+    for listed in [false, true] {
+        let base = unique("sapatch");
+        let ns = format!("{base}-x");
+        create_namespace(&client, &ns, false).await;
+        create_sa(&client, &ns, "default", &["theirs"]).await;
+        create_sa(&client, &ns, "bare", &[]).await;
+        let team = serde_json::json!({"metadata": {"annotations": {"team": "a"}}});
+        kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &ns)
+            .patch(
+                "default",
+                &Default::default(),
+                &kube::api::Patch::Merge(&team),
+            )
+            .await
+            .unwrap();
+        let proxy = FaultProxy::start(client.clone(), |_, _, _| Fault::Forward).await;
+        let selection = if listed {
+            format!("{base}-*")
+        } else {
+            ns.clone()
+        };
+        Run::sync()
+            .through(&proxy)
+            .args(["-n", &selection, "--service-account", "default,bare"])
+            .run_async()
+            .await
+            .assert_code(0);
+        let reads = proxy.log().into_iter().filter(|(m, ..)| m == "GET");
+        let list = reads
+            .filter(|(_, p, _)| p.starts_with("/api/v1/serviceaccounts?"))
+            .count();
+        assert_eq!(list, if listed { 2 } else { 0 }, "{:?}", proxy.log());
+        assert_patches(&client, &ns, &proxy).await;
+    }
+}
+
+/// Two JSON patches, each guarded by the version read, that add our entry and our record.
+async fn assert_patches(client: &kube::Client, ns: &str, proxy: &FaultProxy) {
     let writes: Vec<_> = proxy
         .sent()
         .into_iter()
@@ -238,7 +257,7 @@ async fn service_account_write_is_a_guarded_json_patch_of_the_list_only() {
         assert_eq!(w.content_type, "application/json-patch+json", "{w:#?}");
         let ops: Vec<serde_json::Value> = serde_json::from_str(&w.body).unwrap();
         let sa = w.path.split('/').nth(6).unwrap().split('?').next().unwrap();
-        let rv = get_sa(&client, &ns, sa).await.metadata.resource_version;
+        let rv = get_sa(client, ns, sa).await.metadata.resource_version;
         assert_eq!(ops[0]["op"], "test", "{w:#?}");
         assert_eq!(ops[0]["path"], "/metadata/resourceVersion", "{w:#?}");
         assert_ne!(
@@ -259,7 +278,7 @@ async fn service_account_write_is_a_guarded_json_patch_of_the_list_only() {
         };
         assert_eq!(ops[1..], expected, "{w:#?}");
     }
-    let annotations = get_sa(&client, &ns, "default").await.metadata.annotations;
+    let annotations = get_sa(client, ns, "default").await.metadata.annotations;
     assert_eq!(
         annotations.unwrap_or_default(),
         [("ecr-refresh/linked", "awsecr-cred"), ("team", "a")]
@@ -267,11 +286,11 @@ async fn service_account_write_is_a_guarded_json_patch_of_the_list_only() {
             .into()
     );
     assert_eq!(
-        pull_secret_names(&get_sa(&client, &ns, "default").await),
+        pull_secret_names(&get_sa(client, ns, "default").await),
         ["theirs", "awsecr-cred"]
     );
     assert_eq!(
-        pull_secret_names(&get_sa(&client, &ns, "bare").await),
+        pull_secret_names(&get_sa(client, ns, "bare").await),
         ["awsecr-cred"]
     );
 }
