@@ -22,7 +22,7 @@ async fn a_late_delete_answer_during_a_forced_replace_still_leaves_our_secret() 
     create_namespace(&client, &ns, true).await;
     create_secret(&client, &ns, "awsecr-cred", "Opaque", &[("x", b"y")]).await;
     let path = format!("/api/v1/namespaces/{ns}/secrets/awsecr-cred");
-    let proxy = FaultProxy::start(client.clone(), late_first("DELETE", vec![path], LATE)).await;
+    let proxy = FaultProxy::start(client.clone(), late_first(vec![("DELETE", path)], LATE)).await;
     let out = Run::sync()
         .through(&proxy)
         .args([
@@ -60,11 +60,17 @@ async fn retried_writes_are_reported_as_what_they_did() {
     let ns = unique("lateans");
     create_namespace(&client, &ns, false).await;
     create_sa(&client, &ns, "default", &["theirs"]).await;
-    let paths = vec![
-        format!("/api/v1/namespaces/{ns}/secrets/awsecr-cred"),
-        format!("/api/v1/namespaces/{ns}/serviceaccounts/default"),
+    let writes = vec![
+        (
+            "PATCH",
+            format!("/api/v1/namespaces/{ns}/secrets/awsecr-cred"),
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/namespaces/{ns}/serviceaccounts/default"),
+        ),
     ];
-    let proxy = FaultProxy::start(client.clone(), late_first("PATCH", paths, LATE)).await;
+    let proxy = FaultProxy::start(client.clone(), late_first(writes, LATE)).await;
     let out = Run::sync()
         .through(&proxy)
         .args(["-n", &ns, "--request-timeout", "1s", "-o", "json"])

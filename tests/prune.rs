@@ -343,16 +343,27 @@ async fn prune_leaves_an_entry_it_did_not_add() {
 }
 
 /// Issue 19, defect 2 in prune: the DELETE is carried out but its answer comes after
-/// `--request-timeout`; the retried DELETE finds nothing, which means it worked.
+/// `--request-timeout`; the retried DELETE finds nothing, which means it worked. The same for
+/// the unlink before it, which is reported `unlinked`, not `not_linked`.
 #[tokio::test]
 async fn a_late_delete_answer_in_prune_is_still_a_prune() {
     use common::proxy::{late_first, FaultProxy};
     let _lock = CLUSTER_WIDE.lock().await;
     let client = admin().await;
     let ns = synced_namespace(&client, "prunelate").await;
-    let path = format!("/api/v1/namespaces/{ns}/secrets/awsecr-cred");
+    // The unlink before the delete too: its retry meets a changed resourceVersion.
+    let writes = vec![
+        (
+            "DELETE",
+            format!("/api/v1/namespaces/{ns}/secrets/awsecr-cred"),
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/namespaces/{ns}/serviceaccounts/default"),
+        ),
+    ];
     let late = std::time::Duration::from_millis(2500);
-    let proxy = FaultProxy::start(client.clone(), late_first("DELETE", vec![path], late)).await;
+    let proxy = FaultProxy::start(client.clone(), late_first(writes, late)).await;
     let out = Run::bare()
         .through(&proxy)
         .args(["prune", "-x", &ns, "--request-timeout", "1s", "-o", "json"])
@@ -362,6 +373,8 @@ async fn a_late_delete_answer_in_prune_is_still_a_prune() {
     let r = out.json();
     assert_eq!(outcome(&r, &ns)["outcome"], "pruned", "{r:#}");
     assert_eq!(outcome(&r, &ns)["secret"], "deleted", "{r:#}");
+    let unlinked = &outcome(&r, &ns)["service_accounts"][0]["outcome"];
+    assert_eq!(unlinked, "unlinked", "{r:#}");
     assert_eq!(
         proxy.log().iter().filter(|(m, ..)| m == "DELETE").count(),
         2,

@@ -41,16 +41,15 @@ impl Fault {
     }
 }
 
-/// A rule: the first `method` request to each of `paths` (its query aside) is carried out and
-/// answered `late`; everything else is forwarded.
+/// A rule: the first of each of `requests` (method and path, its query aside) is carried out
+/// and answered `late`; everything else is forwarded.
 pub fn late_first(
-    method: &'static str,
-    paths: Vec<String>,
+    requests: Vec<(&'static str, String)>,
     late: std::time::Duration,
 ) -> impl Fn(&str, &str, usize) -> Fault + Send + Sync + 'static {
     move |m, p, n| {
         let path = p.split('?').next().unwrap_or_default();
-        if m == method && n == 0 && paths.iter().any(|x| x == path) {
+        if n == 0 && requests.iter().any(|(rm, rp)| *rm == m && rp == path) {
             Fault::SlowAnswer(late)
         } else {
             Fault::Forward
