@@ -147,7 +147,10 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:$PGW_PORT"]
 YML
-  prometheus-pushgateway --web.listen-address="127.0.0.1:$PGW_PORT" >"$WORK/pushgateway.log" 2>&1 &
+  # Debian's build persists to /var/lib/prometheus by default, shared by every run on the
+  # machine: keep this run's groups to itself.
+  prometheus-pushgateway --web.listen-address="127.0.0.1:$PGW_PORT" \
+    --persistence.file="$WORK/pushgateway.data" >"$WORK/pushgateway.log" 2>&1 &
   PIDS+=($!)
   prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prom-data" \
     --web.listen-address="127.0.0.1:$PROM_PORT" >"$WORK/prometheus.log" 2>&1 &
