@@ -33,9 +33,10 @@ async fn a_pushgateway_password_is_masked_in_the_refusal() {
 
 /// `RUST_LOG=debug` turns on the HTTP client's connection-pool lines (`pooling idle connection
 /// for ("https", user:password@host)`) and the AWS SDK's endpoint lines: a password in the
-/// kubeconfig's server URL or in `AWS_ENDPOINT_URL_ECR` is printed as `***` there too.
+/// kubeconfig's server URL or in `AWS_ENDPOINT_URL_ECR` is printed as `***` there too, and at
+/// `trace`.
 #[tokio::test]
-async fn passwords_in_server_urls_are_masked_at_debug_level() {
+async fn passwords_in_server_urls_are_masked_at_debug_and_trace_level() {
     let env = env();
     let client = admin().await;
     let ns = unique("debugpw");
@@ -50,9 +51,9 @@ async fn passwords_in_server_urls_are_masked_at_debug_level() {
     let ecr = env
         .ecr_endpoint
         .replace("http://", "http://awsuser:AWSPASSWORD@");
-    for format in ["text", "json"] {
+    for (level, format) in [("debug", "text"), ("debug", "json"), ("trace", "text")] {
         let out = Run::sync()
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", level)
             .env("KUBECONFIG", &kubeconfig)
             .env("AWS_ENDPOINT_URL_ECR", &ecr)
             .args(["-n", &ns, "--log-format", format])
