@@ -2,6 +2,7 @@
 //!
 //! `main.rs` only parses flags and maps the result to an exit code; the work lives here.
 
+mod bornlinked;
 pub mod cli;
 mod cluster;
 mod cmd;
@@ -17,6 +18,7 @@ mod report;
 mod sensitive;
 mod serviceaccount;
 mod shutdown;
+mod stuckpods;
 pub mod telemetry;
 #[cfg(test)]
 mod testing;

@@ -357,6 +357,13 @@ pub struct SyncArgs {
     #[arg(help_heading = WRITE, long, env = "ECR_REFRESH_PRUNE")]
     pub(crate) prune: bool,
 
+    /// Then delete each pod that waits in ErrImagePull/ImagePullBackOff because it was created
+    /// before its ServiceAccount listed the Secret, when its ReplicaSet, StatefulSet, DaemonSet
+    /// or Job will recreate it with the Secret (never a bare pod, never one with imagePullSecrets
+    /// of its own). Needs `list` and `delete` on pods (deploy/stuck-pods-rbac.yaml)
+    #[arg(help_heading = WRITE, long, env = "ECR_REFRESH_DELETE_STUCK_PODS")]
+    pub(crate) delete_stuck_pods: bool,
+
     #[command(flatten)]
     // Boxed: the URL is large, and clippy keeps the Command variants close in size.
     pub(crate) metrics: Box<crate::metrics::PushArgs>,
