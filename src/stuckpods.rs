@@ -145,7 +145,7 @@ impl Candidate {
         if !linked {
             return Err(format!("its ServiceAccount {} does not list {secret}, so a replacement would not get it either (link it: --service-account {})", self.service_account, self.service_account));
         }
-        Ok(format!("created before its ServiceAccount {} listed {secret}; deleting it lets {kind} {owner} create one that gets it (sync --delete-stuck-pods does)", self.service_account))
+        Ok(format!("created before its ServiceAccount {} listed {secret}; deleting it lets {kind} {owner} create one that gets it", self.service_account))
     }
 
     /// The report of a pod stuck on one of `hosts`, or `None` when no image needs our Secret.
@@ -233,14 +233,14 @@ async fn list(
 }
 
 /// Deletes the pod only if it is still the one that was listed (uid precondition): a pod
-/// recreated under the same name (a StatefulSet's) is never deleted by mistake. Gone already
-/// counts as done.
+/// recreated under the same name (a StatefulSet's) is never deleted by mistake; then the answer
+/// is `false`. Gone already counts as done.
 pub(crate) async fn delete(
     cluster: &Cluster,
     ns: &str,
     pod: &Candidate,
     dry_run: bool,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let api: Api<Pod> = Api::namespaced(cluster.client(), ns);
     let dp = DeleteParams {
         dry_run,
@@ -254,8 +254,10 @@ pub(crate) async fn delete(
         .call("delete pod", || api.delete(&pod.name, &dp))
         .await
     {
-        Ok(_) => Ok(()),
-        Err(e) if is_status(&e, |s| s.is_not_found()) => Ok(()),
+        Ok(_) => Ok(true),
+        Err(e) if is_status(&e, |s| s.is_not_found()) => Ok(true),
+        // The precondition failed: another pod of that name, which was not the one looked at.
+        Err(e) if is_status(&e, |s| s.is_conflict()) => Ok(false),
         Err(e) if is_status(&e, |s| s.is_forbidden()) => Err(format!(
             "deleting stuck pod {}: {} ({RBAC_HINT})",
             pod.name,

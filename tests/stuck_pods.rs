@@ -7,6 +7,7 @@
 mod common;
 
 use common::install::*;
+use common::proxy::{Fault, FaultProxy};
 use common::*;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -268,4 +269,74 @@ async fn status_names_stuck_pods_and_the_flag_deletes_only_the_healable_one() {
         ],
         None,
     );
+}
+
+/// The delete carries the uid of the pod that was looked at: a pod recreated under the same name
+/// in between (as a StatefulSet does) is refused by the server and left alone.
+#[tokio::test]
+async fn a_pod_recreated_under_the_same_name_is_not_deleted() {
+    let client = admin().await;
+    let (_, [ns]) = namespaces(&client, "stuck-uid", ["a"]).await;
+    let rs = replica_set(&client, &ns).await;
+    pod(
+        &client,
+        &ns,
+        "web-0",
+        IMAGE,
+        Some(&rs),
+        &[],
+        "ImagePullBackOff",
+    )
+    .await;
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let first = pods.get("web-0").await.unwrap().metadata.uid.unwrap();
+    let (racer, race_ns, race_rs) = (client.clone(), ns.clone(), rs.clone());
+    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
+        if m != "DELETE" || !p.contains("/pods/web-0") || n > 0 {
+            return Fault::Forward;
+        }
+        let (racer, ns, rs) = (racer.clone(), race_ns.clone(), race_rs.clone());
+        Fault::Before(Box::pin(async move {
+            let api = Api::<Pod>::namespaced(racer.clone(), &ns);
+            api.delete("web-0", &kube::api::DeleteParams::default().grace_period(0))
+                .await
+                .unwrap();
+            pod(
+                &racer,
+                &ns,
+                "web-0",
+                IMAGE,
+                Some(&rs),
+                &[],
+                "ImagePullBackOff",
+            )
+            .await;
+        }))
+    })
+    .await;
+    let out = Run::sync()
+        .through(&proxy)
+        .args(["--delete-stuck-pods", "-n", &ns, "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let pods_reported = stuck(&out.json(), &ns);
+    assert_eq!(pods_reported.len(), 1, "{pods_reported:?}");
+    assert_eq!(pods_reported[0].1, "left");
+    assert!(
+        pods_reported[0].2.contains("uid precondition"),
+        "{pods_reported:?}"
+    );
+    let delete = proxy
+        .sent()
+        .into_iter()
+        .find(|s| s.method == "DELETE")
+        .unwrap();
+    assert!(
+        delete.body.contains(&first),
+        "the delete names the uid it saw: {}",
+        delete.body
+    );
+    let now = pods.get("web-0").await.unwrap().metadata.uid.unwrap();
+    assert_ne!(now, first, "the recreated pod is still there");
 }

@@ -313,9 +313,12 @@ async fn heal_stuck(ctx: &Ctx<'_>, ns: &str, report: &mut NamespaceReport) {
         stuck.action = PodAction::Left;
         if pod.verdict(secret, linked).is_ok() {
             match stuckpods::delete(ctx.cluster, ns, pod, ctx.opts.dry_run).await {
-                Ok(()) => {
+                Ok(true) => {
                     info!(namespace = ns, pod = %stuck.name, dry_run = ctx.opts.dry_run, "deleted stuck pod");
                     stuck.action = PodAction::Deleted;
+                }
+                Ok(false) => {
+                    stuck.why = "replaced by another pod of that name since it was listed (uid precondition); not deleted".into();
                 }
                 Err(e) => {
                     warn!(namespace = ns, pod = %stuck.name, error = %e, "deleting stuck pod failed");
