@@ -72,6 +72,8 @@ namespace() { # name [opt-out]: a namespace whose default ServiceAccount the con
     k create -f - >/dev/null
   wait_for 30 k -n "$1" get serviceaccount default >/dev/null 2>&1
 }
+# Every pod here runs the private image; Always: each start really pulls.
+CONTAINER="{name: app, image: $ECR_REFRESH_CLUSTER_IMAGE, imagePullPolicy: Always, command: [/bin/busybox, sleep, \"3600\"]}"
 deployment() { # ns name [pull secret of its own]
   local own=""
   [ -z "${3:-}" ] || own="imagePullSecrets: [{name: $3}]"
@@ -89,7 +91,7 @@ spec:
       terminationGracePeriodSeconds: 0
       $own
       containers:
-      - {name: app, image: $ECR_REFRESH_CLUSTER_IMAGE, imagePullPolicy: Always, command: [/bin/busybox, sleep, "3600"]}
+      - $CONTAINER
 YAML
 }
 bare_pod() { # ns name
@@ -101,7 +103,7 @@ spec:
   automountServiceAccountToken: false
   terminationGracePeriodSeconds: 0
   containers:
-  - {name: app, image: $ECR_REFRESH_CLUSTER_IMAGE, imagePullPolicy: Always, command: [/bin/busybox, sleep, "3600"]}
+  - $CONTAINER
 YAML
 }
 pod_of() { # ns app: the name of its pod that is not being deleted

@@ -288,7 +288,5 @@ async fn new_default_service_accounts_are_born_linked() {
         .run()
         .json();
     assert!(report.get("warnings").is_none(), "{report:#}");
-    for name in [&reader] {
-        let _ = try_kubectl(&["delete", "clusterrolebinding,clusterrole", name], None);
-    }
+    let _ = try_kubectl(&["delete", "clusterrolebinding,clusterrole", &reader], None);
 }

@@ -86,6 +86,11 @@ async fn pod(
     );
 }
 
+/// A pod of `rs`, stuck in ImagePullBackOff on our registry.
+async fn replica(client: &Client, ns: &str, rs: &ReplicaSet, name: &str) {
+    pod(client, ns, name, IMAGE, Some(rs), &[], "ImagePullBackOff").await;
+}
+
 async fn pod_names(client: &Client, ns: &str) -> Vec<String> {
     let pods = Api::<Pod>::namespaced(client.clone(), ns)
         .list(&Default::default())
@@ -278,16 +283,7 @@ async fn a_pod_recreated_under_the_same_name_is_not_deleted() {
     let client = admin().await;
     let (_, [ns]) = namespaces(&client, "stuck-uid", ["a"]).await;
     let rs = replica_set(&client, &ns).await;
-    pod(
-        &client,
-        &ns,
-        "web-0",
-        IMAGE,
-        Some(&rs),
-        &[],
-        "ImagePullBackOff",
-    )
-    .await;
+    replica(&client, &ns, &rs, "web-0").await;
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
     let first = pods.get("web-0").await.unwrap().metadata.uid.unwrap();
     let (racer, race_ns, race_rs) = (client.clone(), ns.clone(), rs.clone());
@@ -301,16 +297,7 @@ async fn a_pod_recreated_under_the_same_name_is_not_deleted() {
             api.delete("web-0", &kube::api::DeleteParams::default().grace_period(0))
                 .await
                 .unwrap();
-            pod(
-                &racer,
-                &ns,
-                "web-0",
-                IMAGE,
-                Some(&rs),
-                &[],
-                "ImagePullBackOff",
-            )
-            .await;
+            replica(&racer, &ns, &rs, "web-0").await;
         }))
     })
     .await;
