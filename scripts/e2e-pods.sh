@@ -12,7 +12,8 @@
 #     runs without being deleted (the first scenario is the same sequence without the policy);
 #     an opted-out namespace's ServiceAccount gets no entry.
 #
-#   bash scripts/e2e-pods.sh        (root; takes /tmp/ecr-refresh-node.lock itself)
+#   bash scripts/e2e-pods.sh        (root; takes /tmp/ecr-refresh-node.lock itself, waiting for it;
+#                                    a caller that already holds it sets ECR_REFRESH_E2E_LOCKED=1)
 #
 # Prints `ok - …`/`not ok - …` per check and `e2e-pods: N passed, M failed`; exits 1 on any
 # failure. The cluster is torn down on exit. Knobs: ECR_REFRESH_E2E_TOOL (the binary, default
