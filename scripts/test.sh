@@ -32,6 +32,9 @@ start_leg 1 "$label" "$bin"
 cargo test --all-targets --locked --no-fail-fast
 # A kubelet really pulls a private image with the Secret the tool wrote (root; uses target/testenv).
 bash scripts/pulltest.sh
+# A real v1.36.3 cluster (scripts/cluster.sh, on its own ports): stuck pods and pods born linked,
+# with a real kubelet and controller-manager (root; takes /tmp/ecr-refresh-node.lock, ~2 min).
+bash scripts/e2e-pods.sh
 # Dockerfile lint, manifest validation, the static binary in an empty rootfs (plain and with the
 # in-cluster config), against the same servers.
 bash scripts/check-packaging.sh

@@ -15,7 +15,7 @@ pub(crate) mod exit {
     /// No usable ECR token; nothing was written.
     pub(crate) const ECR_TOKEN: u8 = 3;
     /// The Kubernetes API could not be reached, refused the credentials, or refused to list
-    /// namespaces; nothing was written.
+    /// namespaces (or pods, for --delete-stuck-pods); nothing was written.
     pub(crate) const CLUSTER_ACCESS: u8 = 4;
 }
 
@@ -40,6 +40,9 @@ pub(crate) enum Error {
     #[error("cannot list namespaces: {message} (grant `list` on namespaces, or name namespaces literally with -n so no listing is needed)")]
     ListNamespaces { message: String },
 
+    #[error("--delete-stuck-pods: cannot list pods: {message}")]
+    ListPods { message: String },
+
     #[error("cannot get an ECR authorization token in region {region}: {message}")]
     EcrToken { region: String, message: String },
 
@@ -60,7 +63,9 @@ impl Error {
             | Error::NoRegion
             | Error::KubeConfig { .. }
             | Error::StdoutClosed => exit::INVALID_INPUT,
-            Error::ClusterAccess { .. } | Error::ListNamespaces { .. } => exit::CLUSTER_ACCESS,
+            Error::ClusterAccess { .. } | Error::ListNamespaces { .. } | Error::ListPods { .. } => {
+                exit::CLUSTER_ACCESS
+            }
             Error::EcrToken { .. } | Error::EcrTokenInvalid { .. } => exit::ECR_TOKEN,
             Error::Cancelled { .. } => exit::NAMESPACE_FAILED,
         }
@@ -74,6 +79,7 @@ impl Error {
             Error::KubeConfig { .. } => "kubeconfig",
             Error::ClusterAccess { .. } => "cluster_access",
             Error::ListNamespaces { .. } => "list_namespaces",
+            Error::ListPods { .. } => "list_pods",
             Error::EcrToken { .. } => "ecr_token",
             Error::EcrTokenInvalid { .. } => "ecr_token_invalid",
             Error::StdoutClosed => "stdout_closed",

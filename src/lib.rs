@@ -2,6 +2,7 @@
 //!
 //! `main.rs` only parses flags and maps the result to an exit code; the work lives here.
 
+mod bornlinked;
 pub mod cli;
 mod cluster;
 mod cmd;
@@ -18,6 +19,7 @@ mod sensitive;
 mod serviceaccount;
 mod shutdown;
 mod stdio;
+mod stuckpods;
 pub mod telemetry;
 #[cfg(test)]
 mod testing;

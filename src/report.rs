@@ -6,12 +6,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Serialize, Serializer};
 
+use crate::bornlinked::{PolicyState, POLICY_NAME};
 use crate::cluster::Stats;
 use crate::error::{exit, Error};
 pub(crate) use crate::pullsecret::Outcome as SecretOutcome;
 use crate::pullsecret::State;
 pub(crate) use crate::serviceaccount::Change as ServiceAccountOutcome;
 use crate::serviceaccount::LinkState;
+use crate::stuckpods::{PodAction, StuckPod};
 
 /// Bumped on any incompatible change to the JSON output.
 const SCHEMA_VERSION: u32 = 1;
@@ -141,6 +143,9 @@ pub(crate) struct NamespaceReport {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
+    /// With --delete-stuck-pods: the pods stuck without our Secret, deleted or left.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) stuck_pods: Vec<StuckPod>,
 }
 
 impl NamespaceReport {
@@ -158,6 +163,7 @@ impl NamespaceReport {
             service_accounts: Vec::new(),
             reason: None,
             error: None,
+            stuck_pods: Vec::new(),
         }
     }
 
@@ -169,6 +175,7 @@ impl NamespaceReport {
             service_accounts: Vec::new(),
             reason: Some(reason.to_string()),
             error: None,
+            stuck_pods: Vec::new(),
         }
     }
 
@@ -180,6 +187,7 @@ impl NamespaceReport {
             service_accounts: Vec::new(),
             reason: None,
             error: Some(error),
+            stuck_pods: Vec::new(),
         }
     }
 
@@ -189,6 +197,11 @@ impl NamespaceReport {
             outcome: ServiceAccountOutcome::Failed,
             error: Some(error.clone()),
         });
+        self.fail(error);
+    }
+
+    /// Marks the namespace failed with `error` (joined to any earlier one).
+    pub(crate) fn fail(&mut self, error: String) {
         self.outcome = Outcome::Failed;
         self.error = Some(match self.error.take() {
             Some(prev) => format!("{prev}; {error}"),
@@ -271,6 +284,9 @@ pub(crate) struct RunReport {
     pub(crate) summary: Summary,
     pub(crate) namespaces: Vec<NamespaceReport>,
     pub(crate) ecr_calls: usize,
+    /// Things to act on that are not a namespace's failure (e.g. a policy left behind).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) warnings: Vec<String>,
     #[serde(flatten)]
     pub(crate) end: End,
 }
@@ -287,6 +303,7 @@ impl RunReport {
             summary: Summary::default(),
             namespaces: Vec::new(),
             ecr_calls: 0,
+            warnings: Vec::new(),
             end: End::ok(),
         }
     }
@@ -379,6 +396,23 @@ impl RunReport {
                 let _ = writeln!(out, "{label} {}: {}", ns.name, why.unwrap_or(""));
             }
         }
+        for ns in &self.namespaces {
+            for p in &ns.stuck_pods {
+                let verb = match p.action {
+                    PodAction::Deleted if self.dry_run => "would delete",
+                    PodAction::Deleted => "deleted",
+                    _ => "left",
+                };
+                let _ = writeln!(
+                    out,
+                    "{verb} stuck pod {}/{} ({} on {}): {}",
+                    ns.name, p.name, p.reason, p.image, p.why
+                );
+            }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning: {w}");
+        }
         out
     }
 }
@@ -405,6 +439,9 @@ pub(crate) struct NamespaceStatus {
     pub(crate) remaining_seconds: Option<i64>,
     pub(crate) registries: Vec<String>,
     pub(crate) service_accounts: Vec<AccountStatus>,
+    /// Pods that wait on a pull because their spec lacks our Secret (each also a problem).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) stuck_pods: Vec<StuckPod>,
     pub(crate) problems: Vec<String>,
 }
 
@@ -423,6 +460,7 @@ impl NamespaceStatus {
             remaining_seconds: None,
             registries: Vec::new(),
             service_accounts: Vec::new(),
+            stuck_pods: Vec::new(),
             problems: Vec::new(),
         }
     }
@@ -443,8 +481,14 @@ pub(crate) struct StatusReport {
     pub(crate) command: &'static str,
     pub(crate) secret_name: String,
     pub(crate) min_remaining_seconds: u64,
+    /// The born-linked MutatingAdmissionPolicy; `None` when the run ended before it was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) born_linked_policy: Option<PolicyState>,
     pub(crate) summary: StatusSummary,
     pub(crate) namespaces: Vec<NamespaceStatus>,
+    /// What could not be checked (e.g. pods, without the permission).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) warnings: Vec<String>,
     #[serde(flatten)]
     pub(crate) end: End,
 }
@@ -456,8 +500,10 @@ impl StatusReport {
             command: "status",
             secret_name,
             min_remaining_seconds: min_remaining.as_secs(),
+            born_linked_policy: None,
             summary: StatusSummary::default(),
             namespaces: Vec::new(),
+            warnings: Vec::new(),
             end: End::ok(),
         }
     }
@@ -489,6 +535,9 @@ impl StatusReport {
             "status secret {}: {} namespaces: {} healthy, {} unhealthy, {} skipped\n",
             self.secret_name, s.selected, s.healthy, s.unhealthy, s.skipped
         );
+        if let Some(policy) = &self.born_linked_policy {
+            let _ = writeln!(out, "born-linked policy {POLICY_NAME}: {policy}");
+        }
         for ns in &self.namespaces {
             let left = match ns.remaining_seconds {
                 Some(secs) if secs > 0 => format!("expires in {}", whole_minutes(secs)),
@@ -507,6 +556,9 @@ impl StatusReport {
                     writeln!(out, "  UNHEALTHY {}: {}", ns.name, ns.problems.join("; "))
                 }
             };
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning: {w}");
         }
         out
     }

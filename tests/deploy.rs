@@ -35,12 +35,30 @@ fn cronjob_command() -> (Vec<String>, Vec<(String, String)>) {
         .flatten()
         .map(|a| a.as_str().expect("args are strings").to_string())
         .collect();
-    let env = c["env"]
+    // envFrom first (the settings ConfigMap in the same file; the Secret is the test's), then
+    // env, which wins as in a pod.
+    let settings = c["envFrom"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|e| Some((e["name"].as_str()?.into(), e["value"].as_str()?.into())))
-        .collect();
+        .filter_map(|f| f["configMapRef"]["name"].as_str())
+        .flat_map(|name| {
+            let cm = docs
+                .iter()
+                .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("envFrom names ConfigMap {name}, not in cronjob.yaml"));
+            let data = cm["data"].as_object().cloned().unwrap_or_default();
+            data.into_iter()
+                .map(|(k, v)| (k, v.as_str().expect("ConfigMap values are strings").into()))
+        });
+    let env =
+        settings
+            .chain(
+                c["env"].as_array().into_iter().flatten().filter_map(|e| {
+                    Some((e["name"].as_str()?.into(), e["value"].as_str()?.into()))
+                }),
+            )
+            .collect();
     (args, env)
 }
 

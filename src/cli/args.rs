@@ -43,8 +43,10 @@ pub enum Command {
     /// of ours and whether its ServiceAccounts use it.
     ///
     /// Exits 1 when any namespace is missing the Secret, has someone else's, has an expired
-    /// token (or one expiring sooner than --min-remaining), or has a ServiceAccount that does
-    /// not reference it. Needs only `get` rights (and `list` on namespaces for globs).
+    /// token (or one expiring sooner than --min-remaining), has a ServiceAccount that does not
+    /// reference it, or has a pod stuck on a pull without it. Also says whether the born-linked
+    /// policy is installed. Needs only `get` rights (and `list` on namespaces for globs; `list`
+    /// on pods to see stuck pods).
     #[command(after_long_help = const_format::concatcp!(STATUS_EXAMPLES, EXIT_CODES_HELP), after_help = EXIT_CODES_HELP)]
     Status(StatusArgs),
 
@@ -358,6 +360,13 @@ pub struct SyncArgs {
     /// selected (see `ecr-refresh prune`)
     #[arg(help_heading = WRITE, long, env = "ECR_REFRESH_PRUNE")]
     pub(crate) prune: bool,
+
+    /// Then delete each pod that waits in ErrImagePull/ImagePullBackOff because it was created
+    /// before its ServiceAccount listed the Secret, when its ReplicaSet, StatefulSet, DaemonSet
+    /// or Job will recreate it with the Secret (never a bare pod, never one with imagePullSecrets
+    /// of its own). Needs `list` and `delete` on pods (deploy/stuck-pods-rbac.yaml)
+    #[arg(help_heading = WRITE, long, env = "ECR_REFRESH_DELETE_STUCK_PODS")]
+    pub(crate) delete_stuck_pods: bool,
 
     #[command(flatten)]
     // Boxed: the URL is large, and clippy keeps the Command variants close in size.

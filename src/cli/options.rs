@@ -100,6 +100,7 @@ impl SyncArgs {
             dry_run,
             refresh_before,
             prune,
+            delete_stuck_pods,
             // Pushed by `crate::run` once the report is done, whatever the outcome.
             metrics: _,
         } = self;
@@ -123,6 +124,7 @@ impl SyncArgs {
             service_account_wait: service_account_wait.get(),
             refresh_before,
             prune,
+            delete_stuck_pods,
         })
     }
 }

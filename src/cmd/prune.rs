@@ -8,6 +8,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::{bounded, stopped, unless_stopped, Cut, Limits, RunOptions};
+use crate::bornlinked;
 use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope};
@@ -48,6 +49,15 @@ pub(crate) async fn run(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
     )
     .await;
     report.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+    // New namespaces would still be born listing our Secret: say so, do not delete it here.
+    if opts.uninstall {
+        let policy = bornlinked::state(&cluster).await;
+        let warning = bornlinked::uninstall_warning(&policy, &opts.run.target.secret_name);
+        if let Some(w) = warning {
+            warn!("{w}");
+            report.warnings.push(w);
+        }
+    }
     report.finish(cluster.stats(), started);
     if let Some(signal) = stop.requested() {
         report.abort(&stopped(signal, &report));

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::{bounded, RunOptions};
+use crate::bornlinked;
 use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope};
@@ -10,6 +11,7 @@ use crate::pullsecret::{self, Secrets, State};
 use crate::report::{AccountStatus, NamespaceStatus, StatusReport};
 use crate::serviceaccount::{self, LinkState, ServiceAccounts};
 use crate::shutdown::Stop;
+use crate::stuckpods::{self, ByNamespace, Candidate};
 
 #[derive(Clone, Debug)]
 pub(crate) struct StatusOptions {
@@ -30,8 +32,25 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     let limits = opts.run.pace.start(&never);
     let cluster = Cluster::new(&opts.run.cluster).await?;
     cluster.check_access().await?;
-    let plan = namespaces::plan(&cluster, &opts.run.selection, Scope::Selected).await?;
+    let secret = opts.run.target.secret_name.as_str();
+    let selection = &opts.run.selection;
+    let literal = selection.literal_names();
+    let (plan, policy, pods) = tokio::join!(
+        namespaces::plan(&cluster, selection, Scope::Selected),
+        bornlinked::state(&cluster),
+        stuckpods::find(&cluster, secret, literal.as_deref(), |ns| {
+            selection.matches(ns)
+        })
+    );
     let mut report = StatusReport::new(opts.run.target.secret_name.clone(), opts.min_remaining);
+    report.born_linked_policy = Some(policy);
+    let plan = plan?;
+    let pods = pods.unwrap_or_else(|e| {
+        report.warnings.push(format!(
+            "could not look at pods, so stuck pods are not reported: {e}"
+        ));
+        ByNamespace::new()
+    });
     let now = jiff::Timestamp::now();
     let late = |ns: &Planned, _| NamespaceStatus {
         problems: vec![format!(
@@ -44,7 +63,10 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
         plan,
         opts.run.pace.concurrency,
         limits,
-        |ns, _| check(&cluster, opts, ns, now),
+        |ns, _| {
+            let stuck = pods.get(&ns.name);
+            check(&cluster, opts, ns, now, stuck)
+        },
         late,
     )
     .await;
@@ -57,6 +79,7 @@ async fn check(
     opts: &StatusOptions,
     planned: Planned,
     now: jiff::Timestamp,
+    pods: Option<&Vec<Candidate>>,
 ) -> NamespaceStatus {
     let mut st = NamespaceStatus::new(&planned.name);
     if let Action::Skip(why) = planned.action {
@@ -116,6 +139,19 @@ async fn check(
                 };
                 st.service_accounts.push(AccountStatus { name: sa, state });
             }
+        }
+    }
+    for pod in pods.into_iter().flatten() {
+        let linked = st
+            .service_accounts
+            .iter()
+            .any(|a| a.name == pod.service_account() && a.state == LinkState::Linked);
+        if let Some(stuck) = pod.report(name, &st.registries, linked) {
+            st.problems.push(format!(
+                "pod {} waits in {} on {}: its spec lacks {name}; {}",
+                stuck.name, stuck.reason, stuck.image, stuck.why
+            ));
+            st.stuck_pods.push(stuck);
         }
     }
     st.healthy = st.problems.is_empty();

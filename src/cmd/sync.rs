@@ -13,10 +13,12 @@ use crate::cluster::{explain, Cluster};
 use crate::ecr::EcrClientConfig;
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope, Skip};
+use crate::pullsecret;
 use crate::pullsecret::{Policy, SecretError, Secrets, Wanted};
-use crate::report::{NamespaceReport, RunReport};
+use crate::report::{NamespaceReport, Outcome, RunReport, ServiceAccountOutcome};
 use crate::serviceaccount::{self, ServiceAccounts};
 use crate::shutdown::{Shield, Stop};
+use crate::stuckpods::{self, ByNamespace, PodAction};
 
 /// Everything `sync` needs, already validated.
 #[derive(Clone, Debug)]
@@ -30,6 +32,8 @@ pub(crate) struct SyncOptions {
     pub(crate) refresh_before: Option<Duration>,
     /// Also prune the namespaces the selection leaves out.
     pub(crate) prune: bool,
+    /// Delete the pods that only a replacement can heal (see `stuckpods`).
+    pub(crate) delete_stuck_pods: bool,
 }
 
 struct Ctx<'a> {
@@ -40,6 +44,8 @@ struct Ctx<'a> {
     namespace_get_refused: AtomicBool,
     /// ServiceAccounts already read by a cluster-wide list, by (namespace, name).
     accounts: Mutex<HashMap<(String, String), serviceaccount::Listed>>,
+    /// With --delete-stuck-pods: the pods waiting on a pull without our Secret.
+    stuck: Mutex<ByNamespace>,
 }
 
 impl Ctx<'_> {
@@ -86,6 +92,24 @@ async fn list_accounts(
     known
 }
 
+/// With --delete-stuck-pods, the pods to look at, read before anything is written: without the
+/// permission the run fails at once (exit 4).
+async fn list_stuck(cluster: &Cluster, opts: &SyncOptions) -> Result<ByNamespace> {
+    if !opts.delete_stuck_pods {
+        return Ok(ByNamespace::new());
+    }
+    let selection = &opts.run.selection;
+    let literal = selection.literal_names();
+    stuckpods::find(
+        cluster,
+        &opts.run.target.secret_name,
+        literal.as_deref(),
+        |ns| selection.matches(ns),
+    )
+    .await
+    .map_err(|message| crate::Error::ListPods { message })
+}
+
 /// Runs one pass. Errors returned here are fatal and come before any write; a fatal error met
 /// later (no ECR token, a signal) is recorded in the report next to the namespace results.
 pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
@@ -110,13 +134,14 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     };
     let reads = async {
         cluster.check_access().await?;
-        let (plan, accounts) = tokio::join!(
+        let (plan, accounts, stuck) = tokio::join!(
             namespaces::plan(&cluster, &opts.run.selection, scope),
-            list_accounts(&cluster, opts)
+            list_accounts(&cluster, opts),
+            list_stuck(&cluster, opts)
         );
-        Ok((plan?, accounts))
+        Ok((plan?, accounts, stuck?))
     };
-    let (plan, mut accounts) = unless_stopped(stop, async {
+    let (plan, mut accounts, stuck) = unless_stopped(stop, async {
         let (reads, ()) = tokio::join!(reads, prefetch);
         reads
     })
@@ -143,6 +168,7 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
         wanted: &wanted,
         namespace_get_refused: AtomicBool::new(false),
         accounts: Mutex::new(accounts),
+        stuck: Mutex::new(stuck),
     };
     report.namespaces = bounded(
         to_sync,
@@ -247,6 +273,59 @@ async fn sync_namespace(ctx: &Ctx<'_>, planned: Planned, shield: Shield) -> Name
             }
         }
     }
+    heal_stuck(ctx, ns, &mut report).await;
     info!(namespace = ns, outcome = ?report.outcome, "namespace done");
     report
+}
+
+/// With --delete-stuck-pods, once the namespace is done: deletes each pod stuck on a host our
+/// Secret covers whose replacement gets the Secret (its ServiceAccount was linked in this run);
+/// the others are reported as left, with why.
+async fn heal_stuck(ctx: &Ctx<'_>, ns: &str, report: &mut NamespaceReport) {
+    let pods = {
+        let mut stuck = ctx.stuck.lock().unwrap_or_else(|e| e.into_inner());
+        stuck.remove(ns).unwrap_or_default()
+    };
+    if pods.is_empty() || report.outcome == Outcome::Failed {
+        return;
+    }
+    let secret = ctx.opts.run.target.secret_name.as_str();
+    let hosts = match ctx.wanted.fetched() {
+        Some(Ok(desired)) => desired.hosts.clone(),
+        // Not fetched (nothing was due): the hosts the Secret holds.
+        _ => match Secrets::new(ctx.cluster, ns, secret).get().await {
+            Ok(Some(s)) => pullsecret::annotated_hosts(&s),
+            Ok(None) => return,
+            Err(e) => return report.fail(e.to_string()),
+        },
+    };
+    for pod in &pods {
+        let linked = report.service_accounts.iter().any(|s| {
+            s.name == pod.service_account()
+                && matches!(
+                    s.outcome,
+                    ServiceAccountOutcome::Linked | ServiceAccountOutcome::AlreadyLinked
+                )
+        });
+        let Some(mut stuck) = pod.report(secret, &hosts, linked) else {
+            continue;
+        };
+        stuck.action = PodAction::Left;
+        if pod.verdict(secret, linked).is_ok() {
+            match stuckpods::delete(ctx.cluster, ns, pod, ctx.opts.dry_run).await {
+                Ok(true) => {
+                    info!(namespace = ns, pod = %stuck.name, dry_run = ctx.opts.dry_run, "deleted stuck pod");
+                    stuck.action = PodAction::Deleted;
+                }
+                Ok(false) => {
+                    stuck.why = "replaced by another pod of that name since it was listed (uid precondition); not deleted".into();
+                }
+                Err(e) => {
+                    warn!(namespace = ns, pod = %stuck.name, error = %e, "deleting stuck pod failed");
+                    report.fail(e);
+                }
+            }
+        }
+        report.stuck_pods.push(stuck);
+    }
 }
