@@ -10,7 +10,15 @@ use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 use tracing::{debug, warn};
 
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+
 use crate::error::{chain, Error, Result};
+use crate::kubeauth::{self, AuthError};
+
+/// How every failure to sign in begins, whatever the cause.
+const NOT_AUTHENTICATED: &str = "could not authenticate";
 
 /// The field manager of every write, so server-side apply can tell our fields from others'.
 pub(crate) const FIELD_MANAGER: &str = "ecr-refresh";
@@ -46,6 +54,77 @@ impl Stats {
     }
 }
 
+/// The kubeconfig read and checked, before the exec plugin runs and the client is built.
+pub(crate) struct PendingCluster {
+    config: Config,
+    source: String,
+    server: String,
+    request_timeout: Duration,
+}
+
+impl PendingCluster {
+    /// Reads only local files.
+    pub(crate) async fn load(opts: &ClusterOptions) -> Result<Self> {
+        let (mut config, source) = load_config(opts).await?;
+        config.connect_timeout = Some(opts.request_timeout);
+        config.read_timeout = Some(opts.request_timeout);
+        config.write_timeout = Some(opts.request_timeout);
+        config.reset_reader_on_write = true;
+        // Our own retry loop below is bounded, logged and counted; kube's default is not.
+        config.default_retry = false;
+        let server = format!("{} ({source})", redact_url(&config.cluster_url.to_string()));
+        Ok(Self {
+            config,
+            source,
+            server,
+            request_timeout: opts.request_timeout,
+        })
+    }
+
+    /// The error for a deadline that passed while `what` was under way.
+    pub(crate) fn hung(&self, what: &'static str) -> impl FnOnce(String) -> Error {
+        hung(self.server.clone(), what)
+    }
+
+    /// Runs the exec plugin, if any, and builds the client.
+    pub(crate) async fn connect(self) -> Result<Cluster> {
+        let Self {
+            mut config,
+            source,
+            server,
+            request_timeout,
+        } = self;
+        kubeauth::prepare(&mut config.auth_info)
+            .await
+            .map_err(|e| match e {
+                AuthError::Kubeconfig(m) => Error::KubeConfig {
+                    message: format!("{source}: {m}"),
+                },
+                AuthError::Plugin(m) => Error::ClusterAccess {
+                    server: server.clone(),
+                    message: format!("{NOT_AUTHENTICATED}: {m}"),
+                },
+            })?;
+        let client = client(config).map_err(|e| Error::ClusterAccess {
+            server: server.clone(),
+            message: redact_urls(&e.to_string()),
+        })?;
+        Ok(Cluster {
+            client,
+            server,
+            request_timeout,
+            stats: Arc::default(),
+        })
+    }
+}
+
+fn hung(server: String, what: &'static str) -> impl FnOnce(String) -> Error {
+    move |deadline| Error::ClusterAccess {
+        server,
+        message: format!("{deadline} while {what}; nothing was written"),
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Cluster {
     client: Client,
@@ -55,26 +134,9 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
-    /// Builds a client; reads only local files.
-    pub(crate) async fn new(opts: &ClusterOptions) -> Result<Self> {
-        let (mut config, source) = load_config(opts).await?;
-        config.connect_timeout = Some(opts.request_timeout);
-        config.read_timeout = Some(opts.request_timeout);
-        config.write_timeout = Some(opts.request_timeout);
-        config.reset_reader_on_write = true;
-        // Our own retry loop below is bounded, logged and counted; kube's default is not.
-        config.default_retry = false;
-        let server = format!("{} ({source})", redact_url(&config.cluster_url.to_string()));
-        let client = client(config).map_err(|e| Error::ClusterAccess {
-            server: server.clone(),
-            message: redact_urls(&e.to_string()),
-        })?;
-        Ok(Self {
-            client,
-            server,
-            request_timeout: opts.request_timeout,
-            stats: Arc::default(),
-        })
+    /// The error for a deadline that passed while `what` was under way.
+    pub(crate) fn hung(&self, what: &'static str) -> impl FnOnce(String) -> Error {
+        hung(self.server.clone(), what)
     }
 
     pub(crate) fn client(&self) -> Client {
@@ -85,22 +147,51 @@ impl Cluster {
         &self.stats
     }
 
-    /// Checks that the server answers and accepts our credentials, before anything else runs.
+    /// Checks that the server answers and knows who we are, before anything else runs. A
+    /// SelfSubjectAccessReview (any signed-in user may create one, on every version) is
+    /// refused for `system:anonymous`: credentials the server ignores (basic auth, an empty
+    /// user) would otherwise pass here and fail every namespace with advice to grant RBAC.
     pub(crate) async fn check_access(&self) -> Result<()> {
-        let version = self
-            .call("get server version", || self.client.apiserver_version())
-            .await
-            .map_err(|e| Error::ClusterAccess {
-                server: self.server.clone(),
-                message: redact_urls(&match &e {
-                    kube::Error::Api(_) => explain(&e),
-                    _ => format!(
-                        "{} (is the server reachable from here? check the kubeconfig's server address, VPN, and HTTPS_PROXY/NO_PROXY)",
-                        explain(&e)
-                    ),
+        let api = kube::Api::<SelfSubjectAccessReview>::all(self.client.clone());
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some("list".into()),
+                    resource: Some("namespaces".into()),
+                    ..Default::default()
                 }),
-            })?;
-        debug!(server = %self.server, version = %version.git_version, "connected to Kubernetes API");
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let params = kube::api::PostParams::default();
+        let result = self
+            .call("check credentials", || api.create(&params, &review))
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(e) if is_status(&e, |s| s.is_forbidden() && is_anonymous(&s.message)) => {
+                return Err(Error::ClusterAccess {
+                    server: self.server.clone(),
+                    message: format!("{NOT_AUTHENTICATED}: the server took the request as anonymous (system:anonymous), so the kubeconfig's user has no credentials it accepts (Kubernetes ignores basic auth since 1.19); give the user a token, a client certificate or an exec plugin"),
+                });
+            }
+            // Signed in, but not allowed to ask: that is for the calls that need it to say.
+            Err(e) if is_status(&e, |s| s.is_forbidden()) => {}
+            Err(e) => {
+                return Err(Error::ClusterAccess {
+                    server: self.server.clone(),
+                    message: redact_urls(&match &e {
+                        kube::Error::Api(_) => explain(&e),
+                        _ => format!(
+                            "{} (is the server reachable from here? check the kubeconfig's server address, VPN, and HTTPS_PROXY/NO_PROXY)",
+                            explain(&e)
+                        ),
+                    }),
+                })
+            }
+        }
+        debug!(server = %self.server, "connected to Kubernetes API");
         Ok(())
     }
 
@@ -383,6 +474,9 @@ pub(crate) fn explain_write(err: &kube::Error) -> String {
     };
     if !s.is_forbidden() {
         msg
+    } else if is_anonymous(&s.message) {
+        // Granting rights to everyone who is not signed in is never the fix.
+        format!("{msg} (the request was anonymous: the kubeconfig's credentials were not accepted)")
     } else if is_rbac_refusal(&s.message) {
         format!("{msg} (grant the missing permission; see rbac.yaml)")
     } else if s.message.contains("exceeded quota") {
@@ -397,6 +491,11 @@ pub(crate) fn explain_write(err: &kube::Error) -> String {
 fn is_rbac_refusal(message: &str) -> bool {
     message.contains(" cannot ")
         && (message.contains(" resource \"") || message.contains(" path \""))
+}
+
+/// The authorizer's refusal of a request that carried no credentials it accepted.
+fn is_anonymous(message: &str) -> bool {
+    message.contains(r#"User "system:anonymous""#)
 }
 
 pub(crate) fn is_status(err: &kube::Error, pred: impl Fn(&kube::core::Status) -> bool) -> bool {

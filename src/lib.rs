@@ -3,6 +3,7 @@
 //! `main.rs` only parses flags and maps the result to an exit code; the work lives here.
 
 mod bornlinked;
+mod children;
 pub mod cli;
 mod cluster;
 mod cmd;
@@ -10,6 +11,7 @@ mod dockerconfig;
 mod ecr;
 mod error;
 pub mod k8s_grammar;
+mod kubeauth;
 mod metrics;
 mod namespaces;
 mod progress;
@@ -58,19 +60,23 @@ pub async fn run(cli: Cli) -> u8 {
             Ok(())
         }
     };
-    // A command that fails before it runs still reports, under its own name.
+    // A command that fails before it runs still reports, under its own name, with its time.
+    let started = std::time::Instant::now();
+    let fatal = |command, name, dry_run, e: &Error| {
+        let mut report = RunReport::fatal(command, name, dry_run, e);
+        report.end.duration_seconds = seconds(started);
+        report
+    };
     let mut pushed = None;
     let report = match command {
         Command::Sync(args) => {
             let (name, dry_run) = (args.scope.target.secret_name.clone(), args.dry_run);
-            pushed = Some((args.metrics.clone(), std::time::Instant::now()));
+            pushed = Some(args.metrics.clone());
             let result = async {
                 open()?;
                 cmd::sync::run(&args.into_options(&global)?, &stop()).await
             };
-            Report::Run(
-                (result.await).unwrap_or_else(|e| RunReport::fatal("sync", name, dry_run, &e)),
-            )
+            Report::Run((result.await).unwrap_or_else(|e| fatal("sync", name, dry_run, &e)))
         }
         Command::Prune(args) => {
             let (name, dry_run) = (args.scope.target.secret_name.clone(), args.dry_run);
@@ -78,17 +84,20 @@ pub async fn run(cli: Cli) -> u8 {
                 open()?;
                 cmd::prune::run(&args.into_options(&global)?, &stop()).await
             };
-            Report::Run(
-                (result.await).unwrap_or_else(|e| RunReport::fatal("prune", name, dry_run, &e)),
-            )
+            Report::Run((result.await).unwrap_or_else(|e| fatal("prune", name, dry_run, &e)))
         }
         Command::Status(args) => {
             let name = args.scope.target.secret_name.clone();
+            exit_at_once_on_signals(stop());
             let result = async {
                 open()?;
                 cmd::status::run(&args.into_options(&global)?).await
             };
-            Report::Status((result.await).unwrap_or_else(|e| StatusReport::fatal(name, &e)))
+            Report::Status((result.await).unwrap_or_else(|e| {
+                let mut report = StatusReport::fatal(name, &e);
+                report.end.duration_seconds = seconds(started);
+                report
+            }))
         }
         Command::Completions(args) => {
             if let Err(e) = open() {
@@ -105,8 +114,10 @@ pub async fn run(cli: Cli) -> u8 {
             return cmd::completions::print(page);
         }
     };
+    // The helpers the run started (exec plugin, credential_process) end with it.
+    children::kill_all();
     let code = print(&report, global.output, json_logs, !closed);
-    if let (Some((push, started)), Report::Run(mut report)) = (pushed, report) {
+    if let (Some(push), Report::Run(mut report)) = (pushed, report) {
         // Pushed whatever the outcome, a fatal error or a lost report included.
         report.end.exit_code = code;
         metrics::push(&push, &global, &report, started.elapsed()).await;
@@ -156,4 +167,18 @@ fn say_error(json_logs: bool, kind: &str, message: &str) {
     } else {
         eprintln!("error: {message}");
     }
+}
+
+fn seconds(started: std::time::Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// `status` only reads, so a signal ends it at once, as the default action would; but first
+/// the helpers it started (an exec plugin) go too.
+fn exit_at_once_on_signals(stop: shutdown::Stop) {
+    tokio::spawn(async move {
+        let signal = stop.wait().await;
+        children::kill_all();
+        std::process::exit(if signal == "SIGINT" { 130 } else { 143 });
+    });
 }

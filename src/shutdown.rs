@@ -61,6 +61,7 @@ pub(crate) fn on_signals() -> std::io::Result<Stop> {
                     signal = name,
                     "second signal: exiting now, without a report"
                 );
+                crate::children::kill_all();
                 std::process::exit(code);
             }
             stopping = true;

@@ -75,6 +75,34 @@ impl<W: Write> Write for RedactingWriter<W> {
     }
 }
 
+/// Drops an SDK event that quotes a failed `credential_process`'s stderr: the SDK puts it in
+/// the error it logs as a warning, and a helper may print anything there, a secret included.
+/// The run's own error says the helper failed, without it.
+struct NoHelperOutput;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for NoHelperOutput {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        if !event.metadata().target().starts_with("aws_") {
+            return true;
+        }
+        let mut quoted = QuotesHelperOutput(false);
+        event.record(&mut quoted);
+        !quoted.0
+    }
+}
+
+struct QuotesHelperOutput(bool);
+
+impl tracing::field::Visit for QuotesHelperOutput {
+    fn record_debug(&mut self, _: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0 |= format!("{value:?}").contains("Stderr:");
+    }
+}
+
 pub fn init(format: LogFormat) {
     let rust_log = std::env::var("RUST_LOG").ok();
     let fmt = tracing_subscriber::fmt::layer()
@@ -88,6 +116,7 @@ pub fn init(format: LogFormat) {
     };
     tracing_subscriber::registry()
         .with(filter_fn(sdk_event_allowed))
+        .with(NoHelperOutput)
         .with(filter(rust_log.as_deref()))
         .with(fmt)
         .init();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::cluster::ClusterOptions;
+use crate::cluster::{Cluster, ClusterOptions, PendingCluster};
 use crate::namespaces::Selection;
 use crate::serviceaccount::Target;
 use crate::shutdown::{Shield, Stop};
@@ -149,17 +149,38 @@ where
         .await
 }
 
-/// Runs a step that writes nothing (connecting, listing), abandoning it when a stop is requested.
-pub(crate) async fn unless_stopped<T>(
-    stop: &Stop,
+/// Runs a step that comes before any namespace and writes nothing (connecting, listing, the
+/// token), under the run's deadline and stop handling: a signal abandons it, and so does the
+/// deadline, with `hung` naming the step (its error and exit code are the step's own). A
+/// child process the step started is killed when it is abandoned (see `children`).
+pub(crate) async fn setup<T>(
+    limits: &Limits<'_>,
     step: impl Future<Output = crate::Result<T>>,
+    hung: impl FnOnce(String) -> crate::Error,
 ) -> crate::Result<T> {
     tokio::select! {
+        // A step that gives up at the same instant says more than the deadline does.
+        biased;
         r = step => r,
-        signal = stop.wait() => Err(crate::Error::Cancelled {
+        signal = limits.stop.wait() => Err(crate::Error::Cancelled {
             reason: format!("{signal} received before any namespace was processed; nothing was written"),
         }),
+        () = tokio::time::sleep_until(limits.deadline) => Err(hung(format!(
+            "the run deadline (--timeout {}) passed",
+            humantime::format_duration(limits.timeout)
+        ))),
     }
+}
+
+/// Connects to the cluster (running the kubeconfig's exec plugin, if any) and checks that it
+/// knows who we are, as setup steps.
+pub(crate) async fn connect(opts: &ClusterOptions, limits: &Limits<'_>) -> crate::Result<Cluster> {
+    let pending = PendingCluster::load(opts).await?;
+    let hung = pending.hung("waiting for the kubeconfig's exec plugin");
+    let cluster = setup(limits, pending.connect(), hung).await?;
+    let hung = cluster.hung("checking the credentials");
+    setup(limits, cluster.check_access(), hung).await?;
+    Ok(cluster)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::{bounded, stopped, unless_stopped, Cut, Limits, RunOptions};
+use super::{bounded, connect, setup, stopped, Cut, Limits, RunOptions};
 use crate::bornlinked;
 use crate::cluster::Cluster;
 use crate::error::Result;
@@ -28,17 +28,21 @@ pub(crate) struct PruneOptions {
 pub(crate) async fn run(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
     let started = Instant::now();
     let limits = opts.run.pace.start(stop);
-    let cluster = Cluster::new(&opts.run.cluster).await?;
-    let plan = unless_stopped(stop, async {
-        cluster.check_access().await?;
-        namespaces::plan(&cluster, &opts.run.selection, Scope::Everything).await
-    })
-    .await?;
+    let cluster = connect(&opts.run.cluster, &limits).await?;
+    let mut report = RunReport::new("prune", opts.run.target.secret_name.clone(), opts.dry_run);
+    let listing = namespaces::plan(&cluster, &opts.run.selection, Scope::Everything);
+    let plan = match setup(&limits, listing, cluster.hung("listing namespaces")).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            report.finish(cluster.stats(), started);
+            report.abort(&e);
+            return Ok(report);
+        }
+    };
     let to_prune = plan
         .into_iter()
         .filter(|p| p.action == Action::Prune)
         .collect();
-    let mut report = RunReport::new("prune", opts.run.target.secret_name.clone(), opts.dry_run);
     report.namespaces = prune_all(
         &cluster,
         &opts.run,

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{bounded, RunOptions};
+use super::{bounded, connect, setup, RunOptions};
 use crate::bornlinked;
 use crate::cluster::Cluster;
 use crate::error::Result;
@@ -30,18 +30,20 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     // Read-only: a signal may end it at once, so there is no stop to honour.
     let never = Stop::never();
     let limits = opts.run.pace.start(&never);
-    let cluster = Cluster::new(&opts.run.cluster).await?;
-    cluster.check_access().await?;
+    let cluster = connect(&opts.run.cluster, &limits).await?;
     let secret = opts.run.target.secret_name.as_str();
     let selection = &opts.run.selection;
     let literal = selection.literal_names();
-    let (plan, policy, pods) = tokio::join!(
-        namespaces::plan(&cluster, selection, Scope::Selected),
-        bornlinked::state(&cluster),
-        stuckpods::find(&cluster, secret, literal.as_deref(), |ns| {
-            selection.matches(ns)
-        })
-    );
+    let reads = async {
+        Ok(tokio::join!(
+            namespaces::plan(&cluster, selection, Scope::Selected),
+            bornlinked::state(&cluster),
+            stuckpods::find(&cluster, secret, literal.as_deref(), |ns| {
+                selection.matches(ns)
+            })
+        ))
+    };
+    let (plan, policy, pods) = setup(&limits, reads, cluster.hung("listing namespaces")).await?;
     let mut report = StatusReport::new(opts.run.target.secret_name.clone(), opts.min_remaining);
     report.born_linked_policy = Some(policy);
     let plan = plan?;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::{bounded, prune, stopped, unless_stopped, RunOptions};
+use super::{bounded, prune, setup, stopped, RunOptions};
 use crate::cli::AwsArgs;
 use crate::cluster::{explain, Cluster};
 use crate::ecr::EcrClientConfig;
@@ -111,50 +111,72 @@ async fn list_stuck(cluster: &Cluster, opts: &SyncOptions) -> Result<ByNamespace
 }
 
 /// Runs one pass. Errors returned here are fatal and come before any write; a fatal error met
-/// later (no ECR token, a signal) is recorded in the report next to the namespace results.
+/// later (no ECR token, a signal, the deadline during setup) is recorded in the report, with
+/// what the run had cost by then.
 pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     let started = Instant::now();
     let limits = opts.run.pace.start(stop);
     // Local work first, so bad input fails before any network call.
     let ecr = EcrClientConfig::load(&opts.aws, opts.run.cluster.request_timeout).await?;
-    let cluster = Cluster::new(&opts.run.cluster).await?;
+    let cluster = super::connect(&opts.run.cluster, &limits).await?;
+    let mut report = RunReport::new("sync", opts.run.target.secret_name.clone(), opts.dry_run);
+    let progress = ecr.progress();
+    let fail = |mut report: RunReport, e: &crate::Error| {
+        report.ecr_calls = progress.calls();
+        report.finish(cluster.stats(), started);
+        report.abort(e);
+        Ok(report)
+    };
     let scope = if opts.prune {
         Scope::Everything
     } else {
         Scope::Selected
     };
-    let wanted = Wanted::new(ecr, &opts.aws.registries).await;
-    // Reads only, side by side: the namespaces, the ServiceAccounts to link, and the token that
-    // every namespace will need (unless --refresh-before may spare the ECR call). A failed
-    // fetch is remembered and reported by the namespaces, so nothing is written.
-    let prefetch = async {
+    // Reads only: the namespaces, the ServiceAccounts to link (and stuck pods), and the AWS
+    // credentials and token every namespace will need (unless --refresh-before may spare the
+    // ECR call). A failed fetch is remembered and reported by the namespaces, so nothing is
+    // written.
+    let listing = namespaces::plan(&cluster, &opts.run.selection, scope);
+    let listing = setup(&limits, listing, cluster.hung("listing namespaces"));
+    let accounts = async {
+        let (accounts, stuck) =
+            tokio::join!(list_accounts(&cluster, opts), list_stuck(&cluster, opts));
+        Ok((accounts, stuck?))
+    };
+    let accounts = setup(&limits, accounts, cluster.hung("listing service accounts"));
+    let token = async {
+        let wanted = Wanted::new(ecr, &opts.aws.registries).await;
         if opts.refresh_before.is_none() {
             let _ = wanted.get().await;
         }
+        Ok(wanted)
     };
-    let reads = async {
-        cluster.check_access().await?;
-        let (plan, accounts, stuck) = tokio::join!(
-            namespaces::plan(&cluster, &opts.run.selection, scope),
-            list_accounts(&cluster, opts),
-            list_stuck(&cluster, opts)
-        );
-        Ok((plan?, accounts, stuck?))
+    let token = setup(&limits, token, |m| progress.hung(m));
+    let (plan, accounts, wanted) = if opts.prune {
+        // Here a selection that matches nothing is bad input (exit 2): know that before
+        // calling AWS. Otherwise the token is fetched while the namespaces are listed.
+        match listing.await {
+            Ok(plan) => {
+                let (accounts, wanted) = tokio::join!(accounts, token);
+                (Ok(plan), accounts, wanted)
+            }
+            Err(e) => return fail(report, &e),
+        }
+    } else {
+        tokio::join!(listing, accounts, token)
     };
-    let (plan, mut accounts, stuck) = unless_stopped(stop, async {
-        let (reads, ()) = tokio::join!(reads, prefetch);
-        reads
-    })
-    .await?;
-    let (to_prune, to_sync): (Vec<Planned>, Vec<Planned>) =
-        plan.into_iter().partition(|p| p.action == Action::Prune);
-    let mut report = RunReport::new("sync", opts.run.target.secret_name.clone(), opts.dry_run);
-    if to_sync.is_empty() && to_prune.is_empty() {
+    let (plan, (mut accounts, stuck), wanted) = match (plan, accounts, wanted) {
+        (Ok(plan), Ok(accounts), Ok(wanted)) => (plan, accounts, wanted),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(report, &e),
+    };
+    if plan.is_empty() {
         warn!("no namespace matches the selection; nothing to do");
-        report.ecr_calls = wanted.ecr_calls();
+        report.ecr_calls = progress.calls();
         report.finish(cluster.stats(), started);
         return Ok(report);
     }
+    let (to_prune, to_sync): (Vec<Planned>, Vec<Planned>) =
+        plan.into_iter().partition(|p| p.action == Action::Prune);
     info!(namespaces = to_sync.len(), "selected namespaces");
     let synced: HashSet<&str> = to_sync
         .iter()

@@ -1,10 +1,13 @@
 //! The ECR client: SDK setup from the flags, and one GetAuthorizationToken call per region.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_config::meta::region::RegionProviderChain;
+use aws_config::meta::region::ProvideRegion as _;
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ecr::error::SdkError;
 use tracing::{debug, info, warn};
 
@@ -23,36 +26,46 @@ pub(crate) struct EcrClientConfig {
     default_region: RegionName,
     role_arn: Option<RoleArn>,
     /// GetAuthorizationToken calls made (one per region).
-    pub(crate) calls: std::sync::atomic::AtomicUsize,
+    pub(crate) calls: Arc<AtomicUsize>,
+    /// What the fetch is waiting for, for a deadline that passes during it.
+    phase: Arc<Mutex<String>>,
+    /// Where the credentials come from, for messages.
+    source: String,
+}
+
+/// A view of a fetch that outlives it: the calls it made, and the step it was in.
+#[derive(Clone)]
+pub(crate) struct EcrProgress {
+    calls: Arc<AtomicUsize>,
+    phase: Arc<Mutex<String>>,
+    region: String,
+}
+
+impl EcrProgress {
+    pub(crate) fn calls(&self) -> usize {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The error for a deadline that passed during the fetch, naming the step that hung.
+    pub(crate) fn hung(&self, deadline: String) -> Error {
+        let phase = self.phase.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Error::EcrToken {
+            region: self.region.clone(),
+            message: format!("{deadline} while {phase}; nothing was written"),
+        }
+    }
 }
 
 impl EcrClientConfig {
     /// Resolves region and credential sources the way the AWS CLI does, but never asks the EC2
     /// metadata service for a region: off AWS that call only hangs until it times out.
     pub(crate) async fn load(aws: &AwsArgs, request_timeout: Duration) -> Result<Self> {
-        let region = aws.region.as_ref();
         let profile = selected_profile(aws.profile.as_deref()).await?;
         let profile = profile.as_deref();
-        let mut profile_region = aws_config::profile::region::ProfileFileRegionProvider::builder();
-        if let Some(p) = profile {
-            profile_region = profile_region.profile_name(p);
-        }
-        let region_chain =
-            RegionProviderChain::first_try(region.map(|r| Region::new(r.as_str().to_string())))
-                .or_else(aws_config::environment::region::EnvironmentVariableRegionProvider::new())
-                .or_else(profile_region.build());
         // Resolved here, before the loader: given no region, the SDK's credential chain would
         // go and ask the EC2 metadata service for one.
-        let found = region_chain.region().await.ok_or(Error::NoRegion)?;
-        let default_region: RegionName =
-            found
-                .as_ref()
-                .parse()
-                .map_err(|reason| Error::InvalidInput {
-                    flag: "--region",
-                    value: found.to_string(),
-                    reason,
-                })?;
+        let default_region = region_of(aws.region.as_ref(), profile).await?;
+        let found = Region::new(default_region.as_str().to_string());
         let retry = RetryConfig::standard().with_max_attempts(3);
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(request_timeout)
@@ -80,16 +93,6 @@ impl EcrClientConfig {
             loader = loader.profile_name(p).credentials_provider(credentials);
         }
         let mut sdk = loader.load().await;
-        if let (None, Some(chain)) = (&aws.role_arn, sdk.credentials_provider()) {
-            sdk = sdk
-                .into_builder()
-                .credentials_provider(
-                    aws_credential_types::provider::SharedCredentialsProvider::new(
-                        ResolveOnce::new(chain),
-                    ),
-                )
-                .build();
-        }
         if let Some(role) = &aws.role_arn {
             // Cross-account: the chain's credentials are only used to call sts:AssumeRole.
             let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.as_str())
@@ -101,17 +104,58 @@ impl EcrClientConfig {
             let provider = builder.build().await;
             sdk = sdk
                 .into_builder()
-                .credentials_provider(
-                    aws_credential_types::provider::SharedCredentialsProvider::new(provider),
-                )
+                .credentials_provider(SharedCredentialsProvider::new(provider))
                 .build();
         }
+        // Resolved once, as its own step (see `credentials`), and reused by the ECR calls.
+        if let Some(provider) = sdk.credentials_provider() {
+            sdk = sdk
+                .into_builder()
+                .credentials_provider(SharedCredentialsProvider::new(ResolveOnce::new(provider)))
+                .build();
+        }
+        let source = credential_source(aws, profile);
         Ok(Self {
             sdk,
             default_region,
             role_arn: aws.role_arn.clone(),
             calls: Default::default(),
+            phase: Arc::new(Mutex::new(format!(
+                "resolving the AWS credentials ({source})"
+            ))),
+            source,
         })
+    }
+
+    pub(crate) fn progress(&self) -> EcrProgress {
+        EcrProgress {
+            calls: self.calls.clone(),
+            phase: self.phase.clone(),
+            region: self.default_region.to_string(),
+        }
+    }
+
+    fn enter(&self, phase: String) {
+        *self.phase.lock().unwrap_or_else(|e| e.into_inner()) = phase;
+    }
+
+    /// Resolves the credentials, as a step of its own so that a helper or STS that fails or
+    /// hangs is named as such, not blamed on ECR.
+    async fn credentials(&self) -> Result<Option<aws_credential_types::Credentials>> {
+        use aws_credential_types::provider::ProvideCredentials as _;
+        let Some(provider) = self.sdk.credentials_provider() else {
+            return Ok(None);
+        };
+        self.enter(format!("resolving the AWS credentials ({})", self.source));
+        let credentials = provider.provide_credentials().await.map_err(|e| Error::EcrToken {
+            region: self.default_region.to_string(),
+            message: format!(
+                "could not get AWS credentials from {}: {} (check the AWS credentials: env keys, --profile/AWS_PROFILE, web identity or SSO)",
+                self.source,
+                without_helper_output(&chain(&e))
+            ),
+        })?;
+        Ok(Some(credentials))
     }
 
     /// A stable description of what a token is requested for, and by whom; Secrets made from
@@ -133,18 +177,15 @@ impl EcrClientConfig {
     /// nothing more is needed. Otherwise the chain's credentials, resolved once for the run
     /// (see [`ResolveOnce`]); for static keys that is a local read.
     async fn identity(&self) -> String {
-        use aws_credential_types::provider::ProvideCredentials as _;
         if self.role_arn.is_some() {
             return String::new();
         }
-        let Some(provider) = self.sdk.credentials_provider() else {
-            return "none".into();
-        };
-        match provider.provide_credentials().await {
-            Ok(c) => identity_of(c.access_key_id(), c.session_token().is_some()),
+        match self.credentials().await {
+            Ok(Some(c)) => identity_of(c.access_key_id(), c.session_token().is_some()),
+            Ok(None) => "none".into(),
             // Then nothing is fresh, and the token call reports what is wrong.
             Err(e) => {
-                debug!(error = %chain(&e), "could not resolve AWS credentials for the fingerprint");
+                debug!(error = %e, "could not resolve AWS credentials for the fingerprint");
                 "unknown".into()
             }
         }
@@ -182,7 +223,13 @@ impl EcrClientConfig {
     /// Calls GetAuthorizationToken once per region. Any failure fails the whole fetch, so a
     /// Secret is never written with only some of its registries.
     pub(crate) async fn fetch(&self, registries: &[RegistrySpec]) -> Result<Vec<RegionCredential>> {
+        self.credentials().await?;
         let plan = self.plan(registries);
+        let regions: Vec<String> = plan.keys().map(ToString::to_string).collect();
+        self.enter(format!(
+            "waiting for ECR GetAuthorizationToken in {}",
+            regions.join(", ")
+        ));
         let calls = plan.into_iter().map(|(region, hosts)| async move {
             let is_default = region == self.default_region;
             self.fetch_region(region, hosts, is_default).await
@@ -201,8 +248,7 @@ impl EcrClientConfig {
             .build();
         let client = aws_sdk_ecr::Client::from_conf(conf);
         debug!(%region, "requesting ECR authorization token");
-        self.calls
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let out = client
             .get_authorization_token()
             .send()
@@ -271,6 +317,63 @@ fn add_names(hosts: &mut Vec<String>, registry: &RegistryHost) {
     }
 }
 
+/// The region from the flag, `AWS_REGION`, `AWS_DEFAULT_REGION`, then the profile, and an
+/// error that names the one that is wrong. An empty variable counts as unset.
+async fn region_of(flag: Option<&RegionName>, profile: Option<&str>) -> Result<RegionName> {
+    if let Some(region) = flag {
+        return Ok(region.clone());
+    }
+    let parse = |source: &'static str, value: String| {
+        value.parse().map_err(|reason| Error::InvalidInput {
+            flag: source,
+            value,
+            reason,
+        })
+    };
+    for var in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
+        if let Some(value) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
+            return parse(var, value);
+        }
+    }
+    let mut from_profile = aws_config::profile::region::ProfileFileRegionProvider::builder();
+    if let Some(p) = profile {
+        from_profile = from_profile.profile_name(p);
+    }
+    match from_profile.build().region().await {
+        Some(region) if !region.as_ref().trim().is_empty() => {
+            parse("region in the AWS config", region.to_string())
+        }
+        _ => Err(Error::NoRegion),
+    }
+}
+
+/// Where the credentials will come from, as a person would say it, for messages.
+fn credential_source(aws: &AwsArgs, profile: Option<&str>) -> String {
+    let set = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+    let base = if let Some(p) = profile {
+        format!("profile {p:?} (keys, credential_process, SSO or a role)")
+    } else if set("AWS_ACCESS_KEY_ID") {
+        "the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY keys".into()
+    } else if set("AWS_WEB_IDENTITY_TOKEN_FILE") {
+        "web identity: STS AssumeRoleWithWebIdentity".into()
+    } else {
+        "the default chain: the default profile, SSO, container or EC2 metadata".into()
+    };
+    match &aws.role_arn {
+        Some(role) => format!("STS AssumeRole of {} with {base}", role.as_str()),
+        None => base,
+    }
+}
+
+/// The SDK quotes a failed `credential_process`'s stderr in its error; a helper may print
+/// anything there, a secret included, so it is cut off (run the helper to see it).
+fn without_helper_output(message: &str) -> String {
+    match message.split_once(". Stderr:") {
+        Some((before, _)) => format!("{before} (its stderr is not shown)"),
+        None => message.to_string(),
+    }
+}
+
 /// The SDK's default HTTPS client, plus the proxy settings from HTTPS_PROXY, HTTP_PROXY and
 /// NO_PROXY (the default client ignores them, and clusters outside AWS are often behind one).
 fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
@@ -317,6 +420,6 @@ fn describe_sdk_error(
             "could not reach ECR: {} (check network access to ECR, HTTPS_PROXY, and AWS_ENDPOINT_URL if set)",
             chain(err)
         ),
-        _ => format!("{} ({CREDENTIALS})", chain(err)),
+        _ => format!("{} ({CREDENTIALS})", without_helper_output(&chain(err))),
     }
 }
