@@ -222,7 +222,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_plugin_token_becomes_the_token_once() {
-        let mut auth = plugin(r#"echo '{"status":{"token":"tok\n"}}'"#);
+        let mut auth = plugin(r#"printf '%s' '{"status":{"token":"tok\n"}}'"#);
         prepare(&mut auth).await.expect("token");
         assert_eq!(
             auth.token
@@ -239,7 +239,7 @@ mod tests {
         for script in [
             r#"echo '{"status":{"token":"PRINTEDSECRET"}}'; echo "$VAULT_TOKEN" >&2; exit 1"#,
             "echo PRINTEDSECRET",
-            r#"echo '{"status":{"token":"PRINTED\nSECRET"}}'"#,
+            r#"printf '%s' '{"status":{"token":"PRINTED\nSECRET"}}'"#,
         ] {
             let err = prepare(&mut plugin(script)).await.expect_err(script);
             let AuthError::Plugin(msg) = &err else {

@@ -88,7 +88,7 @@ pub async fn run(cli: Cli) -> u8 {
         }
         Command::Status(args) => {
             let name = args.scope.target.secret_name.clone();
-            exit_at_once_on_signals(stop());
+            shutdown::exit_on_signals();
             let result = async {
                 open()?;
                 cmd::status::run(&args.into_options(&global)?).await
@@ -171,14 +171,4 @@ fn say_error(json_logs: bool, kind: &str, message: &str) {
 
 fn seconds(started: std::time::Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
-}
-
-/// `status` only reads, so a signal ends it at once, as the default action would; but first
-/// the helpers it started (an exec plugin) go too.
-fn exit_at_once_on_signals(stop: shutdown::Stop) {
-    tokio::spawn(async move {
-        let signal = stop.wait().await;
-        children::kill_all();
-        std::process::exit(if signal == "SIGINT" { 130 } else { 143 });
-    });
 }

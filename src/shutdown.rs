@@ -75,6 +75,26 @@ pub(crate) fn on_signals() -> std::io::Result<Stop> {
     Ok(Stop { rx })
 }
 
+/// For a command that only reads (`status`): a signal ends it at once, as the default action
+/// would, but the helper processes it started (an exec plugin) go first.
+pub(crate) fn exit_on_signals() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let code = tokio::select! {
+            _ = term.recv() => 143,
+            _ = int.recv() => 130,
+        };
+        crate::children::kill_all();
+        std::process::exit(code);
+    });
+}
+
 /// Held by a namespace's work across steps that must not be split (a delete and the create
 /// that follows it): the run neither times out nor interrupts the work while it is held.
 #[derive(Clone, Default)]

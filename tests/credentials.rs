@@ -223,6 +223,18 @@ async fn sigterm_stops_a_run_waiting_for_its_exec_plugin() {
     out.assert_code(1);
     assert_eq!(out.json()["error"]["kind"], "cancelled");
     assert!(!still_runs(&pid), "the plugin's child outlived the run");
+
+    // `status` ends at once on a signal, as before, but not without its helpers.
+    std::fs::remove_file(&pid).unwrap();
+    let running = Run::bare()
+        .env("KUBECONFIG", &config)
+        .args(["status", "-n", "default"])
+        .start();
+    wait_for(&pid).await;
+    running.signal("TERM");
+    let out = running.output().await;
+    assert_eq!(out.output.status.code(), Some(143), "{}", out.stderr());
+    assert!(!still_runs(&pid), "the plugin's child outlived status");
 }
 
 /// An AWS config whose profile `helper` gets its credentials from `command`.

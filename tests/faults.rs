@@ -607,9 +607,9 @@ async fn sigint_before_any_namespace_writes_nothing_and_reports() {
     let client = admin().await;
     let ns = unique("sigint");
     create_namespace(&client, &ns, true).await;
-    // The version check hangs, so the signal arrives before any namespace is touched.
+    // The credentials check hangs, so the signal arrives before any namespace is touched.
     let proxy = FaultProxy::start(client.clone(), |_, p, _| {
-        if p.starts_with("/version") {
+        if p.contains("selfsubjectaccessreviews") {
             Fault::Hang
         } else {
             Fault::Forward
