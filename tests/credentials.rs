@@ -58,6 +58,29 @@ fn still_runs(file: &Path) -> bool {
     !stat.is_empty() && !stat.contains(") Z ")
 }
 
+/// A helper (exec plugin or `credential_process`) that never finishes: it starts a child of
+/// its own, writes that child's pid to the file returned, and waits for it.
+fn hanging_helper(dir: &Path) -> (PathBuf, PathBuf) {
+    let pid = dir.join("pid");
+    let body = format!("sleep 20 &\necho $! > {}\nwait", pid.display());
+    (script(dir, "hangs.sh", &body), pid)
+}
+
+/// Sends SIGTERM once the helper runs (its pid in `pid`), and expects an end within 3 s.
+async fn sigterm_once_running(running: Running, pid: &Path) -> RunOutput {
+    wait_for(pid).await;
+    let signalled = Instant::now();
+    running.signal("TERM");
+    let out = running.output().await;
+    let took = signalled.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "{}: took {took:?}",
+        out.command
+    );
+    out
+}
+
 /// Waits for a helper to have written its pid, so a signal comes while it runs.
 async fn wait_for(file: &Path) {
     for _ in 0..200 {
@@ -67,6 +90,30 @@ async fn wait_for(file: &Path) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("{} never appeared", file.display());
+}
+
+/// The run's and each request's timeouts, short, for the tests of hanging steps.
+const SHORT: [&str; 4] = ["--timeout", "3s", "--request-timeout", "2s"];
+
+/// Runs `run`, and how long it took.
+async fn timed(run: Run) -> (RunOutput, Duration) {
+    let started = Instant::now();
+    let out = run.run_async().await;
+    (out, started.elapsed())
+}
+
+/// The error of a run that `SHORT` ended: exit `code`, soon after the 3 s (plus start-up),
+/// naming the deadline.
+fn ended_at_the_deadline(out: &RunOutput, took: Duration, code: i32) -> String {
+    out.assert_code(code);
+    assert!(
+        took < Duration::from_secs(6),
+        "{}: took {took:?}",
+        out.command
+    );
+    let message = error_message(out);
+    assert!(message.contains("--timeout 3s"), "{message}");
+    message
 }
 
 /// A TCP server that accepts connections and never answers: an STS or ECR that hangs.
@@ -161,35 +208,18 @@ async fn a_working_exec_plugin_runs_once() {
 #[tokio::test]
 async fn a_hanging_exec_plugin_ends_at_the_deadline_and_dies_with_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let pid = dir.path().join("pid");
-    let plugin = script(
-        dir.path(),
-        "hangs.sh",
-        &format!("sleep 20 &\necho $! > {}\nwait", pid.display()),
-    );
+    let (plugin, pid) = hanging_helper(dir.path());
     let config = kubeconfig(dir.path(), "kc", &exec_user(&plugin));
-    let started = Instant::now();
-    let out = Run::sync()
-        .env("KUBECONFIG", &config)
-        .args([
-            "-n",
-            "default",
-            "--timeout",
-            "3s",
-            "--request-timeout",
-            "2s",
-        ])
-        .args(["-o", "json"])
-        .run_async()
-        .await;
-    let took = started.elapsed();
-    out.assert_code(4);
-    assert!(took < Duration::from_secs(6), "took {took:?}");
-    let message = error_message(&out);
-    assert!(
-        message.contains("--timeout 3s") && message.contains("exec plugin"),
-        "{message}"
-    );
+    let (out, took) = timed(
+        Run::sync()
+            .env("KUBECONFIG", &config)
+            .args(["-n", "default"])
+            .args(["-o", "json"])
+            .args(SHORT),
+    )
+    .await;
+    let message = ended_at_the_deadline(&out, took, 4);
+    assert!(message.contains("exec plugin"), "{message}");
     let duration = out.json()["duration_seconds"].as_f64().unwrap();
     assert!(duration >= 2.5, "duration_seconds {duration}");
     assert!(!still_runs(&pid), "the plugin's child outlived the run");
@@ -200,26 +230,13 @@ async fn a_hanging_exec_plugin_ends_at_the_deadline_and_dies_with_the_run() {
 #[tokio::test]
 async fn sigterm_stops_a_run_waiting_for_its_exec_plugin() {
     let dir = tempfile::tempdir().unwrap();
-    let pid = dir.path().join("pid");
-    let plugin = script(
-        dir.path(),
-        "hangs.sh",
-        &format!("sleep 20 &\necho $! > {}\nwait", pid.display()),
-    );
+    let (plugin, pid) = hanging_helper(dir.path());
     let config = kubeconfig(dir.path(), "kc", &exec_user(&plugin));
     let running = Run::sync()
         .env("KUBECONFIG", &config)
         .args(["-n", "default", "-o", "json"])
         .start();
-    wait_for(&pid).await;
-    let signalled = Instant::now();
-    running.signal("TERM");
-    let out = running.output().await;
-    assert!(
-        signalled.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        signalled.elapsed()
-    );
+    let out = sigterm_once_running(running, &pid).await;
     out.assert_code(1);
     assert_eq!(out.json()["error"]["kind"], "cancelled");
     assert!(!still_runs(&pid), "the plugin's child outlived the run");
@@ -230,9 +247,7 @@ async fn sigterm_stops_a_run_waiting_for_its_exec_plugin() {
         .env("KUBECONFIG", &config)
         .args(["status", "-n", "default"])
         .start();
-    wait_for(&pid).await;
-    running.signal("TERM");
-    let out = running.output().await;
+    let out = sigterm_once_running(running, &pid).await;
     assert_eq!(out.output.status.code(), Some(143), "{}", out.stderr());
     assert!(!still_runs(&pid), "the plugin's child outlived status");
 }
@@ -258,12 +273,7 @@ async fn a_hanging_credential_process_ends_at_the_deadline_or_the_first_sigterm(
     let ns = unique("credhang");
     create_namespace(&client, &ns, true).await;
     let home = tempfile::tempdir().unwrap();
-    let pid = home.path().join("pid");
-    let helper = script(
-        home.path(),
-        "helper.sh",
-        &format!("sleep 20 &\necho $! > {}\nwait", pid.display()),
-    );
+    let (helper, pid) = hanging_helper(home.path());
     aws_profile(home.path(), "profile helper", &helper);
     let run = || {
         Run::sync()
@@ -272,17 +282,10 @@ async fn a_hanging_credential_process_ends_at_the_deadline_or_the_first_sigterm(
             .env_remove("AWS_SECRET_ACCESS_KEY")
             .args(["-n", &ns, "--profile", "helper", "-o", "json"])
     };
-    let started = Instant::now();
-    let out = run()
-        .args(["--timeout", "3s", "--request-timeout", "2s"])
-        .run_async()
-        .await;
-    let took = started.elapsed();
-    out.assert_code(3);
-    assert!(took < Duration::from_secs(6), "took {took:?}");
-    let message = error_message(&out);
+    let (out, took) = timed(run().args(SHORT)).await;
+    let message = ended_at_the_deadline(&out, took, 3);
     assert!(
-        message.contains("--timeout 3s") && message.contains("resolving the AWS credentials"),
+        message.contains("resolving the AWS credentials"),
         "{message}"
     );
     assert!(!message.contains("GetAuthorizationToken"), "{message}");
@@ -290,15 +293,7 @@ async fn a_hanging_credential_process_ends_at_the_deadline_or_the_first_sigterm(
 
     std::fs::remove_file(&pid).unwrap();
     let running = run().start();
-    wait_for(&pid).await;
-    let signalled = Instant::now();
-    running.signal("TERM");
-    let out = running.output().await;
-    assert!(
-        signalled.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        signalled.elapsed()
-    );
+    let out = sigterm_once_running(running, &pid).await;
     out.assert_code(1);
     assert!(!still_runs(&pid), "the helper's child outlived the run");
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
@@ -339,33 +334,19 @@ async fn web_identity_with_sts_hanging_ends_at_the_deadline_naming_sts() {
     let token = dir.path().join("token");
     std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.sig").unwrap();
     let sts = blackhole().await;
-    let started = Instant::now();
-    let out = Run::sync()
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token)
-        .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ecr")
-        .env("AWS_ENDPOINT_URL_STS", &sts)
-        .args([
-            "-n",
-            &ns,
-            "--timeout",
-            "3s",
-            "--request-timeout",
-            "2s",
-            "-o",
-            "json",
-        ])
-        .run_async()
-        .await;
-    let took = started.elapsed();
-    out.assert_code(3);
-    assert!(took < Duration::from_secs(5), "took {took:?}");
-    let message = error_message(&out);
-    assert!(
-        message.contains("--timeout 3s") && message.contains("STS"),
-        "{message}"
-    );
+    let (out, took) = timed(
+        Run::sync()
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token)
+            .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ecr")
+            .env("AWS_ENDPOINT_URL_STS", &sts)
+            .args(["-n", &ns, "-o", "json"])
+            .args(SHORT),
+    )
+    .await;
+    let message = ended_at_the_deadline(&out, took, 3);
+    assert!(message.contains("STS"), "{message}");
     assert!(!message.contains("GetAuthorizationToken"), "{message}");
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
 }
@@ -377,29 +358,15 @@ async fn an_ecr_that_never_answers_ends_at_the_deadline() {
     let ns = unique("ecrhang");
     create_namespace(&client, &ns, true).await;
     let ecr = blackhole().await;
-    let started = Instant::now();
-    let out = Run::sync()
-        .env("AWS_ENDPOINT_URL", &ecr)
-        .args([
-            "-n",
-            &ns,
-            "--timeout",
-            "3s",
-            "--request-timeout",
-            "2s",
-            "-o",
-            "json",
-        ])
-        .run_async()
-        .await;
-    let took = started.elapsed();
-    out.assert_code(3);
-    assert!(took < Duration::from_secs(5), "took {took:?}");
-    assert!(
-        error_message(&out).contains("GetAuthorizationToken"),
-        "{}",
-        error_message(&out)
-    );
+    let (out, took) = timed(
+        Run::sync()
+            .env("AWS_ENDPOINT_URL", &ecr)
+            .args(["-n", &ns, "-o", "json"])
+            .args(SHORT),
+    )
+    .await;
+    let message = ended_at_the_deadline(&out, took, 3);
+    assert!(message.contains("GetAuthorizationToken"), "{message}");
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
 }
 
@@ -420,26 +387,17 @@ async fn a_hanging_service_account_list_ends_at_the_deadline_and_counts_ecr_call
     .await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     let (gateway, pushed) = pushgateway().await;
-    let started = Instant::now();
-    let out = Run::sync()
-        .through(&proxy)
-        .env("AWS_ENDPOINT_URL", &ecr.url)
-        .args([
-            "-n",
-            &format!("{base}-*"),
-            "--timeout",
-            "3s",
-            "--request-timeout",
-            "2s",
-        ])
-        .args(["--pushgateway", &gateway, "-o", "json"])
-        .run_async()
-        .await;
-    let took = started.elapsed();
-    out.assert_code(4);
-    assert!(took < Duration::from_secs(6), "took {took:?}");
+    let (out, took) = timed(
+        Run::sync()
+            .through(&proxy)
+            .env("AWS_ENDPOINT_URL", &ecr.url)
+            .args(["-n", &format!("{base}-*")])
+            .args(["--pushgateway", &gateway, "-o", "json"])
+            .args(SHORT),
+    )
+    .await;
+    let message = ended_at_the_deadline(&out, took, 4);
     let report = out.json();
-    let message = error_message(&out);
     assert!(message.contains("listing service accounts"), "{message}");
     assert_eq!(ecr.calls(), 1);
     assert_eq!(report["ecr_calls"], 1, "{report:#}");
