@@ -116,17 +116,22 @@ fn ended_at_the_deadline(out: &RunOutput, took: Duration, code: i32) -> String {
     message
 }
 
-/// A TCP server that accepts connections and never answers: an STS or ECR that hangs.
-async fn blackhole() -> String {
+/// A TCP server that accepts connections and never answers: an STS or ECR that hangs. Also
+/// gives the number of connections so far.
+async fn blackhole() -> (String, impl Fn() -> usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((stream, _)) = listener.accept().await {
             held.push(stream);
+            counted.fetch_add(1, Ordering::SeqCst);
         }
     });
-    url
+    (url, move || count.load(Ordering::SeqCst))
 }
 
 fn error_message(out: &RunOutput) -> String {
@@ -324,7 +329,8 @@ async fn credential_process_stderr_is_not_shown() {
     }
 }
 
-/// Defects 3 and 4: web identity with STS hanging ends at --timeout naming STS, not ECR.
+/// Defects 3 and 4: web identity with STS hanging ends at --timeout naming STS, not ECR, or at
+/// the first SIGTERM.
 #[tokio::test]
 async fn web_identity_with_sts_hanging_ends_at_the_deadline_naming_sts() {
     let client = admin().await;
@@ -333,8 +339,8 @@ async fn web_identity_with_sts_hanging_ends_at_the_deadline_naming_sts() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.sig").unwrap();
-    let sts = blackhole().await;
-    let (out, took) = timed(
+    let (sts, reached) = blackhole().await;
+    let run = || {
         Run::sync()
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
@@ -342,12 +348,32 @@ async fn web_identity_with_sts_hanging_ends_at_the_deadline_naming_sts() {
             .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ecr")
             .env("AWS_ENDPOINT_URL_STS", &sts)
             .args(["-n", &ns, "-o", "json"])
-            .args(SHORT),
-    )
-    .await;
+    };
+    let (out, took) = timed(run().args(SHORT)).await;
     let message = ended_at_the_deadline(&out, took, 3);
     assert!(message.contains("STS"), "{message}");
     assert!(!message.contains("GetAuthorizationToken"), "{message}");
+
+    // The first SIGTERM while STS hangs gives a report at once, well inside a pod's 30 s grace.
+    let before = reached();
+    let running = run().start();
+    for _ in 0..200 {
+        if reached() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(reached() > before, "STS was never called");
+    let signalled = Instant::now();
+    running.signal("TERM");
+    let out = running.output().await;
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        signalled.elapsed()
+    );
+    out.assert_code(1);
+    assert_eq!(out.json()["error"]["kind"], "cancelled");
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
 }
 
@@ -357,7 +383,7 @@ async fn an_ecr_that_never_answers_ends_at_the_deadline() {
     let client = admin().await;
     let ns = unique("ecrhang");
     create_namespace(&client, &ns, true).await;
-    let ecr = blackhole().await;
+    let (ecr, _) = blackhole().await;
     let (out, took) = timed(
         Run::sync()
             .env("AWS_ENDPOINT_URL", &ecr)
