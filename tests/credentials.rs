@@ -66,9 +66,16 @@ fn hanging_helper(dir: &Path) -> (PathBuf, PathBuf) {
     (script(dir, "hangs.sh", &body), pid)
 }
 
-/// Sends SIGTERM once the helper runs (its pid in `pid`), and expects an end within 3 s.
-async fn sigterm_once_running(running: Running, pid: &Path) -> RunOutput {
-    wait_for(pid).await;
+/// Sends SIGTERM once `ready` says the step to interrupt has begun, and expects the run to
+/// end within 3 s.
+async fn sigterm_once(running: Running, ready: impl Fn() -> bool) -> RunOutput {
+    for _ in 0..200 {
+        if ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ready(), "the step to interrupt never began");
     let signalled = Instant::now();
     running.signal("TERM");
     let out = running.output().await;
@@ -79,17 +86,6 @@ async fn sigterm_once_running(running: Running, pid: &Path) -> RunOutput {
         out.command
     );
     out
-}
-
-/// Waits for a helper to have written its pid, so a signal comes while it runs.
-async fn wait_for(file: &Path) {
-    for _ in 0..200 {
-        if file.exists() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{} never appeared", file.display());
 }
 
 /// The run's and each request's timeouts, short, for the tests of hanging steps.
@@ -241,7 +237,7 @@ async fn sigterm_stops_a_run_waiting_for_its_exec_plugin() {
         .env("KUBECONFIG", &config)
         .args(["-n", "default", "-o", "json"])
         .start();
-    let out = sigterm_once_running(running, &pid).await;
+    let out = sigterm_once(running, || pid.exists()).await;
     out.assert_code(1);
     assert_eq!(out.json()["error"]["kind"], "cancelled");
     assert!(!still_runs(&pid), "the plugin's child outlived the run");
@@ -252,7 +248,7 @@ async fn sigterm_stops_a_run_waiting_for_its_exec_plugin() {
         .env("KUBECONFIG", &config)
         .args(["status", "-n", "default"])
         .start();
-    let out = sigterm_once_running(running, &pid).await;
+    let out = sigterm_once(running, || pid.exists()).await;
     assert_eq!(out.output.status.code(), Some(143), "{}", out.stderr());
     assert!(!still_runs(&pid), "the plugin's child outlived status");
 }
@@ -298,7 +294,7 @@ async fn a_hanging_credential_process_ends_at_the_deadline_or_the_first_sigterm(
 
     std::fs::remove_file(&pid).unwrap();
     let running = run().start();
-    let out = sigterm_once_running(running, &pid).await;
+    let out = sigterm_once(running, || pid.exists()).await;
     out.assert_code(1);
     assert!(!still_runs(&pid), "the helper's child outlived the run");
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
@@ -356,22 +352,7 @@ async fn web_identity_with_sts_hanging_ends_at_the_deadline_naming_sts() {
 
     // The first SIGTERM while STS hangs gives a report at once, well inside a pod's 30 s grace.
     let before = reached();
-    let running = run().start();
-    for _ in 0..200 {
-        if reached() > before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(reached() > before, "STS was never called");
-    let signalled = Instant::now();
-    running.signal("TERM");
-    let out = running.output().await;
-    assert!(
-        signalled.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        signalled.elapsed()
-    );
+    let out = sigterm_once(run().start(), || reached() > before).await;
     out.assert_code(1);
     assert_eq!(out.json()["error"]["kind"], "cancelled");
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
