@@ -20,6 +20,12 @@
 # Each pass is checked (all created/unchanged, all ServiceAccounts linked, exit 0); the script
 # exits non-zero if a check fails. The measuring is done by scripts/bench/bench.py.
 #
+# Those passes run with --refresh-all (everything due: what every pass cost before due-only, and
+# what a token rotation still costs). Then scripts/bench/due.py measures due-only passes (its section of BENCHMARKS.md, between the
+# due-only markers): a pass with nothing due at BENCH_DUE_QUIET_N namespaces, 60 passes side by side
+# on 1,000 namespaces (rewrite everything against due-only), and a simulated day with tokens that
+# last 60 s. BENCH_ONLY_DUE=1 runs only that part (~5 min) and leaves the rest of BENCHMARKS.md.
+#
 # Only the write-up changed (e.g. scripts/bench/notes.md)? Re-render without measuring:
 #   python3 scripts/bench/bench.py --render <target>/bench-results/results.json \
 #     --markdown BENCHMARKS.md --notes scripts/bench/notes.md
@@ -41,6 +47,8 @@
 #                             missing [~/.cache/ecr-refresh/bench/awscli-venv]
 #   BENCH_RUN_DIR             test servers' run dir [target/bench-env]
 #   BENCH_ETCD_PORT / BENCH_APISERVER_PORT / BENCH_MOTO_PORT   [33790 / 36443 / 35055]
+#   BENCH_ONLY_DUE=1          only scripts/bench/due.py [unset: everything]
+#   BENCH_DUE_QUIET_N         namespaces of the due-only pass with nothing due [10000]
 #   BENCH_OUTPUT              markdown file to write [BENCHMARKS.md]
 #   BENCH_NOTES               markdown appended to it (hand-written findings) [scripts/bench/notes.md]
 #   BENCH_KEEP_SERVERS=1      leave the servers running afterwards (stop: see the last log line)
@@ -81,6 +89,7 @@ apt_install time python3 python3-venv || die "cannot install what the benchmark 
 # The shell loop it is compared with: the AWS CLI from PyPI in a venv of its own, kubectl from the
 # machine.
 COMPARE_N=${BENCH_COMPARE_N-100}
+[ -n "${BENCH_ONLY_DUE:-}" ] && COMPARE_N=
 AWSCLI_VENV=${BENCH_AWSCLI_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ecr-refresh/bench/awscli-venv}
 if [ -n "$COMPARE_N" ]; then
   [[ $COMPARE_N =~ ^[1-9][0-9]*$ ]] || die "BENCH_COMPARE_N: '$COMPARE_N' is not a positive integer"
@@ -139,11 +148,13 @@ scripts/testenv.sh start
 rm -rf "$OUT_DIR"
 # How this run was invoked, for BENCHMARKS.md: the BENCH_* settings that were given.
 # (grep finds nothing when no BENCH_* is set: under pipefail that must not end the script.)
-COMMAND=$(env | { grep -E '^BENCH_(SIZES|REPEAT|IDLE_WAIT|IDLE_PROBE|EXTRA_CONCURRENCY|REV|SYNC_ARGS|WORKERS|COMPARE_N)=' || true; } | sort |
+COMMAND=$(env | { grep -E '^BENCH_(SIZES|REPEAT|IDLE_WAIT|IDLE_PROBE|EXTRA_CONCURRENCY|REV|SYNC_ARGS|WORKERS|COMPARE_N|ONLY_DUE|DUE_QUIET_N)=' || true; } | sort |
   sed -E 's/^([A-Z_]+)=(.*)$/\1="\2"/' | tr '\n' ' ')scripts/bench.sh
 extra=()
 for a in ${BENCH_SYNC_ARGS:-}; do extra+=(--sync-arg="$a"); done
 set +e
+rc=0
+if [ -z "${BENCH_ONLY_DUE:-}" ]; then
 # shellcheck disable=SC2086
 python3 "$ROOT/scripts/bench/bench.py" \
   --binary "$BIN" --sizes $SIZES --run-dir "$ECR_REFRESH_TESTENV_RUN" --out-dir "$OUT_DIR" \
@@ -153,6 +164,10 @@ python3 "$ROOT/scripts/bench/bench.py" \
   --compare-n "${COMPARE_N:-0}" --awscli-venv "$AWSCLI_VENV" \
   --extra-concurrency ${BENCH_EXTRA_CONCURRENCY:-} "${extra[@]}"
 rc=$?
+fi
+python3 "$ROOT/scripts/bench/due.py" --binary "$BIN" --out-dir "$OUT_DIR" --markdown "$OUTPUT.due" \
+  --workers "${BENCH_WORKERS:-16}" --idle-wait "${BENCH_IDLE_WAIT:-20}" \
+  --quiet-n "${BENCH_DUE_QUIET_N:-10000}" --command "$COMMAND" || rc=1
 set -e
 total=$(($(date +%s) - START))
 log "total runtime ${total} s (including install, build, server start and setup)"
@@ -160,5 +175,21 @@ log "total runtime ${total} s (including install, build, server start and setup)
 if [ -f "$OUT_DIR/results.json" ]; then
   python3 "$ROOT/scripts/bench/bench.py" --render "$OUT_DIR/results.json" --total-seconds "$total" \
     --markdown "$OUTPUT" --notes "$NOTES" >/dev/null || true
+fi
+# The due-only section goes in last (bench.py rewrites the whole file), replacing the old one.
+if [ -f "$OUTPUT.due" ]; then
+  python3 - "$OUTPUT" "$OUTPUT.due" <<'PY'
+import sys
+out, due = sys.argv[1], open(sys.argv[2]).read()
+begin, end = "<!-- due-only:begin -->", "<!-- due-only:end -->"
+section = due[due.index(begin):due.index(end) + len(end)] + "\n"
+text = open(out).read()
+if begin in text and end in text:
+    text = text[:text.index(begin)] + section + text[text.index(end) + len(end) + 1:]
+else:
+    text = text.rstrip("\n") + "\n\n" + section
+open(out, "w").write(text)
+PY
+  rm -f "$OUTPUT.due"
 fi
 exit $rc

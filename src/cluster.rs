@@ -27,6 +27,9 @@ pub(crate) const FIELD_MANAGER: &str = "ecr-refresh";
 const MAX_ATTEMPTS: u32 = 4;
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Page size of [`Cluster::list_named`]: 500 ServiceAccounts are about 0.5 MB, 500 pull
+/// Secrets a few MB.
+const LIST_PAGE: u32 = 500;
 
 /// How to find the cluster, as kubectl does: `--kubeconfig`, else `KUBECONFIG` or
 /// `~/.kube/config`, else the in-cluster ServiceAccount.
@@ -193,6 +196,37 @@ impl Cluster {
         }
         debug!(server = %self.server, "connected to Kubernetes API");
         Ok(())
+    }
+
+    /// Every object called `name` in the cluster, page by page: one cluster-wide list with a
+    /// field selector on the name (RBAC can allow it for that name only: `list` with
+    /// `resourceNames`) instead of a read per namespace. `each` sees every object as its page
+    /// arrives, so no more than a page of whole objects is held at once.
+    pub(crate) async fn list_named<K>(
+        &self,
+        what: &str,
+        name: &str,
+        mut each: impl FnMut(K),
+    ) -> Result<(), kube::Error>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: kube::Api<K> = kube::Api::all(self.client.clone());
+        let mut lp = kube::api::ListParams::default()
+            .fields(&format!("metadata.name={name}"))
+            .limit(LIST_PAGE);
+        loop {
+            let page = self.call(what, || api.list(&lp)).await?;
+            page.items.into_iter().for_each(&mut each);
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => lp.continue_token = Some(token),
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// Runs one API call with a timeout, retrying transient failures (5xx, 429, transport

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::Status;
@@ -85,21 +85,6 @@ impl Desired {
             )])),
             ..Default::default()
         }
-    }
-
-    /// The Secret already holds exactly this; writing would change nothing.
-    pub(crate) fn is_current(&self, existing: &Secret) -> bool {
-        is_ours(existing)
-            && existing.type_.as_deref() == Some(SECRET_TYPE)
-            && existing
-                .data
-                .as_ref()
-                .and_then(|d| d.get(dockerconfig::DATA_KEY))
-                .is_some_and(|v| v.0 == *self.payload.expose())
-            && self
-                .annotations
-                .iter()
-                .all(|(k, v)| annotation(existing, k) == Some(v.as_str()))
     }
 }
 
@@ -208,29 +193,124 @@ pub(crate) fn annotated_hosts(secret: &Secret) -> Vec<String> {
     hosts
 }
 
-/// Ours, made from the same request, for exactly the registries asked for, and valid for more
-/// than `refresh_before` (but no longer than an ECR token lasts): no need to fetch a token for
-/// it. Annotations are only believed when they agree with the payload.
-pub(crate) fn is_fresh(
+/// Why one of our Secrets (or the one in its place) must be written now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Due {
+    Missing,
+    /// `--refresh-all`.
+    Asked,
+    /// Another field manager changed a field we set, after our last write.
+    EditedBy(String),
+    /// Made from another request: region, registries, role or credentials changed.
+    Request,
+    /// The payload is not a complete docker config, or its registries differ from the
+    /// annotation or from those asked for.
+    Registries,
+    /// The expiry annotation is missing, not a timestamp, or further out than a token lasts.
+    Expiry,
+    /// The token expires within the refresh window, or has expired.
+    Expiring,
+    /// Not ours, or of the wrong type: only written with --force.
+    NotOurs,
+}
+
+impl std::fmt::Display for Due {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Due::Missing => f.write_str("missing"),
+            Due::Asked => f.write_str("--refresh-all"),
+            Due::EditedBy(manager) => write!(f, "edited by {manager}"),
+            Due::Request => f.write_str("made for another region, registries, role or credentials"),
+            Due::Registries => f.write_str("payload or registries differ"),
+            Due::Expiry => f.write_str("expiry annotation missing or not believable"),
+            Due::Expiring => f.write_str("token expires within --refresh-before"),
+            Due::NotOurs => f.write_str("not ours (--force)"),
+        }
+    }
+}
+
+/// Whether one of our Secrets must be rewritten; `None` when it is current: made from the same
+/// request, for exactly the registries asked for, untouched by anyone else since our last
+/// write, and valid for more than `refresh_before` (but no longer than an ECR token lasts).
+/// Annotations are only believed when they agree with the payload. An expired token is always
+/// due, so a stand-in whose tokens expired long ago (moto's) makes every pass write.
+pub(crate) fn due(
     secret: &Secret,
     request: &str,
     expected: &ExpectedHosts,
     refresh_before: Duration,
     now: jiff::Timestamp,
-) -> bool {
+) -> Option<Due> {
+    if let Some(manager) = edited_by(secret) {
+        return Some(Due::EditedBy(manager));
+    }
+    if annotation(secret, REQUEST_ANNOTATION) != Some(request) {
+        return Some(Due::Request);
+    }
+    let agreed =
+        hosts(secret).is_some_and(|h| annotated_hosts(secret) == h && expected.matches(&h));
+    if !agreed {
+        return Some(Due::Registries);
+    }
     let Expiry::At(expires) = expiry(secret) else {
-        return false;
+        return Some(Due::Expiry);
     };
-    let Some(hosts) = hosts(secret) else {
-        return false;
-    };
+    if is_beyond_token_lifetime(expires, now) {
+        return Some(Due::Expiry);
+    }
     let left_secs = expires.as_second() - now.as_second();
-    state(Some(secret)) == State::Ours
-        && annotation(secret, REQUEST_ANNOTATION) == Some(request)
-        && left_secs > i64::try_from(refresh_before.as_secs()).unwrap_or(i64::MAX)
-        && !is_beyond_token_lifetime(expires, now)
-        && annotated_hosts(secret) == hosts
-        && expected.matches(&hosts)
+    (left_secs <= i64::try_from(refresh_before.as_secs()).unwrap_or(i64::MAX))
+        .then_some(Due::Expiring)
+}
+
+/// Another field manager that set a field we own (the payload, the type, our label or our
+/// annotations) at or after our own last write: a hand edit, or another tool. Compared by time,
+/// not by ownership alone, because a field set to the value we hold stays shared with its
+/// other manager after our next write: judged by ownership, it would be due on every pass.
+fn edited_by(secret: &Secret) -> Option<String> {
+    let entries = secret
+        .metadata
+        .managed_fields
+        .as_deref()
+        .unwrap_or_default();
+    let time = |m: &ManagedFieldsEntry| m.time.as_ref().map(|t| t.0);
+    let ours = entries
+        .iter()
+        .filter(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
+        .filter_map(time)
+        .max();
+    entries
+        .iter()
+        .filter(|m| m.manager.as_deref() != Some(FIELD_MANAGER))
+        .filter(|m| m.fields_v1.as_ref().is_some_and(|f| sets_ours(&f.0)))
+        // Without a time of ours (written by someone else entirely) or of theirs, assume the worst.
+        .find(|m| match (time(m), ours) {
+            (Some(theirs), Some(ours)) => theirs >= ours,
+            _ => true,
+        })
+        .map(|m| {
+            m.manager
+                .clone()
+                .unwrap_or_else(|| "an unnamed field manager".into())
+        })
+}
+
+/// Whether a managedFields `fieldsV1` set includes a field we write.
+fn sets_ours(fields: &serde_json::Value) -> bool {
+    let has = |path: &[&str]| {
+        path.iter()
+            .try_fold(fields, |v, k| v.get(format!("f:{k}")))
+            .is_some()
+    };
+    let our_annotation = fields
+        .get("f:metadata")
+        .and_then(|m| m.get("f:annotations"))
+        .and_then(|a| a.as_object())
+        .is_some_and(|a| a.keys().any(|k| k.starts_with("f:ecr-refresh/")));
+    has(&["data", dockerconfig::DATA_KEY])
+        || has(&["type"])
+        || has(&["metadata", "labels", MANAGED_BY_LABEL])
+        || our_annotation
 }
 
 /// The Secret to write, made on first use: when every Secret is still fresh (--refresh-before),
@@ -282,8 +362,81 @@ pub(crate) struct Policy {
     /// Take over someone else's Secret, or replace one of the wrong type.
     pub(crate) force: bool,
     pub(crate) dry_run: bool,
-    /// Leave a Secret of ours alone while it is valid for longer than this.
-    pub(crate) refresh_before: Option<Duration>,
+    /// Leave a current Secret of ours alone while it is valid for longer than this.
+    pub(crate) refresh_before: Duration,
+    /// Rewrite every Secret of ours with a new token, due or not.
+    pub(crate) refresh_all: bool,
+}
+
+/// What `sync` needs to remember of the Secret it found in a namespace: whose it is, whether
+/// a write is due, and which object it was (for conditional writes). Small, because a
+/// cluster-wide list holds one per namespace for the whole pass.
+#[derive(Clone, Debug)]
+pub(crate) struct Found {
+    pub(crate) state: State,
+    /// `None`: current, nothing to write.
+    pub(crate) due: Option<Due>,
+    /// When the token in it expires, if it is ours and says so.
+    pub(crate) expires_at: Option<jiff::Timestamp>,
+    /// uid and resourceVersion only.
+    seen: ObjectMeta,
+}
+
+impl Found {
+    pub(crate) fn of(
+        existing: Option<&Secret>,
+        wanted: &Wanted,
+        policy: Policy,
+        now: jiff::Timestamp,
+    ) -> Self {
+        let state = state(existing);
+        let due = match (&state, existing) {
+            (State::Missing, _) => Some(Due::Missing),
+            (State::Ours, _) if policy.refresh_all => Some(Due::Asked),
+            (State::Ours, Some(s)) => due(
+                s,
+                &wanted.request,
+                &wanted.expected,
+                policy.refresh_before,
+                now,
+            ),
+            _ => Some(Due::NotOurs),
+        };
+        let seen = existing.map_or_else(ObjectMeta::default, |s| ObjectMeta {
+            uid: s.metadata.uid.clone(),
+            resource_version: s.metadata.resource_version.clone(),
+            ..ObjectMeta::default()
+        });
+        let expires_at = match existing.map(expiry) {
+            Some(Expiry::At(t)) if state == State::Ours => Some(t),
+            _ => None,
+        };
+        Self {
+            state,
+            due,
+            expires_at,
+            seen,
+        }
+    }
+}
+
+/// Our Secret in every namespace that has one (and `wanted` accepts), judged by `judge` as
+/// each page arrives (see [`Cluster::list_named`]).
+pub(crate) async fn list_everywhere<T>(
+    cluster: &Cluster,
+    name: &str,
+    wanted: impl Fn(&str) -> bool,
+    judge: impl Fn(&Secret) -> T,
+) -> Result<std::collections::HashMap<String, T>, kube::Error> {
+    let mut found = std::collections::HashMap::new();
+    cluster
+        .list_named("list secrets", name, |s: Secret| {
+            if let Some(ns) = s.metadata.namespace.as_deref().filter(|ns| wanted(ns)) {
+                found.insert(ns.to_string(), judge(&s));
+            }
+        })
+        .await?;
+    Ok(found)
 }
 
 /// What happened to the Secret in one namespace.
@@ -331,6 +484,9 @@ pub(crate) enum SecretError {
     WrongType { secret: String, found: String },
     #[error("no ECR token, so nothing was written: {0}")]
     Token(Error),
+    /// Not a failure: it changed since it was read, and is read again (see `ensure`).
+    #[error("secret changed since it was read")]
+    Changed,
     /// Refused or failed otherwise; a 403 says whether RBAC or a quota refused it.
     #[error("{op} secret {secret}: {message}")]
     Call {
@@ -340,15 +496,17 @@ pub(crate) enum SecretError {
     },
 }
 
-/// What one server-side apply did, told from the answer alone.
+/// What one write did, told from the answer alone.
 enum Applied {
     Created,
     Updated,
     /// The apply changed nothing (our last change to it is older than the answer).
     Unchanged,
-    /// Refused: someone else owns fields we would change (409), or the type differs (422).
-    Refused(kube::Error),
 }
+
+/// Conditional writes that meet a Secret changed since it was read: read it again and decide
+/// again, this many times.
+const WRITE_ATTEMPTS: u32 = 3;
 
 /// Every API call on the pull Secret of one namespace.
 pub(crate) struct Secrets<'a> {
@@ -378,9 +536,6 @@ impl<'a> Secrets<'a> {
             SecretError::Terminating
         } else if is_status(e, namespace_missing) {
             SecretError::NamespaceNotFound
-        } else if matches!(op, Op::Write) && is_status(e, |s| s.is_conflict()) {
-            // Someone else created or claimed it since we looked.
-            self.not_ours()
         } else {
             SecretError::Call {
                 op,
@@ -403,53 +558,54 @@ impl<'a> Secrets<'a> {
             .map_err(|e| self.error(Op::Read, &e))
     }
 
-    /// Makes the Secret hold what `wanted` gives. Without --refresh-before this is one apply,
-    /// with no read first: the server tells missing, ours and someone else's apart. Only a
-    /// refused apply is followed by a read. Deciding whether to write at all needs the read.
+    /// How the Secret stands now, read on its own (when the cluster-wide list was not made).
+    pub(crate) async fn find(&self, wanted: &Wanted, policy: Policy) -> Result<Found, SecretError> {
+        let existing = self.get().await?;
+        Ok(Found::of(
+            existing.as_ref(),
+            wanted,
+            policy,
+            jiff::Timestamp::now(),
+        ))
+    }
+
+    /// Makes the Secret hold what `wanted` gives, if a write is due. `found` is how it stood
+    /// when listed or read. Whose it is, is decided by our label before anything is written, and every write is conditional on what was read (a
+    /// create, or an apply with the resourceVersion read): a Secret that changed since is read
+    /// again and judged again.
     pub(crate) async fn ensure(
         &self,
         wanted: &Wanted,
         policy: Policy,
+        mut found: Found,
         shield: &Shield,
     ) -> Result<Outcome, SecretError> {
-        if policy.refresh_before.is_some() {
-            let existing = self.get().await?;
-            return self.ensure_from(wanted, policy, existing, shield).await;
+        for attempt in 1..=WRITE_ATTEMPTS {
+            if let Some(outcome) = self.write_if_due(wanted, policy, &found, shield).await? {
+                return Ok(outcome);
+            }
+            debug!(
+                namespace = self.ns,
+                attempt, "secret changed since it was read; reading it again"
+            );
+            found = self.find(wanted, policy).await?;
         }
-        let desired = wanted.get().await.map_err(SecretError::Token)?;
-        let secret = desired.object(self.name, self.ns);
-        let outcome = match self.apply(&secret, false, policy.dry_run).await? {
-            Applied::Created => Outcome::Created,
-            Applied::Updated => Outcome::Updated,
-            Applied::Unchanged => {
-                debug!(namespace = self.ns, "secret is current");
-                return Ok(Outcome::Unchanged);
-            }
-            Applied::Refused(refused) => {
-                let existing = self.get().await?;
-                // A 422 is only ours to sort out when it is about the type.
-                if is_status(&refused, |s| s.is_invalid())
-                    && !matches!(state(existing.as_ref()), State::WrongType(_))
-                {
-                    return Err(self.error(Op::Write, &refused));
-                }
-                return self.ensure_from(wanted, policy, existing, shield).await;
-            }
-        };
-        self.written(outcome, policy);
-        Ok(outcome)
+        Err(SecretError::Call {
+            op: Op::Write,
+            secret: self.name.to_string(),
+            message: format!("it kept changing under us ({WRITE_ATTEMPTS} conflicts in a row); the next run will retry"),
+        })
     }
 
-    /// Given what the Secret holds: leave it, take it back, take it over (--force), or refuse.
-    async fn ensure_from(
+    /// Leaves the Secret, refuses it, or writes it; `None` when it changed since `found`.
+    async fn write_if_due(
         &self,
         wanted: &Wanted,
         policy: Policy,
-        existing: Option<Secret>,
+        found: &Found,
         shield: &Shield,
-    ) -> Result<Outcome, SecretError> {
-        let state = state(existing.as_ref());
-        match &state {
+    ) -> Result<Option<Outcome>, SecretError> {
+        match &found.state {
             State::Foreign if !policy.force => return Err(self.not_ours()),
             State::WrongType(found) if !policy.force => {
                 return Err(SecretError::WrongType {
@@ -457,70 +613,88 @@ impl<'a> Secrets<'a> {
                     found: found.clone(),
                 });
             }
-            State::Ours => {
-                if let (Some(refresh), Some(s)) = (policy.refresh_before, &existing) {
-                    let now = jiff::Timestamp::now();
-                    if is_fresh(s, &wanted.request, &wanted.expected, refresh, now) {
-                        debug!(namespace = self.ns, "secret is fresh");
-                        return Ok(Outcome::Unchanged);
-                    }
-                }
-            }
             _ => {}
         }
+        let Some(due) = &found.due else {
+            debug!(namespace = self.ns, "secret is current");
+            return Ok(Some(Outcome::Unchanged));
+        };
         // Everything below writes, so get the token first: a failed fetch writes nothing.
         let desired = wanted.get().await.map_err(SecretError::Token)?;
-        if existing.as_ref().is_some_and(|s| desired.is_current(s)) {
-            debug!(namespace = self.ns, "secret is current");
-            return Ok(Outcome::Unchanged);
-        }
+        debug!(namespace = self.ns, reason = %due, "secret is due");
         // Held from a delete to its create, so neither --timeout nor a signal leaves the
         // namespace without a Secret in between.
         let mut _unsplit = None;
-        if let (State::WrongType(found), Some(s)) = (&state, &existing) {
+        if let State::WrongType(found_type) = &found.state {
             // The server refuses to change a Secret's type in place: delete exactly the object
             // we saw, then create ours.
             _unsplit = Some(shield.hold().await);
-            warn!(namespace = self.ns, secret = self.name, found = %found, "--force: replacing secret of the wrong type");
-            self.delete_seen(s, Op::Replace, policy.dry_run).await?;
+            warn!(namespace = self.ns, secret = self.name, found = %found_type, "--force: replacing secret of the wrong type");
+            match self
+                .delete_seen(&found.seen, Op::Replace, policy.dry_run)
+                .await
+            {
+                Err(SecretError::Changed) => return Ok(None),
+                other => other?,
+            }
             if policy.dry_run {
-                // The delete did not persist, so a dry-run apply would still meet the old type.
-                return Ok(Outcome::Updated);
+                // The delete did not persist, so a dry-run create would still meet the old one.
+                return Ok(Some(Outcome::Updated));
             }
         }
-        let outcome = if state == State::Missing {
-            Outcome::Created
-        } else {
-            Outcome::Updated
-        };
-        // Ours (or taken over with --force): take back fields that someone else edited. A
-        // missing one is applied without force, so a foreign Secret created since our read
-        // conflicts.
-        let force = policy.force || state == State::Ours;
-        let secret = desired.object(self.name, self.ns);
-        if let Applied::Refused(e) = self.apply(&secret, force, policy.dry_run).await? {
-            return Err(self.error(Op::Write, &e));
+        let mut secret = desired.object(self.name, self.ns);
+        // None there (or just deleted): an apply without force creates it, and conflicts with
+        // one that someone else made since (a POST would be surer, but RBAC cannot allow a
+        // create by name); with --force it is taken anyway. Ours, or taken over with --force:
+        // forced, so fields someone else edited come back, but only if it is still the object
+        // we judged.
+        let force = policy.force || found.state == State::Ours;
+        if matches!(found.state, State::Ours | State::Foreign) {
+            secret.metadata.resource_version = found.seen.resource_version.clone();
         }
-        self.written(outcome, policy);
-        Ok(outcome)
+        let written = self.apply(&secret, force, policy.dry_run).await;
+        let outcome = match written {
+            Err(SecretError::Changed) => return Ok(None),
+            Err(e) => return Err(e),
+            Ok(Applied::Unchanged) => {
+                debug!(namespace = self.ns, "secret is current");
+                return Ok(Some(Outcome::Unchanged));
+            }
+            // A Secret of the wrong type replaced: there was one before.
+            Ok(Applied::Created) if found.state != State::Missing => Outcome::Updated,
+            Ok(Applied::Created) => Outcome::Created,
+            Ok(Applied::Updated) => Outcome::Updated,
+        };
+        info!(namespace = self.ns, secret = self.name, outcome = ?outcome, reason = %due, dry_run = policy.dry_run, "secret written");
+        Ok(Some(outcome))
     }
 
-    fn written(&self, outcome: Outcome, policy: Policy) {
-        info!(namespace = self.ns, secret = self.name, outcome = ?outcome, dry_run = policy.dry_run, "secret written");
+    /// A conflict on a conditional write means the Secret changed since it was read.
+    fn write_error(&self, e: &kube::Error) -> SecretError {
+        if is_status(e, |s| s.is_conflict()) {
+            SecretError::Changed
+        } else {
+            self.error(Op::Write, e)
+        }
     }
 
     /// Deletes our Secret as `seen` (uid + resourceVersion preconditions), so a Secret
     /// changed or replaced since is left alone.
     pub(crate) async fn delete(&self, seen: &Secret, dry_run: bool) -> Result<(), SecretError> {
-        self.delete_seen(seen, Op::Delete, dry_run).await
+        self.delete_seen(&seen.metadata, Op::Delete, dry_run).await
     }
 
-    async fn delete_seen(&self, seen: &Secret, op: Op, dry_run: bool) -> Result<(), SecretError> {
+    async fn delete_seen(
+        &self,
+        seen: &ObjectMeta,
+        op: Op,
+        dry_run: bool,
+    ) -> Result<(), SecretError> {
         let dp = DeleteParams {
             dry_run,
             preconditions: Some(Preconditions {
-                uid: seen.metadata.uid.clone(),
-                resource_version: seen.metadata.resource_version.clone(),
+                uid: seen.uid.clone(),
+                resource_version: seen.resource_version.clone(),
             }),
             ..Default::default()
         };
@@ -546,7 +720,10 @@ impl<'a> Secrets<'a> {
                 );
                 Ok(())
             }
-            Err(e) => Err(self.error(op, &e)),
+            Err(e) => Err(match op {
+                Op::Replace => self.write_error(&e),
+                _ => self.error(op, &e),
+            }),
         }
     }
 
@@ -555,9 +732,11 @@ impl<'a> Secrets<'a> {
         s.is_not_found() && s.details.as_ref().is_none_or(|d| d.kind == "secrets")
     }
 
-    /// Server-side apply of `secret`. Without `force` the server creates it (201), updates it
-    /// if only our field manager wrote it (200), or refuses (409) if anyone else wrote fields
-    /// we set. Sent raw: kube's `Api::patch` hides the status code and the Date header.
+    /// Server-side apply of `secret`. Forced, it is conditional on the resourceVersion it
+    /// carries (409 if the Secret changed since). Without force the server creates it (201),
+    /// or refuses (409) if anyone else set fields to other values. Sent raw: kube's
+    /// `Api::patch` hides the status code and the Date header, which tell an apply that
+    /// changed nothing.
     async fn apply(
         &self,
         secret: &Secret,
@@ -602,10 +781,7 @@ impl<'a> Secrets<'a> {
             }
             Ok((_, date, stored)) if unchanged(&stored, date, took) => Ok(Applied::Unchanged),
             Ok(_) => Ok(Applied::Updated),
-            Err(e) if is_status(&e, |s| s.is_conflict() || s.is_invalid()) => {
-                Ok(Applied::Refused(e))
-            }
-            Err(e) => Err(self.error(Op::Write, &e)),
+            Err(e) => Err(self.write_error(&e)),
         }
     }
 }
@@ -774,7 +950,6 @@ mod tests {
         let d = desired(10_000);
         let s = d.object("awsecr-cred", "ns");
         let any = expected(&[]);
-        assert!(d.is_current(&s));
         assert_eq!(state(Some(&s)), State::Ours);
         let mut sorted = own_names();
         sorted.sort();
@@ -785,7 +960,7 @@ mod tests {
         );
         let now = jiff::Timestamp::from_second(10_000 - 3600).unwrap();
         let fresh = |request, expect: &ExpectedHosts, refresh| {
-            is_fresh(&s, request, expect, Duration::from_secs(refresh), now)
+            due(&s, request, expect, Duration::from_secs(refresh), now).is_none()
         };
         assert!(fresh("region=us-east-1", &any, 1800));
         let both = own_names();
@@ -797,13 +972,14 @@ mod tests {
         let other = "210987654321.dkr.ecr.us-east-1.amazonaws.com";
         assert!(!fresh("region=us-east-1", &expected(&[other]), 1800));
         let later = jiff::Timestamp::from_second(20_000).unwrap();
-        assert!(!is_fresh(
-            &s,
-            "region=us-east-1",
-            &any,
-            Duration::ZERO,
-            later
-        ));
+        assert_eq!(
+            due(&s, "region=us-east-1", &any, Duration::ZERO, later),
+            Some(Due::Expiring)
+        );
+        assert_eq!(
+            due(&s, "region=eu-west-1", &any, Duration::ZERO, now),
+            Some(Due::Request)
+        );
     }
 
     #[test]
@@ -811,13 +987,14 @@ mod tests {
         let d = desired(10_000);
         let now = jiff::Timestamp::from_second(10_000 - 3600).unwrap();
         let fresh = |s: &Secret| {
-            is_fresh(
+            due(
                 s,
                 "region=us-east-1",
                 &expected(&[]),
                 Duration::from_secs(60),
                 now,
             )
+            .is_none()
         };
         let annotate = |k: &str, v: &str| {
             let mut s = d.object("awsecr-cred", "ns");
@@ -867,9 +1044,65 @@ mod tests {
         assert_eq!(state(None), State::Missing);
         s.metadata.labels = None;
         assert_eq!(state(Some(&s)), State::Foreign);
-        assert!(!d.is_current(&s));
         s.type_ = Some("Opaque".into());
         assert_eq!(state(Some(&s)), State::WrongType("Opaque".into()));
+    }
+
+    #[test]
+    fn an_edit_by_another_manager_after_ours_is_due_until_we_write_again() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, Time};
+        let entry = |manager: &str, at: &str, fields: serde_json::Value| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some("Update".into()),
+            time: Some(Time(at.parse().unwrap())),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        };
+        let ours = || {
+            entry(
+                FIELD_MANAGER,
+                "2026-11-27T03:00:00Z",
+                serde_json::json!({"f:data": {"f:.dockerconfigjson": {}}}),
+            )
+        };
+        let d = desired(10_000);
+        let mut s = d.object("awsecr-cred", "ns");
+        let now = jiff::Timestamp::from_second(10_000 - 3600).unwrap();
+        let judged = |s: &Secret| due(s, "region=us-east-1", &expected(&[]), Duration::ZERO, now);
+        let fields = [
+            serde_json::json!({"f:data": {".": {}, "f:.dockerconfigjson": {}}}),
+            serde_json::json!({"f:type": {}}),
+            serde_json::json!({"f:metadata": {"f:labels": {"f:app.kubernetes.io/managed-by": {}}}}),
+            serde_json::json!({"f:metadata": {"f:annotations": {"f:ecr-refresh/expires-at": {}}}}),
+        ];
+        for f in fields {
+            for at in ["2026-11-27T03:00:00Z", "2026-11-27T04:00:00Z"] {
+                s.metadata.managed_fields =
+                    Some(vec![ours(), entry("kubectl-edit", at, f.clone())]);
+                assert_eq!(
+                    judged(&s),
+                    Some(Due::EditedBy("kubectl-edit".into())),
+                    "{f} {at}"
+                );
+            }
+            // Before our last write: taken back already (a field left shared is not an edit).
+            s.metadata.managed_fields = Some(vec![
+                ours(),
+                entry("kubectl-edit", "2026-11-27T02:59:59Z", f.clone()),
+            ]);
+            assert_eq!(judged(&s), None, "{f}");
+            // Nothing of ours: someone else wrote all of it.
+            s.metadata.managed_fields =
+                Some(vec![entry("kubectl-create", "2026-11-27T02:00:00Z", f)]);
+            assert_eq!(judged(&s), Some(Due::EditedBy("kubectl-create".into())));
+        }
+        // Fields that are not ours (another label, another annotation) are no edit of ours.
+        let theirs = serde_json::json!({"f:metadata": {"f:labels": {"f:team": {}}, "f:annotations": {"f:note": {}}}});
+        s.metadata.managed_fields = Some(vec![
+            ours(),
+            entry("kubectl-label", "2026-11-27T04:00:00Z", theirs),
+        ]);
+        assert_eq!(judged(&s), None);
     }
 
     #[test]

@@ -448,9 +448,6 @@ pub(crate) enum LinkState {
     Unknown,
 }
 
-/// Page size of [`list_everywhere`]: about 0.5 MB a page.
-const LIST_PAGE: u32 = 500;
-
 /// What linking needs of a listed ServiceAccount, and no more: there may be one per namespace
 /// in the cluster, held for the whole pass.
 #[derive(Clone, Debug)]
@@ -460,6 +457,22 @@ pub(crate) struct Listed {
     /// Whether it has annotations at all, and our record among them.
     has_annotations: bool,
     linked: Option<String>,
+}
+
+impl Listed {
+    /// For `status`: whether it lists `secret`.
+    pub(crate) fn link_state(&self, secret: &str) -> LinkState {
+        if self
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .any(|r| r.name == secret)
+        {
+            LinkState::Linked
+        } else {
+            LinkState::Unlinked
+        }
+    }
 }
 
 impl From<Listed> for ServiceAccount {
@@ -482,41 +495,29 @@ impl From<Listed> for ServiceAccount {
     }
 }
 
-/// Every ServiceAccount called `name` in the namespaces `wanted` accepts, by namespace: one
-/// paged cluster-wide list (a field selector on the name) instead of a read per namespace.
-/// RBAC can allow it for that name only (`list` with `resourceNames`).
+/// Every ServiceAccount called `name` in the namespaces `wanted` accepts, by namespace, from
+/// one paged cluster-wide list (see [`Cluster::list_named`]).
 pub(crate) async fn list_everywhere(
     cluster: &Cluster,
     name: &str,
     wanted: impl Fn(&str) -> bool,
 ) -> Result<HashMap<String, Listed>, kube::Error> {
-    let api: Api<ServiceAccount> = Api::all(cluster.client());
-    let mut lp = ListParams::default()
-        .fields(&format!("metadata.name={name}"))
-        .limit(LIST_PAGE);
     let mut found = HashMap::new();
-    loop {
-        let page = cluster
-            .call("list service accounts", || api.list(&lp))
-            .await?;
-        for sa in page.items {
-            let Some(ns) = sa.metadata.namespace.filter(|ns| wanted(ns)) else {
-                continue;
-            };
-            let annotations = sa.metadata.annotations;
-            let listed = Listed {
-                resource_version: sa.metadata.resource_version,
-                image_pull_secrets: sa.image_pull_secrets,
-                has_annotations: annotations.is_some(),
-                linked: annotations.and_then(|mut a| a.remove(LINKED_ANNOTATION)),
-            };
-            found.insert(ns, listed);
-        }
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => lp.continue_token = Some(token),
-            _ => return Ok(found),
-        }
-    }
+    cluster
+        .list_named("list service accounts", name, |sa: ServiceAccount| {
+            if let Some(ns) = sa.metadata.namespace.filter(|ns| wanted(ns)) {
+                let annotations = sa.metadata.annotations;
+                let listed = Listed {
+                    resource_version: sa.metadata.resource_version,
+                    image_pull_secrets: sa.image_pull_secrets,
+                    has_annotations: annotations.is_some(),
+                    linked: annotations.and_then(|mut a| a.remove(LINKED_ANNOTATION)),
+                };
+                found.insert(ns, listed);
+            }
+        })
+        .await?;
+    Ok(found)
 }
 
 /// Names of every ServiceAccount in a namespace (for --all-service-accounts).

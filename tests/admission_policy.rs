@@ -567,9 +567,12 @@ async fn sync_and_status_work_through_the_policy() {
         pull_secret_names(&get_sa(&client, &b, "default").await),
         ["theirs", "awsecr-cred"]
     );
-    // The next run rewrites both with the new token.
+    // Nothing due: nothing written. Then --refresh-all rewrites both with the new token.
     ecr.set_body(common::fake_ecr::FakeEcr::valid_for_12h("second"));
     let out = sync().run_async().await;
+    out.assert_code(0);
+    assert_eq!(out.json()["summary"]["unchanged"], 2, "{}", out.stdout());
+    let out = sync().args(["--refresh-all"]).run_async().await;
     out.assert_code(0);
     assert_eq!(out.json()["summary"]["updated"], 2, "{}", out.stdout());
     let written = dockerconfig(&get_secret(&client, &a, "awsecr-cred").await.unwrap());

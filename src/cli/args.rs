@@ -31,11 +31,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Fetch an ECR token once and write it into every selected namespace, then exit.
+    /// Make every selected namespace hold a current pull Secret, writing only where one is due,
+    /// then exit.
     ///
-    /// For each namespace: server-side apply the pull Secret (never touching a Secret of the same
-    /// name that ecr-refresh does not own, unless --force), then add it to the imagePullSecrets
-    /// of the chosen ServiceAccounts, keeping every entry that is already there.
+    /// Reads our Secrets and the ServiceAccounts in a few cluster-wide lists, then, only where
+    /// something is due (a missing or edited Secret, other registries or credentials, a token
+    /// within --refresh-before of expiry), fetches one ECR token and server-side applies the
+    /// Secret. A Secret of that name without our label app.kubernetes.io/managed-by=ecr-refresh
+    /// is never touched unless --force. Then adds it to the imagePullSecrets of the chosen
+    /// ServiceAccounts, keeping every entry that is already there. --refresh-all rewrites
+    /// every Secret of ours now.
     #[command(after_long_help = const_format::concatcp!(SYNC_EXAMPLES, EXIT_CODES_HELP), after_help = EXIT_CODES_HELP)]
     Sync(SyncArgs),
 
@@ -344,17 +349,23 @@ pub struct SyncArgs {
     #[arg(help_heading = WRITE, long, env = "ECR_REFRESH_DRY_RUN")]
     pub(crate) dry_run: bool,
 
-    /// Leave a Secret alone while its token has more than this left (and it was made for the
-    /// same registries); without it every run writes a new token. With e.g. `--refresh-before
-    /// 6h` the CronJob can run every few minutes, so new namespaces get credentials quickly,
-    /// while tokens are rewritten about twice a day
+    /// Write only where something is due: a Secret that is missing, not current (edited by
+    /// someone else, made for other registries or credentials) or whose token has this little
+    /// left. The default rewrites a 12h token when less than 9h remain, so a stopped CronJob
+    /// leaves at least 8h before any pull fails, and tokens are written about every 3h
     #[arg(
         help_heading = WRITE,
         long,
         env = "ECR_REFRESH_REFRESH_BEFORE",
+        default_value = "9h",
         value_name = DURATION
     )]
-    pub(crate) refresh_before: Option<DurationArg>,
+    pub(crate) refresh_before: DurationArg,
+
+    /// Fetch a new token and rewrite every Secret of ours now, due or not (e.g. after revoking
+    /// a token)
+    #[arg(help_heading = WRITE, long, env = "ECR_REFRESH_REFRESH_ALL")]
+    pub(crate) refresh_all: bool,
 
     /// Also remove our Secret and imagePullSecrets entry from namespaces that are no longer
     /// selected (see `ecr-refresh prune`)
@@ -421,6 +432,9 @@ Examples:
   # see what would change, without persisting anything
   ecr-refresh sync --dry-run
 
+  # rewrite every Secret now with a new token, due or not
+  ecr-refresh sync --refresh-all
+
 ";
 
 const STATUS_EXAMPLES: &str = "\
@@ -478,7 +492,8 @@ mod tests {
         assert_eq!(a.run.concurrency.get(), 16);
         assert_eq!(a.run.timeout.get(), Duration::from_secs(300));
         assert!(a.scope.selection.namespaces.is_empty() && !a.dry_run && !a.force && !a.prune);
-        assert_eq!(a.refresh_before, None);
+        assert_eq!(a.refresh_before.get(), Duration::from_secs(9 * 3600));
+        assert!(!a.refresh_all);
         assert_eq!(String::from(a.aws.role_session_name), "ecr-refresh");
     }
 

@@ -99,22 +99,21 @@ impl SyncArgs {
             force,
             dry_run,
             refresh_before,
+            refresh_all,
             prune,
             delete_stuck_pods,
             // Pushed by `crate::run` once the report is done, whatever the outcome.
             metrics: _,
         } = self;
         let run = run.into_options(global, selection.into_selection(), target)?;
-        let refresh_before = refresh_before.map(DurationArg::get);
-        if let Some(refresh) = refresh_before {
-            // ECR tokens last 12 hours: a larger window would refresh on every run.
-            if refresh >= MAX_TOKEN_LIFETIME {
-                return Err(Error::InvalidInput {
-                    flag: "--refresh-before",
-                    value: humantime::format_duration(refresh).to_string(),
-                    reason: "ECR tokens last 12h, so this would rewrite every Secret on every run; use less than 12h (e.g. 6h)".into(),
-                });
-            }
+        let refresh_before = refresh_before.get();
+        // ECR tokens last 12 hours: a larger window would refresh on every run.
+        if refresh_before >= MAX_TOKEN_LIFETIME {
+            return Err(Error::InvalidInput {
+                flag: "--refresh-before",
+                value: humantime::format_duration(refresh_before).to_string(),
+                reason: "ECR tokens last 12h, so this would rewrite every Secret on every run; use less than 12h (the default is 9h), or --refresh-all to rewrite everything once".into(),
+            });
         }
         Ok(SyncOptions {
             run,
@@ -123,6 +122,7 @@ impl SyncArgs {
             dry_run,
             service_account_wait: service_account_wait.get(),
             refresh_before,
+            refresh_all,
             prune,
             delete_stuck_pods,
         })

@@ -8,11 +8,16 @@ pub(crate) mod sync;
 use std::future::Future;
 use std::time::Duration;
 
-use futures::StreamExt;
+use std::collections::HashMap;
 
-use crate::cluster::{Cluster, ClusterOptions, PendingCluster};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use tracing::{info, warn};
+
+use crate::cluster::{explain, Cluster, ClusterOptions, PendingCluster};
 use crate::namespaces::Selection;
-use crate::serviceaccount::Target;
+use crate::pullsecret;
+use crate::serviceaccount::{self, ServiceAccounts, Target};
 use crate::shutdown::{Shield, Stop};
 
 /// What every command that works on namespaces needs.
@@ -147,6 +152,54 @@ where
         .inspect(|r| progress.tick(r))
         .collect()
         .await
+}
+
+/// Reads the ServiceAccounts to link with one cluster-wide list per name, not one GET per
+/// namespace. Not when every namespace is named literally (a GET each is cheaper than listing
+/// the whole cluster), nor when listing is refused: then each one is read on its own.
+pub(crate) async fn list_accounts(
+    cluster: &Cluster,
+    run: &RunOptions,
+) -> HashMap<(String, String), serviceaccount::Listed> {
+    let mut known = HashMap::new();
+    let ServiceAccounts::Named(names) = &run.target.service_accounts else {
+        return known;
+    };
+    if run.selection.literal_names().is_some() {
+        return known;
+    }
+    for name in names {
+        match serviceaccount::list_everywhere(cluster, name, |ns| run.selection.matches(ns)).await {
+            Ok(found) => known.extend(found.into_iter().map(|(ns, sa)| ((ns, name.clone()), sa))),
+            Err(e) => info!(
+                service_account = %name,
+                error = %explain(&e),
+                "cannot list service accounts cluster-wide; reading them one namespace at a time"
+            ),
+        }
+    }
+    known
+}
+
+/// Reads our Secret in every selected namespace with one cluster-wide list (by name), judging
+/// each by `judge` as it arrives. Not when every namespace is named literally (a GET each is
+/// cheaper), nor when listing is refused: then each one is read on its own, after one warning.
+pub(crate) async fn list_secrets<T>(
+    cluster: &Cluster,
+    run: &RunOptions,
+    judge: impl Fn(&Secret) -> T,
+) -> Option<HashMap<String, T>> {
+    if run.selection.literal_names().is_some() {
+        return None;
+    }
+    let name = &run.target.secret_name;
+    match pullsecret::list_everywhere(cluster, name, |ns| run.selection.matches(ns), judge).await {
+        Ok(found) => Some(found),
+        Err(e) => {
+            warn!(secret = %name, error = %explain(&e), "cannot list secrets cluster-wide; reading them one namespace at a time (grant `list` on secrets with resourceNames [{name}], see rbac.yaml)");
+            None
+        }
+    }
 }
 
 /// Runs a step that comes before any namespace and writes nothing (connecting, listing, the

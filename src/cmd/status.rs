@@ -1,8 +1,12 @@
 //! `status`: a read-only health check of every selected namespace.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{bounded, connect, setup, RunOptions};
+use k8s_openapi::api::core::v1::Secret;
+
+use super::{bounded, connect, list_accounts, list_secrets, setup, RunOptions};
 use crate::bornlinked;
 use crate::cluster::Cluster;
 use crate::error::Result;
@@ -34,16 +38,24 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     let secret = opts.run.target.secret_name.as_str();
     let selection = &opts.run.selection;
     let literal = selection.literal_names();
+    // The same lists as `sync`: namespaces, our Secrets, the ServiceAccounts.
     let reads = async {
         Ok(tokio::join!(
             namespaces::plan(&cluster, selection, Scope::Selected),
             bornlinked::state(&cluster),
             stuckpods::find(&cluster, secret, literal.as_deref(), |ns| {
                 selection.matches(ns)
-            })
+            }),
+            list_accounts(&cluster, &opts.run),
+            list_secrets(&cluster, &opts.run, Secret::clone)
         ))
     };
-    let (plan, policy, pods) = setup(&limits, reads, cluster.hung("listing namespaces")).await?;
+    let (plan, policy, pods, accounts, secrets) =
+        setup(&limits, reads, cluster.hung("listing namespaces")).await?;
+    let listed = Listed {
+        accounts: Mutex::new(accounts),
+        secrets: secrets.map(Mutex::new),
+    };
     let mut report = StatusReport::new(opts.run.target.secret_name.clone(), opts.min_remaining);
     report.born_linked_policy = Some(policy);
     let plan = plan?;
@@ -67,7 +79,7 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
         limits,
         |ns, _| {
             let stuck = pods.get(&ns.name);
-            check(&cluster, opts, ns, now, stuck)
+            check(&cluster, opts, &listed, ns, now, stuck)
         },
         late,
     )
@@ -76,9 +88,30 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     Ok(report)
 }
 
+/// What the cluster-wide lists found, taken out namespace by namespace.
+struct Listed {
+    accounts: Mutex<HashMap<(String, String), serviceaccount::Listed>>,
+    /// `None`: not listed, so each namespace reads its own.
+    secrets: Option<Mutex<HashMap<String, Secret>>>,
+}
+
+impl Listed {
+    /// Our Secret in `ns`: `Some(None)` when the list showed none, `None` when not listed.
+    fn secret(&self, ns: &str) -> Option<Option<Secret>> {
+        let secrets = self.secrets.as_ref()?;
+        Some(secrets.lock().unwrap_or_else(|e| e.into_inner()).remove(ns))
+    }
+
+    fn account(&self, ns: &str, name: &str) -> Option<serviceaccount::Listed> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        accounts.remove(&(ns.to_string(), name.to_string()))
+    }
+}
+
 async fn check(
     cluster: &Cluster,
     opts: &StatusOptions,
+    listed: &Listed,
     planned: Planned,
     now: jiff::Timestamp,
     pods: Option<&Vec<Candidate>>,
@@ -91,7 +124,11 @@ async fn check(
     }
     let ns = planned.name.as_str();
     let name = opts.run.target.secret_name.as_str();
-    match Secrets::new(cluster, ns, name).get().await {
+    let existing = match listed.secret(ns) {
+        Some(known) => Ok(known),
+        None => Secrets::new(cluster, ns, name).get().await,
+    };
+    match existing {
         Err(e) => st.problems.push(e.to_string()),
         Ok(existing) => {
             let state = pullsecret::state(existing.as_ref());
@@ -121,7 +158,12 @@ async fn check(
         Err(e) => st.problems.push(e.to_string()),
         Ok(accounts) => {
             for sa in accounts {
-                let state = match serviceaccount::link_state(cluster, ns, &sa, name).await {
+                // Not listed (or not there when listed): read it.
+                let state = match listed.account(ns, &sa) {
+                    Some(known) => Ok(known.link_state(name)),
+                    None => serviceaccount::link_state(cluster, ns, &sa, name).await,
+                };
+                let state = match state {
                     Ok(LinkState::Unlinked) => {
                         st.problems
                             .push(format!("service account {sa} does not reference {name}"));

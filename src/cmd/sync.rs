@@ -7,16 +7,15 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::{bounded, prune, setup, stopped, RunOptions};
+use super::{bounded, list_secrets, prune, setup, stopped, RunOptions};
 use crate::cli::AwsArgs;
-use crate::cluster::{explain, Cluster};
+use crate::cluster::Cluster;
 use crate::ecr::EcrClientConfig;
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope, Skip};
-use crate::pullsecret;
-use crate::pullsecret::{Policy, SecretError, Secrets, Wanted};
-use crate::report::{NamespaceReport, Outcome, RunReport, ServiceAccountOutcome};
-use crate::serviceaccount::{self, ServiceAccounts};
+use crate::pullsecret::{self, Found, Policy, SecretError, Secrets, Wanted};
+use crate::report::{NamespaceReport, Outcome, RunReport, SecretOutcome, ServiceAccountOutcome};
+use crate::serviceaccount;
 use crate::shutdown::{Shield, Stop};
 use crate::stuckpods::{self, ByNamespace, PodAction};
 
@@ -29,7 +28,10 @@ pub(crate) struct SyncOptions {
     pub(crate) force: bool,
     pub(crate) dry_run: bool,
     pub(crate) service_account_wait: Duration,
-    pub(crate) refresh_before: Option<Duration>,
+    /// Rewrite a Secret of ours whose token has this little left.
+    pub(crate) refresh_before: Duration,
+    /// Rewrite every Secret of ours now.
+    pub(crate) refresh_all: bool,
     /// Also prune the namespaces the selection leaves out.
     pub(crate) prune: bool,
     /// Delete the pods that only a replacement can heal (see `stuckpods`).
@@ -46,6 +48,10 @@ struct Ctx<'a> {
     accounts: Mutex<HashMap<(String, String), serviceaccount::Listed>>,
     /// With --delete-stuck-pods: the pods waiting on a pull without our Secret.
     stuck: Mutex<ByNamespace>,
+    /// Our Secret as listed, by namespace; `None` when it was not listed (read each instead).
+    secrets: Option<Mutex<HashMap<String, Found>>>,
+    /// The earliest expiry among the Secrets of ours this pass left in place.
+    earliest_held: Mutex<Option<jiff::Timestamp>>,
 }
 
 impl Ctx<'_> {
@@ -54,42 +60,31 @@ impl Ctx<'_> {
         accounts.remove(&(ns.to_string(), name.to_string()))
     }
 
+    /// The Secret of `ns` as listed: a namespace the list did not show has none.
+    fn known_secret(&self, ns: &str) -> Option<Found> {
+        let secrets = self.secrets.as_ref()?;
+        let mut secrets = secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let missing = || Found::of(None, self.wanted, self.policy(), jiff::Timestamp::now());
+        Some(secrets.remove(ns).unwrap_or_else(missing))
+    }
+
     fn policy(&self) -> Policy {
-        Policy {
-            force: self.opts.force,
-            dry_run: self.opts.dry_run,
-            refresh_before: self.opts.refresh_before,
-        }
+        policy(self.opts)
+    }
+
+    fn held_expiry(&self, expires: Option<jiff::Timestamp>) {
+        let mut earliest = self.earliest_held.lock().unwrap_or_else(|e| e.into_inner());
+        *earliest = earliest.into_iter().chain(expires).min();
     }
 }
 
-/// Reads the ServiceAccounts to link with one cluster-wide list per name, not one GET per
-/// namespace. Not when every namespace is named literally (a GET each is cheaper than listing
-/// the whole cluster), nor when listing is refused: then each one is read on its own.
-async fn list_accounts(
-    cluster: &Cluster,
-    opts: &SyncOptions,
-) -> HashMap<(String, String), serviceaccount::Listed> {
-    let mut known = HashMap::new();
-    let ServiceAccounts::Named(names) = &opts.run.target.service_accounts else {
-        return known;
-    };
-    if opts.run.selection.literal_names().is_some() {
-        return known;
+fn policy(opts: &SyncOptions) -> Policy {
+    Policy {
+        force: opts.force,
+        dry_run: opts.dry_run,
+        refresh_before: opts.refresh_before,
+        refresh_all: opts.refresh_all,
     }
-    for name in names {
-        match serviceaccount::list_everywhere(cluster, name, |ns| opts.run.selection.matches(ns))
-            .await
-        {
-            Ok(found) => known.extend(found.into_iter().map(|(ns, sa)| ((ns, name.clone()), sa))),
-            Err(e) => info!(
-                service_account = %name,
-                error = %explain(&e),
-                "cannot list service accounts cluster-wide; reading them one namespace at a time"
-            ),
-        }
-    }
-    known
 }
 
 /// With --delete-stuck-pods, the pods to look at, read before anything is written: without the
@@ -133,20 +128,22 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
         Scope::Selected
     };
     // Reads only: the namespaces, the ServiceAccounts to link (and stuck pods), and the AWS
-    // credentials and token every namespace will need (unless --refresh-before may spare the
-    // ECR call). A failed fetch is remembered and reported by the namespaces, so nothing is
-    // written.
+    // credentials; with --refresh-all (every namespace needs it) the token too. Otherwise ECR
+    // is called only once a write is due. A failed fetch is remembered and reported by the
+    // namespaces, so nothing is written.
     let listing = namespaces::plan(&cluster, &opts.run.selection, scope);
     let listing = setup(&limits, listing, cluster.hung("listing namespaces"));
     let accounts = async {
-        let (accounts, stuck) =
-            tokio::join!(list_accounts(&cluster, opts), list_stuck(&cluster, opts));
+        let (accounts, stuck) = tokio::join!(
+            super::list_accounts(&cluster, &opts.run),
+            list_stuck(&cluster, opts)
+        );
         Ok((accounts, stuck?))
     };
     let accounts = setup(&limits, accounts, cluster.hung("listing service accounts"));
     let token = async {
         let wanted = Wanted::new(ecr, &opts.aws.registries).await;
-        if opts.refresh_before.is_none() {
+        if opts.refresh_all {
             let _ = wanted.get().await;
         }
         Ok(wanted)
@@ -169,6 +166,14 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
         (Ok(plan), Ok(accounts), Ok(wanted)) => (plan, accounts, wanted),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(report, &e),
     };
+    // Our Secrets, judged as they arrive: where a write is due.
+    let now = jiff::Timestamp::now();
+    let judge = |s: &_| Found::of(Some(s), &wanted, policy(opts), now);
+    let secrets = async { Ok(list_secrets(&cluster, &opts.run, judge).await) };
+    let mut secrets = match setup(&limits, secrets, cluster.hung("listing secrets")).await {
+        Ok(secrets) => secrets,
+        Err(e) => return fail(report, &e),
+    };
     if plan.is_empty() {
         warn!("no namespace matches the selection; nothing to do");
         report.ecr_calls = progress.calls();
@@ -184,6 +189,9 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
         .map(|p| p.name.as_str())
         .collect();
     accounts.retain(|(ns, _), _| synced.contains(ns.as_str()));
+    if let Some(secrets) = secrets.as_mut() {
+        secrets.retain(|ns, _| synced.contains(ns.as_str()));
+    }
     let ctx = Ctx {
         cluster: &cluster,
         opts,
@@ -191,6 +199,8 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
         namespace_get_refused: AtomicBool::new(false),
         accounts: Mutex::new(accounts),
         stuck: Mutex::new(stuck),
+        secrets: secrets.map(Mutex::new),
+        earliest_held: Mutex::new(None),
     };
     report.namespaces = bounded(
         to_sync,
@@ -210,10 +220,25 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
             prune::prune_all(&cluster, &opts.run, to_prune, opts.dry_run, false, limits).await;
         report.namespaces.extend(pruned);
     }
+    // The earliest expiry among our Secrets now: those left in place, and the new token if any
+    // was written with it.
+    let wrote = report.namespaces.iter().any(|n| {
+        matches!(
+            n.secret,
+            Some(SecretOutcome::Created | SecretOutcome::Updated)
+        )
+    });
+    let mut earliest = ctx
+        .earliest_held
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
     if let Some(Ok(desired)) = wanted.fetched() {
         report.registries = desired.hosts.clone();
-        report.token_expires_at = desired.expires_at;
+        if wrote {
+            earliest = earliest.into_iter().chain(desired.expires_at).min();
+        }
     }
+    report.token_expires_at = earliest;
     report.ecr_calls = wanted.ecr_calls();
     report.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
     report.finish(cluster.stats(), started);
@@ -253,7 +278,25 @@ async fn sync_namespace(ctx: &Ctx<'_>, planned: Planned, shield: Shield) -> Name
         }
     }
     let secrets = Secrets::new(ctx.cluster, ns, &ctx.opts.run.target.secret_name);
-    let secret = match secrets.ensure(ctx.wanted, ctx.policy(), &shield).await {
+    let found = match ctx.known_secret(ns) {
+        Some(found) => Ok(found),
+        None => secrets.find(ctx.wanted, ctx.policy()).await,
+    };
+    let held = found.as_ref().ok().and_then(|f| f.expires_at);
+    let result = match found {
+        Ok(found) => {
+            secrets
+                .ensure(ctx.wanted, ctx.policy(), found, &shield)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    // What this namespace's Secret holds after the pass, unless it was written (then the new
+    // token's expiry counts).
+    if !matches!(result, Ok(SecretOutcome::Created | SecretOutcome::Updated)) {
+        ctx.held_expiry(held);
+    }
+    let secret = match result {
         Ok(outcome) => outcome,
         Err(SecretError::Terminating) => return skipped(ns, Skip::Terminating),
         Err(e) => {

@@ -1,0 +1,153 @@
+//! Whose Secret it is, is decided by our label `app.kubernetes.io/managed-by=ecr-refresh`, before
+//! anything is written: a Secret of our name without it is never overwritten or relabelled
+//! without --force, however it was made, and `sync`, `sync --refresh-before`, `status` and
+//! `prune` all agree (issue 19, defect 1). moto's token is always due, so every pass would write.
+
+mod common;
+
+use common::install::kubectl;
+use common::*;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::Client;
+
+/// Every command leaves the unlabelled Secret in `ns` exactly as it was, and says why.
+async fn nobody_takes_it(client: &Client, ns: &str, other: &str) {
+    let before = get_secret(client, ns, "awsecr-cred").await.unwrap();
+    for extra in [&[][..], &["--refresh-before", "1h"][..]] {
+        let out = Run::sync()
+            .args(["-n", ns, "-o", "json"])
+            .args(extra)
+            .run_async()
+            .await;
+        out.assert_code(1);
+        let error = error_of(&out.json(), ns).to_string();
+        assert!(
+            error.contains("not managed by ecr-refresh") && error.contains("--force"),
+            "{extra:?}: {error}"
+        );
+    }
+    let out = Run::bare()
+        .args(["status", "-n", ns, "-o", "json"])
+        .run_async()
+        .await;
+    let report = out.json();
+    let problems = outcome(&report, ns)["problems"].to_string();
+    assert!(
+        problems.contains("not managed by ecr-refresh"),
+        "{report:#}"
+    );
+    // Prune (a dry run: it decides as a real one, and leaves other tests' namespaces alone)
+    // would take ecr-refresh out of every namespace but `other`: not out of this one.
+    let out = Run::bare()
+        .args(["prune", "-n", other, "--dry-run", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let listed = out.json()["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["name"] == ns);
+    assert!(!listed, "prune would touch {ns}: {:#}", out.json());
+    let after = get_secret(client, ns, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, before.metadata.resource_version,
+        "not written"
+    );
+    let labels = after.metadata.labels.unwrap_or_default();
+    assert!(!labels.contains_key("app.kubernetes.io/managed-by"));
+}
+
+#[tokio::test]
+async fn a_secret_whose_label_was_removed_is_not_taken_back_without_force() {
+    let client = admin().await;
+    let (_, [ns, other]) = namespaces(&client, "unlabelled", ["taken", "other"]).await;
+    Run::sync()
+        .args(["-n", &ns])
+        .run_async()
+        .await
+        .assert_code(0);
+    kubectl(
+        &[
+            "-n",
+            &ns,
+            "label",
+            "secret",
+            "awsecr-cred",
+            "app.kubernetes.io/managed-by-",
+        ],
+        None,
+    );
+    nobody_takes_it(&client, &ns, &other).await;
+    // --force takes it over, as the message says.
+    let out = Run::sync()
+        .args(["-n", &ns, "--force", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let labels = get_secret(&client, &ns, "awsecr-cred")
+        .await
+        .unwrap()
+        .metadata
+        .labels
+        .unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "ecr-refresh");
+}
+
+#[tokio::test]
+async fn a_foreign_secret_applied_with_our_field_manager_keeps_its_payload() {
+    let client = admin().await;
+    let (_, [ns, other]) = namespaces(&client, "ourmanager", ["theirs", "other"]).await;
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "awsecr-cred"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": k8s_openapi::ByteString(FOREIGN_PAYLOAD.to_vec())},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .patch(
+            "awsecr-cred",
+            &PatchParams::apply("ecr-refresh"),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .unwrap();
+    nobody_takes_it(&client, &ns, &other).await;
+    let after = get_secret(&client, &ns, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        after.data.unwrap()[".dockerconfigjson"].0,
+        FOREIGN_PAYLOAD.to_vec()
+    );
+}
+
+#[tokio::test]
+async fn a_byte_identical_unlabelled_copy_is_not_adopted() {
+    let client = admin().await;
+    let (_, [source, ns, other]) =
+        namespaces(&client, "identical", ["source", "copy", "other"]).await;
+    Run::sync()
+        .args(["-n", &source])
+        .run_async()
+        .await
+        .assert_code(0);
+    // The same type, payload and annotations as ours, made by someone else without our label.
+    let ours = get_secret(&client, &source, "awsecr-cred").await.unwrap();
+    let copy = Secret {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some("awsecr-cred".into()),
+            annotations: ours.metadata.annotations.clone(),
+            ..Default::default()
+        },
+        type_: ours.type_.clone(),
+        data: ours.data.clone(),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&Default::default(), &copy)
+        .await
+        .unwrap();
+    nobody_takes_it(&client, &ns, &other).await;
+}
