@@ -420,6 +420,13 @@ impl Found {
     }
 }
 
+impl Found {
+    /// Whether `sync` will write it: due, and ours to write (or taken over with --force).
+    pub(crate) fn writes(&self, policy: Policy) -> bool {
+        self.due.is_some() && (matches!(self.state, State::Missing | State::Ours) || policy.force)
+    }
+}
+
 /// Our Secret in every namespace that has one (and `wanted` accepts), judged by `judge` as
 /// each page arrives (see [`Cluster::list_named`]).
 pub(crate) async fn list_everywhere<T>(

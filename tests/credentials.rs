@@ -368,7 +368,8 @@ async fn an_ecr_that_never_answers_ends_at_the_deadline() {
     let (out, took) = timed(
         Run::sync()
             .env("AWS_ENDPOINT_URL", &ecr)
-            .args(["-n", &ns, "-o", "json"])
+            // Every Secret due, so the token is fetched in setup (as when the lists show one due).
+            .args(["-n", &ns, "-o", "json", "--refresh-all"])
             .args(SHORT),
     )
     .await;
@@ -398,7 +399,8 @@ async fn a_hanging_service_account_list_ends_at_the_deadline_and_counts_ecr_call
         Run::sync()
             .through(&proxy)
             .env("AWS_ENDPOINT_URL", &ecr.url)
-            .args(["-n", &format!("{base}-*")])
+            // With --refresh-all the token is fetched while the lists run.
+            .args(["-n", &format!("{base}-*"), "--refresh-all"])
             .args(["--pushgateway", &gateway, "-o", "json"])
             .args(SHORT),
     )

@@ -191,6 +191,21 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     accounts.retain(|(ns, _), _| synced.contains(ns.as_str()));
     if let Some(secrets) = secrets.as_mut() {
         secrets.retain(|ns, _| synced.contains(ns.as_str()));
+        // The lists show a write is due: fetch the token now, as a named setup step, so an ECR
+        // that hangs ends the run at --timeout naming ECR, not as namespaces that did not finish.
+        let policy = policy(opts);
+        let due = synced
+            .iter()
+            .any(|ns| secrets.get(*ns).is_none_or(|f| f.writes(policy)));
+        if due {
+            let token = async {
+                let _ = wanted.get().await;
+                Ok(())
+            };
+            if let Err(e) = setup(&limits, token, |m| progress.hung(m)).await {
+                return fail(report, &e);
+            }
+        }
     }
     let ctx = Ctx {
         cluster: &cluster,
