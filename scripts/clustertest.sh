@@ -311,6 +311,7 @@ wait_done() { # job seconds
   JOB_STATE=$(job_state "$1")
   return 1
 }
+is_complete() { echo "Job state: $JOB_STATE"; [ "$JOB_STATE" = Complete ]; }
 job_pod() { k -n kube-system get pods -l "job-name=$1" -o json | jq -r '.items | sort_by(.metadata.creationTimestamp) | last | .metadata.name // empty'; }
 
 fires_on_schedule() {
@@ -333,8 +334,9 @@ container_is_locked_down() { # pod
 pod_ran_image_and_exited_0() { # pod
   k -n kube-system get pod "$1" -o json | jq -e --arg img "$APP_IMAGE" '
     .spec.containers[0].image == $img and .status.containerStatuses[0].image == $img
-    and .status.containerStatuses[0].state.terminated.exitCode == 0 and .status.phase == "Succeeded"' ||
-    k -n kube-system get pod "$1" -o jsonpath='{.status}'
+    and .status.containerStatuses[0].state.terminated.exitCode == 0 and .status.phase == "Succeeded"' >/dev/null ||
+    { k -n kube-system get pod "$1" -o json | jq -c '{image: .spec.containers[0].image, phase: .status.phase,
+        state: .status.containerStatuses[0].state}'; return 1; }
 }
 
 # The projected token is mounted, and the apiserver saw the writes made with it: the audit log
@@ -400,7 +402,7 @@ stage_first_firing() {
   wait_done "$JOB" 90 || { REASON="Job $JOB did not finish in 90 s ($JOB_STATE)"; return 1; }
   local pod; pod=$(job_pod "$JOB")
   k -n kube-system logs "$pod" >"$RUN/first.log" 2>&1
-  check "Job $JOB completed" test "$JOB_STATE" = Complete
+  check "Job $JOB completed" is_complete
   check "its pod ran $APP_IMAGE and exited 0" pod_ran_image_and_exited_0 "$pod"
   check "its container ran as uid/gid 65532, read-only root filesystem, no privilege escalation, no capabilities" \
     container_is_locked_down "$pod"
@@ -493,7 +495,7 @@ stage_forbid() {
   check "the blocked firing ($(date -u -d "@$((hung_scheduled + 60))" +%T)) ran only after the hung Job ended" \
     test "$JOB_SCHEDULED" -eq $((hung_scheduled + 60)) -a "$JOB_CREATED" -ge $((ended - 3))
   wait_done "$JOB" 90
-  check "and completed with the endpoint restored" test "$JOB_STATE" = Complete
+  check "and completed with the endpoint restored" is_complete
 }
 
 history_within_limits() {
