@@ -203,8 +203,11 @@ async fn the_cronjobs_failed_runs_also_end_with_the_one_line_report() {
     let kubeconfig = token_kubeconfig(dir.path(), &id);
     let (_, [ns]) = namespaces(&client, "cronfail", ["1"]).await;
     create_foreign_secret(&client, &ns).await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed = format!("127.0.0.1:{}", closed.local_addr().unwrap().port());
+    // A port that was free a moment ago: nothing listens there (the listener is dropped).
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
+    };
     let unreachable = dir.path().join("unreachable.kubeconfig");
     write_kubeconfig(&unreachable, &format!("https://{closed}"), "x");
 
