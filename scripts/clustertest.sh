@@ -368,7 +368,7 @@ every_namespace_synced() {
   [ "$missing" = 0 ]
 }
 
-# Every line of the pod's log is one JSON object, the last one the report (issue 24).
+# Every line of the pod's log is one JSON object, and the report ends it (issue 24).
 log_is_json_lines() { # log file, expected exit code ("nonzero" for any failure)
   python3 - "$1" "$2" <<'PY'
 import json, sys
@@ -385,8 +385,13 @@ for n, line in enumerate(lines, 1):
     docs.append(d)
 reports = [d for d in docs if d.get("type") == "report"]
 assert len(reports) == 1, f"{len(reports)} report lines"
-r = docs[-1]
-assert r.get("type") == "report", "the last line is not the report"
+# The report ends the log. stdout and stderr are separate pipes, so the runtime may put the run's
+# fatal-error event (stderr, written just before the report) after it; nothing else may follow.
+at = next(i for i, d in enumerate(docs) if d.get("type") == "report")
+r = docs[at]
+for d in docs[at + 1:]:
+    assert r["error"] and d.get("level") == "ERROR" and d.get("kind") == r["error"]["kind"], \
+        f"a line after the report: {json.dumps(d)[:200]}"
 for f in ("schema_version", "command", "summary", "namespaces", "registries", "token_expires_at", "error", "exit_code", "api_requests", "duration_seconds"):
     assert f in r, f"report lacks {f}"
 code = r["exit_code"]
@@ -409,7 +414,7 @@ stage_first_firing() {
   check "it authenticated in-cluster with its projected ServiceAccount token ($SA_USER, bound to the pod)" \
     authenticated_with_projected_token "$pod"
   check "every namespace has Secret $SECRET for ${ECR_REFRESH_CLUSTER_IMAGE%%/*} and default lists it" every_namespace_synced
-  check "every line of its pod log is one JSON object, the last one the report (exit_code 0)" log_is_json_lines "$RUN/first.log" 0
+  check "every line of its pod log is one JSON object, and the report ends it (exit_code 0)" log_is_json_lines "$RUN/first.log" 0
 }
 
 late_namespace_covered() {
