@@ -58,7 +58,7 @@ install() {
   apt_install "${NODE_PACKAGES[@]}" etcd-server || die "could not install the packages the cluster needs"
   local name
   for name in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
-    BIN[$name]=$(unpack_k8s "$name" "$VERSION") || die "no $K8S_DIR/$VERSION/$name.xz"
+    BIN[$name]=$(unpack_k8s "$name" "$VERSION") || die "no $VERSION/$name.xz under ../shared/k8s (or \$ECR_REFRESH_K8S_DIR)"
   done
   KUBELET=${BIN[kubelet]}
   if [ -z "${ECR_REFRESH_CLUSTER_ECR_ENDPOINT:-}" ]; then

@@ -34,24 +34,8 @@ GLOBAL_PATHS=(/var/lib/kubelet /var/log/pods /var/log/containers /run/containerd
 # The kernel settings the kubelet changes at start; put back afterwards.
 SYSCTLS=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys kernel/keys/root_maxbytes)
 NODE_PACKAGES=(docker-registry skopeo containerd runc busybox-static apache2-utils openssl curl jq xz-utils)
-# Current Kubernetes binaries ship as K8S_DIR/VERSION/NAME.xz (../shared/k8s beside the checkout);
-# they are unpacked once into the cache scripts/testenv.sh uses, as NAME-VERSION.
-# A git worktree elsewhere finds it beside its main checkout.
-K8S_DIR=${ECR_REFRESH_K8S_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/k8s}
-if [ -z "${ECR_REFRESH_K8S_DIR:-}" ] && [ ! -d "$K8S_DIR" ]; then
-  K8S_DIR=$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --path-format=absolute --git-common-dir 2>/dev/null)/../../shared/k8s
-fi
-K8S_CACHE=${ECR_REFRESH_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ecr-refresh/testenv}
-
-unpack_k8s() { # NAME VERSION -> prints the unpacked binary's path; fails if there is no NAME.xz
-  local xz=$K8S_DIR/$2/$1.xz out=$K8S_CACHE/$1-$2
-  [ -n "$2" ] && [ -f "$xz" ] || return 1
-  if [ ! -x "$out" ] || [ "$xz" -nt "$out" ]; then
-    mkdir -p "$K8S_CACHE"
-    xz -dc "$xz" >"$out.tmp.$$" && chmod +x "$out.tmp.$$" && mv "$out.tmp.$$" "$out" || return 1
-  fi
-  echo "$out"
-}
+# unpack_k8s NAME VERSION: ../shared/k8s/VERSION/NAME.xz unpacked into the test cache (its path).
+unpack_k8s() { "$(dirname "${BASH_SOURCE[0]}")/testenv.sh" unpack "$1" "$2"; }
 
 # --- OCI images, written as an OCI layout by hand ----------------------------------------------
 

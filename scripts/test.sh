@@ -30,14 +30,20 @@ cargo clippy --all-targets --locked -- -D warnings
 read -r label bin <<<"${SERVERS[0]}"
 start_leg 1 "$label" "$bin"
 cargo test --all-targets --locked --no-fail-fast
+# One node per machine (kubelet, containerd, the registry stand-in): pull test and cluster test
+# take turns with any other run on this machine.
+NODE_LOCK=/tmp/ecr-refresh-node.lock
 # A kubelet really pulls a private image with the Secret the tool wrote (root; uses target/testenv).
-bash scripts/pulltest.sh
+flock "$NODE_LOCK" bash scripts/pulltest.sh
 # A real v1.36.3 cluster (scripts/cluster.sh, on its own ports): stuck pods and pods born linked,
 # with a real kubelet and controller-manager (root; takes /tmp/ecr-refresh-node.lock, ~2 min).
 bash scripts/e2e-pods.sh
 # Dockerfile lint, manifest validation, the static binary in an empty rootfs (plain and with the
 # in-cluster config), against the same servers.
 bash scripts/check-packaging.sh
+# deploy/ on a real v1.36.3 cluster (scripts/cluster.sh): the CronJob fires, its image runs,
+# new namespaces are covered, pods pull (about 5 minutes; its own servers).
+flock "$NODE_LOCK" bash scripts/clustertest.sh
 # Pushgateway + Prometheus on loopback: the pushed metrics and the alerts they fire.
 bash scripts/metricstest.sh
 
@@ -48,4 +54,6 @@ for i in "${!SERVERS[@]}"; do
   scripts/testenv.sh stop
   start_leg $((i + 1)) "$label" "$bin"
   cargo test --locked --no-fail-fast --test '*'
+  # The pull test again with the kubelet of this version, where there is one (../shared/k8s).
+  if scripts/testenv.sh unpack kubelet "$label" >/dev/null; then flock "$NODE_LOCK" bash scripts/pulltest.sh; fi
 done

@@ -8,6 +8,7 @@
 #   scripts/testenv.sh stop      stop them
 #   scripts/testenv.sh kubelet-path  print where install puts the kubelet (scripts/pulltest.sh)
 #   scripts/testenv.sh install-moto  install moto's server only; moto-path prints where (scripts/cluster.sh)
+#   scripts/testenv.sh unpack NAME VERSION  print ../shared/k8s/VERSION/NAME.xz unpacked (fails if none)
 #
 # The servers: the 1.20.2 build, plus every kube-apiserver.xz under $ECR_REFRESH_K8S_DIR (default
 # ../shared/k8s/VERSION/ beside the checkout), unpacked into the cache. `start` runs the first one, or
@@ -33,6 +34,10 @@ K8S_VERSION=1.20.2
 BUILD_KEY=$K8S_VERSION-r2
 MOTO_SPEC='moto[server]>=5,<6'
 K8S_DIR=${ECR_REFRESH_K8S_DIR:-$ROOT/../shared/k8s}
+# A git worktree elsewhere finds it beside its main checkout.
+if [ -z "${ECR_REFRESH_K8S_DIR:-}" ] && [ ! -d "$K8S_DIR" ]; then
+  K8S_DIR=$(git -C "$ROOT" rev-parse --path-format=absolute --git-common-dir 2>/dev/null)/../../shared/k8s
+fi
 
 log() { printf 'testenv: %s\n' "$*" >&2; }
 # shellcheck source=scripts/lib.sh
@@ -110,12 +115,15 @@ prebuilt_servers() {
   done | sort -V
 }
 
-unpack_prebuilt() { # version, xz path -> prints the unpacked binary's path
-  local out=$CACHE_DIR/$(basename "$2" .xz)-$1
-  if [ ! -x "$out" ] || [ "$2" -nt "$out" ]; then
-    log "unpacking $2"
+# unpack NAME VERSION: K8S_DIR/VERSION/NAME.xz, unpacked once into the cache as NAME-VERSION;
+# prints its path, or fails when there is no such file.
+unpack() {
+  local xz=$K8S_DIR/$2/$1.xz out=$CACHE_DIR/$1-$2
+  [ -n "$2" ] && [ -f "$xz" ] || return 1
+  if [ ! -x "$out" ] || [ "$xz" -nt "$out" ]; then
+    log "unpacking $xz"
     mkdir -p "$CACHE_DIR"
-    xz -dc "$2" >"$out.tmp.$$" && chmod +x "$out.tmp.$$" && mv "$out.tmp.$$" "$out"
+    xz -dc "$xz" >"$out.tmp.$$" && chmod +x "$out.tmp.$$" && mv "$out.tmp.$$" "$out" || return 1
   fi
   echo "$out"
 }
@@ -128,10 +136,9 @@ cmd_servers() {
   echo "v$K8S_VERSION $(bin_apiserver)"
   local version xz
   while read -r version xz; do
-    echo "$version $(unpack_prebuilt "$version" "$xz")"
+    echo "$version $(unpack kube-apiserver "$version")"
     # The controller-manager of the same version, started beside that apiserver.
-    [ ! -f "$(dirname "$xz")/kube-controller-manager.xz" ] ||
-      unpack_prebuilt "$version" "$(dirname "$xz")/kube-controller-manager.xz" >/dev/null
+    unpack kube-controller-manager "$version" >/dev/null || true
   done < <(prebuilt_servers)
 }
 
@@ -312,5 +319,6 @@ case "${1:-}" in
   kubelet-path) bin_kubelet ;; # for scripts/pulltest.sh: where install puts the kubelet
   install-moto) install_moto ;;
   moto-path) bin_moto ;;
-  *) echo "usage: $0 install|servers|start|stop|kubelet-path|install-moto|moto-path" >&2; exit 2 ;;
+  unpack) unpack "${2:-}" "${3:-}" ;;
+  *) echo "usage: $0 install|servers|start|stop|kubelet-path|install-moto|moto-path|unpack" >&2; exit 2 ;;
 esac

@@ -134,10 +134,12 @@ fn print(report: &Report, format: OutputFormat, json_logs: bool, stdout_open: bo
             // What was done before the error is still reported.
             match format {
                 OutputFormat::Json => Some(report.to_json()),
+                OutputFormat::JsonLine => Some(report.to_json_line()),
                 OutputFormat::Text => report.has_results().then(|| report.to_text()),
             }
         }
         (OutputFormat::Json, None) => Some(report.to_json()),
+        (OutputFormat::JsonLine, None) => Some(report.to_json_line()),
         (OutputFormat::Text, None) => Some(report.to_text()),
     };
     let written = match out {

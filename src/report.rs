@@ -42,6 +42,29 @@ impl Report {
         json.expect("report always serializes") + "\n"
     }
 
+    /// The same document on one line, `"type":"report"` first: a log collector takes each
+    /// line as one entry, and the field tells the report from log events (which have none).
+    pub(crate) fn to_json_line(&self) -> String {
+        #[derive(Serialize)]
+        struct Line<'a, T> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            #[serde(flatten)]
+            report: &'a T,
+        }
+        let json = match self {
+            Report::Run(r) => serde_json::to_string(&Line {
+                kind: "report",
+                report: r,
+            }),
+            Report::Status(r) => serde_json::to_string(&Line {
+                kind: "report",
+                report: r,
+            }),
+        };
+        json.expect("report always serializes") + "\n"
+    }
+
     fn end(&self) -> &End {
         match self {
             Report::Run(r) => &r.end,
@@ -567,4 +590,37 @@ impl StatusReport {
 /// A time left, for people: `2h 5m`.
 fn whole_minutes(secs: i64) -> humantime::FormattedDuration {
     humantime::format_duration(Duration::from_secs(secs.max(0) as u64 / 60 * 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_line_is_the_json_document_on_one_line_marked_as_the_report() {
+        let mut run = RunReport::new("sync", "awsecr-cred".into(), false);
+        run.namespaces.push(NamespaceReport::failed(
+            "team-a",
+            "boom\nsecond line".into(),
+        ));
+        for report in [
+            Report::Run(run),
+            Report::Status(StatusReport::new(
+                "awsecr-cred".into(),
+                Duration::from_secs(7200),
+            )),
+        ] {
+            let line = report.to_json_line();
+            assert_eq!(line.matches('\n').count(), 1, "{line}");
+            assert!(
+                line.ends_with('\n') && line.starts_with(r#"{"type":"report","#),
+                "{line}"
+            );
+            let mut parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let pretty: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+            assert_eq!(parsed["type"], "report");
+            parsed.as_object_mut().unwrap().remove("type");
+            assert_eq!(parsed, pretty);
+        }
+    }
 }

@@ -124,15 +124,109 @@ async fn the_cronjobs_own_args_and_env_work_with_rbac_yamls_service_account() {
             ns,
         );
     }
-    if args.windows(2).any(|w| w == ["--log-format", "json"]) {
-        for (n, line) in out.stderr().lines().enumerate() {
-            let parsed: Option<serde_json::Value> = serde_json::from_str(line).ok();
-            assert!(
-                line.trim().is_empty() || parsed.is_some_and(|v| v.is_object()),
-                "--log-format json, but stderr line {} is not a JSON object: {line}",
-                n + 1
-            );
+    let report = the_log_is_json_lines_ending_with_the_report(&out);
+    assert_eq!(report["exit_code"], 0, "{report}");
+    assert_eq!(report["summary"]["selected"], 2, "{report}");
+    assert_eq!(report["error"], serde_json::Value::Null, "{report}");
+}
+
+/// The report line's fields a log pipeline queries (the README's schema).
+const REPORT_FIELDS: [&str; 14] = [
+    "type",
+    "schema_version",
+    "command",
+    "dry_run",
+    "secret_name",
+    "registries",
+    "token_expires_at",
+    "summary",
+    "namespaces",
+    "ecr_calls",
+    "api_requests",
+    "duration_seconds",
+    "error",
+    "exit_code",
+];
+
+/// What a pod running the CronJob's args writes, as its log holds it (stdout and stderr): every
+/// line is one JSON object, and the last stdout line is the one-line report. Returns the report.
+#[track_caller]
+fn the_log_is_json_lines_ending_with_the_report(out: &RunOutput) -> serde_json::Value {
+    let (stdout, stderr) = (out.stdout(), out.stderr());
+    let mut reports = Vec::new();
+    for (stream, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        for (n, line) in text.lines().enumerate() {
+            let parsed: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{stream} line {} is not JSON ({e}): {line}", n + 1));
+            assert!(parsed.is_object(), "{stream} line {}: {line}", n + 1);
+            if parsed["type"] == "report" {
+                reports.push((stream, parsed));
+            }
         }
+    }
+    assert_eq!(reports.len(), 1, "one report line; stdout: {stdout}");
+    let (stream, report) = reports.pop().unwrap();
+    assert_eq!(stream, "stdout");
+    let last = stdout
+        .lines()
+        .last()
+        .map(serde_json::from_str::<serde_json::Value>);
+    assert_eq!(
+        last.and_then(Result::ok).as_ref(),
+        Some(&report),
+        "the report is last"
+    );
+    for field in REPORT_FIELDS {
+        assert!(
+            report.get(field).is_some(),
+            "report line lacks {field}: {report}"
+        );
+    }
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["command"], "sync");
+    report
+}
+
+/// A failed run ends its log with the one-line report too, with the exit code and the error:
+/// exit 1 (a namespace failed), 3 (no ECR token) and 4 (the cluster cannot be reached).
+#[tokio::test]
+async fn the_cronjobs_failed_runs_also_end_with_the_one_line_report() {
+    let client = admin().await;
+    let (args, mut env) = cronjob_command();
+    env.extend([
+        ("AWS_ACCESS_KEY_ID".to_string(), "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+    ]);
+    let id = unique("cronjob-fail");
+    apply_renamed(&repo_file("deploy/rbac.yaml"), &id, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = token_kubeconfig(dir.path(), &id);
+    let (_, [ns]) = namespaces(&client, "cronfail", ["1"]).await;
+    create_foreign_secret(&client, &ns).await;
+    // A port that was free a moment ago: nothing listens there (the listener is dropped).
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
+    };
+    let unreachable = dir.path().join("unreachable.kubeconfig");
+    write_kubeconfig(&unreachable, &format!("https://{closed}"), "x");
+
+    let foreign_secret = as_a_pod(&kubeconfig, &env).args(&args).args(["-n", &ns]);
+    let no_ecr = as_a_pod(&kubeconfig, &env)
+        .args(&args)
+        .args(["-n", &ns])
+        .env("AWS_ENDPOINT_URL", format!("http://{closed}"));
+    let no_cluster = as_a_pod(&unreachable, &env).args(&args).args(["-n", &ns]);
+    for (run, code, kind) in [
+        (foreign_secret, 1, serde_json::Value::Null),
+        (no_ecr, 3, "ecr_token".into()),
+        (no_cluster, 4, "cluster_access".into()),
+    ] {
+        let out = run.run_async().await;
+        out.assert_code(code);
+        let report = the_log_is_json_lines_ending_with_the_report(&out);
+        assert_eq!(report["exit_code"], code, "{report}");
+        assert_eq!(report["error"]["kind"], kind, "{report}");
     }
 }
 

@@ -175,6 +175,9 @@ pub enum OutputFormat {
     Text,
     /// One JSON document for scripts and CI (schema in the README)
     Json,
+    /// The JSON document on one line, "type":"report" first, for log collectors
+    #[value(name = "json-line")]
+    JsonLine,
 }
 
 /// Which namespaces to act on.
