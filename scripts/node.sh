@@ -33,7 +33,7 @@ GLOBAL_PATHS=(/var/lib/kubelet /var/log/pods /var/log/containers /run/containerd
   /var/lib/cni /run/netns)
 # The kernel settings the kubelet changes at start; put back afterwards.
 SYSCTLS=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys kernel/keys/root_maxbytes)
-NODE_PACKAGES=(docker-registry skopeo containerd runc busybox-static apache2-utils openssl curl jq xz-utils)
+NODE_PACKAGES=(docker-registry skopeo containerd containernetworking-plugins runc busybox-static apache2-utils openssl curl jq xz-utils)
 # unpack_k8s NAME VERSION: ../shared/k8s/VERSION/NAME.xz unpacked into the test cache (its path).
 unpack_k8s() { "$(dirname "${BASH_SOURCE[0]}")/testenv.sh" unpack "$1" "$2"; }
 
