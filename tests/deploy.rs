@@ -201,7 +201,8 @@ async fn the_cronjobs_failed_runs_also_end_with_the_one_line_report() {
     apply_renamed(&repo_file("deploy/rbac.yaml"), &id, &[]);
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = token_kubeconfig(dir.path(), &id);
-    let (_, [ns]) = namespaces(&client, "cronfail", ["1"]).await;
+    // ns holds someone else's Secret (exit 1); in fresh, a write is due, so ECR is asked (exit 3).
+    let (_, [ns, fresh]) = namespaces(&client, "cronfail", ["1", "2"]).await;
     create_foreign_secret(&client, &ns).await;
     // A port that was free a moment ago: nothing listens there (the listener is dropped).
     let closed = {
@@ -214,7 +215,7 @@ async fn the_cronjobs_failed_runs_also_end_with_the_one_line_report() {
     let foreign_secret = as_a_pod(&kubeconfig, &env).args(&args).args(["-n", &ns]);
     let no_ecr = as_a_pod(&kubeconfig, &env)
         .args(&args)
-        .args(["-n", &ns])
+        .args(["-n", &fresh])
         .env("AWS_ENDPOINT_URL", format!("http://{closed}"));
     let no_cluster = as_a_pod(&unreachable, &env).args(&args).args(["-n", &ns]);
     for (run, code, kind) in [
