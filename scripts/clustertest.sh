@@ -491,17 +491,19 @@ stage_forbid() {
   echo $! >"$RUN/logs-f.pid"
   # Later firings find the endpoint good again.
   cronjob_env_patch "$ECR_REFRESH_CLUSTER_ECR_ENDPOINT" "" 270 || { REASON="could not restore the CronJob"; return 1; }
-  local others="" end=$((SECONDS + 150)) line
-  while [ "$(job_state "$hung")" = active ] && [ $SECONDS -lt $end ]; do
-    line=$(cron_jobs | awk -v t="$hung_scheduled" '$2 > t' | head -n 1)
-    [ -n "$line" ] && others="$others ${line%%$'\t'*}"
-    sleep 2
-  done
-  local ended; ended=$(date -u +%s)
+  local end=$((SECONDS + 150))
+  while [ "$(job_state "$hung")" = active ] && [ $SECONDS -lt $end ]; do sleep 2; done
+  # When it ended, by the server's clock (its Failed condition), and every other CronJob Job
+  # created before that: judged afterwards from the server's timestamps, so the firing that
+  # Forbid held back, created the moment the hung Job ended, is not mistaken for one beside it.
+  local ended others
+  ended=$(k -n kube-system get job "$hung" -o json | jq -r '[.status.conditions[]? | select(.type == "Failed" and .status == "True")
+    | .lastTransitionTime | fromdateiso8601] | first // 0')
+  others=$(cron_jobs | awk -v t="$hung_scheduled" -v e="$ended" '$2 > t && $3 < e { printf "%s ", $1 }')
   check "Job $hung (ECR never answers) was ended by activeDeadlineSeconds (Failed:DeadlineExceeded)" \
     test "$(job_state "$hung")" = Failed:DeadlineExceeded
-  check "while it ran past the next minute ($(date -u -d "@$((hung_scheduled + 60))" +%T)), no other Job started (concurrencyPolicy Forbid)" \
-    test -z "$others" -a "$ended" -gt $((hung_scheduled + 60))
+  forbid_held() { echo "it ended $(date -u -d "@$ended" +%T); other Jobs created before that: ${others:-none}"; [ -z "$others" ] && [ "$ended" -gt $((hung_scheduled + 60)) ]; }
+  check "while it ran past the next minute ($(date -u -d "@$((hung_scheduled + 60))" +%T)), no other Job started (concurrencyPolicy Forbid)" forbid_held
   wait_for 40 test ! -e "/proc/$(cat "$RUN/logs-f.pid")"
   check "its pod log, cut by SIGTERM, is all JSON lines and ends with the report (exit_code != 0)" log_is_json_lines "$RUN/hung.log" nonzero
   wait_new_job "$hung_scheduled" 60 || { REASON="no firing after the hung Job ended"; return 1; }
