@@ -206,7 +206,7 @@ impl Cluster {
         &self,
         what: &str,
         name: &str,
-        mut each: impl FnMut(K),
+        each: impl FnMut(K),
     ) -> Result<(), kube::Error>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -216,11 +216,49 @@ impl Cluster {
         K::DynamicType: Default,
     {
         let api: kube::Api<K> = kube::Api::all(self.client.clone());
+        let api = &api;
+        self.pages(what, name, |lp| async move { api.list(&lp).await }, each)
+            .await
+    }
+
+    /// [`Cluster::list_named`], metadata only (PartialObjectMetadata): the server leaves out
+    /// everything but `metadata`, such as a Secret's payload.
+    pub(crate) async fn list_named_metadata<K>(
+        &self,
+        what: &str,
+        name: &str,
+        each: impl FnMut(kube::core::PartialObjectMeta<K>),
+    ) -> Result<(), kube::Error>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: kube::Api<K> = kube::Api::all(self.client.clone());
+        let api = &api;
+        let list = |lp| async move { api.list_metadata(&lp).await };
+        self.pages(what, name, list, each).await
+    }
+
+    /// Every page of a list by name, each item handed to `each` as its page arrives.
+    async fn pages<T, Fut>(
+        &self,
+        what: &str,
+        name: &str,
+        list: impl Fn(kube::api::ListParams) -> Fut,
+        mut each: impl FnMut(T),
+    ) -> Result<(), kube::Error>
+    where
+        Fut: Future<Output = Result<kube::core::ObjectList<T>, kube::Error>>,
+        T: Clone,
+    {
         let mut lp = kube::api::ListParams::default()
             .fields(&format!("metadata.name={name}"))
             .limit(LIST_PAGE);
         loop {
-            let page = self.call(what, || api.list(&lp)).await?;
+            let page = self.call(what, || list(lp.clone())).await?;
             page.items.into_iter().for_each(&mut each);
             match page.metadata.continue_ {
                 Some(token) if !token.is_empty() => lp.continue_token = Some(token),

@@ -234,8 +234,28 @@ impl std::fmt::Display for Due {
 /// write, and valid for more than `refresh_before` (but no longer than an ECR token lasts).
 /// Annotations are only believed when they agree with the payload. An expired token is always
 /// due, so a stand-in whose tokens expired long ago (moto's) makes every pass write.
-pub(crate) fn due(
+#[cfg(test)]
+fn due(
     secret: &Secret,
+    request: &str,
+    expected: &ExpectedHosts,
+    refresh_before: Duration,
+    now: jiff::Timestamp,
+) -> Option<Due> {
+    due_given(
+        secret,
+        hosts(secret),
+        request,
+        expected,
+        refresh_before,
+        now,
+    )
+}
+
+/// [`due`], given the hosts the payload holds credentials for (`None`: no complete payload).
+fn due_given(
+    secret: &Secret,
+    payload_hosts: Option<Vec<String>>,
     request: &str,
     expected: &ExpectedHosts,
     refresh_before: Duration,
@@ -248,7 +268,7 @@ pub(crate) fn due(
         return Some(Due::Request);
     }
     let agreed =
-        hosts(secret).is_some_and(|h| annotated_hosts(secret) == h && expected.matches(&h));
+        payload_hosts.is_some_and(|h| annotated_hosts(secret) == h && expected.matches(&h));
     if !agreed {
         return Some(Due::Registries);
     }
@@ -295,13 +315,30 @@ fn edited_by(secret: &Secret) -> Option<String> {
         })
 }
 
+/// Whether a managedFields `fieldsV1` set holds the field at `path`.
+fn holds(fields: &serde_json::Value, path: &[&str]) -> bool {
+    path.iter()
+        .try_fold(fields, |v, k| v.get(format!("f:{k}")))
+        .is_some()
+}
+
+/// Whether our own field manager's entries hold the field at `path`: we set it, and nobody
+/// changed or removed it since (an update by another manager takes the field from us, and a
+/// removal leaves it to nobody).
+fn ours_hold(secret: &Secret, path: &[&str]) -> bool {
+    secret
+        .metadata
+        .managed_fields
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
+        .any(|m| m.fields_v1.as_ref().is_some_and(|f| holds(&f.0, path)))
+}
+
 /// Whether a managedFields `fieldsV1` set includes a field we write.
 fn sets_ours(fields: &serde_json::Value) -> bool {
-    let has = |path: &[&str]| {
-        path.iter()
-            .try_fold(fields, |v, k| v.get(format!("f:{k}")))
-            .is_some()
-    };
+    let has = |path: &[&str]| holds(fields, path);
     let our_annotation = fields
         .get("f:metadata")
         .and_then(|m| m.get("f:annotations"))
@@ -389,12 +426,58 @@ impl Found {
         policy: Policy,
         now: jiff::Timestamp,
     ) -> Self {
+        Self::judged(existing, hosts, wanted, policy, now)
+    }
+
+    /// How a Secret stands, judged from its metadata alone (a metadata-only list carries no
+    /// type and no payload), or `None` when the metadata cannot tell: then it must be read in
+    /// full. It tells for a Secret labelled ours whose type our own field manager holds (the
+    /// type cannot change, and we only ever write ours) when another manager edited one of
+    /// our fields at or after our last write ([`edited_by`]: due, as the full read judges it
+    /// too), or else when our manager still holds every field we write: then the payload is
+    /// the one our last write checked and wrote together with the annotations. A field
+    /// removed by someone else is held by nobody, so it is read in full.
+    pub(crate) fn of_metadata(
+        secret: &Secret,
+        wanted: &Wanted,
+        policy: Policy,
+        now: jiff::Timestamp,
+    ) -> Option<Self> {
+        if !is_ours(secret) || !ours_hold(secret, &["type"]) {
+            return None;
+        }
+        let held = [
+            &["data", dockerconfig::DATA_KEY][..],
+            &["metadata", "labels", MANAGED_BY_LABEL],
+            &["metadata", "annotations", REQUEST_ANNOTATION],
+            &["metadata", "annotations", REGISTRIES_ANNOTATION],
+        ];
+        let untouched = || held.iter().all(|path| ours_hold(secret, path));
+        if edited_by(secret).is_none() && !untouched() {
+            return None;
+        }
+        let typed = Secret {
+            type_: Some(SECRET_TYPE.to_string()),
+            ..secret.clone()
+        };
+        let hosts = |s: &Secret| Some(annotated_hosts(s));
+        Some(Self::judged(Some(&typed), hosts, wanted, policy, now))
+    }
+
+    fn judged(
+        existing: Option<&Secret>,
+        payload_hosts: impl FnOnce(&Secret) -> Option<Vec<String>>,
+        wanted: &Wanted,
+        policy: Policy,
+        now: jiff::Timestamp,
+    ) -> Self {
         let state = state(existing);
         let due = match (&state, existing) {
             (State::Missing, _) => Some(Due::Missing),
             (State::Ours, _) if policy.refresh_all => Some(Due::Asked),
-            (State::Ours, Some(s)) => due(
+            (State::Ours, Some(s)) => due_given(
                 s,
+                payload_hosts(s),
                 &wanted.request,
                 &wanted.expected,
                 policy.refresh_before,
@@ -428,21 +511,32 @@ impl Found {
 }
 
 /// Our Secret in every namespace that has one (and `wanted` accepts), judged by `judge` as
-/// each page arrives (see [`Cluster::list_named`]).
+/// each page arrives (see [`Cluster::list_named`]). With `metadata_only`, the list carries no
+/// type and no payload (see [`Found::of_metadata`]): a tenth of the bytes of whole Secrets.
 pub(crate) async fn list_everywhere<T>(
     cluster: &Cluster,
     name: &str,
+    metadata_only: bool,
     wanted: impl Fn(&str) -> bool,
     judge: impl Fn(&Secret) -> T,
 ) -> Result<std::collections::HashMap<String, T>, kube::Error> {
     let mut found = std::collections::HashMap::new();
-    cluster
-        .list_named("list secrets", name, |s: Secret| {
-            if let Some(ns) = s.metadata.namespace.as_deref().filter(|ns| wanted(ns)) {
-                found.insert(ns.to_string(), judge(&s));
-            }
-        })
-        .await?;
+    let mut each = |s: Secret| {
+        if let Some(ns) = s.metadata.namespace.as_deref().filter(|ns| wanted(ns)) {
+            found.insert(ns.to_string(), judge(&s));
+        }
+    };
+    if metadata_only {
+        let meta = |m: kube::core::PartialObjectMeta<Secret>| Secret {
+            metadata: m.metadata,
+            ..Secret::default()
+        };
+        cluster
+            .list_named_metadata("list secrets", name, |m| each(meta(m)))
+            .await?;
+    } else {
+        cluster.list_named("list secrets", name, each).await?;
+    }
     Ok(found)
 }
 

@@ -7,11 +7,13 @@ mod common;
 
 use std::collections::HashMap;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use common::fake_ecr::FakeEcr;
 use common::install::*;
 use common::*;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -388,7 +390,8 @@ async fn without_the_secret_list_each_one_is_read_with_one_warning() {
             assert_eq!(warnings, 1, "{}", out.stderr());
             assert_eq!(reads, 3, "{c:?}");
         } else {
-            assert_eq!((warnings, reads), (0, 0), "{c:?}");
+            // Only the foreign Secret, which the metadata list cannot judge (see below).
+            assert_eq!((warnings, reads), (0, 1), "{c:?}");
         }
         seen.push(outcomes(&out.json()));
     }
@@ -404,4 +407,200 @@ async fn without_the_secret_list_each_one_is_read_with_one_warning() {
         [as_owned(created), as_owned(unchanged), as_owned(unchanged)]
     );
     assert_eq!(ecr.calls(), 1);
+}
+
+/// Someone else's write to our Secret in `ns`, as a JSON merge patch (another field manager).
+async fn tamper(client: &Client, ns: &str, patch: serde_json::Value) {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(
+            "awsecr-cred",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("tamper with {ns}: {e}"));
+}
+
+/// Our Secret in `ns` deleted and made again by someone else, with our label and `type_`.
+async fn recreate(client: &Client, ns: &str, type_: &str, from: &Secret) {
+    let api = Api::<Secret>::namespaced(client.clone(), ns);
+    api.delete("awsecr-cred", &DeleteParams::default())
+        .await
+        .unwrap();
+    let copy = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("awsecr-cred".into()),
+            labels: from.metadata.labels.clone(),
+            annotations: from.metadata.annotations.clone(),
+            ..Default::default()
+        },
+        type_: Some(type_.into()),
+        data: from.data.clone(),
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &copy).await.unwrap();
+}
+
+/// Sync judges our Secrets from a metadata-only list (no payload, no type). Every way of
+/// touching a Secret is judged exactly as a full read of it judges it (the per-namespace reads
+/// made when the list is refused): the same outcome, the same error, with and without --force.
+/// What the metadata cannot vouch for (not labelled ours, its type not held by our field
+/// manager, or a field of ours removed) is read in full, one GET each.
+#[tokio::test]
+async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let client = admin().await;
+    let granted = unique("rbac-meta");
+    apply_renamed(&repo_file("deploy/rbac.yaml"), &granted, &[]);
+    let refused = unique("rbac-meta-nolist");
+    apply_renamed(
+        &repo_file("deploy/rbac.yaml"),
+        &refused,
+        &[(
+            r#"verbs: ["get", "list", "create", "patch", "update"]"#,
+            r#"verbs: ["get", "create", "patch", "update"]"#,
+        )],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        "current",
+        "payload",
+        "expiry",
+        "noregs",
+        "unlabelled",
+        "stripped",
+        "stripedit",
+        "recreated",
+        "opaque",
+        "foreign",
+        "missing",
+    ];
+    let (base, names) = namespaces(&client, "meta", cases).await;
+    let ns = |case: &str| names[cases.iter().position(|c| *c == case).unwrap()].clone();
+    create_foreign_secret(&client, &ns("foreign")).await;
+    let ecr = FakeEcr::start(FakeEcr::valid_for_12h("one")).await;
+    let glob = format!("{base}-*");
+    let sync = |id: Option<&str>| {
+        let run =
+            Run::sync()
+                .env("AWS_ENDPOINT_URL", &ecr.url)
+                .args(["-n", glob.as_str(), "-o", "json"]);
+        match id {
+            Some(id) => run.env("KUBECONFIG", token_kubeconfig(dir.path(), id)),
+            None => run,
+        }
+    };
+    sync(None).run_async().await.assert_code(1);
+    let ours = get_secret(&client, &ns("current"), "awsecr-cred")
+        .await
+        .unwrap();
+    let foreign_data = serde_json::json!({".dockerconfigjson": STANDARD.encode(FOREIGN_PAYLOAD)});
+
+    tamper(
+        &client,
+        &ns("payload"),
+        serde_json::json!({"data": foreign_data}),
+    )
+    .await;
+    let later = "2099-01-01T00:00:00Z";
+    let expiry =
+        serde_json::json!({"metadata": {"annotations": {"ecr-refresh/expires-at": later}}});
+    tamper(&client, &ns("expiry"), expiry).await;
+    let noregs = serde_json::json!({"metadata": {"annotations": {"ecr-refresh/registries": null}}});
+    tamper(&client, &ns("noregs"), noregs).await;
+    let unlabel =
+        serde_json::json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": null}}});
+    tamper(&client, &ns("unlabelled"), unlabel).await;
+    // A single empty entry strips managedFields entirely: then no manager is on record.
+    let strip = serde_json::json!({"metadata": {"managedFields": [{}]}});
+    tamper(&client, &ns("stripped"), strip.clone()).await;
+    let mut strip_edit = strip;
+    strip_edit["data"] = foreign_data;
+    tamper(&client, &ns("stripedit"), strip_edit).await;
+    for case in ["stripped", "stripedit"] {
+        let s = get_secret(&client, &ns(case), "awsecr-cred").await.unwrap();
+        assert!(s.metadata.managed_fields.unwrap_or_default().is_empty());
+    }
+    recreate(
+        &client,
+        &ns("recreated"),
+        "kubernetes.io/dockerconfigjson",
+        &ours,
+    )
+    .await;
+    recreate(&client, &ns("opaque"), "Opaque", &ours).await;
+    Api::<Secret>::namespaced(client.clone(), &ns("missing"))
+        .delete("awsecr-cred", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    let expected: HashMap<&str, &str> = HashMap::from([
+        ("current", "unchanged"),
+        ("payload", "updated"),
+        ("expiry", "updated"),
+        ("noregs", "updated"),
+        ("unlabelled", "failed"),
+        ("stripped", "unchanged"),
+        ("stripedit", "updated"),
+        ("recreated", "updated"),
+        ("opaque", "failed"),
+        ("foreign", "failed"),
+        ("missing", "created"),
+    ]);
+    // A removed field is held by nobody; the rest were not written by our field manager.
+    let unvouched = [
+        "noregs",
+        "unlabelled",
+        "stripped",
+        "stripedit",
+        "recreated",
+        "opaque",
+        "foreign",
+    ];
+    for force in [false, true] {
+        let mut seen = Vec::new();
+        for id in [&granted, &refused] {
+            let mut run = sync(Some(id)).args(["--dry-run"]);
+            if force {
+                run = run.args(["--force"]);
+            }
+            let (out, c) = counted(&client, run).await;
+            let report = out.json();
+            let judged: Vec<(String, String, String)> = cases
+                .iter()
+                .map(|case| {
+                    let n = outcome(&report, &ns(case));
+                    // The same but for who asked.
+                    let error = n["error"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .replace(id.as_str(), "ID");
+                    (
+                        case.to_string(),
+                        n["outcome"].as_str().unwrap().into(),
+                        error,
+                    )
+                })
+                .collect();
+            for (case, outcome, _) in &judged {
+                // rbac.yaml grants no delete, which replacing a Secret of another type needs.
+                let want = match expected[case.as_str()] {
+                    "failed" if force && case != "opaque" => "updated",
+                    other => other,
+                };
+                assert_eq!(outcome, want, "{case} (force {force}, {id}): {report:#}");
+            }
+            let reads = if *id == granted {
+                unvouched.len()
+            } else {
+                cases.len()
+            };
+            assert_eq!(c.of("GET secrets"), reads as u64, "{id}: {c:?}");
+            seen.push(judged);
+        }
+        assert_eq!(
+            seen[0], seen[1],
+            "metadata list against full reads (force {force})"
+        );
+    }
 }

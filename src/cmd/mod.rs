@@ -187,13 +187,15 @@ pub(crate) async fn list_accounts(
 pub(crate) async fn list_secrets<T>(
     cluster: &Cluster,
     run: &RunOptions,
+    metadata_only: bool,
     judge: impl Fn(&Secret) -> T,
 ) -> Option<HashMap<String, T>> {
     if run.selection.literal_names().is_some() {
         return None;
     }
     let name = &run.target.secret_name;
-    match pullsecret::list_everywhere(cluster, name, |ns| run.selection.matches(ns), judge).await {
+    let wanted = |ns: &str| run.selection.matches(ns);
+    match pullsecret::list_everywhere(cluster, name, metadata_only, wanted, judge).await {
         Ok(found) => Some(found),
         Err(e) => {
             warn!(secret = %name, error = %explain(&e), "cannot list secrets cluster-wide; reading them one namespace at a time (grant `list` on secrets with resourceNames [{name}], see rbac.yaml)");

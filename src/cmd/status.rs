@@ -47,7 +47,8 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
                 selection.matches(ns)
             }),
             list_accounts(&cluster, &opts.run),
-            list_secrets(&cluster, &opts.run, Secret::clone)
+            // Whole Secrets: the diagnostics read the payload.
+            list_secrets(&cluster, &opts.run, false, Secret::clone)
         ))
     };
     let (plan, policy, pods, accounts, secrets) =

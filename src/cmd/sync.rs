@@ -49,7 +49,8 @@ struct Ctx<'a> {
     /// With --delete-stuck-pods: the pods waiting on a pull without our Secret.
     stuck: Mutex<ByNamespace>,
     /// Our Secret as listed, by namespace; `None` when it was not listed (read each instead).
-    secrets: Option<Mutex<HashMap<String, Found>>>,
+    /// `None` for a namespace whose Secret the list showed but could not judge.
+    secrets: Option<Mutex<HashMap<String, Option<Found>>>>,
     /// The earliest expiry among the Secrets of ours this pass left in place.
     earliest_held: Mutex<Option<jiff::Timestamp>>,
 }
@@ -60,12 +61,20 @@ impl Ctx<'_> {
         accounts.remove(&(ns.to_string(), name.to_string()))
     }
 
-    /// The Secret of `ns` as listed: a namespace the list did not show has none.
+    /// The Secret of `ns` as listed (a namespace the list did not show has none); `None` when
+    /// it must be read on its own: not listed, or its metadata could not tell.
     fn known_secret(&self, ns: &str) -> Option<Found> {
         let secrets = self.secrets.as_ref()?;
         let mut secrets = secrets.lock().unwrap_or_else(|e| e.into_inner());
-        let missing = || Found::of(None, self.wanted, self.policy(), jiff::Timestamp::now());
-        Some(secrets.remove(ns).unwrap_or_else(missing))
+        let missing = || {
+            Some(Found::of(
+                None,
+                self.wanted,
+                self.policy(),
+                jiff::Timestamp::now(),
+            ))
+        };
+        secrets.remove(ns).unwrap_or_else(missing)
     }
 
     fn policy(&self) -> Policy {
@@ -141,12 +150,20 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
         Ok((accounts, stuck?))
     };
     let accounts = setup(&limits, accounts, cluster.hung("listing service accounts"));
+    // Beside them, our Secrets, judged from their metadata as they arrive: where a write is due.
     let token = async {
         let wanted = Wanted::new(ecr, &opts.aws.registries).await;
-        if opts.refresh_all {
-            let _ = wanted.get().await;
-        }
-        Ok(wanted)
+        let now = jiff::Timestamp::now();
+        let judge = |s: &_| Found::of_metadata(s, &wanted, policy(opts), now);
+        let secrets = async { Ok(list_secrets(&cluster, &opts.run, true, judge).await) };
+        let secrets = setup(&limits, secrets, cluster.hung("listing secrets"));
+        let fetch = async {
+            if opts.refresh_all {
+                let _ = wanted.get().await;
+            }
+        };
+        let (secrets, ()) = tokio::join!(secrets, fetch);
+        Ok((wanted, secrets?))
     };
     let token = setup(&limits, token, |m| progress.hung(m));
     let (plan, accounts, wanted) = if opts.prune {
@@ -162,17 +179,9 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     } else {
         tokio::join!(listing, accounts, token)
     };
-    let (plan, (mut accounts, stuck), wanted) = match (plan, accounts, wanted) {
+    let (plan, (mut accounts, stuck), (wanted, mut secrets)) = match (plan, accounts, wanted) {
         (Ok(plan), Ok(accounts), Ok(wanted)) => (plan, accounts, wanted),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(report, &e),
-    };
-    // Our Secrets, judged as they arrive: where a write is due.
-    let now = jiff::Timestamp::now();
-    let judge = |s: &_| Found::of(Some(s), &wanted, policy(opts), now);
-    let secrets = async { Ok(list_secrets(&cluster, &opts.run, judge).await) };
-    let mut secrets = match setup(&limits, secrets, cluster.hung("listing secrets")).await {
-        Ok(secrets) => secrets,
-        Err(e) => return fail(report, &e),
     };
     if plan.is_empty() {
         warn!("no namespace matches the selection; nothing to do");
@@ -194,9 +203,11 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
         // The lists show a write is due: fetch the token now, as a named setup step, so an ECR
         // that hangs ends the run at --timeout naming ECR, not as namespaces that did not finish.
         let policy = policy(opts);
-        let due = synced
-            .iter()
-            .any(|ns| secrets.get(*ns).is_none_or(|f| f.writes(policy)));
+        let due = synced.iter().any(|ns| {
+            secrets
+                .get(*ns)
+                .is_none_or(|f| f.as_ref().is_some_and(|f| f.writes(policy)))
+        });
         if due {
             let token = async {
                 let _ = wanted.get().await;
