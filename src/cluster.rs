@@ -40,6 +40,39 @@ pub(crate) struct ClusterOptions {
     pub(crate) request_timeout: Duration,
 }
 
+impl ClusterOptions {
+    /// The kube context these options pick, as [`load_config`] does, or `in-cluster` when there
+    /// is no kubeconfig and the pod's environment names the API server. `None` when neither can
+    /// be told (a kubeconfig that cannot be read, no current context): it names the run to
+    /// others (the Pushgateway's `instance`), and a laptop's broken run must not pass for the
+    /// CronJob's `in-cluster`.
+    pub(crate) fn context_name(&self) -> Option<String> {
+        if let Some(ctx) = &self.context {
+            return Some(ctx.clone());
+        }
+        let kubeconfig = match &self.kubeconfig {
+            Some(path) => kube::config::Kubeconfig::read_from(path),
+            None if kubeconfig_exists() => kube::config::Kubeconfig::read(),
+            None => {
+                let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+                return in_cluster.then(|| "in-cluster".to_string());
+            }
+        };
+        kubeconfig
+            .ok()
+            .and_then(|k| k.current_context)
+            .filter(|c| !c.is_empty())
+    }
+}
+
+/// `KUBECONFIG` or `~/.kube/config` names a kubeconfig, so the run does not use the in-cluster
+/// config (kube falls back to it only when there is none).
+fn kubeconfig_exists() -> bool {
+    std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
+        || std::env::var_os("HOME")
+            .is_some_and(|h| std::path::Path::new(&h).join(".kube/config").exists())
+}
+
 /// Counts what a run cost the API server.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {

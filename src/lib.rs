@@ -30,13 +30,17 @@ pub(crate) use error::{Error, Result};
 
 use std::io::IsTerminal as _;
 
-use cli::{Cli, Command, OutputFormat};
+use std::time::Instant;
+
+use cli::{Cli, Command, GlobalArgs, OutputFormat};
+use cmd::{prune::PruneOptions, status::StatusOptions, sync::SyncOptions};
+use metrics::PushTarget;
 use report::{Report, RunReport, StatusReport};
 
 /// Runs the parsed command, prints its report on stdout, and returns the exit code.
 pub async fn run(cli: Cli) -> u8 {
     let Cli { global, command } = cli;
-    let json_logs = global.log_format == telemetry::LogFormat::Json;
+    let json_logs = global.log_format == cli::LogFormat::Json;
     if progress::wanted(
         std::io::stderr().is_terminal(),
         global.output == OutputFormat::Text,
@@ -44,15 +48,48 @@ pub async fn run(cli: Cli) -> u8 {
     ) {
         progress::enable();
     }
-    // sync and prune write, so a signal must not cut them off mid-namespace; status only reads.
-    let stop = || {
-        shutdown::on_signals().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT; a signal will end the run at once");
-            shutdown::Stop::never()
-        })
-    };
     // Known before anything runs: a report nobody can read is refused like bad input.
     let closed = stdio::stdout_was_closed();
+    let started = Instant::now();
+    let job = match resolve(command, &global, closed) {
+        Ok(job) => job,
+        Err(generated) => return print_generated(generated, json_logs),
+    };
+    let push = job.push.clone();
+    let report = dispatch(job, started).await;
+    // The helpers the run started (exec plugin, credential_process) end with it.
+    children::kill_all();
+    let code = print(&report, global.output, json_logs, !closed);
+    if let (Some(push), Report::Run(mut report)) = (push, report) {
+        // Pushed whatever the outcome, a fatal error or a lost report included.
+        report.end.exit_code = code;
+        metrics::push(&push, &report, started.elapsed()).await;
+    }
+    code
+}
+
+/// A command as the layers below take it: its options, or the error that stops it before it
+/// runs, and what its report names either way.
+struct Job {
+    options: Options,
+    secret_name: String,
+    dry_run: bool,
+    /// Where `sync` pushes its metrics.
+    push: Option<PushTarget>,
+}
+
+enum Options {
+    Sync(Result<SyncOptions>),
+    Prune(Result<PruneOptions>),
+    Status(Result<StatusOptions>),
+}
+
+/// Text that `completions` and `man` print instead of a report, or the refusal to print it.
+type Generated = Result<std::io::Result<Vec<u8>>, Error>;
+
+/// The flags as plain options, each command's cross-flag checks made. `completions` and `man`
+/// need no more than their text.
+fn resolve(command: Command, global: &GlobalArgs, closed: bool) -> Result<Job, Generated> {
     let open = || {
         if closed {
             Err(Error::StdoutClosed)
@@ -60,69 +97,90 @@ pub async fn run(cli: Cli) -> u8 {
             Ok(())
         }
     };
-    // A command that fails before it runs still reports, under its own name, with its time.
-    let started = std::time::Instant::now();
-    let fatal = |command, name, dry_run, e: &Error| {
-        let mut report = RunReport::fatal(command, name, dry_run, e);
-        report.end.duration_seconds = seconds(started);
-        report
+    let job = |options, secret_name, dry_run| Job {
+        options,
+        secret_name,
+        dry_run,
+        push: None,
     };
-    let mut pushed = None;
-    let report = match command {
+    Ok(match command {
         Command::Sync(args) => {
             let (name, dry_run) = (args.scope.target.secret_name.clone(), args.dry_run);
-            pushed = Some(args.metrics.clone());
-            let result = async {
-                open()?;
-                cmd::sync::run(&args.into_options(&global)?, &stop()).await
-            };
-            Report::Run((result.await).unwrap_or_else(|e| fatal("sync", name, dry_run, &e)))
+            let push = args.metrics.clone().into_target(global);
+            let options = open().and_then(|()| args.into_options(global));
+            Job {
+                push,
+                ..job(Options::Sync(options), name, dry_run)
+            }
         }
         Command::Prune(args) => {
             let (name, dry_run) = (args.scope.target.secret_name.clone(), args.dry_run);
-            let result = async {
-                open()?;
-                cmd::prune::run(&args.into_options(&global)?, &stop()).await
-            };
-            Report::Run((result.await).unwrap_or_else(|e| fatal("prune", name, dry_run, &e)))
+            let options = open().and_then(|()| args.into_options(global));
+            job(Options::Prune(options), name, dry_run)
         }
         Command::Status(args) => {
             let name = args.scope.target.secret_name.clone();
+            let options = open().and_then(|()| args.into_options(global));
+            job(Options::Status(options), name, false)
+        }
+        Command::Completions(args) => {
+            return Err(open().map(|()| Ok(cli::completions::completions(args.shell.into()))))
+        }
+        Command::Man(args) => {
+            let page = args.page.map(cli::ManPage::subcommand);
+            return Err(open().map(|()| cli::completions::man(page)));
+        }
+    })
+}
+
+/// Runs the command. One that fails before it runs still reports, under its own name, with
+/// its time.
+async fn dispatch(job: Job, started: Instant) -> Report {
+    let Job {
+        options,
+        secret_name,
+        dry_run,
+        push: _,
+    } = job;
+    // sync and prune write, so a signal must not cut them off mid-namespace; status only reads.
+    let stop = || {
+        shutdown::on_signals().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT; a signal will end the run at once");
+            shutdown::Stop::never()
+        })
+    };
+    let fatal = |command, e: Error| {
+        let mut report = RunReport::fatal(command, secret_name.clone(), dry_run, &e);
+        report.end.duration_seconds = seconds(started);
+        report
+    };
+    match options {
+        Options::Sync(opts) => {
+            let result = async { cmd::sync::run(&opts?, &stop()).await };
+            Report::Run(result.await.unwrap_or_else(|e| fatal("sync", e)))
+        }
+        Options::Prune(opts) => {
+            let result = async { cmd::prune::run(&opts?, &stop()).await };
+            Report::Run(result.await.unwrap_or_else(|e| fatal("prune", e)))
+        }
+        Options::Status(opts) => {
             shutdown::exit_on_signals();
-            let result = async {
-                open()?;
-                cmd::status::run(&args.into_options(&global)?).await
-            };
-            Report::Status((result.await).unwrap_or_else(|e| {
-                let mut report = StatusReport::fatal(name, &e);
+            let result = async { cmd::status::run(&opts?).await };
+            Report::Status(result.await.unwrap_or_else(|e| {
+                let mut report = StatusReport::fatal(secret_name.clone(), &e);
                 report.end.duration_seconds = seconds(started);
                 report
             }))
         }
-        Command::Completions(args) => {
-            if let Err(e) = open() {
-                return refuse(&e, json_logs);
-            }
-            let script = cmd::completions::completions(args.shell.into());
-            return cmd::completions::print(Ok(script));
-        }
-        Command::Man(args) => {
-            if let Err(e) = open() {
-                return refuse(&e, json_logs);
-            }
-            let page = cmd::completions::man(args.page.map(cli::ManPage::subcommand));
-            return cmd::completions::print(page);
-        }
-    };
-    // The helpers the run started (exec plugin, credential_process) end with it.
-    children::kill_all();
-    let code = print(&report, global.output, json_logs, !closed);
-    if let (Some(push), Report::Run(mut report)) = (pushed, report) {
-        // Pushed whatever the outcome, a fatal error or a lost report included.
-        report.end.exit_code = code;
-        metrics::push(&push, &global, &report, started.elapsed()).await;
     }
-    code
+}
+
+/// Prints what `completions` or `man` generated, or why it was refused.
+fn print_generated(generated: Generated, json_logs: bool) -> u8 {
+    match generated {
+        Ok(text) => cli::completions::print(text),
+        Err(e) => refuse(&e, json_logs),
+    }
 }
 
 /// Prints the report on stdout (unless it is closed) and any fatal error on stderr, and
@@ -171,6 +229,6 @@ fn say_error(json_logs: bool, kind: &str, message: &str) {
     }
 }
 
-fn seconds(started: std::time::Instant) -> f64 {
+fn seconds(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
 }

@@ -12,144 +12,24 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use clap::Args;
 use http_body_util::{BodyExt, Full};
 use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
 use tracing::{info, warn};
 
-use crate::cli::GlobalArgs;
 use crate::report::{Outcome, RunReport};
 
 /// The `job` label of every pushed group.
 pub(crate) const JOB: &str = "ecr-refresh";
 
-/// Where to push the run's metrics.
-#[derive(Clone, Debug, Args)]
-pub(crate) struct PushArgs {
-    /// Push the run's metrics to this Prometheus Pushgateway at the end of every run, failed or
-    /// not (e.g. http://pushgateway.monitoring:9091). A failed push is logged and does not
-    /// change the exit code
-    #[arg(
-        help_heading = "Metrics",
-        long,
-        env = "ECR_REFRESH_PUSHGATEWAY",
-        value_name = "URL",
-        value_parser = UrlParser
-    )]
-    pub(crate) pushgateway: Option<http::Uri>,
-
-    /// The `instance` label of the pushed group (job="ecr-refresh") [default: the kube context,
-    /// or `in-cluster` in a pod without a kubeconfig; with neither, the push is skipped]
-    #[arg(
-        help_heading = "Metrics",
-        long,
-        env = "ECR_REFRESH_PUSHGATEWAY_INSTANCE",
-        value_name = "NAME",
-        requires = "pushgateway",
-        value_parser = parse_instance
-    )]
-    pub(crate) pushgateway_instance: Option<String>,
-}
-
-/// [`parse_url`] for clap, whose own message would quote the value, password and all (it comes
-/// from `ECR_REFRESH_PUSHGATEWAY` into pod logs too): the refusal shows it masked.
-#[derive(Clone)]
-struct UrlParser;
-
-impl clap::builder::TypedValueParser for UrlParser {
-    type Value = http::Uri;
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &std::ffi::OsStr,
-    ) -> Result<http::Uri, clap::Error> {
-        let value = value.to_string_lossy();
-        parse_url(&value).map_err(|reason| {
-            let arg = arg.map_or_else(|| "--pushgateway".to_string(), ToString::to_string);
-            let message = format!(
-                "invalid value '{}' for '{arg}': {reason}\n\nFor more information, try '--help'.\n",
-                mask_userinfo(&value)
-            );
-            clap::Error::raw(clap::error::ErrorKind::ValueValidation, message).with_cmd(cmd)
-        })
-    }
-}
-
-/// `https://user:password@host` as `https://***@host`: a user name alone may be a token too.
-fn mask_userinfo(url: &str) -> String {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
-    match url[start..end].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
-        None => url.to_string(),
-    }
-}
-
-fn parse_url(s: &str) -> Result<http::Uri, String> {
-    let uri: http::Uri = s
-        .parse()
-        .map_err(|e| format!("{e}; expected a URL such as http://pushgateway:9091"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => {
-            return Err(
-                "expected an http:// or https:// URL such as http://pushgateway:9091".into(),
-            )
-        }
-    }
-    let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
-    if authority.contains('@') {
-        // It would end up in logs and error messages.
-        return Err("credentials in the URL are not supported".into());
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err("the URL has no host".into());
-    }
-    if uri.query().is_some() {
-        return Err("the URL must not have a query string".into());
-    }
-    Ok(uri)
-}
-
-fn parse_instance(s: &str) -> Result<String, String> {
-    if s.trim().is_empty() {
-        return Err("must not be empty".into());
-    }
-    Ok(s.to_string())
-}
-
-/// The default `instance`: the kube context the run used, as cluster.rs picks it, or
-/// `in-cluster` when there is no kubeconfig and the pod's environment names the API server.
-/// `None` when neither can be told (a kubeconfig that cannot be read, no current context): a
-/// laptop's broken run must not be counted under the CronJob's `in-cluster`.
-pub(crate) fn default_instance(global: &GlobalArgs) -> Option<String> {
-    if let Some(ctx) = &global.context {
-        return Some(ctx.clone());
-    }
-    let kubeconfig = match &global.kubeconfig {
-        Some(path) => kube::config::Kubeconfig::read_from(path),
-        None if kubeconfig_exists() => kube::config::Kubeconfig::read(),
-        None => {
-            let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-            return in_cluster.then(|| "in-cluster".to_string());
-        }
-    };
-    kubeconfig
-        .ok()
-        .and_then(|k| k.current_context)
-        .filter(|c| !c.is_empty())
-}
-
-/// `KUBECONFIG` or `~/.kube/config` names a kubeconfig, so the run does not use the in-cluster
-/// config (kube falls back to it only when there is none).
-fn kubeconfig_exists() -> bool {
-    std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
-        || std::env::var_os("HOME")
-            .is_some_and(|h| std::path::Path::new(&h).join(".kube/config").exists())
+/// Where to push the run's metrics, resolved before the run.
+#[derive(Clone, Debug)]
+pub(crate) struct PushTarget {
+    /// The Pushgateway's base URL.
+    pub(crate) gateway: http::Uri,
+    /// The group's `instance` label; `None` when it cannot be told, and the push is skipped.
+    pub(crate) instance: Option<String>,
+    /// How long the push may take.
+    pub(crate) timeout: Duration,
 }
 
 /// The group's URL: base64url-encoded instance, so a context such as
@@ -265,33 +145,22 @@ fn outcome_label(o: Outcome) -> &'static str {
     }
 }
 
-/// Pushes the run's metrics if `--pushgateway` was given, unless it was a dry run. Never fails
-/// the run: a failed push is a warning.
-pub(crate) async fn push(
-    args: &PushArgs,
-    global: &GlobalArgs,
-    report: &RunReport,
-    duration: Duration,
-) {
-    let Some(base) = &args.pushgateway else {
-        return;
-    };
+/// Pushes the run's metrics, unless it was a dry run. Never fails the run: a failed push is a
+/// warning.
+pub(crate) async fn push(target: &PushTarget, report: &RunReport, duration: Duration) {
+    let base = &target.gateway;
     if report.dry_run {
         // Nothing was written, so nothing to alert on; a dry run must not pass for a good run.
         info!(pushgateway = %base, "--dry-run: metrics not pushed");
         return;
     }
-    let Some(instance) = args
-        .pushgateway_instance
-        .clone()
-        .or_else(|| default_instance(global))
-    else {
+    let Some(instance) = target.instance.clone() else {
         warn!(pushgateway = %base, error = "no kube context to name the instance (the kubeconfig cannot be read or names no current context)", "could not push metrics; pass --pushgateway-instance");
         return;
     };
     let url = group_url(base, &instance);
     let body = encode(report, duration, SystemTime::now());
-    let timeout = global.request_timeout.get();
+    let timeout = target.timeout;
     match tokio::time::timeout(timeout, post(&url, body)).await {
         Ok(Ok(())) => info!(pushgateway = %base, instance = %instance, "metrics pushed"),
         Ok(Err(e)) => {
@@ -428,53 +297,6 @@ mod tests {
         assert_eq!(
             group_url(&prefixed, "prod"),
             "https://mon.example/push/metrics/job/ecr-refresh/instance@base64/cHJvZA=="
-        );
-    }
-
-    #[test]
-    fn url_checks() {
-        assert!(parse_url("http://gw:9091").is_ok());
-        for bad in [
-            "gw:9091",
-            "ftp://gw",
-            "http://user:pass@gw:9091",
-            "http://gw/?x=1",
-        ] {
-            assert!(parse_url(bad).is_err(), "{bad}");
-        }
-        assert!(parse_url("http://user:pass@gw:9091")
-            .unwrap_err()
-            .contains("credentials"));
-        assert!(parse_instance(" ").is_err());
-    }
-
-    #[test]
-    fn the_refusal_masks_credentials() {
-        assert_eq!(
-            mask_userinfo("https://admin:PW@gw:9091/x"),
-            "https://***@gw:9091/x"
-        );
-        assert_eq!(mask_userinfo("http://TOKEN@gw"), "http://***@gw");
-        assert_eq!(mask_userinfo("a:b@@c d"), "***@c d");
-        assert_eq!(mask_userinfo("http://gw:9091/a@b"), "http://gw:9091/a@b");
-        use clap::Parser as _;
-        let args = [
-            "ecr-refresh",
-            "sync",
-            "--pushgateway",
-            "https://admin:PW@gw",
-        ];
-        let err = crate::cli::Cli::try_parse_from(args).err().unwrap();
-        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
-        let err = err.to_string();
-        assert!(!err.contains("PW"), "{err}");
-        assert!(
-            err.contains("invalid value 'https://***@gw' for '--pushgateway <URL>'"),
-            "{err}"
-        );
-        assert!(
-            err.contains("credentials in the URL are not supported"),
-            "{err}"
         );
     }
 }

@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::values::{object_name, Concurrency, DurationArg, RoleArn, SessionName, Timeout};
-use crate::ecr::{RegionName, RegistrySpec};
+use super::values::{
+    object_name, parse_instance, Concurrency, DurationArg, PushgatewayUrl, SessionName, Timeout,
+};
+use crate::ecr::{RegionName, RegistrySpec, RoleArn};
 use crate::k8s_grammar::{LabelSelector, PatternList};
-use crate::telemetry::LogFormat;
 
 /// The heading of the flags that shape what is written.
 const WRITE: &str = "What to write";
@@ -166,6 +167,23 @@ pub struct GlobalArgs {
     /// Log format on stderr; the level is set with RUST_LOG (default: info)
     #[arg(help_heading = "Output", long, global = true, env = "ECR_REFRESH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// `--log-format`, as [`crate::telemetry::LogFormat`] takes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl From<LogFormat> for crate::telemetry::LogFormat {
+    fn from(f: LogFormat) -> Self {
+        match f {
+            LogFormat::Text => Self::Text,
+            LogFormat::Json => Self::Json,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -384,7 +402,35 @@ pub struct SyncArgs {
 
     #[command(flatten)]
     // Boxed: the URL is large, and clippy keeps the Command variants close in size.
-    pub(crate) metrics: Box<crate::metrics::PushArgs>,
+    pub(crate) metrics: Box<PushArgs>,
+}
+
+/// Where to push the run's metrics.
+#[derive(Clone, Debug, Args)]
+pub struct PushArgs {
+    /// Push the run's metrics to this Prometheus Pushgateway at the end of every run, failed or
+    /// not (e.g. http://pushgateway.monitoring:9091). A failed push is logged and does not
+    /// change the exit code
+    #[arg(
+        help_heading = "Metrics",
+        long,
+        env = "ECR_REFRESH_PUSHGATEWAY",
+        value_name = "URL",
+        value_parser = PushgatewayUrl
+    )]
+    pub(crate) pushgateway: Option<http::Uri>,
+
+    /// The `instance` label of the pushed group (job="ecr-refresh") [default: the kube context,
+    /// or `in-cluster` in a pod without a kubeconfig; with neither, the push is skipped]
+    #[arg(
+        help_heading = "Metrics",
+        long,
+        env = "ECR_REFRESH_PUSHGATEWAY_INSTANCE",
+        value_name = "NAME",
+        requires = "pushgateway",
+        value_parser = parse_instance
+    )]
+    pub(crate) pushgateway_instance: Option<String>,
 }
 
 #[derive(Debug, Args)]

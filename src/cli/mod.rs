@@ -5,14 +5,15 @@
 //! of their own, and `options` the cross-flag checks that build each command's options.
 
 mod args;
+pub(crate) mod completions;
 mod options;
 mod values;
 
 pub use args::{
-    AwsArgs, Cli, Command, CompletionShell, CompletionsArgs, GlobalArgs, ManArgs, ManPage,
-    OutputFormat, PruneArgs, RunArgs, ScopeArgs, SelectionArgs, StatusArgs, SyncArgs, TargetArgs,
+    AwsArgs, Cli, Command, CompletionShell, CompletionsArgs, GlobalArgs, LogFormat, ManArgs,
+    ManPage, OutputFormat, PruneArgs, PushArgs, RunArgs, ScopeArgs, SelectionArgs, StatusArgs,
+    SyncArgs, TargetArgs,
 };
-pub(crate) use values::RoleArn;
 
 /// `ecr-refresh ARGS...` as clap parses it, for the tests in `args` and `options`.
 #[cfg(test)]

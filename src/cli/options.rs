@@ -1,7 +1,8 @@
 //! From parsed flags to each command's options, with the checks no single flag can make.
 
 use super::args::{
-    GlobalArgs, PruneArgs, RunArgs, ScopeArgs, SelectionArgs, StatusArgs, SyncArgs, TargetArgs,
+    AwsArgs, GlobalArgs, PruneArgs, PushArgs, RunArgs, ScopeArgs, SelectionArgs, StatusArgs,
+    SyncArgs, TargetArgs,
 };
 use super::values::DurationArg;
 use crate::cluster::ClusterOptions;
@@ -9,8 +10,10 @@ use crate::cmd::prune::PruneOptions;
 use crate::cmd::status::StatusOptions;
 use crate::cmd::sync::SyncOptions;
 use crate::cmd::{Pace, RunOptions};
+use crate::ecr::{AssumeRole, EcrOptions};
 use crate::error::{Error, Result};
 use crate::k8s_grammar::PatternList;
+use crate::metrics::PushTarget;
 use crate::namespaces::Selection;
 use crate::pullsecret::MAX_TOKEN_LIFETIME;
 use crate::serviceaccount::{ServiceAccounts, Target};
@@ -52,6 +55,55 @@ impl TargetArgs {
     }
 }
 
+impl GlobalArgs {
+    fn cluster(&self) -> ClusterOptions {
+        ClusterOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            request_timeout: self.request_timeout.get(),
+        }
+    }
+}
+
+impl PushArgs {
+    /// Where to push, if anywhere: the group is named for the kube context the run uses,
+    /// unless --pushgateway-instance names it.
+    pub(crate) fn into_target(self, global: &GlobalArgs) -> Option<PushTarget> {
+        let Self {
+            pushgateway,
+            pushgateway_instance,
+        } = self;
+        Some(PushTarget {
+            gateway: pushgateway?,
+            instance: pushgateway_instance.or_else(|| global.cluster().context_name()),
+            timeout: global.request_timeout.get(),
+        })
+    }
+}
+
+impl AwsArgs {
+    fn into_options(self) -> EcrOptions {
+        let Self {
+            registries,
+            region,
+            profile,
+            role_arn,
+            role_session_name,
+            external_id,
+        } = self;
+        EcrOptions {
+            registries,
+            region,
+            profile,
+            role: role_arn.map(|arn| AssumeRole {
+                arn,
+                session_name: role_session_name.into(),
+                external_id,
+            }),
+        }
+    }
+}
+
 impl RunArgs {
     /// The options every command shares, once the timeouts agree.
     fn into_options(
@@ -72,11 +124,7 @@ impl RunArgs {
             });
         }
         Ok(RunOptions {
-            cluster: ClusterOptions {
-                kubeconfig: global.kubeconfig.clone(),
-                context: global.context.clone(),
-                request_timeout: request,
-            },
+            cluster: global.cluster(),
             selection,
             target: target.into_target(),
             pace: Pace {
@@ -117,7 +165,7 @@ impl SyncArgs {
         }
         Ok(SyncOptions {
             run,
-            aws,
+            aws: aws.into_options(),
             force,
             dry_run,
             service_account_wait: service_account_wait.get(),

@@ -63,39 +63,6 @@ impl FromStr for Concurrency {
     }
 }
 
-/// An IAM role ARN: `arn:<partition>:iam::<12 digits>:role/<path/name>`.
-#[derive(Clone, Debug)]
-pub(crate) struct RoleArn(String);
-
-impl RoleArn {
-    pub(crate) fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for RoleArn {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parts: Vec<&str> = s.splitn(6, ':').collect();
-        let ok = parts.len() == 6
-            && parts[0] == "arn"
-            && parts[1].starts_with("aws")
-            && parts[2] == "iam"
-            && parts[3].is_empty()
-            && parts[4].len() == 12
-            && parts[4].bytes().all(|b| b.is_ascii_digit())
-            && parts[5]
-                .strip_prefix("role/")
-                .is_some_and(|n| !n.is_empty());
-        if ok {
-            Ok(Self(s.to_string()))
-        } else {
-            Err("expected an IAM role ARN such as arn:aws:iam::123456789012:role/ecr-pull".into())
-        }
-    }
-}
-
 /// An STS role session name, as AssumeRole accepts it.
 #[derive(Clone, Debug)]
 pub(crate) struct SessionName(String);
@@ -126,4 +93,127 @@ impl FromStr for SessionName {
 pub(crate) fn object_name(s: &str) -> Result<String, String> {
     validate_dns_subdomain(s)?;
     Ok(s.to_string())
+}
+
+/// [`parse_url`] for clap, whose own message would quote the value, password and all (it comes
+/// from `ECR_REFRESH_PUSHGATEWAY` into pod logs too): the refusal shows it masked.
+#[derive(Clone)]
+pub(crate) struct PushgatewayUrl;
+
+impl clap::builder::TypedValueParser for PushgatewayUrl {
+    type Value = http::Uri;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<http::Uri, clap::Error> {
+        let value = value.to_string_lossy();
+        parse_url(&value).map_err(|reason| {
+            let arg = arg.map_or_else(|| "--pushgateway".to_string(), ToString::to_string);
+            let message = format!(
+                "invalid value '{}' for '{arg}': {reason}\n\nFor more information, try '--help'.\n",
+                mask_userinfo(&value)
+            );
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, message).with_cmd(cmd)
+        })
+    }
+}
+
+/// `https://user:password@host` as `https://***@host`: a user name alone may be a token too.
+fn mask_userinfo(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_string(),
+    }
+}
+
+fn parse_url(s: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = s
+        .parse()
+        .map_err(|e| format!("{e}; expected a URL such as http://pushgateway:9091"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => {
+            return Err(
+                "expected an http:// or https:// URL such as http://pushgateway:9091".into(),
+            )
+        }
+    }
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+    if authority.contains('@') {
+        // It would end up in logs and error messages.
+        return Err("credentials in the URL are not supported".into());
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    if uri.query().is_some() {
+        return Err("the URL must not have a query string".into());
+    }
+    Ok(uri)
+}
+
+pub(crate) fn parse_instance(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_checks() {
+        assert!(parse_url("http://gw:9091").is_ok());
+        for bad in [
+            "gw:9091",
+            "ftp://gw",
+            "http://user:pass@gw:9091",
+            "http://gw/?x=1",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+        assert!(parse_url("http://user:pass@gw:9091")
+            .unwrap_err()
+            .contains("credentials"));
+        assert!(parse_instance(" ").is_err());
+    }
+
+    #[test]
+    fn the_refusal_masks_credentials() {
+        assert_eq!(
+            mask_userinfo("https://admin:PW@gw:9091/x"),
+            "https://***@gw:9091/x"
+        );
+        assert_eq!(mask_userinfo("http://TOKEN@gw"), "http://***@gw");
+        assert_eq!(mask_userinfo("a:b@@c d"), "***@c d");
+        assert_eq!(mask_userinfo("http://gw:9091/a@b"), "http://gw:9091/a@b");
+        use clap::Parser as _;
+        let args = [
+            "ecr-refresh",
+            "sync",
+            "--pushgateway",
+            "https://admin:PW@gw",
+        ];
+        let err = super::super::Cli::try_parse_from(args).err().unwrap();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        let err = err.to_string();
+        assert!(!err.contains("PW"), "{err}");
+        assert!(
+            err.contains("invalid value 'https://***@gw' for '--pushgateway <URL>'"),
+            "{err}"
+        );
+        assert!(
+            err.contains("credentials in the URL are not supported"),
+            "{err}"
+        );
+    }
 }

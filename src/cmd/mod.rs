@@ -1,6 +1,5 @@
 //! One module per subcommand, and what they share.
 
-pub(crate) mod completions;
 pub(crate) mod prune;
 pub(crate) mod status;
 pub(crate) mod sync;

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::{bounded, list_secrets, prune, setup, stopped, RunOptions};
-use crate::cli::AwsArgs;
 use crate::cluster::Cluster;
-use crate::ecr::EcrClientConfig;
+use crate::ecr::{EcrClientConfig, EcrOptions};
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope, Skip};
 use crate::pullsecret::{self, Found, Policy, SecretError, Secrets, Wanted};
@@ -23,7 +22,7 @@ use crate::stuckpods::{self, ByNamespace, PodAction};
 #[derive(Clone, Debug)]
 pub(crate) struct SyncOptions {
     pub(crate) run: RunOptions,
-    pub(crate) aws: AwsArgs,
+    pub(crate) aws: EcrOptions,
     /// Take over, or replace, a Secret of our name that is not ours.
     pub(crate) force: bool,
     pub(crate) dry_run: bool,

@@ -15,9 +15,9 @@ use super::credentials::{identity_of, selected_profile, ResolveOnce};
 use super::registry::endpoint_registry;
 use super::token::is_beyond_token_lifetime;
 use super::{
-    decode_token, ExpectedHosts, RegionCredential, RegionName, RegistryHost, RegistrySpec,
+    decode_token, EcrOptions, ExpectedHosts, RegionCredential, RegionName, RegistryHost,
+    RegistrySpec, RoleArn,
 };
-use crate::cli::{AwsArgs, RoleArn};
 use crate::error::{chain, Error, Result};
 
 /// Everything needed to fetch tokens, resolved locally before any network call.
@@ -59,7 +59,7 @@ impl EcrProgress {
 impl EcrClientConfig {
     /// Resolves region and credential sources the way the AWS CLI does, but never asks the EC2
     /// metadata service for a region: off AWS that call only hangs until it times out.
-    pub(crate) async fn load(aws: &AwsArgs, request_timeout: Duration) -> Result<Self> {
+    pub(crate) async fn load(aws: &EcrOptions, request_timeout: Duration) -> Result<Self> {
         let profile = selected_profile(aws.profile.as_deref()).await?;
         let profile = profile.as_deref();
         // Resolved here, before the loader: given no region, the SDK's credential chain would
@@ -93,12 +93,12 @@ impl EcrClientConfig {
             loader = loader.profile_name(p).credentials_provider(credentials);
         }
         let mut sdk = loader.load().await;
-        if let Some(role) = &aws.role_arn {
+        if let Some(role) = &aws.role {
             // Cross-account: the chain's credentials are only used to call sts:AssumeRole.
-            let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.as_str())
-                .session_name(aws.role_session_name.clone())
+            let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.arn.as_str())
+                .session_name(role.session_name.clone())
                 .configure(&sdk);
-            if let Some(id) = &aws.external_id {
+            if let Some(id) = &role.external_id {
                 builder = builder.external_id(id);
             }
             let provider = builder.build().await;
@@ -118,7 +118,7 @@ impl EcrClientConfig {
         Ok(Self {
             sdk,
             default_region,
-            role_arn: aws.role_arn.clone(),
+            role_arn: aws.role.as_ref().map(|r| r.arn.clone()),
             calls: Default::default(),
             phase: Arc::new(Mutex::new(format!(
                 "resolving the AWS credentials ({source})"
@@ -348,7 +348,7 @@ async fn region_of(flag: Option<&RegionName>, profile: Option<&str>) -> Result<R
 }
 
 /// Where the credentials will come from, as a person would say it, for messages.
-fn credential_source(aws: &AwsArgs, profile: Option<&str>) -> String {
+fn credential_source(aws: &EcrOptions, profile: Option<&str>) -> String {
     let set = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
     let base = if let Some(p) = profile {
         format!("profile {p:?} (keys, credential_process, SSO or a role)")
@@ -359,8 +359,8 @@ fn credential_source(aws: &AwsArgs, profile: Option<&str>) -> String {
     } else {
         "the default chain: the default profile, SSO, container or EC2 metadata".into()
     };
-    match &aws.role_arn {
-        Some(role) => format!("STS AssumeRole of {} with {base}", role.as_str()),
+    match &aws.role {
+        Some(role) => format!("STS AssumeRole of {} with {base}", role.arn.as_str()),
         None => base,
     }
 }

@@ -2,10 +2,12 @@
 
 mod client;
 mod credentials;
+mod options;
 mod registry;
 pub(crate) mod token;
 
 pub(crate) use client::EcrClientConfig;
+pub(crate) use options::{AssumeRole, EcrOptions, RoleArn};
 pub(crate) use registry::{
     is_registry_host, ExpectedHosts, RegionName, RegistryHost, RegistrySpec,
 };
