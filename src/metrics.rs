@@ -47,47 +47,86 @@ pub(crate) fn group_url(base: &http::Uri, instance: &str) -> String {
 /// The run as exposition text (format 0.0.4, which every Pushgateway reads).
 pub(crate) fn encode(report: &RunReport, duration: Duration, now: SystemTime) -> String {
     let registry = Registry::new();
-    let gauge = |name: &str, help: &str, value: f64| {
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    for (name, help, value) in gauges(report, duration, now) {
         let g = Gauge::with_opts(Opts::new(name, help)).expect("valid metric name");
         g.set(value);
         registry
             .register(Box::new(g))
             .expect("each metric registered once");
-    };
-    let now = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
-    gauge(
-        "ecr_refresh_last_run_timestamp_seconds",
-        "When the last run ended (Unix time).",
-        now,
-    );
-    gauge(
-        "ecr_refresh_last_run_duration_seconds",
-        "How long the last run took.",
-        duration.as_secs_f64(),
-    );
-    gauge(
-        "ecr_refresh_last_run_exit_code",
-        "Exit code of the last run: 0 ok, 1 some namespaces failed, 2 invalid input, 3 no ECR token, 4 cluster access.",
-        f64::from(report.end.exit_code),
-    );
-    gauge(
-        "ecr_refresh_last_run_ecr_calls",
-        "ECR GetAuthorizationToken calls in the last run.",
-        report.ecr_calls as f64,
-    );
-    gauge(
-        "ecr_refresh_last_run_api_requests",
-        "Kubernetes API requests in the last run, retries included.",
-        report.end.api_requests as f64,
-    );
-    gauge(
-        "ecr_refresh_last_run_api_retries",
-        "Kubernetes API requests retried in the last run.",
-        report.end.api_retries as f64,
-    );
+    }
+    registry
+        .register(Box::new(namespaces(report)))
+        .expect("registered once");
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .expect("text encoding into memory");
+    String::from_utf8(out).expect("exposition text is UTF-8")
+}
+
+/// The run's gauges of one value each, as (name, help, value): the token's expiry only when
+/// a token was fetched, the last success only when the run exited 0.
+fn gauges(
+    report: &RunReport,
+    duration: Duration,
+    now: f64,
+) -> Vec<(&'static str, &'static str, f64)> {
+    let mut gauges = vec![
+        (
+            "ecr_refresh_last_run_timestamp_seconds",
+            "When the last run ended (Unix time).",
+            now,
+        ),
+        (
+            "ecr_refresh_last_run_duration_seconds",
+            "How long the last run took.",
+            duration.as_secs_f64(),
+        ),
+        (
+            "ecr_refresh_last_run_exit_code",
+            "Exit code of the last run: 0 ok, 1 some namespaces failed, 2 invalid input, 3 no ECR token, 4 cluster access.",
+            f64::from(report.end.exit_code),
+        ),
+        (
+            "ecr_refresh_last_run_ecr_calls",
+            "ECR GetAuthorizationToken calls in the last run.",
+            report.ecr_calls as f64,
+        ),
+        (
+            "ecr_refresh_last_run_api_requests",
+            "Kubernetes API requests in the last run, retries included.",
+            report.end.api_requests as f64,
+        ),
+        (
+            "ecr_refresh_last_run_api_retries",
+            "Kubernetes API requests retried in the last run.",
+            report.end.api_retries as f64,
+        ),
+    ];
+    if let Some(expires) = report.token_expires_at {
+        gauges.push((
+            "ecr_refresh_token_expiry_timestamp_seconds",
+            "When the earliest ECR token the tool last wrote expires (Unix time).",
+            expires.as_second() as f64,
+        ));
+    }
+    if report.end.exit_code == crate::error::exit::OK {
+        gauges.push((
+            "ecr_refresh_last_success_timestamp_seconds",
+            "When the last run that exited 0 ended (Unix time).",
+            now,
+        ));
+    }
+    gauges
+}
+
+/// Namespaces by outcome: every outcome every time, so a POST overwrites last run's count
+/// with 0.
+fn namespaces(report: &RunReport) -> GaugeVec {
     let namespaces = GaugeVec::new(
         Opts::new(
             "ecr_refresh_last_run_namespaces",
@@ -97,7 +136,6 @@ pub(crate) fn encode(report: &RunReport, duration: Duration, now: SystemTime) ->
     )
     .expect("valid metric");
     let s = &report.summary;
-    // Every outcome every time, so a POST overwrites last run's count with 0.
     for (outcome, n) in [
         (Outcome::Created, s.created),
         (Outcome::Updated, s.updated),
@@ -110,28 +148,7 @@ pub(crate) fn encode(report: &RunReport, duration: Duration, now: SystemTime) ->
             .with_label_values(&[outcome_label(outcome)])
             .set(n as f64);
     }
-    registry
-        .register(Box::new(namespaces))
-        .expect("registered once");
-    if let Some(expires) = report.token_expires_at {
-        gauge(
-            "ecr_refresh_token_expiry_timestamp_seconds",
-            "When the earliest ECR token the tool last wrote expires (Unix time).",
-            expires.as_second() as f64,
-        );
-    }
-    if report.end.exit_code == crate::error::exit::OK {
-        gauge(
-            "ecr_refresh_last_success_timestamp_seconds",
-            "When the last run that exited 0 ended (Unix time).",
-            now,
-        );
-    }
-    let mut out = Vec::new();
-    TextEncoder::new()
-        .encode(&registry.gather(), &mut out)
-        .expect("text encoding into memory");
-    String::from_utf8(out).expect("exposition text is UTF-8")
+    namespaces
 }
 
 fn outcome_label(o: Outcome) -> &'static str {
