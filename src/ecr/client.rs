@@ -9,14 +9,15 @@ use aws_config::meta::region::ProvideRegion as _;
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ecr::error::SdkError;
+use aws_sdk_ecr::types::AuthorizationData;
 use tracing::{debug, info, warn};
 
 use super::credentials::{identity_of, selected_profile, ResolveOnce};
 use super::registry::endpoint_registry;
 use super::token::is_beyond_token_lifetime;
 use super::{
-    decode_token, EcrOptions, ExpectedHosts, RegionCredential, RegionName, RegistryHost,
-    RegistrySpec, RoleArn,
+    decode_token, AssumeRole, EcrOptions, ExpectedHosts, RegionCredential, RegionName,
+    RegistryHost, RegistrySpec, RoleArn,
 };
 use crate::error::{chain, Error, Result};
 
@@ -65,55 +66,12 @@ impl EcrClientConfig {
         // Resolved here, before the loader: given no region, the SDK's credential chain would
         // go and ask the EC2 metadata service for one.
         let default_region = region_of(aws.region.as_ref(), profile).await?;
-        let found = Region::new(default_region.as_str().to_string());
-        let retry = RetryConfig::standard().with_max_attempts(3);
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(request_timeout)
-            .operation_attempt_timeout(request_timeout)
-            .operation_timeout(request_timeout * 4)
-            .build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http_client())
-            .region(found.clone())
-            .retry_config(retry.clone())
-            .timeout_config(timeouts.clone());
-        if let Some(p) = profile {
-            // A profile the user chose wins over AWS_ACCESS_KEY_ID & co., as with the AWS CLI's
-            // --profile; the SDK's default chain would take the env keys first.
-            let conf = aws_config::provider_config::ProviderConfig::without_region()
-                .with_region(Some(found))
-                .with_http_client(http_client())
-                .with_retry_config(retry)
-                .with_timeout_config(timeouts)
-                .with_behavior_version(Some(BehaviorVersion::latest()));
-            let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
-                .configure(&conf)
-                .profile_name(p)
-                .build();
-            loader = loader.profile_name(p).credentials_provider(credentials);
-        }
-        let mut sdk = loader.load().await;
-        if let Some(role) = &aws.role {
-            // Cross-account: the chain's credentials are only used to call sts:AssumeRole.
-            let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.arn.as_str())
-                .session_name(role.session_name.clone())
-                .configure(&sdk);
-            if let Some(id) = &role.external_id {
-                builder = builder.external_id(id);
-            }
-            let provider = builder.build().await;
-            sdk = sdk
-                .into_builder()
-                .credentials_provider(SharedCredentialsProvider::new(provider))
-                .build();
-        }
-        // Resolved once, as its own step (see `credentials`), and reused by the ECR calls.
-        if let Some(provider) = sdk.credentials_provider() {
-            sdk = sdk
-                .into_builder()
-                .credentials_provider(SharedCredentialsProvider::new(ResolveOnce::new(provider)))
-                .build();
-        }
+        let sdk = sdk_config(&default_region, profile, request_timeout).await;
+        let sdk = match &aws.role {
+            Some(role) => assume_role(sdk, role).await,
+            None => sdk,
+        };
+        let sdk = resolve_once(sdk);
         let source = credential_source(aws, profile);
         Ok(Self {
             sdk,
@@ -270,42 +228,114 @@ impl EcrClientConfig {
             .ok_or_else(|| bad("ECR returned no authorization token".into()))?;
         let login = decode_token(token).map_err(|e| bad(e.to_string()))?;
         if include_own_registry {
-            let endpoint = data
-                .proxy_endpoint()
-                .ok_or_else(|| bad("ECR returned no proxy endpoint".into()))?;
-            // Checked as `status` checks the Secret, so what is written is never "not ECR".
-            let unusable = |why: String| bad(format!("proxy endpoint {endpoint:?}: {why}"));
-            let own = endpoint_registry(endpoint).map_err(unusable)?;
-            if own.region() != &region {
-                return Err(unusable(format!(
-                    "its host {own} is a registry of {}, not of {region}",
-                    own.region()
-                )));
-            }
-            add_names(&mut hosts, &own);
+            add_names(&mut hosts, &own_registry(data, &region).map_err(bad)?);
         }
-        let expires_at = data
-            .expires_at()
-            .and_then(|t| jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok());
-        match expires_at {
-            // No ECR token lasts that long: `status` would call the Secret broken.
-            Some(t) if is_beyond_token_lifetime(t, jiff::Timestamp::now()) => {
-                return Err(bad(format!(
-                    "it expires at {t}, further out than an ECR token lasts (12h)"
-                )))
-            }
-            Some(t) if t <= jiff::Timestamp::now() => {
-                warn!(%region, expires_at = %t, "ECR returned a token that has already expired")
-            }
-            Some(t) => info!(%region, expires_at = %t, "got ECR authorization token"),
-            None => warn!(%region, "ECR returned a token with no expiry"),
-        }
+        let expires_at = expiry(data, &region).map_err(bad)?;
         Ok(RegionCredential {
             login,
             expires_at,
             hosts,
         })
     }
+}
+
+/// The SDK's config for `region`, with bounded retries and timeouts. A profile the user chose
+/// wins over AWS_ACCESS_KEY_ID & co., as with the AWS CLI's --profile; the SDK's default chain
+/// would take the env keys first.
+async fn sdk_config(region: &RegionName, profile: Option<&str>, timeout: Duration) -> SdkConfig {
+    let found = Region::new(region.as_str().to_string());
+    let retry = RetryConfig::standard().with_max_attempts(3);
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(timeout)
+        .operation_attempt_timeout(timeout)
+        .operation_timeout(timeout * 4)
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
+        .region(found.clone())
+        .retry_config(retry.clone())
+        .timeout_config(timeouts.clone());
+    if let Some(p) = profile {
+        let conf = aws_config::provider_config::ProviderConfig::without_region()
+            .with_region(Some(found))
+            .with_http_client(http_client())
+            .with_retry_config(retry)
+            .with_timeout_config(timeouts)
+            .with_behavior_version(Some(BehaviorVersion::latest()));
+        let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
+            .configure(&conf)
+            .profile_name(p)
+            .build();
+        loader = loader.profile_name(p).credentials_provider(credentials);
+    }
+    loader.load().await
+}
+
+/// Cross-account: the chain's credentials are only used to call sts:AssumeRole.
+async fn assume_role(sdk: SdkConfig, role: &AssumeRole) -> SdkConfig {
+    let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.arn.as_str())
+        .session_name(role.session_name.clone())
+        .configure(&sdk);
+    if let Some(id) = &role.external_id {
+        builder = builder.external_id(id);
+    }
+    let provider = builder.build().await;
+    sdk.into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .build()
+}
+
+/// The credentials resolved once, as their own step (see `credentials`), and reused by the
+/// ECR calls.
+fn resolve_once(sdk: SdkConfig) -> SdkConfig {
+    match sdk.credentials_provider() {
+        Some(provider) => sdk
+            .into_builder()
+            .credentials_provider(SharedCredentialsProvider::new(ResolveOnce::new(provider)))
+            .build(),
+        None => sdk,
+    }
+}
+
+/// The caller's own registry, from the proxy endpoint ECR answered with. Checked as `status`
+/// checks the Secret, so what is written is never "not ECR".
+fn own_registry(data: &AuthorizationData, region: &RegionName) -> Result<RegistryHost, String> {
+    let endpoint = data
+        .proxy_endpoint()
+        .ok_or_else(|| "ECR returned no proxy endpoint".to_string())?;
+    let unusable = |why: String| format!("proxy endpoint {endpoint:?}: {why}");
+    let own = endpoint_registry(endpoint).map_err(unusable)?;
+    if own.region() != region {
+        return Err(unusable(format!(
+            "its host {own} is a registry of {}, not of {region}",
+            own.region()
+        )));
+    }
+    Ok(own)
+}
+
+/// When the token expires, if ECR says; refused when no ECR token lasts that long (`status`
+/// would call the Secret broken).
+fn expiry(
+    data: &AuthorizationData,
+    region: &RegionName,
+) -> Result<Option<jiff::Timestamp>, String> {
+    let expires_at = data
+        .expires_at()
+        .and_then(|t| jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok());
+    match expires_at {
+        Some(t) if is_beyond_token_lifetime(t, jiff::Timestamp::now()) => {
+            return Err(format!(
+                "it expires at {t}, further out than an ECR token lasts (12h)"
+            ))
+        }
+        Some(t) if t <= jiff::Timestamp::now() => {
+            warn!(%region, expires_at = %t, "ECR returned a token that has already expired")
+        }
+        Some(t) => info!(%region, expires_at = %t, "got ECR authorization token"),
+        None => warn!(%region, "ECR returned a token with no expiry"),
+    }
+    Ok(expires_at)
 }
 
 /// Adds every name of `registry` to `hosts`, once.
