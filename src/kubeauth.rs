@@ -115,32 +115,7 @@ async fn run_plugin(exec: &ExecConfig) -> Result<ExecStatus, AuthError> {
             "the user's exec plugin has no command".into(),
         ));
     };
-    let interactive =
-        exec.interactive_mode != Some(ExecInteractiveMode::Never) && std::io::stdin().is_terminal();
-    let mut cmd = tokio::process::Command::new(command);
-    cmd.args(exec.args.iter().flatten());
-    for var in exec.env.iter().flatten() {
-        if let (Some(name), Some(value)) = (var.get("name"), var.get("value")) {
-            cmd.env(name, value);
-        }
-    }
-    for name in exec.drop_env.iter().flatten() {
-        cmd.env_remove(name);
-    }
-    let cluster = exec.cluster.as_ref().filter(|_| exec.provide_cluster_info);
-    let info = serde_json::json!({
-        "apiVersion": exec.api_version,
-        "kind": "ExecCredential",
-        "spec": {"interactive": interactive, "cluster": cluster},
-    });
-    cmd.env("KUBERNETES_EXEC_INFO", info.to_string())
-        .stdin(if interactive {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    let mut cmd = plugin_command(exec, command);
     let child = cmd.spawn().map_err(|e| {
         let hint = exec
             .install_hint
@@ -175,6 +150,38 @@ async fn run_plugin(exec: &ExecConfig) -> Result<ExecStatus, AuthError> {
         .ok()
         .and_then(|c| c.status)
         .ok_or_else(|| plugin_failed("printed no ExecCredential JSON with a status".into()))
+}
+
+/// The plugin's command line and environment, as kubectl sets them: stdin only when
+/// interactive, `KUBERNETES_EXEC_INFO` describing the call.
+fn plugin_command(exec: &ExecConfig, command: &str) -> tokio::process::Command {
+    let interactive =
+        exec.interactive_mode != Some(ExecInteractiveMode::Never) && std::io::stdin().is_terminal();
+    let mut cmd = tokio::process::Command::new(command);
+    cmd.args(exec.args.iter().flatten());
+    for var in exec.env.iter().flatten() {
+        if let (Some(name), Some(value)) = (var.get("name"), var.get("value")) {
+            cmd.env(name, value);
+        }
+    }
+    for name in exec.drop_env.iter().flatten() {
+        cmd.env_remove(name);
+    }
+    let cluster = exec.cluster.as_ref().filter(|_| exec.provide_cluster_info);
+    let info = serde_json::json!({
+        "apiVersion": exec.api_version,
+        "kind": "ExecCredential",
+        "spec": {"interactive": interactive, "cluster": cluster},
+    });
+    cmd.env("KUBERNETES_EXEC_INFO", info.to_string())
+        .stdin(if interactive {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    cmd
 }
 
 /// Kills a process and its descendants when dropped.
