@@ -119,33 +119,12 @@ async fn prune_namespace(
     if secret.is_none() {
         report.secret = None;
     }
-    let accounts = match target.service_accounts.names(cluster, ns).await {
-        Ok(a) => a,
-        Err(e) => return Some(NamespaceReport::failed(ns, e.to_string())),
-    };
     // Unlink first: a ServiceAccount never points at a Secret we already deleted.
-    for sa in &accounts {
-        match serviceaccount::unlink(cluster, ns, sa, name, uninstall, dry_run).await {
-            Ok(outcome) => report.link(sa, outcome),
-            Err(e) => report.fail_service_account(sa, e.to_string()),
-        }
+    if let Err(e) = unlink_all(cluster, target, &mut report, uninstall, dry_run).await {
+        return Some(NamespaceReport::failed(ns, e));
     }
     let Some(secret) = secret else {
-        let unlinked = report.service_accounts.iter().any(|s| {
-            !matches!(
-                s.outcome,
-                ServiceAccountOutcome::NotLinked
-                    | ServiceAccountOutcome::NotOurs
-                    | ServiceAccountOutcome::Missing
-            )
-        });
-        if unlinked {
-            info!(
-                namespace = ns,
-                dry_run, "unlinked a secret that was already gone"
-            );
-        }
-        return unlinked.then_some(report);
+        return unlinked_only(report, dry_run);
     };
     if report.error.is_some() {
         warn!(
@@ -159,4 +138,48 @@ async fn prune_namespace(
     }
     info!(namespace = ns, secret = name, dry_run, "pruned");
     Some(report)
+}
+
+/// Takes our entry out of each chosen ServiceAccount of the report's namespace, and says how
+/// each went in the report. `Err`: they could not be listed.
+async fn unlink_all(
+    cluster: &Cluster,
+    target: &Target,
+    report: &mut NamespaceReport,
+    uninstall: bool,
+    dry_run: bool,
+) -> Result<(), String> {
+    let ns = report.name.clone();
+    let name = target.secret_name.as_str();
+    let accounts = target
+        .service_accounts
+        .names(cluster, &ns)
+        .await
+        .map_err(|e| e.to_string())?;
+    for sa in &accounts {
+        match serviceaccount::unlink(cluster, &ns, sa, name, uninstall, dry_run).await {
+            Ok(outcome) => report.link(sa, outcome),
+            Err(e) => report.fail_service_account(sa, e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// Our Secret was already gone: the namespace is reported only if an entry was taken out.
+fn unlinked_only(report: NamespaceReport, dry_run: bool) -> Option<NamespaceReport> {
+    let unlinked = report.service_accounts.iter().any(|s| {
+        !matches!(
+            s.outcome,
+            ServiceAccountOutcome::NotLinked
+                | ServiceAccountOutcome::NotOurs
+                | ServiceAccountOutcome::Missing
+        )
+    });
+    if unlinked {
+        info!(
+            namespace = report.name.as_str(),
+            dry_run, "unlinked a secret that was already gone"
+        );
+    }
+    unlinked.then_some(report)
 }
