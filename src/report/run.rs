@@ -1,0 +1,305 @@
+//! The report of `sync` and `prune`: what happened in each namespace.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{
+    whole_minutes, End, ErrorReport, SecretOutcome, ServiceAccountOutcome, SCHEMA_VERSION,
+};
+use crate::cluster::Stats;
+use crate::error::{exit, Error};
+use crate::stuckpods::{PodAction, StuckPod};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+    Pruned,
+    Skipped,
+    Failed,
+}
+
+/// What happened to one ServiceAccount of a namespace.
+#[derive(Debug, Serialize)]
+pub(crate) struct ServiceAccountReport {
+    pub(crate) name: String,
+    pub(crate) outcome: ServiceAccountOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct NamespaceReport {
+    pub(crate) name: String,
+    pub(crate) outcome: Outcome,
+    /// What happened to the Secret; absent when the namespace was skipped or failed before.
+    pub(crate) secret: Option<SecretOutcome>,
+    pub(crate) service_accounts: Vec<ServiceAccountReport>,
+    /// Why it was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+    /// With --delete-stuck-pods: the pods stuck without our Secret, deleted or left.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) stuck_pods: Vec<StuckPod>,
+}
+
+impl NamespaceReport {
+    pub(crate) fn new(name: &str, secret: SecretOutcome) -> Self {
+        let outcome = match secret {
+            SecretOutcome::Created => Outcome::Created,
+            SecretOutcome::Updated => Outcome::Updated,
+            SecretOutcome::Unchanged => Outcome::Unchanged,
+            SecretOutcome::Deleted => Outcome::Pruned,
+        };
+        Self {
+            name: name.to_string(),
+            outcome,
+            secret: Some(secret),
+            service_accounts: Vec::new(),
+            reason: None,
+            error: None,
+            stuck_pods: Vec::new(),
+        }
+    }
+
+    pub(crate) fn skipped(name: &str, reason: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            outcome: Outcome::Skipped,
+            secret: None,
+            service_accounts: Vec::new(),
+            reason: Some(reason.to_string()),
+            error: None,
+            stuck_pods: Vec::new(),
+        }
+    }
+
+    pub(crate) fn failed(name: &str, error: String) -> Self {
+        Self {
+            name: name.to_string(),
+            outcome: Outcome::Failed,
+            secret: None,
+            service_accounts: Vec::new(),
+            reason: None,
+            error: Some(error),
+            stuck_pods: Vec::new(),
+        }
+    }
+
+    pub(crate) fn fail_service_account(&mut self, name: &str, error: String) {
+        self.service_accounts.push(ServiceAccountReport {
+            name: name.to_string(),
+            outcome: ServiceAccountOutcome::Failed,
+            error: Some(error.clone()),
+        });
+        self.fail(error);
+    }
+
+    /// Marks the namespace failed with `error` (joined to any earlier one).
+    pub(crate) fn fail(&mut self, error: String) {
+        self.outcome = Outcome::Failed;
+        self.error = Some(match self.error.take() {
+            Some(prev) => format!("{prev}; {error}"),
+            None => error,
+        });
+    }
+
+    pub(crate) fn link(&mut self, name: &str, outcome: ServiceAccountOutcome) {
+        self.service_accounts.push(ServiceAccountReport {
+            name: name.to_string(),
+            outcome,
+            error: None,
+        });
+    }
+
+    /// Whether anything in this namespace was written (or, in a dry run, would have been).
+    pub(crate) fn wrote(&self) -> bool {
+        matches!(
+            self.secret,
+            Some(SecretOutcome::Created | SecretOutcome::Updated | SecretOutcome::Deleted)
+        ) || self.service_accounts.iter().any(|s| {
+            matches!(
+                s.outcome,
+                ServiceAccountOutcome::Linked | ServiceAccountOutcome::Unlinked
+            )
+        })
+    }
+
+    /// Linking a ServiceAccount changes the namespace even when the Secret was current.
+    fn settle(&mut self) {
+        if self.outcome == Outcome::Unchanged
+            && self
+                .service_accounts
+                .iter()
+                .any(|s| s.outcome == ServiceAccountOutcome::Linked)
+        {
+            self.outcome = Outcome::Updated;
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Summary {
+    /// Namespaces the selection matched (pruned ones are counted apart).
+    pub(crate) selected: usize,
+    pub(crate) created: usize,
+    pub(crate) updated: usize,
+    pub(crate) unchanged: usize,
+    pub(crate) pruned: usize,
+    /// Terminating or opted out.
+    pub(crate) skipped: usize,
+    pub(crate) failed: usize,
+}
+
+/// The report of `sync` and `prune`.
+#[derive(Debug, Serialize)]
+pub(crate) struct RunReport {
+    pub(crate) schema_version: u32,
+    pub(crate) command: &'static str,
+    pub(crate) dry_run: bool,
+    pub(crate) secret_name: String,
+    pub(crate) registries: Vec<String>,
+    /// RFC 3339 (jiff's serde form).
+    pub(crate) token_expires_at: Option<jiff::Timestamp>,
+    pub(crate) summary: Summary,
+    pub(crate) namespaces: Vec<NamespaceReport>,
+    pub(crate) ecr_calls: usize,
+    /// Things to act on that are not a namespace's failure (e.g. a policy left behind).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) warnings: Vec<String>,
+    #[serde(flatten)]
+    pub(crate) end: End,
+}
+
+impl RunReport {
+    pub(crate) fn new(command: &'static str, secret_name: String, dry_run: bool) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            command,
+            dry_run,
+            secret_name,
+            registries: Vec::new(),
+            token_expires_at: None,
+            summary: Summary::default(),
+            namespaces: Vec::new(),
+            ecr_calls: 0,
+            warnings: Vec::new(),
+            end: End::ok(),
+        }
+    }
+
+    /// A report for a run that stopped on a fatal error before any namespace.
+    pub(crate) fn fatal(
+        command: &'static str,
+        secret_name: String,
+        dry_run: bool,
+        err: &Error,
+    ) -> Self {
+        Self {
+            end: End::fatal(err),
+            ..Self::new(command, secret_name, dry_run)
+        }
+    }
+
+    pub(crate) fn finish(&mut self, stats: &Stats, started: Instant) {
+        let mut summary = Summary {
+            selected: self
+                .namespaces
+                .iter()
+                .filter(|n| n.outcome != Outcome::Pruned)
+                .count(),
+            ..Summary::default()
+        };
+        for ns in &mut self.namespaces {
+            ns.settle();
+            match ns.outcome {
+                Outcome::Created => summary.created += 1,
+                Outcome::Updated => summary.updated += 1,
+                Outcome::Unchanged => summary.unchanged += 1,
+                Outcome::Pruned => summary.pruned += 1,
+                Outcome::Skipped => summary.skipped += 1,
+                Outcome::Failed => summary.failed += 1,
+            }
+        }
+        self.end.finish(stats, started, summary.failed > 0);
+        self.summary = summary;
+    }
+
+    /// Records a fatal error met after namespaces were processed; their results stay. The
+    /// error's own exit code promises that nothing was written (3 for ECR), so when something
+    /// was, the run exits 1 instead. Call after [`finish`](Self::finish).
+    pub(crate) fn abort(&mut self, err: &Error) {
+        self.end.error = Some(ErrorReport::from(err));
+        self.end.exit_code = if self.namespaces.iter().any(NamespaceReport::wrote) {
+            exit::NAMESPACE_FAILED
+        } else {
+            err.exit_code()
+        };
+    }
+}
+
+impl RunReport {
+    /// Counts, then every prune, skip and failure with its reason.
+    pub(super) fn to_text(&self) -> String {
+        let s = &self.summary;
+        let mut out = String::new();
+        let verb = if self.dry_run {
+            " (dry run: nothing persisted)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{} secret {}: {} namespaces: {} created, {} updated, {} unchanged, {} pruned, {} skipped, {} failed{verb}",
+            self.command, self.secret_name, s.selected, s.created, s.updated, s.unchanged, s.pruned, s.skipped, s.failed
+        );
+        if !self.registries.is_empty() {
+            let _ = writeln!(out, "registries: {}", self.registries.join(", "));
+        }
+        if let Some(t) = self.token_expires_at {
+            let now = jiff::Timestamp::now();
+            let left = if t > now {
+                format!("in {}", whole_minutes(t.as_second() - now.as_second()))
+            } else {
+                "already expired".to_string()
+            };
+            let _ = writeln!(out, "token expires: {t} ({left})");
+        }
+        // Skips, then failures, each with its reason.
+        let lines = [(Outcome::Skipped, "skipped"), (Outcome::Failed, "FAILED")];
+        for (outcome, label) in lines {
+            for ns in self.namespaces.iter().filter(|n| n.outcome == outcome) {
+                let why = match outcome {
+                    Outcome::Failed => ns.error.as_deref(),
+                    _ => ns.reason.as_deref(),
+                };
+                let _ = writeln!(out, "{label} {}: {}", ns.name, why.unwrap_or(""));
+            }
+        }
+        for ns in &self.namespaces {
+            for p in &ns.stuck_pods {
+                let verb = match p.action {
+                    PodAction::Deleted if self.dry_run => "would delete",
+                    PodAction::Deleted => "deleted",
+                    _ => "left",
+                };
+                let _ = writeln!(
+                    out,
+                    "{verb} stuck pod {}/{} ({} on {}): {}",
+                    ns.name, p.name, p.reason, p.image, p.why
+                );
+            }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning: {w}");
+        }
+        out
+    }
+}
