@@ -4,6 +4,7 @@ mod client;
 mod credentials;
 mod options;
 mod registry;
+mod sdk;
 pub(crate) mod token;
 
 pub(crate) use client::EcrClientConfig;
