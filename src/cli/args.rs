@@ -4,10 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::values::{
-    object_name, parse_instance, Concurrency, DurationArg, PushgatewayUrl, SessionName, Timeout,
-};
-use crate::ecr::{RegionName, RegistrySpec, RoleArn};
+use super::help::{EXIT_CODES_HELP, PRUNE_EXAMPLES, STATUS_EXAMPLES, SYNC_EXAMPLES};
+pub use super::services::{AwsArgs, PushArgs};
+use super::values::{object_name, Concurrency, DurationArg, Timeout};
 use crate::k8s_grammar::{LabelSelector, PatternList};
 
 /// The heading of the flags that shape what is written.
@@ -259,57 +258,6 @@ pub struct TargetArgs {
     pub(crate) all_service_accounts: bool,
 }
 
-/// Where and as whom to ask ECR. `EcrClientConfig::load` reads these as parsed.
-#[derive(Clone, Debug, Args)]
-#[command(next_help_heading = "AWS")]
-pub struct AwsArgs {
-    /// Extra ECR registry: a 12-digit account ID (in the default region) or a registry host
-    /// of any region and partition, such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com, its
-    /// FIPS (dkr.ecr-fips) or dual-stack (dkr-ecr[-fips].<region>.on.aws) name, China's
-    /// amazonaws.com.cn / on.amazonwebservices.com.cn, c2s.ic.gov, sc2s.sgov.gov,
-    /// cloud.adc-e.uk, csp.hci.ic.gov or amazonaws.eu; repeatable or comma-separated. The
-    /// caller's own registry in the default region is always included; one token is fetched
-    /// per region. Every registry is written under its dual-stack (IPv6) name too where its
-    /// partition has one, always: the same token works there, it costs no call, and an image
-    /// named by either host then pulls. ECR Public (public.ecr.aws) is not supported
-    #[arg(
-        long = "registry",
-        env = "ECR_REFRESH_REGISTRY",
-        value_delimiter = ',',
-        value_name = "ACCOUNT_OR_HOST"
-    )]
-    pub(crate) registries: Vec<RegistrySpec>,
-
-    /// AWS region, of any partition (us-east-1, us-gov-west-1, cn-north-1, us-iso-east-1,
-    /// eusc-de-east-1, ...); it decides the registry hosts' suffix [default: AWS_REGION,
-    /// AWS_DEFAULT_REGION, then the profile's region]
-    #[arg(long, env = "ECR_REFRESH_REGION", value_name = "REGION")]
-    pub(crate) region: Option<RegionName>,
-
-    /// AWS shared-config profile [default: AWS_PROFILE, then `default`]
-    #[arg(long, env = "ECR_REFRESH_PROFILE", value_name = "NAME")]
-    pub(crate) profile: Option<String>,
-
-    /// IAM role to assume (through STS) with the credentials the chain finds: the
-    /// cross-account pattern
-    #[arg(long, env = "ECR_REFRESH_ROLE_ARN", value_name = "ARN")]
-    pub(crate) role_arn: Option<RoleArn>,
-
-    /// Session name for --role-arn, shown in CloudTrail
-    #[arg(
-        long,
-        env = "ECR_REFRESH_ROLE_SESSION_NAME",
-        default_value = "ecr-refresh",
-        value_name = "NAME",
-        requires = "role_arn"
-    )]
-    pub(crate) role_session_name: SessionName,
-
-    /// External ID the role's trust policy requires
-    #[arg(long, env = "ECR_REFRESH_EXTERNAL_ID", value_name = "ID", requires = "role_arn")]
-    pub(crate) external_id: Option<String>,
-}
-
 /// How hard and how long to work.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Run")]
@@ -405,34 +353,6 @@ pub struct SyncArgs {
     pub(crate) metrics: Box<PushArgs>,
 }
 
-/// Where to push the run's metrics.
-#[derive(Clone, Debug, Args)]
-pub struct PushArgs {
-    /// Push the run's metrics to this Prometheus Pushgateway at the end of every run, failed or
-    /// not (e.g. http://pushgateway.monitoring:9091). A failed push is logged and does not
-    /// change the exit code
-    #[arg(
-        help_heading = "Metrics",
-        long,
-        env = "ECR_REFRESH_PUSHGATEWAY",
-        value_name = "URL",
-        value_parser = PushgatewayUrl
-    )]
-    pub(crate) pushgateway: Option<http::Uri>,
-
-    /// The `instance` label of the pushed group (job="ecr-refresh") [default: the kube context,
-    /// or `in-cluster` in a pod without a kubeconfig; with neither, the push is skipped]
-    #[arg(
-        help_heading = "Metrics",
-        long,
-        env = "ECR_REFRESH_PUSHGATEWAY_INSTANCE",
-        value_name = "NAME",
-        requires = "pushgateway",
-        value_parser = parse_instance
-    )]
-    pub(crate) pushgateway_instance: Option<String>,
-}
-
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
@@ -467,55 +387,6 @@ pub struct PruneArgs {
     #[arg(help_heading = "Prune", long, env = "ECR_REFRESH_DRY_RUN")]
     pub(crate) dry_run: bool,
 }
-
-// Shown below the flags in `--help`. The exit codes are those of `crate::error::exit`.
-
-const SYNC_EXAMPLES: &str = "\
-Examples:
-  # every namespace but kube-*, with the AWS profile 'ecr'
-  ecr-refresh sync -x 'kube-*' --profile ecr --region eu-west-1
-
-  # two teams, no permission to list namespaces needed, JSON for CI
-  ecr-refresh sync -n team-a -n team-b -o json
-
-  # see what would change, without persisting anything
-  ecr-refresh sync --dry-run
-
-  # rewrite every Secret now with a new token, due or not
-  ecr-refresh sync --refresh-all
-
-";
-
-const STATUS_EXAMPLES: &str = "\
-Examples:
-  # fail a deploy pipeline if team-a's credentials expire within 2 hours
-  ecr-refresh status -n team-a --min-remaining 2h
-
-  # everything, as JSON for monitoring
-  ecr-refresh status -o json
-
-";
-
-const PRUNE_EXAMPLES: &str = "\
-Examples:
-  # narrowed sync to team-*: clean up everywhere else
-  ecr-refresh prune -n 'team-*' --dry-run
-  ecr-refresh prune -n 'team-*'
-
-  # uninstall: remove ecr-refresh's Secret and entries from every namespace
-  ecr-refresh prune --uninstall
-
-";
-
-const EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0  every selected namespace succeeded (or was skipped because it is terminating)
-  1  some namespaces failed (status: some are unhealthy); the others were still processed;
-     or the report could not be written to stdout
-  2  invalid input (flag, env variable, kubeconfig or context), or stdout is closed; nothing
-     was written
-  3  could not get a usable ECR token; nothing was written
-  4  could not reach or authenticate to the cluster, or list namespaces; nothing was written";
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,9 @@
 
 mod args;
 pub(crate) mod completions;
+mod help;
 mod options;
+mod services;
 mod values;
 
 pub use args::{
