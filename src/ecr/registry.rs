@@ -557,61 +557,64 @@ mod tests {
     }
 
     /// The hosts a bare account ID maps to in each partition (the first is ECR's
+    /// `proxyEndpoint` form), with the dual-stack twin where there is one, and the source.
+    const BARE_ACCOUNT_NAMES: &[(&str, &[&str], &str)] = &[
+        (
+            "us-east-1",
+            &[
+                "1.dkr.ecr.us-east-1.amazonaws.com",
+                "1.dkr-ecr.us-east-1.on.aws",
+            ],
+            UG,
+        ),
+        (
+            "us-gov-west-1",
+            &[
+                "1.dkr.ecr.us-gov-west-1.amazonaws.com",
+                "1.dkr-ecr.us-gov-west-1.on.aws",
+            ],
+            GR,
+        ),
+        (
+            "cn-north-1",
+            &[
+                "1.dkr.ecr.cn-north-1.amazonaws.com.cn",
+                "1.dkr-ecr.cn-north-1.on.amazonwebservices.com.cn",
+            ],
+            HELPER,
+        ),
+        (
+            "us-iso-east-1",
+            &["1.dkr.ecr.us-iso-east-1.c2s.ic.gov"],
+            PARTITIONS,
+        ),
+        (
+            "us-isob-east-1",
+            &["1.dkr.ecr.us-isob-east-1.sc2s.sgov.gov"],
+            PARTITIONS,
+        ),
+        (
+            "eu-isoe-west-1",
+            &["1.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk"],
+            PARTITIONS,
+        ),
+        (
+            "us-isof-south-1",
+            &["1.dkr.ecr.us-isof-south-1.csp.hci.ic.gov"],
+            PARTITIONS,
+        ),
+        (
+            "eusc-de-east-1",
+            &["1.dkr.ecr.eusc-de-east-1.amazonaws.eu"],
+            PARTITIONS,
+        ),
+    ];
+
+    /// The hosts a bare account ID maps to in each partition (the first is ECR's
     /// `proxyEndpoint` form), with the dual-stack twin where there is one.
     #[test]
     fn bare_account_names_in_every_partition() {
-        let rows: &[(&str, &[&str], &str)] = &[
-            (
-                "us-east-1",
-                &[
-                    "1.dkr.ecr.us-east-1.amazonaws.com",
-                    "1.dkr-ecr.us-east-1.on.aws",
-                ],
-                UG,
-            ),
-            (
-                "us-gov-west-1",
-                &[
-                    "1.dkr.ecr.us-gov-west-1.amazonaws.com",
-                    "1.dkr-ecr.us-gov-west-1.on.aws",
-                ],
-                GR,
-            ),
-            (
-                "cn-north-1",
-                &[
-                    "1.dkr.ecr.cn-north-1.amazonaws.com.cn",
-                    "1.dkr-ecr.cn-north-1.on.amazonwebservices.com.cn",
-                ],
-                HELPER,
-            ),
-            (
-                "us-iso-east-1",
-                &["1.dkr.ecr.us-iso-east-1.c2s.ic.gov"],
-                PARTITIONS,
-            ),
-            (
-                "us-isob-east-1",
-                &["1.dkr.ecr.us-isob-east-1.sc2s.sgov.gov"],
-                PARTITIONS,
-            ),
-            (
-                "eu-isoe-west-1",
-                &["1.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk"],
-                PARTITIONS,
-            ),
-            (
-                "us-isof-south-1",
-                &["1.dkr.ecr.us-isof-south-1.csp.hci.ic.gov"],
-                PARTITIONS,
-            ),
-            (
-                "eusc-de-east-1",
-                &["1.dkr.ecr.eusc-de-east-1.amazonaws.eu"],
-                PARTITIONS,
-            ),
-        ];
-        for (region, names, source) in rows {
+        for (region, names, source) in BARE_ACCOUNT_NAMES {
             let region: RegionName = region.parse().unwrap();
             let names: Vec<String> = names
                 .iter()
