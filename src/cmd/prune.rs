@@ -13,8 +13,8 @@ use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope};
 use crate::pullsecret::{self, Secrets, State};
-use crate::report::{NamespaceReport, RunReport, SecretOutcome, ServiceAccountOutcome};
-use crate::serviceaccount::{self, Target};
+use crate::report::{NamespaceReport, RunReport, SecretOutcome};
+use crate::serviceaccount::{self, ServiceAccountOutcome, Target};
 use crate::shutdown::Stop;
 
 #[derive(Clone, Debug)]

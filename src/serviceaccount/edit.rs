@@ -9,7 +9,7 @@ use kube::Resource as _;
 use serde_json::{json, Value};
 use tracing::{debug, info};
 
-use super::{get, Change, Listed, SaError};
+use super::{get, Listed, SaError, ServiceAccountOutcome};
 use crate::cluster::{explain_write, is_status, Cluster, FIELD_MANAGER};
 
 const CONFLICT_RETRIES: u32 = 5;
@@ -32,7 +32,7 @@ struct Attempts {
     refused: Option<(String, String)>,
     /// What a patch whose answer was lost (then retried and refused) did, if it was applied:
     /// finding nothing left to do afterwards means it was.
-    maybe_done: Option<Change>,
+    maybe_done: Option<ServiceAccountOutcome>,
 }
 
 impl Edit<'_> {
@@ -44,8 +44,8 @@ impl Edit<'_> {
         &self,
         mut known: Option<Listed>,
         keep_waiting: impl Fn() -> bool,
-        plan: impl Fn(&ServiceAccount) -> (Vec<Value>, Change),
-    ) -> Result<Change, SaError> {
+        plan: impl Fn(&ServiceAccount) -> (Vec<Value>, ServiceAccountOutcome),
+    ) -> Result<ServiceAccountOutcome, SaError> {
         let mut attempts = Attempts::default();
         for attempt in 1..=CONFLICT_RETRIES {
             let sa = match known.take() {
@@ -161,7 +161,7 @@ impl Attempts {
         &mut self,
         e: kube::Error,
         rv: String,
-        change: Change,
+        change: ServiceAccountOutcome,
         resent: bool,
         name: &str,
     ) -> Result<(), SaError> {

@@ -65,7 +65,7 @@ impl ServiceAccounts {
 /// What happened to a ServiceAccount's imagePullSecrets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Change {
+pub(crate) enum ServiceAccountOutcome {
     Linked,
     AlreadyLinked,
     Unlinked,
@@ -81,7 +81,7 @@ pub(crate) enum Change {
 pub(crate) enum IfMissing {
     /// Named by the user: wait this long for it to appear, then fail.
     Wait(Duration),
-    /// Found by listing and gone since: report [`Change::Missing`] at once, not a failure.
+    /// Found by listing and gone since: report [`ServiceAccountOutcome::Missing`] at once, not a failure.
     Report,
 }
 
@@ -116,7 +116,7 @@ pub(crate) async fn link(
     if_missing: IfMissing,
     dry_run: bool,
     known: Option<Listed>,
-) -> Result<Change, SaError> {
+) -> Result<ServiceAccountOutcome, SaError> {
     let wait = match if_missing {
         IfMissing::Wait(wait) => wait,
         IfMissing::Report => Duration::ZERO,
@@ -143,7 +143,7 @@ pub(crate) async fn link(
                 service_account = name,
                 "service account was deleted since it was listed"
             );
-            Ok(Change::Missing)
+            Ok(ServiceAccountOutcome::Missing)
         }
         (
             Err(SaError::Missing {
@@ -167,7 +167,7 @@ pub(crate) async fn unlink(
     secret: &str,
     uninstall: bool,
     dry_run: bool,
-) -> Result<Change, SaError> {
+) -> Result<ServiceAccountOutcome, SaError> {
     let plan = |sa: &ServiceAccount| unlink_plan(sa, secret, uninstall);
     let edit = Edit {
         cluster,
@@ -176,7 +176,7 @@ pub(crate) async fn unlink(
         dry_run,
     };
     match edit.run(None, || false, plan).await {
-        Err(SaError::Missing { .. }) => Ok(Change::Missing),
+        Err(SaError::Missing { .. }) => Ok(ServiceAccountOutcome::Missing),
         result => result,
     }
 }

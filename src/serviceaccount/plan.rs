@@ -3,18 +3,18 @@
 use k8s_openapi::api::core::v1::{LocalObjectReference, ServiceAccount};
 use serde_json::{json, Value};
 
-use super::{Change, LINKED_ANNOTATION};
+use super::{ServiceAccountOutcome, LINKED_ANNOTATION};
 
 /// [`LINKED_ANNOTATION`] as a JSON pointer (`/` is written `~1`).
 const LINKED_PATH: &str = "/metadata/annotations/ecr-refresh~1linked";
 
 /// What linking `secret` takes: the patch operations (none: nothing to write) and what they
 /// do. Appending the entry records it as ours in the same patch.
-pub(super) fn link_plan(sa: &ServiceAccount, secret: &str) -> (Vec<Value>, Change) {
+pub(super) fn link_plan(sa: &ServiceAccount, secret: &str) -> (Vec<Value>, ServiceAccountOutcome) {
     let refs = sa.image_pull_secrets.as_deref().unwrap_or_default();
     if refs.iter().any(|r| r.name == secret) {
         // Ours or someone else's: either way there is nothing to write, and nothing to claim.
-        return (Vec::new(), Change::AlreadyLinked);
+        return (Vec::new(), ServiceAccountOutcome::AlreadyLinked);
     }
     let mut ops = vec![if refs.is_empty() {
         // No list yet: create it.
@@ -25,7 +25,7 @@ pub(super) fn link_plan(sa: &ServiceAccount, secret: &str) -> (Vec<Value>, Chang
     let mut ours = linked_by_us(sa);
     ours.push(secret.to_string());
     ops.extend(record_ops(sa, ours));
-    (ops, Change::Linked)
+    (ops, ServiceAccountOutcome::Linked)
 }
 
 /// What unlinking `secret` takes: [`link_plan`]'s counterpart. An entry not recorded as ours is
@@ -34,16 +34,16 @@ pub(super) fn unlink_plan(
     sa: &ServiceAccount,
     secret: &str,
     uninstall: bool,
-) -> (Vec<Value>, Change) {
+) -> (Vec<Value>, ServiceAccountOutcome) {
     let mut ours = linked_by_us(sa);
     let recorded = ours.iter().any(|n| n == secret);
     ours.retain(|n| n != secret);
     let record = record_ops(sa, ours);
     let ops = unlink_ops(sa.image_pull_secrets.as_deref(), secret);
     match (ops.is_empty(), recorded || uninstall) {
-        (false, true) => ([ops, record].concat(), Change::Unlinked),
-        (false, false) => (Vec::new(), Change::NotOurs),
-        (true, _) => (record, Change::NotLinked),
+        (false, true) => ([ops, record].concat(), ServiceAccountOutcome::Unlinked),
+        (false, false) => (Vec::new(), ServiceAccountOutcome::NotOurs),
+        (true, _) => (record, ServiceAccountOutcome::NotLinked),
     }
 }
 
@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn link_appends_or_creates_the_list_and_records_it() {
         let (ops, change) = link_plan(&sa(&[], None), "ours");
-        assert_eq!(change, Change::Linked);
+        assert_eq!(change, ServiceAccountOutcome::Linked);
         assert_eq!(
             ops,
             [
@@ -159,7 +159,7 @@ mod tests {
         for annotations in [None, Some(&[(LINKED_ANNOTATION, "ours")][..])] {
             let (ops, change) = link_plan(&sa(&["theirs", "ours"], annotations), "ours");
             assert!(ops.is_empty());
-            assert_eq!(change, Change::AlreadyLinked);
+            assert_eq!(change, ServiceAccountOutcome::AlreadyLinked);
         }
     }
 
@@ -167,7 +167,7 @@ mod tests {
     fn unlink_takes_out_only_what_we_recorded_unless_uninstalling() {
         let ours = Some(&[(LINKED_ANNOTATION, "ours"), ("a", "b")][..]);
         let (ops, change) = unlink_plan(&sa(&["a", "ours"], ours), "ours", false);
-        assert_eq!(change, Change::Unlinked);
+        assert_eq!(change, ServiceAccountOutcome::Unlinked);
         assert_eq!(
             ops,
             [
@@ -179,10 +179,10 @@ mod tests {
         let by_hand = sa(&["ours"], Some(&[("a", "b")]));
         assert_eq!(
             unlink_plan(&by_hand, "ours", false),
-            (vec![], Change::NotOurs)
+            (vec![], ServiceAccountOutcome::NotOurs)
         );
         let (ops, change) = unlink_plan(&by_hand, "ours", true);
-        assert_eq!(change, Change::Unlinked);
+        assert_eq!(change, ServiceAccountOutcome::Unlinked);
         assert_eq!(ops, [json!({"op": "remove", "path": "/imagePullSecrets"})]);
         // A record without its entry is dropped; another Secret's record stays.
         let stale = sa(&["x"], Some(&[(LINKED_ANNOTATION, "other,ours")]));
@@ -190,12 +190,12 @@ mod tests {
             unlink_plan(&stale, "ours", false),
             (
                 vec![json!({"op": "add", "path": LINKED_PATH, "value": "other"})],
-                Change::NotLinked
+                ServiceAccountOutcome::NotLinked
             )
         );
         assert_eq!(
             unlink_plan(&sa(&[], None), "ours", true),
-            (vec![], Change::NotLinked)
+            (vec![], ServiceAccountOutcome::NotLinked)
         );
     }
 
