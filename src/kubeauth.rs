@@ -61,25 +61,32 @@ pub(crate) async fn prepare(auth: &mut AuthInfo) -> Result<(), AuthError> {
         return Ok(());
     }
     if let Some(exec) = auth.exec.take() {
-        let status = run_plugin(&exec).await?;
-        let command = exec.command.unwrap_or_default();
-        if let (Some(cert), Some(key)) = (status.client_certificate_data, status.client_key_data) {
-            use base64::Engine as _;
-            let b64 = base64::engine::general_purpose::STANDARD;
-            auth.client_certificate_data = Some(b64.encode(cert));
-            auth.client_key_data = Some(b64.encode(key).into());
-        } else if let Some(token) = status.token {
-            let token = usable_token(&token).ok_or_else(|| {
-                AuthError::Plugin(format!(
-                    "exec plugin {command:?} printed a token that {UNUSABLE}"
-                ))
-            })?;
-            auth.token = Some(token.into());
-        } else {
-            return Err(AuthError::Plugin(format!(
-                "exec plugin {command:?} printed neither a token nor a client certificate"
-            )));
-        }
+        use_plugin(auth, exec).await?;
+    }
+    Ok(())
+}
+
+/// Runs the exec plugin once, and puts what it printed in `auth`: a client certificate, or a
+/// token kube can send.
+async fn use_plugin(auth: &mut AuthInfo, exec: ExecConfig) -> Result<(), AuthError> {
+    let status = run_plugin(&exec).await?;
+    let command = exec.command.unwrap_or_default();
+    if let (Some(cert), Some(key)) = (status.client_certificate_data, status.client_key_data) {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        auth.client_certificate_data = Some(b64.encode(cert));
+        auth.client_key_data = Some(b64.encode(key).into());
+    } else if let Some(token) = status.token {
+        let token = usable_token(&token).ok_or_else(|| {
+            AuthError::Plugin(format!(
+                "exec plugin {command:?} printed a token that {UNUSABLE}"
+            ))
+        })?;
+        auth.token = Some(token.into());
+    } else {
+        return Err(AuthError::Plugin(format!(
+            "exec plugin {command:?} printed neither a token nor a client certificate"
+        )));
     }
     Ok(())
 }

@@ -272,7 +272,15 @@ impl RunReport {
             };
             let _ = writeln!(out, "token expires: {t} ({left})");
         }
-        // Skips, then failures, each with its reason.
+        self.namespace_lines(&mut out);
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning: {w}");
+        }
+        out
+    }
+
+    /// Skips, then failures, each with its reason; then the stuck pods.
+    fn namespace_lines(&self, out: &mut String) {
         let lines = [(Outcome::Skipped, "skipped"), (Outcome::Failed, "FAILED")];
         for (outcome, label) in lines {
             for ns in self.namespaces.iter().filter(|n| n.outcome == outcome) {
@@ -297,9 +305,5 @@ impl RunReport {
                 );
             }
         }
-        for w in &self.warnings {
-            let _ = writeln!(out, "warning: {w}");
-        }
-        out
     }
 }
