@@ -12,7 +12,7 @@ use crate::cluster::Cluster;
 use crate::ecr::{EcrClientConfig, EcrOptions};
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope, Skip};
-use crate::pullsecret::{self, Found, Policy, SecretError, Secrets, Wanted};
+use crate::pullsecret::{self, Found, LazyDesired, Policy, SecretError, Secrets};
 use crate::report::{NamespaceReport, Outcome, RunReport, SecretOutcome, ServiceAccountOutcome};
 use crate::serviceaccount;
 use crate::shutdown::{Shield, Stop};
@@ -40,7 +40,7 @@ pub(crate) struct SyncOptions {
 struct Ctx<'a> {
     cluster: &'a Cluster,
     opts: &'a SyncOptions,
-    wanted: &'a Wanted,
+    lazy: &'a LazyDesired,
     /// `get` on a namespace was refused once already (warned about once per run).
     namespace_get_refused: AtomicBool,
     /// ServiceAccounts already read by a cluster-wide list, by (namespace, name).
@@ -68,7 +68,7 @@ impl Ctx<'_> {
         let missing = || {
             Some(Found::of(
                 None,
-                self.wanted,
+                self.lazy,
                 self.policy(),
                 jiff::Timestamp::now(),
             ))
@@ -151,35 +151,35 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     let accounts = setup(&limits, accounts, cluster.hung("listing service accounts"));
     // Beside them, our Secrets, judged from their metadata as they arrive: where a write is due.
     let token = async {
-        let wanted = Wanted::new(ecr, &opts.aws.registries).await;
+        let lazy = LazyDesired::new(ecr, &opts.aws.registries).await;
         let now = jiff::Timestamp::now();
-        let judge = |s: &_| Found::of_metadata(s, &wanted, policy(opts), now);
+        let judge = |s: &_| Found::of_metadata(s, &lazy, policy(opts), now);
         let secrets = async { Ok(list_secrets(&cluster, &opts.run, true, judge).await) };
         let secrets = setup(&limits, secrets, cluster.hung("listing secrets"));
         let fetch = async {
             if opts.refresh_all {
-                let _ = wanted.get().await;
+                let _ = lazy.get().await;
             }
         };
         let (secrets, ()) = tokio::join!(secrets, fetch);
-        Ok((wanted, secrets?))
+        Ok((lazy, secrets?))
     };
     let token = setup(&limits, token, |m| progress.hung(m));
-    let (plan, accounts, wanted) = if opts.prune {
+    let (plan, accounts, lazy) = if opts.prune {
         // Here a selection that matches nothing is bad input (exit 2): know that before
         // calling AWS. Otherwise the token is fetched while the namespaces are listed.
         match listing.await {
             Ok(plan) => {
-                let (accounts, wanted) = tokio::join!(accounts, token);
-                (Ok(plan), accounts, wanted)
+                let (accounts, lazy) = tokio::join!(accounts, token);
+                (Ok(plan), accounts, lazy)
             }
             Err(e) => return fail(report, &e),
         }
     } else {
         tokio::join!(listing, accounts, token)
     };
-    let (plan, (mut accounts, stuck), (wanted, mut secrets)) = match (plan, accounts, wanted) {
-        (Ok(plan), Ok(accounts), Ok(wanted)) => (plan, accounts, wanted),
+    let (plan, (mut accounts, stuck), (lazy, mut secrets)) = match (plan, accounts, lazy) {
+        (Ok(plan), Ok(accounts), Ok(lazy)) => (plan, accounts, lazy),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(report, &e),
     };
     if plan.is_empty() {
@@ -209,7 +209,7 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
         });
         if due {
             let token = async {
-                let _ = wanted.get().await;
+                let _ = lazy.get().await;
                 Ok(())
             };
             if let Err(e) = setup(&limits, token, |m| progress.hung(m)).await {
@@ -220,7 +220,7 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     let ctx = Ctx {
         cluster: &cluster,
         opts,
-        wanted: &wanted,
+        lazy: &lazy,
         namespace_get_refused: AtomicBool::new(false),
         accounts: Mutex::new(accounts),
         stuck: Mutex::new(stuck),
@@ -235,7 +235,7 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
         |ns, cut| NamespaceReport::failed(&ns.name, limits.message(cut)),
     )
     .await;
-    let token_error = match wanted.fetched() {
+    let token_error = match lazy.fetched() {
         Some(Err(e)) => Some(e.clone()),
         _ => None,
     };
@@ -257,14 +257,14 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
         .earliest_held
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
-    if let Some(Ok(desired)) = wanted.fetched() {
+    if let Some(Ok(desired)) = lazy.fetched() {
         report.registries = desired.hosts.clone();
         if wrote {
             earliest = earliest.into_iter().chain(desired.expires_at).min();
         }
     }
     report.token_expires_at = earliest;
-    report.ecr_calls = wanted.ecr_calls();
+    report.ecr_calls = lazy.ecr_calls();
     report.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
     report.finish(cluster.stats(), started);
     // Namespaces done before the failure (fresh Secrets, links) keep their results.
@@ -305,15 +305,11 @@ async fn sync_namespace(ctx: &Ctx<'_>, planned: Planned, shield: Shield) -> Name
     let secrets = Secrets::new(ctx.cluster, ns, &ctx.opts.run.target.secret_name);
     let found = match ctx.known_secret(ns) {
         Some(found) => Ok(found),
-        None => secrets.find(ctx.wanted, ctx.policy()).await,
+        None => secrets.find(ctx.lazy, ctx.policy()).await,
     };
     let held = found.as_ref().ok().and_then(|f| f.expires_at);
     let result = match found {
-        Ok(found) => {
-            secrets
-                .ensure(ctx.wanted, ctx.policy(), found, &shield)
-                .await
-        }
+        Ok(found) => secrets.ensure(ctx.lazy, ctx.policy(), found, &shield).await,
         Err(e) => Err(e),
     };
     // What this namespace's Secret holds after the pass, unless it was written (then the new
@@ -380,7 +376,7 @@ async fn heal_stuck(ctx: &Ctx<'_>, ns: &str, report: &mut NamespaceReport) {
         return;
     }
     let secret = ctx.opts.run.target.secret_name.as_str();
-    let hosts = match ctx.wanted.fetched() {
+    let hosts = match ctx.lazy.fetched() {
         Some(Ok(desired)) => desired.hosts.clone(),
         // Not fetched (nothing was due): the hosts the Secret holds.
         _ => match Secrets::new(ctx.cluster, ns, secret).get().await {

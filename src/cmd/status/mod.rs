@@ -1,5 +1,7 @@
 //! `status`: a read-only health check of every selected namespace.
 
+mod health;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -145,7 +147,7 @@ async fn check(
                 State::Ours => {}
             }
             if let Some(s) = existing.as_ref().filter(|_| state == State::Ours) {
-                let health = pullsecret::health(s, now, opts.min_remaining);
+                let health = health::health(s, now, opts.min_remaining);
                 st.registries = health.registries;
                 st.expires_at = health.expires_at;
                 st.remaining_seconds = health.expires_at.map(|t| t.as_second() - now.as_second());

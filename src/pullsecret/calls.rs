@@ -1,0 +1,486 @@
+//! The calls: every API call on the pull Secret, and what their answers mean.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::core::Status;
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use super::{Found, LazyDesired, Policy, State, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_TYPE};
+use crate::cluster::{explain_write, is_status, Cluster, FIELD_MANAGER};
+use crate::error::Error;
+use crate::shutdown::Shield;
+
+/// Our Secret in every namespace that has one (and `wanted` accepts), judged by `judge` as
+/// each page arrives (see [`Cluster::list_named`]). With `metadata_only`, the list carries no
+/// type and no payload (see [`Found::of_metadata`]): a tenth of the bytes of whole Secrets.
+pub(crate) async fn list_everywhere<T>(
+    cluster: &Cluster,
+    name: &str,
+    metadata_only: bool,
+    wanted: impl Fn(&str) -> bool,
+    judge: impl Fn(&Secret) -> T,
+) -> Result<HashMap<String, T>, kube::Error> {
+    let mut found = HashMap::new();
+    let mut each = |s: Secret| {
+        if let Some(ns) = s.metadata.namespace.as_deref().filter(|ns| wanted(ns)) {
+            found.insert(ns.to_string(), judge(&s));
+        }
+    };
+    if metadata_only {
+        let meta = |m: kube::core::PartialObjectMeta<Secret>| Secret {
+            metadata: m.metadata,
+            ..Secret::default()
+        };
+        cluster
+            .list_named_metadata("list secrets", name, |m| each(meta(m)))
+            .await?;
+    } else {
+        cluster.list_named("list secrets", name, each).await?;
+    }
+    Ok(found)
+}
+
+/// What happened to the Secret in one namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+    Deleted,
+}
+
+/// A call on the Secret, for messages.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Op {
+    Read,
+    Write,
+    Replace,
+    Delete,
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Op::Read => "reading",
+            Op::Write => "writing",
+            Op::Replace => "replacing (wrong type)",
+            Op::Delete => "deleting",
+        })
+    }
+}
+
+/// Why the Secret of one namespace was not made current. Messages name the object and say
+/// what to do.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SecretError {
+    /// Not a failure: a terminating namespace refuses creates, and is skipped.
+    #[error("namespace is terminating")]
+    Terminating,
+    #[error("namespace does not exist")]
+    NamespaceNotFound,
+    #[error("secret {secret} exists and is not managed by ecr-refresh (no label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}); left unchanged (use --force to take it over)")]
+    NotOurs { secret: String },
+    #[error("secret {secret} exists with type {found:?}, not {SECRET_TYPE}; left unchanged (use --force to replace it)")]
+    WrongType { secret: String, found: String },
+    #[error("no ECR token, so nothing was written: {0}")]
+    Token(Error),
+    /// Not a failure: it changed since it was read, and is read again (see `ensure`).
+    #[error("secret changed since it was read")]
+    Changed,
+    /// Refused or failed otherwise; a 403 says whether RBAC or a quota refused it.
+    #[error("{op} secret {secret}: {message}")]
+    Call {
+        op: Op,
+        secret: String,
+        message: String,
+    },
+}
+
+/// What one write did, told from the answer alone.
+enum Applied {
+    Created,
+    Updated,
+    /// The apply changed nothing (our last change to it is older than the answer).
+    Unchanged,
+}
+
+/// Conditional writes that meet a Secret changed since it was read: read it again and decide
+/// again, this many times.
+const WRITE_ATTEMPTS: u32 = 3;
+
+/// Every API call on the pull Secret of one namespace.
+pub(crate) struct Secrets<'a> {
+    cluster: &'a Cluster,
+    api: Api<Secret>,
+    ns: &'a str,
+    name: &'a str,
+}
+
+impl<'a> Secrets<'a> {
+    pub(crate) fn new(cluster: &'a Cluster, ns: &'a str, name: &'a str) -> Self {
+        Self {
+            cluster,
+            api: Api::namespaced(cluster.client(), ns),
+            ns,
+            name,
+        }
+    }
+
+    fn error(&self, op: Op, e: &kube::Error) -> SecretError {
+        let terminating =
+            |s: &Status| s.is_forbidden() && s.message.contains("because it is being terminated");
+        let namespace_missing = |s: &Status| {
+            s.is_not_found() && s.details.as_ref().is_some_and(|d| d.kind == "namespaces")
+        };
+        if is_status(e, terminating) {
+            SecretError::Terminating
+        } else if is_status(e, namespace_missing) {
+            SecretError::NamespaceNotFound
+        } else {
+            SecretError::Call {
+                op,
+                secret: self.name.to_string(),
+                message: explain_write(e),
+            }
+        }
+    }
+
+    fn not_ours(&self) -> SecretError {
+        SecretError::NotOurs {
+            secret: self.name.to_string(),
+        }
+    }
+
+    pub(crate) async fn get(&self) -> Result<Option<Secret>, SecretError> {
+        self.cluster
+            .call("get secret", || self.api.get_opt(self.name))
+            .await
+            .map_err(|e| self.error(Op::Read, &e))
+    }
+
+    /// How the Secret stands now, read on its own (when the cluster-wide list was not made).
+    pub(crate) async fn find(
+        &self,
+        lazy: &LazyDesired,
+        policy: Policy,
+    ) -> Result<Found, SecretError> {
+        let existing = self.get().await?;
+        Ok(Found::of(
+            existing.as_ref(),
+            lazy,
+            policy,
+            jiff::Timestamp::now(),
+        ))
+    }
+
+    /// Makes the Secret hold what `lazy` fetches, if a write is due. `found` is how it stood
+    /// when listed or read. Whose it is, is decided by our label before anything is written, and every write is conditional on what was read (a
+    /// create, or an apply with the resourceVersion read): a Secret that changed since is read
+    /// again and judged again.
+    pub(crate) async fn ensure(
+        &self,
+        lazy: &LazyDesired,
+        policy: Policy,
+        mut found: Found,
+        shield: &Shield,
+    ) -> Result<Outcome, SecretError> {
+        for attempt in 1..=WRITE_ATTEMPTS {
+            if let Some(outcome) = self.write_if_due(lazy, policy, &found, shield).await? {
+                return Ok(outcome);
+            }
+            debug!(
+                namespace = self.ns,
+                attempt, "secret changed since it was read; reading it again"
+            );
+            found = self.find(lazy, policy).await?;
+        }
+        Err(SecretError::Call {
+            op: Op::Write,
+            secret: self.name.to_string(),
+            message: format!("it kept changing under us ({WRITE_ATTEMPTS} conflicts in a row); the next run will retry"),
+        })
+    }
+
+    /// Leaves the Secret, refuses it, or writes it; `None` when it changed since `found`.
+    async fn write_if_due(
+        &self,
+        lazy: &LazyDesired,
+        policy: Policy,
+        found: &Found,
+        shield: &Shield,
+    ) -> Result<Option<Outcome>, SecretError> {
+        match &found.state {
+            State::Foreign if !policy.force => return Err(self.not_ours()),
+            State::WrongType(found) if !policy.force => {
+                return Err(SecretError::WrongType {
+                    secret: self.name.to_string(),
+                    found: found.clone(),
+                });
+            }
+            _ => {}
+        }
+        let Some(due) = &found.due else {
+            debug!(namespace = self.ns, "secret is current");
+            return Ok(Some(Outcome::Unchanged));
+        };
+        // Everything below writes, so get the token first: a failed fetch writes nothing.
+        let desired = lazy.get().await.map_err(SecretError::Token)?;
+        debug!(namespace = self.ns, reason = %due, "secret is due");
+        // Held from a delete to its create, so neither --timeout nor a signal leaves the
+        // namespace without a Secret in between.
+        let mut _unsplit = None;
+        if let State::WrongType(found_type) = &found.state {
+            // The server refuses to change a Secret's type in place: delete exactly the object
+            // we saw, then create ours.
+            _unsplit = Some(shield.hold().await);
+            warn!(namespace = self.ns, secret = self.name, found = %found_type, "--force: replacing secret of the wrong type");
+            match self
+                .delete_seen(&found.seen, Op::Replace, policy.dry_run)
+                .await
+            {
+                Err(SecretError::Changed) => return Ok(None),
+                other => other?,
+            }
+            if policy.dry_run {
+                // The delete did not persist, so a dry-run create would still meet the old one.
+                return Ok(Some(Outcome::Updated));
+            }
+        }
+        let mut secret = desired.object(self.name, self.ns);
+        // None there (or just deleted): an apply without force creates it, and conflicts with
+        // one that someone else made since (a POST would be surer, but RBAC cannot allow a
+        // create by name); with --force it is taken anyway. Ours, or taken over with --force:
+        // forced, so fields someone else edited come back, but only if it is still the object
+        // we judged.
+        let force = policy.force || found.state == State::Ours;
+        if matches!(found.state, State::Ours | State::Foreign) {
+            secret.metadata.resource_version = found.seen.resource_version.clone();
+        }
+        let written = self.apply(&secret, force, policy.dry_run).await;
+        let outcome = match written {
+            Err(SecretError::Changed) => return Ok(None),
+            Err(e) => return Err(e),
+            Ok(Applied::Unchanged) => {
+                debug!(namespace = self.ns, "secret is current");
+                return Ok(Some(Outcome::Unchanged));
+            }
+            // A Secret of the wrong type replaced: there was one before.
+            Ok(Applied::Created) if found.state != State::Missing => Outcome::Updated,
+            Ok(Applied::Created) => Outcome::Created,
+            Ok(Applied::Updated) => Outcome::Updated,
+        };
+        info!(namespace = self.ns, secret = self.name, outcome = ?outcome, reason = %due, dry_run = policy.dry_run, "secret written");
+        Ok(Some(outcome))
+    }
+
+    /// A conflict on a conditional write means the Secret changed since it was read.
+    fn write_error(&self, e: &kube::Error) -> SecretError {
+        if is_status(e, |s| s.is_conflict()) {
+            SecretError::Changed
+        } else {
+            self.error(Op::Write, e)
+        }
+    }
+
+    /// Deletes our Secret as `seen` (uid + resourceVersion preconditions), so a Secret
+    /// changed or replaced since is left alone.
+    pub(crate) async fn delete(&self, seen: &Secret, dry_run: bool) -> Result<(), SecretError> {
+        self.delete_seen(&seen.metadata, Op::Delete, dry_run).await
+    }
+
+    async fn delete_seen(
+        &self,
+        seen: &ObjectMeta,
+        op: Op,
+        dry_run: bool,
+    ) -> Result<(), SecretError> {
+        let dp = DeleteParams {
+            dry_run,
+            preconditions: Some(Preconditions {
+                uid: seen.uid.clone(),
+                resource_version: seen.resource_version.clone(),
+            }),
+            ..Default::default()
+        };
+        let sent = AtomicU32::new(0);
+        let result = self
+            .cluster
+            .call("delete secret", || {
+                sent.fetch_add(1, Ordering::Relaxed);
+                self.api.delete(self.name, &dp)
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // An earlier attempt whose answer was lost deleted it: that is success.
+            Err(e)
+                if sent.load(Ordering::Relaxed) > 1
+                    && is_status(&e, |s| self.secret_not_found(s)) =>
+            {
+                debug!(
+                    namespace = self.ns,
+                    secret = self.name,
+                    "a retried delete found it gone"
+                );
+                Ok(())
+            }
+            Err(e) => Err(match op {
+                Op::Replace => self.write_error(&e),
+                _ => self.error(op, &e),
+            }),
+        }
+    }
+
+    /// A 404 about our Secret itself, not about its namespace.
+    fn secret_not_found(&self, s: &Status) -> bool {
+        s.is_not_found() && s.details.as_ref().is_none_or(|d| d.kind == "secrets")
+    }
+
+    /// Server-side apply of `secret`. Forced, it is conditional on the resourceVersion it
+    /// carries (409 if the Secret changed since). Without force the server creates it (201),
+    /// or refuses (409) if anyone else set fields to other values. Sent raw: kube's
+    /// `Api::patch` hides the status code and the Date header, which tell an apply that
+    /// changed nothing.
+    async fn apply(
+        &self,
+        secret: &Secret,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<Applied, SecretError> {
+        let mut pp = PatchParams::apply(FIELD_MANAGER);
+        pp.force = force;
+        pp.dry_run = dry_run;
+        let client = self.cluster.client();
+        // A retried apply may follow one that was applied but whose answer was lost: then the
+        // server's answer to the retry says "200, unchanged", and only the clock tells.
+        let (started, sent) = (std::time::Instant::now(), AtomicU32::new(0));
+        let answer = self
+            .cluster
+            .call("apply secret", || async {
+                sent.fetch_add(1, Ordering::Relaxed);
+                let request = kube::core::Request::new(self.api.resource_url())
+                    .patch(self.name, &pp, &Patch::Apply(secret))
+                    .map_err(kube::Error::BuildRequest)?;
+                let response = client.send(request.map(kube::client::Body::from)).await?;
+                let code = response.status().as_u16();
+                let date = response
+                    .headers()
+                    .get("date")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(http_date);
+                let body = response.into_body().collect_bytes().await?;
+                if code >= 400 {
+                    return Err(api_error(code, &body));
+                }
+                let stored: Secret =
+                    serde_json::from_slice(&body).map_err(kube::Error::SerdeError)?;
+                Ok((code, date, stored))
+            })
+            .await;
+        let (took, retried) = (started.elapsed(), sent.load(Ordering::Relaxed) > 1);
+        match answer {
+            Ok((201, ..)) => Ok(Applied::Created),
+            Ok((_, date, stored)) if retried && created_within(&stored, date, took) => {
+                Ok(Applied::Created)
+            }
+            Ok((_, date, stored)) if unchanged(&stored, date, took) => Ok(Applied::Unchanged),
+            Ok(_) => Ok(Applied::Updated),
+            Err(e) => Err(self.write_error(&e)),
+        }
+    }
+}
+
+/// The server keeps our field manager's timestamp when an apply changes nothing, and sets it
+/// while handling a request that does. Both it and the answer's Date header are in whole
+/// seconds of the server's clock, and a write by this request is stamped at most `took` before
+/// the Date, so only a gap of more than `took` + 1 s proves the apply changed nothing. A pass
+/// within about 2 s of the last write therefore reports an update.
+fn unchanged(stored: &Secret, date: Option<jiff::Timestamp>, took: Duration) -> bool {
+    let ours = stored.metadata.managed_fields.iter().flatten().find(|m| {
+        m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
+    });
+    match (ours.and_then(|m| m.time.as_ref()), date) {
+        (Some(changed), Some(now)) => {
+            (now.as_second() - changed.0.as_second()) as f64 > took.as_secs_f64() + 1.0
+        }
+        _ => false,
+    }
+}
+
+/// Created while our attempts were under way (`took`, on the server's clock as in
+/// [`unchanged`]): an earlier attempt made it. Anyone else's would have made our apply conflict.
+fn created_within(stored: &Secret, date: Option<jiff::Timestamp>, took: Duration) -> bool {
+    match (stored.metadata.creation_timestamp.as_ref(), date) {
+        (Some(created), Some(now)) => {
+            (now.as_second() - created.0.as_second()) as f64 <= took.as_secs_f64() + 1.0
+        }
+        _ => false,
+    }
+}
+
+fn http_date(value: &str) -> Option<jiff::Timestamp> {
+    jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(value)
+        .ok()
+}
+
+/// An error answer as kube would report it: the server's Status, or one made from the body.
+fn api_error(code: u16, body: &[u8]) -> kube::Error {
+    let status = serde_json::from_slice::<Status>(body).unwrap_or_else(|_| {
+        Status::failure(String::from_utf8_lossy(body).trim(), "").with_code(code)
+    });
+    kube::Error::Api(status.boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::desired;
+    use super::*;
+
+    #[test]
+    fn unchanged_only_when_our_last_change_is_clearly_older_than_the_answer() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+        let date = http_date("Fri, 27 Nov 2026 03:08:02 GMT");
+        assert_eq!(date, Some("2026-11-27T03:08:02Z".parse().unwrap()));
+        let entry = |manager: &str, at: &str| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some("Apply".into()),
+            time: Some(Time(at.parse().unwrap())),
+            ..Default::default()
+        };
+        let mut s = desired(10_000).object("awsecr-cred", "ns");
+        let fast = Duration::from_millis(20);
+        s.metadata.managed_fields = Some(vec![
+            entry("kubectl", "2026-11-27T03:08:02Z"),
+            entry(FIELD_MANAGER, "2026-11-27T02:08:02Z"),
+        ]);
+        assert!(unchanged(&s, date, fast));
+        assert!(!unchanged(&s, None, fast));
+        // Stamped in this second or the one before: possibly by this very request.
+        for at in ["2026-11-27T03:08:02Z", "2026-11-27T03:08:01Z"] {
+            s.metadata.managed_fields = Some(vec![entry(FIELD_MANAGER, at)]);
+            assert!(!unchanged(&s, date, fast), "{at}");
+        }
+        s.metadata.managed_fields = Some(vec![entry(FIELD_MANAGER, "2026-11-27T03:08:00Z")]);
+        assert!(unchanged(&s, date, fast));
+        // A slow answer widens the window.
+        assert!(!unchanged(&s, date, Duration::from_millis(1500)));
+        s.metadata.managed_fields = None;
+        assert!(!unchanged(&s, date, fast));
+    }
+
+    #[test]
+    fn error_answers_become_api_errors() {
+        let body = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"Apply failed with 1 conflict","reason":"Conflict","code":409}"#;
+        assert!(is_status(&api_error(409, body), |s| s.is_conflict()));
+        let e = api_error(502, b"<html>bad gateway</html>");
+        assert!(is_status(&e, |s| s.code == 502 && s.message.contains("bad gateway")));
+    }
+}

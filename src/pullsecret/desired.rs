@@ -1,0 +1,126 @@
+//! What we write: the Secret every namespace should hold, and the ECR fetch that makes it,
+//! once, on first use.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
+use tokio::sync::OnceCell;
+
+use super::{
+    EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REGISTRIES_ANNOTATION,
+    REQUEST_ANNOTATION, SECRET_TYPE,
+};
+use crate::dockerconfig;
+use crate::ecr::{EcrClientConfig, ExpectedHosts, RegionCredential, RegistrySpec};
+use crate::error::Error;
+use crate::sensitive::Sensitive;
+
+/// The Secret every namespace should hold, built once per run.
+pub(crate) struct Desired {
+    pub(crate) payload: Sensitive<Vec<u8>>,
+    pub(crate) annotations: BTreeMap<String, String>,
+    pub(crate) hosts: Vec<String>,
+    pub(crate) expires_at: Option<jiff::Timestamp>,
+}
+
+impl Desired {
+    pub(crate) fn new(credentials: &[RegionCredential], request: &str) -> Self {
+        let expires_at = credentials.iter().filter_map(|c| c.expires_at).min();
+        let mut hosts: Vec<String> = credentials
+            .iter()
+            .flat_map(|c| c.hosts.iter().cloned())
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        let mut annotations = BTreeMap::new();
+        if let Some(t) = expires_at {
+            annotations.insert(EXPIRES_AT_ANNOTATION.to_string(), t.to_string());
+        }
+        annotations.insert(REGISTRIES_ANNOTATION.to_string(), hosts.join(","));
+        annotations.insert(REQUEST_ANNOTATION.to_string(), request.to_string());
+        Self {
+            payload: dockerconfig::build(credentials),
+            annotations,
+            hosts,
+            expires_at,
+        }
+    }
+
+    pub(crate) fn object(&self, name: &str, namespace: &str) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(namespace.to_string()),
+                labels: Some(BTreeMap::from([(
+                    MANAGED_BY_LABEL.to_string(),
+                    MANAGED_BY_VALUE.to_string(),
+                )])),
+                annotations: Some(self.annotations.clone()),
+                ..Default::default()
+            },
+            type_: Some(SECRET_TYPE.to_string()),
+            data: Some(BTreeMap::from([(
+                dockerconfig::DATA_KEY.to_string(),
+                ByteString(self.payload.expose().clone()),
+            )])),
+            ..Default::default()
+        }
+    }
+}
+
+/// The Secret to write, made on first use: when every Secret is still fresh (--refresh-before),
+/// ECR is not called at all, and a failed fetch is met before anything is written.
+pub(crate) struct LazyDesired {
+    ecr: EcrClientConfig,
+    registries: Vec<RegistrySpec>,
+    /// What the Secret is made from, so one made from another request is never fresh.
+    pub(crate) request: String,
+    pub(crate) expected: ExpectedHosts,
+    cell: OnceCell<Result<Arc<Desired>, Error>>,
+}
+
+impl LazyDesired {
+    pub(crate) async fn new(ecr: EcrClientConfig, registries: &[RegistrySpec]) -> Self {
+        Self {
+            request: ecr.request_fingerprint(registries).await,
+            expected: ecr.expected_hosts(registries),
+            registries: registries.to_vec(),
+            ecr,
+            cell: OnceCell::new(),
+        }
+    }
+
+    /// Fetches the token once; every later call gets the same answer.
+    pub(crate) async fn get(&self) -> Result<Arc<Desired>, Error> {
+        self.cell
+            .get_or_init(|| async {
+                let creds = self.ecr.fetch(&self.registries).await?;
+                Ok(Arc::new(Desired::new(&creds, &self.request)))
+            })
+            .await
+            .clone()
+    }
+
+    /// What the fetch gave, if it was made.
+    pub(crate) fn fetched(&self) -> Option<&Result<Arc<Desired>, Error>> {
+        self.cell.get()
+    }
+
+    pub(crate) fn ecr_calls(&self) -> usize {
+        self.ecr.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::desired;
+
+    #[test]
+    fn debug_of_desired_payload_is_redacted() {
+        let d = desired(10_000);
+        assert_eq!(format!("{:?}", d.payload), "(redacted)");
+    }
+}

@@ -1,0 +1,558 @@
+//! How we judge what is there: whose the Secret is, what it holds, and whether a write is due.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+
+use super::{
+    is_beyond_token_lifetime, LazyDesired, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE, REGISTRIES_ANNOTATION, REQUEST_ANNOTATION, SECRET_TYPE,
+};
+use crate::cluster::FIELD_MANAGER;
+use crate::dockerconfig;
+use crate::ecr::ExpectedHosts;
+
+/// How an existing Secret of our name stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    Missing,
+    /// Exists without our label.
+    Foreign,
+    /// Ours by label, but not a dockerconfigjson Secret (or someone else's of another type).
+    WrongType(String),
+    Ours,
+}
+
+impl State {
+    /// The name `status` reports it by.
+    pub(crate) fn as_str(&self) -> &'static str {
+        match self {
+            State::Missing => "missing",
+            State::Foreign => "foreign",
+            State::WrongType(_) => "wrong_type",
+            State::Ours => "managed",
+        }
+    }
+}
+
+pub(crate) fn state(existing: Option<&Secret>) -> State {
+    match existing {
+        None => State::Missing,
+        Some(s) if s.type_.as_deref() != Some(SECRET_TYPE) => {
+            State::WrongType(s.type_.clone().unwrap_or_default())
+        }
+        Some(s) if !is_ours(s) => State::Foreign,
+        Some(_) => State::Ours,
+    }
+}
+
+pub(crate) fn is_ours(secret: &Secret) -> bool {
+    secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .is_some_and(|v| v == MANAGED_BY_VALUE)
+}
+
+fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
+    secret
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+/// The expiry annotation of one of our Secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    Missing,
+    /// There, but not an RFC 3339 timestamp (the raw value).
+    Garbage(String),
+    At(jiff::Timestamp),
+}
+
+pub(crate) fn expiry(secret: &Secret) -> Expiry {
+    match annotation(secret, EXPIRES_AT_ANNOTATION) {
+        None => Expiry::Missing,
+        Some(v) => v
+            .parse()
+            .map_or_else(|_| Expiry::Garbage(v.to_string()), Expiry::At),
+    }
+}
+
+fn payload(secret: &Secret) -> Option<&[u8]> {
+    secret
+        .data
+        .as_ref()?
+        .get(dockerconfig::DATA_KEY)
+        .map(|v| v.0.as_slice())
+}
+
+/// The registry hosts a Secret's payload holds credentials for; `None` when it is not a complete
+/// docker config (every entry with user name, password and auth).
+pub(crate) fn hosts(secret: &Secret) -> Option<Vec<String>> {
+    dockerconfig::hosts(payload(secret)?)
+}
+
+/// The hosts named in the payload, even when its entries are incomplete (for `status`).
+pub(crate) fn named_hosts(secret: &Secret) -> Vec<String> {
+    payload(secret)
+        .and_then(dockerconfig::named_hosts)
+        .unwrap_or_default()
+}
+
+/// The hosts the registries annotation names.
+pub(crate) fn annotated_hosts(secret: &Secret) -> Vec<String> {
+    let mut hosts: Vec<String> = annotation(secret, REGISTRIES_ANNOTATION)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .collect();
+    hosts.sort();
+    hosts
+}
+
+/// Why one of our Secrets (or the one in its place) must be written now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Due {
+    Missing,
+    /// `--refresh-all`.
+    Asked,
+    /// Another field manager changed a field we set, after our last write.
+    EditedBy(String),
+    /// Made from another request: region, registries, role or credentials changed.
+    Request,
+    /// The payload is not a complete docker config, or its registries differ from the
+    /// annotation or from those asked for.
+    Registries,
+    /// The expiry annotation is missing, not a timestamp, or further out than a token lasts.
+    Expiry,
+    /// The token expires within the refresh window, or has expired.
+    Expiring,
+    /// Not ours, or of the wrong type: only written with --force.
+    NotOurs,
+}
+
+impl std::fmt::Display for Due {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Due::Missing => f.write_str("missing"),
+            Due::Asked => f.write_str("--refresh-all"),
+            Due::EditedBy(manager) => write!(f, "edited by {manager}"),
+            Due::Request => f.write_str("made for another region, registries, role or credentials"),
+            Due::Registries => f.write_str("payload or registries differ"),
+            Due::Expiry => f.write_str("expiry annotation missing or not believable"),
+            Due::Expiring => f.write_str("token expires within --refresh-before"),
+            Due::NotOurs => f.write_str("not ours (--force)"),
+        }
+    }
+}
+
+/// Whether one of our Secrets must be rewritten; `None` when it is current: made from the same
+/// request, for exactly the registries asked for, untouched by anyone else since our last
+/// write, and valid for more than `refresh_before` (but no longer than an ECR token lasts).
+/// Annotations are only believed when they agree with the payload. An expired token is always
+/// due, so a stand-in whose tokens expired long ago (moto's) makes every pass write.
+#[cfg(test)]
+fn due(
+    secret: &Secret,
+    request: &str,
+    expected: &ExpectedHosts,
+    refresh_before: Duration,
+    now: jiff::Timestamp,
+) -> Option<Due> {
+    due_given(
+        secret,
+        hosts(secret),
+        request,
+        expected,
+        refresh_before,
+        now,
+    )
+}
+
+/// [`due`], given the hosts the payload holds credentials for (`None`: no complete payload).
+fn due_given(
+    secret: &Secret,
+    payload_hosts: Option<Vec<String>>,
+    request: &str,
+    expected: &ExpectedHosts,
+    refresh_before: Duration,
+    now: jiff::Timestamp,
+) -> Option<Due> {
+    if let Some(manager) = edited_by(secret) {
+        return Some(Due::EditedBy(manager));
+    }
+    if annotation(secret, REQUEST_ANNOTATION) != Some(request) {
+        return Some(Due::Request);
+    }
+    let agreed =
+        payload_hosts.is_some_and(|h| annotated_hosts(secret) == h && expected.matches(&h));
+    if !agreed {
+        return Some(Due::Registries);
+    }
+    let Expiry::At(expires) = expiry(secret) else {
+        return Some(Due::Expiry);
+    };
+    if is_beyond_token_lifetime(expires, now) {
+        return Some(Due::Expiry);
+    }
+    let left_secs = expires.as_second() - now.as_second();
+    (left_secs <= i64::try_from(refresh_before.as_secs()).unwrap_or(i64::MAX))
+        .then_some(Due::Expiring)
+}
+
+/// Another field manager that set a field we own (the payload, the type, our label or our
+/// annotations) at or after our own last write: a hand edit, or another tool. Compared by time,
+/// not by ownership alone, because a field set to the value we hold stays shared with its
+/// other manager after our next write: judged by ownership, it would be due on every pass.
+fn edited_by(secret: &Secret) -> Option<String> {
+    let entries = secret
+        .metadata
+        .managed_fields
+        .as_deref()
+        .unwrap_or_default();
+    let time = |m: &ManagedFieldsEntry| m.time.as_ref().map(|t| t.0);
+    let ours = entries
+        .iter()
+        .filter(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
+        .filter_map(time)
+        .max();
+    entries
+        .iter()
+        .filter(|m| m.manager.as_deref() != Some(FIELD_MANAGER))
+        .filter(|m| m.fields_v1.as_ref().is_some_and(|f| sets_ours(&f.0)))
+        // Without a time of ours (written by someone else entirely) or of theirs, assume the worst.
+        .find(|m| match (time(m), ours) {
+            (Some(theirs), Some(ours)) => theirs >= ours,
+            _ => true,
+        })
+        .map(|m| {
+            m.manager
+                .clone()
+                .unwrap_or_else(|| "an unnamed field manager".into())
+        })
+}
+
+/// Whether a managedFields `fieldsV1` set holds the field at `path`.
+fn holds(fields: &serde_json::Value, path: &[&str]) -> bool {
+    path.iter()
+        .try_fold(fields, |v, k| v.get(format!("f:{k}")))
+        .is_some()
+}
+
+/// Whether our own field manager's entries hold the field at `path`: we set it, and nobody
+/// changed or removed it since (an update by another manager takes the field from us, and a
+/// removal leaves it to nobody).
+fn ours_hold(secret: &Secret, path: &[&str]) -> bool {
+    secret
+        .metadata
+        .managed_fields
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
+        .any(|m| m.fields_v1.as_ref().is_some_and(|f| holds(&f.0, path)))
+}
+
+/// Whether a managedFields `fieldsV1` set includes a field we write.
+fn sets_ours(fields: &serde_json::Value) -> bool {
+    let has = |path: &[&str]| holds(fields, path);
+    let our_annotation = fields
+        .get("f:metadata")
+        .and_then(|m| m.get("f:annotations"))
+        .and_then(|a| a.as_object())
+        .is_some_and(|a| a.keys().any(|k| k.starts_with("f:ecr-refresh/")));
+    has(&["data", dockerconfig::DATA_KEY])
+        || has(&["type"])
+        || has(&["metadata", "labels", MANAGED_BY_LABEL])
+        || our_annotation
+}
+
+/// How `sync` may treat the Secret it finds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Policy {
+    /// Take over someone else's Secret, or replace one of the wrong type.
+    pub(crate) force: bool,
+    pub(crate) dry_run: bool,
+    /// Leave a current Secret of ours alone while it is valid for longer than this.
+    pub(crate) refresh_before: Duration,
+    /// Rewrite every Secret of ours with a new token, due or not.
+    pub(crate) refresh_all: bool,
+}
+
+/// What `sync` needs to remember of the Secret it found in a namespace: whose it is, whether
+/// a write is due, and which object it was (for conditional writes). Small, because a
+/// cluster-wide list holds one per namespace for the whole pass.
+#[derive(Clone, Debug)]
+pub(crate) struct Found {
+    pub(crate) state: State,
+    /// `None`: current, nothing to write.
+    pub(crate) due: Option<Due>,
+    /// When the token in it expires, if it is ours and says so.
+    pub(crate) expires_at: Option<jiff::Timestamp>,
+    /// uid and resourceVersion only.
+    pub(super) seen: ObjectMeta,
+}
+
+impl Found {
+    pub(crate) fn of(
+        existing: Option<&Secret>,
+        lazy: &LazyDesired,
+        policy: Policy,
+        now: jiff::Timestamp,
+    ) -> Self {
+        Self::judged(existing, hosts, lazy, policy, now)
+    }
+
+    /// How a Secret stands, judged from its metadata alone (a metadata-only list carries no
+    /// type and no payload), or `None` when the metadata cannot tell: then it must be read in
+    /// full. It tells for a Secret labelled ours whose type our own field manager holds (the
+    /// type cannot change, and we only ever write ours) when another manager edited one of
+    /// our fields at or after our last write ([`edited_by`]: due, as the full read judges it
+    /// too), or else when our manager still holds every field we write: then the payload is
+    /// the one our last write checked and wrote together with the annotations. A field
+    /// removed by someone else is held by nobody, so it is read in full.
+    pub(crate) fn of_metadata(
+        secret: &Secret,
+        lazy: &LazyDesired,
+        policy: Policy,
+        now: jiff::Timestamp,
+    ) -> Option<Self> {
+        if !is_ours(secret) || !ours_hold(secret, &["type"]) {
+            return None;
+        }
+        let held = [
+            &["data", dockerconfig::DATA_KEY][..],
+            &["metadata", "labels", MANAGED_BY_LABEL],
+            &["metadata", "annotations", REQUEST_ANNOTATION],
+            &["metadata", "annotations", REGISTRIES_ANNOTATION],
+        ];
+        let untouched = || held.iter().all(|path| ours_hold(secret, path));
+        if edited_by(secret).is_none() && !untouched() {
+            return None;
+        }
+        let typed = Secret {
+            type_: Some(SECRET_TYPE.to_string()),
+            ..secret.clone()
+        };
+        let hosts = |s: &Secret| Some(annotated_hosts(s));
+        Some(Self::judged(Some(&typed), hosts, lazy, policy, now))
+    }
+
+    fn judged(
+        existing: Option<&Secret>,
+        payload_hosts: impl FnOnce(&Secret) -> Option<Vec<String>>,
+        lazy: &LazyDesired,
+        policy: Policy,
+        now: jiff::Timestamp,
+    ) -> Self {
+        let state = state(existing);
+        let due = match (&state, existing) {
+            (State::Missing, _) => Some(Due::Missing),
+            (State::Ours, _) if policy.refresh_all => Some(Due::Asked),
+            (State::Ours, Some(s)) => due_given(
+                s,
+                payload_hosts(s),
+                &lazy.request,
+                &lazy.expected,
+                policy.refresh_before,
+                now,
+            ),
+            _ => Some(Due::NotOurs),
+        };
+        let seen = existing.map_or_else(ObjectMeta::default, |s| ObjectMeta {
+            uid: s.metadata.uid.clone(),
+            resource_version: s.metadata.resource_version.clone(),
+            ..ObjectMeta::default()
+        });
+        let expires_at = match existing.map(expiry) {
+            Some(Expiry::At(t)) if state == State::Ours => Some(t),
+            _ => None,
+        };
+        Self {
+            state,
+            due,
+            expires_at,
+            seen,
+        }
+    }
+}
+
+impl Found {
+    /// Whether `sync` will write it: due, and ours to write (or taken over with --force).
+    pub(crate) fn writes(&self, policy: Policy) -> bool {
+        self.due.is_some() && (matches!(self.state, State::Missing | State::Ours) || policy.force)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{desired, expected, own_names};
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    #[test]
+    fn our_object_is_current_and_fresh() {
+        let d = desired(10_000);
+        let s = d.object("awsecr-cred", "ns");
+        let any = expected(&[]);
+        assert_eq!(state(Some(&s)), State::Ours);
+        let mut sorted = own_names();
+        sorted.sort();
+        assert_eq!(hosts(&s).unwrap(), sorted);
+        assert_eq!(
+            expiry(&s),
+            Expiry::At(jiff::Timestamp::from_second(10_000).unwrap())
+        );
+        let now = jiff::Timestamp::from_second(10_000 - 3600).unwrap();
+        let fresh = |request, expect: &ExpectedHosts, refresh| {
+            due(&s, request, expect, Duration::from_secs(refresh), now).is_none()
+        };
+        assert!(fresh("region=us-east-1", &any, 1800));
+        let both = own_names();
+        let both: Vec<&str> = both.iter().map(String::as_str).collect();
+        assert!(fresh("region=us-east-1", &expected(&both), 1800));
+        assert!(!fresh("region=us-east-1", &any, 3600));
+        assert!(!fresh("region=eu-west-1", &any, 1800));
+        // A requested registry the payload lacks.
+        let other = "210987654321.dkr.ecr.us-east-1.amazonaws.com";
+        assert!(!fresh("region=us-east-1", &expected(&[other]), 1800));
+        let later = jiff::Timestamp::from_second(20_000).unwrap();
+        assert_eq!(
+            due(&s, "region=us-east-1", &any, Duration::ZERO, later),
+            Some(Due::Expiring)
+        );
+        assert_eq!(
+            due(&s, "region=eu-west-1", &any, Duration::ZERO, now),
+            Some(Due::Request)
+        );
+    }
+
+    #[test]
+    fn annotations_are_not_trusted() {
+        let d = desired(10_000);
+        let now = jiff::Timestamp::from_second(10_000 - 3600).unwrap();
+        let fresh = |s: &Secret| {
+            due(
+                s,
+                "region=us-east-1",
+                &expected(&[]),
+                Duration::from_secs(60),
+                now,
+            )
+            .is_none()
+        };
+        let annotate = |k: &str, v: &str| {
+            let mut s = d.object("awsecr-cred", "ns");
+            s.metadata
+                .annotations
+                .as_mut()
+                .unwrap()
+                .insert(k.into(), v.into());
+            s
+        };
+        // Further out than an ECR token lasts.
+        let far = annotate(EXPIRES_AT_ANNOTATION, "2999-01-01T00:00:00Z");
+        assert!(!fresh(&far));
+        let twelve_hours = jiff::Timestamp::from_second(now.as_second() + 12 * 3600).unwrap();
+        assert!(fresh(&annotate(
+            EXPIRES_AT_ANNOTATION,
+            &twelve_hours.to_string()
+        )));
+        // Garbage is garbage, not missing.
+        let garbage = annotate(EXPIRES_AT_ANNOTATION, "soon");
+        assert_eq!(expiry(&garbage), Expiry::Garbage("soon".into()));
+        assert!(!fresh(&garbage));
+        // The annotation disagrees with the payload.
+        assert!(!fresh(&annotate(REGISTRIES_ANNOTATION, "evil.example.com")));
+        // A payload for a host that is not an ECR registry of the region.
+        let mut evil = annotate(REGISTRIES_ANNOTATION, "evil.example.com");
+        let payload = br#"{"auths":{"evil.example.com":{"username":"AWS","password":"x","auth":"QVdTOng="}}}"#;
+        evil.data
+            .as_mut()
+            .unwrap()
+            .insert(dockerconfig::DATA_KEY.into(), ByteString(payload.to_vec()));
+        assert_eq!(hosts(&evil).unwrap(), ["evil.example.com"]);
+        assert!(!fresh(&evil));
+        // An incomplete payload.
+        evil.data.as_mut().unwrap().insert(
+            dockerconfig::DATA_KEY.into(),
+            ByteString(br#"{"auths":{"evil.example.com":{"auth":"QVdTOng="}}}"#.to_vec()),
+        );
+        assert_eq!(hosts(&evil), None);
+        assert_eq!(named_hosts(&evil), ["evil.example.com"]);
+    }
+
+    #[test]
+    fn states() {
+        let d = desired(10_000);
+        let mut s = d.object("awsecr-cred", "ns");
+        assert_eq!(state(None), State::Missing);
+        s.metadata.labels = None;
+        assert_eq!(state(Some(&s)), State::Foreign);
+        s.type_ = Some("Opaque".into());
+        assert_eq!(state(Some(&s)), State::WrongType("Opaque".into()));
+    }
+
+    #[test]
+    fn an_edit_by_another_manager_after_ours_is_due_until_we_write_again() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, Time};
+        let entry = |manager: &str, at: &str, fields: serde_json::Value| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some("Update".into()),
+            time: Some(Time(at.parse().unwrap())),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        };
+        let ours = || {
+            entry(
+                FIELD_MANAGER,
+                "2026-11-27T03:00:00Z",
+                serde_json::json!({"f:data": {"f:.dockerconfigjson": {}}}),
+            )
+        };
+        let d = desired(10_000);
+        let mut s = d.object("awsecr-cred", "ns");
+        let now = jiff::Timestamp::from_second(10_000 - 3600).unwrap();
+        let judged = |s: &Secret| due(s, "region=us-east-1", &expected(&[]), Duration::ZERO, now);
+        let fields = [
+            serde_json::json!({"f:data": {".": {}, "f:.dockerconfigjson": {}}}),
+            serde_json::json!({"f:type": {}}),
+            serde_json::json!({"f:metadata": {"f:labels": {"f:app.kubernetes.io/managed-by": {}}}}),
+            serde_json::json!({"f:metadata": {"f:annotations": {"f:ecr-refresh/expires-at": {}}}}),
+        ];
+        for f in fields {
+            for at in ["2026-11-27T03:00:00Z", "2026-11-27T04:00:00Z"] {
+                s.metadata.managed_fields =
+                    Some(vec![ours(), entry("kubectl-edit", at, f.clone())]);
+                assert_eq!(
+                    judged(&s),
+                    Some(Due::EditedBy("kubectl-edit".into())),
+                    "{f} {at}"
+                );
+            }
+            // Before our last write: taken back already (a field left shared is not an edit).
+            s.metadata.managed_fields = Some(vec![
+                ours(),
+                entry("kubectl-edit", "2026-11-27T02:59:59Z", f.clone()),
+            ]);
+            assert_eq!(judged(&s), None, "{f}");
+            // Nothing of ours: someone else wrote all of it.
+            s.metadata.managed_fields =
+                Some(vec![entry("kubectl-create", "2026-11-27T02:00:00Z", f)]);
+            assert_eq!(judged(&s), Some(Due::EditedBy("kubectl-create".into())));
+        }
+        // Fields that are not ours (another label, another annotation) are no edit of ours.
+        let theirs = serde_json::json!({"f:metadata": {"f:labels": {"f:team": {}}, "f:annotations": {"f:note": {}}}});
+        s.metadata.managed_fields = Some(vec![
+            ours(),
+            entry("kubectl-label", "2026-11-27T04:00:00Z", theirs),
+        ]);
+        assert_eq!(judged(&s), None);
+    }
+}
