@@ -113,9 +113,10 @@ impl fmt::Display for Skip {
 /// What a command does in one namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Action {
-    /// Selected: write it (`sync`) or check it (`status`). A namespace named on the command
-    /// line was not listed, so whether it is terminating is not known yet.
-    Sync {
+    /// Selected: keep our Secret and link here, written by `sync`, checked by `status`. A
+    /// namespace named on the command line was not listed, so whether it is terminating is
+    /// not known yet.
+    Keep {
         listed: bool,
     },
     Skip(Skip),
@@ -208,7 +209,7 @@ fn selected_action(t: Found) -> Planned {
     } else if t.opted_out {
         Action::Skip(Skip::OptedOut)
     } else {
-        Action::Sync { listed: t.listed }
+        Action::Keep { listed: t.listed }
     };
     Planned {
         name: t.name,
@@ -340,7 +341,7 @@ mod tests {
                 .map(|p| p.name.clone())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(names(|a| matches!(a, Action::Sync { .. })), ["a"]);
+        assert_eq!(names(|a| matches!(a, Action::Keep { .. })), ["a"]);
         assert_eq!(names(|a| *a == Action::Prune), ["b", "c"]);
         assert_eq!(
             plan.len(),

@@ -12,8 +12,8 @@ use crate::bornlinked;
 use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope};
-use crate::pullsecret::{self, Secrets, State};
-use crate::report::{NamespaceReport, RunReport, SecretOutcome};
+use crate::pullsecret::{self, SecretOutcome, Secrets, State};
+use crate::report::{NamespaceReport, RunReport};
 use crate::serviceaccount::{self, ServiceAccountOutcome, Target};
 use crate::shutdown::Stop;
 

@@ -12,9 +12,9 @@ use crate::cluster::Cluster;
 use crate::ecr::{EcrClientConfig, EcrOptions};
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope, Skip};
-use crate::pullsecret::{self, Found, LazyDesired, Policy, SecretError, Secrets};
-use crate::report::{NamespaceReport, Outcome, RunReport, SecretOutcome, ServiceAccountOutcome};
-use crate::serviceaccount;
+use crate::pullsecret::{self, Found, LazyDesired, Policy, SecretError, SecretOutcome, Secrets};
+use crate::report::{NamespaceReport, Outcome, RunReport};
+use crate::serviceaccount::{self, ServiceAccountOutcome};
 use crate::shutdown::{Shield, Stop};
 use crate::stuckpods::{self, ByNamespace, PodAction};
 
@@ -193,7 +193,7 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     info!(namespaces = to_sync.len(), "selected namespaces");
     let synced: HashSet<&str> = to_sync
         .iter()
-        .filter(|p| matches!(p.action, Action::Sync { .. }))
+        .filter(|p| matches!(p.action, Action::Keep { .. }))
         .map(|p| p.name.as_str())
         .collect();
     accounts.retain(|(ns, _), _| synced.contains(ns.as_str()));
@@ -287,7 +287,7 @@ async fn sync_namespace(ctx: &Ctx<'_>, planned: Planned, shield: Shield) -> Name
         return skipped(ns, why);
     }
     // Named on the command line, so not listed: look it up before writing.
-    if !matches!(planned.action, Action::Sync { listed: true }) {
+    if !matches!(planned.action, Action::Keep { listed: true }) {
         match namespaces::is_terminating(ctx.cluster, ns).await {
             Ok(Some(true)) => return skipped(ns, Skip::Terminating),
             Ok(Some(false)) => {}

@@ -8,12 +8,11 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::Status;
-use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use super::{Found, LazyDesired, Policy, State, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_TYPE};
+use super::desired::Desired;
+use super::{Found, LazyDesired, Op, Policy, SecretError, SecretOutcome, State};
 use crate::cluster::{explain_write, is_status, Cluster, FIELD_MANAGER};
-use crate::error::Error;
 use crate::shutdown::Shield;
 
 /// Our Secret in every namespace that has one (and `wanted` accepts), judged by `judge` as
@@ -44,63 +43,6 @@ pub(crate) async fn list_everywhere<T>(
         cluster.list_named("list secrets", name, each).await?;
     }
     Ok(found)
-}
-
-/// What happened to the Secret in one namespace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Outcome {
-    Created,
-    Updated,
-    Unchanged,
-    Deleted,
-}
-
-/// A call on the Secret, for messages.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Op {
-    Read,
-    Write,
-    Replace,
-    Delete,
-}
-
-impl std::fmt::Display for Op {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Op::Read => "reading",
-            Op::Write => "writing",
-            Op::Replace => "replacing (wrong type)",
-            Op::Delete => "deleting",
-        })
-    }
-}
-
-/// Why the Secret of one namespace was not made current. Messages name the object and say
-/// what to do.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SecretError {
-    /// Not a failure: a terminating namespace refuses creates, and is skipped.
-    #[error("namespace is terminating")]
-    Terminating,
-    #[error("namespace does not exist")]
-    NamespaceNotFound,
-    #[error("secret {secret} exists and is not managed by ecr-refresh (no label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}); left unchanged (use --force to take it over)")]
-    NotOurs { secret: String },
-    #[error("secret {secret} exists with type {found:?}, not {SECRET_TYPE}; left unchanged (use --force to replace it)")]
-    WrongType { secret: String, found: String },
-    #[error("no ECR token, so nothing was written: {0}")]
-    Token(Error),
-    /// Not a failure: it changed since it was read, and is read again (see `ensure`).
-    #[error("secret changed since it was read")]
-    Changed,
-    /// Refused or failed otherwise; a 403 says whether RBAC or a quota refused it.
-    #[error("{op} secret {secret}: {message}")]
-    Call {
-        op: Op,
-        secret: String,
-        message: String,
-    },
 }
 
 /// What one write did, told from the answer alone.
@@ -190,7 +132,7 @@ impl<'a> Secrets<'a> {
         policy: Policy,
         mut found: Found,
         shield: &Shield,
-    ) -> Result<Outcome, SecretError> {
+    ) -> Result<SecretOutcome, SecretError> {
         for attempt in 1..=WRITE_ATTEMPTS {
             if let Some(outcome) = self.write_if_due(lazy, policy, &found, shield).await? {
                 return Ok(outcome);
@@ -215,20 +157,11 @@ impl<'a> Secrets<'a> {
         policy: Policy,
         found: &Found,
         shield: &Shield,
-    ) -> Result<Option<Outcome>, SecretError> {
-        match &found.state {
-            State::Foreign if !policy.force => return Err(self.not_ours()),
-            State::WrongType(found) if !policy.force => {
-                return Err(SecretError::WrongType {
-                    secret: self.name.to_string(),
-                    found: found.clone(),
-                });
-            }
-            _ => {}
-        }
+    ) -> Result<Option<SecretOutcome>, SecretError> {
+        self.refuse_unforced(&found.state, policy)?;
         let Some(due) = &found.due else {
             debug!(namespace = self.ns, "secret is current");
-            return Ok(Some(Outcome::Unchanged));
+            return Ok(Some(SecretOutcome::Unchanged));
         };
         // Everything below writes, so get the token first: a failed fetch writes nothing.
         let desired = lazy.get().await.map_err(SecretError::Token)?;
@@ -250,9 +183,44 @@ impl<'a> Secrets<'a> {
             }
             if policy.dry_run {
                 // The delete did not persist, so a dry-run create would still meet the old one.
-                return Ok(Some(Outcome::Updated));
+                return Ok(Some(SecretOutcome::Updated));
             }
         }
+        let written = self.write(&desired, policy, found).await;
+        let outcome = match written? {
+            None => return Ok(None),
+            Some(Applied::Unchanged) => {
+                debug!(namespace = self.ns, "secret is current");
+                return Ok(Some(SecretOutcome::Unchanged));
+            }
+            // A Secret of the wrong type replaced: there was one before.
+            Some(Applied::Created) if found.state != State::Missing => SecretOutcome::Updated,
+            Some(Applied::Created) => SecretOutcome::Created,
+            Some(Applied::Updated) => SecretOutcome::Updated,
+        };
+        info!(namespace = self.ns, secret = self.name, outcome = ?outcome, reason = %due, dry_run = policy.dry_run, "secret written");
+        Ok(Some(outcome))
+    }
+
+    /// Someone else's Secret, or one of the wrong type, is only written with --force.
+    fn refuse_unforced(&self, state: &State, policy: Policy) -> Result<(), SecretError> {
+        match state {
+            State::Foreign if !policy.force => Err(self.not_ours()),
+            State::WrongType(found) if !policy.force => Err(SecretError::WrongType {
+                secret: self.name.to_string(),
+                found: found.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies `desired` over the Secret as `found`; `None` when it changed since.
+    async fn write(
+        &self,
+        desired: &Desired,
+        policy: Policy,
+        found: &Found,
+    ) -> Result<Option<Applied>, SecretError> {
         let mut secret = desired.object(self.name, self.ns);
         // None there (or just deleted): an apply without force creates it, and conflicts with
         // one that someone else made since (a POST would be surer, but RBAC cannot allow a
@@ -263,21 +231,10 @@ impl<'a> Secrets<'a> {
         if matches!(found.state, State::Ours | State::Foreign) {
             secret.metadata.resource_version = found.seen.resource_version.clone();
         }
-        let written = self.apply(&secret, force, policy.dry_run).await;
-        let outcome = match written {
-            Err(SecretError::Changed) => return Ok(None),
-            Err(e) => return Err(e),
-            Ok(Applied::Unchanged) => {
-                debug!(namespace = self.ns, "secret is current");
-                return Ok(Some(Outcome::Unchanged));
-            }
-            // A Secret of the wrong type replaced: there was one before.
-            Ok(Applied::Created) if found.state != State::Missing => Outcome::Updated,
-            Ok(Applied::Created) => Outcome::Created,
-            Ok(Applied::Updated) => Outcome::Updated,
-        };
-        info!(namespace = self.ns, secret = self.name, outcome = ?outcome, reason = %due, dry_run = policy.dry_run, "secret written");
-        Ok(Some(outcome))
+        match self.apply(&secret, force, policy.dry_run).await {
+            Err(SecretError::Changed) => Ok(None),
+            other => other.map(Some),
+        }
     }
 
     /// A conflict on a conditional write means the Secret changed since it was read.

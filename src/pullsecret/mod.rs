@@ -7,8 +7,11 @@ mod desired;
 mod fixtures;
 mod judge;
 
+use serde::Serialize;
+
 pub(crate) use crate::ecr::token::{is_beyond_token_lifetime, MAX_TOKEN_LIFETIME};
-pub(crate) use calls::{list_everywhere, Outcome, SecretError, Secrets};
+use crate::error::Error;
+pub(crate) use calls::{list_everywhere, Secrets};
 pub(crate) use desired::LazyDesired;
 pub(crate) use judge::{
     annotated_hosts, expiry, hosts, named_hosts, state, Expiry, Found, Policy, State,
@@ -25,3 +28,60 @@ pub(crate) const REGISTRIES_ANNOTATION: &str = "ecr-refresh/registries";
 /// What the Secret was made from (region, registries, role): a Secret made from another
 /// request is never considered fresh.
 pub(crate) const REQUEST_ANNOTATION: &str = "ecr-refresh/request";
+
+/// What happened to the Secret in one namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SecretOutcome {
+    Created,
+    Updated,
+    Unchanged,
+    Deleted,
+}
+
+/// A call on the Secret, for messages.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Op {
+    Read,
+    Write,
+    Replace,
+    Delete,
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Op::Read => "reading",
+            Op::Write => "writing",
+            Op::Replace => "replacing (wrong type)",
+            Op::Delete => "deleting",
+        })
+    }
+}
+
+/// Why the Secret of one namespace was not made current. Messages name the object and say
+/// what to do.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SecretError {
+    /// Not a failure: a terminating namespace refuses creates, and is skipped.
+    #[error("namespace is terminating")]
+    Terminating,
+    #[error("namespace does not exist")]
+    NamespaceNotFound,
+    #[error("secret {secret} exists and is not managed by ecr-refresh (no label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}); left unchanged (use --force to take it over)")]
+    NotOurs { secret: String },
+    #[error("secret {secret} exists with type {found:?}, not {SECRET_TYPE}; left unchanged (use --force to replace it)")]
+    WrongType { secret: String, found: String },
+    #[error("no ECR token, so nothing was written: {0}")]
+    Token(Error),
+    /// Not a failure: it changed since it was read, and is read again (see `ensure`).
+    #[error("secret changed since it was read")]
+    Changed,
+    /// Refused or failed otherwise; a 403 says whether RBAC or a quota refused it.
+    #[error("{op} secret {secret}: {message}")]
+    Call {
+        op: Op,
+        secret: String,
+        message: String,
+    },
+}

@@ -10,8 +10,6 @@ use serde::Serialize;
 
 use crate::cluster::Stats;
 use crate::error::{exit, Error};
-pub(crate) use crate::pullsecret::Outcome as SecretOutcome;
-pub(crate) use crate::serviceaccount::ServiceAccountOutcome;
 pub(crate) use run::{NamespaceReport, Outcome, RunReport};
 pub(crate) use status::{AccountStatus, NamespaceStatus, StatusReport};
 

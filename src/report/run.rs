@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{
-    whole_minutes, End, ErrorReport, SecretOutcome, ServiceAccountOutcome, SCHEMA_VERSION,
-};
+use super::{whole_minutes, End, ErrorReport, SCHEMA_VERSION};
 use crate::cluster::Stats;
 use crate::error::{exit, Error};
+use crate::pullsecret::SecretOutcome;
+use crate::serviceaccount::ServiceAccountOutcome;
 use crate::stuckpods::{PodAction, StuckPod};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
