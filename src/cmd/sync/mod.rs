@@ -1,0 +1,319 @@
+//! `sync`: write a current pull Secret into every selected namespace and link it.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+mod namespace;
+
+use super::{bounded, list_secrets, prune, setup, stopped, Limits, RunOptions};
+use crate::cluster::Cluster;
+use crate::ecr::{EcrClientConfig, EcrOptions, EcrProgress};
+use crate::error::Result;
+use crate::namespaces::{self, Action, Planned, Scope};
+use crate::pullsecret::{Found, LazyDesired, Policy, SecretOutcome};
+use crate::report::{NamespaceReport, RunReport};
+use crate::serviceaccount;
+use crate::shutdown::Stop;
+use crate::stuckpods::{self, ByNamespace};
+use namespace::{sync_namespace, Ctx};
+
+/// Everything `sync` needs, already validated.
+#[derive(Clone, Debug)]
+pub(crate) struct SyncOptions {
+    pub(crate) run: RunOptions,
+    pub(crate) aws: EcrOptions,
+    /// Take over, or replace, a Secret of our name that is not ours.
+    pub(crate) force: bool,
+    pub(crate) dry_run: bool,
+    pub(crate) service_account_wait: Duration,
+    /// Rewrite a Secret of ours whose token has this little left.
+    pub(crate) refresh_before: Duration,
+    /// Rewrite every Secret of ours now.
+    pub(crate) refresh_all: bool,
+    /// Also prune the namespaces the selection leaves out.
+    pub(crate) prune: bool,
+    /// Delete the pods that only a replacement can heal (see `stuckpods`).
+    pub(crate) delete_stuck_pods: bool,
+}
+
+fn policy(opts: &SyncOptions) -> Policy {
+    Policy {
+        force: opts.force,
+        dry_run: opts.dry_run,
+        refresh_before: opts.refresh_before,
+        refresh_all: opts.refresh_all,
+    }
+}
+
+/// With --delete-stuck-pods, the pods to look at, read before anything is written: without the
+/// permission the run fails at once (exit 4).
+async fn list_stuck(cluster: &Cluster, opts: &SyncOptions) -> Result<ByNamespace> {
+    if !opts.delete_stuck_pods {
+        return Ok(ByNamespace::new());
+    }
+    let selection = &opts.run.selection;
+    let literal = selection.literal_names();
+    stuckpods::find(
+        cluster,
+        &opts.run.target.secret_name,
+        literal.as_deref(),
+        |ns| selection.matches(ns),
+    )
+    .await
+    .map_err(|message| crate::Error::ListPods { message })
+}
+
+/// Runs one pass. Errors returned here are fatal and come before any write; a fatal error met
+/// later (no ECR token, a signal, the deadline during setup) is recorded in the report, with
+/// what the run had cost by then.
+pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
+    let started = Instant::now();
+    let limits = opts.run.pace.start(stop);
+    // Local work first, so bad input fails before any network call.
+    let ecr = EcrClientConfig::load(&opts.aws, opts.run.cluster.request_timeout).await?;
+    let cluster = super::connect(&opts.run.cluster, &limits).await?;
+    let pass = Pass {
+        opts,
+        cluster: &cluster,
+        limits,
+        progress: ecr.progress(),
+        started,
+    };
+    let report = RunReport::new("sync", opts.run.target.secret_name.clone(), opts.dry_run);
+    let reads = match pass.read(ecr).await {
+        Ok(reads) => reads,
+        Err(e) => return Ok(pass.failed(report, &e)),
+    };
+    if reads.plan.is_empty() {
+        warn!("no namespace matches the selection; nothing to do");
+        return Ok(pass.ended(report));
+    }
+    Ok(pass.write(report, reads, stop).await)
+}
+
+/// What the steps of one pass share.
+struct Pass<'a> {
+    opts: &'a SyncOptions,
+    cluster: &'a Cluster,
+    limits: Limits<'a>,
+    progress: EcrProgress,
+    started: Instant,
+}
+
+/// What the reads before any write found (see [`Pass::read`]).
+struct Reads {
+    plan: Vec<Planned>,
+    accounts: HashMap<(String, String), serviceaccount::Listed>,
+    stuck: ByNamespace,
+    lazy: LazyDesired,
+    /// Our Secrets as listed and judged; `None` when they could not be listed.
+    secrets: Option<HashMap<String, Option<Found>>>,
+}
+
+impl Pass<'_> {
+    /// Reads only: the namespaces, the ServiceAccounts to link (and stuck pods), the AWS
+    /// credentials and our Secrets; with --refresh-all (every namespace needs it) the token
+    /// too. Otherwise ECR is called only once a write is due. A failed fetch is remembered and
+    /// reported by the namespaces, so nothing is written.
+    async fn read(&self, ecr: EcrClientConfig) -> Result<Reads> {
+        let (opts, cluster, limits) = (self.opts, self.cluster, &self.limits);
+        let scope = if opts.prune {
+            Scope::Everything
+        } else {
+            Scope::Selected
+        };
+        let listing = namespaces::plan(cluster, &opts.run.selection, scope);
+        let listing = setup(limits, listing, cluster.hung("listing namespaces"));
+        let accounts = async {
+            let (accounts, stuck) = tokio::join!(
+                super::list_accounts(cluster, &opts.run),
+                list_stuck(cluster, opts)
+            );
+            Ok((accounts, stuck?))
+        };
+        let accounts = setup(limits, accounts, cluster.hung("listing service accounts"));
+        let token = setup(limits, self.token_and_secrets(ecr), |m| {
+            self.progress.hung(m)
+        });
+        let (plan, accounts, token) = if opts.prune {
+            // Here a selection that matches nothing is bad input (exit 2): know that before
+            // calling AWS. Otherwise the token is fetched while the namespaces are listed.
+            let plan = listing.await?;
+            let (accounts, token) = tokio::join!(accounts, token);
+            (Ok(plan), accounts, token)
+        } else {
+            tokio::join!(listing, accounts, token)
+        };
+        // The first failure in this order is the one reported.
+        let plan = plan?;
+        let ((accounts, stuck), (lazy, secrets)) = (accounts?, token?);
+        Ok(Reads {
+            plan,
+            accounts,
+            stuck,
+            lazy,
+            secrets,
+        })
+    }
+
+    /// The token as needed, and beside it our Secrets, judged from their metadata as they
+    /// arrive: where a write is due.
+    async fn token_and_secrets(
+        &self,
+        ecr: EcrClientConfig,
+    ) -> Result<(LazyDesired, Option<HashMap<String, Option<Found>>>)> {
+        let (opts, cluster) = (self.opts, self.cluster);
+        let lazy = LazyDesired::new(ecr, &opts.aws.registries).await;
+        let now = jiff::Timestamp::now();
+        let judge = |s: &_| Found::of_metadata(s, &lazy, policy(opts), now);
+        let secrets = async { Ok(list_secrets(cluster, &opts.run, true, judge).await) };
+        let secrets = setup(&self.limits, secrets, cluster.hung("listing secrets"));
+        let fetch = async {
+            if opts.refresh_all {
+                let _ = lazy.get().await;
+            }
+        };
+        let (secrets, ()) = tokio::join!(secrets, fetch);
+        let secrets = secrets?;
+        Ok((lazy, secrets))
+    }
+
+    /// Syncs the selected namespaces, then prunes the others with --prune.
+    async fn write(&self, mut report: RunReport, reads: Reads, stop: &Stop) -> RunReport {
+        let Reads {
+            plan,
+            mut accounts,
+            stuck,
+            lazy,
+            mut secrets,
+        } = reads;
+        let (to_prune, to_sync): (Vec<Planned>, Vec<Planned>) =
+            plan.into_iter().partition(|p| p.action == Action::Prune);
+        info!(namespaces = to_sync.len(), "selected namespaces");
+        let synced: HashSet<&str> = to_sync
+            .iter()
+            .filter(|p| matches!(p.action, Action::Keep { .. }))
+            .map(|p| p.name.as_str())
+            .collect();
+        accounts.retain(|(ns, _), _| synced.contains(ns.as_str()));
+        if let Some(secrets) = secrets.as_mut() {
+            secrets.retain(|ns, _| synced.contains(ns.as_str()));
+            if let Err(e) = self.fetch_if_due(&lazy, secrets, &synced).await {
+                return self.failed(report, &e);
+            }
+        }
+        let ctx = Ctx::new(self.cluster, self.opts, &lazy, accounts, stuck, secrets);
+        let limits = self.limits;
+        report.namespaces = bounded(
+            to_sync,
+            self.opts.run.pace.concurrency,
+            limits,
+            |ns, shield| sync_namespace(&ctx, ns, shield),
+            |ns, cut| NamespaceReport::failed(&ns.name, limits.message(cut)),
+        )
+        .await;
+        let earliest_held = ctx.into_earliest_held();
+        self.finish(report, &lazy, earliest_held, to_prune, stop)
+            .await
+    }
+
+    /// The lists show a write is due: fetch the token now, as a named setup step, so an ECR
+    /// that hangs ends the run at --timeout naming ECR, not as namespaces that did not finish.
+    async fn fetch_if_due(
+        &self,
+        lazy: &LazyDesired,
+        secrets: &HashMap<String, Option<Found>>,
+        synced: &HashSet<&str>,
+    ) -> Result<()> {
+        let policy = policy(self.opts);
+        let due = synced.iter().any(|ns| {
+            secrets
+                .get(*ns)
+                .is_none_or(|f| f.as_ref().is_some_and(|f| f.writes(policy)))
+        });
+        if !due {
+            return Ok(());
+        }
+        let token = async {
+            let _ = lazy.get().await;
+            Ok(())
+        };
+        setup(&self.limits, token, |m| self.progress.hung(m)).await
+    }
+
+    /// Prunes (with --prune) unless the token failed or a signal came, and completes the
+    /// report: the token's expiry and registries, the cost, and the fatal error if any.
+    async fn finish(
+        &self,
+        mut report: RunReport,
+        lazy: &LazyDesired,
+        earliest_held: Option<jiff::Timestamp>,
+        to_prune: Vec<Planned>,
+        stop: &Stop,
+    ) -> RunReport {
+        let opts = self.opts;
+        let token_error = match lazy.fetched() {
+            Some(Err(e)) => Some(e.clone()),
+            _ => None,
+        };
+        // No token, or asked to stop: prune nothing (that is never urgent).
+        if opts.prune && token_error.is_none() && stop.requested().is_none() {
+            let pruned = prune::prune_all(
+                self.cluster,
+                &opts.run,
+                to_prune,
+                opts.dry_run,
+                false,
+                self.limits,
+            )
+            .await;
+            report.namespaces.extend(pruned);
+        }
+        token_expiry(&mut report, lazy, earliest_held);
+        report.ecr_calls = lazy.ecr_calls();
+        report.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+        report.finish(self.cluster.stats(), self.started);
+        // Namespaces done before the failure (fresh Secrets, links) keep their results.
+        if let Some(e) = token_error {
+            report.abort(&e);
+        } else if let Some(signal) = stop.requested() {
+            report.abort(&stopped(signal, &report));
+        }
+        report
+    }
+
+    /// The report of a pass that ended before any namespace was done.
+    fn ended(&self, mut report: RunReport) -> RunReport {
+        report.ecr_calls = self.progress.calls();
+        report.finish(self.cluster.stats(), self.started);
+        report
+    }
+
+    /// [`Self::ended`], on a fatal error.
+    fn failed(&self, report: RunReport, e: &crate::Error) -> RunReport {
+        let mut report = self.ended(report);
+        report.abort(e);
+        report
+    }
+}
+
+/// The earliest expiry among our Secrets now: those left in place, and the new token if any
+/// was written with it; and the registries the new token covers.
+fn token_expiry(report: &mut RunReport, lazy: &LazyDesired, held: Option<jiff::Timestamp>) {
+    let wrote = report.namespaces.iter().any(|n| {
+        matches!(
+            n.secret,
+            Some(SecretOutcome::Created | SecretOutcome::Updated)
+        )
+    });
+    let mut earliest = held;
+    if let Some(Ok(desired)) = lazy.fetched() {
+        report.registries = desired.hosts.clone();
+        if wrote {
+            earliest = earliest.into_iter().chain(desired.expires_at).min();
+        }
+    }
+    report.token_expires_at = earliest;
+}
