@@ -6,9 +6,12 @@ use k8s_openapi::api::core::v1::Secret;
 
 use crate::ecr::is_registry_host;
 use crate::pullsecret::{
-    annotated_hosts, expiry, hosts, is_beyond_token_lifetime, named_hosts, Expiry,
-    EXPIRES_AT_ANNOTATION, REGISTRIES_ANNOTATION,
+    annotated_hosts, expiry, hosts, is_beyond_token_lifetime, named_hosts, Expiry, State,
+    EXPIRES_AT_ANNOTATION, REGISTRIES_ANNOTATION, SECRET_TYPE,
 };
+use crate::report::NamespaceStatus;
+use crate::serviceaccount::LinkState;
+use crate::stuckpods::StuckPod;
 
 /// What `status` finds wrong with one of our Secrets, and what it holds.
 #[derive(Debug, Default)]
@@ -88,4 +91,47 @@ fn payload_problems(secret: &Secret, named: &[String]) -> Vec<String> {
         ));
     }
     problems
+}
+
+/// What is wrong with a Secret of our name that is not ours, or not there.
+pub(super) fn state_problem(state: &State, name: &str) -> Option<String> {
+    match state {
+        State::Missing => Some(format!("secret {name} is missing")),
+        State::Foreign => Some(format!("secret {name} is not managed by ecr-refresh")),
+        State::WrongType(_) => Some(format!("secret {name} is not of type {SECRET_TYPE}")),
+        State::Ours => None,
+    }
+}
+
+/// What is wrong with a ServiceAccount that should reference the Secret `name`.
+pub(super) fn account_problem(state: LinkState, sa: &str, name: &str) -> Option<String> {
+    match state {
+        LinkState::Unlinked => Some(format!("service account {sa} does not reference {name}")),
+        LinkState::Missing => Some(format!("service account {sa} is missing")),
+        LinkState::Linked | LinkState::Unknown => None,
+    }
+}
+
+/// A pod stuck on a pull because its spec lacks the Secret `name`.
+pub(super) fn stuck_pod(stuck: &StuckPod, name: &str) -> String {
+    format!(
+        "pod {} waits in {} on {}: its spec lacks {name}; {}",
+        stuck.name, stuck.reason, stuck.image, stuck.why
+    )
+}
+
+/// A namespace the run's deadline left unchecked.
+pub(super) fn late(ns: &str, timeout: Duration) -> NamespaceStatus {
+    NamespaceStatus {
+        problems: vec![format!(
+            "not checked before the run deadline (--timeout {})",
+            humantime::format_duration(timeout)
+        )],
+        ..NamespaceStatus::new(ns)
+    }
+}
+
+/// The pods could not be listed: a warning, not a namespace's problem.
+pub(super) fn pods_unseen(e: &impl std::fmt::Display) -> String {
+    format!("could not look at pods, so stuck pods are not reported: {e}")
 }

@@ -63,28 +63,25 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     report.born_linked_policy = Some(policy);
     let plan = plan?;
     let pods = pods.unwrap_or_else(|e| {
-        report.warnings.push(format!(
-            "could not look at pods, so stuck pods are not reported: {e}"
-        ));
+        report.warnings.push(health::pods_unseen(&e));
         ByNamespace::new()
     });
-    let now = jiff::Timestamp::now();
-    let late = |ns: &Planned, _| NamespaceStatus {
-        problems: vec![format!(
-            "not checked before the run deadline (--timeout {})",
-            humantime::format_duration(opts.run.pace.timeout)
-        )],
-        ..NamespaceStatus::new(&ns.name)
+    let check = Check {
+        cluster: &cluster,
+        opts,
+        listed: &listed,
+        now: jiff::Timestamp::now(),
     };
+    let timeout = opts.run.pace.timeout;
     report.namespaces = bounded(
         plan,
         opts.run.pace.concurrency,
         limits,
         |ns, _| {
             let stuck = pods.get(&ns.name);
-            check(&cluster, opts, &listed, ns, now, stuck)
+            check.namespace(ns, stuck)
         },
-        late,
+        |ns, _| health::late(&ns.name, timeout),
     )
     .await;
     report.finish(cluster.stats(), started);
@@ -111,96 +108,94 @@ impl Listed {
     }
 }
 
-async fn check(
-    cluster: &Cluster,
-    opts: &StatusOptions,
-    listed: &Listed,
-    planned: Planned,
+/// One namespace's check, with what every namespace shares.
+struct Check<'a> {
+    cluster: &'a Cluster,
+    opts: &'a StatusOptions,
+    listed: &'a Listed,
     now: jiff::Timestamp,
-    pods: Option<&Vec<Candidate>>,
-) -> NamespaceStatus {
-    let mut st = NamespaceStatus::new(&planned.name);
-    if let Action::Skip(why) = planned.action {
-        st.healthy = true;
-        st.skipped = Some(why.to_string());
-        return st;
-    }
-    let ns = planned.name.as_str();
-    let name = opts.run.target.secret_name.as_str();
-    let existing = match listed.secret(ns) {
-        Some(known) => Ok(known),
-        None => Secrets::new(cluster, ns, name).get().await,
-    };
-    match existing {
-        Err(e) => st.problems.push(e.to_string()),
-        Ok(existing) => {
-            let state = pullsecret::state(existing.as_ref());
-            match &state {
-                State::Missing => st.problems.push(format!("secret {name} is missing")),
-                State::Foreign => st
-                    .problems
-                    .push(format!("secret {name} is not managed by ecr-refresh")),
-                State::WrongType(_) => st.problems.push(format!(
-                    "secret {name} is not of type {}",
-                    pullsecret::SECRET_TYPE
-                )),
-                State::Ours => {}
-            }
-            if let Some(s) = existing.as_ref().filter(|_| state == State::Ours) {
-                let health = health::health(s, now, opts.min_remaining);
-                st.registries = health.registries;
-                st.expires_at = health.expires_at;
-                st.remaining_seconds = health.expires_at.map(|t| t.as_second() - now.as_second());
-                st.problems.extend(health.problems);
-            }
-            st.secret = Some(state);
+}
+
+impl Check<'_> {
+    async fn namespace(&self, planned: Planned, pods: Option<&Vec<Candidate>>) -> NamespaceStatus {
+        let mut st = NamespaceStatus::new(&planned.name);
+        if let Action::Skip(why) = planned.action {
+            st.healthy = true;
+            st.skipped = Some(why.to_string());
+            return st;
         }
-    }
-    let all = matches!(opts.run.target.service_accounts, ServiceAccounts::All);
-    match opts.run.target.service_accounts.names(cluster, ns).await {
-        Err(e) => st.problems.push(e.to_string()),
-        Ok(accounts) => {
-            for sa in accounts {
-                // Not listed (or not there when listed): read it.
-                let state = match listed.account(ns, &sa) {
-                    Some(known) => Ok(known.link_state(name)),
-                    None => serviceaccount::link_state(cluster, ns, &sa, name).await,
-                };
-                let state = match state {
-                    Ok(LinkState::Unlinked) => {
-                        st.problems
-                            .push(format!("service account {sa} does not reference {name}"));
-                        LinkState::Unlinked
-                    }
-                    // Listed a moment ago and deleted since: nothing is wrong.
-                    Ok(LinkState::Missing) if all => LinkState::Missing,
-                    Ok(LinkState::Missing) => {
-                        st.problems.push(format!("service account {sa} is missing"));
-                        LinkState::Missing
-                    }
-                    Ok(state) => state,
-                    Err(e) => {
-                        st.problems.push(e.to_string());
-                        LinkState::Unknown
-                    }
-                };
-                st.service_accounts.push(AccountStatus { name: sa, state });
+        let ns = planned.name.as_str();
+        self.secret(ns, &mut st).await;
+        self.accounts(ns, &mut st).await;
+        let name = self.opts.run.target.secret_name.as_str();
+        for pod in pods.into_iter().flatten() {
+            let linked = st
+                .service_accounts
+                .iter()
+                .any(|a| a.name == pod.service_account() && a.state == LinkState::Linked);
+            if let Some(stuck) = pod.report(name, &st.registries, linked) {
+                st.problems.push(health::stuck_pod(&stuck, name));
+                st.stuck_pods.push(stuck);
             }
         }
+        st.healthy = st.problems.is_empty();
+        st
     }
-    for pod in pods.into_iter().flatten() {
-        let linked = st
-            .service_accounts
-            .iter()
-            .any(|a| a.name == pod.service_account() && a.state == LinkState::Linked);
-        if let Some(stuck) = pod.report(name, &st.registries, linked) {
-            st.problems.push(format!(
-                "pod {} waits in {} on {}: its spec lacks {name}; {}",
-                stuck.name, stuck.reason, stuck.image, stuck.why
-            ));
-            st.stuck_pods.push(stuck);
+
+    /// Whose the Secret is, and how one of ours stands.
+    async fn secret(&self, ns: &str, st: &mut NamespaceStatus) {
+        let name = self.opts.run.target.secret_name.as_str();
+        let existing = match self.listed.secret(ns) {
+            Some(known) => Ok(known),
+            None => Secrets::new(self.cluster, ns, name).get().await,
+        };
+        let existing = match existing {
+            Err(e) => return st.problems.push(e.to_string()),
+            Ok(existing) => existing,
+        };
+        let state = pullsecret::state(existing.as_ref());
+        st.problems.extend(health::state_problem(&state, name));
+        if let Some(s) = existing.as_ref().filter(|_| state == State::Ours) {
+            let health = health::health(s, self.now, self.opts.min_remaining);
+            st.registries = health.registries;
+            st.expires_at = health.expires_at;
+            st.remaining_seconds = health
+                .expires_at
+                .map(|t| t.as_second() - self.now.as_second());
+            st.problems.extend(health.problems);
+        }
+        st.secret = Some(state);
+    }
+
+    /// Whether each chosen ServiceAccount references the Secret.
+    async fn accounts(&self, ns: &str, st: &mut NamespaceStatus) {
+        let target = &self.opts.run.target;
+        let name = target.secret_name.as_str();
+        let all = matches!(target.service_accounts, ServiceAccounts::All);
+        let accounts = match target.service_accounts.names(self.cluster, ns).await {
+            Err(e) => return st.problems.push(e.to_string()),
+            Ok(accounts) => accounts,
+        };
+        for sa in accounts {
+            // Not listed (or not there when listed): read it.
+            let state = match self.listed.account(ns, &sa) {
+                Some(known) => Ok(known.link_state(name)),
+                None => serviceaccount::link_state(self.cluster, ns, &sa, name).await,
+            };
+            let state = match state {
+                // Listed a moment ago and deleted since: nothing is wrong.
+                Ok(LinkState::Missing) if all => LinkState::Missing,
+                Ok(state) => {
+                    st.problems
+                        .extend(health::account_problem(state, &sa, name));
+                    state
+                }
+                Err(e) => {
+                    st.problems.push(e.to_string());
+                    LinkState::Unknown
+                }
+            };
+            st.service_accounts.push(AccountStatus { name: sa, state });
         }
     }
-    st.healthy = st.problems.is_empty();
-    st
 }
