@@ -463,7 +463,7 @@ async fn deleting_someone_elses_secret_is_denied_even_with_delete_granted() {
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_some());
 }
 
-/// A JSON patch of `ns/default`, sent as the tool sends it (src/serviceaccount.rs): guarded by
+/// A JSON patch of `ns/default`, sent as the tool sends it (src/serviceaccount/): guarded by
 /// a `test` of the resourceVersion just read.
 async fn json_patch_sa(
     sa: &Client,
