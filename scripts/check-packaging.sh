@@ -44,18 +44,7 @@ trap cleanup EXIT
 
 
 install_venv() {
-  local stamp=$VENV/.ecr-refresh-spec
-  if [ -x "$VENV/bin/hadolint" ] && [ -x "$VENV/bin/kubernetes-validate" ] &&
-    [ "$(cat "$stamp" 2>/dev/null)" = "$VENV_SPEC" ] && "$VENV/bin/python" -c 'import yaml' 2>/dev/null; then
-    return 0
-  fi
-  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install --no-recommends python3-venv || return 1
-  log "installing $VENV_SPEC into $VENV"
-  mkdir -p "$CACHE_DIR"
-  python3 -m venv "$VENV" || return 1
-  # shellcheck disable=SC2086 # the spec is a list of requirements
-  "$VENV/bin/pip" install -q $VENV_SPEC || return 1
-  echo "$VENV_SPEC" >"$stamp"
+  pip_venv "$VENV" "$VENV_SPEC" && [ -x "$VENV/bin/hadolint" ] && [ -x "$VENV/bin/kubernetes-validate" ]
 }
 
 kadm() { "$KUBECTL" --kubeconfig "$ECR_REFRESH_TEST_KUBECONFIG" "$@"; }
@@ -212,15 +201,26 @@ PY
   ) || { REASON=$err; return 1; }
 }
 
+# The binary the checks below run (x86_64, or arm64 inside on_arm64), and the emulator that runs
+# it (none for x86_64).
 STATIC_BIN=""
-check_static_binary() {
+EMULATOR=""
+X86_BIN=""
+ARM64_BIN=""
+# Builds the static binary for $1 with scripts/build-static.sh and checks that `file` sees a
+# static 64-bit ELF for machine $2 (its name in `file`'s output); sets BUILT_BIN.
+static_binary() { # arch, machine
   apt_install --no-recommends file || { REASON="could not install Debian's file"; return 1; }
   local bin desc
-  if ! bin=$("$ROOT/scripts/build-static.sh" | tail -n 1) || [ ! -x "$bin" ]; then
-    REASON="scripts/build-static.sh failed or printed no binary path"
+  if ! bin=$("$ROOT/scripts/build-static.sh" "$1" | tail -n 1) || [ ! -x "$bin" ]; then
+    REASON="scripts/build-static.sh $1 failed or printed no binary path"
     return 1
   fi
   desc=$(file -b "$bin")
+  case "$desc" in
+    "ELF 64-bit LSB "*", $2, "*) ;;
+    *) REASON="$bin is not a 64-bit $2 ELF: $desc"; return 1 ;;
+  esac
   case "$desc" in
     *"static-pie linked"* | *"statically linked"*) ;;
     *) REASON="$bin is not static: $desc"; return 1 ;;
@@ -229,15 +229,43 @@ check_static_binary() {
     REASON="ldd lists shared libraries for $bin: $(ldd "$bin" 2>&1 | tr '\n' ' ')"
     return 1
   fi
-  STATIC_BIN=$bin
+  BUILT_BIN=$bin
   log "static binary: $bin ($(stat -c %s "$bin") bytes; $desc)"
+}
+check_static_binary() { static_binary x86_64 x86-64 && STATIC_BIN=$BUILT_BIN && X86_BIN=$BUILT_BIN; }
+check_arm64_binary() { static_binary aarch64 "ARM aarch64" && ARM64_BIN=$BUILT_BIN; }
+
+# Runs check $1 with the arm64 binary under Debian's qemu-user-static: its static qemu-aarch64
+# is given the binary explicitly, so no binfmt_misc registration is needed.
+on_arm64() { # check function
+  [ -n "$ARM64_BIN" ] || { REASON="no arm64 binary (the arm64 build check failed)"; return 1; }
+  apt_install --no-recommends qemu-user-static || { REASON="could not install qemu-user-static"; return 1; }
+  local STATIC_BIN=$ARM64_BIN EMULATOR
+  EMULATOR=$(command -v qemu-aarch64-static) || { REASON="qemu-aarch64-static not found"; return 1; }
+  "$1"
+}
+
+# Runs the binary under test (under its emulator, if any) on the host, with arguments $@.
+run_binary() { env -i ${EMULATOR:+"$EMULATOR"} "$STATIC_BIN" "$@"; }
+
+# Puts the binary under test into root filesystem $1 as /ecr-refresh and sets ROOTFS_CMD to what
+# runs it there: the arm64 one through the static emulator copied beside it, so the root
+# filesystem still holds nothing from the host but these files.
+install_binary() { # root filesystem
+  install -m 0755 "$STATIC_BIN" "$1/ecr-refresh"
+  ROOTFS_CMD=(/ecr-refresh)
+  if [ -n "$EMULATOR" ]; then
+    install -m 0755 "$EMULATOR" "$1/qemu"
+    ROOTFS_CMD=(/qemu /ecr-refresh)
+  fi
 }
 
 check_empty_rootfs() {
   [ -n "$STATIC_BIN" ] || { REASON="no static binary (the static-binary check failed)"; return 1; }
   testenv_ready || return 1
   [ "$(id -u)" = 0 ] || { REASON="needs root for chroot"; return 1; }
-  local ns root=$WORK/rootfs rc
+  local ns root rc
+  root=$(mktemp -d "$WORK/rootfs.XXXXXX")
   new_namespace rootfs || { REASON="could not create a test namespace"; return 1; }
   ns=$NEW_NS
 
@@ -245,7 +273,7 @@ check_empty_rootfs() {
   # no /proc, no /tmp.
   mkdir -p "$root/etc/ssl/certs"
   chmod 0755 "$root" "$root/etc" "$root/etc/ssl" "$root/etc/ssl/certs"
-  install -m 0755 "$STATIC_BIN" "$root/ecr-refresh"
+  install_binary "$root"
   install -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
   # It holds the admin token: readable by the unprivileged user only.
   install -m 0600 -o 65532 -g 65532 "$ECR_REFRESH_TEST_KUBECONFIG" "$root/kubeconfig"
@@ -254,7 +282,7 @@ check_empty_rootfs() {
   readarray -d '' env < <(aws_test_env)
   chroot=$(PATH=$PATH:/usr/sbin:/sbin command -v chroot) || { REASON="chroot not found"; return 1; }
   env -i "${env[@]}" KUBECONFIG=/kubeconfig \
-    "$chroot" --userspec=65532:65532 "$root" /ecr-refresh sync --dry-run -n "$ns" \
+    "$chroot" --userspec=65532:65532 "$root" "${ROOTFS_CMD[@]}" sync --dry-run -n "$ns" \
     >"$WORK/rootfs.out" 2>"$WORK/rootfs.err"
   rc=$?
   if [ "$rc" != 0 ]; then
@@ -282,14 +310,15 @@ check_incluster_rootfs() {
   [ -n "$STATIC_BIN" ] || { REASON="no static binary (the static-binary check failed)"; return 1; }
   testenv_ready || return 1
   [ "$(id -u)" = 0 ] || { REASON="needs root for chroot"; return 1; }
-  local ns root=$WORK/incluster err rc sa_dir
+  local ns root err rc sa_dir
+  root=$(mktemp -d "$WORK/incluster.XXXXXX")
   new_namespace incluster || { REASON="could not create a test namespace"; return 1; }
   ns=$NEW_NS
   err=$(kadm apply -f "$ROOT/deploy/rbac.yaml" 2>&1) || { REASON="kubectl apply -f rbac.yaml: $err"; return 1; }
   sa_dir=$root/var/run/secrets/kubernetes.io/serviceaccount
   mkdir -p "$root/etc/ssl/certs" "$sa_dir"
   chmod -R 0755 "$root"
-  install -m 0755 "$STATIC_BIN" "$root/ecr-refresh"
+  install_binary "$root"
   install -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
   kadm -n kube-system create token ecr-refresh --duration=10m >"$sa_dir/token" 2>"$WORK/token.err" ||
     { REASON="kubectl create token ecr-refresh: $(cat "$WORK/token.err")"; return 1; }
@@ -304,9 +333,9 @@ check_incluster_rootfs() {
   port=${host##*:}
   host=${host%:*}
   chroot=$(PATH=$PATH:/usr/sbin:/sbin command -v chroot) || { REASON="chroot not found"; return 1; }
-  env -i "${env[@]}" KUBERNETES_SERVICE_HOST="$host" KUBERNETES_SERVICE_PORT="$port" \
-    "$chroot" --userspec=65532:65532 "$root" /ecr-refresh sync -n "$ns" --log-format json \
-    >"$WORK/incluster.out" 2>"$WORK/incluster.err"
+  local run=(env -i "${env[@]}" KUBERNETES_SERVICE_HOST="$host" KUBERNETES_SERVICE_PORT="$port"
+    "$chroot" --userspec=65532:65532 "$root" "${ROOTFS_CMD[@]}")
+  "${run[@]}" sync -n "$ns" --log-format json >"$WORK/incluster.out" 2>"$WORK/incluster.err"
   rc=$?
   if [ "$rc" != 0 ]; then
     show_output "$WORK/incluster.out" "$WORK/incluster.err"
@@ -318,6 +347,53 @@ check_incluster_rootfs() {
   grep -qw "$SECRET" <<<"$got" || { REASON="ServiceAccount $ns/default does not list $SECRET ($got)"; return 1; }
   got=$(kadm -n "$ns" get secret "$SECRET" -o jsonpath='{.type}' 2>&1)
   [ "$got" = kubernetes.io/dockerconfigjson ] || { REASON="Secret $ns/$SECRET: $got"; return 1; }
+  status_after_sync "$ns" "${run[@]}"
+}
+
+# `status` right after that sync, run the same way: the namespace's Secret is ours, linked, and
+# names moto's registry, and it is unhealthy only because moto's token expired in 2015, so the
+# exit code is 1.
+status_after_sync() { # namespace, command that runs the binary...
+  local ns=$1 rc err; shift
+  "$@" status -n "$ns" -o json --log-format json >"$WORK/status.out" 2>"$WORK/status.err"
+  rc=$?
+  if [ "$rc" != 1 ]; then
+    show_output "$WORK/status.out" "$WORK/status.err"
+    REASON="ecr-refresh status exited $rc, expected 1 (moto's token expired in 2015)"
+    return 1
+  fi
+  err=$(jq -r --arg ns "$ns" --arg reg 123456789012.dkr.ecr.us-east-1.amazonaws.com '
+    if .exit_code != 1 then "exit_code \(.exit_code)"
+    elif (.namespaces | map(.name)) != [$ns] then "namespaces \(.namespaces | map(.name))"
+    else .namespaces[0] |
+      if .secret != "managed" then "secret \(.secret)"
+      elif .service_accounts != [{name: "default", state: "linked"}] then "service_accounts \(.service_accounts)"
+      elif (.registries | index($reg)) == null then "registries \(.registries) lack \($reg)"
+      elif .healthy or .problems != ["token expired at \(.expires_at)"] or .expires_at != "2015-01-01T00:00:00Z"
+      then "healthy \(.healthy), expires_at \(.expires_at), problems \(.problems)"
+      else empty end
+    end' "$WORK/status.out" 2>&1)
+  [ -z "$err" ] || { REASON="status -o json: $err"; return 1; }
+}
+
+# The binary under test (the arm64 one under qemu, in on_arm64) prints exactly what the x86_64 one
+# prints for --version, --help and `completions bash`, and that is the real thing: this version,
+# a usage line, a bash `complete` line. Nothing from the caller's environment.
+cli_as_x86_64() {
+  [ -n "$X86_BIN" ] || { REASON="no x86_64 binary to compare with (the static-binary check failed)"; return 1; }
+  local args want got version
+  version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -n 1)
+  for args in --version --help "completions bash"; do
+    # shellcheck disable=SC2086 # $args is a command line
+    want=$(env -i "$X86_BIN" $args 2>&1) || { REASON="x86_64 $args failed: $want"; return 1; }
+    # shellcheck disable=SC2086
+    got=$(run_binary $args 2>&1) || { REASON="$args failed: $got"; return 1; }
+    [ "$got" = "$want" ] || { REASON="$args differs from x86_64's: $(diff <(echo "$want") <(echo "$got") | head -n 5 | tr '\n' ';')"; return 1; }
+    case "$args:$got" in
+      "--version:ecr-refresh $version" | --help:*"Usage: ecr-refresh "* | "completions bash:"*"complete -F "*) ;;
+      *) REASON="$args printed: $(head -n 3 <<<"$got" | tr '\n' ';')"; return 1 ;;
+    esac
+  done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -328,7 +404,15 @@ run_check "manifests valid (kubernetes-validate --strict, Kubernetes ${K8S_VERSI
 run_check "deploy/kustomization.yaml renders rbac.yaml + admission-policy.yaml + cronjob.yaml, and images: sets the image" check_kustomize
 run_check "static musl binary (scripts/build-static.sh)" check_static_binary
 run_check "static binary runs sync --dry-run in an empty root filesystem as uid 65532" check_empty_rootfs
-run_check "in-cluster config (service host env + mounted token and CA) in an empty root filesystem" check_incluster_rootfs
+run_check "in-cluster config (service host env + mounted token and CA) in an empty root filesystem: sync, then status" check_incluster_rootfs
+# The same binary for arm64 (aarch64), run under Debian's qemu-user-static by the same checks.
+check_arm64_cli() { on_arm64 cli_as_x86_64; }
+check_arm64_empty_rootfs() { on_arm64 check_empty_rootfs; }
+check_arm64_incluster_rootfs() { on_arm64 check_incluster_rootfs; }
+run_check "static musl binary for arm64 (scripts/build-static.sh aarch64): a static aarch64 ELF" check_arm64_binary
+run_check "arm64 binary under qemu: --version, --help and completions bash as the x86_64 one prints them" check_arm64_cli
+run_check "arm64 binary under qemu: sync --dry-run in an empty root filesystem as uid 65532" check_arm64_empty_rootfs
+run_check "arm64 binary under qemu: in-cluster config in an empty root filesystem: sync, then status" check_arm64_incluster_rootfs
 
 echo "packaging: $PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

@@ -540,7 +540,7 @@ main() {
   apt_install python3 python3-yaml jq curl || { echo "clustertest: could not install python3-yaml, jq" >&2; exit 1; }
   # shellcheck source=scripts/node.sh
   source "$ROOT/scripts/node.sh"
-  STATIC_BIN=${ECR_REFRESH_STATIC_BIN:-$("$ROOT/scripts/build-static.sh" | tail -n 1)}
+  STATIC_BIN=${ECR_REFRESH_STATIC_BIN:-$("$ROOT/scripts/build-static.sh" x86_64 | tail -n 1)}
   [ -x "$STATIC_BIN" ] || { echo "clustertest: no static binary" >&2; exit 1; }
   cleanup
   trap 'cleanup' EXIT

@@ -21,6 +21,21 @@ apt_install() { # [--no-recommends] package...
   return "$status"
 }
 
+# Makes (or reuses) a venv at $1 holding the pip requirements $2 (space-separated, pinned): the
+# spec is stamped into the venv once pip succeeded, so changing a pin reinstalls. pip's output
+# goes to stderr (scripts that print a result on stdout call this).
+pip_venv() { # dir spec
+  local dir=$1 spec=$2 stamp=$1/.ecr-refresh-spec
+  if [ -x "$dir/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$spec" ]; then return 0; fi
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install --no-recommends python3-venv || return 1
+  log "installing $spec into $dir"
+  mkdir -p "$(dirname "$dir")"
+  python3 -m venv "$dir" || return 1
+  # shellcheck disable=SC2086 # the spec is a list of requirements
+  "$dir/bin/pip" install -q $spec >&2 || return 1
+  echo "$spec" >"$stamp"
+}
+
 # Runs check function $2 and prints `ok - $1` or `not ok - $1: $REASON`, counting both.
 PASSED=0
 FAILED=0
