@@ -1,7 +1,7 @@
 //! The command line as a user meets it: `--help`, and bad input that must fail with exit 2,
 //! name the flag, and leave the cluster untouched.
 
-mod common;
+pub mod common;
 
 use std::process::Command;
 
@@ -68,9 +68,7 @@ fn help_documents_every_env_variable_and_exit_code() {
 /// Each bad input: exit 2, a message naming the flag (or variable), nothing written.
 #[tokio::test]
 async fn bad_input_is_rejected_and_nothing_is_written() {
-    let client = admin().await;
-    let ns = unique("badinput");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("badinput").await;
     let sa_before = get_sa(&client, &ns, "default")
         .await
         .metadata

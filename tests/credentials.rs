@@ -3,13 +3,14 @@
 //! that never answer, tokens the HTTP layer cannot carry, and credentials the server takes as
 //! anonymous, against the real kube-apiserver.
 
-mod common;
+pub mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::fake_ecr::FakeEcr;
-use common::proxy::{Fault, FaultProxy};
+use common::fault::Fault;
+use common::proxy::FaultProxy;
 use common::*;
 
 /// A kubeconfig for the real apiserver whose user is `user` (YAML, indented for `user:`).
@@ -179,9 +180,7 @@ async fn exec_plugin_errors_show_only_its_path_and_status() {
 /// used: the sync works.
 #[tokio::test]
 async fn a_working_exec_plugin_runs_once() {
-    let client = admin().await;
-    let ns = unique("execok");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("execok").await;
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");
     let plugin = script(
@@ -270,9 +269,7 @@ fn aws_profile(home: &Path, section: &str, command: &Path) {
 /// credentials (not ECR), and a SIGTERM stops it at once; its child never outlives the run.
 #[tokio::test]
 async fn a_hanging_credential_process_ends_at_the_deadline_or_the_first_sigterm() {
-    let client = admin().await;
-    let ns = unique("credhang");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("credhang").await;
     let home = tempfile::tempdir().unwrap();
     let (helper, pid) = hanging_helper(home.path());
     aws_profile(home.path(), "profile helper", &helper);
@@ -329,9 +326,7 @@ async fn credential_process_stderr_is_not_shown() {
 /// the first SIGTERM.
 #[tokio::test]
 async fn web_identity_with_sts_hanging_ends_at_the_deadline_naming_sts() {
-    let client = admin().await;
-    let ns = unique("stshang");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("stshang").await;
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.sig").unwrap();
@@ -361,9 +356,7 @@ async fn web_identity_with_sts_hanging_ends_at_the_deadline_naming_sts() {
 /// Defect 4: an ECR that never answers ends the run at --timeout, naming ECR.
 #[tokio::test]
 async fn an_ecr_that_never_answers_ends_at_the_deadline() {
-    let client = admin().await;
-    let ns = unique("ecrhang");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("ecrhang").await;
     let (ecr, _) = blackhole().await;
     let (out, took) = timed(
         Run::sync()
@@ -385,14 +378,8 @@ async fn an_ecr_that_never_answers_ends_at_the_deadline() {
 async fn a_hanging_service_account_list_ends_at_the_deadline_and_counts_ecr_calls() {
     let client = admin().await;
     let (base, _) = namespaces(&client, "salist", ["a", "b"]).await;
-    let proxy = FaultProxy::start(client.clone(), |m, p, _| {
-        if m == "GET" && p.starts_with("/api/v1/serviceaccounts") {
-            Fault::Hang
-        } else {
-            Fault::Forward
-        }
-    })
-    .await;
+    let list = Fault::on("GET", "/api/v1/serviceaccounts");
+    let proxy = FaultProxy::start(client.clone(), list.hang()).await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     let (gateway, pushed) = pushgateway().await;
     let (out, took) = timed(
@@ -471,9 +458,7 @@ async fn an_empty_prune_selection_calls_no_ecr() {
 /// reported under its own name, not as a --region never passed.
 #[tokio::test]
 async fn an_empty_aws_region_is_unset_and_a_bad_one_is_named() {
-    let client = admin().await;
-    let ns = unique("region");
-    create_namespace(&client, &ns, true).await;
+    let ns = TestNs::new("region").await.name;
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(home.path().join(".aws")).unwrap();
     std::fs::write(
@@ -506,9 +491,7 @@ async fn an_empty_aws_region_is_unset_and_a_bad_one_is_named() {
 /// it) is trimmed and works; one with a newline inside is refused as bad input. No abort.
 #[tokio::test]
 async fn tokens_with_newlines_never_abort() {
-    let client = admin().await;
-    let ns = unique("newline");
-    create_namespace(&client, &ns, true).await;
+    let ns = TestNs::new("newline").await.name;
     let dir = tempfile::tempdir().unwrap();
     let admin_token = env().admin_token;
     let file = dir.path().join("token");
@@ -550,9 +533,7 @@ async fn tokens_with_newlines_never_abort() {
 /// sign-in: exit 4, "could not authenticate", and no advice to grant `system:anonymous` rights.
 #[tokio::test]
 async fn anonymous_credentials_cannot_authenticate() {
-    let client = admin().await;
-    let ns = unique("anon");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("anon").await;
     let dir = tempfile::tempdir().unwrap();
     for (name, user) in [
         ("basic", "    username: admin\n    password: hunter2\n"),

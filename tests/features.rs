@@ -1,13 +1,14 @@
 //! Beyond a plain sync: several regions and accounts, assume-role, status, prune, label
 //! selectors, opt-out, every ServiceAccount, and the freshness threshold.
 
-mod common;
+pub mod common;
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use common::fake_ecr::FakeEcr;
-use common::proxy::{Fault, FaultProxy};
+use common::fault::Fault;
+use common::proxy::FaultProxy;
 use common::*;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -21,9 +22,7 @@ fn now() -> i64 {
 
 #[tokio::test]
 async fn several_regions_and_accounts_in_one_secret_against_moto() {
-    let client = admin().await;
-    let ns = unique("multi");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("multi").await;
     let out = Run::sync()
         .args([
             "-n",
@@ -65,11 +64,7 @@ async fn several_regions_and_accounts_in_one_secret_against_moto() {
 #[tokio::test]
 async fn exactly_one_token_call_per_region() {
     let client = admin().await;
-    let base = unique("perregion");
-    let names: Vec<String> = (0..3).map(|i| format!("{base}-{i}")).collect();
-    for n in &names {
-        create_namespace(&client, n, true).await;
-    }
+    let (base, names) = namespaces(&client, "perregion", ["0", "1", "2"]).await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     let out = Run::sync()
         .env("AWS_ENDPOINT_URL", &ecr.url)
@@ -103,9 +98,7 @@ async fn exactly_one_token_call_per_region() {
 
 #[tokio::test]
 async fn assume_role_signs_ecr_calls_with_the_role_credentials() {
-    let client = admin().await;
-    let ns = unique("assume");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("assume").await;
     // STS goes to moto (AWS_ENDPOINT_URL); ECR to a stand-in that records who signed.
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     let out = Run::sync()
@@ -281,9 +274,7 @@ async fn namespace_selector_combines_with_globs() {
 
 #[tokio::test]
 async fn all_service_accounts_are_linked() {
-    let client = admin().await;
-    let ns = unique("allsa");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("allsa").await;
     create_sa(&client, &ns, "builder", &["registry-x"]).await;
     create_sa(&client, &ns, "deployer", &[]).await;
     let out = Run::sync()
@@ -316,30 +307,26 @@ async fn all_service_accounts_are_linked() {
 /// no wait for it to come back, and no failure.
 #[tokio::test]
 async fn all_service_accounts_deleted_mid_run_are_missing_not_failed() {
-    let client = admin().await;
-    let ns = unique("allsagone");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("allsagone").await;
     for sa in ["gone-1", "gone-2", "gone-3", "stays"] {
         create_sa(&client, &ns, sa, &[]).await;
     }
     let (ns2, deleter) = (ns.clone(), client.clone());
-    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
-        let prefix = format!("/api/v1/namespaces/{ns2}/serviceaccounts/gone-");
-        match p.strip_prefix(&prefix) {
-            // Deleted after the listing, just before the tool reads it.
-            Some(rest) if m == "GET" && n == 0 => {
-                let (client, ns, sa) = (deleter.clone(), ns2.clone(), format!("gone-{rest}"));
-                Fault::Before(Box::pin(async move {
-                    Api::<ServiceAccount>::namespaced(client, &ns)
-                        .delete(&sa, &DeleteParams::default())
-                        .await
-                        .unwrap();
-                }))
-            }
-            _ => Fault::Forward,
-        }
-    })
-    .await;
+    let prefix = format!("/api/v1/namespaces/{ns}/serviceaccounts/");
+    // Deleted after the listing, just before the tool reads it.
+    let delete_first = Fault::on("GET", format!("{prefix}gone-"))
+        .first(1)
+        .then(move |p| {
+            let sa = p.strip_prefix(&prefix).unwrap_or_default().to_string();
+            let (client, ns) = (deleter.clone(), ns2.clone());
+            Fault::Before(Box::pin(async move {
+                Api::<ServiceAccount>::namespaced(client, &ns)
+                    .delete(&sa, &DeleteParams::default())
+                    .await
+                    .unwrap();
+            }))
+        });
+    let proxy = FaultProxy::start(client.clone(), delete_first).await;
     // A real expiry, so the status below can be healthy.
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     let started = std::time::Instant::now();
@@ -416,10 +403,8 @@ async fn all_service_accounts_deleted_mid_run_are_missing_not_failed() {
 #[tokio::test]
 async fn refresh_before_leaves_fresh_secrets_alone() {
     let client = admin().await;
-    let base = unique("fresh");
-    let [a, b, late] = ["a", "b", "late"].map(|s| format!("{base}-{s}"));
-    create_namespace(&client, &a, true).await;
-    create_namespace(&client, &b, true).await;
+    let (base, [a, _]) = namespaces(&client, "fresh", ["a", "b"]).await;
+    let late = format!("{base}-late");
     let glob = format!("{base}-*");
     let rv = |s: &k8s_openapi::api::core::v1::Secret| s.metadata.resource_version.clone();
     // Tokens with 2 hours left.
@@ -595,9 +580,7 @@ async fn refresh_before_and_status_do_not_trust_annotations() {
 /// temporary credentials in the same account does not.
 #[tokio::test]
 async fn refresh_before_notices_another_aws_account() {
-    let client = admin().await;
-    let ns = unique("account");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("account").await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("one")).await;
     let sync = |key: &str, session: bool| {
         let run = Run::sync()
@@ -684,9 +667,7 @@ async fn refresh_before_notices_another_aws_account() {
 /// sends them around it.
 #[tokio::test]
 async fn proxy_variables_are_honoured() {
-    let client = admin().await;
-    let ns = unique("proxy");
-    create_namespace(&client, &ns, true).await;
+    let ns = TestNs::new("proxy").await.name;
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -773,9 +754,8 @@ async fn proxy_variables_are_honoured() {
 #[tokio::test]
 async fn ecr_failure_after_some_writes_keeps_the_results_and_exits_1() {
     let client = admin().await;
-    let base = unique("partial");
-    let [fresh, empty] = ["fresh", "empty"].map(|s| format!("{base}-{s}"));
-    create_namespace(&client, &fresh, true).await;
+    let (base, [fresh]) = namespaces(&client, "partial", ["fresh"]).await;
+    let empty = format!("{base}-empty");
     let ecr = FakeEcr::start(FakeEcr::token_body("pw", now() + 6 * 3600, ACCOUNT, REGION)).await;
     Run::sync()
         .env("AWS_ENDPOINT_URL", &ecr.url)
@@ -846,17 +826,12 @@ async fn ecr_failure_after_some_writes_keeps_the_results_and_exits_1() {
 #[tokio::test]
 async fn the_token_is_fetched_while_namespaces_are_listed() {
     let client = admin().await;
-    let base = unique("prefetch");
-    let ns = format!("{base}-a");
-    create_namespace(&client, &ns, true).await;
+    let (base, [ns]) = namespaces(&client, "prefetch", ["a"]).await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     let ecr_calls = ecr.call_counter();
     let held_for_ecr = std::sync::Arc::new(std::sync::Mutex::new(None));
     let seen = held_for_ecr.clone();
-    let proxy = FaultProxy::start(client.clone(), move |m, p, _| {
-        if m != "GET" || !p.starts_with("/api/v1/namespaces?") {
-            return Fault::Forward;
-        }
+    let wait_for_ecr = Fault::on("GET", "/api/v1/namespaces?").then(move |_| {
         let (ecr_calls, seen) = (ecr_calls.clone(), seen.clone());
         Fault::Before(Box::pin(async move {
             let mut called = false;
@@ -869,8 +844,8 @@ async fn the_token_is_fetched_while_namespaces_are_listed() {
             }
             *seen.lock().unwrap() = Some(called);
         }))
-    })
-    .await;
+    });
+    let proxy = FaultProxy::start(client.clone(), wait_for_ecr).await;
     let out = Run::sync()
         .env("AWS_ENDPOINT_URL", &ecr.url)
         .through(&proxy)

@@ -1,7 +1,7 @@
 //! What the tool prints (issue 19, defects 6, 7 and 10): no password from a URL at any log
 //! level or in a refusal, and a report that cannot be written is an error, not exit 0.
 
-mod common;
+pub mod common;
 
 use common::*;
 
@@ -9,9 +9,7 @@ use common::*;
 /// logs); the refusal names the flag and shows the URL masked.
 #[tokio::test]
 async fn a_pushgateway_password_is_masked_in_the_refusal() {
-    let client = admin().await;
-    let ns = unique("pgwpass");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("pgwpass").await;
     let url = "https://admin:PUSHPASSWORD@pushgateway.example:9091";
     for run in [
         Run::sync().args(["-n", &ns, "--pushgateway", url]),
@@ -38,9 +36,7 @@ async fn a_pushgateway_password_is_masked_in_the_refusal() {
 #[tokio::test]
 async fn passwords_in_server_urls_are_masked_at_debug_and_trace_level() {
     let env = env();
-    let client = admin().await;
-    let ns = unique("debugpw");
-    create_namespace(&client, &ns, true).await;
+    let ns = TestNs::new("debugpw").await.name;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("config");
     let original = std::fs::read_to_string(&env.kubeconfig).unwrap();
@@ -75,9 +71,7 @@ async fn passwords_in_server_urls_are_masked_at_debug_and_trace_level() {
 /// 2 before anything is written.
 #[tokio::test]
 async fn a_report_that_cannot_be_written_is_an_error() {
-    let client = admin().await;
-    let ns = unique("lostreport");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("lostreport").await;
     let full = || {
         std::fs::OpenOptions::new()
             .write(true)
@@ -102,8 +96,7 @@ async fn a_report_that_cannot_be_written_is_an_error() {
     out.assert_code(2)
         .assert_stderr_contains("cannot write the report to stdout");
 
-    let other = unique("closedout");
-    create_namespace(&client, &other, true).await;
+    let other = TestNs::new("closedout").await.name;
     for args in [
         &["sync", "-n", &other, "-o", "json"][..],
         &["prune", "-x", &other, "--dry-run"][..],

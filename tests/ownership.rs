@@ -3,7 +3,7 @@
 //! without --force, however it was made, and `sync`, `sync --refresh-before`, `status` and
 //! `prune` all agree (issue 19, defect 1). moto's token is always due, so every pass would write.
 
-mod common;
+pub mod common;
 
 use common::install::kubectl;
 use common::*;

@@ -1,7 +1,7 @@
 //! Least privilege, proven with a real ServiceAccount token: the tool runs with exactly the
 //! rights in rbac.yaml (or deploy/namespaced-rbac.yaml) and nothing more.
 
-mod common;
+pub mod common;
 
 use common::install::*;
 use common::*;
@@ -23,11 +23,7 @@ async fn sync_works_with_exactly_rbac_yaml_and_nothing_more() {
     let client = admin().await;
     let id = unique("rbac");
     apply_renamed(&repo_file("deploy/rbac.yaml"), &id, &[]);
-    let base = unique("least");
-    let names: Vec<String> = (0..3).map(|i| format!("{base}-{i}")).collect();
-    for n in &names {
-        create_namespace(&client, n, true).await;
-    }
+    let (base, names) = namespaces(&client, "least", ["0", "1", "2"]).await;
     create_secret(
         &client,
         &names[0],
@@ -130,11 +126,9 @@ async fn sync_works_with_exactly_rbac_yaml_and_nothing_more() {
 /// (SelfSubjectAccessReview, what `kubectl auth can-i` sends).
 #[tokio::test]
 async fn rbac_yaml_grants_only_what_the_tool_uses() {
-    let client = admin().await;
     let id = unique("rbac-cani");
     apply_renamed(&repo_file("deploy/rbac.yaml"), &id, &[]);
-    let ns = unique("cani");
-    create_namespace(&client, &ns, true).await;
+    let ns = TestNs::new("cani").await.name;
     let dir = tempfile::tempdir().unwrap();
     let sa = client_for(&token_kubeconfig(dir.path(), &id)).await;
     let reviews: Api<SelfSubjectAccessReview> = Api::all(sa);
@@ -206,11 +200,7 @@ async fn without_list_on_service_accounts_each_one_is_read() {
     verbs: ["get", "patch"]"#,
         )],
     );
-    let base = unique("nosalist");
-    let names: Vec<String> = (0..2).map(|i| format!("{base}-{i}")).collect();
-    for n in &names {
-        create_namespace(&client, n, true).await;
-    }
+    let (base, names) = namespaces(&client, "nosalist", ["0", "1"]).await;
     let dir = tempfile::tempdir().unwrap();
     let out = Run::sync()
         .env("KUBECONFIG", token_kubeconfig(dir.path(), &id))
@@ -231,9 +221,7 @@ async fn without_list_on_service_accounts_each_one_is_read() {
 #[tokio::test]
 async fn a_missing_permission_is_named_in_the_error() {
     let client = admin().await;
-    let base = unique("noperm");
-    let ns = format!("{base}-0");
-    create_namespace(&client, &ns, true).await;
+    let (base, [ns]) = namespaces(&client, "noperm", ["0"]).await;
     let dir = tempfile::tempdir().unwrap();
 
     // No `patch` on serviceaccounts: the Secret is written, linking fails and says why.

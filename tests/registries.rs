@@ -3,7 +3,7 @@
 //! ECR registry" or "further out than an ECR token lasts" is never written (issue 21, and
 //! issue 19 defect 11). The fake ECR gives the answers moto cannot (any proxyEndpoint, expiry).
 
-mod common;
+pub mod common;
 
 use common::fake_ecr::FakeEcr;
 use common::*;
@@ -13,14 +13,13 @@ fn now() -> i64 {
 }
 
 /// Makes the fake ECR answer `body`, and expects `sync` to refuse it, naming `named`.
-async fn assert_refused(client: &kube::Client, ecr: &FakeEcr, body: String, named: &str) {
+async fn assert_refused(ecr: &FakeEcr, body: String, named: &str) {
     ecr.set_body(body);
-    assert_token_refused(client, &ecr.url, named).await;
+    assert_token_refused(&ecr.url, named).await;
 }
 
 #[tokio::test]
 async fn sync_refuses_a_proxy_endpoint_status_would_call_not_ecr() {
-    let client = admin().await;
     let ecr = FakeEcr::start(String::new()).await;
     let in_12h = now() + 12 * 3600;
     // (proxyEndpoint, what the error must name)
@@ -55,29 +54,20 @@ async fn sync_refuses_a_proxy_endpoint_status_would_call_not_ecr() {
         ),
     ];
     for (endpoint, named) in cases {
-        assert_refused(
-            &client,
-            &ecr,
-            FakeEcr::answer("pw", in_12h, endpoint),
-            named,
-        )
-        .await;
+        assert_refused(&ecr, FakeEcr::answer("pw", in_12h, endpoint), named).await;
     }
 }
 
 #[tokio::test]
 async fn sync_refuses_an_expiry_further_out_than_an_ecr_token_lasts() {
-    let client = admin().await;
     let ecr = FakeEcr::start(String::new()).await;
     let body = FakeEcr::token_body("pw", now() + 100 * 3600, ACCOUNT, REGION);
-    assert_refused(&client, &ecr, body, "further out than an ECR token lasts").await;
+    assert_refused(&ecr, body, "further out than an ECR token lasts").await;
 }
 
 #[tokio::test]
 async fn dual_stack_hosts_are_written_and_a_second_pass_finds_them_current() {
-    let client = admin().await;
-    let ns = unique("dualstack");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("dualstack").await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     // Another account's registry in GovCloud, asked for by its dual-stack FIPS name.
     let other = "210987654321.dkr-ecr-fips.us-gov-west-1.on.aws";
@@ -167,8 +157,7 @@ async fn every_partition_gets_its_own_registry_hosts() {
         ),
     ];
     for (region, suffix, wanted) in cases {
-        let ns = unique("partition");
-        create_namespace(&client, &ns, true).await;
+        let ns = TestNs::new("partition").await.name;
         let own = format!("{ACCOUNT}.dkr.ecr.{region}.{suffix}");
         ecr.set_body(FakeEcr::answer(
             "pw",

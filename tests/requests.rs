@@ -3,7 +3,7 @@
 //! at a time, so the counts are theirs alone. Steady passes use the rotating ECR stand-in
 //! (tests/common/fake_ecr.rs): moto's token expired in 2015, so with it every pass is due.
 
-mod common;
+pub mod common;
 
 use std::collections::HashMap;
 

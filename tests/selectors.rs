@@ -1,7 +1,7 @@
 //! `--namespace-selector` is checked locally so a typo fails with exit 2; that check must accept
 //! exactly what the apiserver accepts. Each selector goes to both, and they must agree.
 
-mod common;
+pub mod common;
 
 use std::str::FromStr;
 
@@ -158,9 +158,11 @@ async fn set_and_numeric_selectors_select_namespaces() {
     let client = admin().await;
     let api: Api<Namespace> = Api::all(client.clone());
     let label = unique("sel").replace('-', "");
-    let (a, b) = (unique("sel-a"), unique("sel-b"));
+    let (a, b) = (
+        TestNs::new("sel-a").await.name,
+        TestNs::new("sel-b").await.name,
+    );
     for (ns, env, replicas) in [(&a, "x", "3"), (&b, "y", "1")] {
-        create_namespace(&client, ns, true).await;
         let patch = serde_json::json!({"metadata": {"labels": {
             format!("{label}-env"): env,
             format!("{label}-replicas"): replicas,

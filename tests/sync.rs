@@ -1,6 +1,6 @@
 //! `ecr-refresh sync` end to end against the real kube-apiserver and moto's ECR server.
 
-mod common;
+pub mod common;
 
 use common::*;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
@@ -8,9 +8,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 
 #[tokio::test]
 async fn creates_then_updates_then_leaves_unchanged() {
-    let client = admin().await;
-    let ns = unique("create");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("create").await;
 
     let out = Run::sync().args(["-n", &ns, "-o", "json"]).run();
     out.assert_code(0);
@@ -97,10 +95,7 @@ async fn creates_then_updates_then_leaves_unchanged() {
 
 #[tokio::test]
 async fn keeps_other_pull_secrets_on_the_service_account() {
-    let client = admin().await;
-    let ns = unique("keep");
-    create_namespace(&client, &ns, false).await;
-    create_sa(&client, &ns, "default", &["team-registry", "mirror"]).await;
+    let TestNs { client, name: ns } = TestNs::listing("keep", &["team-registry", "mirror"]).await;
 
     Run::sync().args(["-n", &ns]).run().assert_code(0);
     assert_eq!(
@@ -137,9 +132,7 @@ async fn include_and_exclude_globs() {
 
 #[tokio::test]
 async fn namespace_env_fallback() {
-    let client = admin().await;
-    let ns = unique("envflag");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("envflag").await;
     Run::sync()
         .env("ECR_REFRESH_NAMESPACE", &ns)
         .env("ECR_REFRESH_SECRET_NAME", "ecr-pull")
@@ -155,11 +148,7 @@ async fn namespace_env_fallback() {
 #[tokio::test]
 async fn terminating_namespaces_are_skipped() {
     let client = admin().await;
-    let base = unique("term");
-    let live = format!("{base}-live");
-    let dying = format!("{base}-dying");
-    create_namespace(&client, &live, true).await;
-    create_namespace(&client, &dying, true).await;
+    let (base, [live, dying]) = namespaces(&client, "term", ["live", "dying"]).await;
     delete_namespace(&client, &dying).await;
 
     // Found by listing: skipped without a write.
@@ -187,9 +176,10 @@ async fn terminating_namespaces_are_skipped() {
 /// ServiceAccount already there would be written to; a literal -n must skip it as a glob does.
 #[tokio::test]
 async fn terminating_namespace_named_literally_is_not_written_to() {
-    let client = admin().await;
-    let dying = unique("dying");
-    create_namespace(&client, &dying, true).await;
+    let TestNs {
+        client,
+        name: dying,
+    } = TestNs::new("dying").await;
     Run::sync().args(["-n", &dying]).run().assert_code(0);
     // Make both writes due: a stale annotation, and the link gone.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &dying);
@@ -279,9 +269,7 @@ async fn foreign_secret_is_left_alone_and_the_run_fails() {
 
 #[tokio::test]
 async fn dry_run_persists_nothing() {
-    let client = admin().await;
-    let ns = unique("dry");
-    create_namespace(&client, &ns, false).await;
+    let TestNs { client, name: ns } = TestNs::bare("dry").await;
     let sa = create_sa(&client, &ns, "default", &["keep-me"]).await;
 
     let out = Run::sync()
@@ -340,9 +328,7 @@ async fn missing_service_account_fails_only_that_namespace() {
 
 #[tokio::test]
 async fn service_account_created_while_waiting_is_linked() {
-    let client = admin().await;
-    let ns = unique("late-sa");
-    create_namespace(&client, &ns, false).await;
+    let TestNs { client, name: ns } = TestNs::bare("late-sa").await;
     let child = Run::sync().args(["-n", &ns, "--service-account-wait", "20s"]);
     let handle = std::thread::spawn(move || child.run());
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -443,9 +429,7 @@ async fn cluster_unreachable_or_unauthorized_exits_4_before_ecr() {
 
 #[tokio::test]
 async fn json_report_matches_the_documented_schema() {
-    let client = admin().await;
-    let ns = unique("schema");
-    create_namespace(&client, &ns, true).await;
+    let ns = TestNs::new("schema").await.name;
     let out = Run::sync().args(["-n", &ns, "-o", "json"]).run();
     out.assert_code(0);
     let r = out.json();
@@ -482,9 +466,7 @@ async fn json_report_matches_the_documented_schema() {
 
 #[tokio::test]
 async fn secrets_never_reach_output_even_at_trace() {
-    let client = admin().await;
-    let ns = unique("leak");
-    create_namespace(&client, &ns, true).await;
+    let ns = TestNs::new("leak").await.name;
     for format in ["text", "json"] {
         let out = Run::sync()
             .env("RUST_LOG", "debug,ecr_refresh=trace")
@@ -538,9 +520,7 @@ async fn no_region_fails_fast_without_asking_instance_metadata() {
 /// region taken from that profile.
 #[tokio::test]
 async fn profile_credentials_and_region_from_the_shared_config() {
-    let client = admin().await;
-    let ns = unique("profile");
-    create_namespace(&client, &ns, true).await;
+    let ns = TestNs::new("profile").await.name;
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(home.path().join(".aws")).unwrap();
     std::fs::write(
@@ -587,9 +567,7 @@ async fn profile_credentials_and_region_from_the_shared_config() {
 /// at STS (moto) for the credentials that call ECR.
 #[tokio::test]
 async fn web_identity_credentials() {
-    let client = admin().await;
-    let ns = unique("webid");
-    create_namespace(&client, &ns, true).await;
+    let ns = TestNs::new("webid").await.name;
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6a3ViZS1zeXN0ZW06ZWNyLXJlZnJlc2gifQ.c2ln").unwrap();
@@ -616,9 +594,7 @@ async fn web_identity_credentials() {
 /// --context picks a context that is not the current one, as kubectl does.
 #[tokio::test]
 async fn context_flag_selects_a_non_current_context() {
-    let client = admin().await;
-    let ns = unique("context");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("context").await;
     let env = env();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
