@@ -137,3 +137,16 @@ async fn bad_input_is_rejected_and_nothing_is_written() {
     }
     assert_nothing_written(&client, &ns, &sa_before).await;
 }
+
+#[tokio::test]
+async fn invalid_glob_exits_2_before_any_call() {
+    // Both servers point at closed ports: any call would turn into exit 3 or 4, not 2.
+    let out = Run::sync()
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .args(["-n", "team-[a"])
+        .run();
+    out.assert_code(2);
+    out.assert_stderr_contains("--namespace");
+    assert!(out.stdout().is_empty());
+}

@@ -9,7 +9,7 @@ use common::fault::{Fault, On};
 use common::proxy::FaultProxy;
 use common::*;
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 
 /// The Secret writes (server-side applies) in `ns`.
 fn secret_patches(ns: &str) -> On {
@@ -651,4 +651,145 @@ async fn a_full_quota_is_reported_as_quota_not_rbac() {
         "{err}"
     );
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
+}
+
+/// With --refresh-before, a namespace whose Secret is fresh needs no token, so it can be
+/// linked before ECR turns out to be unreachable: its result stays in the report, and the exit
+/// code does not claim that nothing was written.
+#[tokio::test]
+async fn ecr_failure_after_some_writes_keeps_the_results_and_exits_1() {
+    let client = admin().await;
+    let (base, [fresh]) = namespaces(&client, "partial", ["fresh"]).await;
+    let empty = format!("{base}-empty");
+    let ecr = FakeEcr::start(FakeEcr::token_body("pw", now() + 6 * 3600, ACCOUNT, REGION)).await;
+    Run::sync()
+        .env("AWS_ENDPOINT_URL", &ecr.url)
+        .args(["-n", &fresh])
+        .run_async()
+        .await
+        .assert_code(0);
+    // Someone unlinks it; a new namespace appears; ECR becomes unreachable.
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &fresh)
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"imagePullSecrets": null})),
+        )
+        .await
+        .unwrap();
+    create_namespace(&client, &empty, true).await;
+    let sync = |output: &str| {
+        Run::sync()
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+            .args([
+                "-n",
+                &fresh,
+                "-n",
+                &empty,
+                "--refresh-before",
+                "1h",
+                "-o",
+                output,
+            ])
+    };
+
+    let out = sync("json").run_async().await;
+    out.assert_code(1);
+    let r = out.json();
+    assert_eq!(r["error"]["kind"], "ecr_token", "{r:#}");
+    assert_eq!(r["exit_code"], 1);
+    assert_eq!(outcome(&r, &fresh)["outcome"], "updated", "{r:#}");
+    assert_eq!(
+        outcome(&r, &fresh)["service_accounts"][0]["outcome"],
+        "linked"
+    );
+    assert_eq!(outcome(&r, &empty)["outcome"], "failed", "{r:#}");
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &fresh, "default").await),
+        ["awsecr-cred"]
+    );
+    assert!(get_secret(&client, &empty, "awsecr-cred").await.is_none());
+
+    // Now nothing needs writing but the Secret ECR cannot provide: exit 3, and the report (text
+    // too) still lists both namespaces.
+    let out = sync("json").run_async().await;
+    out.assert_code(3);
+    let r = out.json();
+    assert_eq!(outcome(&r, &fresh)["outcome"], "unchanged", "{r:#}");
+    assert_eq!(outcome(&r, &empty)["outcome"], "failed", "{r:#}");
+    let out = sync("text").run_async().await;
+    out.assert_code(3);
+    out.assert_stdout_contains(&format!("FAILED {empty}: no ECR token"));
+    out.assert_stderr_contains("cannot get an ECR authorization token");
+}
+
+#[tokio::test]
+async fn ecr_unreachable_writes_nothing() {
+    let client = admin().await;
+    let (base, [existing, fresh]) = namespaces(&client, "noecr", ["existing", "fresh"]).await;
+    Run::sync().args(["-n", &existing]).run().assert_code(0);
+    let before = get_secret(&client, &existing, "awsecr-cred").await.unwrap();
+
+    let out = Run::sync()
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .args([
+            "-n",
+            &format!("{base}-*"),
+            "--request-timeout",
+            "2s",
+            "-o",
+            "json",
+        ])
+        .run();
+    out.assert_code(3);
+    let report = out.json();
+    assert_eq!(report["error"]["kind"], "ecr_token");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("us-east-1"),
+        "{report:#}"
+    );
+    out.assert_stderr_contains("could not reach ECR");
+
+    let after = get_secret(&client, &existing, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert_eq!(after.data, before.data);
+    assert!(get_secret(&client, &fresh, "awsecr-cred").await.is_none());
+    assert!(pull_secret_names(&get_sa(&client, &fresh, "default").await).is_empty());
+}
+
+#[tokio::test]
+async fn cluster_unreachable_or_unauthorized_exits_4_before_ecr() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, server: &str, token: &str| {
+        let path = dir.path().join(name);
+        common::install::write_kubeconfig(&path, server, token);
+        path
+    };
+    let env = env();
+    let closed = write("closed", "https://127.0.0.1:1", "x");
+    let badtoken = write("badtoken", &env.apiserver, "not-a-valid-token");
+    for (kubeconfig, expect) in [(closed, "127.0.0.1:1"), (badtoken, "401")] {
+        // ECR points at a closed port too: exit 4 (not 3) shows the cluster was checked first.
+        let out = Run::sync()
+            .env("KUBECONFIG", &kubeconfig)
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+            .args(["--request-timeout", "2s", "-o", "json"])
+            .run();
+        out.assert_code(4);
+        let report = out.json();
+        assert_eq!(report["error"]["kind"], "cluster_access");
+        assert!(
+            report["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(expect),
+            "{report:#}"
+        );
+    }
 }

@@ -151,3 +151,51 @@ async fn a_byte_identical_unlabelled_copy_is_not_adopted() {
         .unwrap();
     nobody_takes_it(&client, &ns, &other).await;
 }
+
+#[tokio::test]
+async fn foreign_secret_is_left_alone_and_the_run_fails() {
+    let client = admin().await;
+    let (base, [theirs, ours]) = namespaces(&client, "foreign", ["theirs", "ours"]).await;
+    let before = create_foreign_secret(&client, &theirs).await;
+
+    let out = Run::sync()
+        .args(["-n", &format!("{base}-*"), "-o", "json"])
+        .run();
+    out.assert_code(1);
+    let report = out.json();
+    assert_eq!(outcome(&report, &theirs)["outcome"], "failed");
+    let error = error_of(&report, &theirs);
+    assert!(
+        error.contains("not managed by ecr-refresh") && error.contains("--force"),
+        "{error}"
+    );
+    // The other namespace still got done.
+    assert_eq!(outcome(&report, &ours)["outcome"], "created");
+
+    let after = get_secret(&client, &theirs, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert_eq!(after.data, before.data);
+    assert_eq!(after.metadata.labels, before.metadata.labels);
+    // Not linked either: the secret there is not ours.
+    assert!(pull_secret_names(&get_sa(&client, &theirs, "default").await).is_empty());
+
+    // The human summary names it too.
+    let out = Run::sync().args(["-n", &theirs]).run();
+    out.assert_code(1);
+    out.assert_stdout_contains(&format!("FAILED {theirs}"));
+
+    // --force takes it over.
+    let out = Run::sync()
+        .args(["-n", &theirs, "--force", "-o", "json"])
+        .run();
+    out.assert_code(0);
+    let taken = get_secret(&client, &theirs, "awsecr-cred").await.unwrap();
+    assert_eq!(dockerconfig(&taken)["auths"][HOST]["password"], PASSWORD);
+    assert_eq!(
+        taken.metadata.labels.unwrap()["app.kubernetes.io/managed-by"],
+        "ecr-refresh"
+    );
+}

@@ -10,3 +10,8 @@ pub async fn after_write_window() {
         .subsec_millis();
     tokio::time::sleep(std::time::Duration::from_millis(u64::from(2050 - into))).await;
 }
+
+/// The time now, in seconds since the epoch (as ECR's `expiresAt`).
+pub fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
