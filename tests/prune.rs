@@ -28,14 +28,7 @@ async fn prune_removes_exactly_the_dropped_namespaces() {
     // A foreign Secret of our name in a dropped namespace must survive (we never owned it).
     let foreign_ns = format!("{base}-drop-foreign");
     create_namespace(&client, &foreign_ns, true).await;
-    let foreign = create_secret(
-        &client,
-        &foreign_ns,
-        "awsecr-cred",
-        "kubernetes.io/dockerconfigjson",
-        &[(".dockerconfigjson", br#"{"auths":{}}"#)],
-    )
-    .await;
+    let foreign = create_foreign_secret_with(&client, &foreign_ns, br#"{"auths":{}}"#).await;
 
     // Dry run first: nothing changes.
     let out = Run::bare()
@@ -144,14 +137,7 @@ async fn uninstall_removes_our_entry_where_the_secret_is_already_gone() {
     let [gone, foreign] = ["gone", "foreign"].map(|s| format!("{base}-{s}"));
     create_namespace_listing(&client, &gone, &["theirs", "awsecr-cred"]).await;
     create_namespace_listing(&client, &foreign, &["awsecr-cred"]).await;
-    create_secret(
-        &client,
-        &foreign,
-        "awsecr-cred",
-        "kubernetes.io/dockerconfigjson",
-        &[(".dockerconfigjson", br#"{"auths":{}}"#)],
-    )
-    .await;
+    create_foreign_secret_with(&client, &foreign, br#"{"auths":{}}"#).await;
 
     let out = Run::bare()
         .args(["prune", "--uninstall", "--dry-run", "-o", "json"])

@@ -9,7 +9,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 /// Logged when `get` on a namespace named with -n is refused.
 const NO_NAMESPACE_GET: &str = "cannot read namespaces named with -n";
@@ -53,15 +53,7 @@ async fn sync_works_with_exactly_rbac_yaml_and_nothing_more() {
     // Named literally, a terminating namespace is read (get on namespaces) and skipped, even
     // though its Secret is due for a rewrite.
     let dying = &names[2];
-    let stale = serde_json::json!({"metadata": {"annotations": {"ecr-refresh/request": "stale"}}});
-    Api::<Secret>::namespaced(client.clone(), dying)
-        .patch(
-            "awsecr-cred",
-            &PatchParams::default(),
-            &Patch::Merge(&stale),
-        )
-        .await
-        .unwrap();
+    make_due(&client, dying).await;
     delete_namespace(&client, dying).await;
     let before = get_secret(&client, dying, "awsecr-cred").await.unwrap();
     let out = Run::sync()

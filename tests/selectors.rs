@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use common::*;
 use ecr_refresh::k8s_grammar::LabelSelector;
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
 /// (selector, whether the server accepts it): the expectation documents the grammar; the
@@ -311,16 +311,7 @@ async fn terminating_namespace_named_literally_is_not_written_to() {
     } = TestNs::new("dying").await;
     Run::sync().args(["-n", &dying]).run().assert_code(0);
     // Make both writes due: a stale annotation, and the link gone.
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &dying);
-    let stale = serde_json::json!({"metadata": {"annotations": {"ecr-refresh/request": "stale"}}});
-    secrets
-        .patch(
-            "awsecr-cred",
-            &PatchParams::default(),
-            &Patch::Merge(&stale),
-        )
-        .await
-        .unwrap();
+    make_due(&client, &dying).await;
     let unlink = serde_json::json!({"imagePullSecrets": null});
     Api::<ServiceAccount>::namespaced(client.clone(), &dying)
         .patch("default", &PatchParams::default(), &Patch::Merge(&unlink))

@@ -15,14 +15,7 @@ async fn status_reports_missing_foreign_expiring_and_healthy() {
         ["missing", "foreign", "expiring", "healthy", "unlinked"],
     )
     .await;
-    create_secret(
-        &client,
-        &foreign,
-        "awsecr-cred",
-        "kubernetes.io/dockerconfigjson",
-        &[(".dockerconfigjson", br#"{"auths":{}}"#)],
-    )
-    .await;
+    create_foreign_secret_with(&client, &foreign, br#"{"auths":{}}"#).await;
     let ecr = FakeEcr::start(FakeEcr::token_body("pw", now() + 1800, ACCOUNT, REGION)).await;
     Run::sync()
         .env("AWS_ENDPOINT_URL", &ecr.url)

@@ -168,14 +168,33 @@ pub const FOREIGN_PAYLOAD: &[u8] = br#"{"auths":{"registry.example":{"auth":"dXN
 
 /// Someone else's `awsecr-cred` (no label of ours), made the way `kubectl create secret` would.
 pub async fn create_foreign_secret(client: &Client, ns: &str) -> Secret {
+    create_foreign_secret_with(client, ns, FOREIGN_PAYLOAD).await
+}
+
+/// Someone else's `awsecr-cred` of our type, holding `payload` as its docker config.
+pub async fn create_foreign_secret_with(client: &Client, ns: &str, payload: &[u8]) -> Secret {
     create_secret(
         client,
         ns,
         "awsecr-cred",
         "kubernetes.io/dockerconfigjson",
-        &[(".dockerconfigjson", FOREIGN_PAYLOAD)],
+        &[(".dockerconfigjson", payload)],
     )
     .await
+}
+
+/// Makes our Secret in `ns` due for a rewrite: its `ecr-refresh/request` annotation no longer
+/// matches what the tool would ask for.
+pub async fn make_due(client: &Client, ns: &str) {
+    let stale = serde_json::json!({"metadata": {"annotations": {"ecr-refresh/request": "stale"}}});
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(
+            "awsecr-cred",
+            &PatchParams::default(),
+            &Patch::Merge(&stale),
+        )
+        .await
+        .unwrap();
 }
 
 pub async fn create_secret(
