@@ -135,8 +135,7 @@ async fn an_ecr_that_never_answers_ends_at_the_deadline() {
 /// report and in the pushed metric.
 #[tokio::test]
 async fn a_hanging_service_account_list_ends_at_the_deadline_and_counts_ecr_calls() {
-    let client = admin().await;
-    let (base, _) = namespaces(&client, "salist", ["a", "b"]).await;
+    let (client, base, _) = TestNs::group("salist", ["a", "b"]).await;
     let list = Fault::on("GET", "/api/v1/serviceaccounts");
     let proxy = FaultProxy::start(client.clone(), list.hang()).await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;

@@ -61,8 +61,7 @@ async fn retries_429_honouring_retry_after() {
 
 #[tokio::test]
 async fn persistent_5xx_gives_up_after_bounded_retries() {
-    let client = admin().await;
-    let (_, [bad, good]) = namespaces(&client, "broken", ["bad", "good"]).await;
+    let (client, _, [bad, good]) = TestNs::group("broken", ["bad", "good"]).await;
     let sa_path = format!("/api/v1/namespaces/{bad}/serviceaccounts/default");
     let proxy = FaultProxy::start(client.clone(), Fault::on("GET", &sa_path).status(503)).await;
     // Named literally, so each ServiceAccount is read with a GET (a glob lists them instead).
@@ -91,8 +90,7 @@ async fn persistent_5xx_gives_up_after_bounded_retries() {
 
 #[tokio::test]
 async fn a_hanging_request_is_cut_off_and_the_run_is_bounded() {
-    let client = admin().await;
-    let (base, [stuck, fine]) = namespaces(&client, "hang", ["stuck", "fine"]).await;
+    let (client, base, [stuck, fine]) = TestNs::group("hang", ["stuck", "fine"]).await;
     let proxy = FaultProxy::start(client.clone(), secret_patches(&stuck).hang()).await;
     let started = Instant::now();
     let out = Run::sync()
@@ -658,8 +656,7 @@ async fn a_full_quota_is_reported_as_quota_not_rbac() {
 /// code does not claim that nothing was written.
 #[tokio::test]
 async fn ecr_failure_after_some_writes_keeps_the_results_and_exits_1() {
-    let client = admin().await;
-    let (base, [fresh]) = namespaces(&client, "partial", ["fresh"]).await;
+    let (client, base, [fresh]) = TestNs::group("partial", ["fresh"]).await;
     let empty = format!("{base}-empty");
     let ecr = FakeEcr::start(FakeEcr::token_body("pw", now() + 6 * 3600, ACCOUNT, REGION)).await;
     Run::sync()
@@ -725,8 +722,7 @@ async fn ecr_failure_after_some_writes_keeps_the_results_and_exits_1() {
 
 #[tokio::test]
 async fn ecr_unreachable_writes_nothing() {
-    let client = admin().await;
-    let (base, [existing, fresh]) = namespaces(&client, "noecr", ["existing", "fresh"]).await;
+    let (client, base, [existing, fresh]) = TestNs::group("noecr", ["existing", "fresh"]).await;
     Run::sync().args(["-n", &existing]).run().assert_code(0);
     let before = get_secret(&client, &existing, "awsecr-cred").await.unwrap();
 

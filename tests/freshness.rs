@@ -11,8 +11,7 @@ use kube::api::{Api, Patch, PatchParams};
 
 #[tokio::test]
 async fn refresh_before_leaves_fresh_secrets_alone() {
-    let client = admin().await;
-    let (base, [a, _]) = namespaces(&client, "fresh", ["a", "b"]).await;
+    let (client, base, [a, _]) = TestNs::group("fresh", ["a", "b"]).await;
     let late = format!("{base}-late");
     let glob = format!("{base}-*");
     let rv = |s: &k8s_openapi::api::core::v1::Secret| s.metadata.resource_version.clone();
@@ -85,9 +84,8 @@ async fn refresh_before_leaves_fresh_secrets_alone() {
 /// `status` says what is wrong with it.
 #[tokio::test]
 async fn refresh_before_and_status_do_not_trust_annotations() {
-    let client = admin().await;
-    let (base, [far, evil, garbage]) =
-        namespaces(&client, "distrust", ["far", "evil", "garbage"]).await;
+    let (client, base, [far, evil, garbage]) =
+        TestNs::group("distrust", ["far", "evil", "garbage"]).await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("real")).await;
     let glob = format!("{base}-*");
     let sync = || {

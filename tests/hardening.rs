@@ -49,9 +49,8 @@ async fn huge_durations_are_rejected_before_anything_runs() {
 /// `{a,b}` and `[a,b]` hold commas; only the commas between patterns separate values.
 #[tokio::test]
 async fn brace_and_class_globs_with_commas() {
-    let client = admin().await;
     let suffixes = ["dev-1", "qa-2", "prod-1", "x-a", "x-c"];
-    let (base, names) = namespaces(&client, "brace", suffixes).await;
+    let (client, base, names) = TestNs::group("brace", suffixes).await;
     let selected = |out: &RunOutput| -> Vec<String> {
         out.assert_code(0);
         let mut v: Vec<String> = out.json()["namespaces"]

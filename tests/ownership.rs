@@ -61,8 +61,7 @@ async fn nobody_takes_it(client: &Client, ns: &str, other: &str) {
 
 #[tokio::test]
 async fn a_secret_whose_label_was_removed_is_not_taken_back_without_force() {
-    let client = admin().await;
-    let (_, [ns, other]) = namespaces(&client, "unlabelled", ["taken", "other"]).await;
+    let (client, _, [ns, other]) = TestNs::group("unlabelled", ["taken", "other"]).await;
     Run::sync()
         .args(["-n", &ns])
         .run_async()
@@ -97,8 +96,7 @@ async fn a_secret_whose_label_was_removed_is_not_taken_back_without_force() {
 
 #[tokio::test]
 async fn a_foreign_secret_applied_with_our_field_manager_keeps_its_payload() {
-    let client = admin().await;
-    let (_, [ns, other]) = namespaces(&client, "ourmanager", ["theirs", "other"]).await;
+    let (client, _, [ns, other]) = TestNs::group("ourmanager", ["theirs", "other"]).await;
     let secret: Secret = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -125,9 +123,8 @@ async fn a_foreign_secret_applied_with_our_field_manager_keeps_its_payload() {
 
 #[tokio::test]
 async fn a_byte_identical_unlabelled_copy_is_not_adopted() {
-    let client = admin().await;
-    let (_, [source, ns, other]) =
-        namespaces(&client, "identical", ["source", "copy", "other"]).await;
+    let (client, _, [source, ns, other]) =
+        TestNs::group("identical", ["source", "copy", "other"]).await;
     Run::sync()
         .args(["-n", &source])
         .run_async()
@@ -154,8 +151,7 @@ async fn a_byte_identical_unlabelled_copy_is_not_adopted() {
 
 #[tokio::test]
 async fn foreign_secret_is_left_alone_and_the_run_fails() {
-    let client = admin().await;
-    let (base, [theirs, ours]) = namespaces(&client, "foreign", ["theirs", "ours"]).await;
+    let (client, base, [theirs, ours]) = TestNs::group("foreign", ["theirs", "ours"]).await;
     let before = create_foreign_secret(&client, &theirs).await;
 
     let out = Run::sync()

@@ -93,8 +93,7 @@ async fn prune_removes_exactly_the_dropped_namespaces() {
 #[tokio::test]
 async fn sync_prune_and_opt_out() {
     let _lock = CLUSTER_WIDE.lock().await;
-    let client = admin().await;
-    let (base, [stays, leaves]) = namespaces(&client, "optout", ["stays", "leaves"]).await;
+    let (client, base, [stays, leaves]) = TestNs::group("optout", ["stays", "leaves"]).await;
     Run::sync()
         .args(["-n", &format!("{base}-*")])
         .run_async()

@@ -20,10 +20,9 @@ fn forbidden<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> bool {
 
 #[tokio::test]
 async fn sync_works_with_exactly_rbac_yaml_and_nothing_more() {
-    let client = admin().await;
     let id = unique("rbac");
     apply_renamed(&repo_file("deploy/rbac.yaml"), &id, &[]);
-    let (base, names) = namespaces(&client, "least", ["0", "1", "2"]).await;
+    let (client, base, names) = TestNs::group("least", ["0", "1", "2"]).await;
     create_secret(
         &client,
         &names[0],
@@ -212,8 +211,7 @@ async fn without_list_on_service_accounts_each_one_is_read() {
 
 #[tokio::test]
 async fn a_missing_permission_is_named_in_the_error() {
-    let client = admin().await;
-    let (base, [ns]) = namespaces(&client, "noperm", ["0"]).await;
+    let (_, base, [ns]) = TestNs::group("noperm", ["0"]).await;
     let dir = tempfile::tempdir().unwrap();
 
     // No `patch` on serviceaccounts: the Secret is written, linking fails and says why.
@@ -260,8 +258,7 @@ async fn a_missing_permission_is_named_in_the_error() {
 
 #[tokio::test]
 async fn namespace_scoped_install_needs_no_cluster_wide_rights() {
-    let client = admin().await;
-    let (base, [a, b, ungranted]) = namespaces(&client, "scoped", ["a", "b", "ungranted"]).await;
+    let (client, base, [a, b, ungranted]) = TestNs::group("scoped", ["a", "b", "ungranted"]).await;
     // The pair to copy per namespace, and nothing else (rbac.yaml holds the ServiceAccount).
     let mut kinds: Vec<_> = repo_yaml("deploy/namespaced-rbac.yaml")
         .iter()

@@ -242,8 +242,7 @@ async fn several_regions_and_accounts_in_one_secret_against_moto() {
 
 #[tokio::test]
 async fn exactly_one_token_call_per_region() {
-    let client = admin().await;
-    let (base, names) = namespaces(&client, "perregion", ["0", "1", "2"]).await;
+    let (client, base, names) = TestNs::group("perregion", ["0", "1", "2"]).await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     let out = Run::sync()
         .env("AWS_ENDPOINT_URL", &ecr.url)

@@ -207,8 +207,8 @@ fn an_empty_selector_is_refused() {
 
 #[tokio::test]
 async fn namespace_selector_combines_with_globs() {
-    let client = admin().await;
-    let (base, [prod, dev, other]) = namespaces(&client, "labels", ["prod", "dev", "other"]).await;
+    let (client, base, [prod, dev, other]) =
+        TestNs::group("labels", ["prod", "dev", "other"]).await;
     annotate_namespace(&client, &prod, &[("env", "prod")], &[]).await;
     annotate_namespace(&client, &dev, &[("env", "dev")], &[]).await;
     annotate_namespace(&client, &other, &[("env", "prod")], &[]).await;
@@ -235,8 +235,7 @@ async fn namespace_selector_combines_with_globs() {
 
 #[tokio::test]
 async fn include_and_exclude_globs() {
-    let client = admin().await;
-    let (base, names) = namespaces(&client, "glob", ["app-a", "app-b", "app-c", "other"]).await;
+    let (client, base, names) = TestNs::group("glob", ["app-a", "app-b", "app-c", "other"]).await;
     let out = Run::sync()
         .args([
             "-n",
@@ -276,8 +275,7 @@ async fn namespace_env_fallback() {
 
 #[tokio::test]
 async fn terminating_namespaces_are_skipped() {
-    let client = admin().await;
-    let (base, [live, dying]) = namespaces(&client, "term", ["live", "dying"]).await;
+    let (client, base, [live, dying]) = TestNs::group("term", ["live", "dying"]).await;
     delete_namespace(&client, &dying).await;
 
     // Found by listing: skipped without a write.

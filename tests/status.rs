@@ -8,9 +8,7 @@ use common::*;
 
 #[tokio::test]
 async fn status_reports_missing_foreign_expiring_and_healthy() {
-    let client = admin().await;
-    let (base, [missing, foreign, expiring, healthy, unlinked]) = namespaces(
-        &client,
+    let (client, base, [missing, foreign, expiring, healthy, unlinked]) = TestNs::group(
         "status",
         ["missing", "foreign", "expiring", "healthy", "unlinked"],
     )

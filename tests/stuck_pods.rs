@@ -133,8 +133,7 @@ fn stuck(report: &serde_json::Value, ns: &str) -> Vec<(String, String, String)> 
 
 #[tokio::test]
 async fn status_names_stuck_pods_and_the_flag_deletes_only_the_healable_one() {
-    let client = admin().await;
-    let (_, [ns, untouched]) = namespaces(&client, "stuck", ["a", "b"]).await;
+    let (client, _, [ns, untouched]) = TestNs::group("stuck", ["a", "b"]).await;
     let rs = replica_set(&client, &ns).await;
     // Created before the ServiceAccount lists the Secret: none of them gets it.
     pod(
@@ -281,8 +280,7 @@ async fn status_names_stuck_pods_and_the_flag_deletes_only_the_healable_one() {
 /// in between (as a StatefulSet does) is refused by the server and left alone.
 #[tokio::test]
 async fn a_pod_recreated_under_the_same_name_is_not_deleted() {
-    let client = admin().await;
-    let (_, [ns]) = namespaces(&client, "stuck-uid", ["a"]).await;
+    let (client, _, [ns]) = TestNs::group("stuck-uid", ["a"]).await;
     let rs = replica_set(&client, &ns).await;
     replica(&client, &ns, &rs, "web-0").await;
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);

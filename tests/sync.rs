@@ -322,8 +322,7 @@ async fn all_service_accounts_deleted_mid_run_are_missing_not_failed() {
 /// test says so. (By default ECR is called only once a write is due, after the lists.)
 #[tokio::test]
 async fn the_token_is_fetched_while_namespaces_are_listed() {
-    let client = admin().await;
-    let (base, [ns]) = namespaces(&client, "prefetch", ["a"]).await;
+    let (client, base, [ns]) = TestNs::group("prefetch", ["a"]).await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     let ecr_calls = ecr.call_counter();
     let held_for_ecr = std::sync::Arc::new(std::sync::Mutex::new(None));

@@ -76,6 +76,17 @@ impl TestNs {
         ns
     }
 
+    /// Namespaces `<unique base>-<suffix>`, each with a `default` ServiceAccount, and the admin
+    /// client: `let (client, base, [a, b]) = TestNs::group("prefix", ["a", "b"]).await;`.
+    pub async fn group<const N: usize>(
+        prefix: &str,
+        suffixes: [&str; N],
+    ) -> (Client, String, [String; N]) {
+        let client = admin().await;
+        let (base, names) = namespaces(&client, prefix, suffixes).await;
+        (client, base, names)
+    }
+
     /// With a `default` ServiceAccount, and written by one `sync -n`.
     pub async fn synced(prefix: &str) -> Self {
         let ns = Self::new(prefix).await;
