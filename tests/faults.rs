@@ -443,7 +443,11 @@ async fn hang_first_create_in(client: &kube::Client, namespaces: Vec<String>) ->
             .iter()
             .map(|ns| ("PATCH", format!("/api/v1/namespaces/{ns}/secrets/"))),
     );
-    FaultProxy::start(client.clone(), creates.with("force=true").first(1).hang()).await
+    FaultProxy::start(
+        client.clone(),
+        creates.with_query("force=true").first(1).hang(),
+    )
+    .await
 }
 
 /// `count` namespaces `<base>-NNN`, each with a `default` ServiceAccount and an Opaque

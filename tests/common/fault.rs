@@ -31,8 +31,8 @@ impl Fault {
     }
 }
 
-/// Decides per request: method, path (with query), and how many earlier requests matched the
-/// same method and path.
+/// Decides per request: method, path (with query), and how many earlier requests had the same
+/// method and path. `FaultProxy::start` takes any such function; [`On`] builds the usual ones.
 pub type Rule = dyn Fn(&str, &str, usize) -> Fault + Send + Sync;
 
 /// Which requests a fault is for: any of a set of (method, path prefix), optionally only the
@@ -66,7 +66,7 @@ impl Fault {
 
 impl On {
     /// Only requests whose path and query contain `part` (e.g. `force=true`).
-    pub fn with(mut self, part: &str) -> Self {
+    pub fn with_query(mut self, part: &str) -> Self {
         self.query = Some(part.to_string());
         self
     }
@@ -78,7 +78,8 @@ impl On {
         self
     }
 
-    /// Whether the proxy's `n`th request with this method and path is one of these.
+    /// Whether a request is one of these, `n` being how many earlier requests had the same
+    /// method and path (query included).
     pub fn matches(&self, method: &str, path: &str, n: usize) -> bool {
         let method_is = |m: &str| match m.strip_prefix('!') {
             Some(not) => method != not,
@@ -96,36 +97,30 @@ impl On {
     }
 
     /// A proxy rule: `fault(path)` for these requests, everything else forwarded.
-    pub fn then(
-        self,
-        fault: impl Fn(&str) -> Fault + Send + Sync + 'static,
-    ) -> impl Fn(&str, &str, usize) -> Fault + Send + Sync + 'static {
-        move |m, p, n| {
+    pub fn then(self, fault: impl Fn(&str) -> Fault + Send + Sync + 'static) -> Box<Rule> {
+        Box::new(move |m, p, n| {
             if self.matches(m, p, n) {
                 fault(p)
             } else {
                 Fault::Forward
             }
-        }
+        })
     }
 
     /// These requests are never answered.
-    pub fn hang(self) -> impl Fn(&str, &str, usize) -> Fault + Send + Sync + 'static {
+    pub fn hang(self) -> Box<Rule> {
         self.then(|_| Fault::Hang)
     }
 
     /// These requests are answered with `code` at once.
-    pub fn status(self, code: u16) -> impl Fn(&str, &str, usize) -> Fault + Send + Sync + 'static {
+    pub fn status(self, code: u16) -> Box<Rule> {
         self.then(move |_| Fault::status(code))
     }
 }
 
 /// A rule: the first of each of `requests` (method and path) is carried out and answered
 /// `late`; everything else is forwarded.
-pub fn late_first(
-    requests: Vec<(&'static str, String)>,
-    late: std::time::Duration,
-) -> impl Fn(&str, &str, usize) -> Fault + Send + Sync + 'static {
+pub fn late_first(requests: Vec<(&'static str, String)>, late: std::time::Duration) -> Box<Rule> {
     Fault::any(requests)
         .first(1)
         .then(move |_| Fault::SlowAnswer(late))
