@@ -445,7 +445,6 @@ async fn recreate(client: &Client, ns: &str, type_: &str, from: &Secret) {
 #[tokio::test]
 async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
     let _one_at_a_time = SERIAL.lock().await;
-    let client = admin().await;
     let granted = unique("rbac-meta");
     apply_renamed(&repo_file("deploy/rbac.yaml"), &granted, &[]);
     let refused = unique("rbac-meta-nolist");
@@ -471,7 +470,7 @@ async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
         "foreign",
         "missing",
     ];
-    let (base, names) = namespaces(&client, "meta", cases).await;
+    let (client, base, names) = TestNs::group("meta", cases).await;
     let ns = |case: &str| names[cases.iter().position(|c| *c == case).unwrap()].clone();
     create_foreign_secret(&client, &ns("foreign")).await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("one")).await;
