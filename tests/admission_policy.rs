@@ -7,7 +7,7 @@
 //! `prune --uninstall` acts on every namespace, so the tests here take one lock and never run at
 //! the same time as each other (cargo runs test binaries one after another).
 
-mod common;
+pub mod common;
 
 use std::time::{Duration, Instant};
 
@@ -165,8 +165,7 @@ async fn wait_for_policies(client: &Client, install: &Install, force: bool) -> (
     let base = unique("probe");
     let [empty, foreign] = ["empty", "foreign"].map(|s| format!("{base}-{s}"));
     create_namespace(client, &empty, true).await;
-    create_namespace(client, &foreign, false).await;
-    create_sa(client, &foreign, "default", &["theirs"]).await;
+    create_namespace_listing(client, &foreign, &["theirs"]).await;
     create_foreign_secret(client, &foreign).await;
     let secrets = |ns: &str| Api::<Secret>::namespaced(install.sa.clone(), ns);
     let opaque = secret("Opaque", true, json!({}), json!({"x": "eA=="}));
@@ -443,8 +442,7 @@ async fn deleting_someone_elses_secret_is_denied_even_with_delete_granted() {
     let Some((_lock, client)) = policy_server().await else {
         return;
     };
-    let ns = unique("delete-foreign");
-    create_namespace(&client, &ns, true).await;
+    let ns = TestNs::new("delete-foreign").await.name;
     create_foreign_secret(&client, &ns).await;
 
     let (delete_only, ..) = install_with_policies(&client, "delete", &["allow-delete"]).await;
@@ -495,9 +493,7 @@ async fn the_tools_link_and_unlink_patches_pass() {
         return;
     };
     let (it, empty, _) = install_with_policies(&client, "patches", &[]).await;
-    let ns = unique("patches");
-    create_namespace(&client, &ns, false).await;
-    create_sa(&client, &ns, "default", &["theirs"]).await;
+    let ns = TestNs::listing("patches", &["theirs"]).await.name;
     let note = json!({"metadata": {"annotations": {"team": "a"}}});
     merge_as_admin::<ServiceAccount>(&client, &ns, "default", note).await;
     let link = json!([
@@ -549,8 +545,7 @@ async fn sync_and_status_work_through_the_policy() {
     let base = unique("through");
     let [a, b] = ["a", "b"].map(|s| format!("{base}-{s}"));
     create_namespace(&client, &a, true).await;
-    create_namespace(&client, &b, false).await;
-    create_sa(&client, &b, "default", &["theirs"]).await;
+    create_namespace_listing(&client, &b, &["theirs"]).await;
     // An ECR that rotates its token, as the real one does, valid for 12 hours.
     let ecr =
         common::fake_ecr::FakeEcr::start(common::fake_ecr::FakeEcr::valid_for_12h("first")).await;

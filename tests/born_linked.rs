@@ -6,7 +6,7 @@
 //! so the other tests of the suite, which create `default` ServiceAccounts of their own, never
 //! see it.
 
-mod common;
+pub mod common;
 
 use common::install::*;
 use common::*;

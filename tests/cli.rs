@@ -1,7 +1,7 @@
 //! The command line as a user meets it: `--help`, and bad input that must fail with exit 2,
 //! name the flag, and leave the cluster untouched.
 
-mod common;
+pub mod common;
 
 use std::process::Command;
 
@@ -68,9 +68,7 @@ fn help_documents_every_env_variable_and_exit_code() {
 /// Each bad input: exit 2, a message naming the flag (or variable), nothing written.
 #[tokio::test]
 async fn bad_input_is_rejected_and_nothing_is_written() {
-    let client = admin().await;
-    let ns = unique("badinput");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("badinput").await;
     let sa_before = get_sa(&client, &ns, "default")
         .await
         .metadata
@@ -138,4 +136,17 @@ async fn bad_input_is_rejected_and_nothing_is_written() {
         out.assert_code(2).assert_stderr_contains(needle);
     }
     assert_nothing_written(&client, &ns, &sa_before).await;
+}
+
+#[tokio::test]
+async fn invalid_glob_exits_2_before_any_call() {
+    // Both servers point at closed ports: any call would turn into exit 3 or 4, not 2.
+    let out = Run::sync()
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .args(["-n", "team-[a"])
+        .run();
+    out.assert_code(2);
+    out.assert_stderr_contains("--namespace");
+    assert!(out.stdout().is_empty());
 }

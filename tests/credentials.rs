@@ -1,257 +1,15 @@
-//! Setup, credentials and authentication (issue 19, defects 3, 4, 5, 8, 9 and 12): kubeconfig
-//! exec plugins and `credential_process` helpers run as real child processes, STS and ECR
-//! that never answer, tokens the HTTP layer cannot carry, and credentials the server takes as
-//! anonymous, against the real kube-apiserver.
+//! AWS credentials, region and role (issue 19): `credential_process` helpers run as real child
+//! processes, STS and ECR that never answer, shared-config profiles, web identity and
+//! assume-role, and a region that is missing, empty or wrong.
 
-mod common;
+pub mod common;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use common::fake_ecr::FakeEcr;
-use common::proxy::{Fault, FaultProxy};
+use common::fault::Fault;
+use common::proxy::FaultProxy;
 use common::*;
-
-/// A kubeconfig for the real apiserver whose user is `user` (YAML, indented for `user:`).
-fn kubeconfig(dir: &Path, name: &str, user: &str) -> PathBuf {
-    let path = dir.join(name);
-    let server = env().apiserver;
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n{user}contexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// An executable shell script.
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt as _;
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
-/// A kubeconfig user that runs `plugin` with a secret in its args and its env.
-fn exec_user(plugin: &Path) -> String {
-    format!(
-        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      args: [\"--client-secret=ARGSECRET\"]\n      env: [{{name: VAULT_TOKEN, value: ENVSECRET}}]\n      interactiveMode: Never\n",
-        plugin.display()
-    )
-}
-
-/// An ExecCredential holding the admin token.
-fn admin_credential() -> String {
-    format!(
-        r#"{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{{"token":"{}"}}}}"#,
-        env().admin_token
-    )
-}
-
-/// Whether the process whose pid `file` holds still runs (a zombie does not count).
-fn still_runs(file: &Path) -> bool {
-    let pid = std::fs::read_to_string(file).expect("the helper wrote its pid");
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
-    !stat.is_empty() && !stat.contains(") Z ")
-}
-
-/// A helper (exec plugin or `credential_process`) that never finishes: it starts a child of
-/// its own, writes that child's pid to the file returned, and waits for it.
-fn hanging_helper(dir: &Path) -> (PathBuf, PathBuf) {
-    let pid = dir.join("pid");
-    let body = format!("sleep 20 &\necho $! > {}\nwait", pid.display());
-    (script(dir, "hangs.sh", &body), pid)
-}
-
-/// Sends SIGTERM once `ready` says the step to interrupt has begun, and expects the run to
-/// end within 3 s.
-async fn sigterm_once(running: Running, ready: impl Fn() -> bool) -> RunOutput {
-    for _ in 0..200 {
-        if ready() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(ready(), "the step to interrupt never began");
-    let signalled = Instant::now();
-    running.signal("TERM");
-    let out = running.output().await;
-    let took = signalled.elapsed();
-    assert!(
-        took < Duration::from_secs(3),
-        "{}: took {took:?}",
-        out.command
-    );
-    out
-}
-
-/// The run's and each request's timeouts, short, for the tests of hanging steps.
-const SHORT: [&str; 4] = ["--timeout", "3s", "--request-timeout", "2s"];
-
-/// Runs `run`, and how long it took.
-async fn timed(run: Run) -> (RunOutput, Duration) {
-    let started = Instant::now();
-    let out = run.run_async().await;
-    (out, started.elapsed())
-}
-
-/// The error of a run that `SHORT` ended: exit `code`, soon after the 3 s (plus start-up),
-/// naming the deadline.
-fn ended_at_the_deadline(out: &RunOutput, took: Duration, code: i32) -> String {
-    out.assert_code(code);
-    assert!(
-        took < Duration::from_secs(6),
-        "{}: took {took:?}",
-        out.command
-    );
-    let message = error_message(out);
-    assert!(message.contains("--timeout 3s"), "{message}");
-    message
-}
-
-/// A TCP server that accepts connections and never answers: an STS or ECR that hangs. Also
-/// gives the number of connections so far.
-async fn blackhole() -> (String, impl Fn() -> usize) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let count = std::sync::Arc::new(AtomicUsize::new(0));
-    let counted = count.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-            counted.fetch_add(1, Ordering::SeqCst);
-        }
-    });
-    (url, move || count.load(Ordering::SeqCst))
-}
-
-fn error_message(out: &RunOutput) -> String {
-    out.json()["error"]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{}: no error in the report:\n{}", out.command, out.stdout()))
-        .to_string()
-}
-
-/// Defect 5: a failing exec plugin is named by its path and exit status only: not its env,
-/// its args, nor what it printed (here a working token, and a bare one).
-#[tokio::test]
-async fn exec_plugin_errors_show_only_its_path_and_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let printed_then_failed = script(
-        dir.path(),
-        "fails.sh",
-        &format!("echo '{}'\nexit 1", admin_credential()),
-    );
-    let bare = script(dir.path(), "bare.sh", "echo BARETOKENSECRET");
-    for (plugin, status) in [
-        (&printed_then_failed, "exited with status 1"),
-        (&bare, "printed no ExecCredential"),
-    ] {
-        let config = kubeconfig(dir.path(), "kc", &exec_user(plugin));
-        let out = Run::sync()
-            .env("KUBECONFIG", &config)
-            .args(["-n", "default", "-o", "json"])
-            .run_async()
-            .await;
-        out.assert_code(4);
-        let message = error_message(&out);
-        assert!(message.contains(&plugin.display().to_string()), "{message}");
-        assert!(message.contains(status), "{message}");
-        assert!(message.contains("could not authenticate"), "{message}");
-        for text in [out.stdout(), out.stderr()] {
-            for secret in ["SECRET", env().admin_token.as_str(), "--client"] {
-                assert!(
-                    !text.contains(secret),
-                    "{}: {secret} shown:\n{text}",
-                    out.command
-                );
-            }
-        }
-    }
-}
-
-/// Defects 3 and 5: a working plugin runs once per run (kube ran it twice), and its token is
-/// used: the sync works.
-#[tokio::test]
-async fn a_working_exec_plugin_runs_once() {
-    let client = admin().await;
-    let ns = unique("execok");
-    create_namespace(&client, &ns, true).await;
-    let dir = tempfile::tempdir().unwrap();
-    let runs = dir.path().join("runs");
-    let plugin = script(
-        dir.path(),
-        "ok.sh",
-        &format!(
-            "echo run >> {}\necho '{}'",
-            runs.display(),
-            admin_credential()
-        ),
-    );
-    let config = kubeconfig(dir.path(), "kc", &exec_user(&plugin));
-    let out = Run::sync()
-        .env("KUBECONFIG", &config)
-        .args(["-n", &ns, "-o", "json"])
-        .run_async()
-        .await;
-    out.assert_code(0);
-    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_some());
-    assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 1);
-}
-
-/// Defects 3 and 4: a plugin that hangs is stopped at --timeout, the error names it, the run
-/// reports its real duration, and the plugin's own child does not outlive the run.
-#[tokio::test]
-async fn a_hanging_exec_plugin_ends_at_the_deadline_and_dies_with_the_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let (plugin, pid) = hanging_helper(dir.path());
-    let config = kubeconfig(dir.path(), "kc", &exec_user(&plugin));
-    let (out, took) = timed(
-        Run::sync()
-            .env("KUBECONFIG", &config)
-            .args(["-n", "default"])
-            .args(["-o", "json"])
-            .args(SHORT),
-    )
-    .await;
-    let message = ended_at_the_deadline(&out, took, 4);
-    assert!(message.contains("exec plugin"), "{message}");
-    let duration = out.json()["duration_seconds"].as_f64().unwrap();
-    assert!(duration >= 2.5, "duration_seconds {duration}");
-    assert!(!still_runs(&pid), "the plugin's child outlived the run");
-}
-
-/// Defect 3: the first SIGTERM stops a run whose plugin hangs, with a report, and the
-/// plugin's child goes with it.
-#[tokio::test]
-async fn sigterm_stops_a_run_waiting_for_its_exec_plugin() {
-    let dir = tempfile::tempdir().unwrap();
-    let (plugin, pid) = hanging_helper(dir.path());
-    let config = kubeconfig(dir.path(), "kc", &exec_user(&plugin));
-    let running = Run::sync()
-        .env("KUBECONFIG", &config)
-        .args(["-n", "default", "-o", "json"])
-        .start();
-    let out = sigterm_once(running, || pid.exists()).await;
-    out.assert_code(1);
-    assert_eq!(out.json()["error"]["kind"], "cancelled");
-    assert!(!still_runs(&pid), "the plugin's child outlived the run");
-
-    // `status` ends at once on a signal, as before, but not without its helpers.
-    std::fs::remove_file(&pid).unwrap();
-    let running = Run::bare()
-        .env("KUBECONFIG", &config)
-        .args(["status", "-n", "default"])
-        .start();
-    let out = sigterm_once(running, || pid.exists()).await;
-    assert_eq!(out.output.status.code(), Some(143), "{}", out.stderr());
-    assert!(!still_runs(&pid), "the plugin's child outlived status");
-}
 
 /// An AWS config whose profile `helper` gets its credentials from `command`.
 fn aws_profile(home: &Path, section: &str, command: &Path) {
@@ -270,9 +28,7 @@ fn aws_profile(home: &Path, section: &str, command: &Path) {
 /// credentials (not ECR), and a SIGTERM stops it at once; its child never outlives the run.
 #[tokio::test]
 async fn a_hanging_credential_process_ends_at_the_deadline_or_the_first_sigterm() {
-    let client = admin().await;
-    let ns = unique("credhang");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("credhang").await;
     let home = tempfile::tempdir().unwrap();
     let (helper, pid) = hanging_helper(home.path());
     aws_profile(home.path(), "profile helper", &helper);
@@ -329,9 +85,7 @@ async fn credential_process_stderr_is_not_shown() {
 /// the first SIGTERM.
 #[tokio::test]
 async fn web_identity_with_sts_hanging_ends_at_the_deadline_naming_sts() {
-    let client = admin().await;
-    let ns = unique("stshang");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("stshang").await;
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.sig").unwrap();
@@ -361,9 +115,7 @@ async fn web_identity_with_sts_hanging_ends_at_the_deadline_naming_sts() {
 /// Defect 4: an ECR that never answers ends the run at --timeout, naming ECR.
 #[tokio::test]
 async fn an_ecr_that_never_answers_ends_at_the_deadline() {
-    let client = admin().await;
-    let ns = unique("ecrhang");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("ecrhang").await;
     let (ecr, _) = blackhole().await;
     let (out, took) = timed(
         Run::sync()
@@ -383,16 +135,9 @@ async fn an_ecr_that_never_answers_ends_at_the_deadline() {
 /// report and in the pushed metric.
 #[tokio::test]
 async fn a_hanging_service_account_list_ends_at_the_deadline_and_counts_ecr_calls() {
-    let client = admin().await;
-    let (base, _) = namespaces(&client, "salist", ["a", "b"]).await;
-    let proxy = FaultProxy::start(client.clone(), |m, p, _| {
-        if m == "GET" && p.starts_with("/api/v1/serviceaccounts") {
-            Fault::Hang
-        } else {
-            Fault::Forward
-        }
-    })
-    .await;
+    let (client, base, _) = TestNs::group("salist", ["a", "b"]).await;
+    let list = Fault::on("GET", "/api/v1/serviceaccounts");
+    let proxy = FaultProxy::start(client.clone(), list.hang()).await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     let (gateway, pushed) = pushgateway().await;
     let (out, took) = timed(
@@ -471,9 +216,7 @@ async fn an_empty_prune_selection_calls_no_ecr() {
 /// reported under its own name, not as a --region never passed.
 #[tokio::test]
 async fn an_empty_aws_region_is_unset_and_a_bad_one_is_named() {
-    let client = admin().await;
-    let ns = unique("region");
-    create_namespace(&client, &ns, true).await;
+    let ns = TestNs::new("region").await.name;
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(home.path().join(".aws")).unwrap();
     std::fs::write(
@@ -502,112 +245,145 @@ async fn an_empty_aws_region_is_unset_and_a_bad_one_is_named() {
         .assert_stderr_lacks("--region");
 }
 
-/// Defect 8: a token ending in a newline (a `token: |` block, a token file as kubectl reads
-/// it) is trimmed and works; one with a newline inside is refused as bad input. No abort.
 #[tokio::test]
-async fn tokens_with_newlines_never_abort() {
-    let client = admin().await;
-    let ns = unique("newline");
-    create_namespace(&client, &ns, true).await;
-    let dir = tempfile::tempdir().unwrap();
-    let admin_token = env().admin_token;
-    let file = dir.path().join("token");
-    std::fs::write(&file, format!("{admin_token}\n")).unwrap();
-    let block = kubeconfig(
-        dir.path(),
-        "block",
-        &format!("    token: |\n      {admin_token}\n"),
-    );
-    let token_file = kubeconfig(
-        dir.path(),
-        "file",
-        &format!("    tokenFile: {}\n", file.display()),
-    );
-    for config in [&block, &token_file] {
-        let out = Run::sync()
-            .env("KUBECONFIG", config)
-            .args(["-n", &ns, "-o", "json"])
-            .run_async()
-            .await;
-        out.assert_code(0);
-    }
-    let inside = kubeconfig(dir.path(), "inside", "    token: \"abc\\ndef\"\n");
+async fn assume_role_signs_ecr_calls_with_the_role_credentials() {
+    let TestNs { client, name: ns } = TestNs::new("assume").await;
+    // STS goes to moto (AWS_ENDPOINT_URL); ECR to a stand-in that records who signed.
+    let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     let out = Run::sync()
-        .env("KUBECONFIG", &inside)
-        .args(["-n", &ns, "-o", "json"])
+        .env("AWS_ENDPOINT_URL_ECR", &ecr.url)
+        .args([
+            "-n",
+            &ns,
+            "--role-arn",
+            "arn:aws:iam::111111111111:role/ecr-pull",
+            "--role-session-name",
+            "ci-test",
+            "--external-id",
+            "ext-123",
+        ])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let signed = ecr.signed();
+    assert_eq!(signed.len(), 1);
+    let key = &signed[0].1;
+    assert_ne!(
+        key, "AKIAIOSFODNN7EXAMPLE",
+        "ECR must be called with the assumed role's keys"
+    );
+    assert!(
+        key.starts_with("ASIA"),
+        "temporary credentials from STS: {key}"
+    );
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_some());
+
+    // And end to end against moto's ECR too.
+    let out = Run::sync()
+        .args([
+            "-n",
+            &ns,
+            "--role-arn",
+            "arn:aws:iam::111111111111:role/ecr-pull",
+        ])
+        .run_async()
+        .await;
+    out.assert_code(0);
+}
+
+/// Off AWS the EC2 metadata service does not exist; without a region the tool must say so
+/// instead of asking it (the SDK's default chain would).
+#[tokio::test]
+async fn no_region_fails_fast_without_asking_instance_metadata() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let imds = format!("http://{}", listener.local_addr().unwrap());
+    let out = Run::sync()
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)
+        .args(["-n", "anything"])
         .run_async()
         .await;
     out.assert_code(2);
-    assert_eq!(out.json()["error"]["kind"], "kubeconfig");
+    out.assert_stderr_contains("no AWS region configured: pass --region");
     assert!(
-        error_message(&out).contains("token"),
-        "{}",
-        error_message(&out)
+        listener.accept().is_err(),
+        "the metadata endpoint was contacted"
     );
 }
 
-/// Defect 9: credentials the server ignores (basic auth, an empty user) are not taken for a
-/// sign-in: exit 4, "could not authenticate", and no advice to grant `system:anonymous` rights.
+/// The credential chain as people use it from a laptop: a named profile in ~/.aws, with the
+/// region taken from that profile.
 #[tokio::test]
-async fn anonymous_credentials_cannot_authenticate() {
-    let client = admin().await;
-    let ns = unique("anon");
-    create_namespace(&client, &ns, true).await;
-    let dir = tempfile::tempdir().unwrap();
-    for (name, user) in [
-        ("basic", "    username: admin\n    password: hunter2\n"),
-        ("empty", "    {}\n"),
-    ] {
-        let config = kubeconfig(dir.path(), name, user);
-        let out = Run::sync()
-            .env("KUBECONFIG", &config)
-            .args(["-n", &ns, "-o", "json"])
-            .run_async()
-            .await;
-        out.assert_code(4);
-        let message = error_message(&out);
-        assert!(message.contains("could not authenticate"), "{message}");
-        assert!(message.contains("system:anonymous"), "{message}");
-        for text in [out.stdout(), out.stderr()] {
-            assert!(
-                !text.contains("rbac.yaml") && !text.contains("grant"),
-                "{text}"
-            );
-            assert!(!text.contains("hunter2"), "{text}");
-        }
-    }
-    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
+async fn profile_credentials_and_region_from_the_shared_config() {
+    let ns = TestNs::new("profile").await.name;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+    std::fs::write(
+        home.path().join(".aws/credentials"),
+        "[ecr]\naws_access_key_id = AKIAPROFILEEXAMPLE00\naws_secret_access_key = profile-secret\n",
+    )
+    .unwrap();
+    std::fs::write(
+        home.path().join(".aws/config"),
+        "[profile ecr]\nregion = eu-west-1\n",
+    )
+    .unwrap();
+    let out = Run::sync()
+        .env("HOME", home.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_REGION")
+        .args(["-n", &ns, "--profile", "ecr", "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    // moto signs the proxy endpoint with the region the request was signed for.
+    assert_eq!(
+        out.json()["registries"],
+        serde_json::json!([
+            "123456789012.dkr-ecr.eu-west-1.on.aws",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+        ])
+    );
+
+    // Without the profile there are no credentials at all: exit 3, with a hint.
+    let out = Run::sync()
+        .env("HOME", home.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .args(["-n", &ns, "--request-timeout", "2s"])
+        .run_async()
+        .await;
+    out.assert_code(3);
+    out.assert_stderr_contains("check the AWS credentials");
 }
 
-/// Also reported: a kubeconfig naming a file that is not there is a kubeconfig problem, exit
-/// 2 naming the file, like every other kubeconfig problem.
+/// Web identity (OIDC federation, which works off AWS): a token file and a role ARN, exchanged
+/// at STS (moto) for the credentials that call ECR.
 #[tokio::test]
-async fn missing_files_named_by_the_kubeconfig_are_bad_input() {
+async fn web_identity_credentials() {
+    let ns = TestNs::new("webid").await.name;
     let dir = tempfile::tempdir().unwrap();
-    for (name, user, file) in [
-        (
-            "tokenfile",
-            "    tokenFile: /nonexistent/token\n",
-            "/nonexistent/token",
-        ),
-        (
-            "cert",
-            "    client-certificate: /nonexistent/cert.pem\n    client-key: /nonexistent/key.pem\n",
-            "/nonexistent/cert.pem",
-        ),
-    ] {
-        let config = kubeconfig(dir.path(), name, user);
-        let out = Run::sync()
-            .env("KUBECONFIG", &config)
-            .args(["-n", "default", "-o", "json"])
-            .run_async()
-            .await;
-        out.assert_code(2);
-        assert_eq!(out.json()["error"]["kind"], "kubeconfig");
-        assert!(
-            error_message(&out).contains(file),
-            "{}",
-            error_message(&out)
-        );
-    }
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6a3ViZS1zeXN0ZW06ZWNyLXJlZnJlc2gifQ.c2ln").unwrap();
+    let ecr =
+        common::fake_ecr::FakeEcr::start(common::fake_ecr::FakeEcr::valid_for_12h("pw")).await;
+    let out = Run::sync()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token)
+        .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ecr-refresh")
+        .env("AWS_ENDPOINT_URL_ECR", &ecr.url)
+        .args(["-n", &ns])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let signed = ecr.signed();
+    assert_eq!(signed.len(), 1);
+    assert!(
+        signed[0].1.starts_with("ASIA"),
+        "ECR called with STS credentials: {signed:?}"
+    );
 }

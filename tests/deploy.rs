@@ -2,7 +2,7 @@
 //! CronJob's own command run as rbac.yaml's ServiceAccount, and the quick start step by step.
 //! (What needs containers, a static binary or linters stays in scripts/check-packaging.sh.)
 
-mod common;
+pub mod common;
 
 use common::install::*;
 use common::*;
@@ -237,9 +237,7 @@ async fn the_cronjobs_failed_runs_also_end_with_the_one_line_report() {
 /// ServiceAccount, with its env and its envFrom Secret.
 #[tokio::test]
 async fn the_readme_quick_start() {
-    let client = admin().await;
-    let ns = unique("quickstart");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("quickstart").await;
 
     // Step 2: the credentials Secret, with the README's command.
     kubectl(

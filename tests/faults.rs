@@ -1,36 +1,29 @@
 //! Faults: nothing is lost, every failure is visible, and every run ends in bounded time.
 
-mod common;
+pub mod common;
 
 use std::time::{Duration, Instant};
 
 use common::fake_ecr::FakeEcr;
-use common::proxy::{Fault, FaultProxy};
+use common::fault::{Fault, On};
+use common::proxy::FaultProxy;
 use common::*;
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 
-fn is_secret_patch(method: &str, path: &str, ns: &str) -> bool {
-    method == "PATCH" && path.starts_with(&format!("/api/v1/namespaces/{ns}/secrets/"))
+/// The Secret writes (server-side applies) in `ns`.
+fn secret_patches(ns: &str) -> On {
+    Fault::on("PATCH", format!("/api/v1/namespaces/{ns}/secrets/"))
 }
 
 #[tokio::test]
 async fn retries_429_honouring_retry_after() {
-    let client = admin().await;
-    let ns = unique("throttled");
-    create_namespace(&client, &ns, true).await;
-    let ns2 = ns.clone();
-    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
-        if is_secret_patch(m, p, &ns2) && n < 2 {
-            Fault::Status {
-                code: 429,
-                retry_after: Some(1),
-            }
-        } else {
-            Fault::Forward
-        }
-    })
-    .await;
+    let TestNs { client, name: ns } = TestNs::new("throttled").await;
+    let throttled = secret_patches(&ns).first(2).then(|_| Fault::Status {
+        code: 429,
+        retry_after: Some(1),
+    });
+    let proxy = FaultProxy::start(client.clone(), throttled).await;
     let started = Instant::now();
     let out = Run::sync()
         .through(&proxy)
@@ -58,7 +51,7 @@ async fn retries_429_honouring_retry_after() {
     let codes: Vec<u16> = proxy
         .log()
         .into_iter()
-        .filter(|(m, p, _)| is_secret_patch(m, p, &ns))
+        .filter(|(m, p, _)| secret_patches(&ns).matches(m, p, 0))
         .map(|(_, _, c)| c)
         .collect();
     assert_eq!(codes[..2], [429, 429]);
@@ -68,18 +61,9 @@ async fn retries_429_honouring_retry_after() {
 
 #[tokio::test]
 async fn persistent_5xx_gives_up_after_bounded_retries() {
-    let client = admin().await;
-    let (_, [bad, good]) = namespaces(&client, "broken", ["bad", "good"]).await;
+    let (client, _, [bad, good]) = TestNs::group("broken", ["bad", "good"]).await;
     let sa_path = format!("/api/v1/namespaces/{bad}/serviceaccounts/default");
-    let sa_path2 = sa_path.clone();
-    let proxy = FaultProxy::start(client.clone(), move |m, p, _| {
-        if m == "GET" && p == sa_path2 {
-            Fault::status(503)
-        } else {
-            Fault::Forward
-        }
-    })
-    .await;
+    let proxy = FaultProxy::start(client.clone(), Fault::on("GET", &sa_path).status(503)).await;
     // Named literally, so each ServiceAccount is read with a GET (a glob lists them instead).
     let out = Run::sync()
         .through(&proxy)
@@ -106,17 +90,8 @@ async fn persistent_5xx_gives_up_after_bounded_retries() {
 
 #[tokio::test]
 async fn a_hanging_request_is_cut_off_and_the_run_is_bounded() {
-    let client = admin().await;
-    let (base, [stuck, fine]) = namespaces(&client, "hang", ["stuck", "fine"]).await;
-    let stuck2 = stuck.clone();
-    let proxy = FaultProxy::start(client.clone(), move |m, p, _| {
-        if is_secret_patch(m, p, &stuck2) {
-            Fault::Hang
-        } else {
-            Fault::Forward
-        }
-    })
-    .await;
+    let (client, base, [stuck, fine]) = TestNs::group("hang", ["stuck", "fine"]).await;
+    let proxy = FaultProxy::start(client.clone(), secret_patches(&stuck).hang()).await;
     let started = Instant::now();
     let out = Run::sync()
         .through(&proxy)
@@ -148,34 +123,29 @@ async fn a_hanging_request_is_cut_off_and_the_run_is_bounded() {
 
 #[tokio::test]
 async fn concurrent_service_account_edit_keeps_both_entries() {
-    let client = admin().await;
-    let ns = unique("race");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("race").await;
     let (ns2, racer) = (ns.clone(), client.clone());
-    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
-        if m != "GET"
-            && p.starts_with(&format!("/api/v1/namespaces/{ns2}/serviceaccounts/default"))
-            && n == 0
-        {
-            // Someone else adds their pull secret between our read and our write.
-            let (client, ns) = (racer.clone(), ns2.clone());
-            Fault::Before(Box::pin(async move {
-                let api: Api<ServiceAccount> = Api::namespaced(client, &ns);
-                let mut sa = api.get("default").await.unwrap();
-                sa.image_pull_secrets.get_or_insert_with(Vec::new).push(
-                    k8s_openapi::api::core::v1::LocalObjectReference {
-                        name: "racer".into(),
-                    },
-                );
-                api.replace("default", &PostParams::default(), &sa)
-                    .await
-                    .unwrap();
-            }))
-        } else {
-            Fault::Forward
-        }
-    })
-    .await;
+    let sa_write = Fault::on(
+        "!GET",
+        format!("/api/v1/namespaces/{ns}/serviceaccounts/default"),
+    );
+    // Someone else adds their pull secret between our read and our write.
+    let race = sa_write.first(1).then(move |_| {
+        let (client, ns) = (racer.clone(), ns2.clone());
+        Fault::Before(Box::pin(async move {
+            let api: Api<ServiceAccount> = Api::namespaced(client, &ns);
+            let mut sa = api.get("default").await.unwrap();
+            sa.image_pull_secrets.get_or_insert_with(Vec::new).push(
+                k8s_openapi::api::core::v1::LocalObjectReference {
+                    name: "racer".into(),
+                },
+            );
+            api.replace("default", &PostParams::default(), &sa)
+                .await
+                .unwrap();
+        }))
+    });
+    let proxy = FaultProxy::start(client.clone(), race).await;
     Run::sync()
         .through(&proxy)
         .args(["-n", &ns])
@@ -211,8 +181,7 @@ async fn service_account_write_is_a_guarded_json_patch_of_the_list_only() {
     for listed in [false, true] {
         let base = unique("sapatch");
         let ns = format!("{base}-x");
-        create_namespace(&client, &ns, false).await;
-        create_sa(&client, &ns, "default", &["theirs"]).await;
+        create_namespace_listing(&client, &ns, &["theirs"]).await;
         create_sa(&client, &ns, "bare", &[]).await;
         let team = serde_json::json!({"metadata": {"annotations": {"team": "a"}}});
         kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &ns)
@@ -223,7 +192,7 @@ async fn service_account_write_is_a_guarded_json_patch_of_the_list_only() {
             )
             .await
             .unwrap();
-        let proxy = FaultProxy::start(client.clone(), |_, _, _| Fault::Forward).await;
+        let proxy = FaultProxy::forwarding(client.clone()).await;
         let selection = if listed {
             format!("{base}-*")
         } else {
@@ -299,18 +268,9 @@ async fn assert_patches(client: &kube::Client, ns: &str, proxy: &FaultProxy) {
 /// the server's words, not retried as a conflict.
 #[tokio::test]
 async fn a_real_refusal_of_the_service_account_patch_is_not_retried() {
-    let client = admin().await;
-    let ns = unique("sarefused");
-    create_namespace(&client, &ns, true).await;
-    let ns2 = ns.clone();
-    let proxy = FaultProxy::start(client.clone(), move |m, p, _| {
-        if m == "PATCH" && p.starts_with(&format!("/api/v1/namespaces/{ns2}/serviceaccounts/")) {
-            Fault::status(422)
-        } else {
-            Fault::Forward
-        }
-    })
-    .await;
+    let TestNs { client, name: ns } = TestNs::new("sarefused").await;
+    let sa_patches = Fault::on("PATCH", format!("/api/v1/namespaces/{ns}/serviceaccounts/"));
+    let proxy = FaultProxy::start(client.clone(), sa_patches.status(422)).await;
     let out = Run::sync()
         .through(&proxy)
         .args(["-n", &ns, "-o", "json"])
@@ -328,9 +288,8 @@ async fn a_real_refusal_of_the_service_account_patch_is_not_retried() {
 }
 
 async fn assert_bad_ecr_answer_writes_nothing(body: String, expect: &str) {
-    let client = admin().await;
     let ecr = FakeEcr::start(body).await;
-    assert_token_refused(&client, &ecr.url, expect).await;
+    assert_token_refused(&ecr.url, expect).await;
     assert_eq!(ecr.calls(), 1);
 }
 
@@ -357,9 +316,7 @@ async fn malformed_ecr_token_writes_nothing() {
 
 #[tokio::test]
 async fn ecr_that_never_answers_is_cut_off() {
-    let client = admin().await;
-    let ns = unique("ecrhang");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("ecrhang").await;
     // Accepts connections and never replies.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -387,8 +344,7 @@ async fn ecr_that_never_answers_is_cut_off() {
 
 #[tokio::test]
 async fn ecr_refusing_the_credentials_writes_nothing() {
-    let client = admin().await;
-    let ns = synced_namespace(&client, "ecrdenied").await;
+    let TestNs { client, name: ns } = TestNs::synced("ecrdenied").await;
     let before = get_secret(&client, &ns, "awsecr-cred").await.unwrap();
 
     // A moto of our own with IAM checks on: unknown keys get 403.
@@ -434,9 +390,7 @@ async fn ecr_refusing_the_credentials_writes_nothing() {
 
 #[tokio::test]
 async fn wrong_type_secret_fails_then_force_replaces_it() {
-    let client = admin().await;
-    let ns = unique("opaque");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("opaque").await;
     let before = create_secret(
         &client,
         &ns,
@@ -484,16 +438,15 @@ async fn wrong_type_secret_fails_then_force_replaces_it() {
 async fn hang_first_create_in(client: &kube::Client, namespaces: Vec<String>) -> FaultProxy {
     // Only the forced apply (the create after the delete): the first apply, without force, is
     // refused before the delete because the Opaque Secret is not ours.
-    FaultProxy::start(client.clone(), move |m, p, n| {
-        if n == 0
-            && p.contains("force=true")
-            && namespaces.iter().any(|ns| is_secret_patch(m, p, ns))
-        {
-            Fault::Hang
-        } else {
-            Fault::Forward
-        }
-    })
+    let creates = Fault::any(
+        namespaces
+            .iter()
+            .map(|ns| ("PATCH", format!("/api/v1/namespaces/{ns}/secrets/"))),
+    );
+    FaultProxy::start(
+        client.clone(),
+        creates.with_query("force=true").first(1).hang(),
+    )
     .await
 }
 
@@ -604,18 +557,13 @@ async fn sigterm_finishes_the_namespaces_in_flight_and_prints_the_report() {
 
 #[tokio::test]
 async fn sigint_before_any_namespace_writes_nothing_and_reports() {
-    let client = admin().await;
-    let ns = unique("sigint");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("sigint").await;
     // The credentials check hangs, so the signal arrives before any namespace is touched.
-    let proxy = FaultProxy::start(client.clone(), |_, p, _| {
-        if p.contains("selfsubjectaccessreviews") {
-            Fault::Hang
-        } else {
-            Fault::Forward
-        }
-    })
-    .await;
+    let review = Fault::on(
+        "*",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+    );
+    let proxy = FaultProxy::start(client.clone(), review.hang()).await;
     let running = Run::sync()
         .through(&proxy)
         .args(["-n", &ns, "--request-timeout", "20s", "-o", "json"])
@@ -676,9 +624,7 @@ async fn run_deadline_never_splits_a_delete_from_its_create() {
 async fn a_full_quota_is_reported_as_quota_not_rbac() {
     use k8s_openapi::api::core::v1::ResourceQuota;
     use kube::api::{Patch, PatchParams};
-    let client = admin().await;
-    let ns = unique("quota");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("quota").await;
     let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns);
     let q: ResourceQuota = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "q"},
@@ -707,4 +653,143 @@ async fn a_full_quota_is_reported_as_quota_not_rbac() {
         "{err}"
     );
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
+}
+
+/// With --refresh-before, a namespace whose Secret is fresh needs no token, so it can be
+/// linked before ECR turns out to be unreachable: its result stays in the report, and the exit
+/// code does not claim that nothing was written.
+#[tokio::test]
+async fn ecr_failure_after_some_writes_keeps_the_results_and_exits_1() {
+    let (client, base, [fresh]) = TestNs::group("partial", ["fresh"]).await;
+    let empty = format!("{base}-empty");
+    let ecr = FakeEcr::start(FakeEcr::token_body("pw", now() + 6 * 3600, ACCOUNT, REGION)).await;
+    Run::sync()
+        .env("AWS_ENDPOINT_URL", &ecr.url)
+        .args(["-n", &fresh])
+        .run_async()
+        .await
+        .assert_code(0);
+    // Someone unlinks it; a new namespace appears; ECR becomes unreachable.
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &fresh)
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"imagePullSecrets": null})),
+        )
+        .await
+        .unwrap();
+    create_namespace(&client, &empty, true).await;
+    let sync = |output: &str| {
+        Run::sync()
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+            .args([
+                "-n",
+                &fresh,
+                "-n",
+                &empty,
+                "--refresh-before",
+                "1h",
+                "-o",
+                output,
+            ])
+    };
+
+    let out = sync("json").run_async().await;
+    out.assert_code(1);
+    let r = out.json();
+    assert_eq!(r["error"]["kind"], "ecr_token", "{r:#}");
+    assert_eq!(r["exit_code"], 1);
+    assert_eq!(outcome(&r, &fresh)["outcome"], "updated", "{r:#}");
+    assert_eq!(
+        outcome(&r, &fresh)["service_accounts"][0]["outcome"],
+        "linked"
+    );
+    assert_eq!(outcome(&r, &empty)["outcome"], "failed", "{r:#}");
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &fresh, "default").await),
+        ["awsecr-cred"]
+    );
+    assert!(get_secret(&client, &empty, "awsecr-cred").await.is_none());
+
+    // Now nothing needs writing but the Secret ECR cannot provide: exit 3, and the report (text
+    // too) still lists both namespaces.
+    let out = sync("json").run_async().await;
+    out.assert_code(3);
+    let r = out.json();
+    assert_eq!(outcome(&r, &fresh)["outcome"], "unchanged", "{r:#}");
+    assert_eq!(outcome(&r, &empty)["outcome"], "failed", "{r:#}");
+    let out = sync("text").run_async().await;
+    out.assert_code(3);
+    out.assert_stdout_contains(&format!("FAILED {empty}: no ECR token"));
+    out.assert_stderr_contains("cannot get an ECR authorization token");
+}
+
+#[tokio::test]
+async fn ecr_unreachable_writes_nothing() {
+    let (client, base, [existing, fresh]) = TestNs::group("noecr", ["existing", "fresh"]).await;
+    Run::sync().args(["-n", &existing]).run().assert_code(0);
+    let before = get_secret(&client, &existing, "awsecr-cred").await.unwrap();
+
+    let out = Run::sync()
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .args([
+            "-n",
+            &format!("{base}-*"),
+            "--request-timeout",
+            "2s",
+            "-o",
+            "json",
+        ])
+        .run();
+    out.assert_code(3);
+    let report = out.json();
+    assert_eq!(report["error"]["kind"], "ecr_token");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("us-east-1"),
+        "{report:#}"
+    );
+    out.assert_stderr_contains("could not reach ECR");
+
+    let after = get_secret(&client, &existing, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert_eq!(after.data, before.data);
+    assert!(get_secret(&client, &fresh, "awsecr-cred").await.is_none());
+    assert!(pull_secret_names(&get_sa(&client, &fresh, "default").await).is_empty());
+}
+
+#[tokio::test]
+async fn cluster_unreachable_or_unauthorized_exits_4_before_ecr() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, server: &str, token: &str| {
+        let path = dir.path().join(name);
+        common::install::write_kubeconfig(&path, server, token);
+        path
+    };
+    let env = env();
+    let closed = write("closed", "https://127.0.0.1:1", "x");
+    let badtoken = write("badtoken", &env.apiserver, "not-a-valid-token");
+    for (kubeconfig, expect) in [(closed, "127.0.0.1:1"), (badtoken, "401")] {
+        // ECR points at a closed port too: exit 4 (not 3) shows the cluster was checked first.
+        let out = Run::sync()
+            .env("KUBECONFIG", &kubeconfig)
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+            .args(["--request-timeout", "2s", "-o", "json"])
+            .run();
+        out.assert_code(4);
+        let report = out.json();
+        assert_eq!(report["error"]["kind"], "cluster_access");
+        assert!(
+            report["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(expect),
+            "{report:#}"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Hostile and careless input (issue 10): credentials in broken kubeconfigs and in logs, a
 //! profile that must win over env keys, brace globs, and durations too large to add to a clock.
 
-mod common;
+pub mod common;
 
 use common::fake_ecr::FakeEcr;
 use common::*;
@@ -10,9 +10,7 @@ use common::*;
 /// connection, and nothing written.
 #[tokio::test]
 async fn huge_durations_are_rejected_before_anything_runs() {
-    let client = admin().await;
-    let ns = unique("hugedur");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("hugedur").await;
     let sa_before = get_sa(&client, &ns, "default")
         .await
         .metadata
@@ -51,12 +49,8 @@ async fn huge_durations_are_rejected_before_anything_runs() {
 /// `{a,b}` and `[a,b]` hold commas; only the commas between patterns separate values.
 #[tokio::test]
 async fn brace_and_class_globs_with_commas() {
-    let client = admin().await;
-    let base = unique("brace");
-    let names = ["dev-1", "qa-2", "prod-1", "x-a", "x-c"].map(|s| format!("{base}-{s}"));
-    for n in &names {
-        create_namespace(&client, n, true).await;
-    }
+    let suffixes = ["dev-1", "qa-2", "prod-1", "x-a", "x-c"];
+    let (client, base, names) = TestNs::group("brace", suffixes).await;
     let selected = |out: &RunOutput| -> Vec<String> {
         out.assert_code(0);
         let mut v: Vec<String> = out.json()["namespaces"]
@@ -212,9 +206,7 @@ users:
 /// whole GetAuthorizationToken response.
 #[tokio::test]
 async fn no_rust_log_directive_lets_the_sdk_print_the_token() {
-    let client = admin().await;
-    let ns = unique("sdkcap");
-    create_namespace(&client, &ns, true).await;
+    let ns = TestNs::new("sdkcap").await.name;
     for directive in [
         "[ECR.GetAuthorizationToken]=trace",
         "[{rpc.service=ECR}]=trace",
@@ -238,9 +230,7 @@ async fn no_rust_log_directive_lets_the_sdk_print_the_token() {
 /// profile that does not exist is bad input, not a quiet fall-back to other credentials.
 #[tokio::test]
 async fn an_explicit_profile_wins_over_env_keys_and_must_exist() {
-    let client = admin().await;
-    let ns = unique("profwin");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("profwin").await;
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(home.path().join(".aws")).unwrap();
     std::fs::write(
@@ -280,8 +270,7 @@ async fn an_explicit_profile_wins_over_env_keys_and_must_exist() {
     assert_eq!(ecr.signed()[3].1, "AKIAIOSFODNN7EXAMPLE");
 
     let calls = ecr.calls();
-    let other = unique("profnope");
-    create_namespace(&client, &other, true).await;
+    let other = TestNs::new("profnope").await.name;
     for (args, envs, flag) in [
         (&["--profile", "nope"][..], &[][..], "--profile"),
         (&[][..], &[("AWS_PROFILE", "nope")][..], "AWS_PROFILE"),

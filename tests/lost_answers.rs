@@ -2,11 +2,12 @@
 //! misreported retries): the fault proxy forwards the request to the real apiserver, then holds
 //! the answer back past `--request-timeout`, so the tool retries a write that already happened.
 
-mod common;
+pub mod common;
 
 use std::time::Duration;
 
-use common::proxy::{late_first, FaultProxy};
+use common::fault::late_first;
+use common::proxy::FaultProxy;
 use common::*;
 
 /// Longer than the `--request-timeout 1s` the runs below use.
@@ -17,9 +18,7 @@ const LATE: Duration = Duration::from_millis(2500);
 /// having worked, and the create must still follow.
 #[tokio::test]
 async fn a_late_delete_answer_during_a_forced_replace_still_leaves_our_secret() {
-    let client = admin().await;
-    let ns = unique("latedel");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("latedel").await;
     create_secret(&client, &ns, "awsecr-cred", "Opaque", &[("x", b"y")]).await;
     let path = format!("/api/v1/namespaces/{ns}/secrets/awsecr-cred");
     let proxy = FaultProxy::start(client.clone(), late_first(vec![("DELETE", path)], LATE)).await;
@@ -56,10 +55,7 @@ async fn a_late_delete_answer_during_a_forced_replace_still_leaves_our_secret() 
 /// then meets a changed resourceVersion) must still say `linked`.
 #[tokio::test]
 async fn retried_writes_are_reported_as_what_they_did() {
-    let client = admin().await;
-    let ns = unique("lateans");
-    create_namespace(&client, &ns, false).await;
-    create_sa(&client, &ns, "default", &["theirs"]).await;
+    let TestNs { client, name: ns } = TestNs::listing("lateans", &["theirs"]).await;
     let writes = vec![
         (
             "PATCH",

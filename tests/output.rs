@@ -1,7 +1,8 @@
-//! What the tool prints (issue 19, defects 6, 7 and 10): no password from a URL at any log
-//! level or in a refusal, and a report that cannot be written is an error, not exit 0.
+//! What the tool prints: the JSON report's documented schema; no token at any log level, and
+//! (issue 19, defects 6, 7 and 10) no password from a URL in a log line or a refusal; and a
+//! report that cannot be written is an error, not exit 0.
 
-mod common;
+pub mod common;
 
 use common::*;
 
@@ -9,9 +10,7 @@ use common::*;
 /// logs); the refusal names the flag and shows the URL masked.
 #[tokio::test]
 async fn a_pushgateway_password_is_masked_in_the_refusal() {
-    let client = admin().await;
-    let ns = unique("pgwpass");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("pgwpass").await;
     let url = "https://admin:PUSHPASSWORD@pushgateway.example:9091";
     for run in [
         Run::sync().args(["-n", &ns, "--pushgateway", url]),
@@ -38,9 +37,7 @@ async fn a_pushgateway_password_is_masked_in_the_refusal() {
 #[tokio::test]
 async fn passwords_in_server_urls_are_masked_at_debug_and_trace_level() {
     let env = env();
-    let client = admin().await;
-    let ns = unique("debugpw");
-    create_namespace(&client, &ns, true).await;
+    let ns = TestNs::new("debugpw").await.name;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("config");
     let original = std::fs::read_to_string(&env.kubeconfig).unwrap();
@@ -75,9 +72,7 @@ async fn passwords_in_server_urls_are_masked_at_debug_and_trace_level() {
 /// 2 before anything is written.
 #[tokio::test]
 async fn a_report_that_cannot_be_written_is_an_error() {
-    let client = admin().await;
-    let ns = unique("lostreport");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("lostreport").await;
     let full = || {
         std::fs::OpenOptions::new()
             .write(true)
@@ -102,8 +97,7 @@ async fn a_report_that_cannot_be_written_is_an_error() {
     out.assert_code(2)
         .assert_stderr_contains("cannot write the report to stdout");
 
-    let other = unique("closedout");
-    create_namespace(&client, &other, true).await;
+    let other = TestNs::new("closedout").await.name;
     for args in [
         &["sync", "-n", &other, "-o", "json"][..],
         &["prune", "-x", &other, "--dry-run"][..],
@@ -121,4 +115,71 @@ async fn a_report_that_cannot_be_written_is_an_error() {
         .run_async()
         .await
         .assert_code(0);
+}
+
+#[tokio::test]
+async fn json_report_matches_the_documented_schema() {
+    let ns = TestNs::new("schema").await.name;
+    let out = Run::sync().args(["-n", &ns, "-o", "json"]).run();
+    out.assert_code(0);
+    let r = out.json();
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["command"], "sync");
+    assert_eq!(r["dry_run"], false);
+    assert_eq!(r["secret_name"], "awsecr-cred");
+    assert_eq!(r["registries"], serde_json::json!([DUAL_STACK_HOST, HOST]));
+    assert_eq!(r["token_expires_at"], "2015-01-01T00:00:00Z");
+    assert_eq!(r["ecr_calls"], 1);
+    assert!(r["api_requests"].as_u64().unwrap() >= 4, "{r:#}");
+    assert!(r["api_retries"].is_u64());
+    assert!(r["duration_seconds"].is_f64());
+    assert!(r["error"].is_null());
+    assert_eq!(r["exit_code"], 0);
+    for key in [
+        "selected",
+        "created",
+        "updated",
+        "unchanged",
+        "skipped",
+        "failed",
+    ] {
+        assert!(r["summary"][key].is_u64(), "summary.{key}");
+    }
+    let n = outcome(&r, &ns);
+    assert_eq!(n["outcome"], "created");
+    assert_eq!(n["secret"], "created");
+    assert_eq!(
+        n["service_accounts"],
+        serde_json::json!([{"name": "default", "outcome": "linked"}])
+    );
+}
+
+#[tokio::test]
+async fn secrets_never_reach_output_even_at_trace() {
+    let ns = TestNs::new("leak").await.name;
+    for format in ["text", "json"] {
+        let out = Run::sync()
+            .env("RUST_LOG", "debug,ecr_refresh=trace")
+            .args(["-n", &ns, "--log-format", format, "-o", format])
+            .run();
+        out.assert_code(0);
+        out.assert_stderr_contains_any(&["secret written", "secret is current"]);
+        out.assert_no_secrets();
+    }
+    // Failure paths print errors; they must not leak either.
+    let out = Run::sync()
+        .env("RUST_LOG", "trace")
+        .args([
+            "-n",
+            &ns,
+            "--secret-name",
+            "x",
+            "--service-account",
+            "missing",
+            "--service-account-wait",
+            "0s",
+        ])
+        .run();
+    out.assert_code(1);
+    out.assert_no_secrets();
 }

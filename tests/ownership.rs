@@ -3,7 +3,7 @@
 //! without --force, however it was made, and `sync`, `sync --refresh-before`, `status` and
 //! `prune` all agree (issue 19, defect 1). moto's token is always due, so every pass would write.
 
-mod common;
+pub mod common;
 
 use common::install::kubectl;
 use common::*;
@@ -61,8 +61,7 @@ async fn nobody_takes_it(client: &Client, ns: &str, other: &str) {
 
 #[tokio::test]
 async fn a_secret_whose_label_was_removed_is_not_taken_back_without_force() {
-    let client = admin().await;
-    let (_, [ns, other]) = namespaces(&client, "unlabelled", ["taken", "other"]).await;
+    let (client, _, [ns, other]) = TestNs::group("unlabelled", ["taken", "other"]).await;
     Run::sync()
         .args(["-n", &ns])
         .run_async()
@@ -97,8 +96,7 @@ async fn a_secret_whose_label_was_removed_is_not_taken_back_without_force() {
 
 #[tokio::test]
 async fn a_foreign_secret_applied_with_our_field_manager_keeps_its_payload() {
-    let client = admin().await;
-    let (_, [ns, other]) = namespaces(&client, "ourmanager", ["theirs", "other"]).await;
+    let (client, _, [ns, other]) = TestNs::group("ourmanager", ["theirs", "other"]).await;
     let secret: Secret = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -125,9 +123,8 @@ async fn a_foreign_secret_applied_with_our_field_manager_keeps_its_payload() {
 
 #[tokio::test]
 async fn a_byte_identical_unlabelled_copy_is_not_adopted() {
-    let client = admin().await;
-    let (_, [source, ns, other]) =
-        namespaces(&client, "identical", ["source", "copy", "other"]).await;
+    let (client, _, [source, ns, other]) =
+        TestNs::group("identical", ["source", "copy", "other"]).await;
     Run::sync()
         .args(["-n", &source])
         .run_async()
@@ -150,4 +147,51 @@ async fn a_byte_identical_unlabelled_copy_is_not_adopted() {
         .await
         .unwrap();
     nobody_takes_it(&client, &ns, &other).await;
+}
+
+#[tokio::test]
+async fn foreign_secret_is_left_alone_and_the_run_fails() {
+    let (client, base, [theirs, ours]) = TestNs::group("foreign", ["theirs", "ours"]).await;
+    let before = create_foreign_secret(&client, &theirs).await;
+
+    let out = Run::sync()
+        .args(["-n", &format!("{base}-*"), "-o", "json"])
+        .run();
+    out.assert_code(1);
+    let report = out.json();
+    assert_eq!(outcome(&report, &theirs)["outcome"], "failed");
+    let error = error_of(&report, &theirs);
+    assert!(
+        error.contains("not managed by ecr-refresh") && error.contains("--force"),
+        "{error}"
+    );
+    // The other namespace still got done.
+    assert_eq!(outcome(&report, &ours)["outcome"], "created");
+
+    let after = get_secret(&client, &theirs, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert_eq!(after.data, before.data);
+    assert_eq!(after.metadata.labels, before.metadata.labels);
+    // Not linked either: the secret there is not ours.
+    assert!(pull_secret_names(&get_sa(&client, &theirs, "default").await).is_empty());
+
+    // The human summary names it too.
+    let out = Run::sync().args(["-n", &theirs]).run();
+    out.assert_code(1);
+    out.assert_stdout_contains(&format!("FAILED {theirs}"));
+
+    // --force takes it over.
+    let out = Run::sync()
+        .args(["-n", &theirs, "--force", "-o", "json"])
+        .run();
+    out.assert_code(0);
+    let taken = get_secret(&client, &theirs, "awsecr-cred").await.unwrap();
+    assert_eq!(dockerconfig(&taken)["auths"][HOST]["password"], PASSWORD);
+    assert_eq!(
+        taken.metadata.labels.unwrap()["app.kubernetes.io/managed-by"],
+        "ecr-refresh"
+    );
 }

@@ -1,7 +1,7 @@
 //! The progress line: shown on a real terminal for text output, and never anywhere else
 //! (a pipe, JSON output, JSON logs).
 
-mod common;
+pub mod common;
 
 use common::*;
 
@@ -9,12 +9,9 @@ const CLEAR: &str = "\r\x1b[2K";
 
 /// Three namespaces that sync, and one that does not exist (so fails).
 async fn namespaces() -> String {
-    let client = admin().await;
     let mut names = Vec::new();
     for _ in 0..3 {
-        let ns = unique("progress");
-        create_namespace(&client, &ns, true).await;
-        names.push(ns);
+        names.push(TestNs::new("progress").await.name);
     }
     names.push(unique("progress-missing"));
     names.join(",")

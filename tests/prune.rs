@@ -2,7 +2,7 @@
 //! tests live in their own binary (cargo runs test binaries one after another) and take a lock
 //! so they never run at the same time as each other.
 
-mod common;
+pub mod common;
 
 use common::*;
 
@@ -18,8 +18,7 @@ async fn prune_removes_exactly_the_dropped_namespaces() {
         .map(|s| format!("{base}-{s}"))
         .collect();
     for n in &names {
-        create_namespace(&client, n, false).await;
-        create_sa(&client, n, "default", &["someone-elses"]).await;
+        create_namespace_listing(&client, n, &["someone-elses"]).await;
     }
     Run::sync()
         .args(["-n", &format!("{base}-*")])
@@ -29,14 +28,7 @@ async fn prune_removes_exactly_the_dropped_namespaces() {
     // A foreign Secret of our name in a dropped namespace must survive (we never owned it).
     let foreign_ns = format!("{base}-drop-foreign");
     create_namespace(&client, &foreign_ns, true).await;
-    let foreign = create_secret(
-        &client,
-        &foreign_ns,
-        "awsecr-cred",
-        "kubernetes.io/dockerconfigjson",
-        &[(".dockerconfigjson", br#"{"auths":{}}"#)],
-    )
-    .await;
+    let foreign = create_foreign_secret_with(&client, &foreign_ns, br#"{"auths":{}}"#).await;
 
     // Dry run first: nothing changes.
     let out = Run::bare()
@@ -101,11 +93,7 @@ async fn prune_removes_exactly_the_dropped_namespaces() {
 #[tokio::test]
 async fn sync_prune_and_opt_out() {
     let _lock = CLUSTER_WIDE.lock().await;
-    let client = admin().await;
-    let base = unique("optout");
-    let [stays, leaves] = ["stays", "leaves"].map(|s| format!("{base}-{s}"));
-    create_namespace(&client, &stays, true).await;
-    create_namespace(&client, &leaves, true).await;
+    let (client, base, [stays, leaves]) = TestNs::group("optout", ["stays", "leaves"]).await;
     Run::sync()
         .args(["-n", &format!("{base}-*")])
         .run_async()
@@ -146,18 +134,9 @@ async fn uninstall_removes_our_entry_where_the_secret_is_already_gone() {
     let client = admin().await;
     let base = unique("uninstall");
     let [gone, foreign] = ["gone", "foreign"].map(|s| format!("{base}-{s}"));
-    create_namespace(&client, &gone, false).await;
-    create_sa(&client, &gone, "default", &["theirs", "awsecr-cred"]).await;
-    create_namespace(&client, &foreign, false).await;
-    create_sa(&client, &foreign, "default", &["awsecr-cred"]).await;
-    create_secret(
-        &client,
-        &foreign,
-        "awsecr-cred",
-        "kubernetes.io/dockerconfigjson",
-        &[(".dockerconfigjson", br#"{"auths":{}}"#)],
-    )
-    .await;
+    create_namespace_listing(&client, &gone, &["theirs", "awsecr-cred"]).await;
+    create_namespace_listing(&client, &foreign, &["awsecr-cred"]).await;
+    create_foreign_secret_with(&client, &foreign, br#"{"auths":{}}"#).await;
 
     let out = Run::bare()
         .args(["prune", "--uninstall", "--dry-run", "-o", "json"])
@@ -201,8 +180,7 @@ async fn uninstall_removes_our_entry_where_the_secret_is_already_gone() {
 #[tokio::test]
 async fn prune_refuses_a_selection_that_matches_no_namespace() {
     let _lock = CLUSTER_WIDE.lock().await;
-    let client = admin().await;
-    let ns = synced_namespace(&client, "typo").await;
+    let TestNs { client, name: ns } = TestNs::synced("typo").await;
     let before = get_secret(&client, &ns, "awsecr-cred").await.unwrap();
 
     // A typo would otherwise prune every namespace; --dry-run keeps a regression harmless.
@@ -272,10 +250,8 @@ async fn prune_leaves_an_entry_it_did_not_add() {
     let client = admin().await;
     let base = unique("byhand");
     let [hand, ours] = ["hand", "ours"].map(|s| format!("{base}-{s}"));
-    create_namespace(&client, &hand, false).await;
-    create_sa(&client, &hand, "default", &["theirs", "awsecr-cred"]).await;
-    create_namespace(&client, &ours, false).await;
-    create_sa(&client, &ours, "default", &["theirs"]).await;
+    create_namespace_listing(&client, &hand, &["theirs", "awsecr-cred"]).await;
+    create_namespace_listing(&client, &ours, &["theirs"]).await;
 
     let out = Run::sync()
         .args(["-n", &hand, "-n", &ours, "-o", "json"])
@@ -347,10 +323,10 @@ async fn prune_leaves_an_entry_it_did_not_add() {
 /// the unlink before it, which is reported `unlinked`, not `not_linked`.
 #[tokio::test]
 async fn a_late_delete_answer_in_prune_is_still_a_prune() {
-    use common::proxy::{late_first, FaultProxy};
+    use common::fault::late_first;
+    use common::proxy::FaultProxy;
     let _lock = CLUSTER_WIDE.lock().await;
-    let client = admin().await;
-    let ns = synced_namespace(&client, "prunelate").await;
+    let TestNs { client, name: ns } = TestNs::synced("prunelate").await;
     // The unlink before the delete too: its retry meets a changed resourceVersion.
     let writes = vec![
         (

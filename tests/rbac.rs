@@ -1,7 +1,7 @@
 //! Least privilege, proven with a real ServiceAccount token: the tool runs with exactly the
 //! rights in rbac.yaml (or deploy/namespaced-rbac.yaml) and nothing more.
 
-mod common;
+pub mod common;
 
 use common::install::*;
 use common::*;
@@ -9,7 +9,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 /// Logged when `get` on a namespace named with -n is refused.
 const NO_NAMESPACE_GET: &str = "cannot read namespaces named with -n";
@@ -20,14 +20,9 @@ fn forbidden<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> bool {
 
 #[tokio::test]
 async fn sync_works_with_exactly_rbac_yaml_and_nothing_more() {
-    let client = admin().await;
     let id = unique("rbac");
     apply_renamed(&repo_file("deploy/rbac.yaml"), &id, &[]);
-    let base = unique("least");
-    let names: Vec<String> = (0..3).map(|i| format!("{base}-{i}")).collect();
-    for n in &names {
-        create_namespace(&client, n, true).await;
-    }
+    let (client, base, names) = TestNs::group("least", ["0", "1", "2"]).await;
     create_secret(
         &client,
         &names[0],
@@ -57,15 +52,7 @@ async fn sync_works_with_exactly_rbac_yaml_and_nothing_more() {
     // Named literally, a terminating namespace is read (get on namespaces) and skipped, even
     // though its Secret is due for a rewrite.
     let dying = &names[2];
-    let stale = serde_json::json!({"metadata": {"annotations": {"ecr-refresh/request": "stale"}}});
-    Api::<Secret>::namespaced(client.clone(), dying)
-        .patch(
-            "awsecr-cred",
-            &PatchParams::default(),
-            &Patch::Merge(&stale),
-        )
-        .await
-        .unwrap();
+    make_due(&client, dying).await;
     delete_namespace(&client, dying).await;
     let before = get_secret(&client, dying, "awsecr-cred").await.unwrap();
     let out = Run::sync()
@@ -130,11 +117,9 @@ async fn sync_works_with_exactly_rbac_yaml_and_nothing_more() {
 /// (SelfSubjectAccessReview, what `kubectl auth can-i` sends).
 #[tokio::test]
 async fn rbac_yaml_grants_only_what_the_tool_uses() {
-    let client = admin().await;
     let id = unique("rbac-cani");
     apply_renamed(&repo_file("deploy/rbac.yaml"), &id, &[]);
-    let ns = unique("cani");
-    create_namespace(&client, &ns, true).await;
+    let ns = TestNs::new("cani").await.name;
     let dir = tempfile::tempdir().unwrap();
     let sa = client_for(&token_kubeconfig(dir.path(), &id)).await;
     let reviews: Api<SelfSubjectAccessReview> = Api::all(sa);
@@ -206,11 +191,7 @@ async fn without_list_on_service_accounts_each_one_is_read() {
     verbs: ["get", "patch"]"#,
         )],
     );
-    let base = unique("nosalist");
-    let names: Vec<String> = (0..2).map(|i| format!("{base}-{i}")).collect();
-    for n in &names {
-        create_namespace(&client, n, true).await;
-    }
+    let (base, names) = namespaces(&client, "nosalist", ["0", "1"]).await;
     let dir = tempfile::tempdir().unwrap();
     let out = Run::sync()
         .env("KUBECONFIG", token_kubeconfig(dir.path(), &id))
@@ -230,10 +211,7 @@ async fn without_list_on_service_accounts_each_one_is_read() {
 
 #[tokio::test]
 async fn a_missing_permission_is_named_in_the_error() {
-    let client = admin().await;
-    let base = unique("noperm");
-    let ns = format!("{base}-0");
-    create_namespace(&client, &ns, true).await;
+    let (_, base, [ns]) = TestNs::group("noperm", ["0"]).await;
     let dir = tempfile::tempdir().unwrap();
 
     // No `patch` on serviceaccounts: the Secret is written, linking fails and says why.
@@ -280,8 +258,7 @@ async fn a_missing_permission_is_named_in_the_error() {
 
 #[tokio::test]
 async fn namespace_scoped_install_needs_no_cluster_wide_rights() {
-    let client = admin().await;
-    let (base, [a, b, ungranted]) = namespaces(&client, "scoped", ["a", "b", "ungranted"]).await;
+    let (client, base, [a, b, ungranted]) = TestNs::group("scoped", ["a", "b", "ungranted"]).await;
     // The pair to copy per namespace, and nothing else (rbac.yaml holds the ServiceAccount).
     let mut kinds: Vec<_> = repo_yaml("deploy/namespaced-rbac.yaml")
         .iter()

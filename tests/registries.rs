@@ -1,26 +1,22 @@
 //! Registry hosts against the real apiserver: every ECR host form (standard, FIPS, dual-stack, in
 //! every partition) is written and recognised as current, and what `status` would call "not an
 //! ECR registry" or "further out than an ECR token lasts" is never written (issue 21, and
-//! issue 19 defect 11). The fake ECR gives the answers moto cannot (any proxyEndpoint, expiry).
+//! issue 19 defect 11); several regions and accounts share one Secret, with one token call per
+//! region. The fake ECR gives the answers moto cannot (any proxyEndpoint, expiry).
 
-mod common;
+pub mod common;
 
 use common::fake_ecr::FakeEcr;
 use common::*;
 
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
-
 /// Makes the fake ECR answer `body`, and expects `sync` to refuse it, naming `named`.
-async fn assert_refused(client: &kube::Client, ecr: &FakeEcr, body: String, named: &str) {
+async fn assert_refused(ecr: &FakeEcr, body: String, named: &str) {
     ecr.set_body(body);
-    assert_token_refused(client, &ecr.url, named).await;
+    assert_token_refused(&ecr.url, named).await;
 }
 
 #[tokio::test]
 async fn sync_refuses_a_proxy_endpoint_status_would_call_not_ecr() {
-    let client = admin().await;
     let ecr = FakeEcr::start(String::new()).await;
     let in_12h = now() + 12 * 3600;
     // (proxyEndpoint, what the error must name)
@@ -55,29 +51,20 @@ async fn sync_refuses_a_proxy_endpoint_status_would_call_not_ecr() {
         ),
     ];
     for (endpoint, named) in cases {
-        assert_refused(
-            &client,
-            &ecr,
-            FakeEcr::answer("pw", in_12h, endpoint),
-            named,
-        )
-        .await;
+        assert_refused(&ecr, FakeEcr::answer("pw", in_12h, endpoint), named).await;
     }
 }
 
 #[tokio::test]
 async fn sync_refuses_an_expiry_further_out_than_an_ecr_token_lasts() {
-    let client = admin().await;
     let ecr = FakeEcr::start(String::new()).await;
     let body = FakeEcr::token_body("pw", now() + 100 * 3600, ACCOUNT, REGION);
-    assert_refused(&client, &ecr, body, "further out than an ECR token lasts").await;
+    assert_refused(&ecr, body, "further out than an ECR token lasts").await;
 }
 
 #[tokio::test]
 async fn dual_stack_hosts_are_written_and_a_second_pass_finds_them_current() {
-    let client = admin().await;
-    let ns = unique("dualstack");
-    create_namespace(&client, &ns, true).await;
+    let TestNs { client, name: ns } = TestNs::new("dualstack").await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
     // Another account's registry in GovCloud, asked for by its dual-stack FIPS name.
     let other = "210987654321.dkr-ecr-fips.us-gov-west-1.on.aws";
@@ -167,8 +154,7 @@ async fn every_partition_gets_its_own_registry_hosts() {
         ),
     ];
     for (region, suffix, wanted) in cases {
-        let ns = unique("partition");
-        create_namespace(&client, &ns, true).await;
+        let ns = TestNs::new("partition").await.name;
         let own = format!("{ACCOUNT}.dkr.ecr.{region}.{suffix}");
         ecr.set_body(FakeEcr::answer(
             "pw",
@@ -211,4 +197,79 @@ async fn every_partition_gets_its_own_registry_hosts() {
         ],
         "each token is asked of the region itself"
     );
+}
+
+#[tokio::test]
+async fn several_regions_and_accounts_in_one_secret_against_moto() {
+    let TestNs { client, name: ns } = TestNs::new("multi").await;
+    let out = Run::sync()
+        .args([
+            "-n",
+            &ns,
+            "--registry",
+            "111111111111",
+            "--registry",
+            "222222222222.dkr.ecr.eu-west-1.amazonaws.com,333333333333.dkr.ecr.eu-west-1.amazonaws.com",
+            "-o",
+            "json",
+        ])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let report = out.json();
+    assert_eq!(report["ecr_calls"], 2, "one call per region: {report:#}");
+    let secret = get_secret(&client, &ns, "awsecr-cred").await.unwrap();
+    let auths = dockerconfig(&secret)["auths"].clone();
+    let hosts: Vec<&String> = auths.as_object().unwrap().keys().collect();
+    assert_eq!(
+        hosts,
+        [
+            "111111111111.dkr-ecr.us-east-1.on.aws",
+            "111111111111.dkr.ecr.us-east-1.amazonaws.com",
+            "123456789012.dkr-ecr.us-east-1.on.aws",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "222222222222.dkr-ecr.eu-west-1.on.aws",
+            "222222222222.dkr.ecr.eu-west-1.amazonaws.com",
+            "333333333333.dkr-ecr.eu-west-1.on.aws",
+            "333333333333.dkr.ecr.eu-west-1.amazonaws.com",
+        ]
+    );
+    for host in hosts {
+        assert_eq!(auths[host]["username"], "AWS", "{host}");
+        assert_eq!(auths[host]["password"], PASSWORD, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn exactly_one_token_call_per_region() {
+    let (client, base, names) = TestNs::group("perregion", ["0", "1", "2"]).await;
+    let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
+    let out = Run::sync()
+        .env("AWS_ENDPOINT_URL", &ecr.url)
+        .args([
+            "-n",
+            &format!("{base}-*"),
+            "--registry",
+            "111111111111,222222222222.dkr.ecr.eu-west-1.amazonaws.com,333333333333.dkr.ecr.ap-south-1.amazonaws.com,444444444444.dkr.ecr.eu-west-1.amazonaws.com",
+            "-o",
+            "json",
+        ])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    let mut regions: Vec<String> = ecr.signed().into_iter().map(|(r, _)| r).collect();
+    regions.sort();
+    assert_eq!(
+        regions,
+        ["ap-south-1", "eu-west-1", "us-east-1"],
+        "three namespaces, three regions, three calls"
+    );
+    for n in &names {
+        let s = get_secret(&client, n, "awsecr-cred").await.unwrap();
+        assert_eq!(
+            dockerconfig(&s)["auths"].as_object().unwrap().len(),
+            10,
+            "{n}"
+        );
+    }
 }

@@ -3,7 +3,7 @@
 //! at a time, so the counts are theirs alone. Steady passes use the rotating ECR stand-in
 //! (tests/common/fake_ecr.rs): moto's token expired in 2015, so with it every pass is due.
 
-mod common;
+pub mod common;
 
 use std::collections::HashMap;
 
@@ -143,8 +143,7 @@ fn outcomes(report: &serde_json::Value) -> Vec<(String, String)> {
 #[tokio::test]
 async fn a_pass_with_nothing_due_only_lists_and_never_calls_ecr() {
     let _one_at_a_time = SERIAL.lock().await;
-    let client = admin().await;
-    let (base, names) = namespaces(&client, "quiet", ["a", "b", "c", "d"]).await;
+    let (client, base, names) = TestNs::group("quiet", ["a", "b", "c", "d"]).await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("one")).await;
     let glob = format!("{base}-*");
     let sync = || {
@@ -232,9 +231,8 @@ async fn pass_writes_exactly(
 #[tokio::test]
 async fn each_due_namespace_costs_exactly_its_own_write() {
     let _one_at_a_time = SERIAL.lock().await;
-    let client = admin().await;
-    let (base, [plain, tampered, deleted, expiring]) =
-        namespaces(&client, "due", ["plain", "tampered", "deleted", "expiring"]).await;
+    let (client, base, [plain, tampered, deleted, expiring]) =
+        TestNs::group("due", ["plain", "tampered", "deleted", "expiring"]).await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("one")).await;
     let glob = format!("{base}-*");
     let sync = || {
@@ -302,8 +300,7 @@ async fn each_due_namespace_costs_exactly_its_own_write() {
 #[tokio::test]
 async fn a_foreign_secret_is_left_alone_and_reported() {
     let _one_at_a_time = SERIAL.lock().await;
-    let client = admin().await;
-    let (base, [ours, theirs]) = namespaces(&client, "foreign", ["ours", "theirs"]).await;
+    let (client, base, [ours, theirs]) = TestNs::group("foreign", ["ours", "theirs"]).await;
     let before = create_foreign_secret(&client, &theirs).await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("one")).await;
     let sync = || {
@@ -339,8 +336,7 @@ async fn a_foreign_secret_is_left_alone_and_reported() {
 #[tokio::test]
 async fn literal_names_read_each_one_instead_of_listing() {
     let _one_at_a_time = SERIAL.lock().await;
-    let client = admin().await;
-    let (_, [a, b]) = namespaces(&client, "literal", ["a", "b"]).await;
+    let (client, _, [a, b]) = TestNs::group("literal", ["a", "b"]).await;
     let (out, c) = counted(&client, Run::sync().args(["-n", &a, "-n", &b])).await;
     out.assert_code(0);
     assert_eq!(c.secret_writes(), 2, "{c:?}");
@@ -449,7 +445,6 @@ async fn recreate(client: &Client, ns: &str, type_: &str, from: &Secret) {
 #[tokio::test]
 async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
     let _one_at_a_time = SERIAL.lock().await;
-    let client = admin().await;
     let granted = unique("rbac-meta");
     apply_renamed(&repo_file("deploy/rbac.yaml"), &granted, &[]);
     let refused = unique("rbac-meta-nolist");
@@ -475,7 +470,7 @@ async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
         "foreign",
         "missing",
     ];
-    let (base, names) = namespaces(&client, "meta", cases).await;
+    let (client, base, names) = TestNs::group("meta", cases).await;
     let ns = |case: &str| names[cases.iter().position(|c| *c == case).unwrap()].clone();
     create_foreign_secret(&client, &ns("foreign")).await;
     let ecr = FakeEcr::start(FakeEcr::valid_for_12h("one")).await;

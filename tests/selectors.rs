@@ -1,13 +1,15 @@
-//! `--namespace-selector` is checked locally so a typo fails with exit 2; that check must accept
-//! exactly what the apiserver accepts. Each selector goes to both, and they must agree.
+//! Which namespaces a run touches: include and exclude globs, `ECR_REFRESH_NAMESPACE`, label
+//! selectors, and terminating namespaces. `--namespace-selector` is checked locally so a typo
+//! fails with exit 2; that check must accept exactly what the apiserver accepts, so each
+//! selector goes to both, and they must agree.
 
-mod common;
+pub mod common;
 
 use std::str::FromStr;
 
 use common::*;
 use ecr_refresh::k8s_grammar::LabelSelector;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
 /// (selector, whether the server accepts it): the expectation documents the grammar; the
@@ -158,9 +160,11 @@ async fn set_and_numeric_selectors_select_namespaces() {
     let client = admin().await;
     let api: Api<Namespace> = Api::all(client.clone());
     let label = unique("sel").replace('-', "");
-    let (a, b) = (unique("sel-a"), unique("sel-b"));
+    let (a, b) = (
+        TestNs::new("sel-a").await.name,
+        TestNs::new("sel-b").await.name,
+    );
     for (ns, env, replicas) in [(&a, "x", "3"), (&b, "y", "1")] {
-        create_namespace(&client, ns, true).await;
         let patch = serde_json::json!({"metadata": {"labels": {
             format!("{label}-env"): env,
             format!("{label}-replicas"): replicas,
@@ -199,4 +203,136 @@ fn an_empty_selector_is_refused() {
         let err = LabelSelector::from_str(s).unwrap_err();
         assert!(err.contains("empty label selector"), "{err}");
     }
+}
+
+#[tokio::test]
+async fn namespace_selector_combines_with_globs() {
+    let (client, base, [prod, dev, other]) =
+        TestNs::group("labels", ["prod", "dev", "other"]).await;
+    annotate_namespace(&client, &prod, &[("env", "prod")], &[]).await;
+    annotate_namespace(&client, &dev, &[("env", "dev")], &[]).await;
+    annotate_namespace(&client, &other, &[("env", "prod")], &[]).await;
+    // `other` is labelled prod too but excluded by the glob.
+    let out = Run::sync()
+        .args([
+            "-n",
+            &format!("{base}-p*"),
+            "-n",
+            &format!("{base}-d*"),
+            "-l",
+            "env in (prod)",
+            "-o",
+            "json",
+        ])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    assert_eq!(out.json()["summary"]["selected"], 1);
+    assert!(get_secret(&client, &prod, "awsecr-cred").await.is_some());
+    assert!(get_secret(&client, &dev, "awsecr-cred").await.is_none());
+    assert!(get_secret(&client, &other, "awsecr-cred").await.is_none());
+}
+
+#[tokio::test]
+async fn include_and_exclude_globs() {
+    let (client, base, names) = TestNs::group("glob", ["app-a", "app-b", "app-c", "other"]).await;
+    let out = Run::sync()
+        .args([
+            "-n",
+            &format!("{base}-app-*"),
+            "-x",
+            &format!("{base}-app-b"),
+            "-o",
+            "json",
+        ])
+        .run();
+    out.assert_code(0);
+    let report = out.json();
+    assert_eq!(report["summary"]["selected"], 2, "{report:#}");
+    for (n, expected) in names.iter().zip([true, false, true, false]) {
+        assert_eq!(
+            get_secret(&client, n, "awsecr-cred").await.is_some(),
+            expected,
+            "{n}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn namespace_env_fallback() {
+    let TestNs { client, name: ns } = TestNs::new("envflag").await;
+    Run::sync()
+        .env("ECR_REFRESH_NAMESPACE", &ns)
+        .env("ECR_REFRESH_SECRET_NAME", "ecr-pull")
+        .run()
+        .assert_code(0);
+    assert!(get_secret(&client, &ns, "ecr-pull").await.is_some());
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "default").await),
+        ["ecr-pull"]
+    );
+}
+
+#[tokio::test]
+async fn terminating_namespaces_are_skipped() {
+    let (client, base, [live, dying]) = TestNs::group("term", ["live", "dying"]).await;
+    delete_namespace(&client, &dying).await;
+
+    // Found by listing: skipped without a write.
+    let out = Run::sync()
+        .args(["-n", &format!("{base}-*"), "-o", "json"])
+        .run();
+    out.assert_code(0);
+    let report = out.json();
+    assert_eq!(outcome(&report, &dying)["outcome"], "skipped");
+    assert_eq!(
+        outcome(&report, &dying)["reason"],
+        "namespace is terminating"
+    );
+    assert_eq!(outcome(&report, &live)["outcome"], "created");
+    assert_eq!(report["summary"]["skipped"], 1);
+
+    // Named literally (no listing): the server's refusal is recognised as a skip too.
+    let out = Run::sync().args(["-n", &dying, "-o", "json"]).run();
+    out.assert_code(0);
+    assert_eq!(outcome(&out.json(), &dying)["outcome"], "skipped");
+    assert!(get_secret(&client, &dying, "awsecr-cred").await.is_none());
+}
+
+/// The server refuses only creates in a terminating namespace, so a Secret and a
+/// ServiceAccount already there would be written to; a literal -n must skip it as a glob does.
+#[tokio::test]
+async fn terminating_namespace_named_literally_is_not_written_to() {
+    let TestNs {
+        client,
+        name: dying,
+    } = TestNs::new("dying").await;
+    Run::sync().args(["-n", &dying]).run().assert_code(0);
+    // Make both writes due: a stale annotation, and the link gone.
+    make_due(&client, &dying).await;
+    let unlink = serde_json::json!({"imagePullSecrets": null});
+    Api::<ServiceAccount>::namespaced(client.clone(), &dying)
+        .patch("default", &PatchParams::default(), &Patch::Merge(&unlink))
+        .await
+        .unwrap();
+    delete_namespace(&client, &dying).await;
+    let before = get_secret(&client, &dying, "awsecr-cred").await.unwrap();
+
+    for selector in [dying.clone(), format!("{dying}*")] {
+        let out = Run::sync().args(["-n", &selector, "-o", "json"]).run();
+        out.assert_code(0);
+        let r = out.json();
+        assert_eq!(
+            outcome(&r, &dying)["outcome"],
+            "skipped",
+            "-n {selector}: {r:#}"
+        );
+        assert_eq!(outcome(&r, &dying)["reason"], "namespace is terminating");
+    }
+    let after = get_secret(&client, &dying, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert!(pull_secret_names(&get_sa(&client, &dying, "default").await).is_empty());
 }

@@ -4,10 +4,11 @@
 //! only the one a controller recreates with the Secret, and without deploy/stuck-pods-rbac.yaml
 //! the CronJob's identity can neither look at pods nor delete them.
 
-mod common;
+pub mod common;
 
+use common::fault::Fault;
 use common::install::*;
-use common::proxy::{Fault, FaultProxy};
+use common::proxy::FaultProxy;
 use common::*;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -132,8 +133,7 @@ fn stuck(report: &serde_json::Value, ns: &str) -> Vec<(String, String, String)> 
 
 #[tokio::test]
 async fn status_names_stuck_pods_and_the_flag_deletes_only_the_healable_one() {
-    let client = admin().await;
-    let (_, [ns, untouched]) = namespaces(&client, "stuck", ["a", "b"]).await;
+    let (client, _, [ns, untouched]) = TestNs::group("stuck", ["a", "b"]).await;
     let rs = replica_set(&client, &ns).await;
     // Created before the ServiceAccount lists the Secret: none of them gets it.
     pod(
@@ -280,17 +280,14 @@ async fn status_names_stuck_pods_and_the_flag_deletes_only_the_healable_one() {
 /// in between (as a StatefulSet does) is refused by the server and left alone.
 #[tokio::test]
 async fn a_pod_recreated_under_the_same_name_is_not_deleted() {
-    let client = admin().await;
-    let (_, [ns]) = namespaces(&client, "stuck-uid", ["a"]).await;
+    let (client, _, [ns]) = TestNs::group("stuck-uid", ["a"]).await;
     let rs = replica_set(&client, &ns).await;
     replica(&client, &ns, &rs, "web-0").await;
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
     let first = pods.get("web-0").await.unwrap().metadata.uid.unwrap();
     let (racer, race_ns, race_rs) = (client.clone(), ns.clone(), rs.clone());
-    let proxy = FaultProxy::start(client.clone(), move |m, p, n| {
-        if m != "DELETE" || !p.contains("/pods/web-0") || n > 0 {
-            return Fault::Forward;
-        }
+    let delete = Fault::on("DELETE", format!("/api/v1/namespaces/{ns}/pods/web-0"));
+    let race = delete.first(1).then(move |_| {
         let (racer, ns, rs) = (racer.clone(), race_ns.clone(), race_rs.clone());
         Fault::Before(Box::pin(async move {
             let api = Api::<Pod>::namespaced(racer.clone(), &ns);
@@ -299,8 +296,8 @@ async fn a_pod_recreated_under_the_same_name_is_not_deleted() {
                 .unwrap();
             replica(&racer, &ns, &rs, "web-0").await;
         }))
-    })
-    .await;
+    });
+    let proxy = FaultProxy::start(client.clone(), race).await;
     let out = Run::sync()
         .through(&proxy)
         .args(["--delete-stuck-pods", "-n", &ns, "-o", "json"])

@@ -1,9 +1,7 @@
-//! A plain-HTTP proxy in front of the real kube-apiserver that injects faults: status codes,
-//! hangs, or a concurrent write just before a request is forwarded.
+//! A plain-HTTP proxy in front of the real kube-apiserver that injects the faults
+//! `fault.rs` describes: status codes, hangs, a concurrent write, a late answer.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -14,52 +12,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use kube::Client;
 
-/// What to do with one request.
-pub enum Fault {
-    Forward,
-    /// Answer with this status (and a Retry-After of `retry_after` seconds, if any).
-    Status {
-        code: u16,
-        retry_after: Option<u32>,
-    },
-    /// Never answer.
-    Hang,
-    /// Run this first (for example a racing write), then forward.
-    Before(Pin<Box<dyn Future<Output = ()> + Send>>),
-    /// Forward (the server acts on it), then hold the answer back this long: a client with a
-    /// shorter timeout gives up on a request that was carried out.
-    SlowAnswer(std::time::Duration),
-}
-
-impl Fault {
-    /// Answer with this status, without a Retry-After.
-    pub fn status(code: u16) -> Self {
-        Self::Status {
-            code,
-            retry_after: None,
-        }
-    }
-}
-
-/// A rule: the first of each of `requests` (method and path, its query aside) is carried out
-/// and answered `late`; everything else is forwarded.
-pub fn late_first(
-    requests: Vec<(&'static str, String)>,
-    late: std::time::Duration,
-) -> impl Fn(&str, &str, usize) -> Fault + Send + Sync + 'static {
-    move |m, p, n| {
-        let path = p.split('?').next().unwrap_or_default();
-        if n == 0 && requests.iter().any(|(rm, rp)| *rm == m && rp == path) {
-            Fault::SlowAnswer(late)
-        } else {
-            Fault::Forward
-        }
-    }
-}
-
-/// Decides per request: method, path (with query), and how many earlier requests matched the
-/// same method and path.
-pub type Rule = dyn Fn(&str, &str, usize) -> Fault + Send + Sync;
+use super::fault::{Fault, Rule};
 
 pub struct FaultProxy {
     pub url: String,
@@ -77,6 +30,11 @@ pub struct Sent {
 }
 
 impl FaultProxy {
+    /// A proxy that forwards everything: it only records what went by.
+    pub async fn forwarding(upstream: Client) -> Self {
+        Self::start(upstream, |_, _, _| Fault::Forward).await
+    }
+
     pub async fn start(
         upstream: Client,
         rule: impl Fn(&str, &str, usize) -> Fault + Send + Sync + 'static,
