@@ -346,15 +346,11 @@ async fn literal_names_read_each_one_instead_of_listing() {
     assert_eq!(c.total(), 8, "{c:?}");
 }
 
-/// With RBAC lacking `list` on our Secret, each one is read on its own: the same results, and
-/// one warning for the whole run.
-#[tokio::test]
-async fn without_the_secret_list_each_one_is_read_with_one_warning() {
-    let _one_at_a_time = SERIAL.lock().await;
-    let client = admin().await;
-    let granted = unique("rbac-seclist");
+/// Two identities made from rbac.yaml: as shipped, and without `list` on our Secret.
+fn with_and_without_the_secret_list(prefix: &str) -> (String, String) {
+    let granted = unique(prefix);
     apply_renamed(&repo_file("deploy/rbac.yaml"), &granted, &[]);
-    let refused = unique("rbac-nosecretlist");
+    let refused = unique(&format!("{prefix}-nolist"));
     apply_renamed(
         &repo_file("deploy/rbac.yaml"),
         &refused,
@@ -363,6 +359,16 @@ async fn without_the_secret_list_each_one_is_read_with_one_warning() {
             r#"verbs: ["get", "create", "patch", "update"]"#,
         )],
     );
+    (granted, refused)
+}
+
+/// With RBAC lacking `list` on our Secret, each one is read on its own: the same results, and
+/// one warning for the whole run.
+#[tokio::test]
+async fn without_the_secret_list_each_one_is_read_with_one_warning() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let client = admin().await;
+    let (granted, refused) = with_and_without_the_secret_list("rbac-seclist");
     let dir = tempfile::tempdir().unwrap();
     let (base, [a, b, theirs]) = namespaces(&client, "nolist", ["a", "b", "theirs"]).await;
     create_foreign_secret(&client, &theirs).await;
@@ -445,17 +451,7 @@ async fn recreate(client: &Client, ns: &str, type_: &str, from: &Secret) {
 #[tokio::test]
 async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
     let _one_at_a_time = SERIAL.lock().await;
-    let granted = unique("rbac-meta");
-    apply_renamed(&repo_file("deploy/rbac.yaml"), &granted, &[]);
-    let refused = unique("rbac-meta-nolist");
-    apply_renamed(
-        &repo_file("deploy/rbac.yaml"),
-        &refused,
-        &[(
-            r#"verbs: ["get", "list", "create", "patch", "update"]"#,
-            r#"verbs: ["get", "create", "patch", "update"]"#,
-        )],
-    );
+    let (granted, refused) = with_and_without_the_secret_list("rbac-meta");
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         "current",
