@@ -195,44 +195,38 @@ impl Cluster {
     /// field selector on the name (RBAC can allow it for that name only: `list` with
     /// `resourceNames`) instead of a read per namespace. `each` sees every object as its page
     /// arrives, so no more than a page of whole objects is held at once.
+    /// With `metadata_only` the server sends only each object's `metadata` (PartialObjectMetadata),
+    /// leaving out the rest, such as a Secret's payload; `each` then sees objects with nothing
+    /// else filled in.
     pub(crate) async fn list_named<K>(
         &self,
         what: &str,
         name: &str,
-        each: impl FnMut(K),
+        metadata_only: bool,
+        mut each: impl FnMut(K),
     ) -> Result<(), kube::Error>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
+            + Default
             + serde::de::DeserializeOwned
             + std::fmt::Debug,
         K::DynamicType: Default,
     {
         let api: kube::Api<K> = kube::Api::all(self.client.clone());
         let api = &api;
-        self.pages(what, name, |lp| async move { api.list(&lp).await }, each)
-            .await
-    }
-
-    /// [`Cluster::list_named`], metadata only (PartialObjectMetadata): the server leaves out
-    /// everything but `metadata`, such as a Secret's payload.
-    pub(crate) async fn list_named_metadata<K>(
-        &self,
-        what: &str,
-        name: &str,
-        each: impl FnMut(kube::core::PartialObjectMeta<K>),
-    ) -> Result<(), kube::Error>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-        K::DynamicType: Default,
-    {
-        let api: kube::Api<K> = kube::Api::all(self.client.clone());
-        let api = &api;
-        let list = |lp| async move { api.list_metadata(&lp).await };
-        self.pages(what, name, list, each).await
+        if metadata_only {
+            let list = |lp| async move { api.list_metadata(&lp).await };
+            let bare = |m: kube::core::PartialObjectMeta<K>| {
+                let mut object = K::default();
+                *object.meta_mut() = m.metadata;
+                object
+            };
+            self.pages(what, name, list, |m| each(bare(m))).await
+        } else {
+            let list = |lp| async move { api.list(&lp).await };
+            self.pages(what, name, list, each).await
+        }
     }
 
     /// Every page of a list by name, each item handed to `each` as its page arrives.

@@ -26,22 +26,14 @@ pub(crate) async fn list_everywhere<T>(
     judge: impl Fn(&Secret) -> T,
 ) -> Result<HashMap<String, T>, kube::Error> {
     let mut found = HashMap::new();
-    let mut each = |s: Secret| {
+    let each = |s: Secret| {
         if let Some(ns) = s.metadata.namespace.as_deref().filter(|ns| wanted(ns)) {
             found.insert(ns.to_string(), judge(&s));
         }
     };
-    if metadata_only {
-        let meta = |m: kube::core::PartialObjectMeta<Secret>| Secret {
-            metadata: m.metadata,
-            ..Secret::default()
-        };
-        cluster
-            .list_named_metadata("list secrets", name, |m| each(meta(m)))
-            .await?;
-    } else {
-        cluster.list_named("list secrets", name, each).await?;
-    }
+    cluster
+        .list_named("list secrets", name, metadata_only, each)
+        .await?;
     Ok(found)
 }
 

@@ -306,7 +306,7 @@ impl Found {
         policy: Policy,
         now: jiff::Timestamp,
     ) -> Self {
-        Self::judged(existing, hosts, lazy, policy, now)
+        Self::judged(state(existing), existing, hosts, lazy, policy, now)
     }
 
     /// How a Secret stands, judged from its metadata alone (a metadata-only list carries no
@@ -336,22 +336,26 @@ impl Found {
         if edited_by(secret).is_none() && !untouched() {
             return None;
         }
-        let typed = Secret {
-            type_: Some(SECRET_TYPE.to_string()),
-            ..secret.clone()
-        };
         let hosts = |s: &Secret| Some(annotated_hosts(s));
-        Some(Self::judged(Some(&typed), hosts, lazy, policy, now))
+        Some(Self::judged(
+            State::Ours,
+            Some(secret),
+            hosts,
+            lazy,
+            policy,
+            now,
+        ))
     }
 
+    /// How `existing`, whose state is `state`, stands.
     fn judged(
+        state: State,
         existing: Option<&Secret>,
         payload_hosts: impl FnOnce(&Secret) -> Option<Vec<String>>,
         lazy: &LazyDesired,
         policy: Policy,
         now: jiff::Timestamp,
     ) -> Self {
-        let state = state(existing);
         let due = match (&state, existing) {
             (State::Missing, _) => Some(Due::Missing),
             (State::Ours, _) if policy.refresh_all => Some(Due::Asked),

@@ -285,18 +285,23 @@ pub(crate) async fn list_everywhere(
 ) -> Result<HashMap<String, Listed>, kube::Error> {
     let mut found = HashMap::new();
     cluster
-        .list_named("list service accounts", name, |sa: ServiceAccount| {
-            if let Some(ns) = sa.metadata.namespace.filter(|ns| wanted(ns)) {
-                let annotations = sa.metadata.annotations;
-                let listed = Listed {
-                    resource_version: sa.metadata.resource_version,
-                    image_pull_secrets: sa.image_pull_secrets,
-                    has_annotations: annotations.is_some(),
-                    linked: annotations.and_then(|mut a| a.remove(LINKED_ANNOTATION)),
-                };
-                found.insert(ns, listed);
-            }
-        })
+        .list_named(
+            "list service accounts",
+            name,
+            false,
+            |sa: ServiceAccount| {
+                if let Some(ns) = sa.metadata.namespace.filter(|ns| wanted(ns)) {
+                    let annotations = sa.metadata.annotations;
+                    let listed = Listed {
+                        resource_version: sa.metadata.resource_version,
+                        image_pull_secrets: sa.image_pull_secrets,
+                        has_annotations: annotations.is_some(),
+                        linked: annotations.and_then(|mut a| a.remove(LINKED_ANNOTATION)),
+                    };
+                    found.insert(ns, listed);
+                }
+            },
+        )
         .await?;
     Ok(found)
 }
