@@ -34,6 +34,13 @@ const SA_AUTOMOUNT: &str = "may not change a ServiceAccount's automountServiceAc
 const SA_ANNOTATION: &str = "may change only the annotation ecr-refresh/linked";
 const SA_ENTRIES: &str = "may add or remove only its own imagePullSecrets entry";
 const SA_LINKED: &str = "only its own Secret's name in the annotation ecr-refresh/linked";
+const FINALIZERS: &str = "ecr-refresh never adds or removes a Secret's finalizers";
+const OWNER_REFERENCES: &str =
+    "ecr-refresh never adds, changes or removes a Secret's owner references";
+const IMMUTABLE: &str = "ecr-refresh never sets immutable on a Secret";
+const SA_MANAGED_FIELDS: &str = "ecr-refresh may not rewrite a ServiceAccount's managedFields";
+const FORCE_KEEPS: &str =
+    "--force takes over someone else's Secret only by replacing its .dockerconfigjson";
 
 const TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
 const DOCKER_TYPE: &str = "kubernetes.io/dockerconfigjson";
@@ -434,6 +441,286 @@ async fn every_attack_rbac_allows_is_denied_with_the_policys_message() {
     assert_eq!(
         after.metadata.resource_version,
         before.metadata.resource_version
+    );
+}
+
+/// Finalizers, owner references and `immutable` on a Secret: the tool sends none of them, and
+/// each would let a stolen token keep a Secret (and its namespace) from being deleted, hand it
+/// to the garbage collector, or block every later write.
+#[tokio::test]
+async fn finalizers_owner_references_and_immutable_are_denied_on_secrets() {
+    let Some((_lock, client)) = policy_server().await else {
+        return;
+    };
+    let (it, empty, _) = install_with_policies(&client, "meta", &[]).await;
+    let secrets = Api::<Secret>::namespaced(it.sa.clone(), &empty);
+    let ours = secret(DOCKER_TYPE, true, json!({}), docker_data());
+    // Our Secret with one more field: `immutable` at the top, the others in its metadata.
+    let with = |field: &str, value: serde_json::Value| {
+        let mut s = ours.clone();
+        match field {
+            "immutable" => s[field] = value,
+            _ => s["metadata"][field] = value,
+        }
+        s
+    };
+    let hold = || json!(["example.com/hold"]);
+    let owner = || json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": "00000000-0000-0000-0000-000000000001"}]);
+    let create = |s: serde_json::Value| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .patch("awsecr-cred", &apply_params(false), &Patch::Apply(&s))
+                .await
+        }
+    };
+    // Created with any of them: refused, and nothing is created.
+    for (field, value, message) in [
+        ("finalizers", hold(), FINALIZERS),
+        ("ownerReferences", owner(), OWNER_REFERENCES),
+        ("immutable", json!(true), IMMUTABLE),
+    ] {
+        assert_denied(create(with(field, value)).await, &it, "secrets", message);
+    }
+    assert!(get_secret(&client, &empty, "awsecr-cred").await.is_none());
+
+    // Added to our Secret: refused, and it stays as it was.
+    create(ours.clone()).await.expect("our own Secret");
+    let before = get_secret(&client, &empty, "awsecr-cred").await.unwrap();
+    let merge = |patch: serde_json::Value| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .patch(
+                    "awsecr-cred",
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+        }
+    };
+    for (patch, message) in [
+        (json!({"metadata": {"finalizers": hold()}}), FINALIZERS),
+        (
+            json!({"metadata": {"ownerReferences": owner()}}),
+            OWNER_REFERENCES,
+        ),
+        (json!({"immutable": true}), IMMUTABLE),
+    ] {
+        assert_denied(merge(patch).await, &it, "secrets", message);
+    }
+    // Someone else's finalizer on our Secret stays: the token may not remove it either.
+    merge_as_admin::<Secret>(
+        &client,
+        &empty,
+        "awsecr-cred",
+        json!({"metadata": {"finalizers": hold()}}),
+    )
+    .await;
+    assert_denied(
+        merge(json!({"metadata": {"finalizers": null}})).await,
+        &it,
+        "secrets",
+        FINALIZERS,
+    );
+    let after = get_secret(&client, &empty, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        after.metadata.finalizers,
+        Some(vec!["example.com/hold".to_string()])
+    );
+    assert_eq!(
+        after.metadata.owner_references,
+        before.metadata.owner_references
+    );
+    assert_eq!(after.immutable, None);
+    // The tool still writes it (a forced apply keeps the admin's finalizer), then it can go.
+    create(ours.clone())
+        .await
+        .expect("our write, finalizer kept");
+    merge_as_admin::<Secret>(
+        &client,
+        &empty,
+        "awsecr-cred",
+        json!({"metadata": {"finalizers": null}}),
+    )
+    .await;
+}
+
+/// A ServiceAccount as a GitOps tool applies it (server-side apply, its own field manager):
+/// its workload-identity annotation and the pull Secret it lists.
+async fn gitops_service_account(client: &Client, ns: &str) {
+    let sa = json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "default", "annotations": {"iam.gke.io/gcp-service-account": "app@project.iam.gserviceaccount.com"}},
+        "imagePullSecrets": [{"name": "theirs"}],
+    });
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .patch("default", &PatchParams::apply("gitops"), &Patch::Apply(&sa))
+        .await
+        .unwrap();
+}
+
+/// managedFields say what a later server-side apply removes: the token may not move a GitOps
+/// tool's annotation into an entry of its own (the apply that drops it would then leave it),
+/// while the server's own bookkeeping for the tool's patches (taking imagePullSecrets over from
+/// the GitOps entry) passes.
+#[tokio::test]
+async fn a_service_accounts_managed_fields_cannot_be_rewritten() {
+    let Some((_lock, client)) = policy_server().await else {
+        return;
+    };
+    let (it, ..) = install_with_policies(&client, "fields", &[]).await;
+    // No `default` ServiceAccount yet: the GitOps apply makes it, so its entry is the only one.
+    let ns = unique("fields");
+    create_namespace(&client, &ns, false).await;
+    gitops_service_account(&client, &ns).await;
+    let before = get_sa(&client, &ns, "default").await;
+    let gitops = before.metadata.managed_fields.clone().unwrap();
+    assert_eq!(gitops.len(), 1, "{gitops:?}");
+    // The GitOps entry without the annotation, and the annotation claimed under our name.
+    let mut stripped = serde_json::to_value(&gitops[0]).unwrap();
+    stripped["fieldsV1"] = json!({"f:imagePullSecrets": {}});
+    let mut claimed = serde_json::to_value(&gitops[0]).unwrap();
+    claimed["manager"] = "ecr-refresh".into();
+    claimed["operation"] = "Update".into();
+    claimed["fieldsV1"] =
+        json!({"f:metadata": {"f:annotations": {"f:iam.gke.io/gcp-service-account": {}}}});
+    let rewrites = [
+        json!([{"op": "replace", "path": "/metadata/managedFields", "value": [stripped, claimed]}]),
+        // A manager of another name claiming it beside GitOps.
+        json!([{"op": "add", "path": "/metadata/managedFields/-", "value": {"manager": "kubectl-edit", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": claimed["fieldsV1"]}}]),
+        // Every entry dropped ([{}] resets managedFields).
+        json!([{"op": "replace", "path": "/metadata/managedFields", "value": [{}]}]),
+    ];
+    for ops in rewrites {
+        let attempt = json_patch_sa(&it.sa, &client, &ns, ops).await;
+        assert_denied(attempt, &it, "service-accounts", SA_MANAGED_FIELDS);
+    }
+    let after = get_sa(&client, &ns, "default").await;
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+
+    // GitOps still owns its annotation: its next apply without it removes it.
+    let dropped = json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "default"},
+        "imagePullSecrets": [{"name": "theirs"}],
+    });
+    Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .patch(
+            "default",
+            &PatchParams::apply("gitops"),
+            &Patch::Apply(&dropped),
+        )
+        .await
+        .unwrap();
+    let annotations = get_sa(&client, &ns, "default").await.metadata.annotations;
+    assert!(
+        !annotations
+            .unwrap_or_default()
+            .contains_key("iam.gke.io/gcp-service-account"),
+        "the GitOps apply left the annotation it dropped"
+    );
+
+    // The tool's own link and unlink, which take imagePullSecrets over from the GitOps entry.
+    gitops_service_account(&client, &ns).await;
+    let link = json!([
+        {"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "awsecr-cred"}},
+        {"op": "add", "path": "/metadata/annotations/ecr-refresh~1linked", "value": "awsecr-cred"},
+    ]);
+    json_patch_sa(&it.sa, &client, &ns, link)
+        .await
+        .expect("link");
+    let linked = get_sa(&client, &ns, "default").await;
+    let managers: Vec<_> = linked
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.manager.unwrap(), e.fields_v1.unwrap().0))
+        .collect();
+    assert!(
+        managers
+            .iter()
+            .any(|(m, f)| m == "ecr-refresh" && f.get("f:imagePullSecrets").is_some()),
+        "the server moved imagePullSecrets to our entry: {managers:?}"
+    );
+    let unlink = json!([
+        {"op": "remove", "path": "/imagePullSecrets/1"},
+        {"op": "remove", "path": "/metadata/annotations/ecr-refresh~1linked"},
+    ]);
+    json_patch_sa(&it.sa, &client, &ns, unlink)
+        .await
+        .expect("unlink");
+    // And sync itself, over the GitOps ServiceAccount.
+    let out = run_as(&it, &["sync", "-n", &ns]).await;
+    out.assert_code(0);
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &ns, "default").await),
+        ["theirs", "awsecr-cred"]
+    );
+}
+
+/// allow-force + allow-delete: labelling someone else's Secret ours while keeping their
+/// payload is refused, so the delete that would follow still meets their Secret and is refused
+/// too; `sync --force` (which writes a new token) still takes it over.
+#[tokio::test]
+async fn labelling_someone_elses_secret_ours_then_deleting_it_is_denied_with_allow_force() {
+    let Some((_lock, client)) = policy_server().await else {
+        return;
+    };
+    let (it, _, foreign) =
+        install_with_policies(&client, "relabel", &["allow-delete", "allow-force"]).await;
+    let secrets = Api::<Secret>::namespaced(it.sa.clone(), &foreign);
+    let label = json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "ecr-refresh"}}});
+    assert_denied(
+        secrets
+            .patch(
+                "awsecr-cred",
+                &PatchParams::default(),
+                &Patch::Merge(&label),
+            )
+            .await,
+        &it,
+        "secret-owner",
+        FORCE_KEEPS,
+    );
+    // The same label as a forced apply of their own payload.
+    let mut theirs_relabelled = secret(DOCKER_TYPE, true, json!({}), json!({}));
+    theirs_relabelled["data"][".dockerconfigjson"] =
+        base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, FOREIGN_PAYLOAD)
+            .into();
+    let mut take_over = apply_params(false);
+    take_over.force = true;
+    assert_denied(
+        secrets
+            .patch("awsecr-cred", &take_over, &Patch::Apply(&theirs_relabelled))
+            .await,
+        &it,
+        "secret-owner",
+        FORCE_KEEPS,
+    );
+    assert_denied(
+        secrets
+            .delete("awsecr-cred", &DeleteParams::default())
+            .await,
+        &it,
+        "secret-owner",
+        FORCE_DELETE,
+    );
+    let kept = get_secret(&client, &foreign, "awsecr-cred").await.unwrap();
+    assert_eq!(kept.data.unwrap()[".dockerconfigjson"].0, FOREIGN_PAYLOAD);
+
+    // sync --force replaces the payload with a token: taken over.
+    let out = run_as(&it, &["sync", "-n", &foreign, "--force"]).await;
+    out.assert_code(0);
+    let taken = get_secret(&client, &foreign, "awsecr-cred").await;
+    assert_ours(taken.clone(), &foreign);
+    assert_ne!(
+        taken.unwrap().data.unwrap()[".dockerconfigjson"].0,
+        FOREIGN_PAYLOAD
     );
 }
 
