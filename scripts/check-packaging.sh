@@ -134,7 +134,8 @@ check_manifests() {
   local files=("$ROOT/deploy/cronjob.yaml" "$ROOT/deploy/rbac.yaml" "$ROOT/deploy/namespaced-rbac.yaml"
     "$ROOT/deploy/allow-delete/rbac-delete.yaml" "$ROOT/deploy/stuck-pods-rbac.yaml"
     "$ROOT/deploy/born-linked/status-rbac.yaml" "$WORK/kustomized-without-policy.yaml")
-  local with_policy=("$ROOT/deploy/admission-policy.yaml" "$WORK/kustomized.yaml" "$WORK/kustomized-force.yaml")
+  local with_policy=("$ROOT/deploy/admission-policy.yaml" "$ROOT/deploy/stuck-pods-policy.yaml"
+    "$WORK/kustomized.yaml" "$WORK/kustomized-force.yaml")
   local v out f checked
   for f in kustomized:"" kustomized-force:"allow-delete allow-force" kustomized-without-policy:"without-admission-policy allow-delete"; do
     # shellcheck disable=SC2086 # the components are a list

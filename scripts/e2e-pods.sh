@@ -4,8 +4,9 @@
 #
 #   stuck pods (issue 17):  a Deployment's pod created before the ServiceAccount lists the Secret
 #     stays in ImagePullBackOff after `sync`; `status` names it; `sync --delete-stuck-pods`
-#     deletes it and its replacement pulls and runs; a bare stuck pod and a pod with
-#     imagePullSecrets of its own are left alone.
+#     deletes it and its replacement pulls and runs; a bare stuck pod, a pod with
+#     imagePullSecrets of its own and a Job's pod (backoffLimit 0) are left alone, and the Job
+#     neither fails nor counts a failure (issue 30).
 #   born linked (issue 25):  with deploy/born-linked applied, a Deployment created in a new
 #     namespace before any pass gets a pod whose spec already names the Secret; it waits in
 #     ErrImagePull/ImagePullBackOff, the next `sync` writes the Secret, and the SAME pod pulls and
@@ -95,6 +96,28 @@ spec:
       - $CONTAINER
 YAML
 }
+job() { # ns name: a Job whose one pod runs the private image; a single failure fails it
+  k apply -f - >/dev/null <<YAML
+apiVersion: batch/v1
+kind: Job
+metadata: {name: $2, namespace: $1}
+spec:
+  backoffLimit: 0
+  template:
+    metadata: {labels: {app: $2}}
+    spec:
+      automountServiceAccountToken: false
+      terminationGracePeriodSeconds: 0
+      restartPolicy: Never
+      containers:
+      - $CONTAINER
+YAML
+}
+job_unharmed() { # ns name: not Failed, no failed pod counted
+  local status; status=$(k -n "$1" get job "$2" -o json | jq -c '.status')
+  echo "$status" | jq -e '(.failed // 0) == 0 and ([.conditions[]? | select(.type == "Failed")] | length) == 0' >/dev/null ||
+    { echo "# job $2: $status"; return 1; }
+}
 bare_pod() { # ns name
   k apply -f - >/dev/null <<YAML
 apiVersion: v1
@@ -138,18 +161,20 @@ logged() {
 }
 
 stuck_pods() {
-  local ns=stuck-$RANDOM web bare=lonely own
+  local ns=stuck-$RANDOM web bare=lonely own batch
   namespace "$ns"
   deployment "$ns" web
   deployment "$ns" own theirs
+  job "$ns" batch
   bare_pod "$ns" "$bare"
-  web=$(stuck_pod "$ns" web); own=$(stuck_pod "$ns" own)
+  web=$(stuck_pod "$ns" web); own=$(stuck_pod "$ns" own); batch=$(stuck_pod "$ns" batch)
   wait_for 60 pull_failing "$ns" "$bare" || true
   check "a Deployment's pod created before the link waits in ErrImagePull/ImagePullBackOff, without $SECRET" \
     eval '[ -n "$web" ] && lacks_secret "$ns" "$web"'
   [ -n "$web" ] || { diagnose "$ns" "$(pod_of "$ns" web)"; return 0; }
   local web_uid; web_uid=$(uid_of "$ns" "$web")
-  local bare_uid own_uid; bare_uid=$(uid_of "$ns" "$bare"); own_uid=$(uid_of "$ns" "$own")
+  local bare_uid own_uid batch_uid; bare_uid=$(uid_of "$ns" "$bare"); own_uid=$(uid_of "$ns" "$own")
+  batch_uid=$(uid_of "$ns" "$batch")
   check "sync links the namespace" logged "sync-$ns" sync -n "$ns"
   # The kubelet retries within its back-off (10 s, 20 s, 40 s): give it more than one retry.
   sleep 35
@@ -161,9 +186,9 @@ stuck_pods() {
   check "status names the bare pod and the one with its own imagePullSecrets" \
     eval 'grep -q "pod $bare waits" "$LOGS/status-$ns.log" && grep -q "pod $own waits" "$LOGS/status-$ns.log"'
   check "sync --delete-stuck-pods exits 0" logged "heal-$ns" sync --delete-stuck-pods -n "$ns"
-  check "it deleted exactly the Deployment's pod, and left the other two" \
+  check "it deleted exactly the Deployment's pod, and left the other three" \
     eval 'grep -q "^deleted stuck pod $ns/$web " "$LOGS/heal-$ns.log" && [ "$(grep -c "^deleted stuck pod" "$LOGS/heal-$ns.log")" = 1 ] &&
-      [ "$(grep -c "^left stuck pod" "$LOGS/heal-$ns.log")" = 2 ]'
+      [ "$(grep -c "^left stuck pod" "$LOGS/heal-$ns.log")" = 3 ]'
   grep "stuck pod" "$LOGS/heal-$ns.log" | sed 's/^/# /'
   local next=""
   wait_for 30 eval 'next=$(pod_of "$ns" web) && [ -n "$next" ] && [ "$(uid_of "$ns" "$next")" != "$web_uid" ]' || true
@@ -174,6 +199,8 @@ stuck_pods() {
     eval '[ "$(uid_of "$ns" "$bare")" = "$bare_uid" ] && ! running "$ns" "$bare"'
   check "the pod with imagePullSecrets of its own is left alone (same pod, still stuck)" \
     eval '[ "$(uid_of "$ns" "$own")" = "$own_uid" ] && ! running "$ns" "$own"'
+  check "the Job's pod is left alone (same pod), and the Job (backoffLimit 0) neither failed nor counted a failure" \
+    eval '[ -n "$batch" ] && [ "$(uid_of "$ns" "$batch")" = "$batch_uid" ] && job_unharmed "$ns" batch'
 }
 
 born_linked() {

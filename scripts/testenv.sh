@@ -14,8 +14,9 @@
 # ../shared/k8s/VERSION/ beside the checkout), unpacked into the cache. `start` runs the first one, or
 # the binary in ECR_REFRESH_TESTENV_APISERVER_BIN. Beside a prebuilt apiserver whose VERSION folder
 # also holds kube-controller-manager.xz, `start` runs that controller-manager with only the
-# ServiceAccount token controller (tests/admission_policy.rs needs it); no other controller runs,
-# so namespaces still get no `default` ServiceAccount and deleted ones stay Terminating.
+# ServiceAccount token controller (tests/admission_policy.rs needs it) and the Job controller
+# (tests/stuck_pods.rs); no other controller runs, so namespaces still get no `default`
+# ServiceAccount and deleted ones stay Terminating.
 # KUBEBUILDER_ASSETS (a folder with etcd and kube-apiserver) is honoured: then nothing is built and
 # that kube-apiserver is the only server.
 set -euo pipefail
@@ -151,10 +152,13 @@ controller_manager_for() { # apiserver path
 }
 
 # Only the token controller: it fills Secrets of type kubernetes.io/service-account-token, which
-# the admission-policy tests need to show what a stolen token could do without the policy.
+# the admission-policy tests need to show what a stolen token could do without the policy; and the
+# Job controller, which counts a deleted pod as a failed attempt (tests/stuck_pods.rs shows that
+# healing stuck pods never fails a Job). It makes the pods of any Job a test creates (they stay
+# Pending: no scheduler, no kubelet).
 start_controller_manager() { # binary
   start_bg kube-controller-manager "$1" --kubeconfig="$RUN_DIR/kubeconfig" --leader-elect=false \
-    --controllers=serviceaccount-token-controller \
+    --controllers=serviceaccount-token-controller,job-controller \
     --service-account-private-key-file="$RUN_DIR/sa.key" --root-ca-file="$RUN_DIR/certs/apiserver.crt" \
     --use-service-account-credentials=false --authentication-skip-lookup=true \
     --bind-address=127.0.0.1 --secure-port="$CONTROLLER_MANAGER_PORT"
@@ -268,8 +272,9 @@ export ECR_REFRESH_TEST_ECR_ENDPOINT=http://127.0.0.1:$MOTO_PORT
 export ECR_REFRESH_TEST_RUN_DIR=$RUN_DIR
 export ECR_REFRESH_TEST_MOTO_BIN=$(bin_moto)
 export ECR_REFRESH_TEST_TOKEN_CONTROLLER=$token_controller
+export ECR_REFRESH_TEST_JOB_CONTROLLER=$token_controller
 ENV
-  log "ready: kube-apiserver $server, moto http://127.0.0.1:$MOTO_PORT$([ -z "$cm" ] || echo ", token controller") (source $RUN_DIR/env.sh)"
+  log "ready: kube-apiserver $server, moto http://127.0.0.1:$MOTO_PORT$([ -z "$cm" ] || echo ", token and Job controllers") (source $RUN_DIR/env.sh)"
 }
 
 # The request that crashed the 1.20.2 build with the old vendored reflect2, every time: a server-side

@@ -3,8 +3,10 @@
 //! such a pod never gets the Secret and waits in ImagePullBackOff until it is replaced.
 //!
 //! `status` names them; `sync --delete-stuck-pods` deletes exactly those a controller will
-//! recreate with the Secret. Both need `list` on pods (and the flag `delete`), which only the
-//! optional deploy/stuck-pods-rbac.yaml grants.
+//! recreate with the Secret, and never a Job's (the Job controller counts a deleted pod as a
+//! failed attempt). Both need `list` on pods (and the flag `delete`), which only the optional
+//! deploy/stuck-pods-rbac.yaml grants; deploy/stuck-pods-policy.yaml holds the deletes to the
+//! same rules.
 
 use std::collections::HashMap;
 
@@ -17,12 +19,14 @@ use crate::cluster::{explain, explain_write, is_status, Cluster};
 /// The waiting reasons of a container whose image cannot be pulled.
 const PULL_FAILURES: [&str; 2] = ["ErrImagePull", "ImagePullBackOff"];
 
-/// Controllers that recreate a deleted pod from their template, by API group and kind.
-const CONTROLLERS: [(&str, &str); 4] = [
+/// Controllers that recreate a deleted pod from their template, by API group and kind. Not a
+/// Job: its controller counts a deleted pod that had not succeeded as a failed attempt against
+/// backoffLimit (with 0, one deletion fails the Job). deploy/stuck-pods-policy.yaml lists the
+/// same kinds.
+const CONTROLLERS: [(&str, &str); 3] = [
     ("apps", "ReplicaSet"),
     ("apps", "StatefulSet"),
     ("apps", "DaemonSet"),
-    ("batch", "Job"),
 ];
 
 /// Where to get the permissions, for every refusal.
@@ -36,6 +40,8 @@ const LIST_PAGE: u32 = 500;
 pub(crate) struct Candidate {
     pub(crate) name: String,
     uid: String,
+    /// The version listed: the delete is refused once the pod has changed (started, say).
+    resource_version: String,
     service_account: String,
     /// The spec lists imagePullSecrets of its own: a replacement would not get the
     /// ServiceAccount's list either.
@@ -83,6 +89,7 @@ pub(crate) fn candidate(pod: Pod, secret: &str) -> Option<Candidate> {
     Some(Candidate {
         name: meta.name?,
         uid: meta.uid?,
+        resource_version: meta.resource_version?,
         service_account: spec
             .service_account_name
             .filter(|s| !s.is_empty())
@@ -136,8 +143,11 @@ impl Candidate {
         let Some((group, kind, owner)) = &self.controller else {
             return Err("it has no controller to recreate it: delete and recreate it yourself, after its ServiceAccount lists the Secret".into());
         };
+        if (group.as_str(), kind.as_str()) == ("batch", "Job") {
+            return Err(format!("its controller Job {owner} would count a deleted pod as a failed attempt (backoffLimit), so it is not deleted: delete Job {owner} and create it again (a CronJob's next Job gets the Secret by itself)"));
+        }
         if !CONTROLLERS.contains(&(group.as_str(), kind.as_str())) {
-            return Err(format!("its controller {kind} {owner} is not a ReplicaSet, StatefulSet, DaemonSet or Job, so it is not deleted: recreate it yourself"));
+            return Err(format!("its controller {kind} {owner} is not a ReplicaSet, StatefulSet or DaemonSet, so it is not deleted: recreate it yourself"));
         }
         if self.own_pull_secrets {
             return Err(format!("it lists imagePullSecrets of its own, so a replacement would not get the ServiceAccount's either: add {secret} to its {kind}'s pod template"));
@@ -232,43 +242,94 @@ async fn list(
     }
 }
 
-/// Deletes the pod only if it is still the one that was listed (uid precondition): a pod
-/// recreated under the same name (a StatefulSet's) is never deleted by mistake; then the answer
-/// is `false`. Gone already counts as done.
+/// What became of a stuck pod `sync` set out to delete.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Deletion {
+    Deleted,
+    /// Not deleted: another pod of that name since it was listed, or the same pod changed so
+    /// that it is no longer one to delete. Why, for the report.
+    Spared(String),
+}
+
+/// Deletes the pod only if it is still exactly the one that was judged: the uid and
+/// resourceVersion preconditions make the server refuse it once the pod was replaced (a
+/// StatefulSet's, under the same name) or changed (it started running). On such a refusal the
+/// pod is listed again and judged again; if it still qualifies, one more delete with the new
+/// version. Gone already counts as done.
 pub(crate) async fn delete(
     cluster: &Cluster,
     ns: &str,
-    pod: &Candidate,
+    judged: &Candidate,
+    ours: &Ours<'_>,
     dry_run: bool,
-) -> Result<bool, String> {
+) -> Result<Deletion, String> {
     let api: Api<Pod> = Api::namespaced(cluster.client(), ns);
-    let dp = DeleteParams {
-        dry_run,
-        preconditions: Some(Preconditions {
-            uid: Some(pod.uid.clone()),
-            resource_version: None,
-        }),
-        ..Default::default()
-    };
-    match cluster
-        .call("delete pod", || api.delete(&pod.name, &dp))
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(e) if is_status(&e, |s| s.is_not_found()) => Ok(true),
-        // The precondition failed: another pod of that name, which was not the one looked at.
-        Err(e) if is_status(&e, |s| s.is_conflict()) => Ok(false),
-        Err(e) if is_status(&e, |s| s.is_forbidden()) => Err(format!(
-            "deleting stuck pod {}: {} ({RBAC_HINT})",
-            pod.name,
-            explain(&e)
-        )),
-        Err(e) => Err(format!(
-            "deleting stuck pod {}: {}",
-            pod.name,
-            explain_write(&e)
-        )),
+    let mut pod = judged.clone();
+    for _ in 0..2 {
+        let dp = DeleteParams {
+            dry_run,
+            preconditions: Some(Preconditions {
+                uid: Some(pod.uid.clone()),
+                resource_version: Some(pod.resource_version.clone()),
+            }),
+            ..Default::default()
+        };
+        match cluster
+            .call("delete pod", || api.delete(&pod.name, &dp))
+            .await
+        {
+            Ok(_) => return Ok(Deletion::Deleted),
+            Err(e) if is_status(&e, |s| s.is_not_found()) => return Ok(Deletion::Deleted),
+            // A precondition failed: look again.
+            Err(e) if is_status(&e, |s| s.is_conflict()) => {}
+            Err(e) if is_status(&e, |s| s.is_forbidden()) => {
+                return Err(format!(
+                    "deleting stuck pod {}: {} ({RBAC_HINT})",
+                    pod.name,
+                    explain(&e)
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "deleting stuck pod {}: {}",
+                    pod.name,
+                    explain_write(&e)
+                ))
+            }
+        }
+        let lp = ListParams::default().fields(&format!("metadata.name={}", pod.name));
+        let now = cluster
+            .call("list pods", || api.list(&lp))
+            .await
+            .map_err(|e| format!("listing stuck pod {} again: {}", pod.name, refusal(&e)))?
+            .items
+            .into_iter()
+            .next();
+        let Some(now) = now else {
+            return Ok(Deletion::Deleted);
+        };
+        if now.metadata.uid.as_deref() != Some(&pod.uid) {
+            return Ok(Deletion::Spared("replaced by another pod of that name since it was listed (uid precondition); not deleted".into()));
+        }
+        let still = candidate(now, ours.secret).filter(|c| {
+            c.stuck_on(ours.hosts).is_some() && c.verdict(ours.secret, ours.linked).is_ok()
+        });
+        let Some(still) = still else {
+            return Ok(Deletion::Spared("changed since it was listed and no longer waits on a pull it can be healed of (resourceVersion precondition); not deleted".into()));
+        };
+        pod = still;
     }
+    Ok(Deletion::Spared(
+        "changed twice while being deleted (resourceVersion precondition); not deleted: the next pass looks again".into(),
+    ))
+}
+
+/// What a pod is judged against: our Secret's name and hosts, and whether the pod's
+/// ServiceAccount lists the Secret now.
+pub(crate) struct Ours<'a> {
+    pub(crate) secret: &'a str,
+    pub(crate) hosts: &'a [String],
+    pub(crate) linked: bool,
 }
 
 #[cfg(test)]
@@ -280,7 +341,7 @@ mod tests {
     /// A pending pod whose first container waits with `reason` on `image`.
     fn pod(image: &str, reason: &str) -> Pod {
         serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web-1", "uid": "u-1", "ownerReferences": [
+            "metadata": {"name": "web-1", "uid": "u-1", "resourceVersion": "7", "ownerReferences": [
                 {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "rs", "controller": true}
             ]},
             "spec": {"containers": [{"name": "app", "image": image}]},
@@ -365,6 +426,16 @@ mod tests {
             .verdict(secret, true)
             .unwrap_err()
             .contains("no controller"));
+        // Its controller would count the deleted pod as a failed attempt.
+        let job = Candidate {
+            controller: Some(("batch".into(), "Job".into(), "migrate".into())),
+            ..base.clone()
+        };
+        let why = job.verdict(secret, true).unwrap_err();
+        assert!(
+            why.contains("Job migrate would count a deleted pod as a failed attempt"),
+            "{why}"
+        );
         let other_owner = Candidate {
             controller: Some(("example.com".into(), "Rollout".into(), "r".into())),
             ..base.clone()

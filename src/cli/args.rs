@@ -342,9 +342,10 @@ pub struct SyncArgs {
     pub(crate) prune: bool,
 
     /// Then delete each pod that waits in ErrImagePull/ImagePullBackOff because it was created
-    /// before its ServiceAccount listed the Secret, when its ReplicaSet, StatefulSet, DaemonSet
-    /// or Job will recreate it with the Secret (never a bare pod, never one with imagePullSecrets
-    /// of its own). Needs `list` and `delete` on pods (deploy/stuck-pods-rbac.yaml)
+    /// before its ServiceAccount listed the Secret, when its ReplicaSet, StatefulSet or DaemonSet
+    /// will recreate it with the Secret (never a bare pod, a Job's pod, or one with
+    /// imagePullSecrets of its own). Needs `list` and `delete` on pods
+    /// (deploy/stuck-pods-rbac.yaml)
     #[arg(help_heading = WRITE, long, env = "ECR_REFRESH_DELETE_STUCK_PODS")]
     pub(crate) delete_stuck_pods: bool,
 

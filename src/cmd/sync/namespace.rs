@@ -13,7 +13,7 @@ use crate::pullsecret::{self, Found, LazyDesired, Policy, SecretError, SecretOut
 use crate::report::{NamespaceReport, Outcome};
 use crate::serviceaccount::{self, ServiceAccountOutcome};
 use crate::shutdown::Shield;
-use crate::stuckpods::{self, ByNamespace, PodAction};
+use crate::stuckpods::{self, ByNamespace, Deletion, PodAction};
 
 /// What every namespace of the pass shares: the lists, taken out namespace by namespace.
 pub(super) struct Ctx<'a> {
@@ -247,14 +247,17 @@ async fn heal_stuck(ctx: &Ctx<'_>, ns: &str, report: &mut NamespaceReport) {
         };
         stuck.action = PodAction::Left;
         if pod.verdict(secret, linked).is_ok() {
-            match stuckpods::delete(ctx.cluster, ns, pod, ctx.opts.dry_run).await {
-                Ok(true) => {
+            let ours = stuckpods::Ours {
+                secret,
+                hosts: &hosts,
+                linked,
+            };
+            match stuckpods::delete(ctx.cluster, ns, pod, &ours, ctx.opts.dry_run).await {
+                Ok(Deletion::Deleted) => {
                     info!(namespace = ns, pod = %stuck.name, dry_run = ctx.opts.dry_run, "deleted stuck pod");
                     stuck.action = PodAction::Deleted;
                 }
-                Ok(false) => {
-                    stuck.why = "replaced by another pod of that name since it was listed (uid precondition); not deleted".into();
-                }
+                Ok(Deletion::Spared(why)) => stuck.why = why,
                 Err(e) => {
                     warn!(namespace = ns, pod = %stuck.name, error = %e, "deleting stuck pod failed");
                     report.fail(e);
