@@ -609,7 +609,13 @@ async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
     let before = get_secret(&client, &ns("forged"), "awsecr-cred")
         .await
         .unwrap();
-    let stolen = serde_json::json!({"data": {".dockerconfigjson": payload_for(HOST, "stolen")}});
+    let mut config = dockerconfig(&before);
+    for entry in config["auths"].as_object_mut().unwrap().values_mut() {
+        entry["password"] = "stolen".into();
+        entry["auth"] = STANDARD.encode("AWS:stolen").into();
+    }
+    let stolen =
+        serde_json::json!({"data": {".dockerconfigjson": STANDARD.encode(config.to_string())}});
     tamper(&client, &ns("forged"), stolen).await;
     let fields = serde_json::to_value(&before.metadata.managed_fields).unwrap();
     tamper(
