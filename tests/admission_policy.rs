@@ -868,6 +868,67 @@ async fn sync_and_status_work_through_the_policy() {
     assert_eq!(out.json()["summary"]["healthy"], 2, "{}", out.stdout());
 }
 
+/// Issue 30, finding 9: a data key a tenant adds to our Secret made every later write of ours
+/// fail with the policy's 403 ("exactly one data key"), for good, while `status` said healthy.
+/// Now `status` flags it, and the next pass (due or not: the Secret changed since our last
+/// write) removes the key with a conditional JSON patch the policy admits, says so, and
+/// writes; later passes stay quiet.
+#[tokio::test]
+async fn a_data_key_added_by_a_tenant_is_removed_through_the_policy() {
+    let Some((_lock, client)) = policy_server().await else {
+        return;
+    };
+    let (it, ..) = install_with_policies(&client, "strays", &[]).await;
+    let base = unique("strays");
+    let ns = format!("{base}-a");
+    create_namespace(&client, &ns, true).await;
+    let ecr =
+        common::fake_ecr::FakeEcr::start(common::fake_ecr::FakeEcr::valid_for_12h("first")).await;
+    let glob = format!("{base}-*");
+    let sync = || {
+        Run::sync()
+            .env("KUBECONFIG", &it.kubeconfig)
+            .env("AWS_ENDPOINT_URL", &ecr.url)
+            .args(["-n", glob.as_str(), "-o", "json"])
+    };
+    sync().run_async().await.assert_code(0);
+    merge_as_admin::<Secret>(
+        &client,
+        &ns,
+        "awsecr-cred",
+        json!({"data": {"note": "bWluZQ=="}}),
+    )
+    .await;
+    let status = || {
+        Run::bare()
+            .env("KUBECONFIG", &it.kubeconfig)
+            .args(["status", "-n", glob.as_str(), "-o", "json"])
+            .run_async()
+    };
+    let out = status().await;
+    out.assert_code(1);
+    assert!(out.stdout().contains("note"), "{}", out.stdout());
+    ecr.set_body(common::fake_ecr::FakeEcr::valid_for_12h("second"));
+    let out = sync().args(["--refresh-all"]).run_async().await;
+    out.assert_code(0);
+    let report = out.json();
+    assert_eq!(outcome(&report, &ns)["outcome"], "updated", "{report:#}");
+    assert!(
+        report["warnings"].to_string().contains("note"),
+        "{report:#}"
+    );
+    let s = get_secret(&client, &ns, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        s.data.as_ref().unwrap().keys().collect::<Vec<_>>(),
+        [".dockerconfigjson"]
+    );
+    assert_eq!(dockerconfig(&s)["auths"][HOST]["password"], "second");
+    let out = sync().run_async().await;
+    out.assert_code(0);
+    assert_eq!(out.json()["summary"]["unchanged"], 1, "{}", out.stdout());
+    status().await.assert_code(0);
+}
+
 /// `run` as the install's ServiceAccount: `sync`/`prune` args plus `-o json`.
 async fn run_as(it: &Install, args: &[&str]) -> RunOutput {
     Run::bare()

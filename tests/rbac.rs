@@ -267,13 +267,19 @@ async fn namespace_scoped_install_needs_no_cluster_wide_rights() {
     kinds.sort();
     assert_eq!(kinds, ["Role", "RoleBinding"]);
     let id = unique("rbac-ns");
-    // Only the ServiceAccount from rbac.yaml; no ClusterRole, no ClusterRoleBinding.
-    let sa_only = repo_file("deploy/rbac.yaml");
-    let sa_doc = sa_only
+    // Only the ServiceAccount and the ledger's Role (in kube-system) from rbac.yaml; no
+    // ClusterRole, no ClusterRoleBinding.
+    let rbac = repo_file("deploy/rbac.yaml");
+    let docs: Vec<&str> = rbac
         .split("\n---\n")
-        .find(|d| d.contains("kind: ServiceAccount"))
-        .unwrap();
-    apply_renamed(sa_doc, &id, &[]);
+        .filter(|d| {
+            ["ServiceAccount", "Role", "RoleBinding"]
+                .iter()
+                .any(|k| d.contains(&format!("\nkind: {k}\n")))
+        })
+        .collect();
+    assert_eq!(docs.len(), 3, "{docs:?}");
+    apply_renamed(&docs.join("\n---\n"), &id, &[]);
     for n in [&a, &b] {
         apply_renamed(
             &repo_file("deploy/namespaced-rbac.yaml"),
@@ -306,6 +312,7 @@ async fn namespace_scoped_install_needs_no_cluster_wide_rights() {
     }
     // The Role lets the tool read its own namespace (to skip a terminating one).
     out.assert_stderr_lacks(NO_NAMESPACE_GET);
+    out.assert_stderr_lacks("cannot read the ledger");
 
     // A namespace without the Role fails alone, with the missing permission named.
     after_write_window().await;

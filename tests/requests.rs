@@ -12,14 +12,14 @@ use base64::Engine;
 use common::fake_ecr::FakeEcr;
 use common::install::*;
 use common::*;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Requests to namespaces, secrets and serviceaccounts, by verb ("APPLY secrets", "LIST
-/// serviceaccounts").
+/// serviceaccounts"), and the reads and writes of the ledger ConfigMap ("GET configmaps").
 #[derive(Debug)]
 struct Counts(HashMap<String, u64>);
 
@@ -37,6 +37,11 @@ impl Counts {
         self.0.values().sum()
     }
 
+    /// The ledger: one read a pass, and one write when anything was written.
+    fn ledger(&self) -> u64 {
+        self.of("GET configmaps") + self.of("APPLY configmaps") + self.of("PATCH configmaps")
+    }
+
     fn lists(&self) -> u64 {
         ["namespaces", "secrets", "serviceaccounts"]
             .iter()
@@ -44,9 +49,10 @@ impl Counts {
             .sum()
     }
 
-    /// No write, no read of a single object: only lists.
+    /// No write, no read of a single object: only lists, and the one read of the ledger.
     fn assert_only_lists(&self, bound: u64) {
-        assert_eq!(self.total(), self.lists(), "{self:?}");
+        assert_eq!(self.of("GET configmaps"), 1, "{self:?}");
+        assert_eq!(self.total(), self.lists() + 1, "{self:?}");
         assert!(
             self.lists() <= bound,
             "{} lists > {bound}: {self:?}",
@@ -74,10 +80,12 @@ async fn scrape(client: &Client) -> HashMap<String, f64> {
         let resource = label("resource");
         // WATCH is left out: the tool never watches, and on the v1.36.3 leg the token
         // controller's informers re-open their watches at random times.
-        if !["namespaces", "secrets", "serviceaccounts"].contains(&resource.as_str())
-            || !label("subresource").is_empty()
-            || label("verb") == "WATCH"
-        {
+        // Of ConfigMaps, only what the tool does to its ledger (a token controller may be
+        // creating kube-root-ca.crt in new namespaces).
+        let ledger_verb = ["GET", "APPLY", "PATCH"].contains(&label("verb").as_str());
+        let counted = ["namespaces", "secrets", "serviceaccounts"].contains(&resource.as_str())
+            || (resource == "configmaps" && ledger_verb);
+        if !counted || !label("subresource").is_empty() || label("verb") == "WATCH" {
             continue;
         }
         *out.entry(format!("{} {resource}", label("verb")))
@@ -87,6 +95,7 @@ async fn scrape(client: &Client) -> HashMap<String, f64> {
 }
 
 async fn counted(client: &Client, run: Run) -> (RunOutput, Counts) {
+    ledger_exists(client).await;
     let before = scrape(client).await;
     let out = run.run_async().await;
     let after = scrape(client).await;
@@ -102,6 +111,24 @@ async fn counted(client: &Client, run: Run) -> (RunOutput, Counts) {
         .filter(|(k, _)| k != "GET namespaces")
         .collect();
     (out, Counts(counts))
+}
+
+/// The ledger made before a count, so that the count never includes the extra read of a pass
+/// that finds none and must look again before creating it.
+async fn ledger_exists(client: &Client) {
+    let api = Api::<ConfigMap>::namespaced(client.clone(), "kube-system");
+    let ledger = ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some("ecr-refresh-state".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &ledger).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("create the ledger: {e}"),
+    }
 }
 
 /// At most 3 list requests per 500 namespaces: one paged list each of namespaces, our Secrets
@@ -159,7 +186,8 @@ async fn a_pass_with_nothing_due_only_lists_and_never_calls_ecr() {
     assert_eq!(out.json()["summary"]["created"], 4);
     assert_eq!(c.secret_writes(), 4, "{c:?}");
     assert_eq!(c.of("PATCH serviceaccounts"), 4, "{c:?}");
-    assert_eq!(c.total(), c.lists() + 8, "no single reads: {c:?}");
+    assert_eq!(c.ledger(), 2, "the ledger read, and written once: {c:?}");
+    assert_eq!(c.total(), c.lists() + 8 + 2, "no single reads: {c:?}");
     assert_eq!(ecr.calls(), 1);
 
     // Nothing due, though ECR would now hand out a new token: no write, no ECR call, no read
@@ -186,7 +214,7 @@ async fn a_pass_with_nothing_due_only_lists_and_never_calls_ecr() {
     out.assert_code(0);
     assert_eq!(out.json()["summary"]["updated"], 4);
     assert_eq!(c.secret_writes(), 4, "{c:?}");
-    assert_eq!(c.total(), c.lists() + 4, "{c:?}");
+    assert_eq!(c.total(), c.lists() + 4 + 2, "{c:?}");
     assert_eq!(ecr.calls(), 2);
     for n in &names {
         assert_eq!(password(&client, n).await, "two");
@@ -195,12 +223,13 @@ async fn a_pass_with_nothing_due_only_lists_and_never_calls_ecr() {
 
 /// One pass with `args` in which exactly the namespaces in `due` are written (and
 /// `patched` ServiceAccounts linked): the count of writes, patches and ECR calls, and nothing
-/// read but lists.
+/// read but lists, the ledger, and the `changed` Secrets someone else wrote since our last
+/// write (read in full before they are rewritten).
 async fn pass_writes_exactly(
     client: &Client,
     ecr: &FakeEcr,
     run: Run,
-    due: &[(&str, &str)],
+    (due, changed): (&[(&str, &str)], u64),
     patched: u64,
 ) -> serde_json::Value {
     let calls = ecr.calls();
@@ -209,7 +238,11 @@ async fn pass_writes_exactly(
     let report = out.json();
     assert_eq!(c.secret_writes(), due.len() as u64, "{c:?} {report:#}");
     assert_eq!(c.of("PATCH serviceaccounts"), patched, "{c:?}");
-    assert_eq!(c.total(), c.lists() + due.len() as u64 + patched, "{c:?}");
+    assert_eq!(c.of("GET secrets"), changed, "{c:?}");
+    let ledger = if due.is_empty() { 1 } else { 2 };
+    assert_eq!(c.ledger(), ledger, "{c:?}");
+    let single = due.len() as u64 + patched + changed + ledger;
+    assert_eq!(c.total(), c.lists() + single, "{c:?}");
     assert_eq!(ecr.calls() - calls, usize::from(!due.is_empty()));
     for (ns, expected) in due {
         assert_eq!(
@@ -246,7 +279,7 @@ async fn each_due_namespace_costs_exactly_its_own_write() {
     // A new namespace: its Secret and its ServiceAccount patch, nothing else.
     let new = format!("{base}-new");
     create_namespace(&client, &new, true).await;
-    pass_writes_exactly(&client, &ecr, sync(), &[(&new, "created")], 1).await;
+    pass_writes_exactly(&client, &ecr, sync(), (&[(&new, "created")], 0), 1).await;
 
     // A hand edit of the payload (another field manager).
     let api: Api<Secret> = Api::namespaced(client.clone(), &tampered);
@@ -258,7 +291,7 @@ async fn each_due_namespace_costs_exactly_its_own_write() {
     api.replace("awsecr-cred", &PostParams::default(), &hand)
         .await
         .unwrap();
-    pass_writes_exactly(&client, &ecr, sync(), &[(&tampered, "updated")], 0).await;
+    pass_writes_exactly(&client, &ecr, sync(), (&[(&tampered, "updated")], 1), 0).await;
     assert_eq!(password(&client, &tampered).await, "two");
 
     // A deleted Secret.
@@ -266,7 +299,7 @@ async fn each_due_namespace_costs_exactly_its_own_write() {
         .delete("awsecr-cred", &DeleteParams::default())
         .await
         .unwrap();
-    pass_writes_exactly(&client, &ecr, sync(), &[(&deleted, "created")], 0).await;
+    pass_writes_exactly(&client, &ecr, sync(), (&[(&deleted, "created")], 0), 0).await;
 
     // A Secret inside the refresh window: written from a token with 2 h left.
     let soon = jiff::Timestamp::now().as_second() + 2 * 3600;
@@ -279,10 +312,10 @@ async fn each_due_namespace_costs_exactly_its_own_write() {
         .assert_code(0);
     assert_eq!(password(&client, &expiring).await, "short");
     ecr.set_body(FakeEcr::valid_for_12h("three"));
-    pass_writes_exactly(&client, &ecr, sync(), &[(&expiring, "updated")], 0).await;
+    pass_writes_exactly(&client, &ecr, sync(), (&[(&expiring, "updated")], 0), 0).await;
     assert_eq!(password(&client, &expiring).await, "three");
     // Inside a wider window it would be due again; with the default it is not.
-    pass_writes_exactly(&client, &ecr, sync(), &[], 0).await;
+    pass_writes_exactly(&client, &ecr, sync(), (&[], 0), 0).await;
 
     // A changed registry list, then changed credentials: every Secret, once.
     let all: Vec<(&str, &str)> = [&deleted, &expiring, &new, &plain, &tampered]
@@ -290,11 +323,11 @@ async fn each_due_namespace_costs_exactly_its_own_write() {
         .map(|n| (n.as_str(), "updated"))
         .collect();
     let with_registry = || sync().args(["--registry", ACCOUNT]);
-    pass_writes_exactly(&client, &ecr, with_registry(), &all, 0).await;
-    pass_writes_exactly(&client, &ecr, with_registry(), &[], 0).await;
+    pass_writes_exactly(&client, &ecr, with_registry(), (&all, 0), 0).await;
+    pass_writes_exactly(&client, &ecr, with_registry(), (&[], 0), 0).await;
     let other_key = || sync().env("AWS_ACCESS_KEY_ID", "AKIAI44QH8DHBEXAMPLE");
-    pass_writes_exactly(&client, &ecr, other_key(), &all, 0).await;
-    pass_writes_exactly(&client, &ecr, other_key(), &[], 0).await;
+    pass_writes_exactly(&client, &ecr, other_key(), (&all, 0), 0).await;
+    pass_writes_exactly(&client, &ecr, other_key(), (&[], 0), 0).await;
 }
 
 #[tokio::test]
@@ -343,7 +376,8 @@ async fn literal_names_read_each_one_instead_of_listing() {
     assert_eq!(c.of("GET serviceaccounts"), 2, "{c:?}");
     assert_eq!(c.of("GET secrets"), 2, "{c:?}");
     assert_eq!(c.lists(), 0, "{c:?}");
-    assert_eq!(c.total(), 8, "{c:?}");
+    assert_eq!(c.ledger(), 2, "{c:?}");
+    assert_eq!(c.total(), 8 + 2, "{c:?}");
 }
 
 /// Two identities made from rbac.yaml: as shipped, and without `list` on our Secret.
@@ -423,8 +457,9 @@ async fn tamper(client: &Client, ns: &str, patch: serde_json::Value) {
         .unwrap_or_else(|e| panic!("tamper with {ns}: {e}"));
 }
 
-/// Our Secret in `ns` deleted and made again by someone else, with our label and `type_`.
-async fn recreate(client: &Client, ns: &str, type_: &str, from: &Secret) {
+/// Our Secret in `ns` deleted and made again by someone else (as field manager `manager`),
+/// with our label and `type_`.
+async fn recreate(client: &Client, ns: &str, type_: &str, from: &Secret, manager: Option<&str>) {
     let api = Api::<Secret>::namespaced(client.clone(), ns);
     api.delete("awsecr-cred", &DeleteParams::default())
         .await
@@ -440,14 +475,39 @@ async fn recreate(client: &Client, ns: &str, type_: &str, from: &Secret) {
         data: from.data.clone(),
         ..Default::default()
     };
-    api.create(&PostParams::default(), &copy).await.unwrap();
+    let pp = PostParams {
+        field_manager: manager.map(str::to_string),
+        ..Default::default()
+    };
+    api.create(&pp, &copy).await.unwrap();
+}
+
+/// Someone else's write to our Secret in `ns` under our own field manager's name.
+async fn tamper_as_us(client: &Client, ns: &str, patch: serde_json::Value) {
+    let pp = PatchParams {
+        field_manager: Some("ecr-refresh".into()),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch("awsecr-cred", &pp, &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("tamper with {ns}: {e}"));
+}
+
+/// A payload for `host` with a complete entry (user, password, auth), base64 as in `data`.
+fn payload_for(host: &str, password: &str) -> String {
+    let auth = STANDARD.encode(format!("AWS:{password}"));
+    let json = serde_json::json!({"auths": {host: {"username": "AWS", "password": password, "auth": auth}}});
+    STANDARD.encode(json.to_string())
 }
 
 /// Sync judges our Secrets from a metadata-only list (no payload, no type). Every way of
 /// touching a Secret is judged exactly as a full read of it judges it (the per-namespace reads
-/// made when the list is refused): the same outcome, the same error, with and without --force.
-/// What the metadata cannot vouch for (not labelled ours, its type not held by our field
-/// manager, or a field of ours removed) is read in full, one GET each.
+/// made when the list is refused): the same outcome, the same error, with and without --force;
+/// and `status` calls healthy exactly those the pass leaves unchanged. The metadata vouches
+/// only for a Secret whose resourceVersion is the one the ledger recorded for our last write:
+/// anything written since, by anyone (under our field manager's name, with managedFields put
+/// back, with a key added), is read in full, one GET each, and rewritten.
 #[tokio::test]
 async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
     let _one_at_a_time = SERIAL.lock().await;
@@ -465,6 +525,11 @@ async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
         "opaque",
         "foreign",
         "missing",
+        "asusempty",
+        "asushost",
+        "asusopaque",
+        "forged",
+        "note",
     ];
     let (client, base, names) = TestNs::group("meta", cases).await;
     let ns = |case: &str| names[cases.iter().position(|c| *c == case).unwrap()].clone();
@@ -517,13 +582,58 @@ async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
         &ns("recreated"),
         "kubernetes.io/dockerconfigjson",
         &ours,
+        None,
     )
     .await;
-    recreate(&client, &ns("opaque"), "Opaque", &ours).await;
+    recreate(&client, &ns("opaque"), "Opaque", &ours, None).await;
     Api::<Secret>::namespaced(client.clone(), &ns("missing"))
         .delete("awsecr-cred", &DeleteParams::default())
         .await
         .unwrap();
+    // Under our field manager's name (issue 30, finding 1).
+    let empty = STANDARD.encode(r#"{"auths":{}}"#);
+    let empty = serde_json::json!({"data": {".dockerconfigjson": empty}});
+    tamper_as_us(&client, &ns("asusempty"), empty).await;
+    let host = payload_for("evil.example.com", "x");
+    let host = serde_json::json!({"data": {".dockerconfigjson": host}});
+    tamper_as_us(&client, &ns("asushost"), host).await;
+    recreate(
+        &client,
+        &ns("asusopaque"),
+        "Opaque",
+        &ours,
+        Some("ecr-refresh"),
+    )
+    .await;
+    // Another password, then the managedFields from before put back (finding 2).
+    let before = get_secret(&client, &ns("forged"), "awsecr-cred")
+        .await
+        .unwrap();
+    let mut config = dockerconfig(&before);
+    for entry in config["auths"].as_object_mut().unwrap().values_mut() {
+        entry["password"] = "stolen".into();
+        entry["auth"] = STANDARD.encode("AWS:stolen").into();
+    }
+    let stolen =
+        serde_json::json!({"data": {".dockerconfigjson": STANDARD.encode(config.to_string())}});
+    tamper(&client, &ns("forged"), stolen).await;
+    let fields = serde_json::to_value(&before.metadata.managed_fields).unwrap();
+    tamper(
+        &client,
+        &ns("forged"),
+        serde_json::json!({"metadata": {"managedFields": fields}}),
+    )
+    .await;
+    let forged = get_secret(&client, &ns("forged"), "awsecr-cred")
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.metadata.managed_fields,
+        before.metadata.managed_fields
+    );
+    // A data key of someone else's (finding 9).
+    let note = serde_json::json!({"data": {"note": STANDARD.encode("mine")}});
+    tamper_as_us(&client, &ns("note"), note).await;
 
     let expected: HashMap<&str, &str> = HashMap::from([
         ("current", "unchanged"),
@@ -531,23 +641,21 @@ async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
         ("expiry", "updated"),
         ("noregs", "updated"),
         ("unlabelled", "failed"),
-        ("stripped", "unchanged"),
+        ("stripped", "updated"),
         ("stripedit", "updated"),
         ("recreated", "updated"),
         ("opaque", "failed"),
         ("foreign", "failed"),
         ("missing", "created"),
+        ("asusempty", "updated"),
+        ("asushost", "updated"),
+        ("asusopaque", "failed"),
+        ("forged", "updated"),
+        ("note", "updated"),
     ]);
-    // A removed field is held by nobody; the rest were not written by our field manager.
-    let unvouched = [
-        "noregs",
-        "unlabelled",
-        "stripped",
-        "stripedit",
-        "recreated",
-        "opaque",
-        "foreign",
-    ];
+    // Only what our last write left is vouched for; a missing Secret is not listed.
+    let vouched = ["current", "missing"];
+    let opaque = ["opaque", "asusopaque"];
     for force in [false, true] {
         let mut seen = Vec::new();
         for id in [&granted, &refused] {
@@ -573,16 +681,17 @@ async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
                     )
                 })
                 .collect();
-            for (case, outcome, _) in &judged {
+            for (case, outcome, error) in &judged {
                 // rbac.yaml grants no delete, which replacing a Secret of another type needs.
                 let want = match expected[case.as_str()] {
-                    "failed" if force && case != "opaque" => "updated",
+                    "failed" if force && !opaque.contains(&case.as_str()) => "updated",
                     other => other,
                 };
                 assert_eq!(outcome, want, "{case} (force {force}, {id}): {report:#}");
+                assert!(!error.contains("422"), "{case}: {error}");
             }
             let reads = if *id == granted {
-                unvouched.len()
+                cases.len() - vouched.len()
             } else {
                 cases.len()
             };
@@ -592,6 +701,26 @@ async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
         assert_eq!(
             seen[0], seen[1],
             "metadata list against full reads (force {force})"
+        );
+    }
+    // `status` calls healthy exactly what sync leaves unchanged.
+    let out = Run::bare()
+        .args(["status", "-n", glob.as_str(), "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(1);
+    let report = out.json();
+    for case in cases {
+        let n = report["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == ns(case).as_str())
+            .unwrap();
+        assert_eq!(
+            n["healthy"] == true,
+            expected[case] == "unchanged",
+            "{case}: {n:#}"
         );
     }
 }

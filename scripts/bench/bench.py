@@ -39,7 +39,9 @@ import urllib.parse
 LIST_PAGE = 500  # the tool's namespace page size (src/namespaces.rs)
 SECRET = "awsecr-cred"
 SA = "default"
-COUNTED = ("namespaces", "secrets", "serviceaccounts")
+# configmaps: the ledger (kube-system/ecr-refresh-state), one GET a pass and one apply when
+# something was written.
+COUNTED = ("namespaces", "secrets", "serviceaccounts", "configmaps")
 STANDARD = ("first", "steady", "steady-rotating", "steady-c1")  # the passes every run makes; others are diagnostics
 # Non-resource URLs that are not the tool's: our own scrapes and the servers' health checks.
 NOT_THE_TOOL = ("/metrics", "/readyz", "/livez", "/healthz")
@@ -51,7 +53,7 @@ BACKGROUND = {("GET", "namespaces")}
 
 
 def counted(res):
-    """Requests the tool makes: the three resources it touches, and non-resource URLs (/version)."""
+    """Requests the tool makes: the resources it touches, and non-resource URLs (/version)."""
     if res.startswith("/"):
         return not res.startswith(NOT_THE_TOOL)
     return res.split("/")[0] in COUNTED

@@ -287,6 +287,23 @@ pub struct ScopeArgs {
     pub(crate) target: TargetArgs,
 }
 
+/// Where `sync` records what it wrote, and `status` checks it.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Run")]
+pub struct LedgerArgs {
+    /// Namespace of the ConfigMap ecr-refresh-state, where sync records the resourceVersion
+    /// of each Secret it wrote, so a Secret changed since (whatever its managedFields claim)
+    /// is read in full and rewritten. Keep it one tenants cannot write
+    #[arg(
+        long,
+        env = "ECR_REFRESH_STATE_NAMESPACE",
+        default_value = "kube-system",
+        value_name = "NAMESPACE",
+        value_parser = object_name
+    )]
+    pub(crate) state_namespace: String,
+}
+
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     #[command(flatten)]
@@ -295,6 +312,8 @@ pub struct SyncArgs {
     pub(crate) aws: AwsArgs,
     #[command(flatten)]
     pub(crate) run: RunArgs,
+    #[command(flatten)]
+    pub(crate) ledger: LedgerArgs,
 
     /// How long to wait for a missing ServiceAccount (a brand-new namespace gets its `default`
     /// one a moment after creation) before failing that namespace
@@ -360,6 +379,8 @@ pub struct StatusArgs {
     pub(crate) scope: ScopeArgs,
     #[command(flatten)]
     pub(crate) run: RunArgs,
+    #[command(flatten)]
+    pub(crate) ledger: LedgerArgs,
 
     // Unset: only expired tokens are unhealthy.
     /// Also count a namespace as unhealthy when its token expires sooner than this

@@ -12,9 +12,9 @@ mod services;
 mod values;
 
 pub use args::{
-    AwsArgs, Cli, Command, CompletionShell, CompletionsArgs, GlobalArgs, LogFormat, ManArgs,
-    ManPage, OutputFormat, PruneArgs, PushArgs, RunArgs, ScopeArgs, SelectionArgs, StatusArgs,
-    SyncArgs, TargetArgs,
+    AwsArgs, Cli, Command, CompletionShell, CompletionsArgs, GlobalArgs, LedgerArgs, LogFormat,
+    ManArgs, ManPage, OutputFormat, PruneArgs, PushArgs, RunArgs, ScopeArgs, SelectionArgs,
+    StatusArgs, SyncArgs, TargetArgs,
 };
 
 /// `ecr-refresh ARGS...` as clap parses it, for the tests in `args` and `options`.

@@ -1,8 +1,8 @@
 //! From parsed flags to each command's options, with the checks no single flag can make.
 
 use super::args::{
-    AwsArgs, GlobalArgs, PruneArgs, PushArgs, RunArgs, ScopeArgs, SelectionArgs, StatusArgs,
-    SyncArgs, TargetArgs,
+    AwsArgs, GlobalArgs, LedgerArgs, PruneArgs, PushArgs, RunArgs, ScopeArgs, SelectionArgs,
+    StatusArgs, SyncArgs, TargetArgs,
 };
 use super::values::DurationArg;
 use crate::cluster::ClusterOptions;
@@ -143,6 +143,7 @@ impl SyncArgs {
             scope: ScopeArgs { selection, target },
             aws,
             run,
+            ledger: LedgerArgs { state_namespace },
             service_account_wait,
             force,
             dry_run,
@@ -173,6 +174,7 @@ impl SyncArgs {
             refresh_all,
             prune,
             delete_stuck_pods,
+            state_namespace,
         })
     }
 }
@@ -182,10 +184,12 @@ impl StatusArgs {
         let Self {
             scope: ScopeArgs { selection, target },
             run,
+            ledger: LedgerArgs { state_namespace },
             min_remaining,
         } = self;
         Ok(StatusOptions {
             run: run.into_options(global, selection.into_selection(), target)?,
+            state_namespace,
             min_remaining: min_remaining.map(DurationArg::get).unwrap_or_default(),
         })
     }

@@ -11,6 +11,7 @@ use kube::core::Status;
 use tracing::{debug, info, warn};
 
 use super::desired::Desired;
+use super::ledger::Written;
 use super::{Found, LazyDesired, Op, Policy, SecretError, SecretOutcome, State};
 use crate::cluster::{explain_write, is_status, Cluster, FIELD_MANAGER};
 use crate::shutdown::Shield;
@@ -43,6 +44,35 @@ enum Applied {
     Updated,
     /// The apply changed nothing (our last change to it is older than the answer).
     Unchanged,
+}
+
+/// What [`Secrets::ensure`] did, and the resourceVersion its write produced (for the ledger).
+#[derive(Debug)]
+pub(crate) struct Ensured {
+    pub(crate) outcome: SecretOutcome,
+    /// `None` when nothing was written, or only in a dry run.
+    pub(crate) resource_version: Option<String>,
+    /// Data keys of someone else's that were removed first.
+    pub(crate) removed: Vec<String>,
+}
+
+impl Ensured {
+    fn left() -> Self {
+        Self {
+            outcome: SecretOutcome::Unchanged,
+            resource_version: None,
+            removed: Vec::new(),
+        }
+    }
+}
+
+/// The outcome of a write sent as a dry run: nothing to record.
+fn dry(outcome: SecretOutcome, removed: Vec<String>) -> Ensured {
+    Ensured {
+        outcome,
+        resource_version: None,
+        removed,
+    }
 }
 
 /// Conditional writes that meet a Secret changed since it was read: read it again and decide
@@ -99,15 +129,18 @@ impl<'a> Secrets<'a> {
             .map_err(|e| self.error(Op::Read, &e))
     }
 
-    /// How the Secret stands now, read on its own (when the cluster-wide list was not made).
+    /// How the Secret stands now, read on its own (when the cluster-wide list was not made);
+    /// `written` is the ledger's word on it.
     pub(crate) async fn find(
         &self,
+        written: &Written,
         lazy: &LazyDesired,
         policy: Policy,
     ) -> Result<Found, SecretError> {
         let existing = self.get().await?;
         Ok(Found::of(
             existing.as_ref(),
+            written,
             lazy,
             policy,
             jiff::Timestamp::now(),
@@ -120,11 +153,12 @@ impl<'a> Secrets<'a> {
     /// again and judged again.
     pub(crate) async fn ensure(
         &self,
+        written: &Written,
         lazy: &LazyDesired,
         policy: Policy,
         mut found: Found,
         shield: &Shield,
-    ) -> Result<SecretOutcome, SecretError> {
+    ) -> Result<Ensured, SecretError> {
         for attempt in 1..=WRITE_ATTEMPTS {
             if let Some(outcome) = self.write_if_due(lazy, policy, &found, shield).await? {
                 return Ok(outcome);
@@ -133,7 +167,7 @@ impl<'a> Secrets<'a> {
                 namespace = self.ns,
                 attempt, "secret changed since it was read; reading it again"
             );
-            found = self.find(lazy, policy).await?;
+            found = self.find(written, lazy, policy).await?;
         }
         Err(SecretError::Call {
             op: Op::Write,
@@ -149,11 +183,11 @@ impl<'a> Secrets<'a> {
         policy: Policy,
         found: &Found,
         shield: &Shield,
-    ) -> Result<Option<SecretOutcome>, SecretError> {
+    ) -> Result<Option<Ensured>, SecretError> {
         self.refuse_unforced(&found.state, policy)?;
         let Some(due) = &found.due else {
             debug!(namespace = self.ns, "secret is current");
-            return Ok(Some(SecretOutcome::Unchanged));
+            return Ok(Some(Ensured::left()));
         };
         // Everything below writes, so get the token first: a failed fetch writes nothing.
         let desired = lazy.get().await.map_err(SecretError::Token)?;
@@ -175,23 +209,103 @@ impl<'a> Secrets<'a> {
             }
             if policy.dry_run {
                 // The delete did not persist, so a dry-run create would still meet the old one.
-                return Ok(Some(SecretOutcome::Updated));
+                return Ok(Some(dry(SecretOutcome::Updated, Vec::new())));
             }
         }
-        let written = self.write(&desired, policy, found).await;
-        let outcome = match written? {
+        let mut seen = found.seen.resource_version.clone();
+        let removed = found.strays.clone();
+        if !removed.is_empty() && matches!(found.state, State::Ours | State::Foreign) {
+            // The admission policy refuses our apply while they are there, and an apply never
+            // removes another manager's fields: remove them first, from exactly what was read.
+            warn!(namespace = self.ns, secret = self.name, keys = ?removed, "removing data keys ecr-refresh does not write");
+            match self
+                .remove_keys(seen.as_deref(), &removed, policy.dry_run)
+                .await
+            {
+                Err(SecretError::Changed) => return Ok(None),
+                Err(e) => return Err(e),
+                // The dry-run removal did not persist, so a dry-run apply would meet the keys.
+                Ok(_) if policy.dry_run => return Ok(Some(dry(SecretOutcome::Updated, removed))),
+                Ok(rv) => seen = rv,
+            }
+        }
+        let written = self.write(&desired, policy, &found.state, seen).await;
+        let (outcome, resource_version) = match written? {
             None => return Ok(None),
-            Some(Applied::Unchanged) => {
+            Some((Applied::Unchanged, rv)) => {
                 debug!(namespace = self.ns, "secret is current");
-                return Ok(Some(SecretOutcome::Unchanged));
+                (SecretOutcome::Unchanged, rv)
             }
             // A Secret of the wrong type replaced: there was one before.
-            Some(Applied::Created) if found.state != State::Missing => SecretOutcome::Updated,
-            Some(Applied::Created) => SecretOutcome::Created,
-            Some(Applied::Updated) => SecretOutcome::Updated,
+            Some((Applied::Created, rv)) if found.state != State::Missing => {
+                (SecretOutcome::Updated, rv)
+            }
+            Some((Applied::Created, rv)) => (SecretOutcome::Created, rv),
+            Some((Applied::Updated, rv)) => (SecretOutcome::Updated, rv),
         };
-        info!(namespace = self.ns, secret = self.name, outcome = ?outcome, reason = %due, dry_run = policy.dry_run, "secret written");
-        Ok(Some(outcome))
+        // Removing keys changed it even when the apply did not.
+        let outcome = match outcome {
+            SecretOutcome::Unchanged if !removed.is_empty() => SecretOutcome::Updated,
+            other => other,
+        };
+        if outcome != SecretOutcome::Unchanged {
+            info!(namespace = self.ns, secret = self.name, outcome = ?outcome, reason = %due, dry_run = policy.dry_run, "secret written");
+        }
+        Ok(Some(Ensured {
+            outcome,
+            resource_version: resource_version.filter(|_| !policy.dry_run),
+            removed,
+        }))
+    }
+
+    /// Removes the data keys `keys` with one JSON patch, conditional on `seen` (the
+    /// resourceVersion read; a conflict means it changed since). The resourceVersion after it.
+    async fn remove_keys(
+        &self,
+        seen: Option<&str>,
+        keys: &[String],
+        dry_run: bool,
+    ) -> Result<Option<String>, SecretError> {
+        let Some(seen) = seen else {
+            return Err(SecretError::Changed);
+        };
+        // A resourceVersion in the patched object is a precondition: 409 if it changed.
+        let mut patch = vec![
+            serde_json::json!({"op": "replace", "path": "/metadata/resourceVersion", "value": seen}),
+        ];
+        patch.extend(keys.iter().map(|k| {
+            let pointer = k.replace('~', "~0").replace('/', "~1");
+            serde_json::json!({"op": "remove", "path": format!("/data/{pointer}")})
+        }));
+        let pp = PatchParams {
+            dry_run,
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        let client = self.cluster.client();
+        let stored: Secret = self
+            .cluster
+            .call("remove secret keys", || {
+                let request = kube::core::Request::new(self.api.resource_url())
+                    // Serialized as the bare document; the content type is set below.
+                    .patch(self.name, &pp, &Patch::Merge(&patch))
+                    .map(|mut r| {
+                        r.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/json-patch+json"),
+                        );
+                        r
+                    });
+                let client = client.clone();
+                async move {
+                    client
+                        .request::<Secret>(request.map_err(kube::Error::BuildRequest)?)
+                        .await
+                }
+            })
+            .await
+            .map_err(|e| self.write_error(&e))?;
+        Ok(stored.metadata.resource_version)
     }
 
     /// Someone else's Secret, or one of the wrong type, is only written with --force.
@@ -206,22 +320,24 @@ impl<'a> Secrets<'a> {
         }
     }
 
-    /// Applies `desired` over the Secret as `found`; `None` when it changed since.
+    /// Applies `desired` over the Secret as found (`state`, resourceVersion `seen`); `None`
+    /// when it changed since. Also the resourceVersion the write produced.
     async fn write(
         &self,
         desired: &Desired,
         policy: Policy,
-        found: &Found,
-    ) -> Result<Option<Applied>, SecretError> {
+        state: &State,
+        seen: Option<String>,
+    ) -> Result<Option<(Applied, Option<String>)>, SecretError> {
         let mut secret = desired.object(self.name, self.ns);
         // None there (or just deleted): an apply without force creates it, and conflicts with
         // one that someone else made since (a POST would be surer, but RBAC cannot allow a
         // create by name); with --force it is taken anyway. Ours, or taken over with --force:
         // forced, so fields someone else edited come back, but only if it is still the object
         // we judged.
-        let force = policy.force || found.state == State::Ours;
-        if matches!(found.state, State::Ours | State::Foreign) {
-            secret.metadata.resource_version = found.seen.resource_version.clone();
+        let force = policy.force || *state == State::Ours;
+        if matches!(state, State::Ours | State::Foreign) {
+            secret.metadata.resource_version = seen;
         }
         match self.apply(&secret, force, policy.dry_run).await {
             Err(SecretError::Changed) => Ok(None),
@@ -302,7 +418,7 @@ impl<'a> Secrets<'a> {
         secret: &Secret,
         force: bool,
         dry_run: bool,
-    ) -> Result<Applied, SecretError> {
+    ) -> Result<(Applied, Option<String>), SecretError> {
         let mut pp = PatchParams::apply(FIELD_MANAGER);
         pp.force = force;
         pp.dry_run = dry_run;
@@ -334,15 +450,14 @@ impl<'a> Secrets<'a> {
             })
             .await;
         let (took, retried) = (started.elapsed(), sent.load(Ordering::Relaxed) > 1);
-        match answer {
-            Ok((201, ..)) => Ok(Applied::Created),
-            Ok((_, date, stored)) if retried && created_within(&stored, date, took) => {
-                Ok(Applied::Created)
-            }
-            Ok((_, date, stored)) if unchanged(&stored, date, took) => Ok(Applied::Unchanged),
-            Ok(_) => Ok(Applied::Updated),
-            Err(e) => Err(self.write_error(&e)),
-        }
+        let (code, date, stored) = answer.map_err(|e| self.write_error(&e))?;
+        let applied = match code {
+            201 => Applied::Created,
+            _ if retried && created_within(&stored, date, took) => Applied::Created,
+            _ if unchanged(&stored, date, took) => Applied::Unchanged,
+            _ => Applied::Updated,
+        };
+        Ok((applied, stored.metadata.resource_version))
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 
+use super::ledger::Written;
 use super::{
     is_beyond_token_lifetime, LazyDesired, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL,
     MANAGED_BY_VALUE, REGISTRIES_ANNOTATION, REQUEST_ANNOTATION, SECRET_TYPE,
@@ -91,6 +92,19 @@ fn payload(secret: &Secret) -> Option<&[u8]> {
         .map(|v| v.0.as_slice())
 }
 
+/// The data keys of a Secret besides our payload's: someone else's, which server-side apply
+/// keeps, and which make the admission policy refuse our every write.
+pub(crate) fn stray_keys(secret: &Secret) -> Vec<String> {
+    secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .filter(|k| *k != dockerconfig::DATA_KEY)
+        .cloned()
+        .collect()
+}
+
 /// The registry hosts a Secret's payload holds credentials for; `None` when it is not a complete
 /// docker config (every entry with user name, password and auth).
 pub(crate) fn hosts(secret: &Secret) -> Option<Vec<String>> {
@@ -124,6 +138,12 @@ pub(crate) enum Due {
     Asked,
     /// Another field manager changed a field we set, after our last write.
     EditedBy(String),
+    /// Written since our last write: its resourceVersion is not the one the ledger holds.
+    Changed,
+    /// The ledger has no record of our writing it.
+    Unrecorded,
+    /// Holds data keys besides ours (removed before the write).
+    StrayKeys(Vec<String>),
     /// Made from another request: region, registries, role or credentials changed.
     Request,
     /// The payload is not a complete docker config, or its registries differ from the
@@ -143,6 +163,13 @@ impl std::fmt::Display for Due {
             Due::Missing => f.write_str("missing"),
             Due::Asked => f.write_str("--refresh-all"),
             Due::EditedBy(manager) => write!(f, "edited by {manager}"),
+            Due::Changed => f.write_str("written by someone else since ecr-refresh last wrote it"),
+            Due::Unrecorded => f.write_str("not recorded as written by ecr-refresh"),
+            Due::StrayKeys(keys) => write!(
+                f,
+                "holds data keys ecr-refresh does not write ({})",
+                keys.join(", ")
+            ),
             Due::Request => f.write_str("made for another region, registries, role or credentials"),
             Due::Registries => f.write_str("payload or registries differ"),
             Due::Expiry => f.write_str("expiry annotation missing or not believable"),
@@ -154,7 +181,7 @@ impl std::fmt::Display for Due {
 
 /// Whether one of our Secrets must be rewritten; `None` when it is current: made from the same
 /// request, for exactly the registries asked for, untouched by anyone else since our last
-/// write, and valid for more than `refresh_before` (but no longer than an ECR token lasts).
+/// write (the ledger's resourceVersion, `written`, when it could be read), and valid for more than `refresh_before` (but no longer than an ECR token lasts).
 /// Annotations are only believed when they agree with the payload. An expired token is always
 /// due, so a stand-in whose tokens expired long ago (moto's) makes every pass write.
 #[cfg(test)]
@@ -168,6 +195,7 @@ fn due(
     due_given(
         secret,
         hosts(secret),
+        &Written::Unknown,
         request,
         expected,
         refresh_before,
@@ -179,13 +207,22 @@ fn due(
 fn due_given(
     secret: &Secret,
     payload_hosts: Option<Vec<String>>,
+    written: &Written,
     request: &str,
     expected: &ExpectedHosts,
     refresh_before: Duration,
     now: jiff::Timestamp,
 ) -> Option<Due> {
-    if let Some(manager) = edited_by(secret) {
-        return Some(Due::EditedBy(manager));
+    // Exactly what we wrote: nobody edited it since, whatever its managedFields claim.
+    if !written.vouches_for(secret.metadata.resource_version.as_deref()) {
+        if let Some(manager) = edited_by(secret) {
+            return Some(Due::EditedBy(manager));
+        }
+        match written {
+            Written::Unknown => {}
+            Written::Never => return Some(Due::Unrecorded),
+            Written::At(_) => return Some(Due::Changed),
+        }
     }
     if annotation(secret, REQUEST_ANNOTATION) != Some(request) {
         return Some(Due::Request);
@@ -245,20 +282,6 @@ fn holds(fields: &serde_json::Value, path: &[&str]) -> bool {
         .is_some()
 }
 
-/// Whether our own field manager's entries hold the field at `path`: we set it, and nobody
-/// changed or removed it since (an update by another manager takes the field from us, and a
-/// removal leaves it to nobody).
-fn ours_hold(secret: &Secret, path: &[&str]) -> bool {
-    secret
-        .metadata
-        .managed_fields
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .filter(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
-        .any(|m| m.fields_v1.as_ref().is_some_and(|f| holds(&f.0, path)))
-}
-
 /// Whether a managedFields `fieldsV1` set includes a field we write.
 fn sets_ours(fields: &serde_json::Value) -> bool {
     let has = |path: &[&str]| holds(fields, path);
@@ -297,43 +320,44 @@ pub(crate) struct Found {
     pub(crate) expires_at: Option<jiff::Timestamp>,
     /// uid and resourceVersion only.
     pub(super) seen: ObjectMeta,
+    /// Data keys besides ours, removed before a write (see [`stray_keys`]).
+    pub(crate) strays: Vec<String>,
 }
 
 impl Found {
+    /// How a Secret read in full stands; `written` is the ledger's word on it.
     pub(crate) fn of(
         existing: Option<&Secret>,
+        written: &Written,
         lazy: &LazyDesired,
         policy: Policy,
         now: jiff::Timestamp,
     ) -> Self {
-        Self::judged(state(existing), existing, hosts, lazy, policy, now)
+        let strays = existing.map(stray_keys).unwrap_or_default();
+        Self::judged(
+            state(existing),
+            existing,
+            hosts,
+            written,
+            strays,
+            (lazy, policy, now),
+        )
     }
 
     /// How a Secret stands, judged from its metadata alone (a metadata-only list carries no
     /// type and no payload), or `None` when the metadata cannot tell: then it must be read in
-    /// full. It tells for a Secret labelled ours whose type our own field manager holds (the
-    /// type cannot change, and we only ever write ours) when another manager edited one of
-    /// our fields at or after our last write ([`edited_by`]: due, as the full read judges it
-    /// too), or else when our manager still holds every field we write: then the payload is
-    /// the one our last write checked and wrote together with the annotations. A field
-    /// removed by someone else is held by nobody, so it is read in full.
+    /// full. It tells only for a Secret the ledger vouches for: its resourceVersion is the one
+    /// our last write produced, so type, payload, data keys and annotations are all as that
+    /// write checked and wrote them. Names in managedFields, our label and our annotations
+    /// prove nothing: whoever may write the Secret may write them too.
     pub(crate) fn of_metadata(
         secret: &Secret,
+        written: &Written,
         lazy: &LazyDesired,
         policy: Policy,
         now: jiff::Timestamp,
     ) -> Option<Self> {
-        if !is_ours(secret) || !ours_hold(secret, &["type"]) {
-            return None;
-        }
-        let held = [
-            &["data", dockerconfig::DATA_KEY][..],
-            &["metadata", "labels", MANAGED_BY_LABEL],
-            &["metadata", "annotations", REQUEST_ANNOTATION],
-            &["metadata", "annotations", REGISTRIES_ANNOTATION],
-        ];
-        let untouched = || held.iter().all(|path| ours_hold(secret, path));
-        if edited_by(secret).is_none() && !untouched() {
+        if !is_ours(secret) || !written.vouches_for(secret.metadata.resource_version.as_deref()) {
             return None;
         }
         let hosts = |s: &Secret| Some(annotated_hosts(s));
@@ -341,9 +365,9 @@ impl Found {
             State::Ours,
             Some(secret),
             hosts,
-            lazy,
-            policy,
-            now,
+            written,
+            Vec::new(),
+            (lazy, policy, now),
         ))
     }
 
@@ -352,16 +376,19 @@ impl Found {
         state: State,
         existing: Option<&Secret>,
         payload_hosts: impl FnOnce(&Secret) -> Option<Vec<String>>,
-        lazy: &LazyDesired,
-        policy: Policy,
-        now: jiff::Timestamp,
+        written: &Written,
+        strays: Vec<String>,
+        (lazy, policy, now): (&LazyDesired, Policy, jiff::Timestamp),
     ) -> Self {
         let due = match (&state, existing) {
             (State::Missing, _) => Some(Due::Missing),
+            // Before --refresh-all: the write must remove them first.
+            (State::Ours, _) if !strays.is_empty() => Some(Due::StrayKeys(strays.clone())),
             (State::Ours, _) if policy.refresh_all => Some(Due::Asked),
             (State::Ours, Some(s)) => due_given(
                 s,
                 payload_hosts(s),
+                written,
                 &lazy.request,
                 &lazy.expected,
                 policy.refresh_before,
@@ -383,6 +410,7 @@ impl Found {
             due,
             expires_at,
             seen,
+            strays,
         }
     }
 }
@@ -558,5 +586,50 @@ mod tests {
             entry("kubectl-label", "2026-11-27T04:00:00Z", theirs),
         ]);
         assert_eq!(judged(&s), None);
+    }
+
+    #[test]
+    fn the_ledger_vouches_for_exactly_the_version_we_wrote_whatever_managed_fields_say() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, Time};
+        let d = desired(10_000);
+        let mut s = d.object("awsecr-cred", "ns");
+        s.metadata.resource_version = Some("12".into());
+        let now = jiff::Timestamp::from_second(10_000 - 3600).unwrap();
+        let judged = |s: &Secret, w: &Written| {
+            let (request, any) = ("region=us-east-1", expected(&[]));
+            due_given(s, hosts(s), w, request, &any, Duration::ZERO, now)
+        };
+        let at = |rv: &str| Written::At(rv.into());
+        assert_eq!(judged(&s, &at("12")), None);
+        assert_eq!(judged(&s, &at("11")), Some(Due::Changed));
+        assert_eq!(judged(&s, &Written::Never), Some(Due::Unrecorded));
+        // Unreadable: judged by content and managedFields, as before the ledger.
+        assert_eq!(judged(&s, &Written::Unknown), None);
+        // A claimed edit: believed only where the ledger does not vouch.
+        s.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+            manager: Some("kubectl-edit".into()),
+            operation: Some("Update".into()),
+            time: Some(Time("2026-11-27T04:00:00Z".parse().unwrap())),
+            fields_v1: Some(FieldsV1(serde_json::json!({"f:type": {}}))),
+            ..Default::default()
+        }]);
+        assert_eq!(judged(&s, &at("12")), None);
+        assert_eq!(
+            judged(&s, &at("11")),
+            Some(Due::EditedBy("kubectl-edit".into()))
+        );
+        assert!(at("12").vouches_for(Some("12")) && !Written::Unknown.vouches_for(Some("12")));
+    }
+
+    #[test]
+    fn stray_data_keys_are_everything_but_ours() {
+        let mut s = desired(10_000).object("awsecr-cred", "ns");
+        assert!(stray_keys(&s).is_empty());
+        let data = s.data.as_mut().unwrap();
+        data.insert("note".into(), ByteString(b"hi".to_vec()));
+        data.insert("a/b".into(), ByteString(Vec::new()));
+        assert_eq!(stray_keys(&s), ["a/b", "note"]);
+        s.data = None;
+        assert!(stray_keys(&s).is_empty());
     }
 }

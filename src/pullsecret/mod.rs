@@ -6,16 +6,18 @@ mod desired;
 #[cfg(test)]
 mod fixtures;
 mod judge;
+mod ledger;
 
 use serde::Serialize;
 
 pub(crate) use crate::ecr::token::{is_beyond_token_lifetime, MAX_TOKEN_LIFETIME};
 use crate::error::Error;
-pub(crate) use calls::{list_everywhere, Secrets};
+pub(crate) use calls::{list_everywhere, Ensured, Secrets};
 pub(crate) use desired::LazyDesired;
 pub(crate) use judge::{
-    annotated_hosts, expiry, hosts, named_hosts, state, Expiry, Found, Policy, State,
+    annotated_hosts, expiry, hosts, named_hosts, state, stray_keys, Expiry, Found, Policy, State,
 };
+pub(crate) use ledger::{Ledger, LedgerError, Written, LEDGER_NAME};
 
 pub(crate) const SECRET_TYPE: &str = "kubernetes.io/dockerconfigjson";
 /// Marks the Secrets this tool owns; a Secret without it is never touched unless `--force`.

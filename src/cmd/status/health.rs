@@ -6,8 +6,8 @@ use k8s_openapi::api::core::v1::Secret;
 
 use crate::ecr::is_registry_host;
 use crate::pullsecret::{
-    annotated_hosts, expiry, hosts, is_beyond_token_lifetime, named_hosts, Expiry, State,
-    EXPIRES_AT_ANNOTATION, REGISTRIES_ANNOTATION, SECRET_TYPE,
+    annotated_hosts, expiry, hosts, is_beyond_token_lifetime, named_hosts, stray_keys, Expiry,
+    State, Written, EXPIRES_AT_ANNOTATION, LEDGER_NAME, REGISTRIES_ANNOTATION, SECRET_TYPE,
 };
 use crate::report::NamespaceStatus;
 use crate::serviceaccount::LinkState;
@@ -89,6 +89,30 @@ fn payload_problems(secret: &Secret, named: &[String]) -> Vec<String> {
             named.join(", "),
             annotated.join(", ")
         ));
+    }
+    problems
+}
+
+/// What the ledger and the data keys say is wrong with one of our Secrets: written by someone
+/// else since our last write (whatever its managedFields claim), or holding keys besides ours.
+pub(super) fn tamper_problems(secret: &Secret, written: &Written, ledger_ns: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let strays = stray_keys(secret);
+    if !strays.is_empty() {
+        problems.push(format!(
+            "secret holds data keys ecr-refresh does not write ({}): the admission policy refuses its next write; `ecr-refresh sync` removes them",
+            strays.join(", ")
+        ));
+    }
+    let rv = secret.metadata.resource_version.as_deref().unwrap_or("");
+    match written {
+        Written::At(ours) if ours != rv => problems.push(format!(
+            "secret was written by someone else since ecr-refresh last wrote it (resourceVersion {rv}, ecr-refresh's {ours} in {ledger_ns}/{LEDGER_NAME}); the next sync rewrites it"
+        )),
+        Written::Never => problems.push(format!(
+            "secret is not recorded in {ledger_ns}/{LEDGER_NAME} as written by ecr-refresh (written by someone else, or before ecr-refresh kept that record); the next sync rewrites it"
+        )),
+        Written::At(_) | Written::Unknown => {}
     }
     problems
 }

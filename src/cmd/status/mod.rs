@@ -13,7 +13,7 @@ use crate::bornlinked;
 use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope};
-use crate::pullsecret::{self, Secrets, State};
+use crate::pullsecret::{self, Ledger, Secrets, State};
 use crate::report::{AccountStatus, NamespaceStatus, StatusReport};
 use crate::serviceaccount::{self, LinkState, ServiceAccounts};
 use crate::shutdown::Stop;
@@ -23,6 +23,8 @@ use crate::stuckpods::{self, ByNamespace, Candidate};
 pub(crate) struct StatusOptions {
     pub(crate) run: RunOptions,
     pub(crate) min_remaining: Duration,
+    /// Where the ledger of our writes is (see `pullsecret::Ledger`).
+    pub(crate) state_namespace: String,
 }
 
 impl crate::progress::Tally for NamespaceStatus {
@@ -40,9 +42,10 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     let secret = opts.run.target.secret_name.as_str();
     let selection = &opts.run.selection;
     let literal = selection.literal_names();
-    // The same lists as `sync`: namespaces, our Secrets, the ServiceAccounts.
+    // The same lists as `sync`: namespaces, our Secrets, the ServiceAccounts; and the ledger.
     let reads = async {
         Ok(tokio::join!(
+            Ledger::read(&cluster, &opts.state_namespace, secret),
             namespaces::plan(&cluster, selection, Scope::Selected),
             bornlinked::state(&cluster),
             stuckpods::find(&cluster, secret, literal.as_deref(), |ns| {
@@ -53,7 +56,7 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
             list_secrets(&cluster, &opts.run, false, Secret::clone)
         ))
     };
-    let (plan, policy, pods, accounts, secrets) =
+    let ((ledger, unread), plan, policy, pods, accounts, secrets) =
         setup(&limits, reads, cluster.hung("listing namespaces")).await?;
     let listed = Listed {
         accounts: Mutex::new(accounts),
@@ -61,6 +64,7 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
     };
     let mut report = StatusReport::new(opts.run.target.secret_name.clone(), opts.min_remaining);
     report.born_linked_policy = Some(policy);
+    report.warnings.extend(unread.map(|e| e.to_string()));
     let plan = plan?;
     let pods = pods.unwrap_or_else(|e| {
         report.warnings.push(health::pods_unseen(&e));
@@ -70,6 +74,7 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
         cluster: &cluster,
         opts,
         listed: &listed,
+        ledger: &ledger,
         now: jiff::Timestamp::now(),
     };
     let timeout = opts.run.pace.timeout;
@@ -113,6 +118,7 @@ struct Check<'a> {
     cluster: &'a Cluster,
     opts: &'a StatusOptions,
     listed: &'a Listed,
+    ledger: &'a Ledger,
     now: jiff::Timestamp,
 }
 
@@ -163,6 +169,12 @@ impl Check<'_> {
                 .expires_at
                 .map(|t| t.as_second() - self.now.as_second());
             st.problems.extend(health.problems);
+            let written = self.ledger.of(ns);
+            st.problems.extend(health::tamper_problems(
+                s,
+                &written,
+                &self.opts.state_namespace,
+            ));
         }
         st.secret = Some(state);
     }

@@ -12,7 +12,7 @@ use crate::cluster::Cluster;
 use crate::ecr::{EcrClientConfig, EcrOptions, EcrProgress};
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope};
-use crate::pullsecret::{Found, LazyDesired, Policy, SecretOutcome};
+use crate::pullsecret::{Found, LazyDesired, Ledger, LedgerError, Policy, SecretOutcome};
 use crate::report::{NamespaceReport, RunReport};
 use crate::serviceaccount;
 use crate::shutdown::Stop;
@@ -36,6 +36,8 @@ pub(crate) struct SyncOptions {
     pub(crate) prune: bool,
     /// Delete the pods that only a replacement can heal (see `stuckpods`).
     pub(crate) delete_stuck_pods: bool,
+    /// Where the ledger of our writes is (see `pullsecret::Ledger`).
+    pub(crate) state_namespace: String,
 }
 
 fn policy(opts: &SyncOptions) -> Policy {
@@ -110,6 +112,8 @@ struct Reads {
     lazy: LazyDesired,
     /// Our Secrets as listed and judged; `None` when they could not be listed.
     secrets: Option<HashMap<String, Option<Found>>>,
+    /// What our last writes produced, and why it could not be read, if so.
+    ledger: (Ledger, Option<LedgerError>),
 }
 
 impl Pass<'_> {
@@ -148,27 +152,40 @@ impl Pass<'_> {
         };
         // The first failure in this order is the one reported.
         let plan = plan?;
-        let ((accounts, stuck), (lazy, secrets)) = (accounts?, token?);
+        let ((accounts, stuck), (lazy, secrets, ledger)) = (accounts?, token?);
         Ok(Reads {
             plan,
             accounts,
             stuck,
             lazy,
             secrets,
+            ledger,
         })
     }
 
-    /// The token as needed, and beside it our Secrets, judged from their metadata as they
-    /// arrive: where a write is due.
+    /// The token as needed, and beside it the ledger and our Secrets, judged from their
+    /// metadata as they arrive: where a write is due.
     async fn token_and_secrets(
         &self,
         ecr: EcrClientConfig,
-    ) -> Result<(LazyDesired, Option<HashMap<String, Option<Found>>>)> {
+    ) -> Result<(
+        LazyDesired,
+        Option<HashMap<String, Option<Found>>>,
+        (Ledger, Option<LedgerError>),
+    )> {
         let (opts, cluster) = (self.opts, self.cluster);
         let lazy = LazyDesired::new(ecr, &opts.aws.registries).await;
         let now = jiff::Timestamp::now();
-        let judge = |s: &_| Found::of_metadata(s, &lazy, policy(opts), now);
-        let secrets = async { Ok(list_secrets(cluster, &opts.run, true, judge).await) };
+        let secrets = async {
+            let secret = &opts.run.target.secret_name;
+            let (ledger, unread) = Ledger::read(cluster, &opts.state_namespace, secret).await;
+            let judge = |s: &k8s_openapi::api::core::v1::Secret| {
+                let written = ledger.of(s.metadata.namespace.as_deref().unwrap_or_default());
+                Found::of_metadata(s, &written, &lazy, policy(opts), now)
+            };
+            let listed = list_secrets(cluster, &opts.run, true, judge).await;
+            Ok((listed, (ledger, unread)))
+        };
         let secrets = setup(&self.limits, secrets, cluster.hung("listing secrets"));
         let fetch = async {
             if opts.refresh_all {
@@ -176,8 +193,8 @@ impl Pass<'_> {
             }
         };
         let (secrets, ()) = tokio::join!(secrets, fetch);
-        let secrets = secrets?;
-        Ok((lazy, secrets))
+        let (secrets, ledger) = secrets?;
+        Ok((lazy, secrets, ledger))
     }
 
     /// Syncs the selected namespaces, then prunes the others with --prune.
@@ -188,7 +205,9 @@ impl Pass<'_> {
             stuck,
             lazy,
             mut secrets,
+            ledger: (ledger, unread),
         } = reads;
+        report.warnings.extend(unread.map(|e| e.to_string()));
         let (to_prune, to_sync): (Vec<Planned>, Vec<Planned>) =
             plan.into_iter().partition(|p| p.action == Action::Prune);
         info!(namespaces = to_sync.len(), "selected namespaces");
@@ -204,7 +223,14 @@ impl Pass<'_> {
                 return self.failed(report, &e);
             }
         }
-        let ctx = Ctx::new(self.cluster, self.opts, &lazy, accounts, stuck, secrets);
+        let ctx = Ctx::new(
+            self.cluster,
+            self.opts,
+            (&lazy, &ledger),
+            accounts,
+            stuck,
+            secrets,
+        );
         let limits = self.limits;
         report.namespaces = bounded(
             to_sync,
@@ -214,7 +240,12 @@ impl Pass<'_> {
             |ns, cut| NamespaceReport::failed(&ns.name, limits.message(cut)),
         )
         .await;
-        let earliest_held = ctx.into_earliest_held();
+        let (earliest_held, written, repaired) = ctx.into_results();
+        report.warnings.extend(repaired);
+        if let Err(e) = ledger.record(self.cluster, written).await {
+            warn!("{e}");
+            report.warnings.push(e.to_string());
+        }
         self.finish(report, &lazy, earliest_held, to_prune, stop)
             .await
     }

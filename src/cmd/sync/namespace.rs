@@ -1,6 +1,6 @@
 //! One namespace of a `sync` pass: its Secret made current, linked, and the pods it heals.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -9,7 +9,9 @@ use tracing::{debug, info, warn};
 use super::{policy, SyncOptions};
 use crate::cluster::Cluster;
 use crate::namespaces::{self, Action, Planned, Skip};
-use crate::pullsecret::{self, Found, LazyDesired, Policy, SecretError, SecretOutcome, Secrets};
+use crate::pullsecret::{
+    self, Ensured, Found, LazyDesired, Ledger, Policy, SecretError, SecretOutcome, Secrets,
+};
 use crate::report::{NamespaceReport, Outcome};
 use crate::serviceaccount::{self, ServiceAccountOutcome};
 use crate::shutdown::Shield;
@@ -20,6 +22,11 @@ pub(super) struct Ctx<'a> {
     cluster: &'a Cluster,
     opts: &'a SyncOptions,
     lazy: &'a LazyDesired,
+    ledger: &'a Ledger,
+    /// What this pass's writes produced, by namespace: the ledger's new entries.
+    written: Mutex<BTreeMap<String, String>>,
+    /// Secrets from which someone else's data keys were removed, for the report.
+    repaired: Mutex<Vec<String>>,
     /// `get` on a namespace was refused once already (warned about once per run).
     namespace_get_refused: AtomicBool,
     /// ServiceAccounts already read by a cluster-wide list, by (namespace, name).
@@ -37,7 +44,7 @@ impl<'a> Ctx<'a> {
     pub(super) fn new(
         cluster: &'a Cluster,
         opts: &'a SyncOptions,
-        lazy: &'a LazyDesired,
+        (lazy, ledger): (&'a LazyDesired, &'a Ledger),
         accounts: HashMap<(String, String), serviceaccount::Listed>,
         stuck: ByNamespace,
         secrets: Option<HashMap<String, Option<Found>>>,
@@ -46,6 +53,9 @@ impl<'a> Ctx<'a> {
             cluster,
             opts,
             lazy,
+            ledger,
+            written: Mutex::default(),
+            repaired: Mutex::default(),
             namespace_get_refused: AtomicBool::new(false),
             accounts: Mutex::new(accounts),
             stuck: Mutex::new(stuck),
@@ -54,10 +64,38 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    pub(super) fn into_earliest_held(self) -> Option<jiff::Timestamp> {
-        self.earliest_held
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner())
+    /// The earliest expiry held, the ledger's new entries, and the repairs to report.
+    pub(super) fn into_results(
+        self,
+    ) -> (
+        Option<jiff::Timestamp>,
+        BTreeMap<String, String>,
+        Vec<String>,
+    ) {
+        fn take<T>(m: Mutex<T>) -> T {
+            m.into_inner().unwrap_or_else(|e| e.into_inner())
+        }
+        (
+            take(self.earliest_held),
+            take(self.written),
+            take(self.repaired),
+        )
+    }
+
+    /// Remembers what the write in `ns` produced.
+    fn wrote(&self, ns: &str, ensured: &Ensured) {
+        if let Some(rv) = &ensured.resource_version {
+            let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+            written.insert(ns.to_string(), rv.clone());
+        }
+        if !ensured.removed.is_empty() {
+            let mut repaired = self.repaired.lock().unwrap_or_else(|e| e.into_inner());
+            repaired.push(format!(
+                "namespace {ns}: removed data keys ecr-refresh does not write from secret {} ({}); the admission policy refuses every write while they are there",
+                self.opts.run.target.secret_name,
+                ensured.removed.join(", ")
+            ));
+        }
     }
 
     fn known_account(&self, ns: &str, name: &str) -> Option<serviceaccount::Listed> {
@@ -73,6 +111,7 @@ impl<'a> Ctx<'a> {
         let missing = || {
             Some(Found::of(
                 None,
+                &self.ledger.of(ns),
                 self.lazy,
                 self.policy(),
                 jiff::Timestamp::now(),
@@ -151,13 +190,22 @@ async fn make_current(
     shield: &Shield,
 ) -> Result<SecretOutcome, NamespaceReport> {
     let secrets = Secrets::new(ctx.cluster, ns, &ctx.opts.run.target.secret_name);
+    let written = ctx.ledger.of(ns);
     let found = match ctx.known_secret(ns) {
         Some(found) => Ok(found),
-        None => secrets.find(ctx.lazy, ctx.policy()).await,
+        None => secrets.find(&written, ctx.lazy, ctx.policy()).await,
     };
     let held = found.as_ref().ok().and_then(|f| f.expires_at);
     let result = match found {
-        Ok(found) => secrets.ensure(ctx.lazy, ctx.policy(), found, shield).await,
+        Ok(found) => {
+            let ensured = secrets
+                .ensure(&written, ctx.lazy, ctx.policy(), found, shield)
+                .await;
+            if let Ok(ensured) = &ensured {
+                ctx.wrote(ns, ensured);
+            }
+            ensured.map(|e| e.outcome)
+        }
         Err(e) => Err(e),
     };
     // What this namespace's Secret holds after the pass, unless it was written (then the new
