@@ -218,6 +218,11 @@ async fn sync_with_web_identity_and_every_refusal() {
             early,
             "Token is not valid yet (nbf)",
         ),
+        (
+            "a token signed with another key",
+            forged,
+            "Couldn't verify the token's signature",
+        ),
     ]);
     for (what, file, reason) in wrong {
         let out = sync_with_token(&cluster, &aws, &file, &ns)
