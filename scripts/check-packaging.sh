@@ -135,9 +135,10 @@ check_manifests() {
     "$ROOT/deploy/allow-delete/rbac-delete.yaml" "$ROOT/deploy/stuck-pods-rbac.yaml"
     "$ROOT/deploy/born-linked/status-rbac.yaml" "$WORK/kustomized-without-policy.yaml")
   local with_policy=("$ROOT/deploy/admission-policy.yaml" "$ROOT/deploy/stuck-pods-policy.yaml"
-    "$WORK/kustomized.yaml" "$WORK/kustomized-force.yaml")
+    "$WORK/kustomized.yaml" "$WORK/kustomized-force.yaml" "$WORK/kustomized-web-identity.yaml")
   local v out f checked
-  for f in kustomized:"" kustomized-force:"allow-delete allow-force" kustomized-without-policy:"without-admission-policy allow-delete"; do
+  for f in kustomized:"" kustomized-force:"allow-delete allow-force" kustomized-without-policy:"without-admission-policy allow-delete" \
+    kustomized-web-identity:"web-identity"; do
     # shellcheck disable=SC2086 # the components are a list
     if ! out=$(render_deploy "$WORK/${f%%:*}.yaml" ${f#*:} 2>&1); then
       REASON="kubectl kustomize deploy/ (components: ${f#*:}): $out"

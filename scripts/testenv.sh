@@ -273,6 +273,9 @@ export ECR_REFRESH_TEST_RUN_DIR=$RUN_DIR
 export ECR_REFRESH_TEST_MOTO_BIN=$(bin_moto)
 export ECR_REFRESH_TEST_TOKEN_CONTROLLER=$token_controller
 export ECR_REFRESH_TEST_JOB_CONTROLLER=$token_controller
+# For tests that start an apiserver of their own on this etcd (tests/web_identity.rs).
+export ECR_REFRESH_TEST_APISERVER_BIN=$apiserver
+export ECR_REFRESH_TEST_ETCD=http://127.0.0.1:$ETCD_PORT
 ENV
   log "ready: kube-apiserver $server, moto http://127.0.0.1:$MOTO_PORT$([ -z "$cm" ] || echo ", token and Job controllers") (source $RUN_DIR/env.sh)"
 }

@@ -52,6 +52,9 @@ pub(crate) enum Error {
     #[error("stdout is closed, so the report would be lost: run with stdout open, or redirect it (>/dev/null) to throw it away")]
     StdoutClosed,
 
+    #[error("cannot use the cluster's ServiceAccount issuer at {server}: {message}")]
+    OidcDiscovery { server: String, message: String },
+
     #[error("the run was cancelled: {reason}")]
     Cancelled { reason: String },
 }
@@ -63,9 +66,10 @@ impl Error {
             | Error::NoRegion
             | Error::KubeConfig { .. }
             | Error::StdoutClosed => exit::INVALID_INPUT,
-            Error::ClusterAccess { .. } | Error::ListNamespaces { .. } | Error::ListPods { .. } => {
-                exit::CLUSTER_ACCESS
-            }
+            Error::ClusterAccess { .. }
+            | Error::ListNamespaces { .. }
+            | Error::ListPods { .. }
+            | Error::OidcDiscovery { .. } => exit::CLUSTER_ACCESS,
             Error::EcrToken { .. } | Error::EcrTokenInvalid { .. } => exit::ECR_TOKEN,
             Error::Cancelled { .. } => exit::NAMESPACE_FAILED,
         }
@@ -82,6 +86,7 @@ impl Error {
             Error::ListPods { .. } => "list_pods",
             Error::EcrToken { .. } => "ecr_token",
             Error::EcrTokenInvalid { .. } => "ecr_token_invalid",
+            Error::OidcDiscovery { .. } => "oidc_discovery",
             Error::StdoutClosed => "stdout_closed",
             Error::Cancelled { .. } => "cancelled",
         }

@@ -14,6 +14,7 @@ pub mod k8s_grammar;
 mod kubeauth;
 mod metrics;
 mod namespaces;
+mod oidc;
 mod progress;
 mod pullsecret;
 mod report;
@@ -51,6 +52,13 @@ pub async fn run(cli: Cli) -> u8 {
     // Known before anything runs: a report nobody can read is refused like bad input.
     let closed = stdio::stdout_was_closed();
     let started = Instant::now();
+    let command = match command {
+        Command::Oidc(_) if closed => return refuse(&Error::StdoutClosed, json_logs),
+        Command::Oidc(args) => {
+            return oidc(args.into_job(&global), global.output, json_logs).await;
+        }
+        command => command,
+    };
     let job = match resolve(command, &global, closed) {
         Ok(job) => job,
         Err(generated) => return print_generated(generated, json_logs),
@@ -130,7 +138,38 @@ fn resolve(command: Command, global: &GlobalArgs, closed: bool) -> Result<Job, G
             let page = args.page.map(cli::ManPage::subcommand);
             return Err(open().map(|()| cli::completions::man(page)));
         }
+        Command::Oidc(_) => unreachable!("run() handles oidc before resolve"),
     })
+}
+
+/// `oidc publish` or `oidc check`: its text or JSON on stdout, its error on stderr, its code.
+async fn oidc(job: cli::OidcJob, format: OutputFormat, json_logs: bool) -> u8 {
+    let done = match job {
+        cli::OidcJob::Publish(opts) => cmd::oidc::publish(&opts)
+            .await
+            .map(|p| (p.to_text(), p.to_json(), error::exit::OK)),
+        cli::OidcJob::Check(opts) => cmd::oidc::check(&opts)
+            .await
+            .map(|c| (c.to_text(), c.to_json(), c.exit_code())),
+    };
+    match done {
+        Ok((text, json, code)) => {
+            let out = match format {
+                OutputFormat::Text => text,
+                OutputFormat::Json => format!("{json:#}\n"),
+                OutputFormat::JsonLine => format!("{json}\n"),
+            };
+            match stdio::write_report(&out) {
+                Ok(()) => code,
+                Err(e) => {
+                    let message = format!("cannot write the report to stdout: {e}");
+                    say_error(json_logs, "report_lost", &message);
+                    code.max(error::exit::NAMESPACE_FAILED)
+                }
+            }
+        }
+        Err(e) => refuse(&e, json_logs),
+    }
 }
 
 /// Runs the command. One that fails before it runs still reports, under its own name, with

@@ -24,6 +24,8 @@ fn help_snapshots() {
     for (args, file) in [
         (&["--help"][..], "help.txt"),
         (&["sync", "--help"][..], "sync-help.txt"),
+        (&["oidc", "publish", "--help"][..], "oidc-publish-help.txt"),
+        (&["oidc", "check", "--help"][..], "oidc-check-help.txt"),
     ] {
         let actual = help(args);
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -169,6 +169,11 @@ fn man_renders_the_pages() {
             "ecr-refresh-completions(1)",
             &["powershell"][..],
         ),
+        (
+            &["man", "oidc"][..],
+            "ecr-refresh-oidc(1)",
+            &["ecr-refresh-oidc-publish(1)", "ecr-refresh-oidc-check(1)"][..],
+        ),
     ] {
         let page = dir.path().join("page.1");
         let out = run(Command::new(BIN).args(args));

@@ -65,6 +65,13 @@ pub enum Command {
     #[command(after_long_help = const_format::concatcp!(PRUNE_EXAMPLES, EXIT_CODES_HELP), after_help = EXIT_CODES_HELP)]
     Prune(PruneArgs),
 
+    /// Set up AWS access without any AWS key: publish the cluster's ServiceAccount issuer for
+    /// IAM (web identity), and check that it stays published
+    ///
+    /// `oidc publish` writes the documents to serve and prints the IAM and apiserver steps;
+    /// `oidc check` compares what is served with the live cluster (README "Without any AWS key").
+    Oidc(super::oidc::OidcArgs),
+
     /// Print a shell completion script for bash, zsh, fish or powershell
     ///
     /// bash: `ecr-refresh completions bash > /etc/bash_completion.d/ecr-refresh`, or
@@ -95,6 +102,7 @@ pub enum ManPage {
     Sync,
     Status,
     Prune,
+    Oidc,
     Completions,
 }
 
@@ -104,6 +112,7 @@ impl ManPage {
             Self::Sync => "sync",
             Self::Status => "status",
             Self::Prune => "prune",
+            Self::Oidc => "oidc",
             Self::Completions => "completions",
         }
     }

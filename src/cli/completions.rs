@@ -76,7 +76,14 @@ mod tests {
     fn every_shell_gets_a_script_naming_the_subcommands() {
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish, Shell::PowerShell] {
             let text = String::from_utf8(completions(shell)).unwrap();
-            for word in ["ecr-refresh", "sync", "status", "prune", "--namespace"] {
+            for word in [
+                "ecr-refresh",
+                "sync",
+                "status",
+                "prune",
+                "oidc",
+                "--namespace",
+            ] {
                 assert!(text.contains(word), "{shell}: no {word}");
             }
         }

@@ -7,6 +7,7 @@
 mod args;
 pub(crate) mod completions;
 mod help;
+mod oidc;
 mod options;
 mod services;
 mod values;
@@ -16,6 +17,8 @@ pub use args::{
     ManArgs, ManPage, OutputFormat, PruneArgs, PushArgs, RunArgs, ScopeArgs, SelectionArgs,
     StatusArgs, SyncArgs, TargetArgs,
 };
+pub(crate) use oidc::OidcJob;
+pub use oidc::{IssuerArgs, OidcArgs, OidcCheckArgs, OidcCommand, OidcPublishArgs};
 
 /// `ecr-refresh ARGS...` as clap parses it, for the tests in `args` and `options`.
 #[cfg(test)]

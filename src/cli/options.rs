@@ -56,7 +56,7 @@ impl TargetArgs {
 }
 
 impl GlobalArgs {
-    fn cluster(&self) -> ClusterOptions {
+    pub(super) fn cluster(&self) -> ClusterOptions {
         ClusterOptions {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),

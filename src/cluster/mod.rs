@@ -135,6 +135,11 @@ impl Cluster {
         hung(self.server.clone(), what)
     }
 
+    /// The server as messages name it.
+    pub(crate) fn server(&self) -> &str {
+        &self.server
+    }
+
     pub(crate) fn client(&self) -> Client {
         self.client.clone()
     }

@@ -1,5 +1,6 @@
 //! One module per subcommand, and what they share.
 
+pub(crate) mod oidc;
 pub(crate) mod prune;
 pub(crate) mod status;
 pub(crate) mod sync;

@@ -20,7 +20,7 @@ pub struct TestEnv {
     pub run_dir: PathBuf,
 }
 
-fn need(var: &str) -> String {
+pub fn need(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!(
             "{var} is not set: the integration tests need the real kube-apiserver and ECR emulator. \

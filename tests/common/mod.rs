@@ -12,6 +12,7 @@ pub mod fake_ecr;
 pub mod fault;
 pub mod hangs;
 pub mod install;
+pub mod oidc;
 pub mod proxy;
 pub mod report;
 pub mod run;
