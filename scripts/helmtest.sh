@@ -51,7 +51,7 @@ ALL_VALUES=(
   --set "$ALL_ON"
   --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
   --set schedule=@hourly --set secretName=ecr-pull --set aws.region=eu-west-1
-  --set 'aws.registries={210987654321,123456789012.dkr.ecr.us-west-2.amazonaws.com}'
+  --set-string 'aws.registries={210987654321,123456789012.dkr.ecr.us-west-2.amazonaws.com}'
   --set 'namespaces.include={team-*,apps}' --set 'namespaces.exclude={team-sandbox}'
   --set namespaces.selector=ecr=yes --set pushgateway=http://pushgateway.monitoring:9091
   --set prometheusRule.labels.release=kube-prometheus
@@ -440,8 +440,9 @@ stage_helm_first_firing() {
     eval 'untouched helm-b && report_names "$RUN/$JOB.log" helm-a'
 }
 
-# The attacks of tests/admission_policy.rs that RBAC allows, with a token of the chart's
-# ServiceAccount: each must be refused, and nothing written.
+# The attacks of tests/admission_policy.rs, with a token of the chart's ServiceAccount: each must
+# be refused, and nothing written. The Secrets go by server-side apply (a PATCH, which RBAC
+# allows by name: the request the policy alone stops).
 as_sa() {
   kubectl --kubeconfig "$RUN/sa.kubeconfig" --request-timeout=20s "$@"
 }
@@ -472,10 +473,10 @@ KCFG
   other=$(secret_doc Opaque '{}' '{".dockerconfigjson": "eyJhdXRocyI6e319"}')
   check "token minting (a service-account-token Secret of our name) is refused by ecr-refresh-secrets" \
     refused_with "ValidatingAdmissionPolicy 'ecr-refresh-secrets' with binding 'ecr-refresh-secrets' denied request: ecr-refresh writes only Secrets of type kubernetes.io/dockerconfigjson" \
-    create -f - <<<"$minting"
+    apply --server-side --field-manager=attacker -f - <<<"$minting"
   check "a Secret of another type (Opaque) of our name is refused by ecr-refresh-secrets" \
     refused_with "ValidatingAdmissionPolicy 'ecr-refresh-secrets' with binding 'ecr-refresh-secrets' denied request: ecr-refresh writes only Secrets of type kubernetes.io/dockerconfigjson" \
-    create -f - <<<"$other"
+    apply --server-side --field-manager=attacker -f - <<<"$other"
   check "a Secret of another name is refused by RBAC" refused_with 'cannot create resource "secrets"' \
     -n helm-attack create secret generic other --from-literal=a=b
   check "a token for another ServiceAccount (TokenRequest) is refused by RBAC" refused_with 'cannot create resource "serviceaccounts/token"' \
@@ -497,10 +498,13 @@ stage_upgrade() {
   local schedule; schedule="$(date -u -d "@$target" +%-M) $(date -u -d "@$target" +%-H) * * *"
   check "helm upgrade: schedule \"$schedule\", namespaces.include=[helm-b]" \
     helm_k upgrade ecr-refresh "$CHART" -f "$RUN/values.yaml" --set "schedule=$schedule" --set 'namespaces.include={helm-b}'
+  local upgraded; upgraded=$(date -u +%s)
+  [ "$upgraded" -lt "$skipped" ] || { REASON="helm upgrade ended after $(date -u -d "@$skipped" +%T); cannot tell the schedules apart"; return 1; }
   check "the CronJob and the settings ConfigMap carry the new values" eval \
     '[ "$(k -n kube-system get cronjob ecr-refresh -o jsonpath="{.spec.schedule}")" = "$schedule" ] &&
      [ "$(k -n kube-system get configmap ecr-refresh -o jsonpath="{.data.ECR_REFRESH_NAMESPACE}")" = helm-b ]'
-  wait_new_job "$FIRST_SCHEDULED" $((target - $(date -u +%s) + 60)) || { REASON="no firing by $(date -u -d "@$target" +%T) + 60 s"; return 1; }
+  # Jobs of the old schedule up to the upgrade are fine; the first one after it must be the new.
+  wait_new_job "$upgraded" $((target - $(date -u +%s) + 60)) || { REASON="no firing by $(date -u -d "@$target" +%T) + 60 s"; return 1; }
   check "the next firing follows the new schedule: $(date -u -d "@$target" +%T), none at $(date -u -d "@$skipped" +%T)" \
     eval "echo \"next Job $JOB scheduled \$(date -u -d @$JOB_SCHEDULED +%T)\"; [ $JOB_SCHEDULED -eq $target ]"
   wait_done "$JOB" 90 || { REASON="Job $JOB did not finish in 90 s ($JOB_STATE)"; return 1; }
@@ -536,6 +540,7 @@ main_cluster() {
   # shellcheck source=scripts/clustertest.sh
   source "$ROOT/scripts/clustertest.sh"
   RUN=$ROOT/target/helmtest
+  log() { printf 'helmtest: %s\n' "$*" >&2; }
   finish() {
     echo "helmtest cluster: $passed passed, $failed failed"
     [ "$failed" -eq 0 ]
