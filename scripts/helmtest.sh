@@ -97,6 +97,15 @@ check_unknown_mode() { refused mode "at '/aws/credentials/mode': value must be o
 check_mode_needs_arn() { refused arn "at '/aws/credentials/webIdentity/roleArn': minLength" --set aws.credentials.mode=webIdentity; }
 check_policies_value() { refused install "at '/admissionPolicies/install': value must be one of 'auto', 'always', 'never'" --set admissionPolicies.install=yes; }
 
+# `helm package` resolves the link: the packaged chart holds deploy/'s files and renders the same.
+check_package() {
+  helm package "$CHART" -d "$WORK/pkg" >/dev/null || { REASON="helm package failed"; return 1; }
+  local tgz; tgz=$(ls "$WORK"/pkg/ecr-refresh-*.tgz)
+  tar tzf "$tgz" | grep -qx 'ecr-refresh/files/deploy/admission-policy.yaml' || { REASON="$tgz lacks files/deploy/admission-policy.yaml"; return 1; }
+  diff <(render --api-versions "$API_VERSIONS") <(CHART_DIR=$tgz render --api-versions "$API_VERSIONS") >/dev/null ||
+    { REASON="the packaged chart renders differently"; return 1; }
+}
+
 # The README's values table is the one scripts/helm-values-table.py makes from values.yaml.
 check_values_table() {
   local want got
@@ -326,6 +335,7 @@ main_offline_and_server() {
   run_check "schema: an unknown credentials mode is refused, naming the key and the modes" check_unknown_mode
   run_check "schema: mode webIdentity without a role ARN is refused, naming the key" check_mode_needs_arn
   run_check "schema: admissionPolicies.install takes auto, always or never" check_policies_value
+  run_check "helm package: the packaged chart carries deploy/'s files and renders the same" check_package
   run_check "README's values table is generated from values.yaml (scripts/helm-values-table.py)" check_values_table
   run_check "drift: deploy/ and the chart render the same objects (defaults, each component and file, every option)" check_drift
   run_check "drift test fails when only the chart changes (its schedule default)" check_drift_sees_chart_change
