@@ -101,9 +101,21 @@ check_policies_value() { refused install "at '/admissionPolicies/install': value
 check_package() {
   helm package "$CHART" -d "$WORK/pkg" >/dev/null || { REASON="helm package failed"; return 1; }
   local tgz; tgz=$(ls "$WORK"/pkg/ecr-refresh-*.tgz)
-  tar tzf "$tgz" | grep -qx 'ecr-refresh/files/deploy/admission-policy.yaml' || { REASON="$tgz lacks files/deploy/admission-policy.yaml"; return 1; }
+  # (A list first: grep -q ending early would fail the pipe under pipefail.)
+  tar tzf "$tgz" >"$WORK/pkg/list" && grep -qx 'ecr-refresh/files/deploy/admission-policy.yaml' "$WORK/pkg/list" || { REASON="$tgz lacks files/deploy/admission-policy.yaml"; return 1; }
   diff <(render --api-versions "$API_VERSIONS") <(CHART_DIR=$tgz render --api-versions "$API_VERSIONS") >/dev/null ||
     { REASON="the packaged chart renders differently"; return 1; }
+}
+
+# Installed in another namespace, nothing names kube-system: the ServiceAccount, the bindings, the
+# born-linked policy's parameter and the user name every admission policy matches all move.
+check_other_namespace() {
+  local out
+  out=$(helm template ecr-refresh "$CHART" -n ecr-system --api-versions "$API_VERSIONS" --set bornLinked=true,allowDelete=true,stuckPodsRbac=true) ||
+    { REASON="helm template failed"; return 1; }
+  if grep -n kube-system <<<"$out"; then REASON="kube-system is still named: $(grep kube-system <<<"$out" | head -n 3 | tr '\n' ' ')"; return 1; fi
+  [ "$(grep -c "request.userInfo.username == 'system:serviceaccount:ecr-system:ecr-refresh'" <<<"$out")" -eq 3 ] ||
+    { REASON="the policies do not all match system:serviceaccount:ecr-system:ecr-refresh"; return 1; }
 }
 
 # The README's values table is the one scripts/helm-values-table.py makes from values.yaml.
@@ -216,7 +228,7 @@ check_chart_follows_deploy() {
   sed -n '/^---$/,$p' "$WORK/copy/deploy/stuck-pods-rbac.yaml" | sed 's/ecr-refresh-stuck-pods/ecr-refresh-extra/' >"$WORK/copy/deploy/extra.yaml"
   sed -i 's|^  - cronjob.yaml|  - cronjob.yaml\n  - extra.yaml|' "$WORK/copy/deploy/kustomization.yaml"
   local out; out=$(drift "$WORK/copy/deploy" "$WORK/copy/chart" defaults 2>&1) || { REASON=$(tr '\n' ' ' <<<"$out" | cut -c1-600); return 1; }
-  CHART_DIR=$WORK/copy/chart render --api-versions "$API_VERSIONS" | grep -q 'name: ecr-refresh-extra' || { REASON="the chart did not render deploy/extra.yaml"; return 1; }
+  CHART_DIR=$WORK/copy/chart render --api-versions "$API_VERSIONS" | grep 'name: ecr-refresh-extra' >/dev/null || { REASON="the chart did not render deploy/extra.yaml"; return 1; }
 }
 
 # --- against the running test server ---------------------------------------------------------------
@@ -231,7 +243,7 @@ testenv_ready() {
   . "$RUN_DIR/env.sh"
   SERVER_VERSION=$(kadm version -o json 2>/dev/null | jq -r .serverVersion.gitVersion) && [ -n "$SERVER_VERSION" ] ||
     { REASON="the test server at $ECR_REFRESH_TEST_APISERVER does not answer"; return 1; }
-  if kadm api-resources --api-group=admissionregistration.k8s.io -o name | grep -qx validatingadmissionpolicies.admissionregistration.k8s.io; then
+  if kadm api-resources --api-group=admissionregistration.k8s.io -o name | grep -x validatingadmissionpolicies.admissionregistration.k8s.io >/dev/null; then
     SERVES_POLICIES=1
   else
     SERVES_POLICIES=""
@@ -267,7 +279,7 @@ spec:
                   items: {type: object, x-kubernetes-preserve-unknown-fields: true}
 YAML
   kadm wait --for=condition=Established crd/prometheusrules.monitoring.coreos.com --timeout=30s >/dev/null &&
-    for _ in $(seq 1 30); do kadm api-resources --api-group=monitoring.coreos.com 2>/dev/null | grep -q prometheusrules && return 0; sleep 1; done
+    for _ in $(seq 1 30); do kadm api-resources --api-group=monitoring.coreos.com 2>/dev/null | grep prometheusrules >/dev/null && return 0; sleep 1; done
   return 1
 }
 
@@ -335,6 +347,7 @@ main_offline_and_server() {
   run_check "schema: an unknown credentials mode is refused, naming the key and the modes" check_unknown_mode
   run_check "schema: mode webIdentity without a role ARN is refused, naming the key" check_mode_needs_arn
   run_check "schema: admissionPolicies.install takes auto, always or never" check_policies_value
+  run_check "installed in another namespace (-n ecr-system), the policies and bindings follow it" check_other_namespace
   run_check "helm package: the packaged chart carries deploy/'s files and renders the same" check_package
   run_check "README's values table is generated from values.yaml (scripts/helm-values-table.py)" check_values_table
   run_check "drift: deploy/ and the chart render the same objects (defaults, each component and file, every option)" check_drift
@@ -477,7 +490,7 @@ users: [{name: sa, user: {token: "$token"}}]
 contexts: [{name: c, context: {cluster: c, user: sa}}]
 current-context: c
 KCFG
-  check "the token is the chart's ServiceAccount" eval 'as_sa auth whoami -o jsonpath="{.status.userInfo.username}" | grep -qx system:serviceaccount:kube-system:ecr-refresh'
+  check "the token is the chart's ServiceAccount" eval 'as_sa auth whoami -o jsonpath="{.status.userInfo.username}" | grep -x system:serviceaccount:kube-system:ecr-refresh >/dev/null'
   local minting other
   minting=$(secret_doc kubernetes.io/service-account-token '{"kubernetes.io/service-account.name": "default"}' '{}')
   other=$(secret_doc Opaque '{}' '{".dockerconfigjson": "eyJhdXRocyI6e319"}')

@@ -25,7 +25,7 @@ policies match), and awsecr-cred the Secret name value. Arguments: (list $ "path
 {{- fail (printf "deploy/%s is missing or empty (the chart reads deploy/ through its link files/deploy)" $path) }}
 {{- end }}
 {{- $ns := $.Release.Namespace }}
-{{- $text = regexReplaceAll "(?m)^(\\s*namespace:\\s*)kube-system\\s*$" $text (printf "${1}%s" $ns) }}
+{{- $text = regexReplaceAll "(?m)^([ \\t]*namespace:[ \\t]*)kube-system[ \\t]*$" $text (printf "${1}%s" $ns) }}
 {{- $text = replace "system:serviceaccount:kube-system:" (printf "system:serviceaccount:%s:" $ns) $text }}
 {{- $text = replace "awsecr-cred" $.Values.secretName $text }}
 {{- $items := list }}
