@@ -573,4 +573,5 @@ YAML
   finish
 }
 
-main "$@"
+# Sourced (scripts/helmtest.sh cluster reuses the image and Job helpers): define only.
+[ "${BASH_SOURCE[0]}" != "$0" ] || main "$@"

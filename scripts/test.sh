@@ -45,6 +45,11 @@ bash scripts/check-packaging.sh
 # deploy/ on a real v1.36.3 cluster (scripts/cluster.sh): the CronJob fires, its image runs,
 # new namespaces are covered, pods pull (about 5 minutes; its own servers).
 flock "$NODE_LOCK" bash scripts/clustertest.sh
+# The Helm chart: lint, schema, the drift test against deploy/, dry-runs against this leg's
+# server (helm from scripts/testenv.sh install); then helm install/upgrade/uninstall on the
+# real v1.36.3 cluster.
+bash scripts/helmtest.sh
+flock "$NODE_LOCK" bash scripts/helmtest.sh cluster
 # Pushgateway + Prometheus on loopback: the pushed metrics and the alerts they fire.
 bash scripts/metricstest.sh
 
@@ -55,6 +60,8 @@ for i in "${!SERVERS[@]}"; do
   scripts/testenv.sh stop
   start_leg $((i + 1)) "$label" "$bin"
   cargo test --locked --no-fail-fast --test '*'
+  # The chart against this server too (policies forced on where it lacks them, or every option).
+  bash scripts/helmtest.sh server
   # The pull test again with the kubelet of this version, where there is one (../shared/k8s).
   if scripts/testenv.sh unpack kubelet "$label" >/dev/null; then flock "$NODE_LOCK" bash scripts/pulltest.sh; fi
 done

