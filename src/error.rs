@@ -34,6 +34,12 @@ pub(crate) enum Error {
     #[error("kubeconfig: {message}")]
     KubeConfig { message: String },
 
+    #[error("cannot read the kubeconfig {files}: {message}")]
+    ReadKubeconfig { files: String, message: String },
+
+    #[error("cannot read the AWS config files {files}: {message}")]
+    ReadAwsConfig { files: String, message: String },
+
     #[error("cannot use the Kubernetes API at {server}: {message}")]
     ClusterAccess { server: String, message: String },
 
@@ -63,10 +69,13 @@ impl Error {
             | Error::NoRegion
             | Error::KubeConfig { .. }
             | Error::StdoutClosed => exit::INVALID_INPUT,
-            Error::ClusterAccess { .. } | Error::ListNamespaces { .. } | Error::ListPods { .. } => {
-                exit::CLUSTER_ACCESS
-            }
-            Error::EcrToken { .. } | Error::EcrTokenInvalid { .. } => exit::ECR_TOKEN,
+            Error::ReadKubeconfig { .. }
+            | Error::ClusterAccess { .. }
+            | Error::ListNamespaces { .. }
+            | Error::ListPods { .. } => exit::CLUSTER_ACCESS,
+            Error::ReadAwsConfig { .. }
+            | Error::EcrToken { .. }
+            | Error::EcrTokenInvalid { .. } => exit::ECR_TOKEN,
             Error::Cancelled { .. } => exit::NAMESPACE_FAILED,
         }
     }
@@ -77,10 +86,11 @@ impl Error {
             Error::InvalidInput { .. } => "invalid_input",
             Error::NoRegion => "no_region",
             Error::KubeConfig { .. } => "kubeconfig",
-            Error::ClusterAccess { .. } => "cluster_access",
+            // Not read before the deadline: the step's own kind, as for any setup step.
+            Error::ReadKubeconfig { .. } | Error::ClusterAccess { .. } => "cluster_access",
             Error::ListNamespaces { .. } => "list_namespaces",
             Error::ListPods { .. } => "list_pods",
-            Error::EcrToken { .. } => "ecr_token",
+            Error::ReadAwsConfig { .. } | Error::EcrToken { .. } => "ecr_token",
             Error::EcrTokenInvalid { .. } => "ecr_token_invalid",
             Error::StdoutClosed => "stdout_closed",
             Error::Cancelled { .. } => "cancelled",
