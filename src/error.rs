@@ -34,6 +34,12 @@ pub(crate) enum Error {
     #[error("kubeconfig: {message}")]
     KubeConfig { message: String },
 
+    #[error("cannot read the kubeconfig {files}: {message}")]
+    ReadKubeconfig { files: String, message: String },
+
+    #[error("cannot read the AWS config files {files}: {message}")]
+    ReadAwsConfig { files: String, message: String },
+
     #[error("cannot use the Kubernetes API at {server}: {message}")]
     ClusterAccess { server: String, message: String },
 
@@ -66,11 +72,14 @@ impl Error {
             | Error::NoRegion
             | Error::KubeConfig { .. }
             | Error::StdoutClosed => exit::INVALID_INPUT,
-            Error::ClusterAccess { .. }
+            Error::ReadKubeconfig { .. }
+            | Error::ClusterAccess { .. }
             | Error::ListNamespaces { .. }
             | Error::ListPods { .. }
             | Error::OidcDiscovery { .. } => exit::CLUSTER_ACCESS,
-            Error::EcrToken { .. } | Error::EcrTokenInvalid { .. } => exit::ECR_TOKEN,
+            Error::ReadAwsConfig { .. }
+            | Error::EcrToken { .. }
+            | Error::EcrTokenInvalid { .. } => exit::ECR_TOKEN,
             Error::Cancelled { .. } => exit::NAMESPACE_FAILED,
         }
     }
@@ -81,10 +90,11 @@ impl Error {
             Error::InvalidInput { .. } => "invalid_input",
             Error::NoRegion => "no_region",
             Error::KubeConfig { .. } => "kubeconfig",
-            Error::ClusterAccess { .. } => "cluster_access",
+            // Not read before the deadline: the step's own kind, as for any setup step.
+            Error::ReadKubeconfig { .. } | Error::ClusterAccess { .. } => "cluster_access",
             Error::ListNamespaces { .. } => "list_namespaces",
             Error::ListPods { .. } => "list_pods",
-            Error::EcrToken { .. } => "ecr_token",
+            Error::ReadAwsConfig { .. } | Error::EcrToken { .. } => "ecr_token",
             Error::EcrTokenInvalid { .. } => "ecr_token_invalid",
             Error::OidcDiscovery { .. } => "oidc_discovery",
             Error::StdoutClosed => "stdout_closed",

@@ -24,6 +24,33 @@ pub(crate) enum AuthError {
     Plugin(String),
 }
 
+/// What [`prepare`] and the client built after it wait for, as a person would say it: the
+/// files the user names (any may be a FIFO), and the exec plugin.
+pub(crate) fn waits_for(auth: &AuthInfo) -> String {
+    let files: Vec<String> = [
+        ("tokenFile", &auth.token_file),
+        ("client-certificate", &auth.client_certificate),
+        ("client-key", &auth.client_key),
+    ]
+    .into_iter()
+    .filter_map(|(key, path)| Some(format!("{key} {:?}", path.as_deref()?)))
+    .collect();
+    let mut steps = Vec::new();
+    if !files.is_empty() {
+        steps.push(format!("reading the user's {}", files.join(", ")));
+    }
+    if let Some(command) = auth.exec.as_ref().and_then(|e| e.command.as_deref()) {
+        steps.push(format!(
+            "waiting for the kubeconfig's exec plugin {command:?}"
+        ));
+    }
+    if steps.is_empty() {
+        "building the client".into()
+    } else {
+        steps.join(" and ")
+    }
+}
+
 /// Checks and completes `auth` in place: afterwards it holds no exec plugin, and no token
 /// kube cannot send.
 pub(crate) async fn prepare(auth: &mut AuthInfo) -> Result<(), AuthError> {
@@ -53,8 +80,9 @@ pub(crate) async fn prepare(auth: &mut AuthInfo) -> Result<(), AuthError> {
             .map_err(|e| bad(format!("cannot read the user's tokenFile {path:?}: {e}")))?;
         let token = usable_token(&raw)
             .ok_or_else(|| bad(format!("the user's tokenFile {path:?} {UNUSABLE}")))?;
-        if token != raw {
-            // kube reads the file again itself and would send the newline.
+        // kube reads the file again itself: it would send the newline, and a FIFO or `<(…)`
+        // has nothing left to give (or blocks).
+        if token != raw || !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
             auth.token = Some(token.into());
             auth.token_file = None;
         }

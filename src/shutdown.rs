@@ -106,6 +106,35 @@ impl Shield {
     }
 }
 
+/// Runs `work` on a thread of its own, driven by this runtime, for work that may block in a
+/// plain file read (a FIFO, a slow `<(…)`, a device). Such a read cannot be cancelled, and on a
+/// runtime thread it would hold up the deadline and the signal handling with it. Dropping the
+/// returned future abandons the work: it is dropped at its next await, and a read that never
+/// returns keeps only its own thread, which ends with the process.
+pub(crate) async fn detached<T, F>(work: F) -> T
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+{
+    let (mut tx, rx) = tokio::sync::oneshot::channel();
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("ecr-refresh-read".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let done = tokio::select! {
+                    r = work => Some(r),
+                    () = tx.closed() => None,
+                };
+                if let Some(r) = done {
+                    let _ = tx.send(r);
+                }
+            });
+        })
+        .expect("cannot start a thread");
+    rx.await.expect("the detached work panicked")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +148,18 @@ mod tests {
         let stop = Stop::requested_by("SIGTERM");
         assert_eq!(stop.requested(), Some("SIGTERM"));
         assert_eq!(stop.wait().await, "SIGTERM");
+    }
+
+    #[tokio::test]
+    async fn detached_work_blocked_in_a_read_can_be_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        // No writer ever opens it, so the read blocks its thread for good.
+        let read = detached(async move { std::fs::read(fifo) });
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(200), read).await;
+        assert!(waited.is_err(), "the read returned: {waited:?}");
+        assert_eq!(detached(async { 7 }).await, 7);
     }
 }

@@ -5,6 +5,7 @@
 pub mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::fake_ecr::FakeEcr;
 use common::fault::Fault;
@@ -386,4 +387,95 @@ async fn web_identity_credentials() {
         signed[0].1.starts_with("ASIA"),
         "ECR called with STS credentials: {signed:?}"
     );
+}
+
+/// Issue 30, finding 8: an AWS_CONFIG_FILE that is a FIFO nobody writes ends the run at
+/// --timeout naming the file (exit 3, as for the AWS credentials), and a SIGTERM stops it at
+/// once; nothing is written.
+#[tokio::test]
+async fn an_aws_config_fifo_that_never_answers_ends_at_the_deadline_or_sigterm() {
+    let TestNs { client, name: ns } = TestNs::new("awscfgfifo").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = fifo(dir.path(), "config");
+    let run = || {
+        Run::sync()
+            .env("AWS_CONFIG_FILE", &config)
+            .args(["-n", &ns, "-o", "json"])
+    };
+    let (out, took) = timed(run().args(SHORT)).await;
+    let message = ended_at_the_deadline(&out, took, 3);
+    assert_eq!(out.json()["error"]["kind"], "ecr_token");
+    assert!(
+        message.contains(&format!(
+            "{:?} (AWS_CONFIG_FILE)",
+            config.display().to_string()
+        )),
+        "{message}"
+    );
+
+    let out = sigterm_after(run().start(), Duration::from_millis(500)).await;
+    out.assert_code(1);
+    assert_eq!(out.json()["error"]["kind"], "cancelled");
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
+}
+
+/// Finding 8: an AWS_WEB_IDENTITY_TOKEN_FILE that is a FIFO nobody writes (the SDK reads it
+/// with a blocking read) ends the run at --timeout naming the file; STS is never reached.
+#[tokio::test]
+async fn a_web_identity_token_fifo_that_never_answers_ends_at_the_deadline() {
+    let TestNs { client, name: ns } = TestNs::new("wififo").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = fifo(dir.path(), "token");
+    let (sts, reached) = blackhole().await;
+    let (out, took) = timed(
+        Run::sync()
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token)
+            .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ecr")
+            .env("AWS_ENDPOINT_URL_STS", &sts)
+            .args(["-n", &ns, "-o", "json"])
+            .args(SHORT),
+    )
+    .await;
+    let message = ended_at_the_deadline(&out, took, 3);
+    assert!(
+        message.contains(&format!(
+            "AWS_WEB_IDENTITY_TOKEN_FILE {:?}",
+            token.display().to_string()
+        )),
+        "{message}"
+    );
+    assert_eq!(reached(), 0, "STS was called without the token");
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
+}
+
+/// Issue 30 nit: an AWS config file the SDK cannot use is named as such, not as "no such
+/// profile": a device with no end (`/dev/zero`, which the SDK would read until memory runs
+/// out), with a profile named or not, and a file that is not UTF-8 (read as empty).
+#[tokio::test]
+async fn an_unusable_aws_config_file_is_named_not_no_such_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("config");
+    std::fs::write(&binary, b"[profile p]\nregion = \xff\xfe\n").unwrap();
+    let cases = [
+        ("/dev/zero".as_ref(), &["--profile", "p"][..], "1 MiB"),
+        ("/dev/zero".as_ref(), &[][..], "1 MiB"),
+        (binary.as_path(), &["--profile", "p"][..], "not UTF-8"),
+    ];
+    for (file, args, why) in cases {
+        let out = Run::sync()
+            .env("AWS_CONFIG_FILE", file)
+            .args(["-n", "default", "-o", "json"])
+            .args(args)
+            .args(SHORT)
+            .run_async()
+            .await;
+        out.assert_code(2);
+        let message = error_message(&out);
+        let named = format!("AWS_CONFIG_FILE {:?}", file.display().to_string());
+        assert!(message.contains(&named), "{message}");
+        assert!(message.contains(why), "{message}");
+        assert!(!message.contains("no such profile"), "{message}");
+    }
 }

@@ -793,3 +793,41 @@ async fn cluster_unreachable_or_unauthorized_exits_4_before_ecr() {
         );
     }
 }
+
+/// Issue 30 nit: a pod list (--delete-stuck-pods) that never answers is named at the deadline
+/// as the pod list, not as "listing service accounts".
+#[tokio::test]
+async fn a_hanging_pod_list_is_named_at_the_deadline() {
+    let (client, base, _) = TestNs::group("podhang", ["a"]).await;
+    let pods = Fault::on("GET", "/api/v1/pods");
+    let proxy = FaultProxy::start(client.clone(), pods.hang()).await;
+    let (out, took) = timed(
+        Run::sync()
+            .through(&proxy)
+            .args(["-n", &format!("{base}-*"), "--delete-stuck-pods"])
+            .args(["-o", "json"])
+            .args(SHORT),
+    )
+    .await;
+    let message = ended_at_the_deadline(&out, took, 4);
+    assert!(message.contains("listing pods"), "{message}");
+    assert!(!message.contains("service accounts"), "{message}");
+}
+
+/// Issue 30 nit: a Secret list that fails to parse is not met with advice to grant `list` on
+/// secrets (only a refusal is; see tests/requests.rs); each namespace is read instead.
+#[tokio::test]
+async fn a_secret_list_that_fails_to_parse_gets_no_rbac_hint() {
+    let (client, base, [a]) = TestNs::group("badlist", ["a"]).await;
+    let list = Fault::on("GET", "/api/v1/secrets").then(|_| Fault::Garbage);
+    let proxy = FaultProxy::start(client.clone(), list).await;
+    let out = Run::sync()
+        .through(&proxy)
+        .args(["-n", &format!("{base}-*"), "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    out.assert_stderr_contains("cannot list secrets cluster-wide")
+        .assert_stderr_lacks("grant `list`");
+    assert!(get_secret(&client, &a, "awsecr-cred").await.is_some());
+}

@@ -5,6 +5,7 @@
 pub mod common;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::*;
 
@@ -378,4 +379,89 @@ async fn proxy_variables_are_honoured() {
         "NO_PROXY must bypass the proxy: {:#?}",
         &requests()[before..]
     );
+}
+
+/// Issue 30, finding 8: a kubeconfig that is a FIFO nobody writes (a `<(…)` that hangs) ends
+/// the run at --timeout with an error naming the file (it was blamed on "checking the
+/// credentials", or ran on past the deadline), and a SIGTERM stops it at once.
+#[tokio::test]
+async fn a_kubeconfig_fifo_that_never_answers_ends_at_the_deadline_or_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fifo(dir.path(), "kc");
+    let run = || {
+        Run::sync()
+            .args(["--kubeconfig".as_ref(), config.as_os_str()])
+            .args(["-n", "default", "-o", "json"])
+    };
+    let (out, took) = timed(run().args(SHORT)).await;
+    let message = ended_at_the_deadline(&out, took, 4);
+    assert_eq!(out.json()["error"]["kind"], "cluster_access");
+    assert!(
+        message.contains(&format!("kubeconfig {:?}", config.display().to_string())),
+        "{message}"
+    );
+    assert!(!message.contains("checking the credentials"), "{message}");
+
+    let out = sigterm_after(run().start(), Duration::from_millis(500)).await;
+    out.assert_code(1);
+    assert_eq!(out.json()["error"]["kind"], "cancelled");
+}
+
+/// Finding 8: a kubeconfig FIFO that answers in time (`KUBECONFIG=<(…)`, here after 1 s) still
+/// works: it is read once.
+#[tokio::test]
+async fn a_kubeconfig_fifo_that_answers_in_time_works() {
+    let TestNs { client, name: ns } = TestNs::new("kcfifo").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = format!("    token: {}\n", env().admin_token);
+    let plain = kubeconfig(dir.path(), "plain", &token);
+    let config = fifo(dir.path(), "kc");
+    feed_fifo(
+        &config,
+        std::fs::read(plain).unwrap(),
+        Duration::from_secs(1),
+    );
+    let out = Run::sync()
+        .env("KUBECONFIG", &config)
+        .args(["-n", &ns, "-o", "json"])
+        .args(SHORT)
+        .run_async()
+        .await;
+    out.assert_code(0);
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_some());
+}
+
+/// Finding 8: a user's tokenFile that is a FIFO nobody writes ends the run at --timeout naming
+/// it; one that answers once, in time, works (kube would read it a second time, and block).
+#[tokio::test]
+async fn a_token_file_fifo_ends_at_the_deadline_or_is_read_once() {
+    let TestNs { client, name: ns } = TestNs::new("tokfifo").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = fifo(dir.path(), "token");
+    let user = format!("    tokenFile: {}\n", token.display());
+    let config = kubeconfig(dir.path(), "kc", &user);
+    let run = || {
+        Run::sync()
+            .env("KUBECONFIG", &config)
+            .args(["-n", &ns, "-o", "json"])
+            .args(SHORT)
+    };
+    let (out, took) = timed(run()).await;
+    let message = ended_at_the_deadline(&out, took, 4);
+    assert!(
+        message.contains(&format!("tokenFile {:?}", token.display().to_string())),
+        "{message}"
+    );
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
+
+    // No newline: the token as read is what kube would read again.
+    feed_fifo(
+        &token,
+        env().admin_token.clone(),
+        Duration::from_millis(500),
+    );
+    let out = run().run_async().await;
+    out.assert_code(0);
+    out.assert_no_secrets();
+    assert!(get_secret(&client, &ns, "awsecr-cred").await.is_some());
 }

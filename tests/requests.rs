@@ -424,6 +424,7 @@ async fn without_the_secret_list_each_one_is_read_with_one_warning() {
         let reads = c.of("GET secrets");
         if *id == refused {
             assert_eq!(warnings, 1, "{}", out.stderr());
+            out.assert_stderr_contains("grant `list` on secrets");
             assert_eq!(reads, 3, "{c:?}");
         } else {
             // Only the foreign Secret, which the metadata list cannot judge (see below).

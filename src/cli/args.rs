@@ -16,9 +16,9 @@ const DURATION: &str = "DURATION";
 
 /// Keeps Amazon ECR pull secrets fresh in Kubernetes clusters that run outside AWS.
 ///
-/// ECR docker logins last 12 hours. Run `ecr-refresh sync` hourly (cronjob.yaml does) and every
-/// selected namespace keeps a current `kubernetes.io/dockerconfigjson` Secret that its
-/// ServiceAccounts use as an imagePullSecret.
+/// ECR docker logins last 12 hours. Run `ecr-refresh sync` every few minutes (cronjob.yaml runs
+/// it every 5) and every selected namespace keeps a current `kubernetes.io/dockerconfigjson`
+/// Secret that its ServiceAccounts use as an imagePullSecret.
 #[derive(Debug, Parser)]
 #[command(name = "ecr-refresh", version, after_long_help = EXIT_CODES_HELP, after_help = EXIT_CODES_HELP)]
 pub struct Cli {

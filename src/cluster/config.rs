@@ -23,10 +23,24 @@ impl ClusterOptions {
     /// is no kubeconfig and the pod's environment names the API server. `None` when neither can
     /// be told (a kubeconfig that cannot be read, no current context): it names the run to
     /// others (the Pushgateway's `instance`), and a laptop's broken run must not pass for the
-    /// CronJob's `in-cluster`.
+    /// CronJob's `in-cluster`. Only regular files are read here, before the run and outside
+    /// its deadline: a FIFO or `<(…)` could block, and gives its content only once, to the run.
     pub(crate) fn context_name(&self) -> Option<String> {
         if let Some(ctx) = &self.context {
             return Some(ctx.clone());
+        }
+        let regular = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file());
+        let files: Vec<std::path::PathBuf> =
+            match (&self.kubeconfig, std::env::var_os("KUBECONFIG")) {
+                (Some(path), _) => vec![path.clone()],
+                (None, Some(list)) if !list.is_empty() => std::env::split_paths(&list).collect(),
+                (None, _) => std::env::var_os("HOME")
+                    .map(|h| Path::new(&h).join(".kube/config"))
+                    .into_iter()
+                    .collect(),
+            };
+        if files.iter().any(|p| p.exists() && !regular(p)) {
+            return None;
         }
         let kubeconfig = match &self.kubeconfig {
             Some(path) => kube::config::Kubeconfig::read_from(path),
@@ -101,13 +115,9 @@ pub(super) async fn load_config(opts: &ClusterOptions) -> Result<(Config, String
             None => "in-cluster config".to_string(),
         }
     };
-    let result = if let Some(path) = &opts.kubeconfig {
-        let kubeconfig = read_kubeconfig(path, "--kubeconfig")?;
-        let label = label(Some(&kubeconfig));
-        return Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .map(|c| (c, label))
-            .map_err(|e| kubeconfig_error(e, opts));
+    // Each file is read once: a FIFO or a `<(…)` gives its content only once.
+    let kubeconfig = if let Some(path) = &opts.kubeconfig {
+        read_kubeconfig(path, "--kubeconfig")?
     } else if let Some(path) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
         // KUBECONFIG may be a list; kube merges it, but first name the file that is missing.
         for p in std::env::split_paths(&path) {
@@ -119,9 +129,9 @@ pub(super) async fn load_config(opts: &ClusterOptions) -> Result<(Config, String
                 });
             }
         }
-        Config::from_kubeconfig(&options).await
+        Kubeconfig::read().map_err(|e| kubeconfig_error(e, opts))?
     } else if opts.context.is_some() {
-        Config::from_kubeconfig(&options).await
+        Kubeconfig::read().map_err(|e| kubeconfig_error(e, opts))?
     } else {
         let config = Config::infer().await.map_err(|e| {
             // A broken ~/.kube/config: say so, without kube's quote of the file.
@@ -137,10 +147,29 @@ pub(super) async fn load_config(opts: &ClusterOptions) -> Result<(Config, String
         })?;
         return Ok((config, label(Kubeconfig::read().ok().as_ref())));
     };
-    let label = label(Kubeconfig::read().ok().as_ref());
-    result
+    let label = label(Some(&kubeconfig));
+    Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
         .map(|c| (c, label))
         .map_err(|e| kubeconfig_error(e, opts))
+}
+
+/// The kubeconfig file(s) these options read, for a message: `--kubeconfig`, `KUBECONFIG`, or
+/// `~/.kube/config`, else the in-cluster ServiceAccount files.
+pub(super) fn kubeconfig_files(opts: &ClusterOptions) -> String {
+    if let Some(path) = &opts.kubeconfig {
+        return format!("{:?} (--kubeconfig)", path.display().to_string());
+    }
+    if let Some(list) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
+        return format!("{:?} (KUBECONFIG)", list.to_string_lossy());
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => format!(
+            "{:?} (or the in-cluster ServiceAccount files)",
+            Path::new(&home).join(".kube/config").display().to_string()
+        ),
+        None => "the in-cluster ServiceAccount files".into(),
+    }
 }
 
 fn read_kubeconfig(path: &Path, flag: &'static str) -> Result<Kubeconfig> {

@@ -17,7 +17,7 @@ use k8s_openapi::api::authorization::v1::{
 use crate::error::{chain, Error, Result};
 use crate::kubeauth::{self, AuthError};
 pub(crate) use config::ClusterOptions;
-use config::{client, load_config, redact_url, redact_urls};
+use config::{client, kubeconfig_files, load_config, redact_url, redact_urls};
 
 /// How every failure to sign in begins, whatever the cause.
 const NOT_AUTHENTICATED: &str = "could not authenticate";
@@ -59,8 +59,15 @@ pub(crate) struct PendingCluster {
 }
 
 impl PendingCluster {
-    /// Reads only local files.
+    /// Reads only local files, on a thread of its own (see `detached`): a kubeconfig that is a
+    /// FIFO or a slow `<(…)` holds only that thread, so the caller's deadline and signals still
+    /// end the run.
     pub(crate) async fn load(opts: &ClusterOptions) -> Result<Self> {
+        let opts = opts.clone();
+        crate::shutdown::detached(async move { Self::load_here(&opts).await }).await
+    }
+
+    async fn load_here(opts: &ClusterOptions) -> Result<Self> {
         let (mut config, source) = load_config(opts).await?;
         config.connect_timeout = Some(opts.request_timeout);
         config.read_timeout = Some(opts.request_timeout);
@@ -77,13 +84,31 @@ impl PendingCluster {
         })
     }
 
-    /// The error for a deadline that passed while `what` was under way.
-    pub(crate) fn hung(&self, what: &'static str) -> impl FnOnce(String) -> Error {
-        hung(self.server.clone(), what)
+    /// The error for a deadline that passed while [`PendingCluster::load`] was reading.
+    pub(crate) fn unread(opts: &ClusterOptions) -> impl FnOnce(String) -> Error {
+        let files = kubeconfig_files(opts);
+        move |deadline| Error::ReadKubeconfig {
+            files,
+            message: format!("{deadline} while reading it; nothing was written"),
+        }
     }
 
-    /// Runs the exec plugin, if any, and builds the client.
+    /// The error for a deadline that passed during [`PendingCluster::connect`], naming what it
+    /// waits for: the user's files, or the exec plugin.
+    pub(crate) fn hung_connecting(&self) -> impl FnOnce(String) -> Error {
+        hung(
+            self.server.clone(),
+            kubeauth::waits_for(&self.config.auth_info),
+        )
+    }
+
+    /// Runs the exec plugin, if any, reads the user's files and builds the client, on a thread
+    /// of its own as [`PendingCluster::load`] does (a tokenFile may be a FIFO).
     pub(crate) async fn connect(self) -> Result<Cluster> {
+        crate::shutdown::detached(self.connect_here()).await
+    }
+
+    async fn connect_here(self) -> Result<Cluster> {
         let Self {
             mut config,
             source,
@@ -114,7 +139,7 @@ impl PendingCluster {
     }
 }
 
-fn hung(server: String, what: &'static str) -> impl FnOnce(String) -> Error {
+fn hung(server: String, what: impl std::fmt::Display) -> impl FnOnce(String) -> Error {
     move |deadline| Error::ClusterAccess {
         server,
         message: format!("{deadline} while {what}; nothing was written"),

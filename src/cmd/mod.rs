@@ -197,8 +197,13 @@ pub(crate) async fn list_secrets<T>(
     let wanted = |ns: &str| run.selection.matches(ns);
     match pullsecret::list_everywhere(cluster, name, metadata_only, wanted, judge).await {
         Ok(found) => Some(found),
-        Err(e) => {
+        // The RBAC hint only for a refusal: a list that fails to parse needs no grant.
+        Err(e) if crate::cluster::is_status(&e, |s| s.is_forbidden()) => {
             warn!(secret = %name, error = %explain(&e), "cannot list secrets cluster-wide; reading them one namespace at a time (grant `list` on secrets with resourceNames [{name}], see rbac.yaml)");
+            None
+        }
+        Err(e) => {
+            warn!(secret = %name, error = %explain(&e), "cannot list secrets cluster-wide; reading them one namespace at a time");
             None
         }
     }
@@ -230,8 +235,9 @@ pub(crate) async fn setup<T>(
 /// Connects to the cluster (running the kubeconfig's exec plugin, if any) and checks that it
 /// knows who we are, as setup steps.
 pub(crate) async fn connect(opts: &ClusterOptions, limits: &Limits<'_>) -> crate::Result<Cluster> {
-    let pending = PendingCluster::load(opts).await?;
-    let hung = pending.hung("waiting for the kubeconfig's exec plugin");
+    let unread = PendingCluster::unread(opts);
+    let pending = setup(limits, PendingCluster::load(opts), unread).await?;
+    let hung = pending.hung_connecting();
     let cluster = setup(limits, pending.connect(), hung).await?;
     let hung = cluster.hung("checking the credentials");
     setup(limits, cluster.check_access(), hung).await?;

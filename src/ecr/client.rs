@@ -10,7 +10,9 @@ use aws_sdk_ecr::error::SdkError;
 use aws_sdk_ecr::types::AuthorizationData;
 use tracing::{debug, info, warn};
 
-use super::credentials::{identity_of, selected_profile};
+use super::credentials::{
+    describe_config_files, identity_of, refuse_endless_config_files, selected_profile,
+};
 use super::registry::endpoint_registry;
 use super::sdk::{assume_role, credential_source, region_of, resolve_once, sdk_config};
 use super::token::is_beyond_token_lifetime;
@@ -58,8 +60,24 @@ impl EcrProgress {
 
 impl EcrClientConfig {
     /// Resolves region and credential sources the way the AWS CLI does, but never asks the EC2
-    /// metadata service for a region: off AWS that call only hangs until it times out.
+    /// metadata service for a region: off AWS that call only hangs until it times out. The SDK
+    /// reads the shared config files with blocking reads, so this runs on a thread of its own
+    /// (see `detached`): a FIFO that never answers holds only that thread.
     pub(crate) async fn load(aws: &EcrOptions, request_timeout: Duration) -> Result<Self> {
+        let aws = aws.clone();
+        crate::shutdown::detached(async move { Self::load_here(&aws, request_timeout).await }).await
+    }
+
+    /// The error for a deadline that passed while [`EcrClientConfig::load`] was reading.
+    pub(crate) fn unread(deadline: String) -> Error {
+        Error::ReadAwsConfig {
+            files: describe_config_files(),
+            message: format!("{deadline} while reading them; nothing was written"),
+        }
+    }
+
+    async fn load_here(aws: &EcrOptions, request_timeout: Duration) -> Result<Self> {
+        refuse_endless_config_files()?;
         let profile = selected_profile(aws.profile.as_deref()).await?;
         let profile = profile.as_deref();
         // Resolved here, before the loader: given no region, the SDK's credential chain would

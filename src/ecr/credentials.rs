@@ -1,6 +1,7 @@
 //! AWS credentials: the profile the user chose, resolving the chain once per run, and whose
 //! credentials they are (for the freshness fingerprint).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{chain, Error, Result};
@@ -73,7 +74,10 @@ impl aws_credential_types::provider::ProvideCredentials for ResolveOnce {
             {
                 return Ok(c.clone());
             }
-            let fresh = self.inner.provide_credentials().await?;
+            // The SDK reads files (a web identity token, the profile) with blocking reads.
+            let inner = self.inner.clone();
+            let fresh =
+                crate::shutdown::detached(async move { inner.provide_credentials().await }).await?;
             *cached = Some(fresh.clone());
             Ok(fresh)
         })
@@ -107,11 +111,109 @@ pub(super) async fn selected_profile(flag_value: Option<&str>) -> Result<Option<
     .await
     .map_err(|e| bad(format!("cannot read the AWS config files: {}", chain(&e))))?;
     if profiles.get_profile(&name).is_none() {
+        // The SDK read an unreadable or non-UTF-8 file as empty: say that, not "no such profile".
+        if let Some(e) = unreadable_config_file() {
+            return Err(e);
+        }
         return Err(bad(
             "no such profile in the AWS config or credentials file (~/.aws/config, ~/.aws/credentials, or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE); see `aws configure list-profiles`".into(),
         ));
     }
     Ok(Some(name))
+}
+
+/// The shared config and credentials files as the SDK finds them, each with what names it: the
+/// variable, else its default under the home folder.
+fn config_files() -> [(&'static str, PathBuf); 2] {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    [
+        ("AWS_CONFIG_FILE", "the AWS config file", ".aws/config"),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "the AWS credentials file",
+            ".aws/credentials",
+        ),
+    ]
+    .map(|(var, default_name, default)| {
+        match std::env::var_os(var).filter(|v| !v.is_empty()) {
+            Some(set) => (var, PathBuf::from(set)),
+            None => (default_name, home.join(default)),
+        }
+    })
+}
+
+/// The files [`config_files`] names, for a message.
+pub(super) fn describe_config_files() -> String {
+    config_files()
+        .iter()
+        .map(|(name, path)| format!("{:?} ({name})", path.display().to_string()))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// An AWS config file is bad input, and which one.
+fn bad_file(var: &'static str, path: &Path, reason: String) -> Error {
+    Error::InvalidInput {
+        flag: var,
+        value: path.display().to_string(),
+        reason,
+    }
+}
+
+/// Bigger than any AWS config file: a device that does not end (`/dev/zero`) stops here.
+const CONFIG_FILE_MAX: u64 = 1 << 20;
+
+/// Refuses a config file that is a device with no end, before the SDK reads it: it would read
+/// `/dev/zero` until memory runs out. Regular files and FIFOs are left to the SDK, which reads
+/// them (a FIFO gives its content only once); so is `/dev/null`, which is empty.
+pub(super) fn refuse_endless_config_files() -> Result<()> {
+    use std::io::Read as _;
+    use std::os::unix::fs::FileTypeExt as _;
+    for (var, path) in config_files() {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let kind = meta.file_type();
+        if kind.is_file() || kind.is_fifo() || kind.is_dir() {
+            continue;
+        }
+        let mut head = Vec::new();
+        let read = std::fs::File::open(&path)
+            .and_then(|f| f.take(CONFIG_FILE_MAX + 1).read_to_end(&mut head));
+        let reason = match read {
+            Err(e) => format!("cannot be read: {e}"),
+            Ok(n) if n as u64 > CONFIG_FILE_MAX => {
+                "cannot be read as an AWS config file: it is a device that gives more than 1 MiB"
+                    .into()
+            }
+            Ok(_) => continue,
+        };
+        return Err(bad_file(var, &path, reason));
+    }
+    Ok(())
+}
+
+/// A regular config file that the SDK read as empty (after a warning): one it cannot read, or
+/// one that is not UTF-8 text.
+fn unreadable_config_file() -> Option<Error> {
+    config_files().into_iter().find_map(|(var, path)| {
+        let reason = match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => format!("cannot be read: {e}"),
+            // A FIFO was read by the SDK already; only a regular file can be read again.
+            Ok(meta) if !meta.is_file() => return None,
+            Ok(_) => match std::fs::read(&path) {
+                Err(e) => format!("cannot be read: {e}"),
+                Ok(bytes) if std::str::from_utf8(&bytes).is_err() => {
+                    "cannot be parsed: it is not UTF-8 text (the AWS SDK reads it as empty)".into()
+                }
+                Ok(_) => return None,
+            },
+        };
+        Some(bad_file(var, &path, reason))
+    })
 }
 
 #[cfg(test)]

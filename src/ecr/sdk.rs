@@ -113,8 +113,14 @@ pub(super) fn credential_source(aws: &EcrOptions, profile: Option<&str>) -> Stri
         format!("profile {p:?} (keys, credential_process, SSO or a role)")
     } else if set("AWS_ACCESS_KEY_ID") {
         "the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY keys".into()
-    } else if set("AWS_WEB_IDENTITY_TOKEN_FILE") {
-        "web identity: STS AssumeRoleWithWebIdentity".into()
+    } else if let Some(file) =
+        std::env::var_os("AWS_WEB_IDENTITY_TOKEN_FILE").filter(|v| !v.is_empty())
+    {
+        // The SDK reads the file first, and it may be a FIFO that never answers.
+        format!(
+            "web identity: the token in AWS_WEB_IDENTITY_TOKEN_FILE {:?}, then STS AssumeRoleWithWebIdentity",
+            file.to_string_lossy()
+        )
     } else {
         "the default chain: the default profile, SSO, container or EC2 metadata".into()
     };

@@ -14,6 +14,8 @@ pub enum Fault {
     },
     /// Never answer.
     Hang,
+    /// Answer 200 with a body that is not JSON: a list that fails to parse.
+    Garbage,
     /// Run this first (for example a racing write), then forward.
     Before(Pin<Box<dyn Future<Output = ()> + Send>>),
     /// Forward (the server acts on it), then hold the answer back this long: a client with a

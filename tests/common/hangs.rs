@@ -18,6 +18,27 @@ pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
+/// A FIFO at `dir/name`: a file that blocks its reader until someone writes, as a `<(…)` that
+/// hangs does.
+pub fn fifo(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let made = std::process::Command::new("mkfifo").arg(&path).status();
+    assert!(made.expect("mkfifo runs").success(), "mkfifo {path:?}");
+    path
+}
+
+/// Writes `content` into the FIFO at `path` once, `after` from now, as a slow `<(…)` that
+/// answers in time.
+pub fn feed_fifo(path: &Path, content: impl Into<Vec<u8>>, after: Duration) {
+    use std::io::Write as _;
+    let (path, content) = (path.to_path_buf(), content.into());
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        let mut writer = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        writer.write_all(&content).unwrap();
+    });
+}
+
 /// Whether the process whose pid `file` holds still runs (a zombie does not count).
 pub fn still_runs(file: &Path) -> bool {
     let pid = std::fs::read_to_string(file).expect("the helper wrote its pid");
@@ -53,6 +74,13 @@ pub async fn sigterm_once(running: Running, ready: impl Fn() -> bool) -> RunOutp
         out.command
     );
     out
+}
+
+/// Sends SIGTERM once the run has had `after` to reach a step that shows no sign of its own
+/// (a blocked read), and expects the run to end within 3 s.
+pub async fn sigterm_after(running: Running, after: Duration) -> RunOutput {
+    let started = Instant::now();
+    sigterm_once(running, || started.elapsed() >= after).await
 }
 
 /// Runs `run`, and how long it took.

@@ -144,6 +144,14 @@ async fn handle(
             record(0);
             std::future::pending::<()>().await;
         }
+        Fault::Garbage => {
+            record(200);
+            return Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(b"{not json")))
+                .unwrap();
+        }
         Fault::Status { code, retry_after } => {
             record(code);
             let reason = if code == 429 {

@@ -74,7 +74,8 @@ pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     let started = Instant::now();
     let limits = opts.run.pace.start(stop);
     // Local work first, so bad input fails before any network call.
-    let ecr = EcrClientConfig::load(&opts.aws, opts.run.cluster.request_timeout).await?;
+    let ecr = EcrClientConfig::load(&opts.aws, opts.run.cluster.request_timeout);
+    let ecr = setup(&limits, ecr, EcrClientConfig::unread).await?;
     let cluster = super::connect(&opts.run.cluster, &limits).await?;
     let pass = Pass {
         opts,
@@ -130,14 +131,18 @@ impl Pass<'_> {
         };
         let listing = namespaces::plan(cluster, &opts.run.selection, scope);
         let listing = setup(limits, listing, cluster.hung("listing namespaces"));
-        let accounts = async {
-            let (accounts, stuck) = tokio::join!(
-                super::list_accounts(cluster, &opts.run),
-                list_stuck(cluster, opts)
-            );
-            Ok((accounts, stuck?))
-        };
+        let accounts = async { Ok(super::list_accounts(cluster, &opts.run).await) };
         let accounts = setup(limits, accounts, cluster.hung("listing service accounts"));
+        let stuck = list_stuck(cluster, opts);
+        let stuck = setup(
+            limits,
+            stuck,
+            cluster.hung("listing pods (--delete-stuck-pods)"),
+        );
+        let accounts = async {
+            let (accounts, stuck) = tokio::join!(accounts, stuck);
+            Ok((accounts?, stuck?))
+        };
         let token = setup(limits, self.token_and_secrets(ecr), |m| {
             self.progress.hung(m)
         });
