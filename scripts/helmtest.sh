@@ -38,9 +38,12 @@ declare -A COMPONENTS=(
   [web-identity]="aws.credentials.mode=webIdentity,aws.credentials.webIdentity.roleArn=arn:aws:iam::123456789012:role/ecr-refresh"
 )
 # Each file of deploy/ that deploy/kustomization.yaml does not list: the values that add it
-# (checked against kustomize with the file added), or "-" and why the chart leaves it out.
+# (checked against kustomize with the file added), "+FILE" for a file applied together with FILE
+# (its values render both, checked against kustomize with both added), or "-" and why the chart
+# leaves it out.
 declare -A FILES=(
   [stuck-pods-rbac.yaml]="stuckPodsRbac=true"
+  [stuck-pods-policy.yaml]="+stuck-pods-rbac.yaml"
   [prometheusrule.yaml]="prometheusRule.enabled=true"
   [namespaced-rbac.yaml]="- an alternative to rbac.yaml for a few named namespaces; the chart grants the cluster-wide RBAC"
   [alerts.yaml]="- a Prometheus rule file, not a Kubernetes object; prometheusRule.enabled renders the same rules"
@@ -116,7 +119,7 @@ check_other_namespace() {
   out=$(helm template ecr-refresh "$CHART" -n ecr-system --api-versions "$API_VERSIONS" --set bornLinked=true,allowDelete=true,stuckPodsRbac=true) ||
     { REASON="helm template failed"; return 1; }
   if grep -n kube-system <<<"$out"; then REASON="kube-system is still named: $(grep kube-system <<<"$out" | head -n 3 | tr '\n' ' ')"; return 1; fi
-  [ "$(grep -c "request.userInfo.username == 'system:serviceaccount:ecr-system:ecr-refresh'" <<<"$out")" -eq 3 ] ||
+  [ "$(grep -c "request.userInfo.username == 'system:serviceaccount:ecr-system:ecr-refresh'" <<<"$out")" -eq 4 ] ||
     { REASON="the policies do not all match system:serviceaccount:ecr-system:ecr-refresh"; return 1; }
 }
 
@@ -161,16 +164,20 @@ drift() {
   [ -z "$problems" ] || { echo "$problems"; return 1; }
   local cases=("defaults|") all_values="" all_parts=()
   for name in "${!COMPONENTS[@]}"; do cases+=("component $name|${COMPONENTS[$name]}|$name"); done
+  local with x2
   for name in "${!FILES[@]}"; do
     values=${FILES[$name]}
-    [ "${values:0:1}" = - ] && continue
-    cases+=("file $name|$values|$name")
+    [ "${values:0:1}" = - ] || [ "${values:0:1}" = + ] && continue
+    with=""
+    for x2 in "${!FILES[@]}"; do [ "${FILES[$x2]}" = "+$name" ] && with+=" $x2"; done
+    cases+=("file $name$with|$values|$name$with")
   done
   # Every option that can be on at once.
   for name in "${!COMPONENTS[@]}" "${!FILES[@]}"; do
     values=${COMPONENTS[$name]:-${FILES[$name]}}
     [ "${values:0:1}" = - ] || [ "$name" = without-admission-policy ] && continue
-    all_values+=${all_values:+,}$values; all_parts+=("$name")
+    [ "${values:0:1}" = + ] || all_values+=${all_values:+,}$values
+    all_parts+=("$name")
   done
   cases+=("every option|$all_values|${all_parts[*]}")
   [ "$only" != defaults ] || cases=("defaults|")
@@ -292,6 +299,7 @@ dry_run() {
   out=$(kadm apply --dry-run=server -f "$WORK/$name.yaml" 2>&1) || { REASON="kubectl apply --dry-run=server: $(tr '\n' ' ' <<<"$out" | cut -c1-600)"; return 1; }
   log "$name: $(grep -c 'created (server dry run)' <<<"$out") objects accepted by kube-apiserver $SERVER_VERSION"
 }
+kind_names() { python3 -c 'import sys, yaml; print(" ".join(d["kind"] + "/" + d["metadata"]["name"] for d in yaml.safe_load_all(open(sys.argv[1])) if d))' "$1"; }
 kinds() { python3 -c 'import sys, yaml; print(" ".join(sorted(d["apiVersion"] + "/" + d["kind"] for d in yaml.safe_load_all(open(sys.argv[1])) if d)))' "$1"; }
 
 check_defaults_current() {
@@ -312,6 +320,11 @@ check_every_option_current() {
   for want in admissionregistration.k8s.io/v1/MutatingAdmissionPolicy monitoring.coreos.com/v1/PrometheusRule; do
     [[ " $k " == *" $want "* ]] || { REASON="$want missing: $k"; return 1; }
   done
+  # stuckPodsRbac brings deploy/stuck-pods-policy.yaml where the policies are installed.
+  local names; names=$(kind_names "$WORK/every-option-1.yaml")
+  for want in ValidatingAdmissionPolicy/ecr-refresh-stuck-pods ValidatingAdmissionPolicyBinding/ecr-refresh-stuck-pods; do
+    [[ " $names " == *" $want "* ]] || { REASON="stuckPodsRbac=true did not render $want"; return 1; }
+  done
   grep -q 'audience: sts.amazonaws.com' "$WORK/every-option-1.yaml" &&
     grep -q 'credential_process = /helper/aws-creds --json' "$WORK/every-option-2.yaml" ||
     { REASON="a credentials mode did not render"; return 1; }
@@ -328,6 +341,13 @@ check_born_linked_old() {
   if out=$(render_server --set bornLinked=true 2>&1); then REASON="rendered on $SERVER_VERSION"; return 1; fi
   grep -qF "bornLinked=true, but this cluster (Kubernetes $SERVER_VERSION) does not serve admissionregistration.k8s.io/v1 MutatingAdmissionPolicy" <<<"$out" ||
     { REASON="not the chart's message: $(tr '\n' ' ' <<<"$out" | cut -c1-400)"; return 1; }
+}
+# Without the policies, stuckPodsRbac is the RBAC alone: the server takes it, no policy in it.
+check_stuck_pods_old() {
+  dry_run stuck-pods-old --set stuckPodsRbac=true || return 1
+  local names; names=$(kind_names "$WORK/stuck-pods-old.yaml")
+  [[ " $names " == *" ClusterRole/ecr-refresh-stuck-pods "* ]] && [[ " $names " != *"ValidatingAdmissionPolicy"* ]] ||
+    { REASON="want ClusterRole/ecr-refresh-stuck-pods and no policy: $names"; return 1; }
 }
 check_defaults_old() {
   dry_run defaults-old || return 1
@@ -376,6 +396,7 @@ server_checks() {
       run_check "kube-apiserver $SERVER_VERSION: admissionPolicies.install=always fails with the chart's message" check_forced_on_old
       run_check "kube-apiserver $SERVER_VERSION: bornLinked=true fails with the chart's message" check_born_linked_old
       run_check "kube-apiserver $SERVER_VERSION: defaults (no policies) pass kubectl apply --dry-run=server" check_defaults_old
+      run_check "kube-apiserver $SERVER_VERSION: stuckPodsRbac=true renders the RBAC without deploy/stuck-pods-policy.yaml and passes kubectl apply --dry-run=server" check_stuck_pods_old
     fi
   else
     run_check "a running test server to dry-run against" false
