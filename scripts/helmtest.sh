@@ -113,7 +113,8 @@ check_package() {
 }
 
 # Installed in another namespace, nothing names kube-system: the ServiceAccount, the bindings, the
-# born-linked policy's parameter and the user name every admission policy matches all move.
+# ledger's Role, the born-linked policy's parameter and the user name every admission policy
+# matches all move.
 check_other_namespace() {
   local out
   out=$(helm template ecr-refresh "$CHART" -n ecr-system --api-versions "$API_VERSIONS" --set bornLinked=true,allowDelete=true,stuckPodsRbac=true) ||
@@ -121,6 +122,15 @@ check_other_namespace() {
   if grep -n kube-system <<<"$out"; then REASON="kube-system is still named: $(grep kube-system <<<"$out" | head -n 3 | tr '\n' ' ')"; return 1; fi
   [ "$(grep -c "request.userInfo.username == 'system:serviceaccount:ecr-system:ecr-refresh'" <<<"$out")" -eq 4 ] ||
     { REASON="the policies do not all match system:serviceaccount:ecr-system:ecr-refresh"; return 1; }
+  # The ledger's Role and RoleBinding, and the CronJob finding the ledger in its own namespace.
+  local placed; placed=$(python3 -c 'import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    if d and d["kind"] in ("Role", "RoleBinding"): print(d["kind"], d["metadata"]["namespace"], d["metadata"]["name"])
+    if d and d["kind"] == "CronJob":
+        env = d["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+        print(*[e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in env if e["name"] == "ECR_REFRESH_STATE_NAMESPACE"])' <<<"$out")
+  [ "$placed" = "$(printf 'Role ecr-system ecr-refresh\nRoleBinding ecr-system ecr-refresh\nmetadata.namespace')" ] ||
+    { REASON="want the Role and RoleBinding ecr-refresh in ecr-system and ECR_REFRESH_STATE_NAMESPACE from metadata.namespace: $(tr '\n' ' ' <<<"$placed")"; return 1; }
 }
 
 # The README's values table is the one scripts/helm-values-table.py makes from values.yaml.
@@ -565,20 +575,33 @@ stage_upgrade() {
 
 stage_uninstall() {
   local objects
+  # What the install made and what the last revision holds (the upgrade could add objects).
+  helm_k get manifest ecr-refresh >"$RUN/manifest-last.yaml" || { REASON="helm get manifest failed"; return 1; }
   objects=$(python3 -c 'import sys, yaml
-for d in yaml.safe_load_all(open(sys.argv[1])):
-    if d: print(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"])' "$RUN/manifest.yaml")
+seen = set()
+for path in sys.argv[1:]:
+    for d in yaml.safe_load_all(open(path)):
+        if d: seen.add((d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]))
+for o in sorted(seen): print(*o)' "$RUN/manifest.yaml" "$RUN/manifest-last.yaml")
+  check "the Role and RoleBinding of the ledger are among them, in kube-system (the release namespace)" \
+    eval 'grep -qx "Role kube-system ecr-refresh" <<<"$objects" && grep -qx "RoleBinding kube-system ecr-refresh" <<<"$objects"'
   check "helm uninstall ecr-refresh" helm_k uninstall ecr-refresh --wait --timeout 60s
   gone() {
-    local kind ns name left=""
+    local kind ns name left="" out
     while read -r kind ns name; do
-      k ${ns:+-n "$ns"} get "$kind" "$name" >/dev/null 2>&1 && left+="$kind/$name "
+      # Only NotFound counts as gone; any other error (a kind the server does not know) does not.
+      if out=$(k ${ns:+-n "$ns"} get "$kind" "$name" -o name 2>&1); then
+        left+="$kind/$name "
+      elif ! grep -q NotFound <<<"$out"; then
+        left+="$kind/$name ($out) "
+      fi
     done <<<"$objects"
     [ -z "$left" ] || { echo "still there: $left"; return 1; }
   }
   check "every one of the $(wc -l <<<"$objects") objects the chart made is gone" wait_for 30 gone
   check "the CronJob's Jobs went with it (garbage collector)" wait_for 60 eval '[ -z "$(k -n kube-system get jobs -l app.kubernetes.io/name=ecr-refresh -o name)" ]'
   check "the pull Secrets stay in the namespaces (README: prune --uninstall removes them)" eval 'has_pull_secret helm-a && has_pull_secret helm-b'
+  check "the ledger ConfigMap ecr-refresh-state the runs wrote stays (README: delete it by hand)" k -n kube-system get configmap ecr-refresh-state
 }
 
 main_cluster() {
