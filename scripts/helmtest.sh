@@ -581,7 +581,8 @@ stage_uninstall() {
 seen = set()
 for path in sys.argv[1:]:
     for d in yaml.safe_load_all(open(path)):
-        if d: seen.add((d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]))
+        # "-" for a cluster-scoped object: `read` would shift the name into an empty field.
+        if d: seen.add((d["kind"], d["metadata"].get("namespace") or "-", d["metadata"]["name"]))
 for o in sorted(seen): print(*o)' "$RUN/manifest.yaml" "$RUN/manifest-last.yaml")
   check "the Role and RoleBinding of the ledger are among them, in kube-system (the release namespace)" \
     eval 'grep -qx "Role kube-system ecr-refresh" <<<"$objects" && grep -qx "RoleBinding kube-system ecr-refresh" <<<"$objects"'
@@ -589,6 +590,7 @@ for o in sorted(seen): print(*o)' "$RUN/manifest.yaml" "$RUN/manifest-last.yaml"
   gone() {
     local kind ns name left="" out
     while read -r kind ns name; do
+      [ "$ns" != - ] || ns=""
       # Only NotFound counts as gone; any other error (a kind the server does not know) does not.
       if out=$(k ${ns:+-n "$ns"} get "$kind" "$name" -o name 2>&1); then
         left+="$kind/$name "
