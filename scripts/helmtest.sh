@@ -34,11 +34,16 @@ declare -A COMPONENTS=(
   [allow-force]="admissionPolicies.allowForce=true"
   [born-linked]="bornLinked=true"
   [without-admission-policy]="admissionPolicies.install=never"
+  # The component's placeholder ARN, so the two render the same without normalising anything.
+  [web-identity]="aws.credentials.mode=webIdentity,aws.credentials.webIdentity.roleArn=arn:aws:iam::123456789012:role/ecr-refresh"
 )
 # Each file of deploy/ that deploy/kustomization.yaml does not list: the values that add it
-# (checked against kustomize with the file added), or "-" and why the chart leaves it out.
+# (checked against kustomize with the file added), "+FILE" for a file applied together with FILE
+# (its values render both, checked against kustomize with both added), or "-" and why the chart
+# leaves it out.
 declare -A FILES=(
   [stuck-pods-rbac.yaml]="stuckPodsRbac=true"
+  [stuck-pods-policy.yaml]="+stuck-pods-rbac.yaml"
   [prometheusrule.yaml]="prometheusRule.enabled=true"
   [namespaced-rbac.yaml]="- an alternative to rbac.yaml for a few named namespaces; the chart grants the cluster-wide RBAC"
   [alerts.yaml]="- a Prometheus rule file, not a Kubernetes object; prometheusRule.enabled renders the same rules"
@@ -108,14 +113,24 @@ check_package() {
 }
 
 # Installed in another namespace, nothing names kube-system: the ServiceAccount, the bindings, the
-# born-linked policy's parameter and the user name every admission policy matches all move.
+# ledger's Role, the born-linked policy's parameter and the user name every admission policy
+# matches all move.
 check_other_namespace() {
   local out
   out=$(helm template ecr-refresh "$CHART" -n ecr-system --api-versions "$API_VERSIONS" --set bornLinked=true,allowDelete=true,stuckPodsRbac=true) ||
     { REASON="helm template failed"; return 1; }
   if grep -n kube-system <<<"$out"; then REASON="kube-system is still named: $(grep kube-system <<<"$out" | head -n 3 | tr '\n' ' ')"; return 1; fi
-  [ "$(grep -c "request.userInfo.username == 'system:serviceaccount:ecr-system:ecr-refresh'" <<<"$out")" -eq 3 ] ||
+  [ "$(grep -c "request.userInfo.username == 'system:serviceaccount:ecr-system:ecr-refresh'" <<<"$out")" -eq 4 ] ||
     { REASON="the policies do not all match system:serviceaccount:ecr-system:ecr-refresh"; return 1; }
+  # The ledger's Role and RoleBinding, and the CronJob finding the ledger in its own namespace.
+  local placed; placed=$(python3 -c 'import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    if d and d["kind"] in ("Role", "RoleBinding"): print(d["kind"], d["metadata"]["namespace"], d["metadata"]["name"])
+    if d and d["kind"] == "CronJob":
+        env = d["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+        print(*[e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in env if e["name"] == "ECR_REFRESH_STATE_NAMESPACE"])' <<<"$out")
+  [ "$placed" = "$(printf 'Role ecr-system ecr-refresh\nRoleBinding ecr-system ecr-refresh\nmetadata.namespace')" ] ||
+    { REASON="want the Role and RoleBinding ecr-refresh in ecr-system and ECR_REFRESH_STATE_NAMESPACE from metadata.namespace: $(tr '\n' ' ' <<<"$placed")"; return 1; }
 }
 
 # The README's values table is the one scripts/helm-values-table.py makes from values.yaml.
@@ -159,16 +174,20 @@ drift() {
   [ -z "$problems" ] || { echo "$problems"; return 1; }
   local cases=("defaults|") all_values="" all_parts=()
   for name in "${!COMPONENTS[@]}"; do cases+=("component $name|${COMPONENTS[$name]}|$name"); done
+  local with x2
   for name in "${!FILES[@]}"; do
     values=${FILES[$name]}
-    [ "${values:0:1}" = - ] && continue
-    cases+=("file $name|$values|$name")
+    [ "${values:0:1}" = - ] || [ "${values:0:1}" = + ] && continue
+    with=""
+    for x2 in "${!FILES[@]}"; do [ "${FILES[$x2]}" = "+$name" ] && with+=" $x2"; done
+    cases+=("file $name$with|$values|$name$with")
   done
   # Every option that can be on at once.
   for name in "${!COMPONENTS[@]}" "${!FILES[@]}"; do
     values=${COMPONENTS[$name]:-${FILES[$name]}}
     [ "${values:0:1}" = - ] || [ "$name" = without-admission-policy ] && continue
-    all_values+=${all_values:+,}$values; all_parts+=("$name")
+    [ "${values:0:1}" = + ] || all_values+=${all_values:+,}$values
+    all_parts+=("$name")
   done
   cases+=("every option|$all_values|${all_parts[*]}")
   [ "$only" != defaults ] || cases=("defaults|")
@@ -207,10 +226,10 @@ check_drift_sees_chart_change() {
 }
 check_drift_sees_new_component() {
   copies
-  mkdir "$WORK/copy/deploy/web-identity"
-  printf 'apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n' >"$WORK/copy/deploy/web-identity/kustomization.yaml"
+  mkdir "$WORK/copy/deploy/node-local"
+  printf 'apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n' >"$WORK/copy/deploy/node-local/kustomization.yaml"
   local out; out=$(drift "$WORK/copy/deploy" "$WORK/copy/chart" 2>&1) && { REASON="passed with a component the chart does not know"; return 1; }
-  grep -q "deploy/web-identity/ is a component the chart does not offer: add a value" <<<"$out" ||
+  grep -q "deploy/node-local/ is a component the chart does not offer: add a value" <<<"$out" ||
     { REASON="not the expected failure: $(tr '\n' ' ' <<<"$out" | cut -c1-400)"; return 1; }
 }
 check_drift_sees_new_kustomize_feature() {
@@ -290,6 +309,7 @@ dry_run() {
   out=$(kadm apply --dry-run=server -f "$WORK/$name.yaml" 2>&1) || { REASON="kubectl apply --dry-run=server: $(tr '\n' ' ' <<<"$out" | cut -c1-600)"; return 1; }
   log "$name: $(grep -c 'created (server dry run)' <<<"$out") objects accepted by kube-apiserver $SERVER_VERSION"
 }
+kind_names() { python3 -c 'import sys, yaml; print(" ".join(d["kind"] + "/" + d["metadata"]["name"] for d in yaml.safe_load_all(open(sys.argv[1])) if d))' "$1"; }
 kinds() { python3 -c 'import sys, yaml; print(" ".join(sorted(d["apiVersion"] + "/" + d["kind"] for d in yaml.safe_load_all(open(sys.argv[1])) if d)))' "$1"; }
 
 check_defaults_current() {
@@ -310,6 +330,11 @@ check_every_option_current() {
   for want in admissionregistration.k8s.io/v1/MutatingAdmissionPolicy monitoring.coreos.com/v1/PrometheusRule; do
     [[ " $k " == *" $want "* ]] || { REASON="$want missing: $k"; return 1; }
   done
+  # stuckPodsRbac brings deploy/stuck-pods-policy.yaml where the policies are installed.
+  local names; names=$(kind_names "$WORK/every-option-1.yaml")
+  for want in ValidatingAdmissionPolicy/ecr-refresh-stuck-pods ValidatingAdmissionPolicyBinding/ecr-refresh-stuck-pods; do
+    [[ " $names " == *" $want "* ]] || { REASON="stuckPodsRbac=true did not render $want"; return 1; }
+  done
   grep -q 'audience: sts.amazonaws.com' "$WORK/every-option-1.yaml" &&
     grep -q 'credential_process = /helper/aws-creds --json' "$WORK/every-option-2.yaml" ||
     { REASON="a credentials mode did not render"; return 1; }
@@ -326,6 +351,13 @@ check_born_linked_old() {
   if out=$(render_server --set bornLinked=true 2>&1); then REASON="rendered on $SERVER_VERSION"; return 1; fi
   grep -qF "bornLinked=true, but this cluster (Kubernetes $SERVER_VERSION) does not serve admissionregistration.k8s.io/v1 MutatingAdmissionPolicy" <<<"$out" ||
     { REASON="not the chart's message: $(tr '\n' ' ' <<<"$out" | cut -c1-400)"; return 1; }
+}
+# Without the policies, stuckPodsRbac is the RBAC alone: the server takes it, no policy in it.
+check_stuck_pods_old() {
+  dry_run stuck-pods-old --set stuckPodsRbac=true || return 1
+  local names; names=$(kind_names "$WORK/stuck-pods-old.yaml")
+  [[ " $names " == *" ClusterRole/ecr-refresh-stuck-pods "* ]] && [[ " $names " != *"ValidatingAdmissionPolicy"* ]] ||
+    { REASON="want ClusterRole/ecr-refresh-stuck-pods and no policy: $names"; return 1; }
 }
 check_defaults_old() {
   dry_run defaults-old || return 1
@@ -374,6 +406,7 @@ server_checks() {
       run_check "kube-apiserver $SERVER_VERSION: admissionPolicies.install=always fails with the chart's message" check_forced_on_old
       run_check "kube-apiserver $SERVER_VERSION: bornLinked=true fails with the chart's message" check_born_linked_old
       run_check "kube-apiserver $SERVER_VERSION: defaults (no policies) pass kubectl apply --dry-run=server" check_defaults_old
+      run_check "kube-apiserver $SERVER_VERSION: stuckPodsRbac=true renders the RBAC without deploy/stuck-pods-policy.yaml and passes kubectl apply --dry-run=server" check_stuck_pods_old
     fi
   else
     run_check "a running test server to dry-run against" false
@@ -542,20 +575,35 @@ stage_upgrade() {
 
 stage_uninstall() {
   local objects
+  # What the install made and what the last revision holds (the upgrade could add objects).
+  helm_k get manifest ecr-refresh >"$RUN/manifest-last.yaml" || { REASON="helm get manifest failed"; return 1; }
   objects=$(python3 -c 'import sys, yaml
-for d in yaml.safe_load_all(open(sys.argv[1])):
-    if d: print(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"])' "$RUN/manifest.yaml")
+seen = set()
+for path in sys.argv[1:]:
+    for d in yaml.safe_load_all(open(path)):
+        # "-" for a cluster-scoped object: `read` would shift the name into an empty field.
+        if d: seen.add((d["kind"], d["metadata"].get("namespace") or "-", d["metadata"]["name"]))
+for o in sorted(seen): print(*o)' "$RUN/manifest.yaml" "$RUN/manifest-last.yaml")
+  check "the Role and RoleBinding of the ledger are among them, in kube-system (the release namespace)" \
+    eval 'grep -qx "Role kube-system ecr-refresh" <<<"$objects" && grep -qx "RoleBinding kube-system ecr-refresh" <<<"$objects"'
   check "helm uninstall ecr-refresh" helm_k uninstall ecr-refresh --wait --timeout 60s
   gone() {
-    local kind ns name left=""
+    local kind ns name left="" out
     while read -r kind ns name; do
-      k ${ns:+-n "$ns"} get "$kind" "$name" >/dev/null 2>&1 && left+="$kind/$name "
+      [ "$ns" != - ] || ns=""
+      # Only NotFound counts as gone; any other error (a kind the server does not know) does not.
+      if out=$(k ${ns:+-n "$ns"} get "$kind" "$name" -o name 2>&1); then
+        left+="$kind/$name "
+      elif ! grep -q NotFound <<<"$out"; then
+        left+="$kind/$name ($out) "
+      fi
     done <<<"$objects"
     [ -z "$left" ] || { echo "still there: $left"; return 1; }
   }
   check "every one of the $(wc -l <<<"$objects") objects the chart made is gone" wait_for 30 gone
   check "the CronJob's Jobs went with it (garbage collector)" wait_for 60 eval '[ -z "$(k -n kube-system get jobs -l app.kubernetes.io/name=ecr-refresh -o name)" ]'
   check "the pull Secrets stay in the namespaces (README: prune --uninstall removes them)" eval 'has_pull_secret helm-a && has_pull_secret helm-b'
+  check "the ledger ConfigMap ecr-refresh-state the runs wrote stays (README: delete it by hand)" k -n kube-system get configmap ecr-refresh-state
 }
 
 main_cluster() {
