@@ -11,6 +11,8 @@
 #         made the `default` ServiceAccount, and writes $ECR_REFRESH_CLUSTER_RUN/env.sh
 #   down  stops and removes everything (processes, mounts, cgroups, the hosts line, kubelet and
 #         containerd state, sysctls, the run folder); idempotent, safe from a trap
+#   issuer FLAG...  restarts kube-apiserver with these --service-account-issuer/-jwks-uri flags
+#         in place of its own (what `ecr-refresh oidc publish` tells an admin to set)
 #
 # Needs root and kubectl. Run it under `flock /tmp/ecr-refresh-node.lock` (the node's host name,
 # registry address and /var/lib/kubelet exist once per machine): it refuses to start otherwise.
@@ -84,13 +86,16 @@ start_control_plane() {
   # The kubelet listens on loopback only, which a node may not report as its IP: the apiserver
   # reaches it by the node's name, mapped to 127.0.0.1 in /etc/hosts (start_node).
   # shellcheck disable=SC2086 # extra flags are a list
-  start_bg kube-apiserver "${BIN[kube-apiserver]}" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --cert-dir="$CLUSTER_RUN/certs" \
-    --token-auth-file="$CLUSTER_RUN/tokens.csv" --authorization-mode=Node,RBAC \
-    --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$CLUSTER_RUN/sa.pub" \
-    --service-account-signing-key-file="$CLUSTER_RUN/sa.key" --api-audiences=https://kubernetes.default.svc \
-    --service-cluster-ip-range=10.0.0.0/24 --kubelet-preferred-address-types=Hostname \
-    ${ECR_REFRESH_CLUSTER_APISERVER_ARGS:-}
+  APISERVER_CMD=("${BIN[kube-apiserver]}" --etcd-servers="http://127.0.0.1:$ETCD_PORT"
+    --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --cert-dir="$CLUSTER_RUN/certs"
+    --token-auth-file="$CLUSTER_RUN/tokens.csv" --authorization-mode=Node,RBAC
+    --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$CLUSTER_RUN/sa.pub"
+    --service-account-signing-key-file="$CLUSTER_RUN/sa.key" --api-audiences=https://kubernetes.default.svc
+    --service-cluster-ip-range=10.0.0.0/24 --kubelet-preferred-address-types=Hostname
+    ${ECR_REFRESH_CLUSTER_APISERVER_ARGS:-})
+  # Kept for `issuer`, which restarts the apiserver with other issuer flags.
+  declare -p APISERVER_CMD >"$CLUSTER_RUN/kube-apiserver.cmd"
+  start_bg kube-apiserver "${APISERVER_CMD[@]}"
   cat >"$NODE_KUBECONFIG" <<KCFG
 apiVersion: v1
 kind: Config
@@ -202,6 +207,36 @@ JSON
   log "up in $((SECONDS - t0))s: $VERSION at $APISERVER, node $NODE, $IMAGE on $REGISTRY_IP, ECR $ECR_ENDPOINT (source $CLUSTER_RUN/env.sh)"
 }
 
+# issuer FLAG...: restarts kube-apiserver with these --service-account-issuer and
+# --service-account-jwks-uri flags instead of its own, as an admin applies what
+# `ecr-refresh oidc publish` prints; the signing key, etcd and every other flag stay, and the
+# controller-manager and kubelet reconnect.
+cmd_issuer() {
+  require_lock
+  [ -f "$CLUSTER_RUN/kube-apiserver.cmd" ] && [ -f "$CLUSTER_RUN/env.sh" ] || die "issuer: no cluster is up"
+  local a kept=()
+  for a in "$@"; do
+    case $a in --service-account-issuer=* | --service-account-jwks-uri=*) ;; *) die "issuer: $a is not an issuer flag" ;; esac
+  done
+  [ $# -gt 0 ] || die "issuer: no flags given"
+  # shellcheck source=/dev/null
+  source "$CLUSTER_RUN/kube-apiserver.cmd"
+  for a in "${APISERVER_CMD[@]}"; do
+    case $a in --service-account-issuer=* | --service-account-jwks-uri=*) ;; *) kept+=("$a") ;; esac
+  done
+  APISERVER_CMD=("${kept[@]}" "$@")
+  declare -p APISERVER_CMD >"$CLUSTER_RUN/kube-apiserver.cmd"
+  mkdir -p "$LOGS"
+  kill_pidfile "$CLUSTER_RUN/kube-apiserver.pid"
+  mv "$LOGS/kube-apiserver.log" "$LOGS/kube-apiserver.before-issuer.log" 2>/dev/null || true
+  start_bg kube-apiserver "${APISERVER_CMD[@]}"
+  # shellcheck source=/dev/null
+  source "$CLUSTER_RUN/env.sh"
+  wait_up kube-apiserver 90 curl -skf -H "Authorization: Bearer $ECR_REFRESH_CLUSTER_ADMIN_TOKEN" \
+    "$ECR_REFRESH_CLUSTER_APISERVER/readyz" || die "kube-apiserver did not become ready with $*; see $LOGS/kube-apiserver.log"
+  log "kube-apiserver restarted with $*"
+}
+
 cmd_down() {
   [ -d "$CLUSTER_RUN" ] || return 0
   require_lock
@@ -217,5 +252,6 @@ cmd_down() {
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  issuer) shift; cmd_issuer "$@" ;;
+  *) echo "usage: $0 up|down|issuer FLAG..." >&2; exit 2 ;;
 esac

@@ -10,7 +10,9 @@ refused. This server checks the token first, against an IAM OIDC provider regist
     checked against --ca-file);
   - iss equal to the provider URL;
   - aud containing the provider's client id, sts.amazonaws.com;
-  - sub equal to the ServiceAccount the role trusts (--subject);
+  - sub equal to the ServiceAccount the role trusts (--subject, or the role's trust policy
+    given with --trust-policy: the file `ecr-refresh oidc publish` writes, whose Federated
+    principal must name this provider and whose StringEquals conditions are enforced);
   - exp in the future and nbf not in the future.
 A token that passes is forwarded unchanged to moto's STS, whose temporary credentials are
 returned; with moto's IAM checks on (--setup-role turns them on), moto's ECR then accepts only
@@ -100,10 +102,31 @@ def verify(token, args, ctx):
         raise Refused(400, "ExpiredTokenException", "Token expired")
     if isinstance(claims.get("nbf"), (int, float)) and claims["nbf"] > now:
         raise Refused(400, "InvalidIdentityToken", "Token is not valid yet (nbf)")
-    # The role's trust policy: StringEquals on <provider>:sub.
-    if claims.get("sub") != args.subject:
-        raise Refused(403, "AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity")
+    # The role's trust policy: StringEquals on <provider>:sub (and :aud, with --trust-policy).
+    conditions = args.conditions or {"sub": args.subject}
+    for claim, want in conditions.items():
+        got = claims.get(claim)
+        if want != got and not (isinstance(got, list) and want in got):
+            raise Refused(403, "AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity")
     return claims
+
+
+def trust_conditions(path, provider_url):
+    """The claims a trust policy (as `oidc publish` writes it) requires, by claim name; exits
+    if it does not trust this provider for AssumeRoleWithWebIdentity."""
+    provider = provider_url[len("https://"):]
+    for st in json.load(open(path))["Statement"]:
+        if st.get("Effect") != "Allow" or st.get("Action") != "sts:AssumeRoleWithWebIdentity":
+            continue
+        federated = st.get("Principal", {}).get("Federated", "")
+        if federated != f"arn:aws:iam::123456789012:oidc-provider/{provider}":
+            sys.exit(f"sts_standin: {path} trusts {federated!r}, not the provider {provider}")
+        eq = st.get("Condition", {}).get("StringEquals", {})
+        want = {k[len(provider) + 1:]: v for k, v in eq.items() if k.startswith(provider + ":")}
+        if "sub" not in want or want.get("aud") != AUDIENCE:
+            sys.exit(f"sts_standin: {path} must require {provider}:sub and {provider}:aud = {AUDIENCE}")
+        return want
+    sys.exit(f"sts_standin: {path} has no Allow of sts:AssumeRoleWithWebIdentity")
 
 
 def error_xml(code, message):
@@ -120,7 +143,7 @@ def setup_role(args):
     iam = boto3.client("iam", endpoint_url=args.moto, region_name="us-east-1",
                        aws_access_key_id="setup", aws_secret_access_key="setup")
     provider = args.provider_url[len("https://"):]
-    trust = {"Version": "2012-10-17", "Statement": [{
+    trust = json.load(open(args.trust_policy)) if args.trust_policy else {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity",
         "Principal": {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{provider}"},
         "Condition": {"StringEquals": {f"{provider}:sub": args.subject, f"{provider}:aud": AUDIENCE}}}]}
@@ -158,10 +181,14 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--moto", required=True)
     p.add_argument("--provider-url", required=True)
-    p.add_argument("--subject", required=True)
+    p.add_argument("--subject")
+    p.add_argument("--trust-policy")
     p.add_argument("--ca-file", required=True)
     p.add_argument("--setup-role")
     args = p.parse_args()
+    if bool(args.subject) == bool(args.trust_policy):
+        p.error("give one of --subject and --trust-policy")
+    args.conditions = trust_conditions(args.trust_policy, args.provider_url) if args.trust_policy else None
     ctx = ssl.create_default_context(cafile=args.ca_file)
     key = setup_role(args) if args.setup_role else None
 
