@@ -45,6 +45,10 @@ bash scripts/check-packaging.sh
 # deploy/ on a real v1.36.3 cluster (scripts/cluster.sh): the CronJob fires, its image runs,
 # new namespaces are covered, pods pull (about 5 minutes; its own servers).
 flock "$NODE_LOCK" bash scripts/clustertest.sh
+# The README's keyless quick start word for word on that cluster: oidc publish, the apiserver
+# flags it prints, the documents served over HTTPS, oidc check, and the CronJob with the
+# web-identity component syncing with no AWS key anywhere (STS stand-in that verifies; ~2 min).
+flock "$NODE_LOCK" bash scripts/keylesstest.sh
 # The Helm chart: lint, schema, the drift test against deploy/, dry-runs against this leg's
 # server (helm from scripts/testenv.sh install); then helm install/upgrade/uninstall on the
 # real v1.36.3 cluster.
