@@ -32,10 +32,18 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 WORK=$(mktemp -d /tmp/ecr-refresh-packaging.XXXXXX)
 CREATED_NAMESPACES=()
+APPLIED_RBAC=""
 cleanup() {
   if [ ${#CREATED_NAMESPACES[@]} -gt 0 ] && [ -n "${ECR_REFRESH_TEST_KUBECONFIG:-}" ]; then
     # Without a controller-manager they stay Terminating; the names are unique, so that is fine.
     kadm delete namespace --wait=false "${CREATED_NAMESPACES[@]}" >/dev/null 2>&1 || true
+  fi
+  # The shared test server is left as found: rbac.yaml's objects under their real names (and
+  # the ledger the run wrote) would make a later `helm install --dry-run=server` of the chart
+  # (scripts/helmtest.sh) refuse to adopt them.
+  if [ -n "$APPLIED_RBAC" ]; then
+    kadm delete -f "$ROOT/deploy/rbac.yaml" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    kadm -n kube-system delete configmap ecr-refresh-state --ignore-not-found >/dev/null 2>&1 || true
   fi
   rm -rf "$WORK"
 }
@@ -318,6 +326,7 @@ check_incluster_rootfs() {
   root=$(mktemp -d "$WORK/incluster.XXXXXX")
   new_namespace incluster || { REASON="could not create a test namespace"; return 1; }
   ns=$NEW_NS
+  APPLIED_RBAC=1
   err=$(kadm apply -f "$ROOT/deploy/rbac.yaml" 2>&1) || { REASON="kubectl apply -f rbac.yaml: $err"; return 1; }
   sa_dir=$root/var/run/secrets/kubernetes.io/serviceaccount
   mkdir -p "$root/etc/ssl/certs" "$sa_dir"

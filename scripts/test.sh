@@ -24,6 +24,13 @@ start_leg() { # number, label, binary
   echo "== leg $1/${#SERVERS[@]}: kube-apiserver $version ($2, $3) =="
 }
 
+# The same server restarted empty (testenv.sh start wipes its etcd).
+fresh_server() { # binary
+  ECR_REFRESH_TESTENV_APISERVER_BIN=$1 scripts/testenv.sh start
+  # shellcheck source=/dev/null
+  source target/testenv/env.sh
+}
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 
@@ -51,7 +58,9 @@ flock "$NODE_LOCK" bash scripts/clustertest.sh
 flock "$NODE_LOCK" bash scripts/keylesstest.sh
 # The Helm chart: lint, schema, the drift test against deploy/, dry-runs against this leg's
 # server (helm from scripts/testenv.sh install); then helm install/upgrade/uninstall on the
-# real v1.36.3 cluster.
+# real v1.36.3 cluster. Its dry-runs get the server fresh: helm refuses to adopt objects that
+# the tests above left under deploy/'s own names (the README quick start installs deploy/ as is).
+fresh_server "$bin"
 bash scripts/helmtest.sh
 flock "$NODE_LOCK" bash scripts/helmtest.sh cluster
 # Pushgateway + Prometheus on loopback: the pushed metrics and the alerts they fire.
@@ -64,7 +73,9 @@ for i in "${!SERVERS[@]}"; do
   scripts/testenv.sh stop
   start_leg $((i + 1)) "$label" "$bin"
   cargo test --locked --no-fail-fast --test '*'
-  # The chart against this server too (policies forced on where it lacks them, or every option).
+  # The chart against this server too (policies forced on where it lacks them, or every option),
+  # fresh as on the first leg.
+  fresh_server "$bin"
   bash scripts/helmtest.sh server
   # The pull test again with the kubelet of this version, where there is one (../shared/k8s).
   if scripts/testenv.sh unpack kubelet "$label" >/dev/null; then flock "$NODE_LOCK" bash scripts/pulltest.sh; fi
