@@ -238,6 +238,20 @@ no_key_anywhere() {
 
 # README step 5. A reader looks at `get pod` until the pod has run; the test waits for that
 # before the block's last line deletes it.
+# The trust policy publish wrote is what STS enforces: a token of another ServiceAccount of the
+# same cluster (same issuer, key and audience) gets no credentials, and sync says why.
+another_service_account_refused() {
+  local tok=$RUN/other.token out rc=0
+  k -n kube-system create token default --audience sts.amazonaws.com --duration 10m >"$tok" || return 1
+  out=$(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_PROFILE KUBECONFIG="$ECR_REFRESH_CLUSTER_KUBECONFIG" \
+    AWS_ROLE_ARN=arn:aws:iam::123456789012:role/ecr-refresh AWS_WEB_IDENTITY_TOKEN_FILE="$tok" AWS_ROLE_SESSION_NAME=other \
+    AWS_ENDPOINT_URL="$ECR_REFRESH_CLUSTER_ECR_ENDPOINT" AWS_ENDPOINT_URL_STS="http://127.0.0.1:$STS_PORT" \
+    AWS_REGION="$ECR_REFRESH_CLUSTER_REGION" "$STATIC_BIN" sync -n my-app --dry-run 2>&1) || rc=$?
+  echo "exit $rc: $(grep -i 'web identity' <<<"$out" | tail -n 1 | cut -c1-300)"
+  [ "$rc" = 3 ] && grep -qi 'web identity' <<<"$out" &&
+    grep -qx 'sts_standin: refused: AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity' "$RUN/sts.log"
+}
+
 readme_step5() {
   (cd "$RUN/laptop" && bash -euo pipefail -c "$(readme_block 'kubectl run ecr-check' |
     sed 's/^kubectl delete pod ecr-check/kubectl wait --for=jsonpath={.status.phase}=Succeeded pod\/ecr-check -n my-app --timeout=90s \&\& &/')") \
@@ -267,6 +281,8 @@ stage_apply_and_run() {
   check "every namespace has Secret $SECRET for ${ECR_REFRESH_CLUSTER_IMAGE%%/*} and default lists it" every_namespace_synced
   check "no Secret, ConfigMap, pod, Job or CronJob in the cluster holds an AWS access key" no_key_anywhere
   check "README step 5: the link and the Secret are there, and ecr-check pulls the private image (Completed)" readme_step5
+  check "the trust policy publish wrote is enforced: a token of kube-system/default is refused (sync exits 3, naming web identity)" \
+    another_service_account_refused
 }
 
 main() {
