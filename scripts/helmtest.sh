@@ -438,6 +438,7 @@ hostNetwork: true
 schedule: "* * * * *"
 aws: {region: $ECR_REFRESH_CLUSTER_REGION}
 namespaces: {include: [helm-a]}
+stuckPodsRbac: true
 extraEnv:
   - {name: KUBERNETES_SERVICE_HOST, value: "$ECR_REFRESH_CLUSTER_APISERVER_HOST"}
   - {name: KUBERNETES_SERVICE_PORT, value: "$ECR_REFRESH_CLUSTER_APISERVER_PORT"}
@@ -480,11 +481,11 @@ stage_helm_install() {
   wait_for 30 k -n helm-b get serviceaccount default || { REASON="no ServiceAccount helm-b/default"; return 1; }
   write_test_values
   INSTALLED_AT=$(date -u +%s)
-  check "helm install ecr-refresh charts/ecr-refresh -n kube-system (test image, every minute, namespaces.include=[helm-a])" \
+  check "helm install ecr-refresh charts/ecr-refresh -n kube-system (test image, every minute, namespaces.include=[helm-a], stuckPodsRbac)" \
     helm_k install ecr-refresh "$CHART" -f "$RUN/values.yaml"
   helm_k get manifest ecr-refresh >"$RUN/manifest.yaml" || { REASON="helm get manifest failed"; return 1; }
-  check "auto installed the three ValidatingAdmissionPolicies and their bindings (v1.36.3 serves them)" \
-    test "$(grep -c '^kind: ValidatingAdmissionPolicy' "$RUN/manifest.yaml")" -eq 6
+  check "auto installed the three ValidatingAdmissionPolicies, stuckPodsRbac the pod-delete one, and their bindings (v1.36.3 serves them)" \
+    test "$(grep -c '^kind: ValidatingAdmissionPolicy' "$RUN/manifest.yaml")" -eq 8
 }
 
 stage_helm_first_firing() {
@@ -543,6 +544,13 @@ KCFG
   check "a workload-identity annotation on a ServiceAccount is refused by ecr-refresh-service-accounts" \
     refused_with "ValidatingAdmissionPolicy 'ecr-refresh-service-accounts'" \
     -n helm-attack annotate serviceaccount default iam.gke.io/gcp-service-account=admin@p.iam.gserviceaccount.com
+  # stuckPodsRbac lets the token delete pods anywhere; deploy/stuck-pods-policy.yaml, which the
+  # chart installs with it, refuses every delete sync would not make (a bare pod here).
+  k -n helm-attack run victim --image=registry.invalid/none:1 --restart=Never >/dev/null || { REASON="could not create pod helm-attack/victim"; return 1; }
+  check "deleting a bare pod (RBAC allows it with stuckPodsRbac) is refused by ecr-refresh-stuck-pods" \
+    refused_with "ValidatingAdmissionPolicy 'ecr-refresh-stuck-pods' with binding 'ecr-refresh-stuck-pods' denied request: ecr-refresh deletes only" \
+    -n helm-attack delete pod victim --wait=false
+  check "the pod is still there" k -n helm-attack get pod victim
   check "nothing was written in helm-attack" eval '[ -z "$(k -n helm-attack get secrets -o name)" ] && ! k -n helm-attack get sa default -o json | jq -e ".metadata.annotations // {} | has(\"iam.gke.io/gcp-service-account\")" >/dev/null'
 }
 
