@@ -357,3 +357,95 @@ async fn the_token_is_fetched_while_namespaces_are_listed() {
     );
     assert_eq!(ecr.calls(), 1);
 }
+
+/// The ledger's lines (`<namespace> <resourceVersion>`) for Secret awsecr-cred, from the
+/// ConfigMap in `state_ns`.
+async fn ledger_lines(client: &kube::Client, state_ns: &str) -> BTreeMap<String, String> {
+    let cm = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), state_ns)
+        .get("ecr-refresh-state")
+        .await
+        .expect("the ledger");
+    let text = cm
+        .data
+        .unwrap_or_default()
+        .get("awsecr-cred")
+        .cloned()
+        .unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(ns, rv)| (ns.to_string(), rv.to_string()))
+        .collect()
+}
+
+/// Namespaces come and go (preview environments, CI): a line of the ledger for a namespace the
+/// pass covers but where it saw no Secret of ours is dropped when the ledger is next written,
+/// so the ledger does not grow for good; lines outside the selection are kept.
+#[tokio::test]
+async fn the_ledger_drops_namespaces_that_are_gone() {
+    let (client, base, [a, b]) = TestNs::group("ledgerprune", ["a", "b"]).await;
+    let TestNs { name: state, .. } = TestNs::new("ledgerstate").await;
+    let glob = format!("{base}-*");
+    let ecr = FakeEcr::start(FakeEcr::valid_for_12h("one")).await;
+    let sync = || {
+        Run::sync().env("AWS_ENDPOINT_URL", &ecr.url).args([
+            "-n",
+            glob.as_str(),
+            "--state-namespace",
+            state.as_str(),
+            "-o",
+            "json",
+        ])
+    };
+    sync().run_async().await.assert_code(0);
+    let first = ledger_lines(&client, &state).await;
+    assert_eq!(
+        first.keys().cloned().collect::<Vec<_>>(),
+        vec![a.clone(), b.clone()],
+        "{first:?}"
+    );
+
+    // A namespace that was deleted (covered by the glob), and one outside the selection.
+    let gone = format!("{base}-gone");
+    let outside = unique("ledgerprune-elsewhere");
+    let mut text: String = first
+        .iter()
+        .map(|(ns, rv)| format!("{ns} {rv}\n"))
+        .collect();
+    text.push_str(&format!("{gone} 12345\n{outside} 67890\n"));
+    let patch = serde_json::json!({"data": {"awsecr-cred": text}});
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), &state)
+        .patch(
+            "ecr-refresh-state",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+
+    // A pass that writes nothing leaves the ledger as it is (no write in a quiet pass).
+    let quiet = sync().run_async().await;
+    quiet.assert_code(0);
+    let lines = ledger_lines(&client, &state).await;
+    assert!(lines.contains_key(&gone), "{lines:?}\n{:#}", quiet.json());
+
+    // A pass that writes (b's Secret deleted, so it is made again) drops `gone` only.
+    Api::<Secret>::namespaced(client.clone(), &b)
+        .delete("awsecr-cred", &DeleteParams::default())
+        .await
+        .unwrap();
+    sync().run_async().await.assert_code(0);
+    let after = ledger_lines(&client, &state).await;
+    assert!(!after.contains_key(&gone), "{after:?}");
+    assert_eq!(after.get(&outside).map(String::as_str), Some("67890"));
+    assert_eq!(
+        after.get(&a),
+        first.get(&a),
+        "a was not written: its line stays"
+    );
+    assert_ne!(
+        after.get(&b),
+        first.get(&b),
+        "b was written again: {after:?}"
+    );
+    assert!(after.contains_key(&b));
+}

@@ -120,12 +120,15 @@ impl Ledger {
 
     /// Records the resourceVersions this pass's writes produced (namespace -> resourceVersion),
     /// with one server-side apply guarded by the ledger's resourceVersion; a ledger changed
-    /// since is read again and merged. Nothing when the ledger was unreadable or nothing was
+    /// since is read again and merged. Entries for which `gone` is true (the pass saw no
+    /// Secret of ours there: a deleted namespace) are dropped, so namespaces that come and go
+    /// do not grow the ledger for good. Nothing when the ledger was unreadable or nothing was
     /// written.
     pub(crate) async fn record(
         &self,
         cluster: &Cluster,
         written: BTreeMap<String, String>,
+        gone: impl Fn(&str) -> bool,
     ) -> Result<(), LedgerError> {
         let (Some(entries), false) = (&self.entries, written.is_empty()) else {
             return Ok(());
@@ -152,12 +155,11 @@ impl Ledger {
             .clone()
             .map(|version| (entries.clone(), Some(version)));
         for attempt in 1..=WRITE_ATTEMPTS {
-            let (mut entries, version) = match current.take() {
+            let (entries, version) = match current.take() {
                 Some(known) => known,
                 None => read().await?,
             };
-            entries.extend(written.iter().map(|(k, v)| (k.clone(), v.clone())));
-            let text = render(&entries);
+            let text = render(&merged(entries, &written, &gone));
             if text.len() > MAX_BYTES {
                 return Err(error(format!(
                     "{} bytes, over the {MAX_BYTES} a ConfigMap can safely hold",
@@ -199,6 +201,17 @@ impl Ledger {
     }
 }
 
+/// The ledger after a pass: its entries without those `gone`, with this pass's writes.
+fn merged(
+    mut entries: BTreeMap<String, String>,
+    written: &BTreeMap<String, String>,
+    gone: impl Fn(&str) -> bool,
+) -> BTreeMap<String, String> {
+    entries.retain(|ns, _| !gone(ns));
+    entries.extend(written.iter().map(|(k, v)| (k.clone(), v.clone())));
+    entries
+}
+
 /// The entries under `key`; a line that is not `<namespace> <resourceVersion>` is left out
 /// (its Secret is then read in full and rewritten).
 fn parse(found: Option<&ConfigMap>, key: &str) -> BTreeMap<String, String> {
@@ -226,6 +239,28 @@ fn render(entries: &BTreeMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gone_namespaces_are_dropped_and_writes_win() {
+        let entries = BTreeMap::from([
+            ("kept".to_string(), "1".to_string()),
+            ("gone".to_string(), "2".to_string()),
+            ("rewritten".to_string(), "3".to_string()),
+        ]);
+        let written = BTreeMap::from([
+            ("rewritten".to_string(), "30".to_string()),
+            ("new".to_string(), "40".to_string()),
+        ]);
+        let after = merged(entries, &written, |ns| ns == "gone" || ns == "new");
+        assert_eq!(
+            after,
+            BTreeMap::from([
+                ("kept".to_string(), "1".to_string()),
+                ("new".to_string(), "40".to_string()),
+                ("rewritten".to_string(), "30".to_string()),
+            ])
+        );
+    }
 
     #[test]
     fn entries_round_trip_and_garbage_is_left_out() {

@@ -222,6 +222,15 @@ impl Pass<'_> {
             .map(|p| p.name.as_str())
             .collect();
         accounts.retain(|(ns, _), _| synced.contains(ns.as_str()));
+        // Where the cluster-wide list saw no Secret of ours in a namespace it covers, a ledger
+        // entry is left from a deleted namespace (or Secret): dropped when the ledger is written.
+        let listed: Option<HashSet<String>> = secrets.as_ref().map(|s| s.keys().cloned().collect());
+        let selection = &self.opts.run.selection;
+        let gone = |ns: &str| {
+            listed
+                .as_ref()
+                .is_some_and(|l| selection.matches(ns) && !l.contains(ns))
+        };
         if let Some(secrets) = secrets.as_mut() {
             secrets.retain(|ns, _| synced.contains(ns.as_str()));
             if let Err(e) = self.fetch_if_due(&lazy, secrets, &synced).await {
@@ -247,7 +256,7 @@ impl Pass<'_> {
         .await;
         let (earliest_held, written, repaired) = ctx.into_results();
         report.warnings.extend(repaired);
-        if let Err(e) = ledger.record(self.cluster, written).await {
+        if let Err(e) = ledger.record(self.cluster, written, gone).await {
             warn!("{e}");
             report.warnings.push(e.to_string());
         }
