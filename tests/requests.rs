@@ -495,13 +495,6 @@ async fn tamper_as_us(client: &Client, ns: &str, patch: serde_json::Value) {
         .unwrap_or_else(|e| panic!("tamper with {ns}: {e}"));
 }
 
-/// A payload for `host` with a complete entry (user, password, auth), base64 as in `data`.
-fn payload_for(host: &str, password: &str) -> String {
-    let auth = STANDARD.encode(format!("AWS:{password}"));
-    let json = serde_json::json!({"auths": {host: {"username": "AWS", "password": password, "auth": auth}}});
-    STANDARD.encode(json.to_string())
-}
-
 /// Sync judges our Secrets from a metadata-only list (no payload, no type). Every way of
 /// touching a Secret is judged exactly as a full read of it judges it (the per-namespace reads
 /// made when the list is refused): the same outcome, the same error, with and without --force;
@@ -595,7 +588,7 @@ async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
     let empty = STANDARD.encode(r#"{"auths":{}}"#);
     let empty = serde_json::json!({"data": {".dockerconfigjson": empty}});
     tamper_as_us(&client, &ns("asusempty"), empty).await;
-    let host = payload_for("evil.example.com", "x");
+    let host = encoded_dockerconfig("evil.example.com", "x");
     let host = serde_json::json!({"data": {".dockerconfigjson": host}});
     tamper_as_us(&client, &ns("asushost"), host).await;
     recreate(

@@ -53,12 +53,6 @@ fn as_ecr_refresh() -> PatchParams {
     }
 }
 
-fn payload_for(host: &str, password: &str) -> serde_json::Value {
-    let auth = STANDARD.encode(format!("AWS:{password}"));
-    let json = serde_json::json!({"auths": {host: {"username": "AWS", "password": password, "auth": auth}}});
-    serde_json::Value::String(STANDARD.encode(json.to_string()))
-}
-
 /// The data of our Secret in `ns` set to `payload`, by `client`, as field manager `pp`'s.
 async fn set_payload(client: &Client, ns: &str, pp: &PatchParams, payload: serde_json::Value) {
     let patch = serde_json::json!({"data": {".dockerconfigjson": payload}});
@@ -124,7 +118,7 @@ async fn our_field_managers_name_in_a_tenants_hands_passes_nothing_off_as_ours()
         empty_payload,
     )
     .await;
-    let evil = payload_for("evil.example.com", "theirs");
+    let evil = serde_json::Value::String(encoded_dockerconfig("evil.example.com", "theirs"));
     set_payload(
         &tenant(&other, dir.path()).await,
         &other,

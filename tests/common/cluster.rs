@@ -265,6 +265,16 @@ pub async fn delete_namespace(client: &Client, name: &str) {
         .expect("delete namespace");
 }
 
+/// A `.dockerconfigjson` for one registry host, base64-encoded as a Secret's data holds it
+/// (what a tenant or someone else writes over ours in the tamper tests).
+pub fn encoded_dockerconfig(host: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let auth = b64.encode(format!("AWS:{password}"));
+    let json = serde_json::json!({"auths": {host: {"username": "AWS", "password": password, "auth": auth}}});
+    b64.encode(json.to_string())
+}
+
 /// The decoded `.dockerconfigjson` of a Secret.
 pub fn dockerconfig(secret: &Secret) -> serde_json::Value {
     let data = secret.data.as_ref().expect("secret data");
