@@ -131,6 +131,55 @@ async fn an_ecr_that_never_answers_ends_at_the_deadline() {
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
 }
 
+/// A Secret of ours that someone else changed since our last write: the metadata list cannot
+/// vouch for it, so it is read in full before any namespace work, and its write found due there.
+/// The token is fetched as that named setup step, so an ECR that hangs ends the run at --timeout
+/// naming ECR, not as a namespace that did not finish.
+#[tokio::test]
+async fn a_secret_the_list_cannot_vouch_for_has_its_token_fetched_in_setup() {
+    let (client, base, [ns]) = TestNs::group("unvouched", ["a"]).await;
+    let glob = format!("{base}-*");
+    let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
+    Run::sync()
+        .env("AWS_ENDPOINT_URL", &ecr.url)
+        .args(["-n", &glob])
+        .run_async()
+        .await
+        .assert_code(0);
+    // Current (valid for 12 h), but changed by another writer: its resourceVersion is no longer
+    // the ledger's.
+    let label = serde_json::json!({"metadata": {"labels": {"team": "a"}}});
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
+        .patch(
+            "awsecr-cred",
+            &Default::default(),
+            &kube::api::Patch::Merge(&label),
+        )
+        .await
+        .unwrap();
+    let (blackhole, _) = blackhole().await;
+    let (out, took) = timed(
+        Run::sync()
+            .env("AWS_ENDPOINT_URL", &blackhole)
+            .args(["-n", &glob, "-o", "json"])
+            .args(SHORT),
+    )
+    .await;
+    let message = ended_at_the_deadline(&out, took, 3);
+    assert!(message.contains("GetAuthorizationToken"), "{message}");
+    let secret = get_secret(&client, &ns, "awsecr-cred").await.unwrap();
+    assert_eq!(
+        secret
+            .metadata
+            .labels
+            .unwrap()
+            .get("team")
+            .map(String::as_str),
+        Some("a"),
+        "not written"
+    );
+}
+
 /// Defects 4 and 12: a cluster-wide ServiceAccount list that hangs ends the run at --timeout
 /// (not every namespace "did not finish"), and the token fetched meanwhile is counted, in the
 /// report and in the pushed metric.

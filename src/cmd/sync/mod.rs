@@ -3,7 +3,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use futures::StreamExt as _;
+use tracing::{debug, info, warn};
 
 mod namespace;
 
@@ -12,7 +13,7 @@ use crate::cluster::Cluster;
 use crate::ecr::{EcrClientConfig, EcrOptions, EcrProgress};
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope};
-use crate::pullsecret::{Found, LazyDesired, Ledger, LedgerError, Policy, SecretOutcome};
+use crate::pullsecret::{Found, LazyDesired, Ledger, LedgerError, Policy, SecretOutcome, Secrets};
 use crate::report::{NamespaceReport, RunReport};
 use crate::serviceaccount;
 use crate::shutdown::Stop;
@@ -233,7 +234,11 @@ impl Pass<'_> {
         };
         if let Some(secrets) = secrets.as_mut() {
             secrets.retain(|ns, _| synced.contains(ns.as_str()));
-            if let Err(e) = self.fetch_if_due(&lazy, secrets, &synced).await {
+            let judged = match self.read_unvouched(&lazy, &ledger, secrets).await {
+                Ok(()) => self.fetch_if_due(&lazy, secrets, &synced).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = judged {
                 return self.failed(report, &e);
             }
         }
@@ -262,6 +267,49 @@ impl Pass<'_> {
         }
         self.finish(report, &lazy, earliest_held, to_prune, stop)
             .await
+    }
+
+    /// The Secrets the metadata list showed but could not vouch for (changed since our last
+    /// write, or no ledger), read in full and judged as a setup step, so that whether the token
+    /// is needed is known before any namespace work. One that cannot be read is left to its
+    /// namespace, which reads it again and reports why.
+    async fn read_unvouched(
+        &self,
+        lazy: &LazyDesired,
+        ledger: &Ledger,
+        secrets: &mut HashMap<String, Option<Found>>,
+    ) -> Result<()> {
+        let unvouched: Vec<String> = secrets
+            .iter()
+            .filter(|(_, found)| found.is_none())
+            .map(|(ns, _)| ns.clone())
+            .collect();
+        if unvouched.is_empty() {
+            return Ok(());
+        }
+        let (cluster, policy) = (self.cluster, policy(self.opts));
+        let name = self.opts.run.target.secret_name.as_str();
+        let reads = futures::stream::iter(unvouched)
+            .map(|ns| async move {
+                let written = ledger.of(&ns);
+                let found = Secrets::new(cluster, &ns, name)
+                    .find(&written, lazy, policy)
+                    .await;
+                (ns, found)
+            })
+            .buffer_unordered(self.opts.run.pace.concurrency)
+            .collect::<Vec<_>>();
+        let reads = async { Ok(reads.await) };
+        let hung = cluster.hung("reading secrets the list could not vouch for");
+        for (ns, found) in setup(&self.limits, reads, hung).await? {
+            match found {
+                Ok(found) => {
+                    secrets.insert(ns, Some(found));
+                }
+                Err(e) => debug!(namespace = %ns, error = %e, "secret left to its namespace"),
+            }
+        }
+        Ok(())
     }
 
     /// The lists show a write is due: fetch the token now, as a named setup step, so an ECR
