@@ -3,30 +3,51 @@
 //! Every module below takes plain settings that it defines itself, so a flag can be renamed,
 //! and `ecr` or `metrics` used or tested, without clap.
 //!
+//! The judgement (`pullsecret/judge.rs`) and the other pure modules work on plain values: they
+//! never name the cluster client, kube's `Api` or the ECR client, so they are unit-tested
+//! without a server.
+//!
 //! Comments and string literals are not code: a doc comment may still say "clap".
 
 use std::path::{Path, PathBuf};
 
-/// A restriction: code that names one of `names` is allowed only in the files under `allowed`.
+/// A restriction: code that `check` finds is allowed only in the files under `allowed`, and
+/// never in those under `pure`.
 struct Rule {
     what: &'static str,
     check: fn(&[Token]) -> bool,
     allowed: &'static [&'static str],
+    pure: &'static [&'static str],
 }
 
 /// The top of the house: the only places that know about flags.
 const TOP: &[&str] = &["src/main.rs", "src/lib.rs", "src/cli/"];
+
+/// Judgement over plain data: no I/O, no client.
+const PURE: &[&str] = &[
+    "src/pullsecret/judge.rs",
+    "src/dockerconfig.rs",
+    "src/k8s_grammar/",
+];
 
 const RULES: &[Rule] = &[
     Rule {
         what: "names clap (clap, clap_complete or clap_mangen)",
         check: names_clap,
         allowed: TOP,
+        pure: &[],
     },
     Rule {
         what: "imports from the cli module",
         check: names_cli_module,
         allowed: TOP,
+        pure: &[],
+    },
+    Rule {
+        what: "names a client (Cluster, kube's Api or Client, the ECR client or LazyDesired)",
+        check: names_a_client,
+        allowed: &["src/"],
+        pure: PURE,
     },
 ];
 
@@ -39,7 +60,7 @@ enum Token {
 }
 
 #[test]
-fn only_the_top_names_clap_or_cli() {
+fn only_the_top_names_clap_or_cli_and_judgement_names_no_client() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
@@ -66,9 +87,23 @@ fn violations_in(rel: &str, source: &str) -> Vec<String> {
     let tokens = tokenize(source);
     RULES
         .iter()
-        .filter(|rule| !rule.allowed.iter().any(|a| rel.starts_with(a)))
+        .filter(|rule| {
+            !rule.allowed.iter().any(|a| rel.starts_with(a))
+                || rule.pure.iter().any(|p| rel.starts_with(p))
+        })
         .filter(|rule| (rule.check)(&tokens))
-        .map(|rule| format!("{rel} {}; only {} may", rule.what, rule.allowed.join(", ")))
+        .map(|rule| {
+            let pure = if rule.pure.is_empty() {
+                String::new()
+            } else {
+                format!(" and never {}", rule.pure.join(", "))
+            };
+            format!(
+                "{rel} {}; only {} may{pure}",
+                rule.what,
+                rule.allowed.join(", ")
+            )
+        })
         .collect()
 }
 
@@ -76,6 +111,21 @@ fn names_clap(tokens: &[Token]) -> bool {
     tokens.iter().any(|t| {
         matches!(t, Token::Ident(name) if ["clap", "clap_complete", "clap_mangen"].contains(&name.as_str()))
     })
+}
+
+fn names_a_client(tokens: &[Token]) -> bool {
+    const CLIENTS: [&str; 7] = [
+        "Cluster",
+        "Api",
+        "Client",
+        "EcrClientConfig",
+        "LazyDesired",
+        "aws_sdk_ecr",
+        "aws_config",
+    ];
+    tokens
+        .iter()
+        .any(|t| matches!(t, Token::Ident(name) if CLIENTS.contains(&name.as_str())))
 }
 
 /// `crate::cli`, `super::cli`, `cli::X`, or `cli` inside a `use` group (`use crate::{cli, ..}`).
@@ -245,4 +295,33 @@ fn the_check_sees_each_way_of_naming_them() {
             "seen wrongly: {code}"
         );
     }
+}
+
+#[test]
+fn the_judgement_may_not_name_a_client() {
+    let bad = [
+        "fn f(c: &Cluster) {}",
+        "fn f(c: &crate::cluster::Cluster) {}",
+        "use kube::Api;",
+        "fn f(api: kube::api::Api<Secret>) {}",
+        "fn f(c: kube::Client) {}",
+        "fn f(l: &LazyDesired) {}",
+        "use crate::ecr::EcrClientConfig;",
+        "fn f(c: &aws_sdk_ecr::Client) {}",
+    ];
+    for code in bad {
+        let seen = violations_in("src/pullsecret/judge.rs", code);
+        assert!(
+            seen.iter()
+                .any(|v| v.contains("never src/pullsecret/judge.rs")),
+            "not seen: {code}: {seen:?}"
+        );
+        assert!(
+            violations_in("src/pullsecret/calls.rs", code).is_empty(),
+            "{code}"
+        );
+    }
+    // The cluster module's constants are plain values.
+    let fine = "use crate::cluster::FIELD_MANAGER; // not the Cluster";
+    assert!(violations_in("src/pullsecret/judge.rs", fine).is_empty());
 }

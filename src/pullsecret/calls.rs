@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::desired::Desired;
 use super::ledger::Written;
-use super::{Found, LazyDesired, Op, Policy, SecretError, SecretOutcome, State};
+use super::{Found, LazyDesired, Op, Policy, SecretError, SecretOutcome, State, Wanted};
 use crate::cluster::{explain_write, is_status, Cluster, FIELD_MANAGER};
 use crate::shutdown::Shield;
 
@@ -134,14 +134,14 @@ impl<'a> Secrets<'a> {
     pub(crate) async fn find(
         &self,
         written: &Written,
-        lazy: &LazyDesired,
+        wanted: &Wanted,
         policy: Policy,
     ) -> Result<Found, SecretError> {
         let existing = self.get().await?;
         Ok(Found::of(
             existing.as_ref(),
             written,
-            lazy,
+            wanted,
             policy,
             jiff::Timestamp::now(),
         ))
@@ -167,7 +167,7 @@ impl<'a> Secrets<'a> {
                 namespace = self.ns,
                 attempt, "secret changed since it was read; reading it again"
             );
-            found = self.find(written, lazy, policy).await?;
+            found = self.find(written, &lazy.wanted, policy).await?;
         }
         Err(SecretError::Call {
             op: Op::Write,

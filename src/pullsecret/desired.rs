@@ -9,12 +9,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use tokio::sync::OnceCell;
 
+use super::judge::Wanted;
 use super::{
     EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REGISTRIES_ANNOTATION,
     REQUEST_ANNOTATION, SECRET_TYPE,
 };
 use crate::dockerconfig;
-use crate::ecr::{EcrClientConfig, ExpectedHosts, RegionCredential, RegistrySpec};
+use crate::ecr::{EcrClientConfig, RegionCredential, RegistrySpec};
 use crate::error::Error;
 use crate::sensitive::Sensitive;
 
@@ -76,17 +77,18 @@ impl Desired {
 pub(crate) struct LazyDesired {
     ecr: EcrClientConfig,
     registries: Vec<RegistrySpec>,
-    /// What the Secret is made from, so one made from another request is never fresh.
-    pub(crate) request: String,
-    pub(crate) expected: ExpectedHosts,
+    /// What a current Secret was made from, known before any fetch.
+    pub(crate) wanted: Wanted,
     cell: OnceCell<Result<Arc<Desired>, Error>>,
 }
 
 impl LazyDesired {
     pub(crate) async fn new(ecr: EcrClientConfig, registries: &[RegistrySpec]) -> Self {
         Self {
-            request: ecr.request_fingerprint(registries).await,
-            expected: ecr.expected_hosts(registries),
+            wanted: Wanted {
+                request: ecr.request_fingerprint(registries).await,
+                expected: ecr.expected_hosts(registries),
+            },
             registries: registries.to_vec(),
             ecr,
             cell: OnceCell::new(),
@@ -98,7 +100,7 @@ impl LazyDesired {
         self.cell
             .get_or_init(|| async {
                 let creds = self.ecr.fetch(&self.registries).await?;
-                Ok(Arc::new(Desired::new(&creds, &self.request)))
+                Ok(Arc::new(Desired::new(&creds, &self.wanted.request)))
             })
             .await
             .clone()

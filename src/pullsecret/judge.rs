@@ -7,8 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectM
 
 use super::ledger::Written;
 use super::{
-    is_beyond_token_lifetime, LazyDesired, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE, REGISTRIES_ANNOTATION, REQUEST_ANNOTATION, SECRET_TYPE,
+    is_beyond_token_lifetime, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    REGISTRIES_ANNOTATION, REQUEST_ANNOTATION, SECRET_TYPE,
 };
 use crate::cluster::FIELD_MANAGER;
 use crate::dockerconfig;
@@ -296,6 +296,15 @@ fn sets_ours(fields: &serde_json::Value) -> bool {
         || our_annotation
 }
 
+/// What a current Secret was made from, a plain value known before any token is fetched (so
+/// judgement needs no ECR client): the request (region, registries, role, credentials), so
+/// one made from another is never current, and the registry hosts it must hold.
+#[derive(Clone, Debug)]
+pub(crate) struct Wanted {
+    pub(crate) request: String,
+    pub(crate) expected: ExpectedHosts,
+}
+
 /// How `sync` may treat the Secret it finds.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Policy {
@@ -329,7 +338,7 @@ impl Found {
     pub(crate) fn of(
         existing: Option<&Secret>,
         written: &Written,
-        lazy: &LazyDesired,
+        wanted: &Wanted,
         policy: Policy,
         now: jiff::Timestamp,
     ) -> Self {
@@ -340,7 +349,7 @@ impl Found {
             hosts,
             written,
             strays,
-            (lazy, policy, now),
+            (wanted, policy, now),
         )
     }
 
@@ -353,7 +362,7 @@ impl Found {
     pub(crate) fn of_metadata(
         secret: &Secret,
         written: &Written,
-        lazy: &LazyDesired,
+        wanted: &Wanted,
         policy: Policy,
         now: jiff::Timestamp,
     ) -> Option<Self> {
@@ -367,7 +376,7 @@ impl Found {
             hosts,
             written,
             Vec::new(),
-            (lazy, policy, now),
+            (wanted, policy, now),
         ))
     }
 
@@ -378,7 +387,7 @@ impl Found {
         payload_hosts: impl FnOnce(&Secret) -> Option<Vec<String>>,
         written: &Written,
         strays: Vec<String>,
-        (lazy, policy, now): (&LazyDesired, Policy, jiff::Timestamp),
+        (wanted, policy, now): (&Wanted, Policy, jiff::Timestamp),
     ) -> Self {
         let due = match (&state, existing) {
             (State::Missing, _) => Some(Due::Missing),
@@ -389,8 +398,8 @@ impl Found {
                 s,
                 payload_hosts(s),
                 written,
-                &lazy.request,
-                &lazy.expected,
+                &wanted.request,
+                &wanted.expected,
                 policy.refresh_before,
                 now,
             ),
@@ -631,5 +640,217 @@ mod tests {
         assert_eq!(stray_keys(&s), ["a/b", "note"]);
         s.data = None;
         assert!(stray_keys(&s).is_empty());
+    }
+
+    /// Every way of touching one of our Secrets that `tests/requests.rs` makes on a real server,
+    /// as plain data: the metadata alone (no type, no payload) vouches only for the exact version
+    /// the ledger recorded, and wherever it vouches it judges as a full read does. Judged with
+    /// the ledger's record, without one (`Never`) and unreadable (`Unknown`).
+    #[test]
+    fn the_metadata_vouches_only_for_our_last_write_and_then_judges_as_a_full_read() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, Time};
+        let d = desired(10_000);
+        let now = jiff::Timestamp::from_second(10_000 - 3600).unwrap();
+        let wanted = Wanted {
+            request: "region=us-east-1".into(),
+            expected: expected(&[]),
+        };
+        let policy = |force, refresh_all| Policy {
+            force,
+            dry_run: false,
+            refresh_before: Duration::from_secs(60),
+            refresh_all,
+        };
+        let ours = || {
+            let mut s = d.object("awsecr-cred", "ns");
+            s.metadata.uid = Some("u1".into());
+            s.metadata.resource_version = Some("12".into());
+            s.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+                manager: Some(FIELD_MANAGER.into()),
+                operation: Some("Apply".into()),
+                time: Some(Time("2026-11-27T03:00:00Z".parse().unwrap())),
+                fields_v1: Some(FieldsV1(
+                    serde_json::json!({"f:data": {"f:.dockerconfigjson": {}}}),
+                )),
+                ..Default::default()
+            }]);
+            s
+        };
+        // Any write by anyone gives a new resourceVersion.
+        let touched = |edit: &dyn Fn(&mut Secret)| {
+            let mut s = ours();
+            edit(&mut s);
+            s.metadata.resource_version = Some("13".into());
+            Some(s)
+        };
+        let payload = |s: &mut Secret, json: &str| {
+            s.data.get_or_insert_with(Default::default).insert(
+                dockerconfig::DATA_KEY.into(),
+                ByteString(json.as_bytes().to_vec()),
+            );
+        };
+        let annotate = |s: &mut Secret, k: &str, v: Option<&str>| {
+            let a = s.metadata.annotations.get_or_insert_with(Default::default);
+            match v {
+                Some(v) => a.insert(k.into(), v.into()),
+                None => a.remove(k),
+            };
+        };
+        let foreign =
+            r#"{"auths":{"evil.example.com":{"username":"u","password":"p","auth":"dTpw"}}}"#;
+        let stolen = {
+            let hosts = own_names();
+            let entry = r#"{"username":"AWS","password":"stolen","auth":"QVdTOnN0b2xlbg=="}"#;
+            let auths: Vec<String> = hosts.iter().map(|h| format!(r#""{h}":{entry}"#)).collect();
+            format!(r#"{{"auths":{{{}}}}}"#, auths.join(","))
+        };
+        let unlabel = |s: &mut Secret| s.metadata.labels = None;
+        // Full read with the ledger's record (At "12"), with none (Never) and unreadable (Unknown).
+        type Row<'a> = (&'a str, Option<Secret>, [Option<Due>; 3]);
+        let changed = || [Some(Due::Changed), Some(Due::Unrecorded)];
+        let row = |name, s, unknown: Option<Due>| -> Row {
+            let [a, b] = changed();
+            (name, s, [a, b, unknown])
+        };
+        let not_ours = || [Some(Due::NotOurs), Some(Due::NotOurs), Some(Due::NotOurs)];
+        let cases: Vec<Row> = vec![
+            ("current", Some(ours()), [None, Some(Due::Unrecorded), None]),
+            row(
+                "payload",
+                touched(&|s| payload(s, foreign)),
+                Some(Due::Registries),
+            ),
+            row(
+                "expiry",
+                touched(&|s| annotate(s, EXPIRES_AT_ANNOTATION, Some("2099-01-01T00:00:00Z"))),
+                Some(Due::Expiry),
+            ),
+            row(
+                "noregs",
+                touched(&|s| annotate(s, REGISTRIES_ANNOTATION, None)),
+                Some(Due::Registries),
+            ),
+            ("unlabelled", touched(&unlabel), not_ours()),
+            (
+                "stripped",
+                touched(&|s| s.metadata.managed_fields = None),
+                {
+                    let [a, b] = changed();
+                    // Without a manager on record nothing tells it from ours: judged by content.
+                    [a, b, None]
+                },
+            ),
+            row(
+                "stripedit",
+                touched(&|s| {
+                    s.metadata.managed_fields = None;
+                    payload(s, foreign);
+                }),
+                Some(Due::Registries),
+            ),
+            (
+                "recreated",
+                touched(&|s| s.metadata.uid = Some("u2".into())),
+                {
+                    let [a, b] = changed();
+                    [a, b, None]
+                },
+            ),
+            (
+                "opaque",
+                touched(&|s| s.type_ = Some("Opaque".into())),
+                not_ours(),
+            ),
+            (
+                "foreign",
+                touched(&|s| {
+                    unlabel(s);
+                    payload(s, foreign);
+                }),
+                not_ours(),
+            ),
+            (
+                "missing",
+                None,
+                [Some(Due::Missing), Some(Due::Missing), Some(Due::Missing)],
+            ),
+            row(
+                "asusempty",
+                touched(&|s| payload(s, r#"{"auths":{}}"#)),
+                Some(Due::Registries),
+            ),
+            // The password changed and the managedFields put back: only the ledger tells.
+            ("forged", touched(&|s| payload(s, &stolen)), {
+                let [a, b] = changed();
+                [a, b, None]
+            }),
+            (
+                "note",
+                touched(&|s| {
+                    s.data
+                        .as_mut()
+                        .unwrap()
+                        .insert("note".into(), ByteString(b"hi".to_vec()));
+                }),
+                {
+                    let strays = Some(Due::StrayKeys(vec!["note".into()]));
+                    [strays.clone(), strays.clone(), strays]
+                },
+            ),
+        ];
+        let ledgers = [Written::At("12".into()), Written::Never, Written::Unknown];
+        for (name, secret, dues) in &cases {
+            for (written, want) in ledgers.iter().zip(dues) {
+                let full = Found::of(secret.as_ref(), written, &wanted, policy(false, false), now);
+                assert_eq!(&full.due, want, "{name}, {written:?}");
+                // --force writes whatever is due; without it, only ours or a missing one.
+                let ours_to_write = matches!(full.state, State::Ours | State::Missing);
+                assert_eq!(
+                    full.writes(policy(false, false)),
+                    want.is_some() && ours_to_write,
+                    "{name}"
+                );
+                assert_eq!(full.writes(policy(true, false)), want.is_some(), "{name}");
+                let Some(s) = secret else { continue };
+                // What a metadata-only list carries.
+                let meta = Secret {
+                    metadata: s.metadata.clone(),
+                    ..Default::default()
+                };
+                for refresh_all in [false, true] {
+                    let p = policy(false, refresh_all);
+                    let listed = Found::of_metadata(&meta, written, &wanted, p, now);
+                    let vouched = *name == "current" && matches!(written, Written::At(_));
+                    assert_eq!(listed.is_some(), vouched, "{name}, {written:?}");
+                    let Some(listed) = listed else { continue };
+                    let full = Found::of(Some(s), written, &wanted, p, now);
+                    assert_eq!(
+                        (&listed.state, &listed.due, listed.expires_at, &listed.seen),
+                        (&full.state, &full.due, full.expires_at, &full.seen),
+                        "{name}, refresh_all {refresh_all}"
+                    );
+                }
+            }
+        }
+        // The current one, judged at later times from the metadata: due once within the window.
+        let meta = Secret {
+            metadata: ours().metadata,
+            ..Default::default()
+        };
+        let at = |secs| {
+            let when = jiff::Timestamp::from_second(secs).unwrap();
+            Found::of_metadata(&meta, &ledgers[0], &wanted, policy(false, false), when)
+                .unwrap()
+                .due
+        };
+        assert_eq!(at(10_000 - 61), None);
+        assert_eq!(at(10_000 - 60), Some(Due::Expiring));
+        // Made from another request.
+        let other = Wanted {
+            request: "region=eu-west-1".into(),
+            ..wanted.clone()
+        };
+        let listed = Found::of_metadata(&meta, &ledgers[0], &other, policy(false, false), now);
+        assert_eq!(listed.unwrap().due, Some(Due::Request));
     }
 }

@@ -16,6 +16,7 @@ pub(crate) use calls::{list_everywhere, Ensured, Secrets};
 pub(crate) use desired::LazyDesired;
 pub(crate) use judge::{
     annotated_hosts, expiry, hosts, named_hosts, state, stray_keys, Expiry, Found, Policy, State,
+    Wanted,
 };
 pub(crate) use ledger::{Ledger, LedgerError, Written, LEDGER_NAME};
 

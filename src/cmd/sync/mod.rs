@@ -187,7 +187,7 @@ impl Pass<'_> {
             let (ledger, unread) = Ledger::read(cluster, &opts.state_namespace, secret).await;
             let judge = |s: &k8s_openapi::api::core::v1::Secret| {
                 let written = ledger.of(s.metadata.namespace.as_deref().unwrap_or_default());
-                Found::of_metadata(s, &written, &lazy, policy(opts), now)
+                Found::of_metadata(s, &written, &lazy.wanted, policy(opts), now)
             };
             let listed = list_secrets(cluster, &opts.run, true, judge).await;
             Ok((listed, (ledger, unread)))
@@ -293,7 +293,7 @@ impl Pass<'_> {
             .map(|ns| async move {
                 let written = ledger.of(&ns);
                 let found = Secrets::new(cluster, &ns, name)
-                    .find(&written, lazy, policy)
+                    .find(&written, &lazy.wanted, policy)
                     .await;
                 (ns, found)
             })

@@ -112,7 +112,7 @@ impl<'a> Ctx<'a> {
             Some(Found::of(
                 None,
                 &self.ledger.of(ns),
-                self.lazy,
+                &self.lazy.wanted,
                 self.policy(),
                 jiff::Timestamp::now(),
             ))
@@ -193,7 +193,7 @@ async fn make_current(
     let written = ctx.ledger.of(ns);
     let found = match ctx.known_secret(ns) {
         Some(found) => Ok(found),
-        None => secrets.find(&written, ctx.lazy, ctx.policy()).await,
+        None => secrets.find(&written, &ctx.lazy.wanted, ctx.policy()).await,
     };
     let held = found.as_ref().ok().and_then(|f| f.expires_at);
     let result = match found {
