@@ -52,16 +52,11 @@ pub async fn run(cli: Cli) -> u8 {
     // Known before anything runs: a report nobody can read is refused like bad input.
     let closed = stdio::stdout_was_closed();
     let started = Instant::now();
-    let command = match command {
-        Command::Oidc(_) if closed => return refuse(&Error::StdoutClosed, json_logs),
-        Command::Oidc(args) => {
-            return oidc(args.into_job(&global), global.output, json_logs).await;
-        }
-        command => command,
-    };
     let job = match resolve(command, &global, closed) {
-        Ok(job) => job,
-        Err(generated) => return print_generated(generated, json_logs),
+        Resolved::Run(job) => *job,
+        Resolved::Oidc(job) => return oidc(job, global.output, json_logs).await,
+        Resolved::Print(text) => return cli::completions::print(text),
+        Resolved::Refuse(e) => return refuse(&e, json_logs),
     };
     let push = job.push.clone();
     let report = dispatch(job, started).await;
@@ -92,12 +87,22 @@ enum Options {
     Status(Result<StatusOptions>),
 }
 
-/// Text that `completions` and `man` print instead of a report, or the refusal to print it.
-type Generated = Result<std::io::Result<Vec<u8>>, Error>;
+/// What the command line comes to before anything runs.
+enum Resolved {
+    /// `sync`, `prune` or `status`: a run that ends in a report, even when its options were
+    /// refused (the report names the command).
+    Run(Box<Job>),
+    /// `oidc publish` or `oidc check`.
+    Oidc(cli::OidcJob),
+    /// The text `completions` or `man` prints instead of a report.
+    Print(std::io::Result<Vec<u8>>),
+    /// Refused before anything ran, with no report: stdout was closed.
+    Refuse(Error),
+}
 
 /// The flags as plain options, each command's cross-flag checks made. `completions` and `man`
 /// need no more than their text.
-fn resolve(command: Command, global: &GlobalArgs, closed: bool) -> Result<Job, Generated> {
+fn resolve(command: Command, global: &GlobalArgs, closed: bool) -> Resolved {
     let open = || {
         if closed {
             Err(Error::StdoutClosed)
@@ -105,13 +110,17 @@ fn resolve(command: Command, global: &GlobalArgs, closed: bool) -> Result<Job, G
             Ok(())
         }
     };
+    let generated = |text: Result<std::io::Result<Vec<u8>>>| match text {
+        Ok(text) => Resolved::Print(text),
+        Err(e) => Resolved::Refuse(e),
+    };
     let job = |options, secret_name, dry_run| Job {
         options,
         secret_name,
         dry_run,
         push: None,
     };
-    Ok(match command {
+    Resolved::Run(Box::new(match command {
         Command::Sync(args) => {
             let (name, dry_run) = (args.scope.target.secret_name.clone(), args.dry_run);
             let push = args.metrics.clone().into_target(global);
@@ -132,14 +141,20 @@ fn resolve(command: Command, global: &GlobalArgs, closed: bool) -> Result<Job, G
             job(Options::Status(options), name, false)
         }
         Command::Completions(args) => {
-            return Err(open().map(|()| Ok(cli::completions::completions(args.shell.into()))))
+            let shell = args.shell.into();
+            return generated(open().map(|()| Ok(cli::completions::completions(shell))));
         }
         Command::Man(args) => {
             let page = args.page.map(cli::ManPage::subcommand);
-            return Err(open().map(|()| cli::completions::man(page)));
+            return generated(open().map(|()| cli::completions::man(page)));
         }
-        Command::Oidc(_) => unreachable!("run() handles oidc before resolve"),
-    })
+        Command::Oidc(args) => {
+            return match open() {
+                Ok(()) => Resolved::Oidc(args.into_job(global)),
+                Err(e) => Resolved::Refuse(e),
+            }
+        }
+    }))
 }
 
 /// `oidc publish` or `oidc check`: its text or JSON on stdout, its error on stderr, its code.
@@ -211,14 +226,6 @@ async fn dispatch(job: Job, started: Instant) -> Report {
                 report
             }))
         }
-    }
-}
-
-/// Prints what `completions` or `man` generated, or why it was refused.
-fn print_generated(generated: Generated, json_logs: bool) -> u8 {
-    match generated {
-        Ok(text) => cli::completions::print(text),
-        Err(e) => refuse(&e, json_logs),
     }
 }
 
