@@ -63,10 +63,10 @@ pub async fn run(cli: Cli) -> u8 {
     // The helpers the run started (exec plugin, credential_process) end with it.
     children::kill_all();
     let code = print(&report, global.output, json_logs, !closed);
-    if let (Some(push), Report::Run(mut report)) = (push, report) {
-        // Pushed whatever the outcome, a fatal error or a lost report included.
-        report.end.exit_code = code;
-        metrics::push(&push, &report, started.elapsed()).await;
+    if let (Some(push), Report::Run(report)) = (push, report) {
+        // Pushed whatever the outcome, a fatal error or a lost report included: with the code
+        // the process exits with.
+        metrics::push(&push, &report, code, started.elapsed()).await;
     }
     code
 }

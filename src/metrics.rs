@@ -45,13 +45,18 @@ pub(crate) fn group_url(base: &http::Uri, instance: &str) -> String {
 }
 
 /// The run as exposition text (format 0.0.4, which every Pushgateway reads).
-pub(crate) fn encode(report: &RunReport, duration: Duration, now: SystemTime) -> String {
+pub(crate) fn encode(
+    report: &RunReport,
+    exit_code: u8,
+    duration: Duration,
+    now: SystemTime,
+) -> String {
     let registry = Registry::new();
     let now = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
-    for (name, help, value) in gauges(report, duration, now) {
+    for (name, help, value) in gauges(report, exit_code, duration, now) {
         let g = Gauge::with_opts(Opts::new(name, help)).expect("valid metric name");
         g.set(value);
         registry
@@ -72,6 +77,7 @@ pub(crate) fn encode(report: &RunReport, duration: Duration, now: SystemTime) ->
 /// a token was fetched, the last success only when the run exited 0.
 fn gauges(
     report: &RunReport,
+    exit_code: u8,
     duration: Duration,
     now: f64,
 ) -> Vec<(&'static str, &'static str, f64)> {
@@ -89,7 +95,7 @@ fn gauges(
         (
             "ecr_refresh_last_run_exit_code",
             "Exit code of the last run: 0 ok, 1 some namespaces failed, 2 invalid input, 3 no ECR token, 4 cluster access.",
-            f64::from(report.end.exit_code),
+            f64::from(exit_code),
         ),
         (
             "ecr_refresh_last_run_ecr_calls",
@@ -114,7 +120,7 @@ fn gauges(
             expires.as_second() as f64,
         ));
     }
-    if report.end.exit_code == crate::error::exit::OK {
+    if exit_code == crate::error::exit::OK {
         gauges.push((
             "ecr_refresh_last_success_timestamp_seconds",
             "When the last run that exited 0 ended (Unix time).",
@@ -164,7 +170,12 @@ fn outcome_label(o: Outcome) -> &'static str {
 
 /// Pushes the run's metrics, unless it was a dry run. Never fails the run: a failed push is a
 /// warning.
-pub(crate) async fn push(target: &PushTarget, report: &RunReport, duration: Duration) {
+pub(crate) async fn push(
+    target: &PushTarget,
+    report: &RunReport,
+    exit_code: u8,
+    duration: Duration,
+) {
     let base = &target.gateway;
     if report.dry_run {
         // Nothing was written, so nothing to alert on; a dry run must not pass for a good run.
@@ -176,7 +187,7 @@ pub(crate) async fn push(target: &PushTarget, report: &RunReport, duration: Dura
         return;
     };
     let url = group_url(base, &instance);
-    let body = encode(report, duration, SystemTime::now());
+    let body = encode(report, exit_code, duration, SystemTime::now());
     let timeout = target.timeout;
     match tokio::time::timeout(timeout, post(&url, body)).await {
         Ok(Ok(())) => info!(pushgateway = %base, instance = %instance, "metrics pushed"),
@@ -236,14 +247,13 @@ mod tests {
     use super::*;
     use crate::report::NamespaceReport;
 
-    fn report(exit_code: u8) -> RunReport {
+    fn report() -> RunReport {
         let mut r = RunReport::new("sync", "awsecr-cred".into(), false);
         r.namespaces = vec![
             NamespaceReport::failed("a", "boom".into()),
             NamespaceReport::skipped("b", "terminating"),
         ];
-        r.finish(&Default::default(), std::time::Instant::now());
-        r.end.exit_code = exit_code;
+        r.finish(&Default::default(), std::time::Instant::now(), None);
         r.ecr_calls = 1;
         r
     }
@@ -256,7 +266,7 @@ mod tests {
     #[test]
     fn a_failed_run_carries_no_last_success() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let text = encode(&report(1), Duration::from_millis(1500), now);
+        let text = encode(&report(), 1, Duration::from_millis(1500), now);
         assert_eq!(value(&text, "ecr_refresh_last_run_exit_code"), Some(1.0));
         assert_eq!(
             value(&text, "ecr_refresh_last_run_duration_seconds"),
@@ -289,9 +299,9 @@ mod tests {
     #[test]
     fn a_good_run_carries_last_success_and_expiry() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut r = report(0);
+        let mut r = report();
         r.token_expires_at = Some(jiff::Timestamp::from_second(1_700_040_000).unwrap());
-        let text = encode(&r, Duration::ZERO, now);
+        let text = encode(&r, 0, Duration::ZERO, now);
         assert_eq!(
             value(&text, "ecr_refresh_last_success_timestamp_seconds"),
             Some(1.7e9)

@@ -549,9 +549,13 @@ async fn sigterm_finishes_the_namespaces_in_flight_and_prints_the_report() {
             other => panic!("{ns}: unexpected outcome {other}"),
         }
     }
+    let failed = report["summary"]["failed"].as_u64().unwrap();
+    assert!(failed > 0, "the signal came mid-run");
+    // The error counts exactly the namespaces the signal left undone.
+    let message = report["error"]["message"].as_str().unwrap();
     assert!(
-        report["summary"]["failed"].as_u64().unwrap() > 0,
-        "the signal came mid-run"
+        message.contains(&format!(": {failed} namespaces were not done")),
+        "{message}"
     );
 }
 

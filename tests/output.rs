@@ -104,7 +104,12 @@ async fn a_report_that_cannot_be_written_is_an_error() {
         &["status", "-n", &other],
         &["completions", "bash"],
         &["man"],
-        &["oidc", "check", "--issuer-url", "https://oidc.example.com/c"],
+        &[
+            "oidc",
+            "check",
+            "--issuer-url",
+            "https://oidc.example.com/c",
+        ],
     ] {
         let out = Run::bare().args(args).stdout_closed().run_async().await;
         out.assert_code(2)

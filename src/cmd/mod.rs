@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use crate::cluster::{explain, Cluster, ClusterOptions, PendingCluster};
 use crate::namespaces::Selection;
 use crate::pullsecret;
+use crate::report::NamespaceReport;
 use crate::serviceaccount::{self, ServiceAccounts, Target};
 use crate::shutdown::{Shield, Stop};
 
@@ -70,21 +71,21 @@ impl Limits<'_> {
                 "did not finish before the run deadline (--timeout {})",
                 humantime::format_duration(self.timeout)
             ),
-            Cut::Stopped(signal) => format!("{NOT_DONE} {signal}"),
+            Cut::Stopped(signal) => format!("not done: the run was stopped by {signal}"),
         }
+    }
+
+    /// The report of a namespace cut short: failed, and counted as undone after a signal.
+    pub(crate) fn cut_short(&self, name: &str, cut: Cut) -> NamespaceReport {
+        let mut report = NamespaceReport::failed(name, self.message(cut));
+        report.undone = matches!(cut, Cut::Stopped(_));
+        report
     }
 }
 
-/// How a namespace that a signal kept from finishing is reported.
-pub(crate) const NOT_DONE: &str = "not done: the run was stopped by";
-
 /// The report's error after a signal: how many namespaces were left undone.
 pub(crate) fn stopped(signal: &str, report: &crate::report::RunReport) -> crate::Error {
-    let undone = report
-        .namespaces
-        .iter()
-        .filter(|n| n.error.as_deref().is_some_and(|e| e.starts_with(NOT_DONE)))
-        .count();
+    let undone = report.namespaces.iter().filter(|n| n.undone).count();
     crate::Error::Cancelled {
         reason: format!(
             "{signal} received: {undone} namespaces were not done (listed as failed); run it again"

@@ -34,8 +34,7 @@ pub(crate) async fn run(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
     let plan = match setup(&limits, listing, cluster.hung("listing namespaces")).await {
         Ok(plan) => plan,
         Err(e) => {
-            report.finish(cluster.stats(), started);
-            report.abort(&e);
+            report.finish(cluster.stats(), started, Some(&e));
             return Ok(report);
         }
     };
@@ -62,10 +61,8 @@ pub(crate) async fn run(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
             report.warnings.push(w);
         }
     }
-    report.finish(cluster.stats(), started);
-    if let Some(signal) = stop.requested() {
-        report.abort(&stopped(signal, &report));
-    }
+    let stopped = stop.requested().map(|signal| stopped(signal, &report));
+    report.finish(cluster.stats(), started, stopped.as_ref());
     Ok(report)
 }
 
@@ -79,8 +76,7 @@ pub(crate) async fn prune_all(
     uninstall: bool,
     limits: Limits<'_>,
 ) -> Vec<NamespaceReport> {
-    let late =
-        |ns: &Planned, cut: Cut| Some(NamespaceReport::failed(&ns.name, limits.message(cut)));
+    let late = |ns: &Planned, cut: Cut| Some(limits.cut_short(&ns.name, cut));
     bounded(
         namespaces,
         run.pace.concurrency,

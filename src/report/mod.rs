@@ -118,13 +118,10 @@ impl End {
         }
     }
 
-    /// Exit 1 when any namespace failed, with the cost of the run.
-    fn finish(&mut self, stats: &Stats, started: Instant, failed: bool) {
-        self.exit_code = if failed {
-            exit::NAMESPACE_FAILED
-        } else {
-            exit::OK
-        };
+    /// How the run ended, with its cost.
+    fn finish(&mut self, stats: &Stats, started: Instant, error: Option<&Error>, exit_code: u8) {
+        self.error = error.map(ErrorReport::from);
+        self.exit_code = exit_code;
         self.api_requests = stats.requests();
         self.api_retries = stats.retries();
         self.duration_seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
@@ -181,5 +178,44 @@ mod tests {
             parsed.as_object_mut().unwrap().remove("type");
             assert_eq!(parsed, pretty);
         }
+    }
+
+    /// The exit code is decided in one place, from the namespaces and the fatal error: a fatal
+    /// error keeps its own code only while nothing was written.
+    #[test]
+    fn the_exit_code_comes_from_the_namespaces_and_the_fatal_error() {
+        use crate::pullsecret::SecretOutcome;
+        let ecr = Error::EcrToken {
+            region: "us-east-1".into(),
+            message: "denied".into(),
+        };
+        let created = || NamespaceReport::new("a", SecretOutcome::Created);
+        let unchanged = || NamespaceReport::new("b", SecretOutcome::Unchanged);
+        let failed = || NamespaceReport::failed("c", "boom".into());
+        let cases: [(Vec<NamespaceReport>, Option<&Error>, u8); 6] = [
+            (vec![unchanged()], None, exit::OK),
+            (vec![created(), failed()], None, exit::NAMESPACE_FAILED),
+            (vec![], Some(&ecr), ecr.exit_code()),
+            (vec![unchanged(), failed()], Some(&ecr), ecr.exit_code()),
+            (
+                vec![created(), failed()],
+                Some(&ecr),
+                exit::NAMESPACE_FAILED,
+            ),
+            (
+                vec![],
+                Some(&Error::StdoutClosed),
+                Error::StdoutClosed.exit_code(),
+            ),
+        ];
+        for (n, (namespaces, fatal, code)) in cases.into_iter().enumerate() {
+            let mut run = RunReport::new("sync", "awsecr-cred".into(), false);
+            run.namespaces = namespaces;
+            run.finish(&Stats::default(), Instant::now(), fatal);
+            let report = Report::Run(run);
+            assert_eq!(report.exit_code(), code, "case {n}");
+            assert_eq!(report.fatal_error().is_some(), fatal.is_some(), "case {n}");
+        }
+        assert_ne!(ecr.exit_code(), exit::NAMESPACE_FAILED);
     }
 }

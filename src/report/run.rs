@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{whole_minutes, End, ErrorReport, SCHEMA_VERSION};
+use super::{whole_minutes, End, SCHEMA_VERSION};
 use crate::cluster::Stats;
 use crate::error::{exit, Error};
 use crate::pullsecret::SecretOutcome;
@@ -48,6 +48,9 @@ pub(crate) struct NamespaceReport {
     /// With --delete-stuck-pods: the pods stuck without our Secret, deleted or left.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) stuck_pods: Vec<StuckPod>,
+    /// Not done because a signal stopped the run (its error says so).
+    #[serde(skip)]
+    pub(crate) undone: bool,
 }
 
 impl NamespaceReport {
@@ -66,6 +69,7 @@ impl NamespaceReport {
             reason: None,
             error: None,
             stuck_pods: Vec::new(),
+            undone: false,
         }
     }
 
@@ -78,6 +82,7 @@ impl NamespaceReport {
             reason: Some(reason.to_string()),
             error: None,
             stuck_pods: Vec::new(),
+            undone: false,
         }
     }
 
@@ -90,6 +95,7 @@ impl NamespaceReport {
             reason: None,
             error: Some(error),
             stuck_pods: Vec::new(),
+            undone: false,
         }
     }
 
@@ -208,7 +214,11 @@ impl RunReport {
         }
     }
 
-    pub(crate) fn finish(&mut self, stats: &Stats, started: Instant) {
+    /// Completes the report, the one place its exit code is decided: the summary, the cost,
+    /// and how the run ended. A fatal error met after namespaces were processed keeps their
+    /// results; its own exit code promises that nothing was written (3 for ECR), so when
+    /// something was, the run exits 1 instead. Without one, 1 when any namespace failed.
+    pub(crate) fn finish(&mut self, stats: &Stats, started: Instant, fatal: Option<&Error>) {
         let mut summary = Summary {
             selected: self
                 .namespaces
@@ -228,20 +238,15 @@ impl RunReport {
                 Outcome::Failed => summary.failed += 1,
             }
         }
-        self.end.finish(stats, started, summary.failed > 0);
-        self.summary = summary;
-    }
-
-    /// Records a fatal error met after namespaces were processed; their results stay. The
-    /// error's own exit code promises that nothing was written (3 for ECR), so when something
-    /// was, the run exits 1 instead. Call after [`finish`](Self::finish).
-    pub(crate) fn abort(&mut self, err: &Error) {
-        self.end.error = Some(ErrorReport::from(err));
-        self.end.exit_code = if self.namespaces.iter().any(NamespaceReport::wrote) {
-            exit::NAMESPACE_FAILED
-        } else {
-            err.exit_code()
+        let wrote = self.namespaces.iter().any(NamespaceReport::wrote);
+        let code = match fatal {
+            Some(e) if !wrote => e.exit_code(),
+            Some(_) => exit::NAMESPACE_FAILED,
+            None if summary.failed > 0 => exit::NAMESPACE_FAILED,
+            None => exit::OK,
         };
+        self.end.finish(stats, started, fatal, code);
+        self.summary = summary;
     }
 }
 

@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 use super::{whole_minutes, End, SCHEMA_VERSION};
 use crate::bornlinked::{PolicyState, POLICY_NAME};
 use crate::cluster::Stats;
-use crate::error::Error;
+use crate::error::{exit, Error};
 use crate::pullsecret::State;
 use crate::serviceaccount::LinkState;
 use crate::stuckpods::StuckPod;
@@ -122,7 +122,12 @@ impl StatusReport {
                 (None, false) => s.unhealthy += 1,
             }
         }
-        self.end.finish(stats, started, s.unhealthy > 0);
+        let code = if s.unhealthy > 0 {
+            exit::NAMESPACE_FAILED
+        } else {
+            exit::OK
+        };
+        self.end.finish(stats, started, None, code);
     }
 
     pub(super) fn to_text(&self) -> String {

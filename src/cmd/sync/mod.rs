@@ -14,7 +14,7 @@ use crate::ecr::{EcrClientConfig, EcrOptions, EcrProgress};
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope};
 use crate::pullsecret::{Found, LazyDesired, Ledger, LedgerError, Policy, SecretOutcome, Secrets};
-use crate::report::{NamespaceReport, RunReport};
+use crate::report::RunReport;
 use crate::serviceaccount;
 use crate::shutdown::Stop;
 use crate::stuckpods::{self, ByNamespace};
@@ -256,7 +256,7 @@ impl Pass<'_> {
             self.opts.run.pace.concurrency,
             limits,
             |ns, shield| sync_namespace(&ctx, ns, shield),
-            |ns, cut| NamespaceReport::failed(&ns.name, limits.message(cut)),
+            |ns, cut| limits.cut_short(&ns.name, cut),
         )
         .await;
         let (earliest_held, written, repaired) = ctx.into_results();
@@ -367,27 +367,23 @@ impl Pass<'_> {
         token_expiry(&mut report, lazy, earliest_held);
         report.ecr_calls = lazy.ecr_calls();
         report.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
-        report.finish(self.cluster.stats(), self.started);
         // Namespaces done before the failure (fresh Secrets, links) keep their results.
-        if let Some(e) = token_error {
-            report.abort(&e);
-        } else if let Some(signal) = stop.requested() {
-            report.abort(&stopped(signal, &report));
-        }
+        let fatal = token_error.or_else(|| stop.requested().map(|s| stopped(s, &report)));
+        report.finish(self.cluster.stats(), self.started, fatal.as_ref());
         report
     }
 
     /// The report of a pass that ended before any namespace was done.
     fn ended(&self, mut report: RunReport) -> RunReport {
         report.ecr_calls = self.progress.calls();
-        report.finish(self.cluster.stats(), self.started);
+        report.finish(self.cluster.stats(), self.started, None);
         report
     }
 
     /// [`Self::ended`], on a fatal error.
-    fn failed(&self, report: RunReport, e: &crate::Error) -> RunReport {
-        let mut report = self.ended(report);
-        report.abort(e);
+    fn failed(&self, mut report: RunReport, e: &crate::Error) -> RunReport {
+        report.ecr_calls = self.progress.calls();
+        report.finish(self.cluster.stats(), self.started, Some(e));
         report
     }
 }
