@@ -18,7 +18,7 @@ use crate::report::RunReport;
 use crate::serviceaccount;
 use crate::shutdown::Stop;
 use crate::stuckpods::{self, ByNamespace};
-use namespace::{sync_namespace, Ctx};
+use namespace::{sync_namespace, Ctx, NamespaceInput, Seen, Writes};
 
 /// Everything `sync` needs, already validated.
 #[derive(Clone, Debug)]
@@ -207,8 +207,8 @@ impl Pass<'_> {
     async fn write(&self, mut report: RunReport, reads: Reads, stop: &Stop) -> RunReport {
         let Reads {
             plan,
-            mut accounts,
-            stuck,
+            accounts,
+            mut stuck,
             lazy,
             mut secrets,
             ledger: (ledger, unread),
@@ -222,7 +222,6 @@ impl Pass<'_> {
             .filter(|p| matches!(p.action, Action::Keep { .. }))
             .map(|p| p.name.as_str())
             .collect();
-        accounts.retain(|(ns, _), _| synced.contains(ns.as_str()));
         // Where the cluster-wide list saw no Secret of ours in a namespace it covers, a ledger
         // entry is left from a deleted namespace (or Secret): dropped when the ledger is written.
         let listed: Option<HashSet<String>> = secrets.as_ref().map(|s| s.keys().cloned().collect());
@@ -242,24 +241,35 @@ impl Pass<'_> {
                 return self.failed(report, &e);
             }
         }
-        let ctx = Ctx::new(
-            self.cluster,
-            self.opts,
-            (&lazy, &ledger),
-            accounts,
-            stuck,
-            secrets,
-        );
+        let mut accounts = by_namespace(accounts);
+        let inputs: Vec<NamespaceInput> = to_sync
+            .into_iter()
+            .map(|planned| NamespaceInput {
+                secret: Seen::of(secrets.as_mut(), &planned.name),
+                accounts: accounts.remove(&planned.name).unwrap_or_default(),
+                stuck: stuck.remove(&planned.name).unwrap_or_default(),
+                planned,
+            })
+            .collect();
+        let ctx = Ctx::new(self.cluster, self.opts, &lazy, &ledger);
         let limits = self.limits;
-        report.namespaces = bounded(
-            to_sync,
+        let done = bounded(
+            inputs,
             self.opts.run.pace.concurrency,
             limits,
-            |ns, shield| sync_namespace(&ctx, ns, shield),
-            |ns, cut| limits.cut_short(&ns.name, cut),
+            |input, shield| sync_namespace(&ctx, input, shield),
+            |input, cut| limits.cut_short(&input.planned.name, cut).into(),
         )
         .await;
-        let (earliest_held, written, repaired) = ctx.into_results();
+        let mut earliest_held = None;
+        report.namespaces = done
+            .into_iter()
+            .map(|d| {
+                earliest_held = earliest_held.into_iter().chain(d.held).min();
+                d.report
+            })
+            .collect();
+        let Writes { written, repaired } = ctx.into_writes();
         report.warnings.extend(repaired);
         if let Err(e) = ledger.record(self.cluster, written, gone).await {
             warn!("{e}");
@@ -386,6 +396,17 @@ impl Pass<'_> {
         report.finish(self.cluster.stats(), self.started, Some(e));
         report
     }
+}
+
+/// The ServiceAccounts the cluster-wide lists found, by namespace, then by name.
+fn by_namespace(
+    accounts: HashMap<(String, String), serviceaccount::Listed>,
+) -> HashMap<String, HashMap<String, serviceaccount::Listed>> {
+    let mut by_ns: HashMap<String, HashMap<String, _>> = HashMap::new();
+    for ((ns, name), account) in accounts {
+        by_ns.entry(ns).or_default().insert(name, account);
+    }
+    by_ns
 }
 
 /// The earliest expiry among our Secrets now: those left in place, and the new token if any

@@ -15,82 +15,117 @@ use crate::pullsecret::{
 use crate::report::{NamespaceReport, Outcome};
 use crate::serviceaccount::{self, ServiceAccountOutcome};
 use crate::shutdown::Shield;
-use crate::stuckpods::{self, ByNamespace, Deletion, PodAction};
+use crate::stuckpods::{self, Deletion, PodAction};
 
-/// What every namespace of the pass shares: the lists, taken out namespace by namespace.
+/// One namespace's share of the reads made before any write: its Secret as seen, the
+/// ServiceAccounts the cluster-wide lists found there, and its stuck pods. Handed to the
+/// namespace's task by value: no task reads another's.
+#[derive(Clone, Debug)]
+pub(super) struct NamespaceInput {
+    pub(super) planned: Planned,
+    pub(super) secret: Seen,
+    /// By ServiceAccount name; one not here is read on its own.
+    pub(super) accounts: HashMap<String, serviceaccount::Listed>,
+    /// With --delete-stuck-pods: the pods waiting on a pull without our Secret.
+    pub(super) stuck: Vec<stuckpods::Candidate>,
+}
+
+/// Our Secret in a namespace, as the reads before any write saw it.
+#[derive(Clone, Debug)]
+pub(super) enum Seen {
+    /// No cluster-wide list was made (every -n a plain name, or the list refused): read it in
+    /// the namespace.
+    NotListed,
+    /// The list covered the namespace and showed none.
+    Absent,
+    /// Judged: from the metadata the ledger vouches for, or read in full before any write.
+    Judged(Box<Found>),
+    /// Listed, but the metadata could not vouch for it and reading it in full failed: read it
+    /// again in the namespace, which reports why if that fails too.
+    Unread,
+}
+
+impl Seen {
+    /// From the cluster-wide list (`None`: not made), for the namespace `ns`.
+    pub(super) fn of(listed: Option<&mut HashMap<String, Option<Found>>>, ns: &str) -> Self {
+        match listed.map(|l| l.remove(ns)) {
+            None => Seen::NotListed,
+            Some(None) => Seen::Absent,
+            Some(Some(None)) => Seen::Unread,
+            Some(Some(Some(found))) => Seen::Judged(Box::new(found)),
+        }
+    }
+}
+
+/// What one namespace's task gives back: its report, and the expiry of the Secret of ours it
+/// left in place (the run's earliest expiry is the earliest of these and the new token's).
+pub(super) struct Done {
+    pub(super) report: NamespaceReport,
+    pub(super) held: Option<jiff::Timestamp>,
+}
+
+impl From<NamespaceReport> for Done {
+    fn from(report: NamespaceReport) -> Self {
+        Self { report, held: None }
+    }
+}
+
+impl crate::progress::Tally for Done {
+    fn failed(&self) -> bool {
+        crate::progress::Tally::failed(&self.report)
+    }
+}
+
+/// What this pass's writes produced: the ledger's new entries (namespace to resourceVersion),
+/// and the Secrets someone else's data keys were removed from.
+#[derive(Default)]
+pub(super) struct Writes {
+    pub(super) written: BTreeMap<String, String>,
+    pub(super) repaired: Vec<String>,
+}
+
+/// What every namespace of the pass shares, read-only but for one sink: the writes, recorded
+/// the moment each is answered, so a namespace cut short afterwards (the deadline, a signal)
+/// still reaches the ledger.
 pub(super) struct Ctx<'a> {
     cluster: &'a Cluster,
     opts: &'a SyncOptions,
     lazy: &'a LazyDesired,
     ledger: &'a Ledger,
-    /// What this pass's writes produced, by namespace: the ledger's new entries.
-    written: Mutex<BTreeMap<String, String>>,
-    /// Secrets from which someone else's data keys were removed, for the report.
-    repaired: Mutex<Vec<String>>,
+    writes: Mutex<Writes>,
     /// `get` on a namespace was refused once already (warned about once per run).
     namespace_get_refused: AtomicBool,
-    /// ServiceAccounts already read by a cluster-wide list, by (namespace, name).
-    accounts: Mutex<HashMap<(String, String), serviceaccount::Listed>>,
-    /// With --delete-stuck-pods: the pods waiting on a pull without our Secret.
-    stuck: Mutex<ByNamespace>,
-    /// Our Secret as listed, by namespace; `None` when it was not listed (read each instead).
-    /// `None` for a namespace whose Secret the list showed but could not judge.
-    secrets: Option<Mutex<HashMap<String, Option<Found>>>>,
-    /// The earliest expiry among the Secrets of ours this pass left in place.
-    earliest_held: Mutex<Option<jiff::Timestamp>>,
 }
 
 impl<'a> Ctx<'a> {
     pub(super) fn new(
         cluster: &'a Cluster,
         opts: &'a SyncOptions,
-        (lazy, ledger): (&'a LazyDesired, &'a Ledger),
-        accounts: HashMap<(String, String), serviceaccount::Listed>,
-        stuck: ByNamespace,
-        secrets: Option<HashMap<String, Option<Found>>>,
+        lazy: &'a LazyDesired,
+        ledger: &'a Ledger,
     ) -> Self {
         Self {
             cluster,
             opts,
             lazy,
             ledger,
-            written: Mutex::default(),
-            repaired: Mutex::default(),
+            writes: Mutex::default(),
             namespace_get_refused: AtomicBool::new(false),
-            accounts: Mutex::new(accounts),
-            stuck: Mutex::new(stuck),
-            secrets: secrets.map(Mutex::new),
-            earliest_held: Mutex::new(None),
         }
     }
 
-    /// The earliest expiry held, the ledger's new entries, and the repairs to report.
-    pub(super) fn into_results(
-        self,
-    ) -> (
-        Option<jiff::Timestamp>,
-        BTreeMap<String, String>,
-        Vec<String>,
-    ) {
-        fn take<T>(m: Mutex<T>) -> T {
-            m.into_inner().unwrap_or_else(|e| e.into_inner())
-        }
-        (
-            take(self.earliest_held),
-            take(self.written),
-            take(self.repaired),
-        )
+    pub(super) fn into_writes(self) -> Writes {
+        self.writes.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Remembers what the write in `ns` produced.
     fn wrote(&self, ns: &str, ensured: &Ensured) {
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(rv) = &ensured.resource_version {
-            let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-            written.insert(ns.to_string(), rv.clone());
+            writes.written.insert(ns.to_string(), rv.clone());
         }
         if !ensured.removed.is_empty() {
-            let mut repaired = self.repaired.lock().unwrap_or_else(|e| e.into_inner());
-            repaired.push(format!(
+            writes.repaired.push(format!(
                 "namespace {ns}: removed data keys ecr-refresh does not write from secret {} ({}); the admission policy refuses every write while they are there",
                 self.opts.run.target.secret_name,
                 ensured.removed.join(", ")
@@ -98,35 +133,8 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn known_account(&self, ns: &str, name: &str) -> Option<serviceaccount::Listed> {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        accounts.remove(&(ns.to_string(), name.to_string()))
-    }
-
-    /// The Secret of `ns` as listed (a namespace the list did not show has none); `None` when
-    /// it must be read on its own: not listed, or its metadata could not tell.
-    fn known_secret(&self, ns: &str) -> Option<Found> {
-        let secrets = self.secrets.as_ref()?;
-        let mut secrets = secrets.lock().unwrap_or_else(|e| e.into_inner());
-        let missing = || {
-            Some(Found::of(
-                None,
-                &self.ledger.of(ns),
-                &self.lazy.wanted,
-                self.policy(),
-                jiff::Timestamp::now(),
-            ))
-        };
-        secrets.remove(ns).unwrap_or_else(missing)
-    }
-
     fn policy(&self) -> Policy {
         policy(self.opts)
-    }
-
-    fn held_expiry(&self, expires: Option<jiff::Timestamp>) {
-        let mut earliest = self.earliest_held.lock().unwrap_or_else(|e| e.into_inner());
-        *earliest = earliest.into_iter().chain(expires).min();
     }
 }
 
@@ -135,32 +143,34 @@ fn skipped(ns: &str, why: Skip) -> NamespaceReport {
     NamespaceReport::skipped(ns, &why.to_string())
 }
 
-pub(super) async fn sync_namespace(
-    ctx: &Ctx<'_>,
-    planned: Planned,
-    shield: Shield,
-) -> NamespaceReport {
+pub(super) async fn sync_namespace(ctx: &Ctx<'_>, input: NamespaceInput, shield: Shield) -> Done {
+    let NamespaceInput {
+        planned,
+        secret,
+        mut accounts,
+        stuck,
+    } = input;
     let ns = planned.name.as_str();
     if let Action::Skip(why) = planned.action {
-        return skipped(ns, why);
+        return skipped(ns, why).into();
     }
     // Named on the command line, so not listed: look it up before writing.
     if !matches!(planned.action, Action::Keep { listed: true }) {
         if let Some(report) = unless_terminating(ctx, ns).await {
-            return report;
+            return report.into();
         }
     }
-    let secret = match make_current(ctx, ns, &shield).await {
+    let (secret, held) = make_current(ctx, ns, secret, &shield).await;
+    let secret = match secret {
         Ok(outcome) => outcome,
-        Err(report) => return report,
+        Err(report) => return Done { report, held },
     };
     let mut report = NamespaceReport::new(ns, secret);
-    if !link_all(ctx, ns, &mut report).await {
-        return report;
+    if link_all(ctx, ns, &mut report, &mut accounts).await {
+        heal_stuck(ctx, ns, &mut report, stuck).await;
+        info!(namespace = ns, outcome = ?report.outcome, "namespace done");
     }
-    heal_stuck(ctx, ns, &mut report).await;
-    info!(namespace = ns, outcome = ?report.outcome, "namespace done");
-    report
+    Done { report, held }
 }
 
 /// A namespace that was not listed: skipped if it is terminating, failed if it cannot be told
@@ -182,18 +192,31 @@ async fn unless_terminating(ctx: &Ctx<'_>, ns: &str) -> Option<NamespaceReport> 
     }
 }
 
-/// Makes the namespace's Secret current, as listed or read; `Err` is the namespace's report
-/// when that fails (or it turns out to be terminating).
+/// Makes the namespace's Secret current, as seen or read; `Err` is the namespace's report
+/// when that fails (or it turns out to be terminating). Also the expiry of the Secret of ours
+/// it leaves in place, unless it was written (then the new token's expiry counts).
 async fn make_current(
     ctx: &Ctx<'_>,
     ns: &str,
+    seen: Seen,
     shield: &Shield,
-) -> Result<SecretOutcome, NamespaceReport> {
+) -> (
+    Result<SecretOutcome, NamespaceReport>,
+    Option<jiff::Timestamp>,
+) {
     let secrets = Secrets::new(ctx.cluster, ns, &ctx.opts.run.target.secret_name);
     let written = ctx.ledger.of(ns);
-    let found = match ctx.known_secret(ns) {
-        Some(found) => Ok(found),
-        None => secrets.find(&written, &ctx.lazy.wanted, ctx.policy()).await,
+    let wanted = &ctx.lazy.wanted;
+    let found = match seen {
+        Seen::Judged(found) => Ok(*found),
+        Seen::Absent => Ok(Found::of(
+            None,
+            &written,
+            wanted,
+            ctx.policy(),
+            jiff::Timestamp::now(),
+        )),
+        Seen::NotListed | Seen::Unread => secrets.find(&written, wanted, ctx.policy()).await,
     };
     let held = found.as_ref().ok().and_then(|f| f.expires_at);
     let result = match found {
@@ -208,12 +231,11 @@ async fn make_current(
         }
         Err(e) => Err(e),
     };
-    // What this namespace's Secret holds after the pass, unless it was written (then the new
-    // token's expiry counts).
-    if !matches!(result, Ok(SecretOutcome::Created | SecretOutcome::Updated)) {
-        ctx.held_expiry(held);
-    }
-    result.map_err(|e| match e {
+    let held = match result {
+        Ok(SecretOutcome::Created | SecretOutcome::Updated) => None,
+        _ => held,
+    };
+    let result = result.map_err(|e| match e {
         SecretError::Terminating => skipped(ns, Skip::Terminating),
         e => {
             // A failed token fetch is reported once, as the run's fatal error.
@@ -224,12 +246,18 @@ async fn make_current(
             }
             NamespaceReport::failed(ns, e.to_string())
         }
-    })
+    });
+    (result, held)
 }
 
 /// Links the Secret in each chosen ServiceAccount, into `report`; `false` when they could not
 /// be listed.
-async fn link_all(ctx: &Ctx<'_>, ns: &str, report: &mut NamespaceReport) -> bool {
+async fn link_all(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    report: &mut NamespaceReport,
+    listed: &mut HashMap<String, serviceaccount::Listed>,
+) -> bool {
     let service_accounts = &ctx.opts.run.target.service_accounts;
     let accounts = match service_accounts.names(ctx.cluster, ns).await {
         Ok(names) => names,
@@ -247,7 +275,7 @@ async fn link_all(ctx: &Ctx<'_>, ns: &str, report: &mut NamespaceReport) -> bool
             &ctx.opts.run.target.secret_name,
             if_missing,
             ctx.opts.dry_run,
-            ctx.known_account(ns, sa),
+            listed.remove(sa),
         )
         .await
         {
@@ -264,11 +292,12 @@ async fn link_all(ctx: &Ctx<'_>, ns: &str, report: &mut NamespaceReport) -> bool
 /// With --delete-stuck-pods, once the namespace is done: deletes each pod stuck on a host our
 /// Secret covers whose replacement gets the Secret (its ServiceAccount was linked in this run);
 /// the others are reported as left, with why.
-async fn heal_stuck(ctx: &Ctx<'_>, ns: &str, report: &mut NamespaceReport) {
-    let pods = {
-        let mut stuck = ctx.stuck.lock().unwrap_or_else(|e| e.into_inner());
-        stuck.remove(ns).unwrap_or_default()
-    };
+async fn heal_stuck(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    report: &mut NamespaceReport,
+    pods: Vec<stuckpods::Candidate>,
+) {
     if pods.is_empty() || report.outcome == Outcome::Failed {
         return;
     }
