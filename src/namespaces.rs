@@ -73,9 +73,9 @@ impl Selection {
 /// Set to "true" on a namespace to keep ecr-refresh out of it: sync skips it and prune cleans it.
 pub(crate) const OPT_OUT_ANNOTATION: &str = "ecr-refresh/opt-out";
 
-/// A namespace as listed (or as named on the command line).
+/// A namespace's entry, as listed (or as named on the command line).
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Found {
+struct Entry {
     name: String,
     terminating: bool,
     opted_out: bool,
@@ -83,7 +83,7 @@ struct Found {
     listed: bool,
 }
 
-impl Found {
+impl Entry {
     fn named(name: String) -> Self {
         Self {
             name,
@@ -149,7 +149,7 @@ pub(crate) async fn plan(
     let literal = selection.literal_names();
     if scope == Scope::Selected {
         let selected = match literal {
-            Some(names) => names.into_iter().map(Found::named).collect(),
+            Some(names) => names.into_iter().map(Entry::named).collect(),
             None => {
                 let mut all = list(cluster, selection.label_selector.as_ref()).await?;
                 all.retain(|t| selection.matches(&t.name));
@@ -159,7 +159,7 @@ pub(crate) async fn plan(
         return Ok(selected.into_iter().map(selected_action).collect());
     }
     let all = list(cluster, None).await?;
-    let selected: Vec<Found> = if selection.label_selector.is_some() {
+    let selected: Vec<Entry> = if selection.label_selector.is_some() {
         let mut matching = list(cluster, selection.label_selector.as_ref()).await?;
         matching.retain(|t| selection.matches(&t.name));
         matching
@@ -171,7 +171,7 @@ pub(crate) async fn plan(
                 all.iter()
                     .find(|t| t.name == n)
                     .cloned()
-                    .unwrap_or_else(|| Found::named(n))
+                    .unwrap_or_else(|| Entry::named(n))
             })
             .collect()
     } else {
@@ -186,7 +186,7 @@ pub(crate) async fn plan(
 
 /// Prune removes us from every namespace the selection leaves out, so a `-n` typo or a label
 /// selector that matches nothing would prune everything.
-fn refuse_empty(selection: &Selection, selected: &[Found]) -> Result<()> {
+fn refuse_empty(selection: &Selection, selected: &[Entry]) -> Result<()> {
     // Listed means it exists (a terminating one counts).
     if selected.iter().any(|t| t.listed) {
         return Ok(());
@@ -203,7 +203,7 @@ fn refuse_empty(selection: &Selection, selected: &[Found]) -> Result<()> {
     })
 }
 
-fn selected_action(t: Found) -> Planned {
+fn selected_action(t: Entry) -> Planned {
     let action = if t.terminating {
         Action::Skip(Skip::Terminating)
     } else if t.opted_out {
@@ -219,7 +219,7 @@ fn selected_action(t: Found) -> Planned {
 
 /// Selected and not opted out: synced (a terminating one is skipped). Everything else that is
 /// not terminating, opted-out selected ones included, is pruned.
-fn split(all: Vec<Found>, selected: Vec<Found>) -> Vec<Planned> {
+fn split(all: Vec<Entry>, selected: Vec<Entry>) -> Vec<Planned> {
     let kept: std::collections::HashSet<&str> = selected
         .iter()
         .filter(|t| !t.opted_out)
@@ -270,7 +270,7 @@ pub(crate) enum NamespaceError {
 }
 
 /// Every namespace (matching the label selector, if any), sorted by name.
-async fn list(cluster: &Cluster, label_selector: Option<&LabelSelector>) -> Result<Vec<Found>> {
+async fn list(cluster: &Cluster, label_selector: Option<&LabelSelector>) -> Result<Vec<Entry>> {
     let api: Api<Namespace> = Api::all(cluster.client());
     let mut found = Vec::new();
     let mut continue_token: Option<String> = None;
@@ -296,7 +296,7 @@ async fn list(cluster: &Cluster, label_selector: Option<&LabelSelector>) -> Resu
                 .as_ref()
                 .and_then(|a| a.get(OPT_OUT_ANNOTATION))
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-            found.push(Found {
+            found.push(Entry {
                 name,
                 terminating: meta.deletion_timestamp.is_some(),
                 opted_out,
@@ -316,8 +316,8 @@ async fn list(cluster: &Cluster, label_selector: Option<&LabelSelector>) -> Resu
 mod tests {
     use super::*;
 
-    fn found(name: &str, terminating: bool, opted_out: bool) -> Found {
-        Found {
+    fn found(name: &str, terminating: bool, opted_out: bool) -> Entry {
+        Entry {
             name: name.into(),
             terminating,
             opted_out,
@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn a_selection_that_matches_nothing_is_refused_unless_it_only_excludes() {
-        let typo = refuse_empty(&sel(&["typo"], &[]), &[Found::named("typo".into())]);
+        let typo = refuse_empty(&sel(&["typo"], &[]), &[Entry::named("typo".into())]);
         assert!(
             matches!(&typo, Err(Error::InvalidInput { flag: "--namespace", value, .. }) if value == "typo"),
             "{typo:?}"

@@ -205,8 +205,10 @@ async fn service_account_write_is_a_guarded_json_patch_of_the_list_only() {
             .await
             .assert_code(0);
         let reads = proxy.log().into_iter().filter(|(m, ..)| m == "GET");
+        // One list per name (its later pages, on a server with over 500 namespaces, aside).
         let list = reads
             .filter(|(_, p, _)| p.starts_with("/api/v1/serviceaccounts?"))
+            .filter(|(_, p, _)| !p.contains("continue="))
             .count();
         assert_eq!(list, if listed { 2 } else { 0 }, "{:?}", proxy.log());
         assert_patches(&client, &ns, &proxy).await;

@@ -26,6 +26,7 @@ const TOP: &[&str] = &["src/main.rs", "src/lib.rs", "src/cli/"];
 /// Judgement over plain data: no I/O, no client.
 const PURE: &[&str] = &[
     "src/pullsecret/judge.rs",
+    "src/serviceaccount/plan.rs",
     "src/dockerconfig.rs",
     "src/k8s_grammar/",
 ];

@@ -146,6 +146,15 @@ fn hung(server: String, what: impl std::fmt::Display) -> impl FnOnce(String) -> 
     }
 }
 
+/// What a list sends of each object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Parts {
+    /// Only its metadata (PartialObjectMetadata): a tenth of the bytes of whole Secrets.
+    Metadata,
+    /// The whole object.
+    Whole,
+}
+
 #[derive(Clone)]
 pub(crate) struct Cluster {
     client: Client,
@@ -225,14 +234,14 @@ impl Cluster {
     /// field selector on the name (RBAC can allow it for that name only: `list` with
     /// `resourceNames`) instead of a read per namespace. `each` sees every object as its page
     /// arrives, so no more than a page of whole objects is held at once.
-    /// With `metadata_only` the server sends only each object's `metadata` (PartialObjectMetadata),
-    /// leaving out the rest, such as a Secret's payload; `each` then sees objects with nothing
-    /// else filled in.
+    /// With [`Parts::Metadata`] the server sends only each object's `metadata`
+    /// (PartialObjectMetadata), leaving out the rest, such as a Secret's payload; `each` then
+    /// sees objects with nothing else filled in.
     pub(crate) async fn list_named<K>(
         &self,
         what: &str,
         name: &str,
-        metadata_only: bool,
+        parts: Parts,
         mut each: impl FnMut(K),
     ) -> Result<(), kube::Error>
     where
@@ -245,7 +254,7 @@ impl Cluster {
     {
         let api: kube::Api<K> = kube::Api::all(self.client.clone());
         let api = &api;
-        if metadata_only {
+        if parts == Parts::Metadata {
             let list = |lp| async move { api.list_metadata(&lp).await };
             let bare = |m: kube::core::PartialObjectMeta<K>| {
                 let mut object = K::default();

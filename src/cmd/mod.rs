@@ -14,7 +14,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use tracing::{info, warn};
 
-use crate::cluster::{explain, Cluster, ClusterOptions, PendingCluster};
+use crate::cluster::{explain, Cluster, ClusterOptions, Parts, PendingCluster};
 use crate::namespaces::Selection;
 use crate::pullsecret;
 use crate::report::NamespaceReport;
@@ -157,12 +157,13 @@ where
 
 /// Reads the ServiceAccounts to link with one cluster-wide list per name, not one GET per
 /// namespace. Not when every namespace is named literally (a GET each is cheaper than listing
-/// the whole cluster), nor when listing is refused: then each one is read on its own.
+/// the whole cluster), nor when listing is refused: then each one is read on its own. By
+/// namespace, then by name.
 pub(crate) async fn list_accounts(
     cluster: &Cluster,
     run: &RunOptions,
-) -> HashMap<(String, String), serviceaccount::Listed> {
-    let mut known = HashMap::new();
+) -> HashMap<String, HashMap<String, serviceaccount::Listed>> {
+    let mut known: HashMap<String, HashMap<String, _>> = HashMap::new();
     let ServiceAccounts::Named(names) = &run.target.service_accounts else {
         return known;
     };
@@ -171,7 +172,11 @@ pub(crate) async fn list_accounts(
     }
     for name in names {
         match serviceaccount::list_everywhere(cluster, name, |ns| run.selection.matches(ns)).await {
-            Ok(found) => known.extend(found.into_iter().map(|(ns, sa)| ((ns, name.clone()), sa))),
+            Ok(found) => {
+                for (ns, account) in found {
+                    known.entry(ns).or_default().insert(name.clone(), account);
+                }
+            }
             Err(e) => info!(
                 service_account = %name,
                 error = %explain(&e),
@@ -188,7 +193,7 @@ pub(crate) async fn list_accounts(
 pub(crate) async fn list_secrets<T>(
     cluster: &Cluster,
     run: &RunOptions,
-    metadata_only: bool,
+    parts: Parts,
     judge: impl Fn(&Secret) -> T,
 ) -> Option<HashMap<String, T>> {
     if run.selection.literal_names().is_some() {
@@ -196,7 +201,7 @@ pub(crate) async fn list_secrets<T>(
     }
     let name = &run.target.secret_name;
     let wanted = |ns: &str| run.selection.matches(ns);
-    match pullsecret::list_everywhere(cluster, name, metadata_only, wanted, judge).await {
+    match pullsecret::list_everywhere(cluster, name, parts, wanted, judge).await {
         Ok(found) => Some(found),
         // The RBAC hint only for a refusal: a list that fails to parse needs no grant.
         Err(e) if crate::cluster::is_status(&e, |s| s.is_forbidden()) => {

@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope};
 use crate::pullsecret::{self, SecretOutcome, Secrets, State};
 use crate::report::{NamespaceReport, RunReport};
-use crate::serviceaccount::{self, ServiceAccountOutcome, Target};
+use crate::serviceaccount::{self, ServiceAccountOutcome, Target, Unlink};
 use crate::shutdown::Stop;
 
 #[derive(Clone, Debug)]
@@ -47,7 +47,11 @@ pub(crate) async fn run(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
         &opts.run,
         to_prune,
         opts.dry_run,
-        opts.uninstall,
+        if opts.uninstall {
+            Unlink::Any
+        } else {
+            Unlink::Recorded
+        },
         limits,
     )
     .await;
@@ -67,13 +71,13 @@ pub(crate) async fn run(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
 }
 
 /// Prunes each namespace; only namespaces where something was removed, or that failed, are
-/// reported. With `uninstall`, our ServiceAccount entry goes even where our Secret is gone.
+/// reported. With [`Unlink::Any`], our ServiceAccount entry goes even where our Secret is gone.
 pub(crate) async fn prune_all(
     cluster: &Cluster,
     run: &RunOptions,
     namespaces: Vec<Planned>,
     dry_run: bool,
-    uninstall: bool,
+    which: Unlink,
     limits: Limits<'_>,
 ) -> Vec<NamespaceReport> {
     let late = |ns: &Planned, cut: Cut| Some(limits.cut_short(&ns.name, cut));
@@ -81,7 +85,7 @@ pub(crate) async fn prune_all(
         namespaces,
         run.pace.concurrency,
         limits,
-        |ns, _shield| prune_namespace(cluster, &run.target, ns, dry_run, uninstall),
+        |ns, _shield| prune_namespace(cluster, &run.target, ns, dry_run, which),
         late,
     )
     .await
@@ -95,7 +99,7 @@ async fn prune_namespace(
     target: &Target,
     planned: Planned,
     dry_run: bool,
-    uninstall: bool,
+    which: Unlink,
 ) -> Option<NamespaceReport> {
     let ns = planned.name.as_str();
     let name = target.secret_name.as_str();
@@ -108,7 +112,7 @@ async fn prune_namespace(
     // their Secret is theirs). Not there: only an uninstall still looks for our entry.
     let secret = match pullsecret::state(existing.as_ref()) {
         State::Ours => existing,
-        State::Missing if uninstall => None,
+        State::Missing if which == Unlink::Any => None,
         _ => return None,
     };
     let mut report = NamespaceReport::new(ns, SecretOutcome::Deleted);
@@ -116,7 +120,7 @@ async fn prune_namespace(
         report.secret = None;
     }
     // Unlink first: a ServiceAccount never points at a Secret we already deleted.
-    if let Err(e) = unlink_all(cluster, target, &mut report, uninstall, dry_run).await {
+    if let Err(e) = unlink_all(cluster, target, &mut report, which, dry_run).await {
         return Some(NamespaceReport::failed(ns, e));
     }
     let Some(secret) = secret else {
@@ -142,7 +146,7 @@ async fn unlink_all(
     cluster: &Cluster,
     target: &Target,
     report: &mut NamespaceReport,
-    uninstall: bool,
+    which: Unlink,
     dry_run: bool,
 ) -> Result<(), String> {
     let ns = report.name.clone();
@@ -153,7 +157,7 @@ async fn unlink_all(
         .await
         .map_err(|e| e.to_string())?;
     for sa in &accounts {
-        match serviceaccount::unlink(cluster, &ns, sa, name, uninstall, dry_run).await {
+        match serviceaccount::unlink(cluster, &ns, sa, name, which, dry_run).await {
             Ok(outcome) => report.link(sa, outcome),
             Err(e) => report.fail_service_account(sa, e.to_string()),
         }

@@ -168,7 +168,8 @@ impl EcrClientConfig {
 
     /// What a Secret's payload must hold to be fresh, see [`ExpectedHosts::matches`].
     pub(crate) fn expected_hosts(&self, registries: &[RegistrySpec]) -> ExpectedHosts {
-        let mut requested: Vec<String> = self.plan(registries).into_values().flatten().collect();
+        let mut requested: Vec<String> =
+            self.by_region(registries).into_values().flatten().collect();
         requested.sort();
         requested.dedup();
         ExpectedHosts {
@@ -179,7 +180,10 @@ impl EcrClientConfig {
 
     /// Groups the names of the requested registries by region. The default region is always
     /// present: its token's own registry is always written.
-    pub(crate) fn plan(&self, registries: &[RegistrySpec]) -> BTreeMap<RegionName, Vec<String>> {
+    pub(crate) fn by_region(
+        &self,
+        registries: &[RegistrySpec],
+    ) -> BTreeMap<RegionName, Vec<String>> {
         let mut plan: BTreeMap<RegionName, Vec<String>> = BTreeMap::new();
         plan.entry(self.default_region.clone()).or_default();
         for spec in registries {
@@ -199,7 +203,7 @@ impl EcrClientConfig {
     /// Secret is never written with only some of its registries.
     pub(crate) async fn fetch(&self, registries: &[RegistrySpec]) -> Result<Vec<RegionCredential>> {
         self.credentials().await?;
-        let plan = self.plan(registries);
+        let plan = self.by_region(registries);
         let regions: Vec<String> = plan.keys().map(ToString::to_string).collect();
         self.enter(format!(
             "waiting for ECR GetAuthorizationToken in {}",

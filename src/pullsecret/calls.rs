@@ -13,16 +13,16 @@ use tracing::{debug, info, warn};
 use super::desired::Desired;
 use super::ledger::Written;
 use super::{Found, LazyDesired, Op, Policy, SecretError, SecretOutcome, State, Wanted};
-use crate::cluster::{explain_write, is_status, Cluster, FIELD_MANAGER};
+use crate::cluster::{explain_write, is_status, Cluster, Parts, FIELD_MANAGER};
 use crate::shutdown::Shield;
 
 /// Our Secret in every namespace that has one (and `wanted` accepts), judged by `judge` as
-/// each page arrives (see [`Cluster::list_named`]). With `metadata_only`, the list carries no
+/// each page arrives (see [`Cluster::list_named`]). With [`Parts::Metadata`], the list carries no
 /// type and no payload (see [`Found::of_metadata`]): a tenth of the bytes of whole Secrets.
 pub(crate) async fn list_everywhere<T>(
     cluster: &Cluster,
     name: &str,
-    metadata_only: bool,
+    parts: Parts,
     wanted: impl Fn(&str) -> bool,
     judge: impl Fn(&Secret) -> T,
 ) -> Result<HashMap<String, T>, kube::Error> {
@@ -33,7 +33,7 @@ pub(crate) async fn list_everywhere<T>(
         }
     };
     cluster
-        .list_named("list secrets", name, metadata_only, each)
+        .list_named("list secrets", name, parts, each)
         .await?;
     Ok(found)
 }
@@ -192,26 +192,30 @@ impl<'a> Secrets<'a> {
         // Everything below writes, so get the token first: a failed fetch writes nothing.
         let desired = lazy.get().await.map_err(SecretError::Token)?;
         debug!(namespace = self.ns, reason = %due, "secret is due");
-        // Held from a delete to its create, so neither --timeout nor a signal leaves the
-        // namespace without a Secret in between.
-        let mut _unsplit = None;
-        if let State::WrongType(found_type) = &found.state {
-            // The server refuses to change a Secret's type in place: delete exactly the object
-            // we saw, then create ours.
-            _unsplit = Some(shield.hold().await);
-            warn!(namespace = self.ns, secret = self.name, found = %found_type, "--force: replacing secret of the wrong type");
-            match self
-                .delete_seen(&found.seen, Op::Replace, policy.dry_run)
-                .await
-            {
-                Err(SecretError::Changed) => return Ok(None),
-                other => other?,
+        // The server refuses to change a Secret's type in place: delete exactly the object we
+        // saw, then create ours. The shield is held from that delete until this function
+        // returns, after the create, so neither --timeout nor a signal leaves the namespace
+        // without a Secret in between.
+        let _delete_to_create = match &found.state {
+            State::WrongType(found_type) => {
+                let held = shield.hold().await;
+                warn!(namespace = self.ns, secret = self.name, found = %found_type, "--force: replacing secret of the wrong type");
+                match self
+                    .delete_seen(&found.seen, Op::Replace, policy.dry_run)
+                    .await
+                {
+                    Err(SecretError::Changed) => return Ok(None),
+                    other => other?,
+                }
+                if policy.dry_run {
+                    // The delete did not persist, so a dry-run create would still meet the old
+                    // one.
+                    return Ok(Some(dry(SecretOutcome::Updated, Vec::new())));
+                }
+                Some(held)
             }
-            if policy.dry_run {
-                // The delete did not persist, so a dry-run create would still meet the old one.
-                return Ok(Some(dry(SecretOutcome::Updated, Vec::new())));
-            }
-        }
+            _ => None,
+        };
         let mut seen = found.seen.resource_version.clone();
         let removed = found.strays.clone();
         if !removed.is_empty() && matches!(found.state, State::Ours | State::Foreign) {

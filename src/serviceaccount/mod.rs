@@ -23,7 +23,7 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 use tracing::info;
 
-use crate::cluster::{explain, explain_write, Cluster};
+use crate::cluster::{explain, explain_write, Cluster, Parts};
 use edit::Edit;
 use plan::{link_plan, unlink_plan};
 
@@ -158,17 +158,26 @@ pub(crate) async fn link(
     }
 }
 
-/// Removes our `secret` entry from the list, keeping every other entry; with `uninstall`, any
-/// entry naming it, recorded as ours or not. A missing ServiceAccount is fine.
+/// Which entries naming our Secret unlinking takes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unlink {
+    /// Only an entry recorded as ours (the `ecr-refresh/linked` annotation).
+    Recorded,
+    /// Any entry naming it, recorded or not (`prune --uninstall`).
+    Any,
+}
+
+/// Removes our `secret` entry from the list, keeping every other entry (with [`Unlink::Any`],
+/// any entry naming it, recorded as ours or not). A missing ServiceAccount is fine.
 pub(crate) async fn unlink(
     cluster: &Cluster,
     ns: &str,
     name: &str,
     secret: &str,
-    uninstall: bool,
+    which: Unlink,
     dry_run: bool,
 ) -> Result<ServiceAccountOutcome, SaError> {
-    let plan = |sa: &ServiceAccount| unlink_plan(sa, secret, uninstall);
+    let plan = |sa: &ServiceAccount| unlink_plan(sa, secret, which);
     let edit = Edit {
         cluster,
         ns,
@@ -288,7 +297,7 @@ pub(crate) async fn list_everywhere(
         .list_named(
             "list service accounts",
             name,
-            false,
+            Parts::Whole,
             |sa: ServiceAccount| {
                 if let Some(ns) = sa.metadata.namespace.filter(|ns| wanted(ns)) {
                     let annotations = sa.metadata.annotations;

@@ -3,7 +3,7 @@
 use k8s_openapi::api::core::v1::{LocalObjectReference, ServiceAccount};
 use serde_json::{json, Value};
 
-use super::{ServiceAccountOutcome, LINKED_ANNOTATION};
+use super::{ServiceAccountOutcome, Unlink, LINKED_ANNOTATION};
 
 /// [`LINKED_ANNOTATION`] as a JSON pointer (`/` is written `~1`).
 const LINKED_PATH: &str = "/metadata/annotations/ecr-refresh~1linked";
@@ -29,18 +29,18 @@ pub(super) fn link_plan(sa: &ServiceAccount, secret: &str) -> (Vec<Value>, Servi
 }
 
 /// What unlinking `secret` takes: [`link_plan`]'s counterpart. An entry not recorded as ours is
-/// left alone unless `uninstall`; a record of ours without its entry is dropped.
+/// left alone unless `which` is [`Unlink::Any`]; a record of ours without its entry is dropped.
 pub(super) fn unlink_plan(
     sa: &ServiceAccount,
     secret: &str,
-    uninstall: bool,
+    which: Unlink,
 ) -> (Vec<Value>, ServiceAccountOutcome) {
     let mut ours = linked_by_us(sa);
     let recorded = ours.iter().any(|n| n == secret);
     ours.retain(|n| n != secret);
     let record = record_ops(sa, ours);
     let ops = unlink_ops(sa.image_pull_secrets.as_deref(), secret);
-    match (ops.is_empty(), recorded || uninstall) {
+    match (ops.is_empty(), recorded || which == Unlink::Any) {
         (false, true) => ([ops, record].concat(), ServiceAccountOutcome::Unlinked),
         (false, false) => (Vec::new(), ServiceAccountOutcome::NotOurs),
         (true, _) => (record, ServiceAccountOutcome::NotLinked),
@@ -166,7 +166,7 @@ mod tests {
     #[test]
     fn unlink_takes_out_only_what_we_recorded_unless_uninstalling() {
         let ours = Some(&[(LINKED_ANNOTATION, "ours"), ("a", "b")][..]);
-        let (ops, change) = unlink_plan(&sa(&["a", "ours"], ours), "ours", false);
+        let (ops, change) = unlink_plan(&sa(&["a", "ours"], ours), "ours", Unlink::Recorded);
         assert_eq!(change, ServiceAccountOutcome::Unlinked);
         assert_eq!(
             ops,
@@ -178,23 +178,23 @@ mod tests {
         // Added by hand (or by a version that kept no record): theirs.
         let by_hand = sa(&["ours"], Some(&[("a", "b")]));
         assert_eq!(
-            unlink_plan(&by_hand, "ours", false),
+            unlink_plan(&by_hand, "ours", Unlink::Recorded),
             (vec![], ServiceAccountOutcome::NotOurs)
         );
-        let (ops, change) = unlink_plan(&by_hand, "ours", true);
+        let (ops, change) = unlink_plan(&by_hand, "ours", Unlink::Any);
         assert_eq!(change, ServiceAccountOutcome::Unlinked);
         assert_eq!(ops, [json!({"op": "remove", "path": "/imagePullSecrets"})]);
         // A record without its entry is dropped; another Secret's record stays.
         let stale = sa(&["x"], Some(&[(LINKED_ANNOTATION, "other,ours")]));
         assert_eq!(
-            unlink_plan(&stale, "ours", false),
+            unlink_plan(&stale, "ours", Unlink::Recorded),
             (
                 vec![json!({"op": "add", "path": LINKED_PATH, "value": "other"})],
                 ServiceAccountOutcome::NotLinked
             )
         );
         assert_eq!(
-            unlink_plan(&sa(&[], None), "ours", true),
+            unlink_plan(&sa(&[], None), "ours", Unlink::Any),
             (vec![], ServiceAccountOutcome::NotLinked)
         );
     }

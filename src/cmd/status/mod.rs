@@ -3,14 +3,13 @@
 mod health;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 
 use super::{bounded, connect, list_accounts, list_secrets, setup, RunOptions};
 use crate::bornlinked;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Parts};
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope};
 use crate::pullsecret::{self, Ledger, Secrets, State};
@@ -53,77 +52,76 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
             }),
             list_accounts(&cluster, &opts.run),
             // Whole Secrets: the diagnostics read the payload.
-            list_secrets(&cluster, &opts.run, false, Secret::clone)
+            list_secrets(&cluster, &opts.run, Parts::Whole, Secret::clone)
         ))
     };
-    let ((ledger, unread), plan, policy, pods, accounts, secrets) =
+    let ((ledger, unread), plan, policy, pods, mut accounts, mut secrets) =
         setup(&limits, reads, cluster.hung("listing namespaces")).await?;
-    let listed = Listed {
-        accounts: Mutex::new(accounts),
-        secrets: secrets.map(Mutex::new),
-    };
     let mut report = StatusReport::new(opts.run.target.secret_name.clone(), opts.min_remaining);
     report.born_linked_policy = Some(policy);
     report.warnings.extend(unread.map(|e| e.to_string()));
     let plan = plan?;
-    let pods = pods.unwrap_or_else(|e| {
+    let mut pods = pods.unwrap_or_else(|e| {
         report.warnings.push(health::pods_unseen(&e));
         ByNamespace::new()
     });
+    let inputs: Vec<Input> = plan
+        .into_iter()
+        .map(|planned| Input {
+            secret: secrets.as_mut().map(|s| s.remove(&planned.name)),
+            accounts: accounts.remove(&planned.name).unwrap_or_default(),
+            pods: pods.remove(&planned.name).unwrap_or_default(),
+            planned,
+        })
+        .collect();
     let check = Check {
         cluster: &cluster,
         opts,
-        listed: &listed,
         ledger: &ledger,
         now: jiff::Timestamp::now(),
     };
     let timeout = opts.run.pace.timeout;
     report.namespaces = bounded(
-        plan,
+        inputs,
         opts.run.pace.concurrency,
         limits,
-        |ns, _| {
-            let stuck = pods.get(&ns.name);
-            check.namespace(ns, stuck)
-        },
-        |ns, _| health::late(&ns.name, timeout),
+        |input, _| check.namespace(input),
+        |input, _| health::late(&input.planned.name, timeout),
     )
     .await;
     report.finish(cluster.stats(), started);
     Ok(report)
 }
 
-/// What the cluster-wide lists found, taken out namespace by namespace.
-struct Listed {
-    accounts: Mutex<HashMap<(String, String), serviceaccount::Listed>>,
-    /// `None`: not listed, so each namespace reads its own.
-    secrets: Option<Mutex<HashMap<String, Secret>>>,
-}
-
-impl Listed {
-    /// Our Secret in `ns`: `Some(None)` when the list showed none, `None` when not listed.
-    fn secret(&self, ns: &str) -> Option<Option<Secret>> {
-        let secrets = self.secrets.as_ref()?;
-        Some(secrets.lock().unwrap_or_else(|e| e.into_inner()).remove(ns))
-    }
-
-    fn account(&self, ns: &str, name: &str) -> Option<serviceaccount::Listed> {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        accounts.remove(&(ns.to_string(), name.to_string()))
-    }
+/// One namespace's share of the lists, handed to its check by value.
+#[derive(Clone)]
+struct Input {
+    planned: Planned,
+    /// Our Secret: `None` when not listed (read on its own), `Some(None)` when the list showed
+    /// none.
+    secret: Option<Option<Secret>>,
+    /// The ServiceAccounts listed there, by name; one not here is read on its own.
+    accounts: HashMap<String, serviceaccount::Listed>,
+    /// Pods waiting on a pull without our Secret.
+    pods: Vec<Candidate>,
 }
 
 /// One namespace's check, with what every namespace shares.
 struct Check<'a> {
     cluster: &'a Cluster,
     opts: &'a StatusOptions,
-    listed: &'a Listed,
     ledger: &'a Ledger,
     now: jiff::Timestamp,
 }
 
 impl Check<'_> {
-    async fn namespace(&self, planned: Planned, pods: Option<&Vec<Candidate>>) -> NamespaceStatus {
+    async fn namespace(&self, input: Input) -> NamespaceStatus {
+        let Input {
+            planned,
+            secret,
+            mut accounts,
+            pods,
+        } = input;
         let mut st = NamespaceStatus::new(&planned.name);
         if let Action::Skip(why) = planned.action {
             st.healthy = true;
@@ -131,10 +129,10 @@ impl Check<'_> {
             return st;
         }
         let ns = planned.name.as_str();
-        self.secret(ns, &mut st).await;
-        self.accounts(ns, &mut st).await;
+        self.secret(ns, secret, &mut st).await;
+        self.accounts(ns, &mut accounts, &mut st).await;
         let name = self.opts.run.target.secret_name.as_str();
-        for pod in pods.into_iter().flatten() {
+        for pod in &pods {
             let linked = st
                 .service_accounts
                 .iter()
@@ -149,9 +147,9 @@ impl Check<'_> {
     }
 
     /// Whose the Secret is, and how one of ours stands.
-    async fn secret(&self, ns: &str, st: &mut NamespaceStatus) {
+    async fn secret(&self, ns: &str, listed: Option<Option<Secret>>, st: &mut NamespaceStatus) {
         let name = self.opts.run.target.secret_name.as_str();
-        let existing = match self.listed.secret(ns) {
+        let existing = match listed {
             Some(known) => Ok(known),
             None => Secrets::new(self.cluster, ns, name).get().await,
         };
@@ -180,7 +178,12 @@ impl Check<'_> {
     }
 
     /// Whether each chosen ServiceAccount references the Secret.
-    async fn accounts(&self, ns: &str, st: &mut NamespaceStatus) {
+    async fn accounts(
+        &self,
+        ns: &str,
+        listed: &mut HashMap<String, serviceaccount::Listed>,
+        st: &mut NamespaceStatus,
+    ) {
         let target = &self.opts.run.target;
         let name = target.secret_name.as_str();
         let all = matches!(target.service_accounts, ServiceAccounts::All);
@@ -190,7 +193,7 @@ impl Check<'_> {
         };
         for sa in accounts {
             // Not listed (or not there when listed): read it.
-            let state = match self.listed.account(ns, &sa) {
+            let state = match listed.remove(&sa) {
                 Some(known) => Ok(known.link_state(name)),
                 None => serviceaccount::link_state(self.cluster, ns, &sa, name).await,
             };

@@ -9,13 +9,13 @@ use tracing::{debug, info, warn};
 mod namespace;
 
 use super::{bounded, list_secrets, prune, setup, stopped, Limits, RunOptions};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Parts};
 use crate::ecr::{EcrClientConfig, EcrOptions, EcrProgress};
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope};
 use crate::pullsecret::{Found, LazyDesired, Ledger, LedgerError, Policy, SecretOutcome, Secrets};
 use crate::report::RunReport;
-use crate::serviceaccount;
+use crate::serviceaccount::{self, Unlink};
 use crate::shutdown::Stop;
 use crate::stuckpods::{self, ByNamespace};
 use namespace::{sync_namespace, Ctx, NamespaceInput, Seen, Writes};
@@ -109,7 +109,8 @@ struct Pass<'a> {
 /// What the reads before any write found (see [`Pass::read`]).
 struct Reads {
     plan: Vec<Planned>,
-    accounts: HashMap<(String, String), serviceaccount::Listed>,
+    /// The ServiceAccounts the cluster-wide lists found, by namespace, then by name.
+    accounts: HashMap<String, HashMap<String, serviceaccount::Listed>>,
     stuck: ByNamespace,
     lazy: LazyDesired,
     /// Our Secrets as listed and judged; `None` when they could not be listed.
@@ -189,7 +190,7 @@ impl Pass<'_> {
                 let written = ledger.of(s.metadata.namespace.as_deref().unwrap_or_default());
                 Found::of_metadata(s, &written, &lazy.wanted, policy(opts), now)
             };
-            let listed = list_secrets(cluster, &opts.run, true, judge).await;
+            let listed = list_secrets(cluster, &opts.run, Parts::Metadata, judge).await;
             Ok((listed, (ledger, unread)))
         };
         let secrets = setup(&self.limits, secrets, cluster.hung("listing secrets"));
@@ -207,7 +208,7 @@ impl Pass<'_> {
     async fn write(&self, mut report: RunReport, reads: Reads, stop: &Stop) -> RunReport {
         let Reads {
             plan,
-            accounts,
+            mut accounts,
             mut stuck,
             lazy,
             mut secrets,
@@ -241,7 +242,6 @@ impl Pass<'_> {
                 return self.failed(report, &e);
             }
         }
-        let mut accounts = by_namespace(accounts);
         let inputs: Vec<NamespaceInput> = to_sync
             .into_iter()
             .map(|planned| NamespaceInput {
@@ -368,7 +368,7 @@ impl Pass<'_> {
                 &opts.run,
                 to_prune,
                 opts.dry_run,
-                false,
+                Unlink::Recorded,
                 self.limits,
             )
             .await;
@@ -396,17 +396,6 @@ impl Pass<'_> {
         report.finish(self.cluster.stats(), self.started, Some(e));
         report
     }
-}
-
-/// The ServiceAccounts the cluster-wide lists found, by namespace, then by name.
-fn by_namespace(
-    accounts: HashMap<(String, String), serviceaccount::Listed>,
-) -> HashMap<String, HashMap<String, serviceaccount::Listed>> {
-    let mut by_ns: HashMap<String, HashMap<String, _>> = HashMap::new();
-    for ((ns, name), account) in accounts {
-        by_ns.entry(ns).or_default().insert(name, account);
-    }
-    by_ns
 }
 
 /// The earliest expiry among our Secrets now: those left in place, and the new token if any
