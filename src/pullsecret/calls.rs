@@ -12,7 +12,9 @@ use tracing::{debug, info, warn};
 
 use super::desired::Desired;
 use super::ledger::Written;
-use super::{Found, LazyDesired, Op, Policy, SecretError, SecretOutcome, State, Wanted};
+use super::{
+    Found, LazyDesired, Op, Policy, SecretError, SecretOutcome, SecretStep, State, Wanted,
+};
 use crate::cluster::{explain_write, is_status, Cluster, Parts, FIELD_MANAGER};
 use crate::shutdown::Shield;
 
@@ -184,10 +186,14 @@ impl<'a> Secrets<'a> {
         found: &Found,
         shield: &Shield,
     ) -> Result<Option<Ensured>, SecretError> {
-        self.refuse_unforced(&found.state, policy)?;
-        let Some(due) = &found.due else {
-            debug!(namespace = self.ns, "secret is current");
-            return Ok(Some(Ensured::left()));
+        let step = found.step(policy);
+        let due = match (step, &found.due) {
+            (SecretStep::Refuse, _) => return Err(self.refusal(&found.state)),
+            (SecretStep::Leave, _) | (_, None) => {
+                debug!(namespace = self.ns, "secret is current");
+                return Ok(Some(Ensured::left()));
+            }
+            (_, Some(due)) => due,
         };
         // Everything below writes, so get the token first: a failed fetch writes nothing.
         let desired = lazy.get().await.map_err(SecretError::Token)?;
@@ -196,8 +202,8 @@ impl<'a> Secrets<'a> {
         // saw, then create ours. The shield is held from that delete until this function
         // returns, after the create, so neither --timeout nor a signal leaves the namespace
         // without a Secret in between.
-        let _delete_to_create = match &found.state {
-            State::WrongType(found_type) => {
+        let _delete_to_create = match (step, &found.state) {
+            (SecretStep::Replace, State::WrongType(found_type)) => {
                 let held = shield.hold().await;
                 warn!(namespace = self.ns, secret = self.name, found = %found_type, "--force: replacing secret of the wrong type");
                 match self
@@ -218,7 +224,7 @@ impl<'a> Secrets<'a> {
         };
         let mut seen = found.seen.resource_version.clone();
         let removed = found.strays.clone();
-        if !removed.is_empty() && matches!(found.state, State::Ours | State::Foreign) {
+        if !removed.is_empty() && step == SecretStep::Apply {
             // The admission policy refuses our apply while they are there, and an apply never
             // removes another manager's fields: remove them first, from exactly what was read.
             warn!(namespace = self.ns, secret = self.name, keys = ?removed, "removing data keys ecr-refresh does not write");
@@ -313,14 +319,14 @@ impl<'a> Secrets<'a> {
     }
 
     /// Someone else's Secret, or one of the wrong type, is only written with --force.
-    fn refuse_unforced(&self, state: &State, policy: Policy) -> Result<(), SecretError> {
+    /// Why a Secret that is not ours is left alone (without --force).
+    fn refusal(&self, state: &State) -> SecretError {
         match state {
-            State::Foreign if !policy.force => Err(self.not_ours()),
-            State::WrongType(found) if !policy.force => Err(SecretError::WrongType {
+            State::WrongType(found) => SecretError::WrongType {
                 secret: self.name.to_string(),
                 found: found.clone(),
-            }),
-            _ => Ok(()),
+            },
+            _ => self.not_ours(),
         }
     }
 

@@ -424,10 +424,44 @@ impl Found {
     }
 }
 
+/// What `sync` does with the Secret it found: the Secret step of a namespace's plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SecretStep {
+    /// Current: nothing to write.
+    Leave,
+    /// Someone else's, or of another type, and no --force: nothing is written.
+    Refuse,
+    /// None there: create it (an apply that conflicts with one made since).
+    Create,
+    /// Ours, or someone else's taken over with --force: apply over exactly the version read,
+    /// after removing data keys that are not ours.
+    Apply,
+    /// Of another type, with --force: delete exactly the object read, then create ours.
+    Replace,
+}
+
+impl SecretStep {
+    /// Whether the step writes, and so needs the token.
+    pub(crate) fn writes(self) -> bool {
+        matches!(self, Self::Create | Self::Apply | Self::Replace)
+    }
+}
+
 impl Found {
+    /// The step `sync` takes: refused unless ours (or --force), left when current.
+    pub(crate) fn step(&self, policy: Policy) -> SecretStep {
+        match (&self.state, &self.due) {
+            (State::Foreign | State::WrongType(_), _) if !policy.force => SecretStep::Refuse,
+            (_, None) => SecretStep::Leave,
+            (State::Missing, Some(_)) => SecretStep::Create,
+            (State::WrongType(_), Some(_)) => SecretStep::Replace,
+            (State::Ours | State::Foreign, Some(_)) => SecretStep::Apply,
+        }
+    }
+
     /// Whether `sync` will write it: due, and ours to write (or taken over with --force).
     pub(crate) fn writes(&self, policy: Policy) -> bool {
-        self.due.is_some() && (matches!(self.state, State::Missing | State::Ours) || policy.force)
+        self.step(policy).writes()
     }
 }
 
@@ -852,5 +886,51 @@ mod tests {
         };
         let listed = Found::of_metadata(&meta, &ledgers[0], &other, policy(false, false), now);
         assert_eq!(listed.unwrap().due, Some(Due::Request));
+    }
+
+    /// The Secret step over every state, due or not, with and without --force: what is not
+    /// ours is refused unless forced, whatever it holds; and only a write needs the token.
+    #[test]
+    fn the_secret_step_of_every_state() {
+        use SecretStep::{Apply, Create, Leave, Refuse, Replace};
+        let policy = |force| Policy {
+            force,
+            dry_run: false,
+            refresh_before: Duration::ZERO,
+            refresh_all: false,
+        };
+        let found = |state: State, due: Option<Due>| Found {
+            state,
+            due,
+            expires_at: None,
+            seen: ObjectMeta::default(),
+            strays: Vec::new(),
+        };
+        let opaque = || State::WrongType("Opaque".into());
+        // (state, due, without --force, with --force)
+        let table = [
+            (State::Missing, Some(Due::Missing), Create, Create),
+            (State::Ours, None, Leave, Leave),
+            (State::Ours, Some(Due::Expiring), Apply, Apply),
+            (
+                State::Ours,
+                Some(Due::StrayKeys(vec!["k".into()])),
+                Apply,
+                Apply,
+            ),
+            (State::Foreign, Some(Due::NotOurs), Refuse, Apply),
+            (State::Foreign, None, Refuse, Leave),
+            (opaque(), Some(Due::NotOurs), Refuse, Replace),
+            (opaque(), None, Refuse, Leave),
+        ];
+        for (state, due, unforced, forced) in table {
+            let f = found(state.clone(), due.clone());
+            assert_eq!(f.step(policy(false)), unforced, "{state:?} {due:?}");
+            assert_eq!(f.step(policy(true)), forced, "{state:?} {due:?} --force");
+            for (force, step) in [(false, unforced), (true, forced)] {
+                let writes = matches!(step, Create | Apply | Replace);
+                assert_eq!(f.writes(policy(force)), writes, "{state:?} {due:?}");
+            }
+        }
     }
 }
