@@ -85,7 +85,8 @@ start_control_plane() {
   APISERVER=https://127.0.0.1:$APISERVER_PORT
   # The kubelet listens on loopback only, which a node may not report as its IP: the apiserver
   # reaches it by the node's name, mapped to 127.0.0.1 in /etc/hosts (start_node).
-  # shellcheck disable=SC2086 # extra flags are a list
+  # Extra flags are a list, split on purpose; a comma inside a flag's value is not a separator.
+  # shellcheck disable=SC2054,SC2206
   APISERVER_CMD=("${BIN[kube-apiserver]}" --etcd-servers="http://127.0.0.1:$ETCD_PORT"
     --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --cert-dir="$CLUSTER_RUN/certs"
     --token-auth-file="$CLUSTER_RUN/tokens.csv" --authorization-mode=Node,RBAC

@@ -356,16 +356,16 @@ authenticated_with_projected_token() { # pod
 
 # Every namespace that exists (and is not terminating) has our Secret and the link.
 every_namespace_synced() {
-  local ns missing=0 t
+  local ns bad=0 t
   for ns in $(k get namespaces -o json | jq -r '.items[] | select(.status.phase == "Active") | .metadata.name'); do
     t=$(k -n "$ns" get secret "$SECRET" -o json 2>/dev/null | jq -r --arg h "${ECR_REFRESH_CLUSTER_IMAGE%%/*}" \
       'select(.type == "kubernetes.io/dockerconfigjson") | .data[".dockerconfigjson"] | @base64d | fromjson | .auths | has($h)')
-    if [ "$t" != true ]; then echo "$ns: no Secret $SECRET for the registry"; missing=1; fi
+    if [ "$t" != true ]; then echo "$ns: no Secret $SECRET for the registry"; bad=1; fi
     if ! k -n "$ns" get serviceaccount default -o json | jq -e --arg s "$SECRET" '[.imagePullSecrets[]?.name] | index($s)' >/dev/null; then
-      echo "$ns: ServiceAccount default does not list $SECRET"; missing=1
+      echo "$ns: ServiceAccount default does not list $SECRET"; bad=1
     fi
   done
-  [ "$missing" = 0 ]
+  [ "$bad" = 0 ]
 }
 
 # Every line of the pod's log is one JSON object, and the report ends it (issue 24).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034 # many checks are eval'd strings, whose reads shellcheck does not see
 # Pods and the pull Secret on a real v1.36.3 cluster (scripts/cluster.sh: control plane with the
 # controller-manager and scheduler, a kubelet on containerd, the registry stand-in for ECR):
 #

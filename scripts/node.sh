@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # its settings are read by the scripts that source it
 # The node parts shared by scripts/pulltest.sh and scripts/cluster.sh (sourced, never run): the
 # registry stand-in for ECR (Debian's docker-registry, TLS, htpasswd user AWS), OCI images made
 # without a Docker daemon, containerd + runc, a kubelet of either version, and a teardown that

@@ -33,6 +33,9 @@ fresh_server() { # binary
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+# The scripts too (shellcheck from testenv.sh install), following what they source.
+mapfile -t SCRIPTS < <(git ls-files '*.sh' .ci/run)
+shellcheck -x -S warning "${SCRIPTS[@]}"
 
 read -r label bin <<<"${SERVERS[0]}"
 start_leg 1 "$label" "$bin"

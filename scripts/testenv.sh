@@ -210,8 +210,9 @@ install_helm() {
 }
 
 cmd_install() {
-  # tmux, man-db, groff-base and bsdutils (script): the completion, man page and progress tests.
-  apt_install jq openssl curl tmux man-db groff-base bsdutils
+  # tmux, man-db, groff-base and bsdutils (script): the completion, man page and progress tests;
+  # and the linter the suite runs on its own scripts.
+  apt_install jq openssl curl tmux man-db groff-base bsdutils shellcheck
   # The proxy tests start their own tinyproxy (apt_install keeps the package from starting one).
   apt_install tinyproxy
   if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
