@@ -295,7 +295,21 @@ impl Cluster {
 
     /// Runs one API call with a timeout, retrying transient failures (5xx, 429, transport
     /// errors, timeouts) with exponential backoff that honours the server's Retry-After.
-    pub(crate) async fn call<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, kube::Error>
+    pub(crate) async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T, kube::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        self.call_counted(what, f).await.0
+    }
+
+    /// [`Self::call`], and how many times the request was sent: more than once, an earlier
+    /// attempt may have been carried out with its answer lost.
+    pub(crate) async fn call_counted<T, F, Fut>(
+        &self,
+        what: &str,
+        mut f: F,
+    ) -> (Result<T, kube::Error>, u32)
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
@@ -315,15 +329,15 @@ impl Cluster {
                 )),
             };
             let err = match result {
-                Ok(v) => return Ok(v),
+                Ok(v) => return (Ok(v), attempt),
                 Err(e) => e,
             };
             let Some(server_delay) = transient(&err) else {
-                return Err(err);
+                return (Err(err), attempt);
             };
             if attempt >= MAX_ATTEMPTS {
                 warn!(call = what, attempts = attempt, error = %explain(&err), "giving up after retries");
-                return Err(err);
+                return (Err(err), attempt);
             }
             let delay = server_delay.unwrap_or(backoff).min(BACKOFF_MAX * 2);
             warn!(call = what, attempt, retry_in = ?delay, error = %explain(&err), "transient API error, retrying");

@@ -1,7 +1,6 @@
 //! The calls: every API call on the pull Secret, and what their answers mean.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -384,21 +383,14 @@ impl<'a> Secrets<'a> {
             }),
             ..Default::default()
         };
-        let sent = AtomicU32::new(0);
-        let result = self
+        let (result, sent) = self
             .cluster
-            .call("delete secret", || {
-                sent.fetch_add(1, Ordering::Relaxed);
-                self.api.delete(self.name, &dp)
-            })
+            .call_counted("delete secret", || self.api.delete(self.name, &dp))
             .await;
         match result {
             Ok(_) => Ok(()),
             // An earlier attempt whose answer was lost deleted it: that is success.
-            Err(e)
-                if sent.load(Ordering::Relaxed) > 1
-                    && is_status(&e, |s| self.secret_not_found(s)) =>
-            {
+            Err(e) if sent > 1 && is_status(&e, |s| self.secret_not_found(s)) => {
                 debug!(
                     namespace = self.ns,
                     secret = self.name,
@@ -435,11 +427,10 @@ impl<'a> Secrets<'a> {
         let client = self.cluster.client();
         // A retried apply may follow one that was applied but whose answer was lost: then the
         // server's answer to the retry says "200, unchanged", and only the clock tells.
-        let (started, sent) = (std::time::Instant::now(), AtomicU32::new(0));
-        let answer = self
+        let started = std::time::Instant::now();
+        let (answer, sent) = self
             .cluster
-            .call("apply secret", || async {
-                sent.fetch_add(1, Ordering::Relaxed);
+            .call_counted("apply secret", || async {
                 let request = kube::core::Request::new(self.api.resource_url())
                     .patch(self.name, &pp, &Patch::Apply(secret))
                     .map_err(kube::Error::BuildRequest)?;
@@ -459,7 +450,7 @@ impl<'a> Secrets<'a> {
                 Ok((code, date, stored))
             })
             .await;
-        let (took, retried) = (started.elapsed(), sent.load(Ordering::Relaxed) > 1);
+        let (took, retried) = (started.elapsed(), sent > 1);
         let (code, date, stored) = answer.map_err(|e| self.write_error(&e))?;
         let applied = match code {
             201 => Applied::Created,

@@ -1,6 +1,5 @@
 //! Read, patch, and retry when the ServiceAccount changed in between.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -14,6 +13,9 @@ use crate::cluster::{explain_write, is_status, Cluster, FIELD_MANAGER};
 
 const CONFLICT_RETRIES: u32 = 5;
 const POLL: Duration = Duration::from_millis(500);
+/// Sent with this content type by hand rather than as kube's `Patch::Json` (its `jsonpatch`
+/// feature): the operations are plain JSON made and unit-tested in `plan.rs`, and the typed
+/// form would add json-patch and jsonptr only to be serialized back into the same bytes.
 const JSON_PATCH: &str = "application/json-patch+json";
 
 /// One ServiceAccount to edit, and how to write it.
@@ -116,11 +118,9 @@ impl Edit<'_> {
         let mut patch =
             vec![json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv})];
         patch.extend(changes);
-        let sent = AtomicU32::new(0);
-        let result = self
+        let (result, sent) = self
             .cluster
-            .call("patch service account", || {
-                sent.fetch_add(1, Ordering::Relaxed);
+            .call_counted("patch service account", || {
                 let request = kube::core::Request::new(url.clone())
                     // Serialized as the bare document; the content type is set below.
                     .patch(self.name, &pp, &Patch::Merge(&patch))
@@ -139,7 +139,7 @@ impl Edit<'_> {
                 }
             })
             .await;
-        (result.map(drop), sent.load(Ordering::Relaxed))
+        (result.map(drop), sent)
     }
 }
 
