@@ -368,7 +368,7 @@ every_namespace_synced() {
   [ "$bad" = 0 ]
 }
 
-# Every line of the pod's log is one JSON object, and the report ends it (issue 24).
+# Every line of the pod's log is one JSON object, and the report ends it.
 log_is_json_lines() { # log file, expected exit code ("nonzero" for any failure)
   python3 - "$1" "$2" <<'PY'
 import json, sys

@@ -3,12 +3,12 @@
 # Pods and the pull Secret on a real v1.36.3 cluster (scripts/cluster.sh: control plane with the
 # controller-manager and scheduler, a kubelet on containerd, the registry stand-in for ECR):
 #
-#   stuck pods (issue 17):  a Deployment's pod created before the ServiceAccount lists the Secret
+#   stuck pods:  a Deployment's pod created before the ServiceAccount lists the Secret
 #     stays in ImagePullBackOff after `sync`; `status` names it; `sync --delete-stuck-pods`
 #     deletes it and its replacement pulls and runs; a bare stuck pod, a pod with
 #     imagePullSecrets of its own and a Job's pod (backoffLimit 0) are left alone, and the Job
-#     neither fails nor counts a failure (issue 30).
-#   born linked (issue 25):  with deploy/born-linked applied, a Deployment created in a new
+#     neither fails nor counts a failure.
+#   born linked:  with deploy/born-linked applied, a Deployment created in a new
 #     namespace before any pass gets a pod whose spec already names the Secret; it waits in
 #     ErrImagePull/ImagePullBackOff, the next `sync` writes the Secret, and the SAME pod pulls and
 #     runs without being deleted (the first scenario is the same sequence without the policy);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's keyless quick start, followed word for word on a real Kubernetes v1.36.3 cluster
-# (scripts/cluster.sh), with no AWS key anywhere (issue 31).
+# (scripts/cluster.sh), with no AWS key anywhere.
 #
 #   flock /tmp/ecr-refresh-node.lock bash scripts/keylesstest.sh
 #

@@ -868,7 +868,7 @@ async fn sync_and_status_work_through_the_policy() {
     assert_eq!(out.json()["summary"]["healthy"], 2, "{}", out.stdout());
 }
 
-/// Issue 30, finding 9: a data key a tenant adds to our Secret made every later write of ours
+/// A data key a tenant adds to our Secret made every later write of ours
 /// fail with the policy's 403 ("exactly one data key"), for good, while `status` said healthy.
 /// Now `status` flags it, and the next pass (due or not: the Secret changed since our last
 /// write) removes the key with a conditional JSON patch the policy admits, says so, and

@@ -84,7 +84,7 @@ async fn bad_input_is_rejected_and_nothing_is_written() {
         (&["--secret-name", "Not_A_Name"], &[], "--secret-name"),
         (&["--registry", "docker.io/library"], &[], "--registry"),
         (&["--registry", "12345"], &[], "--registry"),
-        // Look-alikes of ECR hosts (issue 21): only dkr-ecr exists under on.aws, hosts are
+        // Look-alikes of ECR hosts: only dkr-ecr exists under on.aws, hosts are
         // lowercase, and an isolated-partition region has its own suffix.
         (
             &["--registry", "123456789012.dkr.ecr.us-east-1.on.aws"],

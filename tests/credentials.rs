@@ -1,4 +1,4 @@
-//! AWS credentials, region and role (issue 19): `credential_process` helpers run as real child
+//! AWS credentials, region and role: `credential_process` helpers run as real child
 //! processes, STS and ECR that never answer, shared-config profiles, web identity and
 //! assume-role, and a region that is missing, empty or wrong.
 
@@ -25,7 +25,7 @@ fn aws_profile(home: &Path, section: &str, command: &Path) {
     .unwrap();
 }
 
-/// Defects 3 and 4: a `credential_process` that hangs ends at --timeout, naming the
+/// A `credential_process` that hangs ends at --timeout, naming the
 /// credentials (not ECR), and a SIGTERM stops it at once; its child never outlives the run.
 #[tokio::test]
 async fn a_hanging_credential_process_ends_at_the_deadline_or_the_first_sigterm() {
@@ -82,7 +82,7 @@ async fn credential_process_stderr_is_not_shown() {
     }
 }
 
-/// Defects 3 and 4: web identity with STS hanging ends at --timeout naming STS, not ECR, or at
+/// Web identity with STS hanging ends at --timeout naming STS, not ECR, or at
 /// the first SIGTERM.
 #[tokio::test]
 async fn web_identity_with_sts_hanging_ends_at_the_deadline_naming_sts() {
@@ -113,7 +113,7 @@ async fn web_identity_with_sts_hanging_ends_at_the_deadline_naming_sts() {
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
 }
 
-/// Defect 4: an ECR that never answers ends the run at --timeout, naming ECR.
+/// An ECR that never answers ends the run at --timeout, naming ECR.
 #[tokio::test]
 async fn an_ecr_that_never_answers_ends_at_the_deadline() {
     let TestNs { client, name: ns } = TestNs::new("ecrhang").await;
@@ -180,7 +180,7 @@ async fn a_secret_the_list_cannot_vouch_for_has_its_token_fetched_in_setup() {
     );
 }
 
-/// Defects 4 and 12: a cluster-wide ServiceAccount list that hangs ends the run at --timeout
+/// A cluster-wide ServiceAccount list that hangs ends the run at --timeout
 /// (not every namespace "did not finish"), and the token fetched meanwhile is counted, in the
 /// report and in the pushed metric.
 #[tokio::test]
@@ -243,7 +243,7 @@ async fn pushgateway() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>
     (url, bodies)
 }
 
-/// Defect 12: `sync --prune` with a selection that matches nothing exits 2 without calling
+/// `sync --prune` with a selection that matches nothing exits 2 without calling
 /// ECR, and says so.
 #[tokio::test]
 async fn an_empty_prune_selection_calls_no_ecr() {
@@ -262,7 +262,7 @@ async fn an_empty_prune_selection_calls_no_ecr() {
     assert!(body.contains("ecr_refresh_last_run_ecr_calls 0"), "{body}");
 }
 
-/// Defect 12: an empty AWS_REGION is unset (the profile's region holds), and a wrong one is
+/// An empty AWS_REGION is unset (the profile's region holds), and a wrong one is
 /// reported under its own name, not as a --region never passed.
 #[tokio::test]
 async fn an_empty_aws_region_is_unset_and_a_bad_one_is_named() {
@@ -438,7 +438,7 @@ async fn web_identity_credentials() {
     );
 }
 
-/// Issue 30, finding 8: an AWS_CONFIG_FILE that is a FIFO nobody writes ends the run at
+/// An AWS_CONFIG_FILE that is a FIFO nobody writes ends the run at
 /// --timeout naming the file (exit 3, as for the AWS credentials), and a SIGTERM stops it at
 /// once; nothing is written.
 #[tokio::test]
@@ -468,7 +468,7 @@ async fn an_aws_config_fifo_that_never_answers_ends_at_the_deadline_or_sigterm()
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
 }
 
-/// Finding 8: an AWS_WEB_IDENTITY_TOKEN_FILE that is a FIFO nobody writes (the SDK reads it
+/// An AWS_WEB_IDENTITY_TOKEN_FILE that is a FIFO nobody writes (the SDK reads it
 /// with a blocking read) ends the run at --timeout naming the file; STS is never reached.
 #[tokio::test]
 async fn a_web_identity_token_fifo_that_never_answers_ends_at_the_deadline() {
@@ -499,7 +499,7 @@ async fn a_web_identity_token_fifo_that_never_answers_ends_at_the_deadline() {
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_none());
 }
 
-/// Issue 30 nit: an AWS config file the SDK cannot use is named as such, not as "no such
+/// An AWS config file the SDK cannot use is named as such, not as "no such
 /// profile": a device with no end (`/dev/zero`, which the SDK would read until memory runs
 /// out), with a profile named or not, and a file that is not UTF-8 (read as empty).
 #[tokio::test]

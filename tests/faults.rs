@@ -800,7 +800,7 @@ async fn cluster_unreachable_or_unauthorized_exits_4_before_ecr() {
     }
 }
 
-/// Issue 30 nit: a pod list (--delete-stuck-pods) that never answers is named at the deadline
+/// A pod list (--delete-stuck-pods) that never answers is named at the deadline
 /// as the pod list, not as "listing service accounts".
 #[tokio::test]
 async fn a_hanging_pod_list_is_named_at_the_deadline() {
@@ -820,7 +820,7 @@ async fn a_hanging_pod_list_is_named_at_the_deadline() {
     assert!(!message.contains("service accounts"), "{message}");
 }
 
-/// Issue 30 nit: a Secret list that fails to parse is not met with advice to grant `list` on
+/// A Secret list that fails to parse is not met with advice to grant `list` on
 /// secrets (only a refusal is; see tests/requests.rs); each namespace is read instead.
 #[tokio::test]
 async fn a_secret_list_that_fails_to_parse_gets_no_rbac_hint() {

@@ -1,4 +1,4 @@
-//! Hostile and careless input (issue 10): credentials in broken kubeconfigs and in logs, a
+//! Hostile and careless input: credentials in broken kubeconfigs and in logs, a
 //! profile that must win over env keys, brace globs, and durations too large to add to a clock.
 
 pub mod common;

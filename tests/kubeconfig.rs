@@ -1,4 +1,4 @@
-//! Reaching the cluster (issue 19): kubeconfig exec plugins run as real child processes,
+//! Reaching the cluster: kubeconfig exec plugins run as real child processes,
 //! contexts, HTTP proxies, missing files, tokens the HTTP layer cannot carry, and credentials
 //! the server takes as anonymous, against the real kube-apiserver.
 
@@ -39,7 +39,7 @@ fn admin_credential() -> String {
     )
 }
 
-/// Defect 5: a failing exec plugin is named by its path and exit status only: not its env,
+/// A failing exec plugin is named by its path and exit status only: not its env,
 /// its args, nor what it printed (here a working token, and a bare one).
 #[tokio::test]
 async fn exec_plugin_errors_show_only_its_path_and_status() {
@@ -77,7 +77,7 @@ async fn exec_plugin_errors_show_only_its_path_and_status() {
     }
 }
 
-/// Defects 3 and 5: a working plugin runs once per run (kube ran it twice), and its token is
+/// A working plugin runs once per run (kube ran it twice), and its token is
 /// used: the sync works.
 #[tokio::test]
 async fn a_working_exec_plugin_runs_once() {
@@ -104,7 +104,7 @@ async fn a_working_exec_plugin_runs_once() {
     assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 1);
 }
 
-/// Defects 3 and 4: a plugin that hangs is stopped at --timeout, the error names it, the run
+/// A plugin that hangs is stopped at --timeout, the error names it, the run
 /// reports its real duration, and the plugin's own child does not outlive the run.
 #[tokio::test]
 async fn a_hanging_exec_plugin_ends_at_the_deadline_and_dies_with_the_run() {
@@ -126,7 +126,7 @@ async fn a_hanging_exec_plugin_ends_at_the_deadline_and_dies_with_the_run() {
     assert!(!still_runs(&pid), "the plugin's child outlived the run");
 }
 
-/// Defect 3: the first SIGTERM stops a run whose plugin hangs, with a report, and the
+/// The first SIGTERM stops a run whose plugin hangs, with a report, and the
 /// plugin's child goes with it.
 #[tokio::test]
 async fn sigterm_stops_a_run_waiting_for_its_exec_plugin() {
@@ -153,7 +153,7 @@ async fn sigterm_stops_a_run_waiting_for_its_exec_plugin() {
     assert!(!still_runs(&pid), "the plugin's child outlived status");
 }
 
-/// Defect 8: a token ending in a newline (a `token: |` block, a token file as kubectl reads
+/// A token ending in a newline (a `token: |` block, a token file as kubectl reads
 /// it) is trimmed and works; one with a newline inside is refused as bad input. No abort.
 #[tokio::test]
 async fn tokens_with_newlines_never_abort() {
@@ -195,7 +195,7 @@ async fn tokens_with_newlines_never_abort() {
     );
 }
 
-/// Defect 9: credentials the server ignores (basic auth, an empty user) are not taken for a
+/// Credentials the server ignores (basic auth, an empty user) are not taken for a
 /// sign-in: exit 4, "could not authenticate", and no advice to grant `system:anonymous` rights.
 #[tokio::test]
 async fn anonymous_credentials_cannot_authenticate() {
@@ -381,7 +381,7 @@ async fn proxy_variables_are_honoured() {
     );
 }
 
-/// Issue 30, finding 8: a kubeconfig that is a FIFO nobody writes (a `<(…)` that hangs) ends
+/// A kubeconfig that is a FIFO nobody writes (a `<(…)` that hangs) ends
 /// the run at --timeout with an error naming the file (it was blamed on "checking the
 /// credentials", or ran on past the deadline), and a SIGTERM stops it at once.
 #[tokio::test]
@@ -407,7 +407,7 @@ async fn a_kubeconfig_fifo_that_never_answers_ends_at_the_deadline_or_sigterm() 
     assert_eq!(out.json()["error"]["kind"], "cancelled");
 }
 
-/// Finding 8: a kubeconfig FIFO that answers in time (`KUBECONFIG=<(…)`, here after 1 s) still
+/// A kubeconfig FIFO that answers in time (`KUBECONFIG=<(…)`, here after 1 s) still
 /// works: it is read once.
 #[tokio::test]
 async fn a_kubeconfig_fifo_that_answers_in_time_works() {
@@ -431,7 +431,7 @@ async fn a_kubeconfig_fifo_that_answers_in_time_works() {
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_some());
 }
 
-/// Finding 8: a user's tokenFile that is a FIFO nobody writes ends the run at --timeout naming
+/// A user's tokenFile that is a FIFO nobody writes ends the run at --timeout naming
 /// it; one that answers once, in time, works (kube would read it a second time, and block).
 #[tokio::test]
 async fn a_token_file_fifo_ends_at_the_deadline_or_is_read_once() {

@@ -1,6 +1,6 @@
-//! Writes the server carried out but whose answers came too late (issue 19, defect 2 and the
-//! misreported retries): the fault proxy forwards the request to the real apiserver, then holds
-//! the answer back past `--request-timeout`, so the tool retries a write that already happened.
+//! Writes the server carried out but whose answers came too late, and how their retries are
+//! reported: the fault proxy forwards the request to the real apiserver, then holds the answer
+//! back past `--request-timeout`, so the tool retries a write that already happened.
 
 pub mod common;
 

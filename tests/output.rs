@@ -1,6 +1,6 @@
 //! What the tool prints: the JSON report's documented schema; no token at any log level, and
-//! (issue 19, defects 6, 7 and 10) no password from a URL in a log line or a refusal; and a
-//! report that cannot be written is an error, not exit 0.
+//! no password from a URL in a log line or a refusal; and a report that cannot be written is
+//! an error, not exit 0.
 
 pub mod common;
 

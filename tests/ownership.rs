@@ -1,7 +1,7 @@
 //! Whose Secret it is, is decided by our label `app.kubernetes.io/managed-by=ecr-refresh`, before
 //! anything is written: a Secret of our name without it is never overwritten or relabelled
 //! without --force, however it was made, and `sync`, `sync --refresh-before`, `status` and
-//! `prune` all agree (issue 19, defect 1). moto's token is always due, so every pass would write.
+//! `prune` all agree. moto's token is always due, so every pass would write.
 
 pub mod common;
 

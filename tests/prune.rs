@@ -240,7 +240,7 @@ fn linked_annotation(sa: &k8s_openapi::api::core::v1::ServiceAccount) -> Option<
     sa.metadata.annotations.as_ref()?.get(LINKED).cloned()
 }
 
-/// Issue 19, defect 13: an `awsecr-cred` entry someone added by hand (or that a version which
+/// An `awsecr-cred` entry someone added by hand (or that a version which
 /// kept no record added) is reported `already_linked` and is theirs: prune of an opted-out
 /// namespace leaves it; only `--uninstall` takes it out. Our own entry is recorded in
 /// `ecr-refresh/linked` and leaves with its record.
@@ -318,7 +318,7 @@ async fn prune_leaves_an_entry_it_did_not_add() {
     assert_eq!(pull_secret_names(&hand_sa), ["theirs"]);
 }
 
-/// Issue 19, defect 2 in prune: the DELETE is carried out but its answer comes after
+/// A late answer in prune: the DELETE is carried out but its answer comes after
 /// `--request-timeout`; the retried DELETE finds nothing, which means it worked. The same for
 /// the unlink before it, which is reported `unlinked`, not `not_linked`.
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! Registry hosts against the real apiserver: every ECR host form (standard, FIPS, dual-stack, in
 //! every partition) is written and recognised as current, and what `status` would call "not an
-//! ECR registry" or "further out than an ECR token lasts" is never written (issue 21, and
-//! issue 19 defect 11); several regions and accounts share one Secret, with one token call per
-//! region. The fake ECR gives the answers moto cannot (any proxyEndpoint, expiry).
+//! ECR registry" or "further out than an ECR token lasts" is never written; several regions and
+//! accounts share one Secret, with one token call per region. The fake ECR gives the answers
+//! moto cannot (any proxyEndpoint, expiry).
 
 pub mod common;
 

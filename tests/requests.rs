@@ -584,7 +584,7 @@ async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
         .delete("awsecr-cred", &DeleteParams::default())
         .await
         .unwrap();
-    // Under our field manager's name (issue 30, finding 1).
+    // Edits under our field manager's name: the name proves nothing.
     let empty = STANDARD.encode(r#"{"auths":{}}"#);
     let empty = serde_json::json!({"data": {".dockerconfigjson": empty}});
     tamper_as_us(&client, &ns("asusempty"), empty).await;
@@ -599,7 +599,7 @@ async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
         Some("ecr-refresh"),
     )
     .await;
-    // Another password, then the managedFields from before put back (finding 2).
+    // Another password, then the managedFields from before put back to hide the edit.
     let before = get_secret(&client, &ns("forged"), "awsecr-cred")
         .await
         .unwrap();
@@ -625,7 +625,7 @@ async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
         forged.metadata.managed_fields,
         before.metadata.managed_fields
     );
-    // A data key of someone else's (finding 9).
+    // A data key of someone else's, added under our field manager's name.
     let note = serde_json::json!({"data": {"note": STANDARD.encode("mine")}});
     tamper_as_us(&client, &ns("note"), note).await;
 

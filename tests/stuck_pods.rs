@@ -419,7 +419,7 @@ async fn job_controller(client: &Client) -> bool {
     false
 }
 
-/// Issue 30, finding 3: the Job controller counts a deleted pod that had not succeeded as a
+/// The Job controller counts a deleted pod that had not succeeded as a
 /// failed attempt, so deleting a Job's stuck pods failed the Job: with backoffLimit 0 at once,
 /// and with 8 in parallel and the default backoffLimit (6) in one pass. A Job's pods are left,
 /// and say what to do; with the real Job controller, neither Job fails or counts a failure.
@@ -522,7 +522,7 @@ async fn healing_stuck_pods_never_fails_a_job() {
     }
 }
 
-/// Issue 30, finding 4: the delete carries the resourceVersion listed as well as the uid. A pod
+/// The delete carries the resourceVersion listed as well as the uid. A pod
 /// that starts running between the list and the delete (here, just before the delete reaches the
 /// server) is refused by the server, looked at again, and left.
 #[tokio::test]
@@ -610,7 +610,7 @@ const NOT_PULLING: &str = "with a container waiting in ErrImagePull or ImagePull
 const NOT_RECREATED: &str = "whose controller is a ReplicaSet, StatefulSet or DaemonSet";
 const OWN_SECRETS: &str = "list no imagePullSecrets of their own";
 
-/// Issue 30, finding 4, as the attacker: with deploy/stuck-pods-rbac.yaml and
+/// Deleting pods that are not stuck, as the attacker: with deploy/stuck-pods-rbac.yaml and
 /// deploy/stuck-pods-policy.yaml, the CronJob's ServiceAccount (its real token) cannot delete a
 /// running pod with no controller, a pending pod that is not stuck on a pull, a Job's stuck pod or
 /// one with imagePullSecrets of its own; `sync --delete-stuck-pods` still deletes the stuck pod.

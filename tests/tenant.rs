@@ -92,7 +92,7 @@ fn problems_of(report: &serde_json::Value, ns: &str) -> String {
     n["problems"].to_string()
 }
 
-/// Finding 1: the name `ecr-refresh` in managedFields proves nothing. Emptied, pointed at
+/// The name `ecr-refresh` in managedFields proves nothing. Emptied, pointed at
 /// another host, or re-created as Opaque under that name: the glob pass (metadata list) reads
 /// each in full, rewrites the first two, refuses the third without --force (also with
 /// --refresh-all: no write over it, so no 422), and `status` flags all three.
@@ -192,7 +192,7 @@ async fn our_field_managers_name_in_a_tenants_hands_passes_nothing_off_as_ours()
     }
 }
 
-/// Finding 2: the tenant changes the password, then puts the earlier managedFields back, so
+/// The tenant changes the password, then puts the earlier managedFields back, so
 /// nothing on record names another manager. The ledger's resourceVersion still tells: the glob
 /// pass and a pass by name both rewrite it, and `status` flags it first.
 #[tokio::test]
@@ -254,7 +254,7 @@ async fn forged_managed_fields_hide_no_edit() {
     assert_eq!(out.code(), 0, "{report:#}");
 }
 
-/// Finding 9 (without the admission policy; tests/admission_policy.rs has it with): a data key
+/// Without the admission policy (tests/admission_policy.rs has it with): a data key
 /// the tenant added is flagged by `status`, and the next pass removes it, conditionally, and
 /// says so; the payload is rewritten.
 #[tokio::test]

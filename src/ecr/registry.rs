@@ -696,7 +696,7 @@ mod tests {
         assert_eq!(partition("eusc-de-east-1"), "aws-eusc");
     }
 
-    /// Issue 19, defect 11: endpoints whose host is not a registry, or that carry more than a
+    /// Endpoints whose host is not a registry, or that carry more than a
     /// host, are refused with the host named.
     #[test]
     fn proxy_endpoints() {
