@@ -495,6 +495,99 @@ async fn tamper_as_us(client: &Client, ns: &str, patch: serde_json::Value) {
         .unwrap_or_else(|e| panic!("tamper with {ns}: {e}"));
 }
 
+/// Touches our Secret in each case's namespace (named by `ns`) as its name says, after a first
+/// pass wrote them all: by another manager, under our own manager's name, recreated, deleted,
+/// with managedFields stripped or put back.
+async fn tamper_each_way(client: &Client, ns: &impl Fn(&str) -> String) {
+    let ours = get_secret(client, &ns("current"), "awsecr-cred")
+        .await
+        .unwrap();
+    let foreign_data = serde_json::json!({".dockerconfigjson": STANDARD.encode(FOREIGN_PAYLOAD)});
+
+    tamper(
+        client,
+        &ns("payload"),
+        serde_json::json!({"data": foreign_data}),
+    )
+    .await;
+    let later = "2099-01-01T00:00:00Z";
+    let expiry =
+        serde_json::json!({"metadata": {"annotations": {"ecr-refresh/expires-at": later}}});
+    tamper(client, &ns("expiry"), expiry).await;
+    let noregs = serde_json::json!({"metadata": {"annotations": {"ecr-refresh/registries": null}}});
+    tamper(client, &ns("noregs"), noregs).await;
+    let unlabel =
+        serde_json::json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": null}}});
+    tamper(client, &ns("unlabelled"), unlabel).await;
+    // A single empty entry strips managedFields entirely: then no manager is on record.
+    let strip = serde_json::json!({"metadata": {"managedFields": [{}]}});
+    tamper(client, &ns("stripped"), strip.clone()).await;
+    let mut strip_edit = strip;
+    strip_edit["data"] = foreign_data;
+    tamper(client, &ns("stripedit"), strip_edit).await;
+    for case in ["stripped", "stripedit"] {
+        let s = get_secret(client, &ns(case), "awsecr-cred").await.unwrap();
+        assert!(s.metadata.managed_fields.unwrap_or_default().is_empty());
+    }
+    recreate(
+        client,
+        &ns("recreated"),
+        "kubernetes.io/dockerconfigjson",
+        &ours,
+        None,
+    )
+    .await;
+    recreate(client, &ns("opaque"), "Opaque", &ours, None).await;
+    Api::<Secret>::namespaced(client.clone(), &ns("missing"))
+        .delete("awsecr-cred", &DeleteParams::default())
+        .await
+        .unwrap();
+    // Edits under our field manager's name: the name proves nothing.
+    let empty = STANDARD.encode(r#"{"auths":{}}"#);
+    let empty = serde_json::json!({"data": {".dockerconfigjson": empty}});
+    tamper_as_us(client, &ns("asusempty"), empty).await;
+    let host = encoded_dockerconfig("evil.example.com", "x");
+    let host = serde_json::json!({"data": {".dockerconfigjson": host}});
+    tamper_as_us(client, &ns("asushost"), host).await;
+    recreate(
+        client,
+        &ns("asusopaque"),
+        "Opaque",
+        &ours,
+        Some("ecr-refresh"),
+    )
+    .await;
+    // Another password, then the managedFields from before put back to hide the edit.
+    let before = get_secret(client, &ns("forged"), "awsecr-cred")
+        .await
+        .unwrap();
+    let mut config = dockerconfig(&before);
+    for entry in config["auths"].as_object_mut().unwrap().values_mut() {
+        entry["password"] = "stolen".into();
+        entry["auth"] = STANDARD.encode("AWS:stolen").into();
+    }
+    let stolen =
+        serde_json::json!({"data": {".dockerconfigjson": STANDARD.encode(config.to_string())}});
+    tamper(client, &ns("forged"), stolen).await;
+    let fields = serde_json::to_value(&before.metadata.managed_fields).unwrap();
+    tamper(
+        client,
+        &ns("forged"),
+        serde_json::json!({"metadata": {"managedFields": fields}}),
+    )
+    .await;
+    let forged = get_secret(client, &ns("forged"), "awsecr-cred")
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.metadata.managed_fields,
+        before.metadata.managed_fields
+    );
+    // A data key of someone else's, added under our field manager's name.
+    let note = serde_json::json!({"data": {"note": STANDARD.encode("mine")}});
+    tamper_as_us(client, &ns("note"), note).await;
+}
+
 /// Sync judges our Secrets from a metadata-only list (no payload, no type). Every way of
 /// touching a Secret is judged exactly as a full read of it judges it (the per-namespace reads
 /// made when the list is refused): the same outcome, the same error, with and without --force;
@@ -541,93 +634,7 @@ async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
         }
     };
     sync(None).run_async().await.assert_code(1);
-    let ours = get_secret(&client, &ns("current"), "awsecr-cred")
-        .await
-        .unwrap();
-    let foreign_data = serde_json::json!({".dockerconfigjson": STANDARD.encode(FOREIGN_PAYLOAD)});
-
-    tamper(
-        &client,
-        &ns("payload"),
-        serde_json::json!({"data": foreign_data}),
-    )
-    .await;
-    let later = "2099-01-01T00:00:00Z";
-    let expiry =
-        serde_json::json!({"metadata": {"annotations": {"ecr-refresh/expires-at": later}}});
-    tamper(&client, &ns("expiry"), expiry).await;
-    let noregs = serde_json::json!({"metadata": {"annotations": {"ecr-refresh/registries": null}}});
-    tamper(&client, &ns("noregs"), noregs).await;
-    let unlabel =
-        serde_json::json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": null}}});
-    tamper(&client, &ns("unlabelled"), unlabel).await;
-    // A single empty entry strips managedFields entirely: then no manager is on record.
-    let strip = serde_json::json!({"metadata": {"managedFields": [{}]}});
-    tamper(&client, &ns("stripped"), strip.clone()).await;
-    let mut strip_edit = strip;
-    strip_edit["data"] = foreign_data;
-    tamper(&client, &ns("stripedit"), strip_edit).await;
-    for case in ["stripped", "stripedit"] {
-        let s = get_secret(&client, &ns(case), "awsecr-cred").await.unwrap();
-        assert!(s.metadata.managed_fields.unwrap_or_default().is_empty());
-    }
-    recreate(
-        &client,
-        &ns("recreated"),
-        "kubernetes.io/dockerconfigjson",
-        &ours,
-        None,
-    )
-    .await;
-    recreate(&client, &ns("opaque"), "Opaque", &ours, None).await;
-    Api::<Secret>::namespaced(client.clone(), &ns("missing"))
-        .delete("awsecr-cred", &DeleteParams::default())
-        .await
-        .unwrap();
-    // Edits under our field manager's name: the name proves nothing.
-    let empty = STANDARD.encode(r#"{"auths":{}}"#);
-    let empty = serde_json::json!({"data": {".dockerconfigjson": empty}});
-    tamper_as_us(&client, &ns("asusempty"), empty).await;
-    let host = encoded_dockerconfig("evil.example.com", "x");
-    let host = serde_json::json!({"data": {".dockerconfigjson": host}});
-    tamper_as_us(&client, &ns("asushost"), host).await;
-    recreate(
-        &client,
-        &ns("asusopaque"),
-        "Opaque",
-        &ours,
-        Some("ecr-refresh"),
-    )
-    .await;
-    // Another password, then the managedFields from before put back to hide the edit.
-    let before = get_secret(&client, &ns("forged"), "awsecr-cred")
-        .await
-        .unwrap();
-    let mut config = dockerconfig(&before);
-    for entry in config["auths"].as_object_mut().unwrap().values_mut() {
-        entry["password"] = "stolen".into();
-        entry["auth"] = STANDARD.encode("AWS:stolen").into();
-    }
-    let stolen =
-        serde_json::json!({"data": {".dockerconfigjson": STANDARD.encode(config.to_string())}});
-    tamper(&client, &ns("forged"), stolen).await;
-    let fields = serde_json::to_value(&before.metadata.managed_fields).unwrap();
-    tamper(
-        &client,
-        &ns("forged"),
-        serde_json::json!({"metadata": {"managedFields": fields}}),
-    )
-    .await;
-    let forged = get_secret(&client, &ns("forged"), "awsecr-cred")
-        .await
-        .unwrap();
-    assert_eq!(
-        forged.metadata.managed_fields,
-        before.metadata.managed_fields
-    );
-    // A data key of someone else's, added under our field manager's name.
-    let note = serde_json::json!({"data": {"note": STANDARD.encode("mine")}});
-    tamper_as_us(&client, &ns("note"), note).await;
+    tamper_each_way(&client, &ns).await;
 
     let expected: HashMap<&str, &str> = HashMap::from([
         ("current", "unchanged"),
