@@ -6,6 +6,8 @@
 
 pub mod common;
 
+use std::path::{Path, PathBuf};
+
 use common::oidc::*;
 use common::*;
 use k8s_openapi::api::core::v1::Secret;
@@ -69,6 +71,118 @@ fn token(
     path
 }
 
+/// `oidc publish` for `issuer` into `out_dir`, as the README's keyless steps run it.
+fn publish(cluster: &PublicIssuerCluster, issuer: &str, out_dir: &Path) -> Run {
+    Run::bare()
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .args([
+            "oidc",
+            "publish",
+            "--issuer-url",
+            issuer,
+            "--account-id",
+            ACCOUNT_ID,
+        ])
+        .args([std::ffi::OsStr::new("--out-dir"), out_dir.as_os_str()])
+}
+
+/// Tokens STS must refuse, made in `dir`: what each is, its file, and the reason STS gives.
+async fn wrong_tokens(
+    cluster: &PublicIssuerCluster,
+    dir: &Path,
+) -> Vec<(&'static str, PathBuf, &'static str)> {
+    // A namespace of the testenv apiserver, whose issuer is https://kubernetes.default.svc.
+    let other = TestNs::new("webid-iss").await;
+    // Each wrong token: exit 3, web identity and the reason named, nothing written.
+    let wrong = [
+        (
+            "another ServiceAccount",
+            token(cluster, dir, "other", "someone-else", "sts.amazonaws.com"),
+            "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+        ),
+        (
+            "a wrong audience",
+            token(
+                cluster,
+                dir,
+                "aud",
+                "ecr-refresh",
+                "https://kubernetes.default.svc",
+            ),
+            "Incorrect token audience",
+        ),
+        (
+            "another issuer (the testenv apiserver's https://kubernetes.default.svc)",
+            {
+                let p = dir.join("iss");
+                let t = install::kubectl(
+                    &[
+                        "-n",
+                        &other.name,
+                        "create",
+                        "token",
+                        "default",
+                        "--audience",
+                        "sts.amazonaws.com",
+                    ],
+                    None,
+                );
+                std::fs::write(&p, t.trim()).unwrap();
+                p
+            },
+            "No OpenIDConnect provider found in your account for https://kubernetes.default.svc",
+        ),
+    ];
+    // Signed with the cluster's own key, but expired, or not valid yet.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let good = std::fs::read_to_string(token(
+        cluster,
+        dir,
+        "base",
+        "ecr-refresh",
+        "sts.amazonaws.com",
+    ))
+    .unwrap();
+    let resigned = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let p = dir.join(name);
+        std::fs::write(&p, resign(&good, &cluster.signing_key(), edit)).unwrap();
+        p
+    };
+    let expired = resigned("expired", &|c| {
+        c["iat"] = (now - 3600).into();
+        c["nbf"] = (now - 3600).into();
+        c["exp"] = (now - 60).into();
+    });
+    let early = resigned("early", &|c| c["nbf"] = (now + 3600).into());
+    // The attacker's own key, under the kid the cluster publishes.
+    let attacker_key = dir.join("attacker.key");
+    sh(std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&attacker_key)
+        .arg("2048"));
+    let forged = dir.join("forged");
+    std::fs::write(&forged, resign(&good, &attacker_key, |_| {})).unwrap();
+    wrong
+        .into_iter()
+        .chain([
+            ("an expired token", expired, "Token expired"),
+            (
+                "a token not valid yet",
+                early,
+                "Token is not valid yet (nbf)",
+            ),
+            (
+                "a token signed with another key",
+                forged,
+                "Couldn't verify the token's signature",
+            ),
+        ])
+        .collect()
+}
+
 #[tokio::test]
 async fn sync_with_web_identity_and_every_refusal() {
     let ip = loopback();
@@ -84,20 +198,7 @@ async fn sync_with_web_identity_and_every_refusal() {
 
     // The README's keyless steps: publish, upload (here: serve), check.
     let out_dir = tempfile::tempdir().unwrap();
-    Run::bare()
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .args([
-            "oidc",
-            "publish",
-            "--issuer-url",
-            &issuer,
-            "--account-id",
-            ACCOUNT_ID,
-        ])
-        .args([
-            std::ffi::OsStr::new("--out-dir"),
-            out_dir.path().as_os_str(),
-        ])
+    publish(&cluster, &issuer, out_dir.path())
         .run_async()
         .await
         .assert_code(0)
@@ -131,99 +232,7 @@ async fn sync_with_web_identity_and_every_refusal() {
     out.assert_code(3);
     assert!(secrets.get_opt("awsecr-cred").await.unwrap().is_none());
 
-    // A namespace of the testenv apiserver, whose issuer is https://kubernetes.default.svc.
-    let other = TestNs::new("webid-iss").await;
-    // Each wrong token: exit 3, web identity and the reason named, nothing written.
-    let wrong = [
-        (
-            "another ServiceAccount",
-            token(
-                &cluster,
-                tokens.path(),
-                "other",
-                "someone-else",
-                "sts.amazonaws.com",
-            ),
-            "Not authorized to perform sts:AssumeRoleWithWebIdentity",
-        ),
-        (
-            "a wrong audience",
-            token(
-                &cluster,
-                tokens.path(),
-                "aud",
-                "ecr-refresh",
-                "https://kubernetes.default.svc",
-            ),
-            "Incorrect token audience",
-        ),
-        (
-            "another issuer (the testenv apiserver's https://kubernetes.default.svc)",
-            {
-                let p = tokens.path().join("iss");
-                let t = install::kubectl(
-                    &[
-                        "-n",
-                        &other.name,
-                        "create",
-                        "token",
-                        "default",
-                        "--audience",
-                        "sts.amazonaws.com",
-                    ],
-                    None,
-                );
-                std::fs::write(&p, t.trim()).unwrap();
-                p
-            },
-            "No OpenIDConnect provider found in your account for https://kubernetes.default.svc",
-        ),
-    ];
-    // Signed with the cluster's own key, but expired, or not valid yet.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let good = std::fs::read_to_string(token(
-        &cluster,
-        tokens.path(),
-        "base",
-        "ecr-refresh",
-        "sts.amazonaws.com",
-    ))
-    .unwrap();
-    let resigned = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
-        let p = tokens.path().join(name);
-        std::fs::write(&p, resign(&good, &cluster.signing_key(), edit)).unwrap();
-        p
-    };
-    let expired = resigned("expired", &|c| {
-        c["iat"] = (now - 3600).into();
-        c["nbf"] = (now - 3600).into();
-        c["exp"] = (now - 60).into();
-    });
-    let early = resigned("early", &|c| c["nbf"] = (now + 3600).into());
-    // The attacker's own key, under the kid the cluster publishes.
-    let attacker_key = tokens.path().join("attacker.key");
-    sh(std::process::Command::new("openssl")
-        .args(["genrsa", "-out"])
-        .arg(&attacker_key)
-        .arg("2048"));
-    let forged = tokens.path().join("forged");
-    std::fs::write(&forged, resign(&good, &attacker_key, |_| {})).unwrap();
-    let wrong = wrong.into_iter().chain([
-        ("an expired token", expired, "Token expired"),
-        (
-            "a token not valid yet",
-            early,
-            "Token is not valid yet (nbf)",
-        ),
-        (
-            "a token signed with another key",
-            forged,
-            "Couldn't verify the token's signature",
-        ),
-    ]);
+    let wrong = wrong_tokens(&cluster, tokens.path()).await;
     for (what, file, reason) in wrong {
         let out = sync_with_token(&cluster, &aws, &file, &ns)
             .run_async()
@@ -285,20 +294,7 @@ async fn sync_with_web_identity_and_every_refusal() {
         .assert_stdout_contains("key_missing: the cluster signs with key");
 
     // Republished: both fine again.
-    Run::bare()
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .args([
-            "oidc",
-            "publish",
-            "--issuer-url",
-            &issuer,
-            "--account-id",
-            ACCOUNT_ID,
-        ])
-        .args([
-            std::ffi::OsStr::new("--out-dir"),
-            out_dir.path().as_os_str(),
-        ])
+    publish(&cluster, &issuer, out_dir.path())
         .run_async()
         .await
         .assert_code(0);
