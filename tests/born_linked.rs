@@ -116,6 +116,77 @@ fn policy_state(report: &serde_json::Value) -> &str {
         .unwrap_or_else(|| panic!("no born_linked_policy in {report:#}"))
 }
 
+/// The apiserver picks policies up asynchronously: waits until one namespace is born linked.
+async fn wait_until_linking(client: &kube::Client, id: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, refs, _) = born(client, id, false, "default", &[]).await;
+        if refs == ["awsecr-cred"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy never linked a new ServiceAccount: {refs:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// `status` says the policy is installed, as the admin and as the CronJob's identity once it
+/// may read the policy (and nothing else of its kind); unknown before. The reader
+/// ClusterRole's name, for the cleanup.
+fn status_reads_the_policy(plain: &str) -> String {
+    let report = status_json(&[]);
+    assert_eq!(policy_state(&report), "installed", "{report:#}");
+    Run::bare()
+        .args(["status", "-n", plain])
+        .run()
+        .assert_stdout_contains(&format!("born-linked policy {POLICY}: installed"));
+    let sa = unique("born-sa");
+    apply_renamed(&repo_file("deploy/rbac.yaml"), &sa, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = token_kubeconfig(dir.path(), &sa);
+    let as_cronjob = || {
+        Run::bare()
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["status", "-o", "json", "-n", plain])
+            .run()
+            .json()
+    };
+    let report = as_cronjob();
+    assert_eq!(policy_state(&report), "unknown", "{report:#}");
+    assert!(report["born_linked_policy"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("status-rbac.yaml"));
+    let reader = format!("{sa}-reader");
+    apply_renamed(
+        &repo_file("deploy/born-linked/status-rbac.yaml"),
+        &sa,
+        &[(
+            "name: ecr-refresh-born-linked-reader\n",
+            &format!("name: {reader}\n"),
+        )],
+    );
+    let report = as_cronjob();
+    assert_eq!(policy_state(&report), "installed", "{report:#}");
+    // The reader may read the policy, and nothing else of its kind.
+    let other = std::process::Command::new("kubectl")
+        .args([
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "get",
+            "mutatingadmissionpolicies",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !other.status.success(),
+        "listing every policy must be refused"
+    );
+    reader
+}
+
 #[tokio::test]
 async fn new_default_service_accounts_are_born_linked() {
     let client = admin().await;
@@ -144,19 +215,7 @@ async fn new_default_service_accounts_are_born_linked() {
     assert_eq!(policy_state(&status_json(&[])), "not_installed");
     kubectl(&["apply", "-f", "-"], Some(&component(&id)));
 
-    // The apiserver picks policies up asynchronously: wait until one namespace is born linked.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (_, refs, _) = born(&client, &id, false, "default", &[]).await;
-        if refs == ["awsecr-cred"] {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the policy never linked a new ServiceAccount: {refs:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    wait_until_linking(&client, &id).await;
 
     let (plain, refs, linked) = born(&client, &id, false, "default", &[]).await;
     assert_eq!(refs, ["awsecr-cred"]);
@@ -212,55 +271,7 @@ async fn new_default_service_accounts_are_born_linked() {
         before
     );
 
-    // status, as the admin and as the CronJob's identity with and without the optional read.
-    let report = status_json(&[]);
-    assert_eq!(policy_state(&report), "installed", "{report:#}");
-    Run::bare()
-        .args(["status", "-n", &plain])
-        .run()
-        .assert_stdout_contains(&format!("born-linked policy {POLICY}: installed"));
-    let sa = unique("born-sa");
-    apply_renamed(&repo_file("deploy/rbac.yaml"), &sa, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = token_kubeconfig(dir.path(), &sa);
-    let as_cronjob = || {
-        Run::bare()
-            .env("KUBECONFIG", &kubeconfig)
-            .args(["status", "-o", "json", "-n", &plain])
-            .run()
-            .json()
-    };
-    let report = as_cronjob();
-    assert_eq!(policy_state(&report), "unknown", "{report:#}");
-    assert!(report["born_linked_policy"]["reason"]
-        .as_str()
-        .unwrap()
-        .contains("status-rbac.yaml"));
-    let reader = format!("{sa}-reader");
-    apply_renamed(
-        &repo_file("deploy/born-linked/status-rbac.yaml"),
-        &sa,
-        &[(
-            "name: ecr-refresh-born-linked-reader\n",
-            &format!("name: {reader}\n"),
-        )],
-    );
-    let report = as_cronjob();
-    assert_eq!(policy_state(&report), "installed", "{report:#}");
-    // The reader may read the policy, and nothing else of its kind.
-    let other = std::process::Command::new("kubectl")
-        .args([
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "get",
-            "mutatingadmissionpolicies",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        !other.status.success(),
-        "listing every policy must be refused"
-    );
+    let reader = status_reads_the_policy(&plain);
 
     // prune --uninstall says to remove the policy too (a dry run: nothing else on the shared
     // server is touched).
