@@ -235,6 +235,67 @@ async fn the_cronjobs_failed_runs_also_end_with_the_one_line_report() {
 /// no batch/v1 CronJobs (the CronJob is stored as batch/v1beta1 there), and no controllers run,
 /// so no pod starts: the Job's pod spec, as the server stores it, is run here instead, as its
 /// ServiceAccount, with its env and its envFrom Secret.
+/// Step 3 of the README: kubectl apply -k deploy/ (before 1.30: with the component that
+/// leaves the admission policy out, as the README says).
+async fn apply_deploy(client: &kube::Client) {
+    let deploy = format!("{}/deploy", env!("CARGO_MANIFEST_DIR"));
+    let batch_v1 = client
+        .list_api_group_resources("batch/v1")
+        .await
+        .expect("discovery of batch/v1");
+    if serves_admission_policies(client).await {
+        kubectl(&["apply", "-k", &deploy], None);
+    } else {
+        // What that kustomization renders, with the CronJob as a 1.20 server serves it.
+        let docs = render_deploy(&["without-admission-policy"]);
+        let cronjobs_v1 = batch_v1.resources.iter().any(|r| r.name == "cronjobs");
+        let mut manifest = String::new();
+        for mut doc in docs {
+            if doc["kind"] == "CronJob" && !cronjobs_v1 {
+                doc["apiVersion"] = "batch/v1beta1".into();
+            }
+            manifest += &format!("---\n{}", serde_yaml::to_string(&doc).unwrap());
+        }
+        kubectl(&["apply", "-f", "-"], Some(&manifest));
+    }
+}
+
+/// Step 4 of the README: kubectl create job --from=cronjob/ecr-refresh. kubectl asks for
+/// batch/v1 CronJobs, which a 1.20 server lacks, so there the Job is made from the stored
+/// jobTemplate the same way.
+fn create_job_from_cronjob(job: &str) {
+    let from = [
+        "-n",
+        "kube-system",
+        "create",
+        "job",
+        "--from=cronjob/ecr-refresh",
+        job,
+    ];
+    if try_kubectl(&from, None).is_err() {
+        let cronjob: serde_json::Value = serde_json::from_str(&kubectl(
+            &[
+                "-n",
+                "kube-system",
+                "get",
+                "cronjob.v1beta1.batch",
+                "ecr-refresh",
+                "-o",
+                "json",
+            ],
+            None,
+        ))
+        .unwrap();
+        let manual = serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": job, "namespace": "kube-system",
+                         "annotations": {"cronjob.kubernetes.io/instantiate": "manual"}},
+            "spec": cronjob["spec"]["jobTemplate"]["spec"],
+        });
+        kubectl(&["create", "-f", "-"], Some(&manual.to_string()));
+    }
+}
+
 #[tokio::test]
 async fn the_readme_quick_start() {
     let TestNs { client, name: ns } = TestNs::new("quickstart").await;
@@ -265,63 +326,9 @@ async fn the_readme_quick_start() {
         None,
     );
 
-    // Step 3: kubectl apply -k deploy/ (before 1.30: with the component that leaves the
-    // admission policy out, as the README says).
-    let deploy = format!("{}/deploy", env!("CARGO_MANIFEST_DIR"));
-    let batch_v1 = client
-        .list_api_group_resources("batch/v1")
-        .await
-        .expect("discovery of batch/v1");
-    if serves_admission_policies(&client).await {
-        kubectl(&["apply", "-k", &deploy], None);
-    } else {
-        // What that kustomization renders, with the CronJob as a 1.20 server serves it.
-        let docs = render_deploy(&["without-admission-policy"]);
-        let cronjobs_v1 = batch_v1.resources.iter().any(|r| r.name == "cronjobs");
-        let mut manifest = String::new();
-        for mut doc in docs {
-            if doc["kind"] == "CronJob" && !cronjobs_v1 {
-                doc["apiVersion"] = "batch/v1beta1".into();
-            }
-            manifest += &format!("---\n{}", serde_yaml::to_string(&doc).unwrap());
-        }
-        kubectl(&["apply", "-f", "-"], Some(&manifest));
-    }
-
-    // Step 4: kubectl create job --from=cronjob/ecr-refresh. kubectl asks for batch/v1
-    // CronJobs, which a 1.20 server lacks, so there the Job is made from the stored
-    // jobTemplate the same way.
+    apply_deploy(&client).await;
     let job = unique("ecr-refresh-first-run");
-    let from = [
-        "-n",
-        "kube-system",
-        "create",
-        "job",
-        "--from=cronjob/ecr-refresh",
-        &job,
-    ];
-    if try_kubectl(&from, None).is_err() {
-        let cronjob: serde_json::Value = serde_json::from_str(&kubectl(
-            &[
-                "-n",
-                "kube-system",
-                "get",
-                "cronjob.v1beta1.batch",
-                "ecr-refresh",
-                "-o",
-                "json",
-            ],
-            None,
-        ))
-        .unwrap();
-        let manual = serde_json::json!({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": job, "namespace": "kube-system",
-                         "annotations": {"cronjob.kubernetes.io/instantiate": "manual"}},
-            "spec": cronjob["spec"]["jobTemplate"]["spec"],
-        });
-        kubectl(&["create", "-f", "-"], Some(&manual.to_string()));
-    }
+    create_job_from_cronjob(&job);
 
     // What the kubelet would run: the Job's container, as the server stores it.
     let jobs: Api<Job> = Api::namespaced(client.clone(), "kube-system");
