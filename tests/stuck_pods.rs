@@ -155,14 +155,14 @@ fn stuck(report: &serde_json::Value, ns: &str) -> Vec<(String, String, String)> 
     pods
 }
 
-#[tokio::test]
-async fn status_names_stuck_pods_and_the_flag_deletes_only_the_healable_one() {
-    let (client, _, [ns, untouched]) = TestNs::group("stuck", ["a", "b"]).await;
-    let rs = replica_set(&client, &ns).await;
-    // Created before the ServiceAccount lists the Secret: none of them gets it.
+/// Five pods of `ns` created before its ServiceAccount lists the Secret, so none gets it:
+/// stuck on our registry with a controller (web-1), without one (bare), with pull secrets of
+/// its own (own); stuck on another registry (elsewhere); and not stuck yet (starting).
+async fn five_pods(client: &kube::Client, ns: &str) {
+    let rs = replica_set(client, ns).await;
     pod(
-        &client,
-        &ns,
+        client,
+        ns,
         "web-1",
         IMAGE,
         Some(&rs),
@@ -170,10 +170,10 @@ async fn status_names_stuck_pods_and_the_flag_deletes_only_the_healable_one() {
         "ImagePullBackOff",
     )
     .await;
-    pod(&client, &ns, "bare", IMAGE, None, &[], "ErrImagePull").await;
+    pod(client, ns, "bare", IMAGE, None, &[], "ErrImagePull").await;
     pod(
-        &client,
-        &ns,
+        client,
+        ns,
         "own",
         IMAGE,
         Some(&rs),
@@ -183,8 +183,8 @@ async fn status_names_stuck_pods_and_the_flag_deletes_only_the_healable_one() {
     .await;
     let other = "docker.io/library/nginx:1";
     pod(
-        &client,
-        &ns,
+        client,
+        ns,
         "elsewhere",
         other,
         Some(&rs),
@@ -193,8 +193,8 @@ async fn status_names_stuck_pods_and_the_flag_deletes_only_the_healable_one() {
     )
     .await;
     pod(
-        &client,
-        &ns,
+        client,
+        ns,
         "starting",
         IMAGE,
         Some(&rs),
@@ -202,6 +202,12 @@ async fn status_names_stuck_pods_and_the_flag_deletes_only_the_healable_one() {
         "ContainerCreating",
     )
     .await;
+}
+
+#[tokio::test]
+async fn status_names_stuck_pods_and_the_flag_deletes_only_the_healable_one() {
+    let (client, _, [ns, untouched]) = TestNs::group("stuck", ["a", "b"]).await;
+    five_pods(&client, &ns).await;
     Run::sync().args(["-n", &ns]).run().assert_code(0);
 
     // status names the three pods stuck on our registry, each with why and what fixes it.
