@@ -37,27 +37,20 @@ SECRET=awsecr-cred
 SA_USER=system:serviceaccount:kube-system:ecr-refresh
 JOBS_LABEL=app.kubernetes.io/name=ecr-refresh
 
-passed=0 failed=0 broken=""
 log() { printf 'clustertest: %s\n' "$*" >&2; }
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-check() { # description, command...: ok if the command succeeds; its output is shown on failure
-  local desc=$1 out; shift
-  if out=$("$@" 2>&1); then ok "$desc"; else not_ok "$desc"; printf '%s\n' "$out" | tail -n 25 | sed 's/^/# /'; broken=1; fi
-}
 # stage NAME FUNCTION: runs a stage unless an earlier one failed (then it counts as failed).
 stage() {
-  if [ -n "$broken" ]; then not_ok "$1: not run, an earlier stage failed"; return; fi
+  if [ -n "$BROKEN" ]; then not_ok "$1: not run, an earlier stage failed"; return; fi
   log "stage: $1"
   REASON=""
   # A stage returns non-zero (with REASON) when it cannot go on; failed checks count themselves.
-  "$2" || { not_ok "$1: ${REASON:-failed}"; broken=1; }
+  "$2" || not_ok "$1: ${REASON:-failed}"
 }
 finish() {
-  echo "clustertest: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
+  echo "clustertest: $PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
 }
 
 k() { kubectl --kubeconfig "$ECR_REFRESH_CLUSTER_KUBECONFIG" --request-timeout=20s "$@"; }
@@ -538,7 +531,7 @@ history_within_limits() {
 stage_history() {
   # Three successful runs and one failed one have happened; the CronJob keeps only its limits.
   if wait_for 40 history_within_limits; then ok "Job and pod history within successfulJobsHistoryLimit and failedJobsHistoryLimit, no orphaned pods"
-  else not_ok "Job and pod history within the limits: $(history_within_limits)"; broken=1; fi
+  else not_ok "Job and pod history within the limits: $(history_within_limits)"; fi
 }
 
 # ------------------------------------------------------------------------------------------------

@@ -35,15 +35,10 @@ WAIT_RUN=${ECR_REFRESH_E2E_WAIT:-75}
 SECRET=awsecr-cred
 POLICY=ecr-refresh-born-linked
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-check() { # description, command...
-  local what=$1; shift
-  if "$@"; then ok "$what"; else not_ok "$what"; fi
-}
 log() { printf 'e2e-pods: %s\n' "$*" >&2; }
-summary() { echo "e2e-pods: $passed passed, $failed failed"; }
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+summary() { echo "e2e-pods: $PASSED passed, $FAILED failed"; }
 
 [ -x "$TOOL" ] || cargo build --locked --bin ecr-refresh >&2
 trap 'scripts/cluster.sh down; summary' EXIT
@@ -236,4 +231,4 @@ t1=$SECONDS
 stuck_pods
 born_linked
 log "scenarios took $((SECONDS - t1))s"
-[ "$failed" -eq 0 ]
+[ "$FAILED" -eq 0 ]

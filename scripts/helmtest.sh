@@ -624,8 +624,8 @@ main_cluster() {
   RUN=$ROOT/target/helmtest
   log() { printf 'helmtest: %s\n' "$*" >&2; }
   finish() {
-    echo "helmtest cluster: $passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
+    echo "helmtest cluster: $PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
   }
   apt_install python3 python3-yaml jq curl || { echo "helmtest: could not install python3-yaml, jq" >&2; exit 1; }
   # shellcheck source=scripts/node.sh

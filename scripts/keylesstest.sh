@@ -37,8 +37,8 @@ SUBJECT=system:serviceaccount:kube-system:ecr-refresh
 FIRST_RUN=ecr-refresh-first-run
 log() { printf 'keylesstest: %s\n' "$*" >&2; }
 finish() {
-  echo "keylesstest: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
+  echo "keylesstest: $PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
 }
 
 # What the README's blocks hold that this cluster cannot have, and what stands in for it.

@@ -36,16 +36,24 @@ pip_venv() { # dir spec
   echo "$spec" >"$stamp"
 }
 
-# Runs check function $2 and prints `ok - $1` or `not ok - $1: $REASON`, counting both.
-PASSED=0
-FAILED=0
-run_check() { # name function
+# TAP-style results, counted for each script's summary line. Kept when this file is sourced
+# again (node.sh sources it too). BROKEN is set by the first failure, for scripts whose later
+# stages depend on the earlier ones.
+PASSED=${PASSED:-0}
+FAILED=${FAILED:-0}
+BROKEN=${BROKEN:-}
+ok() { PASSED=$((PASSED + 1)); echo "ok - $*"; }
+not_ok() { FAILED=$((FAILED + 1)); BROKEN=1; echo "not ok - $*"; }
+
+# check WHAT COMMAND...: ok if the command succeeds; on failure, the last 25 lines of its output
+# as comments. The command runs in a subshell: what it assigns is not kept.
+check() {
+  local what=$1 out; shift
+  if out=$("$@" 2>&1); then ok "$what"; else not_ok "$what"; printf '%s\n' "$out" | tail -n 25 | sed 's/^/# /'; fi
+}
+
+# run_check WHAT FUNCTION: ok, or not ok with the REASON the function set.
+run_check() {
   REASON=""
-  if "$2"; then
-    PASSED=$((PASSED + 1))
-    echo "ok - $1"
-  else
-    FAILED=$((FAILED + 1))
-    echo "not ok - $1: ${REASON:-failed}"
-  fi
+  if "$2"; then ok "$1"; else not_ok "$1: ${REASON:-failed}"; fi
 }

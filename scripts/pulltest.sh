@@ -28,7 +28,7 @@ NODE_KUBECONFIG=$RUN_DIR/kubeconfig
 SECRET=awsecr-cred
 WAIT_POD=${ECR_REFRESH_PULLTEST_WAIT:-90}
 
-passed=0 failed=0 in_run="" logs_fresh=""
+in_run="" logs_fresh=""
 log() { printf 'pulltest: %s\n' "$*" >&2; }
 # shellcheck source=scripts/node.sh
 source "$(dirname "${BASH_SOURCE[0]}")/node.sh"
@@ -41,13 +41,11 @@ die() {
       [ -n "$logs_fresh" ] && [ -f "$LOGS/$f.log" ] || continue
       echo "# --- $f.log (last 10 lines)"; tail -n 10 "$LOGS/$f.log" | sed 's/^/# /'
     done
-    echo "pulltest: $passed passed, $((failed + 1)) failed"
+    echo "pulltest: $PASSED passed, $((FAILED + 1)) failed"
   fi
   exit 1
 }
 
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
 
 
 install() {
@@ -244,8 +242,8 @@ main() {
   local t1=$SECONDS
   checks "$a" "$b"
   log "checks took $((SECONDS - t1))s"
-  echo "pulltest: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
+  echo "pulltest: $PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
 }
 
 main "$@"
