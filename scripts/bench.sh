@@ -178,18 +178,7 @@ if [ -f "$OUT_DIR/results.json" ]; then
 fi
 # The due-only section goes in last (bench.py rewrites the whole file), replacing the old one.
 if [ -f "$OUTPUT.due" ]; then
-  python3 - "$OUTPUT" "$OUTPUT.due" <<'PY'
-import sys
-out, due = sys.argv[1], open(sys.argv[2]).read()
-begin, end = "<!-- due-only:begin -->", "<!-- due-only:end -->"
-section = due[due.index(begin):due.index(end) + len(end)] + "\n"
-text = open(out).read()
-if begin in text and end in text:
-    text = text[:text.index(begin)] + section + text[text.index(end) + len(end) + 1:]
-else:
-    text = text.rstrip("\n") + "\n\n" + section
-open(out, "w").write(text)
-PY
+  python3 "$ROOT/scripts/py/bench_merge_due_section.py" "$OUTPUT" "$OUTPUT.due"
   rm -f "$OUTPUT.due"
 fi
 exit $rc

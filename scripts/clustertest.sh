@@ -101,74 +101,7 @@ build_image() {
 # Reads the layout back (index -> manifest -> config and layer) and compares it with the
 # Dockerfile's final stage and with deploy/cronjob.yaml's runAsUser.
 image_matches_dockerfile() {
-  python3 - "$ROOT/Dockerfile" "$RUN/image" "$STATIC_BIN" "$BASE_IMAGE" "$BASE_CONFIG" "$ROOT/deploy/cronjob.yaml" <<'PY'
-import hashlib, json, re, sys, tarfile
-dockerfile, layout, binary, base, base_config, cronjob = sys.argv[1:]
-fail = []
-# The final stage: the lines after the last FROM, continuations joined, comments dropped.
-text = re.sub(r"\\\n", " ", open(dockerfile).read())
-lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("#")]
-froms = [i for i, l in enumerate(lines) if l.upper().startswith("FROM ")]
-stage = lines[froms[-1]:]
-if stage[0].split()[1] != base:
-    fail.append(f"the final stage is FROM {stage[0].split()[1]}; scripts/clustertest.sh only knows what {base} holds")
-want = json.loads(base_config)
-copies = {}
-for l in stage[1:]:
-    op, _, rest = l.partition(" ")
-    op = op.upper()
-    if op == "COPY":
-        args = rest.split()
-        flags = [a for a in args if a.startswith("--")]
-        src, dest = [a for a in args if not a.startswith("--")]
-        if flags != ["--from=build"] or src != "/ecr-refresh":
-            fail.append(f"COPY {rest}: the image is assembled from the static binary alone")
-        copies[dest.lstrip("/")] = src
-    elif op == "USER":
-        want["User"] = rest
-    elif op in ("ENTRYPOINT", "CMD"):
-        want[op.capitalize() if op == "CMD" else "Entrypoint"] = json.loads(rest)
-    else:
-        fail.append(f"{op} in the final stage is not reproduced by scripts/clustertest.sh")
-index = json.load(open(f"{layout}/index.json"))
-blob = lambda d: open(f"{layout}/blobs/" + d["digest"].replace(":", "/"), "rb")
-manifest = json.load(blob(index["manifests"][0]))
-config = json.load(blob(manifest["config"]))["config"]
-for key in sorted(set(want) | set(config)):
-    if want.get(key) != config.get(key):
-        fail.append(f"image config {key}: {config.get(key)!r}, the Dockerfile says {want.get(key)!r}")
-layers = manifest["layers"]
-if len(layers) != 1:
-    fail.append(f"{len(layers)} layers")
-members = {m.name.lstrip("./"): m for m in tarfile.open(fileobj=blob(layers[0]), mode="r:gz")}
-files = {n: m for n, m in members.items() if not m.isdir()}
-expected = {"etc/ssl/certs/ca-certificates.crt", "etc/passwd", "etc/group"} | set(copies)
-if set(files) != expected:
-    fail.append(f"image files {sorted(files)}, expected {sorted(expected)}")
-tar = tarfile.open(fileobj=blob(layers[0]), mode="r:gz")
-for dest in copies:
-    m = files.get(dest)
-    if m is None:
-        continue
-    got = hashlib.sha256(tar.extractfile(tar.getmember("./" + dest)).read()).hexdigest()
-    if got != hashlib.sha256(open(binary, "rb").read()).hexdigest():
-        fail.append(f"/{dest} is not the static binary")
-    if m.mode & 0o777 != 0o755 or (m.uid, m.gid) != (0, 0):
-        fail.append(f"/{dest}: mode {oct(m.mode)} owner {m.uid}:{m.gid}, COPY gives 0755 root")
-uid, _, gid = config.get("User", "").partition(":")
-if not uid.isdigit() or int(uid) == 0:
-    fail.append(f"the image runs as {config.get('User')!r}: it must be a numeric non-root user (runAsNonRoot)")
-passwd = tar.extractfile(tar.getmember("./etc/passwd")).read().decode()
-if uid.isdigit() and not any(l.split(":")[2] == uid for l in passwd.splitlines()):
-    fail.append(f"uid {uid} is not in the image's /etc/passwd")
-run_as = re.search(r"runAsUser: (\d+)", open(cronjob).read())
-if not run_as or run_as.group(1) != uid:
-    fail.append(f"deploy/cronjob.yaml runAsUser {run_as and run_as.group(1)} differs from the image's user {uid}")
-if b"BEGIN CERTIFICATE" not in tar.extractfile(tar.getmember("./etc/ssl/certs/ca-certificates.crt")).read():
-    fail.append("the CA bundle holds no certificate")
-print("\n".join(fail) or "image matches the Dockerfile's final stage")
-sys.exit(1 if fail else 0)
-PY
+  python3 "$ROOT/scripts/py/clustertest_image_matches_dockerfile.py" "$ROOT/Dockerfile" "$RUN/image" "$STATIC_BIN" "$BASE_IMAGE" "$BASE_CONFIG" "$ROOT/deploy/cronjob.yaml"
 }
 
 stage_image() {
@@ -230,32 +163,7 @@ YAML
 # Renders deploy/ and the overlay; undoing exactly the named changes must give deploy/ back.
 overlay_changes_only_the_named_fields() {
   kubectl kustomize "$ROOT/deploy" >"$RUN/base.yaml" && kubectl kustomize "$RUN/overlay" >"$RUN/overlay.yaml" || return 1
-  python3 - "$RUN/base.yaml" "$RUN/overlay.yaml" "$APP_IMAGE" <<'PY'
-import sys, yaml
-base, over, image = sys.argv[1:]
-load = lambda p: {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(p)) if d}
-base, over = load(base), load(over)
-assert base.keys() == over.keys(), f"objects differ: {sorted(base)} vs {sorted(over)}"
-for key, b in base.items():
-    o = over[key]
-    if key[0] == "CronJob":
-        orig = b["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-        pod = o["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-        o["spec"]["schedule"] = b["spec"]["schedule"]            # schedule: every minute
-        assert pod.pop("hostNetwork") is True                    # hostNetwork
-        (c,) = [c for c in pod["containers"] if c["name"] == "ecr-refresh"]
-        (bc,) = [c for c in orig["containers"] if c["name"] == "ecr-refresh"]
-        assert c["image"] == image, c["image"]                   # image
-        c["image"] = bc["image"]
-        named = {"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "AWS_ENDPOINT_URL", "AWS_REGION"}
-        c["env"] = [e for e in c["env"] if e["name"] not in named]
-        c["env"] += [e for e in bc["env"] if e["name"] == "AWS_REGION"]
-        key_of = lambda e: e["name"]
-        c["env"].sort(key=key_of); bc["env"] = sorted(bc["env"], key=key_of)
-    if o != b:
-        sys.exit(f"{key} differs from deploy/ beyond the named changes")
-print("only the named changes")
-PY
+  python3 "$ROOT/scripts/py/clustertest_overlay_changes_only_the_named_fields.py" "$RUN/base.yaml" "$RUN/overlay.yaml" "$APP_IMAGE"
 }
 
 stage_apply() {
@@ -363,43 +271,7 @@ every_namespace_synced() {
 
 # Every line of the pod's log is one JSON object, and the report ends it.
 log_is_json_lines() { # log file, expected exit code ("nonzero" for any failure)
-  python3 - "$1" "$2" <<'PY'
-import json, sys
-path, want = sys.argv[1:]
-lines = open(path).read().splitlines()
-assert lines, "empty log"
-docs = []
-for n, line in enumerate(lines, 1):
-    try:
-        d = json.loads(line)
-    except ValueError as e:
-        sys.exit(f"line {n} is not JSON ({e}): {line[:200]}")
-    assert isinstance(d, dict), f"line {n} is not an object"
-    docs.append(d)
-reports = [d for d in docs if d.get("type") == "report"]
-assert len(reports) == 1, f"{len(reports)} report lines"
-# The report ends the log. It is the only stdout line and every other line is a stderr log
-# event; the runtime reads the two through separate pipes and does not keep their order, so an
-# event written just before the report (the fatal error, the SIGTERM warning) may land after it.
-# Nothing may be logged after the report: no event is later than the run's end, its first
-# event plus duration_seconds (the clock starts before the first event; 0.5 s slack).
-from datetime import datetime
-at = next(i for i, d in enumerate(docs) if d.get("type") == "report")
-r = docs[at]
-events = [d for d in docs if d is not r]
-for d in events:
-    assert "level" in d and "timestamp" in d, f"neither the report nor a log event: {json.dumps(d)[:200]}"
-ts = lambda d: datetime.fromisoformat(d["timestamp"].replace("Z", "+00:00")).timestamp()
-if events:
-    end = ts(events[0]) + r["duration_seconds"] + 0.5
-    for d in docs[at + 1:]:
-        assert ts(d) <= end, f"logged after the report (run ended by {end:.3f}): {json.dumps(d)[:200]}"
-for f in ("schema_version", "command", "summary", "namespaces", "registries", "token_expires_at", "error", "exit_code", "api_requests", "duration_seconds"):
-    assert f in r, f"report lacks {f}"
-code = r["exit_code"]
-assert (code != 0) if want == "nonzero" else code == int(want), f"exit_code {code}, expected {want}"
-print(f"{len(lines)} lines, all JSON objects; report: exit_code {code}, summary {json.dumps(r['summary'])}")
-PY
+  python3 "$ROOT/scripts/py/clustertest_log_is_json_lines.py" "$1" "$2"
 }
 
 stage_first_firing() {

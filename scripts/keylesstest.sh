@@ -52,22 +52,8 @@ SUBSTITUTIONS=(
 # readme_block WORD: the README quick start's first fenced block that contains WORD, with the
 # substitutions made.
 readme_block() {
-  python3 - "$ROOT/README.md" "$1" "$ISSUER" "$(realpath --relative-to="$RUN/laptop" "$ROOT/deploy")" \
-    "$ECR_REFRESH_CLUSTER_IMAGE" <<'PY'
-import re, sys
-readme, word, issuer, deploy, image = sys.argv[1:]
-text = open(readme).read()
-section = text.split("\n## Quick start on a cluster outside AWS\n", 1)[1].split("\n## ", 1)[0]
-for indent, body in re.findall(r"\n( *)```[a-z]*\n(.*?)\n\1```", section, re.S):
-    if word in body:
-        body = "\n".join(l[len(indent):] for l in body.splitlines())
-        body = body.replace("https://oidc.example.com/my-cluster", issuer)
-        body = body.replace("<path or URL of deploy/>", deploy)
-        body = body.replace("123456789012.dkr.ecr.eu-west-1.amazonaws.com/my-repo:tag", image)
-        print(body)
-        sys.exit(0)
-sys.exit(f"no block in the README's quick start contains {word!r}")
-PY
+  python3 "$ROOT/scripts/py/keylesstest_readme_block.py" "$ROOT/README.md" "$1" "$ISSUER" "$(realpath --relative-to="$RUN/laptop" "$ROOT/deploy")" \
+    "$ECR_REFRESH_CLUSTER_IMAGE"
 }
 
 # A CA and a certificate for $IP, as a public issuer URL's host has one.
@@ -174,17 +160,7 @@ write_keyless_overlay() {
   readme_block 'components:' >"$o/readme-kustomization.yaml" || return 1
   write_overlay # clustertest's loopback patch, in $RUN/overlay
   cp "$RUN/overlay/loopback.yaml" "$o/loopback.yaml"
-  python3 - "$o/readme-kustomization.yaml" "$o/kustomization.yaml" "$APP_IMAGE" "http://127.0.0.1:$STS_PORT" <<'PY'
-import sys, yaml
-src, dst, image, sts = sys.argv[1:]
-k = yaml.safe_load(open(src))
-doc = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
-doc.update(k)
-name, tag = image.rsplit(":", 1)
-doc["images"] = [{"name": "ghcr.io/ecr-refresh/ecr-refresh", "newName": name, "newTag": tag}]
-doc["patches"] = doc.get("patches", []) + [{"path": "loopback.yaml"}]
-yaml.safe_dump(doc, open(dst, "w"), sort_keys=False)
-PY
+  python3 "$ROOT/scripts/py/keylesstest_write_keyless_overlay.py" "$o/readme-kustomization.yaml" "$o/kustomization.yaml" "$APP_IMAGE" "http://127.0.0.1:$STS_PORT"
   # STS at the stand-in: the SDK's standard per-service endpoint variable.
   cat >>"$o/loopback.yaml" <<YAML
                 - {name: AWS_ENDPOINT_URL_STS, value: "http://127.0.0.1:$STS_PORT"}
