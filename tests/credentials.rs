@@ -149,14 +149,7 @@ async fn a_secret_the_list_cannot_vouch_for_has_its_token_fetched_in_setup() {
     // Current (valid for 12 h), but changed by another writer: its resourceVersion is no longer
     // the ledger's.
     let label = serde_json::json!({"metadata": {"labels": {"team": "a"}}});
-    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
-        .patch(
-            "awsecr-cred",
-            &Default::default(),
-            &kube::api::Patch::Merge(&label),
-        )
-        .await
-        .unwrap();
+    tamper(&client, &ns, label).await;
     let (blackhole, _) = blackhole().await;
     let (out, took) = timed(
         Run::sync()

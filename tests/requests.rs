@@ -446,18 +446,6 @@ async fn without_the_secret_list_each_one_is_read_with_one_warning() {
     assert_eq!(ecr.calls(), 1);
 }
 
-/// Someone else's write to our Secret in `ns`, as a JSON merge patch (another field manager).
-async fn tamper(client: &Client, ns: &str, patch: serde_json::Value) {
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .patch(
-            "awsecr-cred",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("tamper with {ns}: {e}"));
-}
-
 /// Our Secret in `ns` deleted and made again by someone else (as field manager `manager`),
 /// with our label and `type_`.
 async fn recreate(client: &Client, ns: &str, type_: &str, from: &Secret, manager: Option<&str>) {

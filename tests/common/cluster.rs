@@ -241,6 +241,19 @@ pub async fn get_secret(client: &Client, ns: &str, name: &str) -> Option<Secret>
         .expect("get secret")
 }
 
+/// Someone else's write to our Secret in `ns`, as a JSON merge patch (another field manager:
+/// the admin's).
+pub async fn tamper(client: &Client, ns: &str, patch: serde_json::Value) {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(
+            "awsecr-cred",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("tamper with {ns}: {e}"));
+}
+
 pub async fn get_sa(client: &Client, ns: &str, name: &str) -> ServiceAccount {
     Api::<ServiceAccount>::namespaced(client.clone(), ns)
         .get(name)
