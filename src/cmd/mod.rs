@@ -103,6 +103,17 @@ pub(crate) enum Cut {
     Stopped(&'static str),
 }
 
+/// An item of [`bounded`] work: a namespace, known by its name.
+pub(crate) trait Named {
+    fn name(&self) -> &str;
+}
+
+impl Named for crate::namespaces::Planned {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// Runs `work` on every item, `concurrency` at a time. Whatever has not finished by `deadline`
 /// gets `late(item, Cut::Deadline)` instead, so a run never outlives its --timeout. Once a stop
 /// is requested no item is started, and those in flight get [`STOP_GRACE`] to finish. Neither
@@ -113,12 +124,12 @@ pub(crate) async fn bounded<I, R, F, Fut>(
     concurrency: usize,
     limits: Limits<'_>,
     work: F,
-    late: impl Fn(&I, Cut) -> R,
+    late: impl Fn(&str, Cut) -> R,
 ) -> Vec<R>
 where
     F: Fn(I, Shield) -> Fut,
     Fut: Future<Output = R>,
-    I: Clone,
+    I: Named,
     R: crate::progress::Tally,
 {
     let Limits { deadline, stop, .. } = limits;
@@ -128,9 +139,11 @@ where
     futures::stream::iter(items)
         .map(|item| async move {
             if let Some(signal) = stop.requested() {
-                return late(&item, Cut::Stopped(signal));
+                return late(item.name(), Cut::Stopped(signal));
             }
-            let fallback = item.clone();
+            // Only the name is kept for a cut: the item itself (a namespace's share of the
+            // reads) goes to the work.
+            let name = item.name().to_string();
             let shield = Shield::default();
             let mut work = std::pin::pin!(work(item, shield.clone()));
             let cut = tokio::select! {
@@ -145,7 +158,7 @@ where
             // Cut now, unless the work is inside its shield: then let that section end first.
             tokio::select! {
                 biased;
-                _free = shield.hold() => late(&fallback, cut),
+                _free = shield.hold() => late(&name, cut),
                 r = &mut work => r,
             }
         })
@@ -268,6 +281,12 @@ mod tests {
         }
     }
 
+    impl Named for &str {
+        fn name(&self) -> &str {
+            self
+        }
+    }
+
     fn limits(stop: &Stop, deadline_ms: u64) -> Limits<'_> {
         Limits {
             deadline: tokio::time::Instant::now() + Duration::from_millis(deadline_ms),
@@ -281,7 +300,7 @@ mod tests {
         let finished = AtomicUsize::new(0);
         let stop = Stop::never();
         let got = bounded(
-            vec![1],
+            vec!["a"],
             1,
             limits(&stop, 30),
             |_, shield| async {
@@ -310,7 +329,7 @@ mod tests {
         let started = AtomicUsize::new(0);
         let stop = Stop::requested_by("SIGINT");
         let got = bounded(
-            vec![1, 2, 3],
+            vec!["a", "b", "c"],
             2,
             limits(&stop, 60_000),
             |_, _| async {

@@ -80,7 +80,7 @@ pub(crate) async fn prune_all(
     which: Unlink,
     limits: Limits<'_>,
 ) -> Vec<NamespaceReport> {
-    let late = |ns: &Planned, cut: Cut| Some(limits.cut_short(&ns.name, cut));
+    let late = |ns: &str, cut: Cut| Some(limits.cut_short(ns, cut));
     bounded(
         namespaces,
         run.pace.concurrency,

@@ -86,7 +86,7 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
         opts.run.pace.concurrency,
         limits,
         |input, _| check.namespace(input),
-        |input, _| health::late(&input.planned.name, timeout),
+        |name, _| health::late(name, timeout),
     )
     .await;
     report.finish(cluster.stats(), started);
@@ -94,7 +94,6 @@ pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
 }
 
 /// One namespace's share of the lists, handed to its check by value.
-#[derive(Clone)]
 struct Input {
     planned: Planned,
     /// Our Secret: `None` when not listed (read on its own), `Some(None)` when the list showed
@@ -104,6 +103,12 @@ struct Input {
     accounts: HashMap<String, serviceaccount::Listed>,
     /// Pods waiting on a pull without our Secret.
     pods: Vec<Candidate>,
+}
+
+impl super::Named for Input {
+    fn name(&self) -> &str {
+        &self.planned.name
+    }
 }
 
 /// One namespace's check, with what every namespace shares.

@@ -258,7 +258,7 @@ impl Pass<'_> {
             self.opts.run.pace.concurrency,
             limits,
             |input, shield| sync_namespace(&ctx, input, shield),
-            |input, cut| limits.cut_short(&input.planned.name, cut).into(),
+            |name, cut| limits.cut_short(name, cut).into(),
         )
         .await;
         let mut earliest_held = None;

@@ -20,7 +20,7 @@ use crate::stuckpods::{self, Deletion, PodAction};
 /// One namespace's share of the reads made before any write: its Secret as seen, the
 /// ServiceAccounts the cluster-wide lists found there, and its stuck pods. Handed to the
 /// namespace's task by value: no task reads another's.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(super) struct NamespaceInput {
     pub(super) planned: Planned,
     pub(super) secret: Seen,
@@ -30,8 +30,14 @@ pub(super) struct NamespaceInput {
     pub(super) stuck: Vec<stuckpods::Candidate>,
 }
 
+impl crate::cmd::Named for NamespaceInput {
+    fn name(&self) -> &str {
+        &self.planned.name
+    }
+}
+
 /// Our Secret in a namespace, as the reads before any write saw it.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(super) enum Seen {
     /// No cluster-wide list was made (every -n a plain name, or the list refused): read it in
     /// the namespace.
