@@ -317,8 +317,7 @@ impl<'a> Secrets<'a> {
         Ok(stored.metadata.resource_version)
     }
 
-    /// Someone else's Secret, or one of the wrong type, is only written with --force.
-    /// Why a Secret that is not ours is left alone (without --force).
+    /// Why someone else's Secret, or one of the wrong type, is left alone (without --force).
     fn refusal(&self, state: &State) -> SecretError {
         match state {
             State::WrongType(found) => SecretError::WrongType {
