@@ -28,6 +28,16 @@ pub(crate) enum Error {
         reason: String,
     },
 
+    /// The --tenants file is unreadable or wrong; `line` 0 and an empty `key` when the whole
+    /// file is.
+    #[error("{}", tenants_file(file, *line, key, reason))]
+    TenantsFile {
+        file: String,
+        line: u64,
+        key: String,
+        reason: String,
+    },
+
     #[error("no AWS region configured: pass --region, set AWS_REGION, or set a region in the AWS profile")]
     NoRegion,
 
@@ -69,6 +79,7 @@ impl Error {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Error::InvalidInput { .. }
+            | Error::TenantsFile { .. }
             | Error::NoRegion
             | Error::KubeConfig { .. }
             | Error::StdoutClosed => exit::INVALID_INPUT,
@@ -87,7 +98,7 @@ impl Error {
     /// A short stable name for JSON output.
     pub(crate) fn kind(&self) -> &'static str {
         match self {
-            Error::InvalidInput { .. } => "invalid_input",
+            Error::InvalidInput { .. } | Error::TenantsFile { .. } => "invalid_input",
             Error::NoRegion => "no_region",
             Error::KubeConfig { .. } => "kubeconfig",
             // Not read before the deadline: the step's own kind, as for any setup step.
@@ -101,6 +112,17 @@ impl Error {
             Error::Cancelled { .. } => "cancelled",
         }
     }
+}
+
+fn tenants_file(file: &str, line: u64, key: &str, reason: &str) -> String {
+    let mut at = format!("invalid --tenants file {file:?}");
+    if line > 0 {
+        at.push_str(&format!(", line {line}"));
+    }
+    if !key.is_empty() {
+        at.push_str(&format!(", {key}"));
+    }
+    format!("{at}: {reason}; nothing was written")
 }
 
 /// The messages of an error and its sources on one line, each once: libraries often repeat

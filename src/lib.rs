@@ -24,6 +24,7 @@ mod shutdown;
 mod stdio;
 mod stuckpods;
 pub mod telemetry;
+mod tenants;
 #[cfg(test)]
 mod testing;
 

@@ -8,11 +8,54 @@ use super::validate_dns_subdomain;
 /// checked locally with the apiserver's own grammar (k8s.io/apimachinery `labels.Parse`), so a
 /// typo fails with exit 2 and everything the server accepts is accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LabelSelector(String);
+pub struct LabelSelector {
+    raw: String,
+    requirements: Vec<Requirement>,
+}
 
 impl LabelSelector {
     pub(crate) fn as_str(&self) -> &str {
-        &self.0
+        &self.raw
+    }
+
+    /// Whether a set of labels matches, as the apiserver decides it: every requirement holds.
+    /// For tenant rules, matched here; --namespace-selector goes to the server.
+    pub(crate) fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        self.requirements.iter().all(|r| r.matches(labels))
+    }
+}
+
+/// One requirement of a selector (apimachinery `labels.Requirement`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Requirement {
+    key: String,
+    op: Op,
+    values: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Exists,
+    DoesNotExist,
+    In,
+    NotIn,
+    Greater,
+    Less,
+}
+
+impl Requirement {
+    fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        let value = labels.get(&self.key);
+        let number = || value.and_then(|v| v.parse::<i64>().ok());
+        let bound = || self.values.first().and_then(|v| v.parse::<i64>().ok());
+        match self.op {
+            Op::Exists => value.is_some(),
+            Op::DoesNotExist => value.is_none(),
+            Op::In => value.is_some_and(|v| self.values.contains(v)),
+            Op::NotIn => value.is_none_or(|v| !self.values.contains(v)),
+            Op::Greater => matches!((number(), bound()), (Some(v), Some(b)) if v > b),
+            Op::Less => matches!((number(), bound()), (Some(v), Some(b)) if v < b),
+        }
     }
 }
 
@@ -27,8 +70,11 @@ impl FromStr for LabelSelector {
                 "empty label selector (leave the flag out to select every namespace)".into(),
             );
         }
-        SelectorParser::new(s).parse()?;
-        Ok(Self(s.to_string()))
+        let requirements = SelectorParser::new(s).parse()?;
+        Ok(Self {
+            raw: s.to_string(),
+            requirements,
+        })
     }
 }
 
@@ -145,13 +191,14 @@ impl<'a> SelectorParser<'a> {
         t
     }
 
-    fn parse(&mut self) -> Result<(), String> {
+    fn parse(&mut self) -> Result<Vec<Requirement>, String> {
+        let mut requirements = Vec::new();
         loop {
             match self.peek(true) {
                 (Tok::Ident | Tok::Not, _) => {
-                    self.requirement()?;
+                    requirements.push(self.requirement()?);
                     match self.next(true) {
-                        (Tok::End, _) => return Ok(()),
+                        (Tok::End, _) => return Ok(requirements),
                         (Tok::Comma, _) => match self.peek(true) {
                             (Tok::Ident | Tok::Not, _) => {}
                             (_, lit) => {
@@ -165,7 +212,7 @@ impl<'a> SelectorParser<'a> {
                         }
                     }
                 }
-                (Tok::End, _) => return Ok(()),
+                (Tok::End, _) => return Ok(requirements),
                 (_, lit) => {
                     return Err(format!(
                         "found {lit:?}, expected: !, identifier, or end of string"
@@ -175,7 +222,7 @@ impl<'a> SelectorParser<'a> {
         }
     }
 
-    fn requirement(&mut self) -> Result<(), String> {
+    fn requirement(&mut self) -> Result<Requirement, String> {
         let (mut tok, mut key) = self.next(true);
         let negated = tok == Tok::Not;
         if negated {
@@ -185,21 +232,36 @@ impl<'a> SelectorParser<'a> {
             return Err(format!("found {key:?}, expected: identifier"));
         }
         check_label_key(key)?;
+        let alone = |op| Requirement {
+            key: key.to_string(),
+            op,
+            values: Vec::new(),
+        };
         // `key` and `!key` alone; `!key` followed by anything else fails in the caller.
-        if negated || matches!(self.peek(true).0, Tok::End | Tok::Comma) {
-            return Ok(());
+        if negated {
+            return Ok(alone(Op::DoesNotExist));
         }
-        let values = match self.next(false) {
-            (Tok::In | Tok::NotIn, op) => self.set(op)?,
-            (Tok::Equals | Tok::DoubleEquals | Tok::NotEquals, _) => vec![self.exact_value()?],
-            (Tok::Greater | Tok::Less, op) => {
+        if matches!(self.peek(true).0, Tok::End | Tok::Comma) {
+            return Ok(alone(Op::Exists));
+        }
+        let (op, values) = match self.next(false) {
+            (Tok::In, op) => (Op::In, self.set(op)?),
+            (Tok::NotIn, op) => (Op::NotIn, self.set(op)?),
+            (Tok::Equals | Tok::DoubleEquals, _) => (Op::In, vec![self.exact_value()?]),
+            (Tok::NotEquals, _) => (Op::NotIn, vec![self.exact_value()?]),
+            (tok @ (Tok::Greater | Tok::Less), op) => {
                 let v = self.exact_value()?;
                 if v.parse::<i64>().is_err() {
                     return Err(format!(
                         "{key}{op}{v}: {op} compares numbers, the value must be a whole number"
                     ));
                 }
-                vec![v]
+                let op = if tok == Tok::Greater {
+                    Op::Greater
+                } else {
+                    Op::Less
+                };
+                (op, vec![v])
             }
             (_, "") => {
                 return Err(format!(
@@ -212,7 +274,12 @@ impl<'a> SelectorParser<'a> {
                 ))
             }
         };
-        values.into_iter().try_for_each(check_label_value)
+        values.iter().copied().try_for_each(check_label_value)?;
+        Ok(Requirement {
+            key: key.to_string(),
+            op,
+            values: values.into_iter().map(str::to_string).collect(),
+        })
     }
 
     /// `(a,b)`; empty members (`()`, `(a,)`) are the empty value, as on the server.
@@ -346,6 +413,44 @@ mod tests {
             "!a=b",
         ];
         crate::testing::assert_parses::<LabelSelector>(&ok, &bad);
+    }
+
+    #[test]
+    fn selectors_match_labels_as_the_apiserver_does() {
+        let labels: std::collections::BTreeMap<String, String> =
+            [("team", "a"), ("env", "prod"), ("replicas", "3")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let matches = |s: &str| s.parse::<LabelSelector>().unwrap().matches(&labels);
+        for yes in [
+            "team=a",
+            "team==a,env=prod",
+            "team in (a,b)",
+            "team notin (b)",
+            "missing notin (x)",
+            "owner!=x",
+            "team",
+            "!owner",
+            "replicas>2",
+            "replicas<4",
+        ] {
+            assert!(matches(yes), "{yes}");
+        }
+        for no in [
+            "team=b",
+            "team=a,env=dev",
+            "team notin (a)",
+            "team!=a",
+            "owner",
+            "!team",
+            "missing in (x)",
+            "replicas>3",
+            "env>1",
+            "env=",
+        ] {
+            assert!(!matches(no), "{no}");
+        }
     }
 
     #[test]
