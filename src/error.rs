@@ -62,6 +62,10 @@ pub(crate) enum Error {
     #[error("cannot get an ECR authorization token in region {region}: {message}")]
     EcrToken { region: String, message: String },
 
+    /// With --tenants: one tenant's token failed; only its namespaces go without.
+    #[error("{tenant}: {message}")]
+    TenantToken { tenant: String, message: String },
+
     #[error("ECR returned an unusable token in region {region}: {reason}")]
     EcrTokenInvalid { region: String, reason: String },
 
@@ -90,6 +94,7 @@ impl Error {
             | Error::OidcDiscovery { .. } => exit::CLUSTER_ACCESS,
             Error::ReadAwsConfig { .. }
             | Error::EcrToken { .. }
+            | Error::TenantToken { .. }
             | Error::EcrTokenInvalid { .. } => exit::ECR_TOKEN,
             Error::Cancelled { .. } => exit::NAMESPACE_FAILED,
         }
@@ -105,7 +110,9 @@ impl Error {
             Error::ReadKubeconfig { .. } | Error::ClusterAccess { .. } => "cluster_access",
             Error::ListNamespaces { .. } => "list_namespaces",
             Error::ListPods { .. } => "list_pods",
-            Error::ReadAwsConfig { .. } | Error::EcrToken { .. } => "ecr_token",
+            Error::ReadAwsConfig { .. } | Error::EcrToken { .. } | Error::TenantToken { .. } => {
+                "ecr_token"
+            }
             Error::EcrTokenInvalid { .. } => "ecr_token_invalid",
             Error::OidcDiscovery { .. } => "oidc_discovery",
             Error::StdoutClosed => "stdout_closed",

@@ -9,6 +9,9 @@ use kube::api::{Api, ListParams};
 use crate::cluster::{explain, explain_write, is_status, Cluster};
 use crate::error::{Error, Result};
 use crate::k8s_grammar::{LabelSelector, NamespacePattern};
+use crate::tenants::Tenants;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Page size for listing namespaces: memory stays flat however many the cluster has.
 const LIST_PAGE: u32 = 500;
@@ -22,6 +25,8 @@ pub(crate) struct Selection {
     pub(crate) label_selector: Option<LabelSelector>,
     /// Selects no namespace at all: what `prune --uninstall` keeps.
     pub(crate) nothing: bool,
+    /// With --tenants: each selected namespace's rule; one no rule takes is left alone.
+    pub(crate) tenants: Option<Arc<Tenants>>,
 }
 
 impl Selection {
@@ -42,7 +47,9 @@ impl Selection {
     /// When every include is a literal name, the targets are known without listing
     /// namespaces, so the tool needs no cluster-wide permission.
     pub(crate) fn literal_names(&self) -> Option<Vec<String>> {
-        if self.include.is_empty() || self.label_selector.is_some() || self.nothing {
+        let labels_needed = self.tenants.as_ref().is_some_and(|t| t.needs_labels());
+        if self.include.is_empty() || self.label_selector.is_some() || self.nothing || labels_needed
+        {
             return None;
         }
         let mut names: Vec<String> = self
@@ -81,16 +88,30 @@ struct Entry {
     opted_out: bool,
     /// Came from a listing, so `terminating` and `opted_out` are known.
     listed: bool,
+    /// With --tenants: the rule that takes it, if any.
+    tenant: Option<usize>,
 }
 
 impl Entry {
-    fn named(name: String) -> Self {
+    /// Named with -n, so not listed: its labels are not known (no rule looks at them then,
+    /// see [`Selection::literal_names`]).
+    fn named(name: String, selection: &Selection) -> Self {
+        let tenant = selection
+            .tenants
+            .as_ref()
+            .and_then(|t| t.of(&name, &BTreeMap::new()));
         Self {
             name,
             terminating: false,
             opted_out: false,
             listed: false,
+            tenant,
         }
+    }
+
+    /// Left alone: --tenants is given and no rule takes it.
+    fn untenanted(&self, selection: &Selection) -> bool {
+        selection.tenants.is_some() && self.tenant.is_none()
     }
 }
 
@@ -99,6 +120,8 @@ impl Entry {
 pub(crate) enum Skip {
     Terminating,
     OptedOut,
+    /// No rule of the --tenants file takes it.
+    NoTenant,
 }
 
 impl fmt::Display for Skip {
@@ -106,6 +129,7 @@ impl fmt::Display for Skip {
         match self {
             Skip::Terminating => f.write_str("namespace is terminating"),
             Skip::OptedOut => write!(f, "opted out by annotation {OPT_OUT_ANNOTATION}"),
+            Skip::NoTenant => f.write_str("no rule of the --tenants file takes this namespace"),
         }
     }
 }
@@ -128,6 +152,8 @@ pub(crate) enum Action {
 pub(crate) struct Planned {
     pub(crate) name: String,
     pub(crate) action: Action,
+    /// With --tenants: the index of the rule that takes it.
+    pub(crate) tenant: Option<usize>,
 }
 
 /// Whether the plan also covers the namespaces the selection leaves out.
@@ -149,18 +175,24 @@ pub(crate) async fn plan(
     let literal = selection.literal_names();
     if scope == Scope::Selected {
         let selected = match literal {
-            Some(names) => names.into_iter().map(Entry::named).collect(),
+            Some(names) => names
+                .into_iter()
+                .map(|n| Entry::named(n, selection))
+                .collect(),
             None => {
-                let mut all = list(cluster, selection.label_selector.as_ref()).await?;
+                let mut all = list(cluster, selection.label_selector.as_ref(), selection).await?;
                 all.retain(|t| selection.matches(&t.name));
                 all
             }
         };
-        return Ok(selected.into_iter().map(selected_action).collect());
+        return Ok(selected
+            .into_iter()
+            .map(|t| selected_action(t, selection))
+            .collect());
     }
-    let all = list(cluster, None).await?;
+    let all = list(cluster, None, selection).await?;
     let selected: Vec<Entry> = if selection.label_selector.is_some() {
-        let mut matching = list(cluster, selection.label_selector.as_ref()).await?;
+        let mut matching = list(cluster, selection.label_selector.as_ref(), selection).await?;
         matching.retain(|t| selection.matches(&t.name));
         matching
     } else if let Some(names) = literal {
@@ -171,7 +203,7 @@ pub(crate) async fn plan(
                 all.iter()
                     .find(|t| t.name == n)
                     .cloned()
-                    .unwrap_or_else(|| Entry::named(n))
+                    .unwrap_or_else(|| Entry::named(n, selection))
             })
             .collect()
     } else {
@@ -181,7 +213,7 @@ pub(crate) async fn plan(
             .collect()
     };
     refuse_empty(selection, &selected)?;
-    Ok(split(all, selected))
+    Ok(split(all, selected, selection))
 }
 
 /// Prune removes us from every namespace the selection leaves out, so a `-n` typo or a label
@@ -203,42 +235,43 @@ fn refuse_empty(selection: &Selection, selected: &[Entry]) -> Result<()> {
     })
 }
 
-fn selected_action(t: Entry) -> Planned {
+fn selected_action(t: Entry, selection: &Selection) -> Planned {
     let action = if t.terminating {
         Action::Skip(Skip::Terminating)
     } else if t.opted_out {
         Action::Skip(Skip::OptedOut)
+    } else if t.untenanted(selection) {
+        Action::Skip(Skip::NoTenant)
     } else {
         Action::Keep { listed: t.listed }
     };
     Planned {
         name: t.name,
         action,
+        tenant: t.tenant,
     }
 }
 
-/// Selected and not opted out: synced (a terminating one is skipped). Everything else that is
-/// not terminating, opted-out selected ones included, is pruned.
-fn split(all: Vec<Entry>, selected: Vec<Entry>) -> Vec<Planned> {
-    let kept: std::collections::HashSet<&str> = selected
+/// Selected, not opted out and (with --tenants) taken by a rule: synced (a terminating one is
+/// skipped). Everything else that is not terminating is pruned.
+fn split(all: Vec<Entry>, selected: Vec<Entry>, selection: &Selection) -> Vec<Planned> {
+    let kept = |t: &Entry| !t.opted_out && !t.untenanted(selection);
+    let kept_names: std::collections::HashSet<&str> = selected
         .iter()
-        .filter(|t| !t.opted_out)
+        .filter(|t| kept(t))
         .map(|t| t.name.as_str())
         .collect();
     let pruned = all
         .iter()
-        .filter(|t| !kept.contains(t.name.as_str()) && !t.terminating)
+        .filter(|t| !kept_names.contains(t.name.as_str()) && !t.terminating)
         .map(|t| Planned {
             name: t.name.clone(),
             action: Action::Prune,
+            tenant: None,
         });
     let mut plan: Vec<Planned> = pruned.collect();
-    plan.extend(
-        selected
-            .into_iter()
-            .filter(|t| !t.opted_out)
-            .map(selected_action),
-    );
+    let kept: Vec<Entry> = selected.into_iter().filter(|t| kept(t)).collect();
+    plan.extend(kept.into_iter().map(|t| selected_action(t, selection)));
     plan.sort_by(|a, b| a.name.cmp(&b.name));
     plan
 }
@@ -269,8 +302,13 @@ pub(crate) enum NamespaceError {
     Get { message: String },
 }
 
-/// Every namespace (matching the label selector, if any), sorted by name.
-async fn list(cluster: &Cluster, label_selector: Option<&LabelSelector>) -> Result<Vec<Entry>> {
+/// Every namespace (matching the label selector, if any), sorted by name, each with the tenant
+/// rule that takes it.
+async fn list(
+    cluster: &Cluster,
+    label_selector: Option<&LabelSelector>,
+    selection: &Selection,
+) -> Result<Vec<Entry>> {
     let api: Api<Namespace> = Api::all(cluster.client());
     let mut found = Vec::new();
     let mut continue_token: Option<String> = None;
@@ -296,11 +334,16 @@ async fn list(cluster: &Cluster, label_selector: Option<&LabelSelector>) -> Resu
                 .as_ref()
                 .and_then(|a| a.get(OPT_OUT_ANNOTATION))
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            let tenant = selection.tenants.as_ref().and_then(|t| {
+                let none = BTreeMap::new();
+                t.of(&name, meta.labels.as_ref().unwrap_or(&none))
+            });
             found.push(Entry {
                 name,
                 terminating: meta.deletion_timestamp.is_some(),
                 opted_out,
                 listed: true,
+                tenant,
             });
         }
         continue_token = page.metadata.continue_.filter(|t| !t.is_empty());
@@ -322,6 +365,7 @@ mod tests {
             terminating,
             opted_out,
             listed: true,
+            tenant: None,
         }
     }
 
@@ -334,7 +378,7 @@ mod tests {
             found("d", true, false),
         ];
         let selected = vec![all[0].clone(), all[1].clone()];
-        let plan = split(all, selected);
+        let plan = split(all, selected, &Selection::default());
         let names = |pick: fn(&Action) -> bool| {
             plan.iter()
                 .filter(|p| pick(&p.action))
@@ -352,7 +396,8 @@ mod tests {
 
     #[test]
     fn a_selection_that_matches_nothing_is_refused_unless_it_only_excludes() {
-        let typo = refuse_empty(&sel(&["typo"], &[]), &[Entry::named("typo".into())]);
+        let typo = sel(&["typo"], &[]);
+        let typo = refuse_empty(&typo, &[Entry::named("typo".into(), &typo)]);
         assert!(
             matches!(&typo, Err(Error::InvalidInput { flag: "--namespace", value, .. }) if value == "typo"),
             "{typo:?}"
@@ -364,6 +409,54 @@ mod tests {
         assert!(refuse_empty(&Selection::none(), &[]).is_ok());
         assert!(!Selection::none().matches("a"));
         assert_eq!(Selection::none().literal_names(), None);
+    }
+
+    #[test]
+    fn with_tenants_a_namespace_no_rule_takes_is_skipped_or_pruned() {
+        let tenants = crate::tenants::Tenants::parse(
+            "t.yaml",
+            "tenants:\n  - name: a\n    namespaces: [team-a-*]\n    roleArn: arn:aws:iam::111111111111:role/a\n",
+            "s",
+        )
+        .unwrap();
+        let selection = Selection {
+            tenants: Some(Arc::new(tenants)),
+            ..Selection::default()
+        };
+        let entry = |name: &str| {
+            let mut e = found(name, false, false);
+            e.tenant = selection
+                .tenants
+                .as_ref()
+                .unwrap()
+                .of(name, &BTreeMap::new());
+            e
+        };
+        let kept = selected_action(entry("team-a-web"), &selection);
+        assert_eq!(
+            (kept.action, kept.tenant),
+            (Action::Keep { listed: true }, Some(0))
+        );
+        let left = selected_action(entry("web"), &selection);
+        assert_eq!(left.action, Action::Skip(Skip::NoTenant));
+        // With --prune, the one no rule takes is pruned like a de-selected one.
+        let all = vec![entry("team-a-web"), entry("web")];
+        let plan = split(all.clone(), all, &selection);
+        let actions: Vec<_> = plan.iter().map(|p| (p.name.as_str(), p.action)).collect();
+        assert_eq!(
+            actions,
+            [
+                ("team-a-web", Action::Keep { listed: true }),
+                ("web", Action::Prune)
+            ]
+        );
+        // A rule's names are placed without listing; labels need a listing.
+        assert_eq!(Entry::named("team-a-x".into(), &selection).tenant, Some(0));
+        let named = Selection {
+            include: vec!["team-a-x".parse().unwrap()],
+            ..selection.clone()
+        };
+        assert_eq!(named.literal_names(), Some(vec!["team-a-x".to_string()]));
     }
 
     fn sel(include: &[&str], exclude: &[&str]) -> Selection {

@@ -234,6 +234,13 @@ pub struct SelectionArgs {
     /// left out.
     #[arg(short = 'l', long, env = "ECR_REFRESH_NAMESPACE_SELECTOR", value_name = "SELECTOR")]
     pub(crate) namespace_selector: Option<LabelSelector>,
+
+    /// A YAML file of tenant rules: each namespace's token is asked as its own tenant's IAM role,
+    /// so it pulls only that team's images. The first rule that takes a namespace wins; one no
+    /// rule takes is left alone (and pruned with --prune). The flags above still narrow the run.
+    /// See README "Multi-tenant clusters"
+    #[arg(long, env = "ECR_REFRESH_TENANTS", value_name = "FILE")]
+    pub(crate) tenants: Option<PathBuf>,
 }
 
 /// Which Secret, and which ServiceAccounts use it.
@@ -410,7 +417,7 @@ pub struct PruneArgs {
         help_heading = "Prune",
         long,
         env = "ECR_REFRESH_UNINSTALL",
-        conflicts_with_all = ["namespaces", "exclude_namespaces", "namespace_selector", "all_namespaces"]
+        conflicts_with_all = ["namespaces", "exclude_namespaces", "namespace_selector", "all_namespaces", "tenants"]
     )]
     pub(crate) uninstall: bool,
 

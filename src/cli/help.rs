@@ -46,5 +46,6 @@ Exit codes:
      or the report could not be written to stdout
   2  invalid input (flag, env variable, kubeconfig or context), or stdout is closed; nothing
      was written
-  3  could not get a usable ECR token; nothing was written
+  3  could not get a usable ECR token; nothing was written. With --tenants: a tenant's token
+     failed (the report names it and its role); only its namespaces went without
   4  could not reach or authenticate to the cluster, or list namespaces; nothing was written";

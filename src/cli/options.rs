@@ -17,21 +17,33 @@ use crate::metrics::PushTarget;
 use crate::namespaces::Selection;
 use crate::pullsecret::MAX_TOKEN_LIFETIME;
 use crate::serviceaccount::{ServiceAccounts, Target};
+use crate::tenants::Tenants;
+
+/// The session name of commands that assume no role (only `sync` asks ECR).
+const DEFAULT_SESSION: &str = "ecr-refresh";
 
 impl SelectionArgs {
-    fn into_selection(self) -> Selection {
+    /// The selection, with the --tenants file read and checked; `session_name` is the STS
+    /// session each tenant's role is assumed under.
+    fn into_selection(self, session_name: &str) -> Result<Selection> {
         let Self {
             namespaces,
             all_namespaces: _,
             exclude_namespaces,
             namespace_selector,
+            tenants,
         } = self;
-        Selection {
+        let tenants = match tenants {
+            Some(path) => Some(std::sync::Arc::new(Tenants::load(&path, session_name)?)),
+            None => None,
+        };
+        Ok(Selection {
             include: PatternList::flatten(namespaces),
             exclude: PatternList::flatten(exclude_namespaces),
             label_selector: namespace_selector,
             nothing: false,
-        }
+            tenants,
+        })
     }
 }
 
@@ -154,7 +166,19 @@ impl SyncArgs {
             // Pushed by `crate::run` once the report is done, whatever the outcome.
             metrics: _,
         } = self;
-        let run = run.into_options(global, selection.into_selection(), target)?;
+        let session_name = String::from(aws.role_session_name.clone());
+        let selection = selection.into_selection(&session_name)?;
+        if let (Some(tenants), Some(registry)) = (&selection.tenants, aws.registries.first()) {
+            return Err(Error::InvalidInput {
+                flag: "--registry",
+                value: registry.to_string(),
+                reason: format!(
+                    "with --tenants each tenant names its own registries (the `registries` key in {}); leave --registry out",
+                    tenants.file
+                ),
+            });
+        }
+        let run = run.into_options(global, selection, target)?;
         let refresh_before = refresh_before.get();
         // ECR tokens last 12 hours: a larger window would refresh on every run.
         if refresh_before >= MAX_TOKEN_LIFETIME {
@@ -188,7 +212,7 @@ impl StatusArgs {
             min_remaining,
         } = self;
         Ok(StatusOptions {
-            run: run.into_options(global, selection.into_selection(), target)?,
+            run: run.into_options(global, selection.into_selection(DEFAULT_SESSION)?, target)?,
             state_namespace,
             min_remaining: min_remaining.map(DurationArg::get).unwrap_or_default(),
         })
@@ -202,7 +226,7 @@ impl PruneArgs {
         let selection = if self.uninstall {
             Selection::none()
         } else {
-            selection.into_selection()
+            selection.into_selection(DEFAULT_SESSION)?
         };
         Ok(PruneOptions {
             run: self.run.into_options(global, selection, target)?,
@@ -228,7 +252,7 @@ mod tests {
             "--service-account",
             "default,builder",
         ]);
-        let sel = a.scope.selection.into_selection();
+        let sel = a.scope.selection.into_selection("s").unwrap();
         let ns: Vec<_> = sel.include.iter().map(|p| p.as_str()).collect();
         assert_eq!(ns, ["team-*", "a", "b"]);
         assert_eq!(sel.exclude.len(), 1);
@@ -238,7 +262,7 @@ mod tests {
     #[test]
     fn commas_inside_braces_and_brackets_belong_to_the_glob() {
         let a = sync(&["-n", "{a,b}-*,x-[a,b]", "-x", "{c,d}"]);
-        let sel = a.scope.selection.into_selection();
+        let sel = a.scope.selection.into_selection("s").unwrap();
         let ns: Vec<_> = sel.include.iter().map(|p| p.as_str()).collect();
         assert_eq!(ns, ["{a,b}-*", "x-[a,b]"]);
         assert!(sel.matches("b-1") && sel.matches("x-a") && !sel.matches("x-c"));

@@ -31,6 +31,23 @@ pub(crate) struct RunOptions {
     pub(crate) pace: Pace,
 }
 
+impl RunOptions {
+    /// The ServiceAccounts that use the Secret in a namespace taken by tenant rule `tenant`:
+    /// the rule's, when it names them, else the run's.
+    pub(crate) fn service_accounts(&self, tenant: Option<usize>) -> ServiceAccounts {
+        let named = self
+            .selection
+            .tenants
+            .as_ref()
+            .zip(tenant)
+            .and_then(|(t, i)| t.rules.get(i)?.service_accounts.clone());
+        match named {
+            Some(names) => ServiceAccounts::Named(names),
+            None => self.target.service_accounts.clone(),
+        }
+    }
+}
+
 /// How many namespaces at once, and for how long.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Pace {
@@ -183,11 +200,21 @@ pub(crate) async fn list_accounts(
     if run.selection.literal_names().is_some() {
         return known;
     }
+    // With --tenants, also the ServiceAccounts the rules name.
+    let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
+    if let Some(tenants) = &run.selection.tenants {
+        names.extend(tenants.service_account_names());
+        names.sort_unstable();
+        names.dedup();
+    }
     for name in names {
         match serviceaccount::list_everywhere(cluster, name, |ns| run.selection.matches(ns)).await {
             Ok(found) => {
                 for (ns, account) in found {
-                    known.entry(ns).or_default().insert(name.clone(), account);
+                    known
+                        .entry(ns)
+                        .or_default()
+                        .insert(name.to_string(), account);
                 }
             }
             Err(e) => info!(

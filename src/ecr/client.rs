@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_ecr::error::SdkError;
 use aws_sdk_ecr::types::AuthorizationData;
+use tokio::sync::OnceCell;
 use tracing::{debug, info, warn};
 
 use super::credentials::{
@@ -17,8 +18,8 @@ use super::registry::endpoint_registry;
 use super::sdk::{assume_role, credential_source, region_of, resolve_once, sdk_config};
 use super::token::is_beyond_token_lifetime;
 use super::{
-    decode_token, EcrOptions, ExpectedHosts, RegionCredential, RegionName, RegistryHost,
-    RegistrySpec, RoleArn,
+    decode_token, AssumeRole, EcrOptions, ExpectedHosts, RegionCredential, RegionName,
+    RegistryHost, RegistrySpec, RoleArn,
 };
 use crate::error::{chain, Error, Result};
 
@@ -33,6 +34,18 @@ pub(crate) struct EcrClientConfig {
     phase: Arc<Mutex<String>>,
     /// Where the credentials come from, for messages.
     source: String,
+    /// Each region's answer, asked once however many tenants share this role.
+    regions: Mutex<BTreeMap<RegionName, Arc<OnceCell<Result<RegionToken>>>>>,
+}
+
+/// What GetAuthorizationToken answered in one region.
+#[derive(Clone)]
+struct RegionToken {
+    login: super::token::Login,
+    expires_at: Option<jiff::Timestamp>,
+    /// The caller's own registry there, or why ECR's answer names none we can use (that only
+    /// matters in the default region, where it is written).
+    own: std::result::Result<RegistryHost, String>,
 }
 
 /// A view of a fetch that outlives it: the calls it made, and the step it was in.
@@ -99,7 +112,35 @@ impl EcrClientConfig {
                 "resolving the AWS credentials ({source})"
             ))),
             source,
+            regions: Mutex::default(),
         })
+    }
+
+    /// The client of a tenant: `role` assumed with this client's credentials (resolved once for
+    /// every tenant), its token asked in `region` (default: this client's). Nothing is called
+    /// here: STS only once the tenant's token is fetched.
+    pub(crate) async fn assuming(&self, role: &AssumeRole, region: Option<&RegionName>) -> Self {
+        let region = region.unwrap_or(&self.default_region).clone();
+        let sdk = self
+            .sdk
+            .clone()
+            .into_builder()
+            .region(Region::new(region.as_str().to_string()))
+            .build();
+        let sdk = resolve_once(assume_role(sdk, role).await);
+        Self {
+            sdk,
+            default_region: region,
+            role_arn: Some(role.arn.clone()),
+            calls: self.calls.clone(),
+            phase: self.phase.clone(),
+            source: format!(
+                "STS AssumeRole of {} with {}",
+                role.arn.as_str(),
+                self.source
+            ),
+            regions: Mutex::default(),
+        }
     }
 
     pub(crate) fn progress(&self) -> EcrProgress {
@@ -222,6 +263,30 @@ impl EcrClientConfig {
         mut hosts: Vec<String>,
         include_own_registry: bool,
     ) -> Result<RegionCredential> {
+        let cell = {
+            let mut regions = self.regions.lock().unwrap_or_else(|e| e.into_inner());
+            regions.entry(region.clone()).or_default().clone()
+        };
+        let token = cell
+            .get_or_init(|| self.ask_region(region.clone()))
+            .await
+            .clone()?;
+        if include_own_registry {
+            let bad = |reason| Error::EcrTokenInvalid {
+                region: region.to_string(),
+                reason,
+            };
+            add_names(&mut hosts, token.own.as_ref().map_err(|e| bad(e.clone()))?);
+        }
+        Ok(RegionCredential {
+            login: token.login,
+            expires_at: token.expires_at,
+            hosts,
+        })
+    }
+
+    /// One GetAuthorizationToken call in `region`.
+    async fn ask_region(&self, region: RegionName) -> Result<RegionToken> {
         let conf = aws_sdk_ecr::config::Builder::from(&self.sdk)
             .region(Region::new(region.as_str().to_string()))
             .build();
@@ -248,14 +313,12 @@ impl EcrClientConfig {
             .authorization_token()
             .ok_or_else(|| bad("ECR returned no authorization token".into()))?;
         let login = decode_token(token).map_err(|e| bad(e.to_string()))?;
-        if include_own_registry {
-            add_names(&mut hosts, &own_registry(data, &region).map_err(bad)?);
-        }
+        let own = own_registry(data, &region);
         let expires_at = expiry(data, &region).map_err(bad)?;
-        Ok(RegionCredential {
+        Ok(RegionToken {
             login,
             expires_at,
-            hosts,
+            own,
         })
     }
 }

@@ -18,6 +18,7 @@ use crate::dockerconfig;
 use crate::ecr::{EcrClientConfig, RegionCredential, RegistrySpec};
 use crate::error::Error;
 use crate::sensitive::Sensitive;
+use crate::tenants::{Tenant, TENANT_ANNOTATION};
 
 /// The Secret every namespace should hold, built once per run.
 pub(crate) struct Desired {
@@ -28,7 +29,11 @@ pub(crate) struct Desired {
 }
 
 impl Desired {
-    pub(crate) fn new(credentials: &[RegionCredential], request: &str) -> Self {
+    pub(crate) fn new(
+        credentials: &[RegionCredential],
+        request: &str,
+        tenant: Option<&str>,
+    ) -> Self {
         let expires_at = credentials.iter().filter_map(|c| c.expires_at).min();
         let mut hosts: Vec<String> = credentials
             .iter()
@@ -42,6 +47,9 @@ impl Desired {
         }
         annotations.insert(REGISTRIES_ANNOTATION.to_string(), hosts.join(","));
         annotations.insert(REQUEST_ANNOTATION.to_string(), request.to_string());
+        if let Some(tenant) = tenant {
+            annotations.insert(TENANT_ANNOTATION.to_string(), tenant.to_string());
+        }
         Self {
             payload: dockerconfig::build(credentials),
             annotations,
@@ -75,15 +83,17 @@ impl Desired {
 /// The Secret to write, made on first use: when every Secret is still fresh (--refresh-before),
 /// ECR is not called at all, and a failed fetch is met before anything is written.
 pub(crate) struct LazyDesired {
-    ecr: EcrClientConfig,
+    ecr: Arc<EcrClientConfig>,
     registries: Vec<RegistrySpec>,
+    /// With --tenants: the tenant's name, and how errors name it (with its role).
+    tenant: Option<(String, String)>,
     /// What a current Secret was made from, known before any fetch.
     pub(crate) wanted: Wanted,
     cell: OnceCell<Result<Arc<Desired>, Error>>,
 }
 
 impl LazyDesired {
-    pub(crate) async fn new(ecr: EcrClientConfig, registries: &[RegistrySpec]) -> Self {
+    pub(crate) async fn new(ecr: Arc<EcrClientConfig>, registries: &[RegistrySpec]) -> Self {
         Self {
             wanted: Wanted {
                 request: ecr.request_fingerprint(registries).await,
@@ -91,16 +101,45 @@ impl LazyDesired {
             },
             registries: registries.to_vec(),
             ecr,
+            tenant: None,
             cell: OnceCell::new(),
         }
+    }
+
+    /// A tenant's: `ecr` assumes its role. Its name is part of the request, so a namespace
+    /// that moves to another tenant is due even when both share a role.
+    pub(crate) async fn for_tenant(ecr: Arc<EcrClientConfig>, tenant: &Tenant) -> Self {
+        let mut lazy = Self::new(ecr, &tenant.registries).await;
+        lazy.wanted.request = format!("tenant={};{}", tenant.name, lazy.wanted.request);
+        lazy.tenant = Some((tenant.name.clone(), tenant.describe()));
+        lazy
+    }
+
+    /// The tenant's name, with --tenants.
+    pub(crate) fn tenant(&self) -> Option<&str> {
+        self.tenant.as_ref().map(|(name, _)| name.as_str())
     }
 
     /// Fetches the token once; every later call gets the same answer.
     pub(crate) async fn get(&self) -> Result<Arc<Desired>, Error> {
         self.cell
             .get_or_init(|| async {
-                let creds = self.ecr.fetch(&self.registries).await?;
-                Ok(Arc::new(Desired::new(&creds, &self.wanted.request)))
+                let creds = self.ecr.fetch(&self.registries).await;
+                let creds = match (creds, &self.tenant) {
+                    (Ok(creds), _) => creds,
+                    (Err(e), None) => return Err(e),
+                    (Err(e), Some((_, described))) => {
+                        return Err(Error::TenantToken {
+                            tenant: described.clone(),
+                            message: e.to_string(),
+                        })
+                    }
+                };
+                Ok(Arc::new(Desired::new(
+                    &creds,
+                    &self.wanted.request,
+                    self.tenant(),
+                )))
             })
             .await
             .clone()

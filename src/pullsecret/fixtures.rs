@@ -18,6 +18,7 @@ pub(super) fn desired(expires: i64) -> Desired {
             hosts: own_names(),
         }],
         "region=us-east-1",
+        None,
     )
 }
 

@@ -13,7 +13,7 @@ use serde::Serialize;
 pub(crate) use crate::ecr::token::{is_beyond_token_lifetime, MAX_TOKEN_LIFETIME};
 use crate::error::Error;
 pub(crate) use calls::{list_everywhere, Ensured, Secrets};
-pub(crate) use desired::LazyDesired;
+pub(crate) use desired::{Desired, LazyDesired};
 pub(crate) use judge::{
     annotated_hosts, expiry, hosts, named_hosts, state, stray_keys, Expiry, Found, Policy,
     SecretStep, State, Wanted,

@@ -35,6 +35,9 @@ pub(crate) struct ServiceAccountReport {
 #[derive(Debug, Serialize)]
 pub(crate) struct NamespaceReport {
     pub(crate) name: String,
+    /// With --tenants: the rule that took the namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tenant: Option<String>,
     pub(crate) outcome: Outcome,
     /// What happened to the Secret; absent when the namespace was skipped or failed before.
     pub(crate) secret: Option<SecretOutcome>,
@@ -63,6 +66,7 @@ impl NamespaceReport {
         };
         Self {
             name: name.to_string(),
+            tenant: None,
             outcome,
             secret: Some(secret),
             service_accounts: Vec::new(),
@@ -76,6 +80,7 @@ impl NamespaceReport {
     pub(crate) fn skipped(name: &str, reason: &str) -> Self {
         Self {
             name: name.to_string(),
+            tenant: None,
             outcome: Outcome::Skipped,
             secret: None,
             service_accounts: Vec::new(),
@@ -89,6 +94,7 @@ impl NamespaceReport {
     pub(crate) fn failed(name: &str, error: String) -> Self {
         Self {
             name: name.to_string(),
+            tenant: None,
             outcome: Outcome::Failed,
             secret: None,
             service_accounts: Vec::new(),
@@ -177,11 +183,22 @@ pub(crate) struct RunReport {
     pub(crate) summary: Summary,
     pub(crate) namespaces: Vec<NamespaceReport>,
     pub(crate) ecr_calls: usize,
+    /// With --tenants: the tenants whose token could not be had (their namespaces failed,
+    /// the others were done); the run exits 3.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) failed_tenants: Vec<FailedTenant>,
     /// Things to act on that are not a namespace's failure (e.g. a policy left behind).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) warnings: Vec<String>,
     #[serde(flatten)]
     pub(crate) end: End,
+}
+
+/// A tenant whose token failed, and why (the error names its role).
+#[derive(Debug, Serialize)]
+pub(crate) struct FailedTenant {
+    pub(crate) tenant: String,
+    pub(crate) error: String,
 }
 
 impl RunReport {
@@ -196,6 +213,7 @@ impl RunReport {
             summary: Summary::default(),
             namespaces: Vec::new(),
             ecr_calls: 0,
+            failed_tenants: Vec::new(),
             warnings: Vec::new(),
             end: End::ok(),
         }
@@ -217,7 +235,8 @@ impl RunReport {
     /// Completes the report, the one place its exit code is decided: the summary, the cost,
     /// and how the run ended. A fatal error met after namespaces were processed keeps their
     /// results; its own exit code promises that nothing was written (3 for ECR), so when
-    /// something was, the run exits 1 instead. Without one, 1 when any namespace failed.
+    /// something was, the run exits 1 instead. Without one, 3 when a tenant's token failed
+    /// (only its namespaces went without), else 1 when any namespace failed.
     pub(crate) fn finish(&mut self, stats: &Stats, started: Instant, fatal: Option<&Error>) {
         let mut summary = Summary {
             selected: self
@@ -242,6 +261,7 @@ impl RunReport {
         let code = match fatal {
             Some(e) if !wrote => e.exit_code(),
             Some(_) => exit::NAMESPACE_FAILED,
+            None if !self.failed_tenants.is_empty() => exit::ECR_TOKEN,
             None if summary.failed > 0 => exit::NAMESPACE_FAILED,
             None => exit::OK,
         };
@@ -278,6 +298,9 @@ impl RunReport {
             let _ = writeln!(out, "token expires: {t} ({left})");
         }
         self.namespace_lines(&mut out);
+        for t in &self.failed_tenants {
+            let _ = writeln!(out, "TENANT FAILED: {}", t.error);
+        }
         for w in &self.warnings {
             let _ = writeln!(out, "warning: {w}");
         }

@@ -7,18 +7,20 @@ use futures::StreamExt as _;
 use tracing::{debug, info, warn};
 
 mod namespace;
+mod tokens;
 
 use super::{bounded, list_secrets, prune, setup, stopped, Limits, RunOptions};
 use crate::cluster::{Cluster, Parts};
 use crate::ecr::{EcrClientConfig, EcrOptions, EcrProgress};
 use crate::error::Result;
 use crate::namespaces::{self, Action, Planned, Scope};
-use crate::pullsecret::{Found, LazyDesired, Ledger, LedgerError, Policy, SecretOutcome, Secrets};
+use crate::pullsecret::{Found, Ledger, LedgerError, Policy, SecretOutcome, Secrets};
 use crate::report::RunReport;
 use crate::serviceaccount::{self, Unlink};
 use crate::shutdown::Stop;
 use crate::stuckpods::{self, ByNamespace};
 use namespace::{sync_namespace, Ctx, NamespaceInput, Seen, Writes};
+use tokens::Tokens;
 
 /// Everything `sync` needs, already validated.
 #[derive(Clone, Debug)]
@@ -112,7 +114,7 @@ struct Reads {
     /// The ServiceAccounts the cluster-wide lists found, by namespace, then by name.
     accounts: HashMap<String, HashMap<String, serviceaccount::Listed>>,
     stuck: ByNamespace,
-    lazy: LazyDesired,
+    tokens: Tokens,
     /// Our Secrets as listed and judged; `None` when they could not be listed.
     secrets: Option<HashMap<String, Option<Found>>>,
     /// What our last writes produced, and why it could not be read, if so.
@@ -145,63 +147,75 @@ impl Pass<'_> {
             let (accounts, stuck) = tokio::join!(accounts, stuck);
             Ok((accounts?, stuck?))
         };
-        let token = setup(limits, self.token_and_secrets(ecr), |m| {
-            self.progress.hung(m)
-        });
-        let (plan, accounts, token) = if opts.prune {
-            // Here a selection that matches nothing is bad input (exit 2): know that before
-            // calling AWS. Otherwise the token is fetched while the namespaces are listed.
+        let hung = |m| self.progress.hung(m);
+        let (plan, accounts, token) = if opts.prune || opts.run.selection.tenants.is_some() {
+            // With --prune a selection that matches nothing is bad input (exit 2): know that
+            // before calling AWS. With --tenants our Secrets are judged by each namespace's
+            // tenant, known from the listing. Otherwise the lists run side by side.
             let plan = listing.await?;
+            let tenant_of: HashMap<String, usize> = plan
+                .iter()
+                .filter_map(|p| Some((p.name.clone(), p.tenant?)))
+                .collect();
+            let token = setup(limits, self.token_and_secrets(ecr, &tenant_of), hung);
             let (accounts, token) = tokio::join!(accounts, token);
             (Ok(plan), accounts, token)
         } else {
+            let none = HashMap::new();
+            let token = setup(limits, self.token_and_secrets(ecr, &none), hung);
             tokio::join!(listing, accounts, token)
         };
         // The first failure in this order is the one reported.
         let plan = plan?;
-        let ((accounts, stuck), (lazy, secrets, ledger)) = (accounts?, token?);
+        let ((accounts, stuck), (tokens, secrets, ledger)) = (accounts?, token?);
         Ok(Reads {
             plan,
             accounts,
             stuck,
-            lazy,
+            tokens,
             secrets,
             ledger,
         })
     }
 
-    /// The token as needed, and beside it the ledger and our Secrets, judged from their
-    /// metadata as they arrive: where a write is due.
+    /// The tokens as needed, and beside them the ledger and our Secrets, judged from their
+    /// metadata as they arrive (by the tenant `tenant_of` names): where a write is due.
     async fn token_and_secrets(
         &self,
         ecr: EcrClientConfig,
+        tenant_of: &HashMap<String, usize>,
     ) -> Result<(
-        LazyDesired,
+        Tokens,
         Option<HashMap<String, Option<Found>>>,
         (Ledger, Option<LedgerError>),
     )> {
         let (opts, cluster) = (self.opts, self.cluster);
-        let lazy = LazyDesired::new(ecr, &opts.aws.registries).await;
+        let tenants = opts.run.selection.tenants.as_deref();
+        let tokens = Tokens::new(ecr, tenants, &opts.aws.registries).await;
         let now = jiff::Timestamp::now();
         let secrets = async {
             let secret = &opts.run.target.secret_name;
             let (ledger, unread) = Ledger::read(cluster, &opts.state_namespace, secret).await;
             let judge = |s: &k8s_openapi::api::core::v1::Secret| {
-                let written = ledger.of(s.metadata.namespace.as_deref().unwrap_or_default());
-                Found::of_metadata(s, &written, &lazy.wanted, policy(opts), now)
+                let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+                let written = ledger.of(ns);
+                let wanted = &tokens.of(tenant_of.get(ns).copied()).wanted;
+                Found::of_metadata(s, &written, wanted, policy(opts), now)
             };
             let listed = list_secrets(cluster, &opts.run, Parts::Metadata, judge).await;
             Ok((listed, (ledger, unread)))
         };
         let secrets = setup(&self.limits, secrets, cluster.hung("listing secrets"));
         let fetch = async {
-            if opts.refresh_all {
-                let _ = lazy.get().await;
+            // Every namespace is due: without --tenants the one token is fetched beside the
+            // lists; a tenant's only once its namespaces are known to be there.
+            if opts.refresh_all && tenants.is_none() {
+                let _ = tokens.of(None).get().await;
             }
         };
         let (secrets, ()) = tokio::join!(secrets, fetch);
         let (secrets, ledger) = secrets?;
-        Ok((lazy, secrets, ledger))
+        Ok((tokens, secrets, ledger))
     }
 
     /// Syncs the selected namespaces, then prunes the others with --prune.
@@ -210,7 +224,7 @@ impl Pass<'_> {
             plan,
             mut accounts,
             mut stuck,
-            lazy,
+            tokens,
             mut secrets,
             ledger: (ledger, unread),
         } = reads;
@@ -232,10 +246,20 @@ impl Pass<'_> {
                 .as_ref()
                 .is_some_and(|l| selection.matches(ns) && !l.contains(ns))
         };
+        let tenant_of: HashMap<&str, Option<usize>> = to_sync
+            .iter()
+            .map(|p| (p.name.as_str(), p.tenant))
+            .collect();
         if let Some(secrets) = secrets.as_mut() {
             secrets.retain(|ns, _| synced.contains(ns.as_str()));
-            let judged = match self.read_unvouched(&lazy, &ledger, secrets).await {
-                Ok(()) => self.fetch_if_due(&lazy, secrets, &synced).await,
+            let judged = match self
+                .read_unvouched(&tokens, &tenant_of, &ledger, secrets)
+                .await
+            {
+                Ok(()) => {
+                    self.fetch_if_due(&tokens, &tenant_of, secrets, &synced)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             if let Err(e) = judged {
@@ -251,7 +275,7 @@ impl Pass<'_> {
                 planned,
             })
             .collect();
-        let ctx = Ctx::new(self.cluster, self.opts, &lazy, &ledger);
+        let ctx = Ctx::new(self.cluster, self.opts, &tokens, &ledger);
         let limits = self.limits;
         let done = bounded(
             inputs,
@@ -275,7 +299,7 @@ impl Pass<'_> {
             warn!("{e}");
             report.warnings.push(e.to_string());
         }
-        self.finish(report, &lazy, earliest_held, to_prune, stop)
+        self.finish(report, &tokens, earliest_held, to_prune, stop)
             .await
     }
 
@@ -285,7 +309,8 @@ impl Pass<'_> {
     /// namespace, which reads it again and reports why.
     async fn read_unvouched(
         &self,
-        lazy: &LazyDesired,
+        tokens: &Tokens,
+        tenant_of: &HashMap<&str, Option<usize>>,
         ledger: &Ledger,
         secrets: &mut HashMap<String, Option<Found>>,
     ) -> Result<()> {
@@ -302,8 +327,11 @@ impl Pass<'_> {
         let reads = futures::stream::iter(unvouched)
             .map(|ns| async move {
                 let written = ledger.of(&ns);
+                let wanted = &tokens
+                    .of(tenant_of.get(ns.as_str()).copied().flatten())
+                    .wanted;
                 let found = Secrets::new(cluster, &ns, name)
-                    .find(&written, &lazy.wanted, policy)
+                    .find(&written, wanted, policy)
                     .await;
                 (ns, found)
             })
@@ -322,25 +350,32 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// The lists show a write is due: fetch the token now, as a named setup step, so an ECR
-    /// that hangs ends the run at --timeout naming ECR, not as namespaces that did not finish.
+    /// The lists show a write is due: fetch the token now (each due tenant's, side by side),
+    /// as a named setup step, so an ECR that hangs ends the run at --timeout naming ECR, not
+    /// as namespaces that did not finish.
     async fn fetch_if_due(
         &self,
-        lazy: &LazyDesired,
+        tokens: &Tokens,
+        tenant_of: &HashMap<&str, Option<usize>>,
         secrets: &HashMap<String, Option<Found>>,
         synced: &HashSet<&str>,
     ) -> Result<()> {
         let policy = policy(self.opts);
-        let due = synced.iter().any(|ns| {
-            secrets
+        let mut due: Vec<&crate::pullsecret::LazyDesired> = Vec::new();
+        for ns in synced {
+            let writes = secrets
                 .get(*ns)
-                .is_none_or(|f| f.as_ref().is_some_and(|f| f.writes(policy)))
-        });
-        if !due {
+                .is_none_or(|f| f.as_ref().is_some_and(|f| f.writes(policy)));
+            let lazy = tokens.of(tenant_of.get(ns).copied().flatten());
+            if writes && !due.iter().any(|d| std::ptr::eq(*d, lazy)) {
+                due.push(lazy);
+            }
+        }
+        if due.is_empty() {
             return Ok(());
         }
         let token = async {
-            let _ = lazy.get().await;
+            futures::future::join_all(due.iter().map(|l| l.get())).await;
             Ok(())
         };
         setup(&self.limits, token, |m| self.progress.hung(m)).await
@@ -351,16 +386,19 @@ impl Pass<'_> {
     async fn finish(
         &self,
         mut report: RunReport,
-        lazy: &LazyDesired,
+        tokens: &Tokens,
         earliest_held: Option<jiff::Timestamp>,
         to_prune: Vec<Planned>,
         stop: &Stop,
     ) -> RunReport {
         let opts = self.opts;
-        let token_error = match lazy.fetched() {
-            Some(Err(e)) => Some(e.clone()),
-            _ => None,
-        };
+        let token_error = tokens.fatal();
+        for (tenant, e) in tokens.failed_tenants() {
+            report.failed_tenants.push(crate::report::FailedTenant {
+                tenant,
+                error: e.to_string(),
+            });
+        }
         // No token, or asked to stop: prune nothing (that is never urgent).
         if opts.prune && token_error.is_none() && stop.requested().is_none() {
             let pruned = prune::prune_all(
@@ -374,8 +412,8 @@ impl Pass<'_> {
             .await;
             report.namespaces.extend(pruned);
         }
-        token_expiry(&mut report, lazy, earliest_held);
-        report.ecr_calls = lazy.ecr_calls();
+        token_expiry(&mut report, tokens, earliest_held);
+        report.ecr_calls = tokens.ecr_calls();
         report.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
         // Namespaces done before the failure (fresh Secrets, links) keep their results.
         let fatal = token_error.or_else(|| stop.requested().map(|s| stopped(s, &report)));
@@ -400,7 +438,7 @@ impl Pass<'_> {
 
 /// The earliest expiry among our Secrets now: those left in place, and the new token if any
 /// was written with it; and the registries the new token covers.
-fn token_expiry(report: &mut RunReport, lazy: &LazyDesired, held: Option<jiff::Timestamp>) {
+fn token_expiry(report: &mut RunReport, tokens: &Tokens, held: Option<jiff::Timestamp>) {
     let wrote = report.namespaces.iter().any(|n| {
         matches!(
             n.secret,
@@ -408,11 +446,15 @@ fn token_expiry(report: &mut RunReport, lazy: &LazyDesired, held: Option<jiff::T
         )
     });
     let mut earliest = held;
-    if let Some(Ok(desired)) = lazy.fetched() {
-        report.registries = desired.hosts.clone();
+    let mut registries: Vec<String> = Vec::new();
+    for desired in tokens.fetched() {
+        registries.extend(desired.hosts.iter().cloned());
         if wrote {
             earliest = earliest.into_iter().chain(desired.expires_at).min();
         }
     }
+    registries.sort();
+    registries.dedup();
+    report.registries = registries;
     report.token_expires_at = earliest;
 }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use tracing::{debug, info, warn};
 
+use super::tokens::Tokens;
 use super::{policy, SyncOptions};
 use crate::cluster::Cluster;
 use crate::namespaces::{self, Action, Planned, Skip};
@@ -96,7 +97,7 @@ pub(super) struct Writes {
 pub(super) struct Ctx<'a> {
     cluster: &'a Cluster,
     opts: &'a SyncOptions,
-    lazy: &'a LazyDesired,
+    tokens: &'a Tokens,
     ledger: &'a Ledger,
     writes: Mutex<Writes>,
     /// `get` on a namespace was refused once already (warned about once per run).
@@ -107,13 +108,13 @@ impl<'a> Ctx<'a> {
     pub(super) fn new(
         cluster: &'a Cluster,
         opts: &'a SyncOptions,
-        lazy: &'a LazyDesired,
+        tokens: &'a Tokens,
         ledger: &'a Ledger,
     ) -> Self {
         Self {
             cluster,
             opts,
-            lazy,
+            tokens,
             ledger,
             writes: Mutex::default(),
             namespace_get_refused: AtomicBool::new(false),
@@ -142,6 +143,12 @@ impl<'a> Ctx<'a> {
     fn policy(&self) -> Policy {
         policy(self.opts)
     }
+
+    /// The name of tenant rule `tenant`, for the report.
+    fn tenant_name(&self, tenant: Option<usize>) -> Option<String> {
+        let tenants = self.opts.run.selection.tenants.as_ref()?;
+        Some(tenants.rules.get(tenant?)?.name.clone())
+    }
 }
 
 fn skipped(ns: &str, why: Skip) -> NamespaceReport {
@@ -157,23 +164,52 @@ pub(super) async fn sync_namespace(ctx: &Ctx<'_>, input: NamespaceInput, shield:
         stuck,
     } = input;
     let ns = planned.name.as_str();
-    if let Action::Skip(why) = planned.action {
+    let tenant = ctx.tenant_name(planned.tenant);
+    let mut done = sync_taken(
+        ctx,
+        planned.action,
+        ns,
+        planned.tenant,
+        secret,
+        &mut accounts,
+        stuck,
+        shield,
+    )
+    .await;
+    done.report.tenant = tenant;
+    done
+}
+
+/// [`sync_namespace`], once the namespace's tenant (if any) is known.
+#[allow(clippy::too_many_arguments)]
+async fn sync_taken(
+    ctx: &Ctx<'_>,
+    action: Action,
+    ns: &str,
+    tenant: Option<usize>,
+    secret: Seen,
+    accounts: &mut HashMap<String, serviceaccount::Listed>,
+    stuck: Vec<stuckpods::Candidate>,
+    shield: Shield,
+) -> Done {
+    if let Action::Skip(why) = action {
         return skipped(ns, why).into();
     }
+    let lazy = ctx.tokens.of(tenant);
     // Named on the command line, so not listed: look it up before writing.
-    if !matches!(planned.action, Action::Keep { listed: true }) {
+    if !matches!(action, Action::Keep { listed: true }) {
         if let Some(report) = unless_terminating(ctx, ns).await {
             return report.into();
         }
     }
-    let (secret, held) = make_current(ctx, ns, secret, &shield).await;
+    let (secret, held) = make_current(ctx, lazy, ns, secret, &shield).await;
     let secret = match secret {
         Ok(outcome) => outcome,
         Err(report) => return Done { report, held },
     };
     let mut report = NamespaceReport::new(ns, secret);
-    if link_all(ctx, ns, &mut report, &mut accounts).await {
-        heal_stuck(ctx, ns, &mut report, stuck).await;
+    if link_all(ctx, tenant, ns, &mut report, accounts).await {
+        heal_stuck(ctx, lazy, ns, &mut report, stuck).await;
         info!(namespace = ns, outcome = ?report.outcome, "namespace done");
     }
     Done { report, held }
@@ -203,6 +239,7 @@ async fn unless_terminating(ctx: &Ctx<'_>, ns: &str) -> Option<NamespaceReport> 
 /// it leaves in place, unless it was written (then the new token's expiry counts).
 async fn make_current(
     ctx: &Ctx<'_>,
+    lazy: &LazyDesired,
     ns: &str,
     seen: Seen,
     shield: &Shield,
@@ -212,7 +249,7 @@ async fn make_current(
 ) {
     let secrets = Secrets::new(ctx.cluster, ns, &ctx.opts.run.target.secret_name);
     let written = ctx.ledger.of(ns);
-    let wanted = &ctx.lazy.wanted;
+    let wanted = &lazy.wanted;
     let found = match seen {
         Seen::Judged(found) => Ok(*found),
         Seen::Absent => Ok(Found::of(
@@ -228,7 +265,7 @@ async fn make_current(
     let result = match found {
         Ok(found) => {
             let ensured = secrets
-                .ensure(&written, ctx.lazy, ctx.policy(), found, shield)
+                .ensure(&written, lazy, ctx.policy(), found, shield)
                 .await;
             if let Ok(ensured) = &ensured {
                 ctx.wrote(ns, ensured);
@@ -260,11 +297,12 @@ async fn make_current(
 /// be listed.
 async fn link_all(
     ctx: &Ctx<'_>,
+    tenant: Option<usize>,
     ns: &str,
     report: &mut NamespaceReport,
     listed: &mut HashMap<String, serviceaccount::Listed>,
 ) -> bool {
-    let service_accounts = &ctx.opts.run.target.service_accounts;
+    let service_accounts = &ctx.opts.run.service_accounts(tenant);
     let accounts = match service_accounts.names(ctx.cluster, ns).await {
         Ok(names) => names,
         Err(e) => {
@@ -300,6 +338,7 @@ async fn link_all(
 /// the others are reported as left, with why.
 async fn heal_stuck(
     ctx: &Ctx<'_>,
+    lazy: &LazyDesired,
     ns: &str,
     report: &mut NamespaceReport,
     pods: Vec<stuckpods::Candidate>,
@@ -308,7 +347,7 @@ async fn heal_stuck(
         return;
     }
     let secret = ctx.opts.run.target.secret_name.as_str();
-    let hosts = match ctx.lazy.fetched() {
+    let hosts = match lazy.fetched() {
         Some(Ok(desired)) => desired.hosts.clone(),
         // Not fetched (nothing was due): the hosts the Secret holds.
         _ => match Secrets::new(ctx.cluster, ns, secret).get().await {

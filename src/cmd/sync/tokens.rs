@@ -1,0 +1,100 @@
+//! Whose token each namespace gets: one for the whole run, or with --tenants one per tenant
+//! rule, each asked as the tenant's role. Every token is fetched on first use only.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::ecr::EcrClientConfig;
+use crate::error::Error;
+use crate::pullsecret::{Desired, LazyDesired};
+use crate::tenants::Tenants;
+
+pub(super) struct Tokens {
+    /// One per tenant rule, in the file's order; or the run's one.
+    lazies: Vec<LazyDesired>,
+    tenanted: bool,
+}
+
+impl Tokens {
+    /// The run's token, or each tenant's. Tenants that share a role (and region) share its
+    /// client, so the role is assumed, and ECR asked in each region, once.
+    pub(super) async fn new(
+        base: EcrClientConfig,
+        tenants: Option<&Tenants>,
+        registries: &[crate::ecr::RegistrySpec],
+    ) -> Self {
+        let Some(tenants) = tenants else {
+            return Self {
+                lazies: vec![LazyDesired::new(Arc::new(base), registries).await],
+                tenanted: false,
+            };
+        };
+        let mut clients: HashMap<(String, Option<String>, Option<String>), Arc<EcrClientConfig>> =
+            HashMap::new();
+        let mut lazies = Vec::with_capacity(tenants.rules.len());
+        for tenant in &tenants.rules {
+            let key = (
+                tenant.role.arn.as_str().to_string(),
+                tenant.role.external_id.clone(),
+                tenant.region.as_ref().map(|r| r.as_str().to_string()),
+            );
+            let client = match clients.get(&key) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(base.assuming(&tenant.role, tenant.region.as_ref()).await);
+                    clients.insert(key, c.clone());
+                    c
+                }
+            };
+            lazies.push(LazyDesired::for_tenant(client, tenant).await);
+        }
+        Self {
+            lazies,
+            tenanted: true,
+        }
+    }
+
+    /// The token of a namespace taken by tenant rule `tenant` (`None` without --tenants).
+    pub(super) fn of(&self, tenant: Option<usize>) -> &LazyDesired {
+        &self.lazies[tenant.filter(|_| self.tenanted).unwrap_or(0)]
+    }
+
+    /// Without --tenants, a failed fetch ends the run (nothing else can be written); with
+    /// them, only that tenant's namespaces fail (see [`Self::failed_tenants`]).
+    pub(super) fn fatal(&self) -> Option<Error> {
+        if self.tenanted {
+            return None;
+        }
+        match self.lazies[0].fetched() {
+            Some(Err(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    /// With --tenants, the tenants whose token failed, and why.
+    pub(super) fn failed_tenants(&self) -> Vec<(String, Error)> {
+        if !self.tenanted {
+            return Vec::new();
+        }
+        self.lazies
+            .iter()
+            .filter_map(|l| match l.fetched() {
+                Some(Err(e)) => Some((l.tenant().unwrap_or_default().to_string(), e.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The tokens fetched and usable.
+    pub(super) fn fetched(&self) -> impl Iterator<Item = &Arc<Desired>> {
+        self.lazies.iter().filter_map(|l| match l.fetched() {
+            Some(Ok(d)) => Some(d),
+            _ => None,
+        })
+    }
+
+    /// GetAuthorizationToken calls made, by every tenant (they share one counter).
+    pub(super) fn ecr_calls(&self) -> usize {
+        self.lazies[0].ecr_calls()
+    }
+}
