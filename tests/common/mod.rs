@@ -8,6 +8,7 @@
 pub mod checks;
 pub mod cluster;
 pub mod env;
+pub mod fake_aws;
 pub mod fake_ecr;
 pub mod fault;
 pub mod hangs;

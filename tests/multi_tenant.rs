@@ -1,0 +1,262 @@
+//! `--tenants`: each namespace's Secret holds a token asked as its own tenant's role, against
+//! the real apiserver and an STS and ECR stand-in that tie each token to the credentials that
+//! asked for it (`common::fake_aws`).
+
+pub mod common;
+
+use common::fake_aws::{password_of, FakeAws};
+use common::*;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, Patch, PatchParams};
+use kube::Client;
+
+const ROLE_A: &str = "arn:aws:iam::111111111111:role/ecr-pull-team-a";
+const ROLE_B: &str = "arn:aws:iam::222222222222:role/ecr-pull-team-b";
+
+/// team-a takes the namespaces labelled team=a, team-b those labelled team=b; both only
+/// among `{base}-*`.
+fn tenants_file(dir: &std::path::Path, base: &str) -> std::path::PathBuf {
+    let path = dir.join("tenants.yaml");
+    let text = format!(
+        "# one rule per team\n\
+         tenants:\n\
+         \x20 - name: team-a\n\
+         \x20   namespaces: [\"{base}-*\"]\n\
+         \x20   namespaceSelector: team=a\n\
+         \x20   roleArn: {ROLE_A}\n\
+         \x20 - name: team-b\n\
+         \x20   namespaces: [\"{base}-*\"]\n\
+         \x20   namespaceSelector: team=b\n\
+         \x20   roleArn: {ROLE_B}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn label(client: &Client, ns: &str, team: Option<&str>) {
+    let patch = serde_json::json!({"metadata": {"labels": {"team": team}}});
+    Api::<Namespace>::all(client.clone())
+        .patch(ns, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+/// The password in namespace `ns`'s Secret, for the registry of `account`.
+async fn password(client: &Client, ns: &str, secret: &str, account: &str) -> Option<String> {
+    let s = get_secret(client, ns, secret).await?;
+    let host = format!("{account}.dkr.ecr.{REGION}.amazonaws.com");
+    let config = dockerconfig(&s);
+    Some(config["auths"][&host]["password"].as_str()?.to_string())
+}
+
+struct Teams {
+    client: Client,
+    base: String,
+    a: [String; 2],
+    b: String,
+    none: String,
+    secret: String,
+    dir: tempfile::TempDir,
+}
+
+impl Teams {
+    async fn new(prefix: &str) -> Self {
+        let client = admin().await;
+        let base = unique(prefix);
+        let a = [format!("{base}-a1"), format!("{base}-a2")];
+        let (b, none) = (format!("{base}-b1"), format!("{base}-none"));
+        for ns in a.iter().chain([&b, &none]) {
+            create_namespace(&client, ns, true).await;
+        }
+        for ns in &a {
+            label(&client, ns, Some("a")).await;
+        }
+        label(&client, &b, Some("b")).await;
+        Self {
+            client,
+            secret: format!("{base}-cred"),
+            base,
+            a,
+            b,
+            none,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn sync(&self, aws: &FakeAws) -> Run {
+        let file = tenants_file(self.dir.path(), &self.base);
+        Run::sync().env("AWS_ENDPOINT_URL", &aws.url).args([
+            "-n",
+            &format!("{}-*", self.base),
+            "--secret-name",
+            &self.secret,
+            "--tenants",
+            file.to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+    }
+
+    async fn password(&self, ns: &str, account: &str) -> Option<String> {
+        password(&self.client, ns, &self.secret, account).await
+    }
+}
+
+#[tokio::test]
+async fn each_namespace_gets_its_tenants_token_and_a_move_flips_it_in_one_pass() {
+    let t = Teams::new("tenants").await;
+    let aws = FakeAws::start().await;
+
+    let out = t.sync(&aws).run_async().await;
+    out.assert_code(0);
+    let report = out.json();
+    for ns in &t.a {
+        assert_eq!(outcome(&report, ns)["outcome"], "created", "{report:#}");
+        assert_eq!(outcome(&report, ns)["tenant"], "team-a");
+        assert_eq!(t.password(ns, "111111111111").await, Some(password_of(ROLE_A)));
+        assert_eq!(t.password(ns, "222222222222").await, None, "team-b's registry");
+        let secret = get_secret(&t.client, ns, &t.secret).await.unwrap();
+        let annotations = secret.metadata.annotations.unwrap();
+        assert_eq!(annotations["ecr-refresh/tenant"], "team-a");
+    }
+    assert_eq!(outcome(&report, &t.b)["tenant"], "team-b");
+    assert_eq!(t.password(&t.b, "222222222222").await, Some(password_of(ROLE_B)));
+    // No rule takes it: reported, and nothing written there.
+    let none = outcome(&report, &t.none);
+    assert_eq!(none["outcome"], "skipped", "{report:#}");
+    assert!(none["reason"].as_str().unwrap().contains("--tenants"), "{none}");
+    assert!(get_secret(&t.client, &t.none, &t.secret).await.is_none());
+    // Each role assumed once, and ECR asked once with each role's credentials.
+    let mut assumed = aws.assumed();
+    assumed.sort();
+    assert_eq!(assumed, [ROLE_A, ROLE_B]);
+    assert_eq!(aws.tokens().len(), 2, "{:?}", aws.tokens());
+    out.assert_no_secrets();
+
+    // Nothing due: no STS, no ECR.
+    aws.reset_calls();
+    let out = t.sync(&aws).run_async().await;
+    out.assert_code(0);
+    assert_eq!(out.json()["summary"]["unchanged"], 3, "{:#}", out.json());
+    assert!(aws.assumed().is_empty() && aws.tokens().is_empty());
+
+    // a2 moves to team-b: only it is due, only team-b's role is assumed, and its Secret now
+    // holds team-b's token.
+    label(&t.client, &t.a[1], Some("b")).await;
+    aws.reset_calls();
+    let out = t.sync(&aws).run_async().await;
+    out.assert_code(0);
+    let report = out.json();
+    assert_eq!(outcome(&report, &t.a[1])["outcome"], "updated", "{report:#}");
+    assert_eq!(outcome(&report, &t.a[1])["tenant"], "team-b");
+    assert_eq!(report["summary"]["updated"], 1, "{report:#}");
+    assert_eq!(aws.assumed(), [ROLE_B]);
+    assert_eq!(t.password(&t.a[1], "222222222222").await, Some(password_of(ROLE_B)));
+    assert_eq!(t.password(&t.a[1], "111111111111").await, None);
+    assert_eq!(t.password(&t.a[0], "111111111111").await, Some(password_of(ROLE_A)));
+
+    // b1 leaves every tenant: --prune takes our Secret out of it, and leaves the others.
+    label(&t.client, &t.b, None).await;
+    let out = t.sync(&aws).args(["--prune"]).run_async().await;
+    out.assert_code(0);
+    assert_eq!(outcome(&out.json(), &t.b)["outcome"], "pruned", "{:#}", out.json());
+    assert!(get_secret(&t.client, &t.b, &t.secret).await.is_none());
+    assert!(get_secret(&t.client, &t.a[0], &t.secret).await.is_some());
+    for ns in t.a.iter().chain([&t.b, &t.none]) {
+        delete_namespace(&t.client, ns).await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_role_fails_only_its_tenants_namespaces() {
+    let t = Teams::new("tenants-refused").await;
+    let aws = FakeAws::start().await;
+    aws.refuse(ROLE_A, true);
+
+    let out = t.sync(&aws).run_async().await;
+    out.assert_code(3);
+    let report = out.json();
+    for ns in &t.a {
+        assert_eq!(outcome(&report, ns)["outcome"], "failed", "{report:#}");
+        let error = error_of(&report, ns);
+        assert!(error.contains("team-a") && error.contains(ROLE_A), "{error}");
+        assert!(get_secret(&t.client, ns, &t.secret).await.is_none());
+    }
+    // team-b is done all the same.
+    assert_eq!(outcome(&report, &t.b)["outcome"], "created", "{report:#}");
+    assert_eq!(t.password(&t.b, "222222222222").await, Some(password_of(ROLE_B)));
+    let failed = report["failed_tenants"].as_array().expect("failed_tenants");
+    assert_eq!(failed.len(), 1, "{report:#}");
+    assert_eq!(failed[0]["tenant"], "team-a");
+    assert!(failed[0]["error"].as_str().unwrap().contains(ROLE_A));
+    out.assert_no_secrets();
+
+    // Once allowed, the next pass writes team-a's and leaves team-b's alone.
+    aws.refuse(ROLE_A, false);
+    aws.reset_calls();
+    let out = t.sync(&aws).run_async().await;
+    out.assert_code(0);
+    assert_eq!(aws.assumed(), [ROLE_A]);
+    assert_eq!(out.json()["summary"]["created"], 2, "{:#}", out.json());
+    for ns in t.a.iter().chain([&t.b, &t.none]) {
+        delete_namespace(&t.client, ns).await;
+    }
+}
+
+#[tokio::test]
+async fn a_bad_tenants_file_exits_2_naming_file_line_and_key_before_any_call() {
+    let TestNs { client, name: ns } = TestNs::new("tenants-bad").await;
+    let aws = FakeAws::start().await;
+    let sa = get_sa(&client, &ns, "default").await.metadata.resource_version;
+    let dir = tempfile::tempdir().unwrap();
+    let role = "roleArn: arn:aws:iam::111111111111:role/x";
+    let cases = [
+        ("tenants:\n  - name: a\n    namespaces: [x\n", "line 3", "", "unclosed"),
+        (
+            &*format!("tenants:\n  - name: a\n    namespaces: [x]\n    {role}\n    registry: x\n"),
+            "line 5",
+            "",
+            "unknown field `registry`",
+        ),
+        (
+            &*format!("tenants:\n  - name: a\n    {role}\n"),
+            "line 2",
+            "namespaces",
+            "names no namespaces",
+        ),
+        (
+            "tenants:\n  - name: a\n    namespaces: [x]\n    roleArn: arn:aws:iam::1:role/x\n",
+            "line 4",
+            "roleArn of tenant \"a\"",
+            "IAM role ARN",
+        ),
+    ];
+    for (text, line, key, says) in cases {
+        let file = dir.path().join("tenants.yaml");
+        std::fs::write(&file, text).unwrap();
+        let out = Run::sync()
+            .env("AWS_ENDPOINT_URL", &aws.url)
+            .env("ECR_REFRESH_TENANTS", &file)
+            .args(["-n", &ns])
+            .run_async()
+            .await;
+        out.assert_code(2)
+            .assert_stderr_contains(file.to_str().unwrap())
+            .assert_stderr_contains(line)
+            .assert_stderr_contains(key)
+            .assert_stderr_contains(says)
+            .assert_stderr_contains("nothing was written");
+        assert_nothing_written(&client, &ns, &sa).await;
+    }
+    // --registry is the tenants' to set.
+    let file = dir.path().join("tenants.yaml");
+    std::fs::write(&file, format!("tenants:\n  - name: a\n    namespaces: [x]\n    {role}\n")).unwrap();
+    Run::sync()
+        .args(["-n", &ns, "--tenants", file.to_str().unwrap(), "--registry", "333333333333"])
+        .run_async()
+        .await
+        .assert_code(2)
+        .assert_stderr_contains("--registry");
+    assert!(aws.assumed().is_empty() && aws.tokens().is_empty());
+    delete_namespace(&client, &ns).await;
+}
