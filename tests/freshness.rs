@@ -269,3 +269,46 @@ async fn refresh_before_notices_another_aws_account() {
         "{annotations}"
     );
 }
+
+/// Two Secret names (two CronJobs, or tenants' and a team's own) share the ledger ConfigMap,
+/// one data key each: recording one keeps the other, so neither name's Secrets look
+/// unrecorded and get rewritten on every pass.
+#[tokio::test]
+async fn two_secret_names_keep_each_others_ledger_records() {
+    let TestNs { client, name: ns } = TestNs::new("ledger-keys").await;
+    let ecr = FakeEcr::start(FakeEcr::valid_for_12h("one")).await;
+    let (first, second) = (format!("{ns}-first"), format!("{ns}-second"));
+    let sync = |name: &str| {
+        Run::sync().env("AWS_ENDPOINT_URL", &ecr.url).args([
+            "-n",
+            &ns,
+            "--secret-name",
+            name,
+            "-o",
+            "json",
+        ])
+    };
+    sync(&first).run_async().await.assert_code(0);
+    sync(&second).run_async().await.assert_code(0);
+    let ledger =
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), "kube-system")
+            .get("ecr-refresh-state")
+            .await
+            .unwrap();
+    let data = ledger.data.unwrap_or_default();
+    for name in [&first, &second] {
+        let entries = data
+            .get(name.as_str())
+            .map(String::as_str)
+            .unwrap_or_default();
+        assert!(
+            entries.contains(&ns),
+            "no record of {name} in {ns}: {data:?}"
+        );
+    }
+    // So a pass for the first name finds its Secret as it left it: nothing written.
+    let out = sync(&first).run_async().await;
+    out.assert_code(0);
+    assert_eq!(out.json()["summary"]["unchanged"], 1, "{:#}", out.json());
+    assert_eq!(out.json()["ecr_calls"], 0);
+}

@@ -180,10 +180,8 @@ impl Ledger {
                 data: Some(BTreeMap::from([(self.key.clone(), text)])),
                 ..Default::default()
             };
-            let (pp, patch) = (
-                PatchParams::apply(FIELD_MANAGER).force(),
-                Patch::Apply(&ledger),
-            );
+            let manager = manager_of(&self.key);
+            let (pp, patch) = (PatchParams::apply(&manager).force(), Patch::Apply(&ledger));
             let applied = cluster
                 .call("apply ledger", || api.patch(LEDGER_NAME, &pp, &patch))
                 .await;
@@ -199,6 +197,21 @@ impl Ledger {
             "it kept changing under us ({WRITE_ATTEMPTS} conflicts in a row)"
         )))
     }
+}
+
+/// The field manager of one data key. An apply drops every field its manager owned and left
+/// out, so with one manager for all keys, recording one Secret name would drop every other
+/// name's records (each of its Secrets then rewritten on every pass). An apply, not a patch:
+/// it can create the ConfigMap, which RBAC grants by name only to a PATCH.
+fn manager_of(key: &str) -> String {
+    // Field manager names are at most 128 bytes; Secret names up to 253.
+    if key.len() <= 100 {
+        return format!("{FIELD_MANAGER}-ledger-{key}");
+    }
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{FIELD_MANAGER}-ledger-{hex}")
 }
 
 /// The ledger after a pass: its entries without those `gone`, with this pass's writes.
