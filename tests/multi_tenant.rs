@@ -97,6 +97,21 @@ impl Teams {
         ])
     }
 
+    fn status(&self) -> Run {
+        let file = tenants_file(self.dir.path(), &self.base);
+        Run::bare().args([
+            "status",
+            "-n",
+            &format!("{}-*", self.base),
+            "--secret-name",
+            &self.secret,
+            "--tenants",
+            file.to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+    }
+
     async fn password(&self, ns: &str, account: &str) -> Option<String> {
         password(&self.client, ns, &self.secret, account).await
     }
@@ -113,18 +128,31 @@ async fn each_namespace_gets_its_tenants_token_and_a_move_flips_it_in_one_pass()
     for ns in &t.a {
         assert_eq!(outcome(&report, ns)["outcome"], "created", "{report:#}");
         assert_eq!(outcome(&report, ns)["tenant"], "team-a");
-        assert_eq!(t.password(ns, "111111111111").await, Some(password_of(ROLE_A)));
-        assert_eq!(t.password(ns, "222222222222").await, None, "team-b's registry");
+        assert_eq!(
+            t.password(ns, "111111111111").await,
+            Some(password_of(ROLE_A))
+        );
+        assert_eq!(
+            t.password(ns, "222222222222").await,
+            None,
+            "team-b's registry"
+        );
         let secret = get_secret(&t.client, ns, &t.secret).await.unwrap();
         let annotations = secret.metadata.annotations.unwrap();
         assert_eq!(annotations["ecr-refresh/tenant"], "team-a");
     }
     assert_eq!(outcome(&report, &t.b)["tenant"], "team-b");
-    assert_eq!(t.password(&t.b, "222222222222").await, Some(password_of(ROLE_B)));
+    assert_eq!(
+        t.password(&t.b, "222222222222").await,
+        Some(password_of(ROLE_B))
+    );
     // No rule takes it: reported, and nothing written there.
     let none = outcome(&report, &t.none);
     assert_eq!(none["outcome"], "skipped", "{report:#}");
-    assert!(none["reason"].as_str().unwrap().contains("--tenants"), "{none}");
+    assert!(
+        none["reason"].as_str().unwrap().contains("--tenants"),
+        "{none}"
+    );
     assert!(get_secret(&t.client, &t.none, &t.secret).await.is_none());
     // Each role assumed once, and ECR asked once with each role's credentials.
     let mut assumed = aws.assumed();
@@ -140,26 +168,67 @@ async fn each_namespace_gets_its_tenants_token_and_a_move_flips_it_in_one_pass()
     assert_eq!(out.json()["summary"]["unchanged"], 3, "{:#}", out.json());
     assert!(aws.assumed().is_empty() && aws.tokens().is_empty());
 
-    // a2 moves to team-b: only it is due, only team-b's role is assumed, and its Secret now
-    // holds team-b's token.
+    let out = t.status().run_async().await;
+    out.assert_code(0);
+    assert_eq!(
+        outcome(&out.json(), &t.a[0])["tenant"],
+        "team-a",
+        "{:#}",
+        out.json()
+    );
+
+    // a2 moves to team-b: status flags its Secret as team-a's, and JSON names the new tenant.
     label(&t.client, &t.a[1], Some("b")).await;
+    let out = t.status().run_async().await;
+    out.assert_code(1);
+    let moved = outcome(&out.json(), &t.a[1]).clone();
+    assert_eq!(
+        (&moved["tenant"], &moved["healthy"]),
+        (&"team-b".into(), &false.into())
+    );
+    let problems = moved["problems"].to_string();
+    assert!(
+        problems.contains("written for tenant team-a")
+            && problems.contains("belongs to tenant team-b"),
+        "{moved:#}"
+    );
+    assert_eq!(outcome(&out.json(), &t.a[0])["healthy"], true);
+
+    // Then one sync pass: only a2 is due, only team-b's role is assumed, and its Secret now
+    // holds team-b's token.
     aws.reset_calls();
     let out = t.sync(&aws).run_async().await;
     out.assert_code(0);
     let report = out.json();
-    assert_eq!(outcome(&report, &t.a[1])["outcome"], "updated", "{report:#}");
+    assert_eq!(
+        outcome(&report, &t.a[1])["outcome"],
+        "updated",
+        "{report:#}"
+    );
     assert_eq!(outcome(&report, &t.a[1])["tenant"], "team-b");
     assert_eq!(report["summary"]["updated"], 1, "{report:#}");
     assert_eq!(aws.assumed(), [ROLE_B]);
-    assert_eq!(t.password(&t.a[1], "222222222222").await, Some(password_of(ROLE_B)));
+    assert_eq!(
+        t.password(&t.a[1], "222222222222").await,
+        Some(password_of(ROLE_B))
+    );
     assert_eq!(t.password(&t.a[1], "111111111111").await, None);
-    assert_eq!(t.password(&t.a[0], "111111111111").await, Some(password_of(ROLE_A)));
+    assert_eq!(
+        t.password(&t.a[0], "111111111111").await,
+        Some(password_of(ROLE_A))
+    );
+    t.status().run_async().await.assert_code(0);
 
     // b1 leaves every tenant: --prune takes our Secret out of it, and leaves the others.
     label(&t.client, &t.b, None).await;
     let out = t.sync(&aws).args(["--prune"]).run_async().await;
     out.assert_code(0);
-    assert_eq!(outcome(&out.json(), &t.b)["outcome"], "pruned", "{:#}", out.json());
+    assert_eq!(
+        outcome(&out.json(), &t.b)["outcome"],
+        "pruned",
+        "{:#}",
+        out.json()
+    );
     assert!(get_secret(&t.client, &t.b, &t.secret).await.is_none());
     assert!(get_secret(&t.client, &t.a[0], &t.secret).await.is_some());
     for ns in t.a.iter().chain([&t.b, &t.none]) {
@@ -179,12 +248,18 @@ async fn a_refused_role_fails_only_its_tenants_namespaces() {
     for ns in &t.a {
         assert_eq!(outcome(&report, ns)["outcome"], "failed", "{report:#}");
         let error = error_of(&report, ns);
-        assert!(error.contains("team-a") && error.contains(ROLE_A), "{error}");
+        assert!(
+            error.contains("team-a") && error.contains(ROLE_A),
+            "{error}"
+        );
         assert!(get_secret(&t.client, ns, &t.secret).await.is_none());
     }
     // team-b is done all the same.
     assert_eq!(outcome(&report, &t.b)["outcome"], "created", "{report:#}");
-    assert_eq!(t.password(&t.b, "222222222222").await, Some(password_of(ROLE_B)));
+    assert_eq!(
+        t.password(&t.b, "222222222222").await,
+        Some(password_of(ROLE_B))
+    );
     let failed = report["failed_tenants"].as_array().expect("failed_tenants");
     assert_eq!(failed.len(), 1, "{report:#}");
     assert_eq!(failed[0]["tenant"], "team-a");
@@ -207,11 +282,19 @@ async fn a_refused_role_fails_only_its_tenants_namespaces() {
 async fn a_bad_tenants_file_exits_2_naming_file_line_and_key_before_any_call() {
     let TestNs { client, name: ns } = TestNs::new("tenants-bad").await;
     let aws = FakeAws::start().await;
-    let sa = get_sa(&client, &ns, "default").await.metadata.resource_version;
+    let sa = get_sa(&client, &ns, "default")
+        .await
+        .metadata
+        .resource_version;
     let dir = tempfile::tempdir().unwrap();
     let role = "roleArn: arn:aws:iam::111111111111:role/x";
     let cases = [
-        ("tenants:\n  - name: a\n    namespaces: [x\n", "line 3", "", "unclosed"),
+        (
+            "tenants:\n  - name: a\n    namespaces: [x\n",
+            "line 3",
+            "",
+            "unclosed",
+        ),
         (
             &*format!("tenants:\n  - name: a\n    namespaces: [x]\n    {role}\n    registry: x\n"),
             "line 5",
@@ -250,13 +333,96 @@ async fn a_bad_tenants_file_exits_2_naming_file_line_and_key_before_any_call() {
     }
     // --registry is the tenants' to set.
     let file = dir.path().join("tenants.yaml");
-    std::fs::write(&file, format!("tenants:\n  - name: a\n    namespaces: [x]\n    {role}\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("tenants:\n  - name: a\n    namespaces: [x]\n    {role}\n"),
+    )
+    .unwrap();
     Run::sync()
-        .args(["-n", &ns, "--tenants", file.to_str().unwrap(), "--registry", "333333333333"])
+        .args([
+            "-n",
+            &ns,
+            "--tenants",
+            file.to_str().unwrap(),
+            "--registry",
+            "333333333333",
+        ])
         .run_async()
         .await
         .assert_code(2)
         .assert_stderr_contains("--registry");
     assert!(aws.assumed().is_empty() && aws.tokens().is_empty());
+    delete_namespace(&client, &ns).await;
+}
+
+/// deploy/tenants as `kubectl apply -k` renders it: the CronJob reads the ConfigMap's rules
+/// where it mounts them, and those shipped rules work as they stand (team-a's namespaces get
+/// team-a's token).
+#[tokio::test]
+async fn the_shipped_tenants_component_mounts_rules_that_sync_takes() {
+    let objects = install::render_deploy(&["tenants"]);
+    let rules = objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "ecr-refresh-tenants")
+        .expect("the tenants ConfigMap")["data"]["tenants.yaml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pod = &objects.iter().find(|o| o["kind"] == "CronJob").unwrap()["spec"]["jobTemplate"]
+        ["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let path = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "ECR_REFRESH_TENANTS")
+        .expect("ECR_REFRESH_TENANTS")["value"]
+        .as_str()
+        .unwrap();
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "tenants")
+        .expect("the tenants mount");
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tenants")
+        .expect("the tenants volume");
+    assert_eq!(volume["configMap"]["name"], "ecr-refresh-tenants");
+    assert_eq!(
+        path,
+        format!("{}/tenants.yaml", mount["mountPath"].as_str().unwrap()),
+        "ECR_REFRESH_TENANTS names the mounted key"
+    );
+
+    let client = admin().await;
+    let ns = unique("team-a");
+    create_namespace(&client, &ns, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenants.yaml");
+    std::fs::write(&file, rules).unwrap();
+    let aws = FakeAws::start().await;
+    let out = Run::sync()
+        .env("AWS_ENDPOINT_URL", &aws.url)
+        .env("ECR_REFRESH_TENANTS", &file)
+        .args(["-n", &ns, "-o", "json"])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    assert_eq!(
+        outcome(&out.json(), &ns)["tenant"],
+        "team-a",
+        "{:#}",
+        out.json()
+    );
+    let team_a = "arn:aws:iam::111111111111:role/ecr-pull-team-a";
+    assert_eq!(
+        password(&client, &ns, "awsecr-cred", "111111111111").await,
+        Some(password_of(team_a))
+    );
+    assert_eq!(aws.assumed(), [team_a]);
     delete_namespace(&client, &ns).await;
 }

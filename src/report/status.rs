@@ -22,6 +22,9 @@ pub(crate) struct AccountStatus {
 #[derive(Debug, Serialize)]
 pub(crate) struct NamespaceStatus {
     pub(crate) name: String,
+    /// With --tenants: the rule that takes the namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tenant: Option<String>,
     pub(crate) healthy: bool,
     /// Set when the namespace was not checked (terminating, opted out).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,6 +52,7 @@ impl NamespaceStatus {
     pub(crate) fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
+            tenant: None,
             healthy: false,
             skipped: None,
             secret: None,
@@ -149,8 +153,12 @@ impl StatusReport {
                 (Some(why), _) => writeln!(out, "  skipped   {}: {why}", ns.name),
                 (None, true) => writeln!(
                     out,
-                    "  ok        {}: {left}; {}",
+                    "  ok        {}{}: {left}; {}",
                     ns.name,
+                    ns.tenant
+                        .as_ref()
+                        .map(|t| format!(" (tenant {t})"))
+                        .unwrap_or_default(),
                     ns.registries.join(", ")
                 ),
                 (None, false) => {

@@ -120,7 +120,10 @@ impl State {
             .collect();
         let role = form.get("RoleArn").cloned().unwrap_or_default();
         if form.get("Action").map(String::as_str) != Some("AssumeRole") || role.is_empty() {
-            return xml(400, error_xml("InvalidAction", "only AssumeRole is served here"));
+            return xml(
+                400,
+                error_xml("InvalidAction", "only AssumeRole is served here"),
+            );
         }
         self.assumed.lock().unwrap().push(role.clone());
         if self.refused.lock().unwrap().contains(&role) {

@@ -118,6 +118,27 @@ pub(super) fn tamper_problems(secret: &Secret, written: &Written, ledger_ns: &st
 }
 
 /// What is wrong with a Secret of our name that is not ours, or not there.
+/// With --tenants: a Secret of ours written for another tenant than the one whose rule takes
+/// the namespace now (its token pulls the other team's images); the next sync rewrites it.
+pub(super) fn tenant_problem(secret: &Secret, tenant: Option<&str>) -> Option<String> {
+    let written_for = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::tenants::TENANT_ANNOTATION))
+        .map(String::as_str);
+    if written_for == tenant {
+        return None;
+    }
+    let was = written_for.map_or("no tenant (one token for every namespace)".into(), |t| {
+        format!("tenant {t}")
+    });
+    let now = tenant.map_or("no tenant".into(), |t| format!("tenant {t}"));
+    Some(format!(
+        "the Secret was written for {was}, but the namespace now belongs to {now}; the next sync rewrites it"
+    ))
+}
+
 pub(super) fn state_problem(state: &State, name: &str) -> Option<String> {
     match state {
         State::Missing => Some(format!("secret {name} is missing")),

@@ -120,6 +120,12 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
+    /// The name of tenant rule `tenant`, with --tenants.
+    fn tenant_name(&self, tenant: Option<usize>) -> Option<String> {
+        let tenants = self.opts.run.selection.tenants.as_ref()?;
+        Some(tenants.rules.get(tenant?)?.name.clone())
+    }
+
     async fn namespace(&self, input: Input) -> NamespaceStatus {
         let Input {
             planned,
@@ -128,6 +134,7 @@ impl Check<'_> {
             pods,
         } = input;
         let mut st = NamespaceStatus::new(&planned.name);
+        st.tenant = self.tenant_name(planned.tenant);
         if let Action::Skip(why) = planned.action {
             st.healthy = true;
             st.skipped = Some(why.to_string());
@@ -135,7 +142,8 @@ impl Check<'_> {
         }
         let ns = planned.name.as_str();
         self.secret(ns, secret, &mut st).await;
-        self.accounts(ns, &mut accounts, &mut st).await;
+        self.accounts(ns, planned.tenant, &mut accounts, &mut st)
+            .await;
         let name = self.opts.run.target.secret_name.as_str();
         for pod in &pods {
             let linked = st
@@ -172,6 +180,10 @@ impl Check<'_> {
                 .expires_at
                 .map(|t| t.as_second() - self.now.as_second());
             st.problems.extend(health.problems);
+            if self.opts.run.selection.tenants.is_some() {
+                st.problems
+                    .extend(health::tenant_problem(s, st.tenant.as_deref()));
+            }
             let written = self.ledger.of(ns);
             st.problems.extend(health::tamper_problems(
                 s,
@@ -186,13 +198,14 @@ impl Check<'_> {
     async fn accounts(
         &self,
         ns: &str,
+        tenant: Option<usize>,
         listed: &mut HashMap<String, serviceaccount::Listed>,
         st: &mut NamespaceStatus,
     ) {
-        let target = &self.opts.run.target;
-        let name = target.secret_name.as_str();
-        let all = matches!(target.service_accounts, ServiceAccounts::All);
-        let accounts = match target.service_accounts.names(self.cluster, ns).await {
+        let name = self.opts.run.target.secret_name.as_str();
+        let service_accounts = self.opts.run.service_accounts(tenant);
+        let all = matches!(service_accounts, ServiceAccounts::All);
+        let accounts = match service_accounts.names(self.cluster, ns).await {
             Err(e) => return st.problems.push(e.to_string()),
             Ok(accounts) => accounts,
         };
