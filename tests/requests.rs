@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use common::fake_aws;
 use common::fake_ecr::FakeEcr;
 use common::install::*;
 use common::*;
@@ -712,4 +713,81 @@ async fn the_metadata_list_judges_every_tampered_secret_as_a_full_read_does() {
             "{case}: {n:#}"
         );
     }
+}
+
+/// With --tenants, as counted by the server: a first pass writes each namespace once, a quiet
+/// pass only lists (no STS, no ECR), and a pass where only team-b is due writes only its
+/// namespace and assumes only team-b's role.
+#[tokio::test]
+async fn tenants_cost_the_same_lists_and_only_the_due_tenants_role() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let (client, base, names) = TestNs::group("quiet-tenants", ["a1", "a2", "b1"]).await;
+    let aws = fake_aws::FakeAws::start().await;
+    let (role_a, role_b) = (
+        "arn:aws:iam::123456789012:role/team-a",
+        "arn:aws:iam::123456789012:role/team-b",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenants.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "tenants:\n  - name: team-a\n    namespaces: [\"{base}-a*\"]\n    roleArn: {role_a}\n  - name: team-b\n    namespaces: [\"{base}-b*\"]\n    roleArn: {role_b}\n"
+        ),
+    )
+    .unwrap();
+    let glob = format!("{base}-*");
+    let sync = || {
+        Run::sync().env("AWS_ENDPOINT_URL", &aws.url).args([
+            "-n",
+            glob.as_str(),
+            "--tenants",
+            file.to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+    };
+    let bound = list_bound(&client).await;
+
+    let (out, c) = counted(&client, sync()).await;
+    out.assert_code(0);
+    assert_eq!(out.json()["summary"]["created"], 3, "{:#}", out.json());
+    assert_eq!(c.secret_writes(), 3, "{c:?}");
+    assert_eq!(c.of("PATCH serviceaccounts"), 3, "{c:?}");
+    assert_eq!(c.total(), c.lists() + 6 + 2, "no single reads: {c:?}");
+    assert_eq!(
+        aws.tokens().len(),
+        2,
+        "one ECR call per role: {:?}",
+        aws.tokens()
+    );
+
+    // Nothing due: only lists, and neither STS nor ECR.
+    aws.reset_calls();
+    let (out, c) = counted(&client, sync()).await;
+    out.assert_code(0);
+    assert_eq!(out.json()["summary"]["unchanged"], 3);
+    c.assert_only_lists(bound);
+    assert!(aws.assumed().is_empty() && aws.tokens().is_empty());
+
+    // Only b1 is due (its Secret was deleted): its write, team-b's role and token, no more.
+    Api::<Secret>::namespaced(client.clone(), &names[2])
+        .delete("awsecr-cred", &DeleteParams::default())
+        .await
+        .unwrap();
+    let (out, c) = counted(&client, sync()).await;
+    out.assert_code(0);
+    assert_eq!(out.json()["summary"]["created"], 1, "{:#}", out.json());
+    assert_eq!(c.secret_writes(), 1, "{c:?}");
+    assert_eq!(aws.assumed(), [role_b]);
+    assert_eq!(aws.tokens().len(), 1);
+    assert_eq!(c.total(), c.lists() + 1 + 2, "{c:?}");
+    assert_eq!(
+        password(&client, &names[2]).await,
+        fake_aws::password_of(role_b)
+    );
+    assert_eq!(
+        password(&client, &names[0]).await,
+        fake_aws::password_of(role_a)
+    );
 }
