@@ -25,6 +25,9 @@
 # due-only markers): a pass with nothing due at BENCH_DUE_QUIET_N namespaces, 60 passes side by side
 # on 1,000 namespaces (rewrite everything against due-only), and a simulated day with tokens that
 # last 60 s. BENCH_ONLY_DUE=1 runs only that part (~5 min) and leaves the rest of BENCHMARKS.md.
+# Last, scripts/bench/tenants.py puts `sync --tenants` (1,000 namespaces, 10 tenants, each its
+# own role) side by side with one token for all (its section, between the tenants markers);
+# BENCH_ONLY_TENANTS=1 runs only that part (~2 min).
 #
 # Only the write-up changed (e.g. scripts/bench/notes.md)? Re-render without measuring:
 #   python3 scripts/bench/bench.py --render <target>/bench-results/results.json \
@@ -48,6 +51,8 @@
 #   BENCH_RUN_DIR             test servers' run dir [target/bench-env]
 #   BENCH_ETCD_PORT / BENCH_APISERVER_PORT / BENCH_MOTO_PORT   [33790 / 36443 / 35055]
 #   BENCH_ONLY_DUE=1          only scripts/bench/due.py [unset: everything]
+#   BENCH_ONLY_TENANTS=1      only scripts/bench/tenants.py [unset: everything]
+#   BENCH_TENANTS_N           namespaces of each mode of the tenants comparison [1000]
 #   BENCH_DUE_QUIET_N         namespaces of the due-only pass with nothing due [10000]
 #   BENCH_OUTPUT              markdown file to write [BENCHMARKS.md]
 #   BENCH_NOTES               markdown appended to it (hand-written findings) [scripts/bench/notes.md]
@@ -89,7 +94,7 @@ apt_install time python3 python3-venv || die "cannot install what the benchmark 
 # The shell loop it is compared with: the AWS CLI from PyPI in a venv of its own, kubectl from the
 # machine.
 COMPARE_N=${BENCH_COMPARE_N-100}
-[ -n "${BENCH_ONLY_DUE:-}" ] && COMPARE_N=
+[ -n "${BENCH_ONLY_DUE:-}${BENCH_ONLY_TENANTS:-}" ] && COMPARE_N=
 AWSCLI_VENV=${BENCH_AWSCLI_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ecr-refresh/bench/awscli-venv}
 if [ -n "$COMPARE_N" ]; then
   [[ $COMPARE_N =~ ^[1-9][0-9]*$ ]] || die "BENCH_COMPARE_N: '$COMPARE_N' is not a positive integer"
@@ -148,13 +153,13 @@ scripts/testenv.sh start
 rm -rf "$OUT_DIR"
 # How this run was invoked, for BENCHMARKS.md: the BENCH_* settings that were given.
 # (grep finds nothing when no BENCH_* is set: under pipefail that must not end the script.)
-COMMAND=$(env | { grep -E '^BENCH_(SIZES|REPEAT|IDLE_WAIT|IDLE_PROBE|EXTRA_CONCURRENCY|REV|SYNC_ARGS|WORKERS|COMPARE_N|ONLY_DUE|DUE_QUIET_N)=' || true; } | sort |
+COMMAND=$(env | { grep -E '^BENCH_(SIZES|REPEAT|IDLE_WAIT|IDLE_PROBE|EXTRA_CONCURRENCY|REV|SYNC_ARGS|WORKERS|COMPARE_N|ONLY_DUE|DUE_QUIET_N|ONLY_TENANTS|TENANTS_N)=' || true; } | sort |
   sed -E 's/^([A-Z_]+)=(.*)$/\1="\2"/' | tr '\n' ' ')scripts/bench.sh
 extra=()
 for a in ${BENCH_SYNC_ARGS:-}; do extra+=(--sync-arg="$a"); done
 set +e
 rc=0
-if [ -z "${BENCH_ONLY_DUE:-}" ]; then
+if [ -z "${BENCH_ONLY_DUE:-}${BENCH_ONLY_TENANTS:-}" ]; then
 # shellcheck disable=SC2086
 python3 "$ROOT/scripts/bench/bench.py" \
   --binary "$BIN" --sizes $SIZES --run-dir "$ECR_REFRESH_TESTENV_RUN" --out-dir "$OUT_DIR" \
@@ -165,9 +170,16 @@ python3 "$ROOT/scripts/bench/bench.py" \
   --extra-concurrency ${BENCH_EXTRA_CONCURRENCY:-} "${extra[@]}"
 rc=$?
 fi
+if [ -z "${BENCH_ONLY_TENANTS:-}" ]; then
 python3 "$ROOT/scripts/bench/due.py" --binary "$BIN" --out-dir "$OUT_DIR" --markdown "$OUTPUT.due" \
   --workers "${BENCH_WORKERS:-16}" --idle-wait "${BENCH_IDLE_WAIT:-20}" \
   --quiet-n "${BENCH_DUE_QUIET_N:-10000}" --command "$COMMAND" || rc=1
+fi
+if [ -z "${BENCH_ONLY_DUE:-}" ]; then
+python3 "$ROOT/scripts/bench/tenants.py" --binary "$BIN" --out-dir "$OUT_DIR" --markdown "$OUTPUT.tenants" \
+  --workers "${BENCH_WORKERS:-16}" --idle-wait "${BENCH_IDLE_WAIT:-20}" \
+  --n "${BENCH_TENANTS_N:-1000}" --command "$COMMAND" || rc=1
+fi
 set -e
 total=$(($(date +%s) - START))
 log "total runtime ${total} s (including install, build, server start and setup)"
@@ -180,5 +192,9 @@ fi
 if [ -f "$OUTPUT.due" ]; then
   python3 "$ROOT/scripts/py/bench_merge_due_section.py" "$OUTPUT" "$OUTPUT.due"
   rm -f "$OUTPUT.due"
+fi
+if [ -f "$OUTPUT.tenants" ]; then
+  python3 "$ROOT/scripts/py/bench_merge_due_section.py" "$OUTPUT" "$OUTPUT.tenants" tenants
+  rm -f "$OUTPUT.tenants"
 fi
 exit $rc
