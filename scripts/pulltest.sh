@@ -15,7 +15,12 @@
 # exit, and also at the next start if a run was killed before it could clean up.
 # Knobs: ECR_REFRESH_PULLTEST_IP (registry address, 127.0.0.77), ECR_REFRESH_PULLTEST_KUBELET_PORT
 # (10350; healthz on the port 2 below), ECR_REFRESH_PULLTEST_WAIT (seconds per pod, 90),
-# ECR_REFRESH_PULLTEST_KUBELET (a kubelet binary to use instead).
+# ECR_REFRESH_PULLTEST_KUBELET (a kubelet binary to use instead), ECR_REFRESH_PULLTEST_TENANT_IP
+# (the tenants' registry address, 127.0.0.78).
+# Then tenants (`sync --tenants`): one registry whose repositories team-a/app and team-b/app each
+# open only to its own team's token (as ECR repository policies do), and an STS and ECR stand-in
+# that gives each team's role its own token (scripts/py/pulltest_tenants.py): each team's
+# namespace pulls its own image and not the other's, and moving a namespace flips that in a pass.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -75,6 +80,8 @@ k() { kubectl --kubeconfig "$RUN_DIR/kubeconfig" --cache-dir "$WORK/kube-cache" 
 teardown() (
   set +e
   [ -d "$WORK" ] || exit 0
+  kill_pidfile "$WORK/tenant-aws.pid"
+  kill_pidfile "$WORK/tenant-registry.pid"
   node_teardown
   if [ -f "$WORK/namespaces" ] && [ -f "$RUN_DIR/kubeconfig" ]; then
     while read -r ns; do
@@ -205,6 +212,101 @@ checks() {
   expect_success "$a" app-3 "after the repair a new pod in $a Succeeds"
 }
 
+# --- tenants: one registry, a repository per team, each team's token opens only its own -------
+
+TENANT_ACCOUNT=210987654321
+TENANT_HOST=$TENANT_ACCOUNT.dkr.ecr.$REGION.amazonaws.com
+TENANT_IP=${ECR_REFRESH_PULLTEST_TENANT_IP:-127.0.0.78}
+ROLE_A=arn:aws:iam::$TENANT_ACCOUNT:role/team-a
+ROLE_B=arn:aws:iam::$TENANT_ACCOUNT:role/team-b
+
+# The registry stand-in for ECR with repository policies, and the STS and ECR stand-in that
+# gives each role its own token (scripts/py/pulltest_tenants.py), on TENANT_HOST.
+start_tenant_registry() {
+  local c=$WORK/certs d=$WORK/tenant-registry
+  mkdir -p "$d"
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=$TENANT_HOST" -keyout "$c/tenant.key" -out "$c/tenant.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:%s\n' "$TENANT_HOST" >"$c/tenant.ext"
+  openssl x509 -req -in "$c/tenant.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" -CAcreateserial -days 1 \
+    -extfile "$c/tenant.ext" -out "$c/tenant.crt" 2>/dev/null
+  # The registry itself has no auth and listens on the loopback only: the front checks.
+  cat >"$d/config.yml" <<YML
+version: 0.1
+log: {level: info, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $d/data}}
+http: {addr: $TENANT_IP:5000, secret: pulltest}
+YML
+  start_bg tenant-registry env -i docker-registry serve "$d/config.yml"
+  wait_up tenant-registry 20 curl -s -o /dev/null "http://$TENANT_IP:5000/v2/" ||
+    die "the tenants' registry did not come up on $TENANT_IP:5000; see $LOGS/tenant-registry.log"
+  TENANT_SECRET=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  AWS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  start_bg tenant-aws python3 "$ROOT/scripts/py/pulltest_tenants.py" "$AWS_PORT" "$TENANT_IP" \
+    "$c/tenant.crt" "$c/tenant.key" "http://$TENANT_IP:5000" "$TENANT_SECRET" "$ROLE_A" "$ROLE_B"
+  echo "$TENANT_IP $TENANT_HOST $HOSTS_MARK" >>/etc/hosts
+  wait_up tenant-aws 20 curl -s -o /dev/null --cacert "$c/ca.crt" "https://$TENANT_HOST/v2/" ||
+    die "the tenants' registry front did not come up; see $LOGS/tenant-aws.log"
+  for team in team-a team-b; do
+    oci_image "$WORK/$team" "$TENANT_HOST/$team/app:1" "[\"/bin/busybox\",\"echo\",\"hello from $team\"]"
+    skopeo --policy <(echo '{"default":[{"type":"insecureAcceptAnything"}]}') copy -q --dest-tls-verify=false \
+      "oci:$WORK/$team:1" "docker://$TENANT_IP:5000/$team/app:1" >/dev/null || die "skopeo could not push $team/app:1"
+  done
+}
+
+sync_tenants() { # label -> ecr-refresh's exit code; the JSON report in $LOGS/sync-tenants-<label>.json
+  local rc=0
+  env -i PATH=/usr/bin:/bin HOME="$WORK/home" KUBECONFIG="$RUN_DIR/kubeconfig" \
+    AWS_ENDPOINT_URL="http://127.0.0.1:$AWS_PORT" AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE \
+    AWS_SECRET_ACCESS_KEY=test-secret-key AWS_REGION=$REGION AWS_EC2_METADATA_DISABLED=true \
+    "$TOOL" sync -n "pull-t*-$SUFFIX" --tenants "$WORK/tenants.yaml" -o json \
+    >"$LOGS/sync-tenants-$1.json" 2>"$LOGS/sync-tenants-$1.log" || rc=$?
+  return $rc
+}
+
+tenant_checks() {
+  local ta=$1 tb=$2 img_a=$TENANT_HOST/team-a/app:1 img_b=$TENANT_HOST/team-b/app:1
+  start_tenant_registry
+  local url="https://$TENANT_HOST/v2" ca=$WORK/certs/ca.crt pw_a="pw-team-a-$TENANT_SECRET" pw_b="pw-team-b-$TENANT_SECRET" codes
+  local accept='Accept: application/vnd.oci.image.manifest.v1+json'
+  codes="$(curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" "$url/team-a/app/manifests/1")"
+  codes+=" $(curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" -H "$accept" -u "AWS:$pw_a" "$url/team-a/app/manifests/1")"
+  codes+=" $(curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" -H "$accept" -u "AWS:$pw_a" "$url/team-b/app/manifests/1")"
+  codes+=" $(curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" -H "$accept" -u "AWS:$pw_b" "$url/team-b/app/manifests/1")"
+  if [ "$codes" = "401 200 401 200" ]; then ok "tenants' registry: anonymous 401; team-a's password opens team-a/app (200), not team-b/app (401); team-b's opens team-b/app (200)"
+  else not_ok "tenants' registry: anonymous 401, each team's password opens only its own repository (got $codes)"; fi
+
+  k label namespace "$ta" team=a >/dev/null && k label namespace "$tb" team=b >/dev/null
+  cat >"$WORK/tenants.yaml" <<YAML
+tenants:
+  - name: team-a
+    namespaceSelector: team=a
+    roleArn: $ROLE_A
+  - name: team-b
+    namespaceSelector: team=b
+    roleArn: $ROLE_B
+YAML
+  if sync_tenants first && [ "$(jq -r --arg a "$ta" --arg b "$tb" \
+    '[.namespaces[] | select(.name == $a or .name == $b) | "\(.name)=\(.tenant)"] | join(" ")' \
+    "$LOGS/sync-tenants-first.json")" = "$ta=team-a $tb=team-b" ]; then
+    ok "ecr-refresh sync --tenants exits 0; $ta is team-a's, $tb team-b's"
+  else not_ok "ecr-refresh sync --tenants exits 0; $ta is team-a's, $tb team-b's"; sed 's/^/# /' "$LOGS/sync-tenants-first.log"; fi
+  expect_success "$ta" own-1 "team-a's namespace $ta pulls team-a's image" "$img_a"
+  expect_401 "$ta" other-1 "team-a's namespace $ta cannot pull team-b's image (401 Unauthorized)" "$img_b"
+  expect_success "$tb" own-1 "team-b's namespace $tb pulls team-b's image" "$img_b"
+  expect_401 "$tb" other-1 "team-b's namespace $tb cannot pull team-a's image (401 Unauthorized)" "$img_a"
+
+  # Moving $ta to team-b: one pass, one write (only team-b's role assumed), and it flips.
+  k label namespace "$ta" team=b --overwrite >/dev/null
+  local before; before=$(grep -c 'sts: AssumeRole' "$LOGS/tenant-aws.log" || true)
+  if sync_tenants moved && [ "$(jq -r '.summary.updated' "$LOGS/sync-tenants-moved.json")" = 1 ] &&
+    [ "$(grep 'sts: AssumeRole' "$LOGS/tenant-aws.log" | tail -n +$((before + 1)) | sort -u)" = "sts: AssumeRole $ROLE_B" ]; then
+    ok "after moving $ta to team-b one pass rewrites only its Secret, assuming only team-b's role"
+  else not_ok "after moving $ta to team-b one pass rewrites only its Secret, assuming only team-b's role"
+    sed 's/^/# /' "$LOGS/sync-tenants-moved.log" "$LOGS/sync-tenants-moved.json" "$LOGS/tenant-aws.log"; fi
+  expect_success "$ta" own-2 "after the move $ta pulls team-b's image" "$img_b"
+  expect_401 "$ta" other-2 "after the move $ta can no longer pull team-a's image (401 Unauthorized)" "$img_a"
+}
+
 main() {
   in_run=1
   [ -f "$RUN_DIR/env.sh" ] || die "no $RUN_DIR/env.sh: run scripts/testenv.sh start first"
@@ -224,8 +326,9 @@ main() {
   trap 'exit 130' INT TERM
 
   local t0=$SECONDS suffix; suffix=$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  local a=pull-a-$suffix b=pull-b-$suffix
-  for ns in "$a" "$b"; do
+  local a=pull-a-$suffix b=pull-b-$suffix ta=pull-ta-$suffix tb=pull-tb-$suffix
+  SUFFIX=$suffix
+  for ns in "$a" "$b" "$ta" "$tb"; do
     echo "$ns" >>"$WORK/namespaces"
     k create namespace "$ns" >/dev/null
     # No controller-manager here: the ServiceAccount a pod is admitted with must be made by hand.
@@ -241,6 +344,7 @@ main() {
 
   local t1=$SECONDS
   checks "$a" "$b"
+  tenant_checks "$ta" "$tb"
   log "checks took $((SECONDS - t1))s"
   echo "pulltest: $PASSED passed, $FAILED failed"
   [ "$FAILED" -eq 0 ]
