@@ -16,6 +16,11 @@ const ROLE_B: &str = "arn:aws:iam::222222222222:role/ecr-pull-team-b";
 /// team-a takes the namespaces labelled team=a, team-b those labelled team=b; both only
 /// among `{base}-*`.
 fn tenants_file(dir: &std::path::Path, base: &str) -> std::path::PathBuf {
+    tenants_file_with(dir, base, ROLE_A)
+}
+
+/// [`tenants_file`] with team-a's role `role_a`.
+fn tenants_file_with(dir: &std::path::Path, base: &str, role_a: &str) -> std::path::PathBuf {
     let path = dir.join("tenants.yaml");
     let text = format!(
         "# one rule per team\n\
@@ -23,7 +28,7 @@ fn tenants_file(dir: &std::path::Path, base: &str) -> std::path::PathBuf {
          \x20 - name: team-a\n\
          \x20   namespaces: [\"{base}-*\"]\n\
          \x20   namespaceSelector: team=a\n\
-         \x20   roleArn: {ROLE_A}\n\
+         \x20   roleArn: {role_a}\n\
          \x20 - name: team-b\n\
          \x20   namespaces: [\"{base}-*\"]\n\
          \x20   namespaceSelector: team=b\n\
@@ -122,6 +127,15 @@ async fn each_namespace_gets_its_tenants_token_and_a_move_flips_it_in_one_pass()
     let t = Teams::new("tenants").await;
     let aws = FakeAws::start().await;
 
+    // --dry-run: the server admits each tenant's Secret and keeps none.
+    let out = t.sync(&aws).args(["--dry-run"]).run_async().await;
+    out.assert_code(0);
+    assert_eq!(out.json()["summary"]["created"], 3, "{:#}", out.json());
+    for ns in t.a.iter().chain([&t.b]) {
+        assert!(get_secret(&t.client, ns, &t.secret).await.is_none(), "{ns}");
+    }
+    aws.reset_calls();
+
     let out = t.sync(&aws).run_async().await;
     out.assert_code(0);
     let report = out.json();
@@ -218,6 +232,36 @@ async fn each_namespace_gets_its_tenants_token_and_a_move_flips_it_in_one_pass()
         Some(password_of(ROLE_A))
     );
     t.status().run_async().await.assert_code(0);
+
+    // team-a gets another role: its one namespace left is due, and only that role is assumed.
+    let role_a2 = "arn:aws:iam::111111111111:role/ecr-pull-team-a-2";
+    tenants_file_with(t.dir.path(), &t.base, role_a2);
+    aws.reset_calls();
+    let out = Run::sync().env("AWS_ENDPOINT_URL", &aws.url).args([
+        "-n",
+        &format!("{}-*", t.base),
+        "--secret-name",
+        &t.secret,
+        "--tenants",
+        t.dir.path().join("tenants.yaml").to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    let out = out.run_async().await;
+    out.assert_code(0);
+    assert_eq!(
+        outcome(&out.json(), &t.a[0])["outcome"],
+        "updated",
+        "{:#}",
+        out.json()
+    );
+    assert_eq!(out.json()["summary"]["updated"], 1, "{:#}", out.json());
+    assert_eq!(aws.assumed(), [role_a2]);
+    assert_eq!(
+        t.password(&t.a[0], "111111111111").await,
+        Some(password_of(role_a2))
+    );
+    tenants_file(t.dir.path(), &t.base);
 
     // b1 leaves every tenant: --prune takes our Secret out of it, and leaves the others.
     label(&t.client, &t.b, None).await;
