@@ -470,3 +470,65 @@ async fn the_shipped_tenants_component_mounts_rules_that_sync_takes() {
     assert_eq!(aws.assumed(), [team_a]);
     delete_namespace(&client, &ns).await;
 }
+
+/// Tenants that share a role assume it once per pass; ECR is asked once per role and region,
+/// and each tenant's Secret holds its own region's registry.
+#[tokio::test]
+async fn tenants_sharing_a_role_assume_it_once_and_ask_ecr_once_per_region() {
+    let client = admin().await;
+    let base = unique("tenants-shared");
+    let names = ["x1", "x2", "y1", "z1"].map(|s| format!("{base}-{s}"));
+    for ns in &names {
+        create_namespace(&client, ns, true).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenants.yaml");
+    // x and y: one role, one region; z: the same role in eu-west-1.
+    std::fs::write(
+        &file,
+        format!(
+            "tenants:\n\
+             \x20 - {{name: x, namespaces: [\"{base}-x*\"], roleArn: {ROLE_A}}}\n\
+             \x20 - {{name: y, namespaces: [\"{base}-y*\"], roleArn: {ROLE_A}, region: {REGION}}}\n\
+             \x20 - {{name: z, namespaces: [\"{base}-z*\"], roleArn: {ROLE_A}, region: eu-west-1}}\n"
+        ),
+    )
+    .unwrap();
+    let aws = FakeAws::start().await;
+    let out = Run::sync()
+        .env("AWS_ENDPOINT_URL", &aws.url)
+        .args([
+            "-n",
+            &format!("{base}-*"),
+            "--tenants",
+            file.to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+        .run_async()
+        .await;
+    out.assert_code(0);
+    assert_eq!(out.json()["summary"]["created"], 4, "{:#}", out.json());
+    assert_eq!(
+        aws.assumed(),
+        [ROLE_A],
+        "one AssumeRole for the three tenants"
+    );
+    let mut regions: Vec<String> = aws.tokens().into_iter().map(|(_, region)| region).collect();
+    regions.sort();
+    assert_eq!(regions, ["eu-west-1", REGION], "one ECR call per region");
+    let z = get_secret(&client, &names[3], "awsecr-cred").await.unwrap();
+    let hosts = dockerconfig(&z)["auths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert!(
+        hosts.contains(&"111111111111.dkr.ecr.eu-west-1.amazonaws.com".to_string()),
+        "{hosts:?}"
+    );
+    for ns in &names {
+        delete_namespace(&client, ns).await;
+    }
+}

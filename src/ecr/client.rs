@@ -116,21 +116,14 @@ impl EcrClientConfig {
         })
     }
 
-    /// The client of a tenant: `role` assumed with this client's credentials (resolved once for
-    /// every tenant), its token asked in `region` (default: this client's). Nothing is called
-    /// here: STS only once the tenant's token is fetched.
-    pub(crate) async fn assuming(&self, role: &AssumeRole, region: Option<&RegionName>) -> Self {
-        let region = region.unwrap_or(&self.default_region).clone();
-        let sdk = self
-            .sdk
-            .clone()
-            .into_builder()
-            .region(Region::new(region.as_str().to_string()))
-            .build();
-        let sdk = resolve_once(assume_role(sdk, role).await);
+    /// The client of a tenant's role: `role` assumed with this client's credentials (resolved
+    /// once for every tenant), in this client's region. Nothing is called here: STS only once
+    /// the tenant's token is fetched.
+    pub(crate) async fn assuming(&self, role: &AssumeRole) -> Self {
+        let sdk = resolve_once(assume_role(self.sdk.clone(), role).await);
         Self {
             sdk,
-            default_region: region,
+            default_region: self.default_region.clone(),
             role_arn: Some(role.arn.clone()),
             calls: self.calls.clone(),
             phase: self.phase.clone(),
@@ -139,6 +132,30 @@ impl EcrClientConfig {
                 role.arn.as_str(),
                 self.source
             ),
+            regions: Mutex::default(),
+        }
+    }
+
+    /// The region ECR is asked in by default.
+    pub(crate) fn region(&self) -> &RegionName {
+        &self.default_region
+    }
+
+    /// The same credentials (a role assumed once serves every region), asking ECR in `region`.
+    pub(crate) fn in_region(&self, region: &RegionName) -> Self {
+        let sdk = self
+            .sdk
+            .clone()
+            .into_builder()
+            .region(Region::new(region.as_str().to_string()))
+            .build();
+        Self {
+            sdk,
+            default_region: region.clone(),
+            role_arn: self.role_arn.clone(),
+            calls: self.calls.clone(),
+            phase: self.phase.clone(),
+            source: self.source.clone(),
             regions: Mutex::default(),
         }
     }

@@ -16,8 +16,9 @@ pub(super) struct Tokens {
 }
 
 impl Tokens {
-    /// The run's token, or each tenant's. Tenants that share a role (and region) share its
-    /// client, so the role is assumed, and ECR asked in each region, once.
+    /// The run's token, or each tenant's. Tenants that share a role share its credentials, so
+    /// the role is assumed once; those that also share a region share its client, so ECR is
+    /// asked there once.
     pub(super) async fn new(
         base: EcrClientConfig,
         tenants: Option<&Tenants>,
@@ -29,23 +30,33 @@ impl Tokens {
                 tenanted: false,
             };
         };
-        let mut clients: HashMap<(String, Option<String>, Option<String>), Arc<EcrClientConfig>> =
-            HashMap::new();
+        type Role = (String, Option<String>);
+        let mut roles: HashMap<Role, Arc<EcrClientConfig>> = HashMap::new();
+        let mut clients: HashMap<(Role, Option<String>), Arc<EcrClientConfig>> = HashMap::new();
         let mut lazies = Vec::with_capacity(tenants.rules.len());
         for tenant in &tenants.rules {
-            let key = (
+            let role: Role = (
                 tenant.role.arn.as_str().to_string(),
                 tenant.role.external_id.clone(),
-                tenant.region.as_ref().map(|r| r.as_str().to_string()),
             );
-            let client = match clients.get(&key) {
+            let assumed = match roles.get(&role) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = Arc::new(base.assuming(&tenant.role, tenant.region.as_ref()).await);
-                    clients.insert(key, c.clone());
+                    let c = Arc::new(base.assuming(&tenant.role).await);
+                    roles.insert(role.clone(), c.clone());
                     c
                 }
             };
+            // No region: the run's, where the role was assumed.
+            let region = tenant.region.as_ref().filter(|r| *r != assumed.region());
+            let key = (role, region.map(|r| r.as_str().to_string()));
+            let client = clients
+                .entry(key)
+                .or_insert_with(|| match region {
+                    Some(r) => Arc::new(assumed.in_region(r)),
+                    None => assumed,
+                })
+                .clone();
             lazies.push(LazyDesired::for_tenant(client, tenant).await);
         }
         Self {
