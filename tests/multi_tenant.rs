@@ -90,22 +90,17 @@ impl Teams {
 
     fn sync(&self, aws: &FakeAws) -> Run {
         let file = tenants_file(self.dir.path(), &self.base);
-        Run::sync().env("AWS_ENDPOINT_URL", &aws.url).args([
-            "-n",
-            &format!("{}-*", self.base),
-            "--secret-name",
-            &self.secret,
-            "--tenants",
-            file.to_str().unwrap(),
-            "-o",
-            "json",
-        ])
+        self.over(Run::sync().env("AWS_ENDPOINT_URL", &aws.url), &file)
     }
 
     fn status(&self) -> Run {
         let file = tenants_file(self.dir.path(), &self.base);
-        Run::bare().args([
-            "status",
+        self.over(Run::bare().args(["status"]), &file)
+    }
+
+    /// `run` over this test's namespaces and Secret name, with the rules in `file`.
+    fn over(&self, run: Run, file: &std::path::Path) -> Run {
+        run.args([
             "-n",
             &format!("{}-*", self.base),
             "--secret-name",
@@ -235,19 +230,10 @@ async fn each_namespace_gets_its_tenants_token_and_a_move_flips_it_in_one_pass()
 
     // team-a gets another role: its one namespace left is due, and only that role is assumed.
     let role_a2 = "arn:aws:iam::111111111111:role/ecr-pull-team-a-2";
-    tenants_file_with(t.dir.path(), &t.base, role_a2);
+    let file = tenants_file_with(t.dir.path(), &t.base, role_a2);
     aws.reset_calls();
-    let out = Run::sync().env("AWS_ENDPOINT_URL", &aws.url).args([
-        "-n",
-        &format!("{}-*", t.base),
-        "--secret-name",
-        &t.secret,
-        "--tenants",
-        t.dir.path().join("tenants.yaml").to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
-    let out = out.run_async().await;
+    let sync = Run::sync().env("AWS_ENDPOINT_URL", &aws.url);
+    let out = t.over(sync, &file).run_async().await;
     out.assert_code(0);
     assert_eq!(
         outcome(&out.json(), &t.a[0])["outcome"],

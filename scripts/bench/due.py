@@ -207,6 +207,17 @@ def markdown(res, command):
     return "\n".join(out) + "\n"
 
 
+def write_section(path, begin, end, section):
+    """Puts `section` (which starts with `begin` and ends with `end`) into the file at `path`,
+    replacing the old one, or appended."""
+    text = open(path).read() if os.path.exists(path) else ""
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + section + text[text.index(end) + len(end) + 1:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    open(path, "w").write(text)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--binary", required=True)
@@ -230,12 +241,7 @@ def main():
     json.dump(res, open(os.path.join(args.out_dir, "due.json"), "w"), indent=1)
     section = markdown(res, args.command)
     print(section)
-    text = open(args.markdown).read() if os.path.exists(args.markdown) else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    open(args.markdown, "w").write(text)
+    write_section(args.markdown, BEGIN, END, section)
     q = res["quiet"]
     ok = q["per_ns"] <= 0.01 and q["writes"] == 0 and q["ecr_calls"] == 0 and q["summary"]["unchanged"] == q["n"]
     ok = ok and all(r["per_ns_per_token"] <= 2 for r in res["day"]["rows"])

@@ -16,83 +16,27 @@ Writes the section between the markers in BENCHMARKS.md (appended if they are mi
 """
 
 import argparse
-import base64
-import http.server
 import json
 import os
-import re
 import secrets
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.parse
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(HERE, "..", "py")]
 import bench  # noqa: E402
 import due  # noqa: E402
+from tenant_aws import TenantAws  # noqa: E402
 
 BEGIN, END = "<!-- tenants:begin -->", "<!-- tenants:end -->"
 TENANTS = 10
 
 
-class RotatingAws:
-    """STS AssumeRole (new credentials per call) and ECR GetAuthorizationToken (a new token per
-    call, for the account of the role whose credentials signed it) on one port."""
-
-    def __init__(self):
-        outer = self
-        self.lock = threading.Lock()
-        self.sts_calls = 0
-        self.ecr_calls = 0
-        self.keys = {}  # access key id -> account
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def answer(self, status, ctype, body):
-                body = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-                if self.headers.get("X-Amz-Target", "").endswith(".GetAuthorizationToken"):
-                    m = re.search(r"Credential=([^/]+)/[^/]+/([^/]+)/", self.headers.get("Authorization", ""))
-                    key, region = (m.group(1), m.group(2)) if m else ("", "us-east-1")
-                    with outer.lock:
-                        outer.ecr_calls += 1
-                        account = outer.keys.get(key, "123456789012")
-                    token = base64.b64encode(b"AWS:" + secrets.token_urlsafe(1500).encode()).decode()
-                    data = {"authorizationData": [{
-                        "authorizationToken": token, "expiresAt": int(time.time()) + 12 * 3600,
-                        "proxyEndpoint": f"https://{account}.dkr.ecr.{region}.amazonaws.com"}]}
-                    return self.answer(200, "application/x-amz-json-1.1", json.dumps(data))
-                form = dict(urllib.parse.parse_qsl(body))
-                role = form.get("RoleArn", "")
-                if form.get("Action") != "AssumeRole" or not role:
-                    return self.answer(400, "text/xml", "<ErrorResponse><Error><Code>InvalidAction</Code></Error></ErrorResponse>")
-                with outer.lock:
-                    outer.sts_calls += 1
-                    key = f"ASIA{len(outer.keys) + 1:016d}"
-                    outer.keys[key] = role.split(":")[4]
-                expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
-                self.answer(200, "text/xml", (
-                    '<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>'
-                    f"<Credentials><AccessKeyId>{key}</AccessKeyId><SecretAccessKey>s-{key}</SecretAccessKey>"
-                    f"<SessionToken>t-{key}</SessionToken><Expiration>{expires}</Expiration></Credentials>"
-                    "<AssumedRoleUser><AssumedRoleId>AROAEXAMPLE:ecr-refresh</AssumedRoleId>"
-                    "<Arn>arn:aws:sts::123456789012:assumed-role/r/ecr-refresh</Arn></AssumedRoleUser>"
-                    "</AssumeRoleResult></AssumeRoleResponse>"))
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+def rotating_aws():
+    """STS and ECR as the real ones answer: new credentials on every AssumeRole, and a new
+    ~2 KB token (real passwords are that long) on every GetAuthorizationToken."""
+    return TenantAws(lambda _role: secrets.token_urlsafe(1500))
 
 
 def tenants_file(path, prefix):
@@ -112,7 +56,7 @@ def log(msg):
 def passes(args, api, label, prefix, extra):
     log(f"{label}: creating {args.n} namespaces {prefix}*")
     bench.create_compare_namespaces(api, prefix, args.n, args.workers)
-    aws = RotatingAws()
+    aws = rotating_aws()
     rows = []
     for name, more, expect in (("first pass", [], "created"), ("nothing due", [], "unchanged"),
                                ("--refresh-all", ["--refresh-all"], "updated")):
@@ -179,12 +123,7 @@ def main():
     json.dump(rows, open(os.path.join(args.out_dir, "tenants.json"), "w"), indent=1)
     section = markdown(rows, args.n, args.command)
     print(section)
-    text = open(args.markdown).read() if os.path.exists(args.markdown) else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    open(args.markdown, "w").write(text)
+    due.write_section(args.markdown, BEGIN, END, section)
     quiet = [r for r in rows if r["pass"] == "nothing due"]
     ok = all(r["writes"] == 0 and r["sts_calls"] == 0 and r["ecr_calls"] == 0 for r in quiet)
     full = [r for r in rows if r["mode"] != "one token" and r["pass"] != "nothing due"]

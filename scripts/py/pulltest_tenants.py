@@ -1,7 +1,7 @@
 # pulltest.sh, tenants: the AWS and registry sides of per-team tokens, in one process.
 #
-#   AWS:      STS AssumeRole hands each role credentials of its own; ECR GetAuthorizationToken,
-#             signed with them, answers AWS:<that role's password> (anything else is refused).
+#   AWS:      scripts/py/tenant_aws.py, for ROLE_ARN... only: each role's token is
+#             AWS:pw-<role name>-SECRET.
 #   registry: a TLS front for a docker-registry without auth, as ECR with repository policies:
 #             repository <name>/... is readable only with the password of role <name>
 #             (arn:...:role/<name>), /v2/ with any of them; otherwise 401 with a Basic challenge.
@@ -14,69 +14,18 @@ import json
 import re
 import ssl
 import sys
-import threading
-import time
 import urllib.parse
+
+from tenant_aws import TenantAws
 
 aws_port, listen, cert, key, backend, secret = sys.argv[1:7]
 roles = sys.argv[7:]
 name_of = {r: r.rsplit("/", 1)[1] for r in roles}
 password_of = {name: f"pw-{name}-{secret}" for name in name_of.values()}
-keys = {}  # access key id -> role name
-lock = threading.Lock()
 
 
 def say(*parts):
     print(*parts, flush=True)
-
-
-class Aws(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-
-    def answer(self, status, ctype, body):
-        body = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-        if self.headers.get("X-Amz-Target", "").endswith(".GetAuthorizationToken"):
-            m = re.search(r"Credential=([^/]+)/[^/]+/([^/]+)/", self.headers.get("Authorization", ""))
-            with lock:
-                role = keys.get(m.group(1)) if m else None
-            if role is None:
-                say("ecr: refused unknown credentials")
-                return self.answer(400, "application/x-amz-json-1.1", json.dumps({
-                    "__type": "UnrecognizedClientException",
-                    "message": "The security token included in the request is invalid."}))
-            region = m.group(2)
-            account = next(r.split(":")[4] for r, n in name_of.items() if n == role)
-            token = base64.b64encode(f"AWS:{password_of[role]}".encode()).decode()
-            say(f"ecr: token for role {role} in {region}")
-            return self.answer(200, "application/x-amz-json-1.1", json.dumps({"authorizationData": [{
-                "authorizationToken": token, "expiresAt": int(time.time()) + 12 * 3600,
-                "proxyEndpoint": f"https://{account}.dkr.ecr.{region}.amazonaws.com"}]}))
-        form = dict(urllib.parse.parse_qsl(body))
-        arn = form.get("RoleArn", "")
-        if form.get("Action") != "AssumeRole" or arn not in name_of:
-            say(f"sts: refused {form.get('Action')} {arn}")
-            return self.answer(403, "text/xml", "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
-                               f"<Message>not authorized to assume {arn}</Message></Error></ErrorResponse>")
-        with lock:
-            key = f"ASIA{len(keys) + 1:016d}"
-            keys[key] = name_of[arn]
-        say(f"sts: AssumeRole {arn}")
-        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
-        self.answer(200, "text/xml", (
-            '<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>'
-            f"<Credentials><AccessKeyId>{key}</AccessKeyId><SecretAccessKey>s-{key}</SecretAccessKey>"
-            f"<SessionToken>t-{key}</SessionToken><Expiration>{expires}</Expiration></Credentials>"
-            "<AssumedRoleUser><AssumedRoleId>AROAEXAMPLE:ecr-refresh</AssumedRoleId>"
-            f"<Arn>{arn}</Arn></AssumedRoleUser></AssumeRoleResult></AssumeRoleResponse>"))
 
 
 class Registry(http.server.BaseHTTPRequestHandler):
@@ -136,8 +85,7 @@ class Registry(http.server.BaseHTTPRequestHandler):
     do_GET = do_HEAD = relay
 
 
-aws = http.server.ThreadingHTTPServer(("127.0.0.1", int(aws_port)), Aws)
-threading.Thread(target=aws.serve_forever, daemon=True).start()
+TenantAws(password_of.get, roles=roles, port=int(aws_port), say=say)
 registry = http.server.ThreadingHTTPServer((listen, 443), Registry)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)

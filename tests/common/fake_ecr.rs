@@ -26,31 +26,42 @@ struct State {
     signed: Mutex<Vec<(String, String)>>,
 }
 
+/// Serves `answer` (given the shared `state`) on a loopback port, one request per connection,
+/// until the test ends; returns its URL.
+pub async fn serve<S, F, Fut>(state: Arc<S>, answer: F) -> String
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (state, answer) = (state.clone(), answer.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let (state, answer) = (state.clone(), answer.clone());
+                    async move { Ok::<_, Infallible>(answer(state, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
 impl FakeEcr {
     /// Answers every GetAuthorizationToken with `body` (a JSON document).
     pub async fn start(body: String) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(State {
             body: Mutex::new(body),
             ..State::default()
         });
-        let server = state.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let state = server.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(state.answer(req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(false)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let url = serve(state.clone(), |s, req| async move { s.answer(req).await }).await;
         Self { url, state }
     }
 
