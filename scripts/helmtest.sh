@@ -34,6 +34,7 @@ declare -A COMPONENTS=(
   [allow-force]="admissionPolicies.allowForce=true"
   [born-linked]="bornLinked=true"
   [without-admission-policy]="admissionPolicies.install=never"
+  [tenants]="tenants.enabled=true"
   # The component's placeholder ARN, so the two render the same without normalising anything.
   [web-identity]="aws.credentials.mode=webIdentity,aws.credentials.webIdentity.roleArn=arn:aws:iam::123456789012:role/ecr-refresh"
 )
@@ -103,6 +104,20 @@ check_mode_needs_arn() { refused arn "at '/aws/credentials/webIdentity/roleArn':
 check_policies_value() { refused install "at '/admissionPolicies/install': value must be one of 'auto', 'always', 'never'" --set admissionPolicies.install=yes; }
 
 # `helm package` resolves the link: the packaged chart holds deploy/'s files and renders the same.
+# tenants.rules (--set-file) is the ConfigMap's file as given, byte for byte, and the tool reads
+# it where the CronJob mounts it.
+check_tenants_rules() {
+  local rules=$WORK/rules.yaml got
+  printf 'tenants:\n  - name: web\n    namespaces: ["web-*"]\n    roleArn: arn:aws:iam::210987654321:role/web-pull\n' >"$rules"
+  got=$(render --set tenants.enabled=true --set-file tenants.rules="$rules" | python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == "ecr-refresh-tenants":
+        sys.stdout.write(d["data"]["tenants.yaml"])
+') || { REASON="could not render with tenants.rules"; return 1; }
+  [ "$got" = "$(cat "$rules")" ] || { REASON="the ConfigMap holds: $got"; return 1; }
+}
+
 check_package() {
   helm package "$CHART" -d "$WORK/pkg" >/dev/null || { REASON="helm package failed"; return 1; }
   local tgz; tgz=$(ls "$WORK"/pkg/ecr-refresh-*.tgz)
@@ -383,6 +398,7 @@ main_offline_and_server() {
   run_check "schema: mode webIdentity without a role ARN is refused, naming the key" check_mode_needs_arn
   run_check "schema: admissionPolicies.install takes auto, always or never" check_policies_value
   run_check "installed in another namespace (-n ecr-system), the policies and bindings follow it" check_other_namespace
+  run_check "tenants.rules (--set-file) becomes the tenants ConfigMap's file as given" check_tenants_rules
   run_check "helm package: the packaged chart carries deploy/'s files and renders the same" check_package
   run_check "README's values table is generated from values.yaml (scripts/helm-values-table.py)" check_values_table
   run_check "drift: deploy/ and the chart render the same objects (defaults, each component and file, every option)" check_drift
