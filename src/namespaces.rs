@@ -27,6 +27,18 @@ pub(crate) struct Selection {
     pub(crate) nothing: bool,
     /// With --tenants: each selected namespace's rule; one no rule takes is left alone.
     pub(crate) tenants: Option<Arc<Tenants>>,
+    /// With rules that name other Secret names: the one name this run of the command covers.
+    pub(crate) pass: Option<SecretPass>,
+}
+
+/// One Secret name of a command run once per name (see `cmd::RunOptions::by_secret_name`).
+#[derive(Clone, Debug)]
+pub(crate) struct SecretPass {
+    /// The name this run covers.
+    pub(crate) name: String,
+    /// The run's --secret-name: that of tenants that name none, and of the namespaces no rule
+    /// takes.
+    pub(crate) default: String,
 }
 
 impl Selection {
@@ -113,6 +125,18 @@ impl Entry {
     fn untenanted(&self, selection: &Selection) -> bool {
         selection.tenants.is_some() && self.tenant.is_none()
     }
+
+    /// Covered by this run of the command: its tenant's Secret name is the pass's (the run's
+    /// own name covers the namespaces no rule takes). Always, with one name.
+    fn in_pass(&self, selection: &Selection) -> bool {
+        let (Some(tenants), Some(pass)) = (&selection.tenants, &selection.pass) else {
+            return true;
+        };
+        match self.tenant {
+            Some(i) => tenants.secret_name_of(i, &pass.default) == pass.name,
+            None => pass.name == pass.default,
+        }
+    }
 }
 
 /// Why a selected namespace is left alone.
@@ -178,10 +202,11 @@ pub(crate) async fn plan(
             Some(names) => names
                 .into_iter()
                 .map(|n| Entry::named(n, selection))
+                .filter(|t| t.in_pass(selection))
                 .collect(),
             None => {
                 let mut all = list(cluster, selection.label_selector.as_ref(), selection).await?;
-                all.retain(|t| selection.matches(&t.name));
+                all.retain(|t| selection.matches(&t.name) && t.in_pass(selection));
                 all
             }
         };
@@ -252,10 +277,11 @@ fn selected_action(t: Entry, selection: &Selection) -> Planned {
     }
 }
 
-/// Selected, not opted out and (with --tenants) taken by a rule: synced (a terminating one is
-/// skipped). Everything else that is not terminating is pruned.
+/// Selected, not opted out and (with --tenants) taken by a rule whose Secret name this pass
+/// covers: synced (a terminating one is skipped). Everything else that is not terminating is
+/// pruned (of this pass's Secret name).
 fn split(all: Vec<Entry>, selected: Vec<Entry>, selection: &Selection) -> Vec<Planned> {
-    let kept = |t: &Entry| !t.opted_out && !t.untenanted(selection);
+    let kept = |t: &Entry| !t.opted_out && !t.untenanted(selection) && t.in_pass(selection);
     let kept_names: std::collections::HashSet<&str> = selected
         .iter()
         .filter(|t| kept(t))

@@ -44,6 +44,8 @@ pub(crate) struct Tenant {
     pub(crate) registries: Vec<RegistrySpec>,
     /// `None`: the run's --service-account / --all-service-accounts.
     pub(crate) service_accounts: Option<Vec<String>>,
+    /// The pull Secret's name in its namespaces; `None`: the run's --secret-name.
+    pub(crate) secret_name: Option<String>,
 }
 
 impl Tenant {
@@ -146,6 +148,26 @@ impl Tenants {
         self.rules.iter().any(|t| t.selector.is_some())
     }
 
+    /// The Secret names the rules use, the run's own (`default`) first: a command runs once per
+    /// name (see `cmd::RunOptions::by_secret_name`).
+    pub(crate) fn secret_names(&self, default: &str) -> Vec<String> {
+        let mut names = vec![default.to_string()];
+        for name in self.rules.iter().filter_map(|t| t.secret_name.as_ref()) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+
+    /// The Secret name of tenant rule `tenant`'s namespaces.
+    pub(crate) fn secret_name_of<'a>(&'a self, tenant: usize, default: &'a str) -> &'a str {
+        self.rules
+            .get(tenant)
+            .and_then(|t| t.secret_name.as_deref())
+            .unwrap_or(default)
+    }
+
     /// Every ServiceAccount name some rule (or the run, for rules that name none) links.
     pub(crate) fn service_account_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self
@@ -181,6 +203,7 @@ struct RawTenant {
     #[serde(default)]
     registries: Vec<Spanned<String>>,
     service_accounts: Option<Vec<Spanned<String>>>,
+    secret_name: Option<Spanned<String>>,
 }
 
 impl RawTenant {
@@ -261,7 +284,11 @@ impl RawTenant {
             }
             None => None,
         };
+        if let Some(n) = &self.secret_name {
+            field(n, &whose("secretName"), &|v| validate_dns_subdomain(v))?;
+        }
         Ok(Tenant {
+            secret_name: self.secret_name.as_ref().map(|n| n.value.clone()),
             name: name.value.clone(),
             include,
             selector,
@@ -300,6 +327,7 @@ tenants:
     region: eu-west-1
     registries: [\"333333333333\"]
     serviceAccounts: [default, builder]
+    secretName: team-b-ecr
   - name: rest
     namespaces: [\"*\"]
     roleArn: arn:aws:iam::111111111111:role/ecr-pull-shared
@@ -326,6 +354,9 @@ tenants:
         assert_eq!(t.of("web", &none), Some(2));
         assert!(t.needs_labels());
         assert_eq!(t.service_account_names(), ["builder", "default"]);
+        assert_eq!(t.secret_names("awsecr-cred"), ["awsecr-cred", "team-b-ecr"]);
+        assert_eq!(t.secret_name_of(1, "awsecr-cred"), "team-b-ecr");
+        assert_eq!(t.secret_name_of(0, "awsecr-cred"), "awsecr-cred");
         assert_eq!(t.rules[1].region.as_ref().unwrap().as_str(), "eu-west-1");
         assert_eq!(
             t.rules[0].describe(),
@@ -393,6 +424,12 @@ tenants:
                 "named twice",
             ),
             ("tenants: []\n", 1, "tenants", "lists no tenant"),
+            (
+                "tenants:\n  - name: a\n    namespaces: [a]\n    roleArn: arn:aws:iam::111111111111:role/x\n    secretName: Bad_Name\n",
+                5,
+                "secretName of tenant \"a\"",
+                "\"Bad_Name\"",
+            ),
             ("", 1, "", ""),
             ("tenant:\n  - name: a\n", 1, "", "unknown field `tenant`"),
         ];

@@ -518,3 +518,110 @@ async fn tenants_sharing_a_role_assume_it_once_and_ask_ecr_once_per_region() {
         delete_namespace(&client, ns).await;
     }
 }
+
+/// A tenant with a Secret name of its own: its namespaces get that Secret (linked, checked by
+/// status, recorded under its own ledger key), the others the run's; a namespace that moves to
+/// it gets the new name, and --prune takes the old one out of it.
+#[tokio::test]
+async fn a_tenant_with_its_own_secret_name() {
+    let client = admin().await;
+    let base = unique("tenants-names");
+    let (a, c) = (format!("{base}-a"), format!("{base}-c"));
+    for ns in [&a, &c] {
+        create_namespace(&client, ns, true).await;
+    }
+    label(&client, &a, Some("a")).await;
+    label(&client, &c, Some("c")).await;
+    let (ours, theirs) = (format!("{base}-cred"), format!("{base}-c-cred"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenants.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "tenants:\n\
+             \x20 - {{name: team-a, namespaceSelector: team=a, roleArn: {ROLE_A}}}\n\
+             \x20 - {{name: team-c, namespaceSelector: team=c, roleArn: {ROLE_B}, secretName: {theirs}}}\n"
+        ),
+    )
+    .unwrap();
+    let aws = FakeAws::start().await;
+    let run = |command: Run| {
+        command.args([
+            "-n",
+            &format!("{base}-*"),
+            "--secret-name",
+            &ours,
+            "--tenants",
+            file.to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+    };
+    let sync = || run(Run::sync().env("AWS_ENDPOINT_URL", &aws.url));
+
+    let out = sync().run_async().await;
+    out.assert_code(0);
+    let report = out.json();
+    assert_eq!(report["summary"]["created"], 2, "{report:#}");
+    assert_eq!(
+        outcome(&report, &c)["secret_name"],
+        theirs.as_str(),
+        "{report:#}"
+    );
+    assert!(
+        outcome(&report, &a).get("secret_name").is_none(),
+        "{report:#}"
+    );
+    assert_eq!(
+        password(&client, &c, &theirs, "222222222222").await,
+        Some(password_of(ROLE_B))
+    );
+    assert!(get_secret(&client, &c, &ours).await.is_none());
+    assert!(get_secret(&client, &a, &theirs).await.is_none());
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &c, "default").await),
+        [theirs.as_str()]
+    );
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &a, "default").await),
+        [ours.as_str()]
+    );
+
+    let out = run(Run::bare().args(["status"])).run_async().await;
+    out.assert_code(0);
+    assert_eq!(
+        outcome(&out.json(), &c)["secret_name"],
+        theirs.as_str(),
+        "{:#}",
+        out.json()
+    );
+    assert_eq!(out.json()["summary"]["healthy"], 2, "{:#}", out.json());
+
+    // Nothing due under either name: each name's ledger record holds.
+    aws.reset_calls();
+    let out = sync().run_async().await;
+    out.assert_code(0);
+    assert_eq!(out.json()["summary"]["unchanged"], 2, "{:#}", out.json());
+    assert!(aws.assumed().is_empty() && aws.tokens().is_empty());
+
+    // a moves to team-c: it gets team-c's name, and --prune takes ours out (Secret and link).
+    label(&client, &a, Some("c")).await;
+    let out = sync().args(["--prune"]).run_async().await;
+    out.assert_code(0);
+    assert_eq!(
+        password(&client, &a, &theirs, "222222222222").await,
+        Some(password_of(ROLE_B))
+    );
+    assert!(
+        get_secret(&client, &a, &ours).await.is_none(),
+        "{:#}",
+        out.json()
+    );
+    assert_eq!(
+        pull_secret_names(&get_sa(&client, &a, "default").await),
+        [theirs.as_str()]
+    );
+    for ns in [&a, &c] {
+        delete_namespace(&client, ns).await;
+    }
+}

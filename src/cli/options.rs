@@ -43,6 +43,7 @@ impl SelectionArgs {
             label_selector: namespace_selector,
             nothing: false,
             tenants,
+            pass: None,
         })
     }
 }
@@ -142,6 +143,7 @@ impl RunArgs {
             pace: Pace {
                 concurrency: self.concurrency.get(),
                 timeout: run,
+                deadline: None,
             },
         })
     }

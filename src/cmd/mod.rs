@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Secret;
 use tracing::{info, warn};
 
 use crate::cluster::{explain, Cluster, ClusterOptions, Parts, PendingCluster};
-use crate::namespaces::Selection;
+use crate::namespaces::{SecretPass, Selection};
 use crate::pullsecret;
 use crate::report::NamespaceReport;
 use crate::serviceaccount::{self, ServiceAccounts, Target};
@@ -32,6 +32,32 @@ pub(crate) struct RunOptions {
 }
 
 impl RunOptions {
+    /// The command's runs: this one, or with --tenants whose rules name other Secret names, one
+    /// per name (the run's own first), each covering the namespaces whose tenant uses it (the
+    /// run's own also those no rule takes). Each has its own lists and ledger key.
+    pub(crate) fn by_secret_name(&self) -> Vec<RunOptions> {
+        let default = &self.target.secret_name;
+        let names = match &self.selection.tenants {
+            Some(tenants) => tenants.secret_names(default),
+            None => return vec![self.clone()],
+        };
+        if names.len() == 1 {
+            return vec![self.clone()];
+        }
+        names
+            .into_iter()
+            .map(|name| {
+                let mut run = self.clone();
+                run.selection.pass = Some(SecretPass {
+                    name: name.clone(),
+                    default: default.clone(),
+                });
+                run.target.secret_name = name;
+                run
+            })
+            .collect()
+    }
+
     /// The ServiceAccounts that use the Secret in a namespace taken by tenant rule `tenant`:
     /// the rule's, when it names them, else the run's.
     pub(crate) fn service_accounts(&self, tenant: Option<usize>) -> ServiceAccounts {
@@ -48,19 +74,75 @@ impl RunOptions {
     }
 }
 
+/// A report of one run of a command that [`per_secret_name`] merges with the next.
+pub(crate) trait Merge: Sized {
+    /// This report and a later run's, as one.
+    fn merge(self, later: Self) -> Self;
+    /// This report, with the fatal error a later run met before it could report.
+    fn with_error(self, e: &crate::Error) -> Self;
+    /// The run ended on a fatal error: no later run is made.
+    fn ended(&self) -> bool;
+    /// Each namespace's Secret is `name`, not the run's --secret-name.
+    fn name_secret(&mut self, name: &str);
+}
+
+/// Runs `one` once per Secret name (see [`RunOptions::by_secret_name`]), one after the other
+/// within one --timeout, and merges their reports. Stops after a fatal error or a signal.
+pub(crate) async fn per_secret_name<R, F, Fut>(
+    run: &RunOptions,
+    stop: &Stop,
+    mut one: F,
+) -> crate::Result<R>
+where
+    R: Merge,
+    F: FnMut(RunOptions) -> Fut,
+    Fut: Future<Output = crate::Result<R>>,
+{
+    let deadline = tokio::time::Instant::now() + run.pace.timeout;
+    let default = run.target.secret_name.clone();
+    let mut merged: Option<R> = None;
+    for mut pass in run.by_secret_name() {
+        pass.pace.deadline = Some(deadline);
+        let name = pass.target.secret_name.clone();
+        let report = match (one(pass).await, merged.take()) {
+            (Ok(mut report), earlier) => {
+                if name != default {
+                    report.name_secret(&name);
+                }
+                match earlier {
+                    Some(earlier) => earlier.merge(report),
+                    None => report,
+                }
+            }
+            (Err(e), None) => return Err(e),
+            (Err(e), Some(earlier)) => earlier.with_error(&e),
+        };
+        let ended = report.ended() || stop.requested().is_some();
+        merged = Some(report);
+        if ended {
+            break;
+        }
+    }
+    Ok(merged.expect("by_secret_name gives at least one run"))
+}
+
 /// How many namespaces at once, and for how long.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Pace {
     pub(crate) concurrency: usize,
     /// The whole run's deadline, from its start.
     pub(crate) timeout: Duration,
+    /// Set when a command runs once per Secret name: the one deadline they share.
+    pub(crate) deadline: Option<tokio::time::Instant>,
 }
 
 impl Pace {
     /// The run's limits, its deadline counted from now: call it when the run starts.
     pub(crate) fn start<'a>(&self, stop: &'a Stop) -> Limits<'a> {
         Limits {
-            deadline: tokio::time::Instant::now() + self.timeout,
+            deadline: self
+                .deadline
+                .unwrap_or_else(|| tokio::time::Instant::now() + self.timeout),
             timeout: self.timeout,
             stop,
         }

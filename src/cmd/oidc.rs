@@ -61,6 +61,7 @@ async fn live(opts: &ClusterOptions) -> Result<Live> {
     let pace = crate::cmd::Pace {
         concurrency: 1,
         timeout: limits_for(opts),
+        deadline: None,
     };
     let limits = pace.start(&stop);
     let cluster = crate::cmd::connect(opts, &limits).await?;

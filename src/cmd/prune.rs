@@ -25,7 +25,20 @@ pub(crate) struct PruneOptions {
     pub(crate) uninstall: bool,
 }
 
+/// Prunes (with --tenants whose rules name other Secret names, each name in turn).
 pub(crate) async fn run(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
+    super::per_secret_name(&opts.run, stop, |run| async move {
+        let opts = PruneOptions {
+            run,
+            ..opts.clone()
+        };
+        run_one(&opts, stop).await
+    })
+    .await
+}
+
+/// [`run`], for one Secret name.
+async fn run_one(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
     let started = Instant::now();
     let limits = opts.run.pace.start(stop);
     let cluster = connect(&opts.run.cluster, &limits).await?;

@@ -97,6 +97,9 @@ pub(crate) struct End {
     /// Set when the run stopped on a fatal error.
     pub(crate) error: Option<ErrorReport>,
     pub(crate) exit_code: u8,
+    /// That error's own exit code (`exit_code` is 1 instead when something was written).
+    #[serde(skip)]
+    pub(crate) fatal_code: Option<u8>,
 }
 
 impl End {
@@ -107,6 +110,7 @@ impl End {
             duration_seconds: 0.0,
             error: None,
             exit_code: exit::OK,
+            fatal_code: None,
         }
     }
 
@@ -114,13 +118,28 @@ impl End {
         Self {
             error: Some(ErrorReport::from(err)),
             exit_code: err.exit_code(),
+            fatal_code: Some(err.exit_code()),
             ..Self::ok()
+        }
+    }
+
+    /// A later run of the same command (one per Secret name): its cost added, its fatal error
+    /// kept if this one had none; the exit code is the caller's to decide.
+    pub(crate) fn absorb(&mut self, later: End) {
+        self.api_requests += later.api_requests;
+        self.api_retries += later.api_retries;
+        self.duration_seconds =
+            ((self.duration_seconds + later.duration_seconds) * 1000.0).round() / 1000.0;
+        if self.error.is_none() {
+            self.error = later.error;
+            self.fatal_code = later.fatal_code;
         }
     }
 
     /// How the run ended, with its cost.
     fn finish(&mut self, stats: &Stats, started: Instant, error: Option<&Error>, exit_code: u8) {
         self.error = error.map(ErrorReport::from);
+        self.fatal_code = error.map(Error::exit_code);
         self.exit_code = exit_code;
         self.api_requests = stats.requests();
         self.api_retries = stats.retries();

@@ -38,6 +38,9 @@ pub(crate) struct NamespaceReport {
     /// With --tenants: the rule that took the namespace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tenant: Option<String>,
+    /// With --tenants: the Secret's name, where its tenant names another than --secret-name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) secret_name: Option<String>,
     pub(crate) outcome: Outcome,
     /// What happened to the Secret; absent when the namespace was skipped or failed before.
     pub(crate) secret: Option<SecretOutcome>,
@@ -67,6 +70,7 @@ impl NamespaceReport {
         Self {
             name: name.to_string(),
             tenant: None,
+            secret_name: None,
             outcome,
             secret: Some(secret),
             service_accounts: Vec::new(),
@@ -81,6 +85,7 @@ impl NamespaceReport {
         Self {
             name: name.to_string(),
             tenant: None,
+            secret_name: None,
             outcome: Outcome::Skipped,
             secret: None,
             service_accounts: Vec::new(),
@@ -95,6 +100,7 @@ impl NamespaceReport {
         Self {
             name: name.to_string(),
             tenant: None,
+            secret_name: None,
             outcome: Outcome::Failed,
             secret: None,
             service_accounts: Vec::new(),
@@ -238,6 +244,13 @@ impl RunReport {
     /// something was, the run exits 1 instead. Without one, 3 when a tenant's token failed
     /// (only its namespaces went without), else 1 when any namespace failed.
     pub(crate) fn finish(&mut self, stats: &Stats, started: Instant, fatal: Option<&Error>) {
+        self.tally();
+        let code = self.code(fatal.map(Error::exit_code));
+        self.end.finish(stats, started, fatal, code);
+    }
+
+    /// The summary, from the namespaces.
+    fn tally(&mut self) {
         let mut summary = Summary {
             selected: self
                 .namespaces
@@ -257,16 +270,65 @@ impl RunReport {
                 Outcome::Failed => summary.failed += 1,
             }
         }
+        self.summary = summary;
+    }
+
+    /// The exit code, given the fatal error's own code if the run met one.
+    fn code(&self, fatal: Option<u8>) -> u8 {
         let wrote = self.namespaces.iter().any(NamespaceReport::wrote);
-        let code = match fatal {
-            Some(e) if !wrote => e.exit_code(),
+        match fatal {
+            Some(code) if !wrote => code,
             Some(_) => exit::NAMESPACE_FAILED,
             None if !self.failed_tenants.is_empty() => exit::ECR_TOKEN,
-            None if summary.failed > 0 => exit::NAMESPACE_FAILED,
+            None if self.summary.failed > 0 => exit::NAMESPACE_FAILED,
             None => exit::OK,
-        };
-        self.end.finish(stats, started, fatal, code);
-        self.summary = summary;
+        }
+    }
+}
+
+impl crate::cmd::Merge for RunReport {
+    fn merge(mut self, later: Self) -> Self {
+        let fatal = self.end.fatal_code.or(later.end.fatal_code);
+        self.namespaces.extend(later.namespaces);
+        self.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+        self.registries.extend(later.registries);
+        self.registries.sort();
+        self.registries.dedup();
+        self.token_expires_at = self
+            .token_expires_at
+            .into_iter()
+            .chain(later.token_expires_at)
+            .min();
+        self.ecr_calls += later.ecr_calls;
+        self.failed_tenants.extend(later.failed_tenants);
+        for w in later.warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        self.end.absorb(later.end);
+        self.tally();
+        self.end.exit_code = self.code(fatal);
+        self
+    }
+
+    fn with_error(mut self, e: &Error) -> Self {
+        if self.end.error.is_none() {
+            self.end.error = Some(e.into());
+            self.end.fatal_code = Some(e.exit_code());
+        }
+        self.end.exit_code = self.code(self.end.fatal_code);
+        self
+    }
+
+    fn ended(&self) -> bool {
+        self.end.error.is_some()
+    }
+
+    fn name_secret(&mut self, name: &str) {
+        for ns in &mut self.namespaces {
+            ns.secret_name = Some(name.to_string());
+        }
     }
 }
 

@@ -25,6 +25,9 @@ pub(crate) struct NamespaceStatus {
     /// With --tenants: the rule that takes the namespace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tenant: Option<String>,
+    /// With --tenants: the Secret's name, where its tenant names another than --secret-name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) secret_name: Option<String>,
     pub(crate) healthy: bool,
     /// Set when the namespace was not checked (terminating, opted out).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,6 +56,7 @@ impl NamespaceStatus {
         Self {
             name: name.to_string(),
             tenant: None,
+            secret_name: None,
             healthy: false,
             skipped: None,
             secret: None,
@@ -116,9 +120,17 @@ impl StatusReport {
     }
 
     pub(crate) fn finish(&mut self, stats: &Stats, started: Instant) {
+        let code = self.tally();
+        self.end.finish(stats, started, None, code);
+    }
+
+    /// The summary, from the namespaces; and the exit code it means.
+    fn tally(&mut self) -> u8 {
         self.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
-        let s = &mut self.summary;
-        s.selected = self.namespaces.len();
+        let mut s = StatusSummary {
+            selected: self.namespaces.len(),
+            ..StatusSummary::default()
+        };
         for ns in &self.namespaces {
             match (&ns.skipped, ns.healthy) {
                 (Some(_), _) => s.skipped += 1,
@@ -126,12 +138,13 @@ impl StatusReport {
                 (None, false) => s.unhealthy += 1,
             }
         }
-        let code = if s.unhealthy > 0 {
+        let unhealthy = s.unhealthy > 0;
+        self.summary = s;
+        if unhealthy {
             exit::NAMESPACE_FAILED
         } else {
             exit::OK
-        };
-        self.end.finish(stats, started, None, code);
+        }
     }
 
     pub(super) fn to_text(&self) -> String {
@@ -170,5 +183,40 @@ impl StatusReport {
             let _ = writeln!(out, "warning: {w}");
         }
         out
+    }
+}
+
+impl crate::cmd::Merge for StatusReport {
+    fn merge(mut self, later: Self) -> Self {
+        self.namespaces.extend(later.namespaces);
+        self.born_linked_policy = self.born_linked_policy.or(later.born_linked_policy);
+        for w in later.warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        self.end.absorb(later.end);
+        let code = self.tally();
+        self.end.exit_code = self.end.fatal_code.unwrap_or(code);
+        self
+    }
+
+    fn with_error(mut self, e: &crate::error::Error) -> Self {
+        if self.end.error.is_none() {
+            self.end.error = Some(e.into());
+            self.end.fatal_code = Some(e.exit_code());
+        }
+        self.end.exit_code = e.exit_code();
+        self
+    }
+
+    fn ended(&self) -> bool {
+        self.end.error.is_some()
+    }
+
+    fn name_secret(&mut self, name: &str) {
+        for ns in &mut self.namespaces {
+            ns.secret_name = Some(name.to_string());
+        }
     }
 }

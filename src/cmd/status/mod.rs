@@ -32,11 +32,24 @@ impl crate::progress::Tally for NamespaceStatus {
     }
 }
 
+/// Checks (with --tenants whose rules name other Secret names, each name in turn).
 pub(crate) async fn run(opts: &StatusOptions) -> Result<StatusReport> {
-    let started = Instant::now();
     // Read-only: a signal may end it at once, so there is no stop to honour.
-    let never = Stop::never();
-    let limits = opts.run.pace.start(&never);
+    let never = &Stop::never();
+    super::per_secret_name(&opts.run, never, |run| async move {
+        let opts = StatusOptions {
+            run,
+            ..opts.clone()
+        };
+        run_one(&opts, never).await
+    })
+    .await
+}
+
+/// [`run`], for one Secret name.
+async fn run_one(opts: &StatusOptions, never: &Stop) -> Result<StatusReport> {
+    let started = Instant::now();
+    let limits = opts.run.pace.start(never);
     let cluster = connect(&opts.run.cluster, &limits).await?;
     let secret = opts.run.target.secret_name.as_str();
     let selection = &opts.run.selection;

@@ -70,10 +70,23 @@ async fn list_stuck(cluster: &Cluster, opts: &SyncOptions) -> Result<ByNamespace
     .map_err(|message| crate::Error::ListPods { message })
 }
 
-/// Runs one pass. Errors returned here are fatal and come before any write; a fatal error met
-/// later (no ECR token, a signal, the deadline during setup) is recorded in the report, with
-/// what the run had cost by then.
+/// Runs one pass (with --tenants whose rules name other Secret names, one per name). Errors
+/// returned here are fatal and come before any write; a fatal error met later (no ECR token, a
+/// signal, the deadline during setup) is recorded in the report, with what the run had cost by
+/// then.
 pub(crate) async fn run(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
+    super::per_secret_name(&opts.run, stop, |run| async move {
+        let opts = SyncOptions {
+            run,
+            ..opts.clone()
+        };
+        run_one(&opts, stop).await
+    })
+    .await
+}
+
+/// [`run`], for one Secret name.
+async fn run_one(opts: &SyncOptions, stop: &Stop) -> Result<RunReport> {
     let started = Instant::now();
     let limits = opts.run.pace.start(stop);
     // Local work first, so bad input fails before any network call.
