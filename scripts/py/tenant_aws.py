@@ -12,9 +12,10 @@ import urllib.parse
 
 
 class TenantAws:
-    def __init__(self, password_of, roles=None, port=0, say=lambda *a: None):
+    def __init__(self, password_of, roles=None, port=0, say=lambda *a: None, base=None):
         """password_of(role name) -> the ECR password for it; roles: the ARNs STS assumes (None:
-        any); say: where each call is told."""
+        any); say: where each call is told; base: the ARN whose token credentials STS did not
+        hand out get (None: they are refused)."""
         outer = self
         self.lock = threading.Lock()
         self.sts_calls = 0
@@ -59,7 +60,7 @@ class TenantAws:
             def ecr(self):
                 m = re.search(r"Credential=([^/]+)/[^/]+/([^/]+)/", self.headers.get("Authorization", ""))
                 with outer.lock:
-                    arn = outer.keys.get(m.group(1)) if m else None
+                    arn = outer.keys.get(m.group(1), base) if m else None
                     outer.ecr_calls += arn is not None
                 if arn is None:
                     say("ecr: refused unknown credentials")
@@ -73,6 +74,11 @@ class TenantAws:
                     "authorizationToken": token, "expiresAt": int(time.time()) + 12 * 3600,
                     "proxyEndpoint": f"https://{account}.dkr.ecr.{region}.amazonaws.com"}]}))
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            # socketserver's default backlog is 5: ten tenants' calls at once would overflow it,
+            # and each dropped SYN costs the client a second.
+            request_queue_size = 128
+
+        self.server = Server(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
