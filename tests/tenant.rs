@@ -169,7 +169,7 @@ async fn our_field_managers_name_in_a_tenants_hands_passes_nothing_off_as_ours()
             error.contains("not kubernetes.io/dockerconfigjson") && error.contains("--force"),
             "refresh-all {refresh_all}: {error}"
         );
-        assert!(!error.contains("422"), "{error}");
+        assert!(!says_422(error), "{error}");
         for ns in [&empty, &other] {
             assert_eq!(
                 outcome(&report, ns)["outcome"],

@@ -16,3 +16,11 @@ pub fn outcome<'a>(report: &'a serde_json::Value, ns: &str) -> &'a serde_json::V
         .find(|n| n["name"] == ns)
         .unwrap_or_else(|| panic!("namespace {ns} not in report: {report:#}"))
 }
+
+/// Whether an error reports an HTTP 422 (the server refused the object as invalid): "422" as
+/// a word of its own, not inside a generated namespace name such as `meta-5715-484220987-7`.
+pub fn says_422(error: &str) -> bool {
+    error
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|word| word == "422")
+}
