@@ -58,6 +58,12 @@ impl RunOptions {
             .collect()
     }
 
+    /// The name of tenant rule `tenant`, with --tenants, for reports.
+    pub(crate) fn tenant_name(&self, tenant: Option<usize>) -> Option<String> {
+        let tenants = self.selection.tenants.as_ref()?;
+        Some(tenants.rules.get(tenant?)?.name.clone())
+    }
+
     /// The ServiceAccounts that use the Secret in a namespace taken by tenant rule `tenant`:
     /// the rule's, when it names them, else the run's.
     pub(crate) fn service_accounts(&self, tenant: Option<usize>) -> ServiceAccounts {

@@ -133,12 +133,6 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
-    /// The name of tenant rule `tenant`, with --tenants.
-    fn tenant_name(&self, tenant: Option<usize>) -> Option<String> {
-        let tenants = self.opts.run.selection.tenants.as_ref()?;
-        Some(tenants.rules.get(tenant?)?.name.clone())
-    }
-
     async fn namespace(&self, input: Input) -> NamespaceStatus {
         let Input {
             planned,
@@ -147,7 +141,7 @@ impl Check<'_> {
             pods,
         } = input;
         let mut st = NamespaceStatus::new(&planned.name);
-        st.tenant = self.tenant_name(planned.tenant);
+        st.tenant = self.opts.run.tenant_name(planned.tenant);
         if let Action::Skip(why) = planned.action {
             st.healthy = true;
             st.skipped = Some(why.to_string());

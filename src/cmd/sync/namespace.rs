@@ -143,12 +143,6 @@ impl<'a> Ctx<'a> {
     fn policy(&self) -> Policy {
         policy(self.opts)
     }
-
-    /// The name of tenant rule `tenant`, for the report.
-    fn tenant_name(&self, tenant: Option<usize>) -> Option<String> {
-        let tenants = self.opts.run.selection.tenants.as_ref()?;
-        Some(tenants.rules.get(tenant?)?.name.clone())
-    }
 }
 
 fn skipped(ns: &str, why: Skip) -> NamespaceReport {
@@ -164,7 +158,7 @@ pub(super) async fn sync_namespace(ctx: &Ctx<'_>, input: NamespaceInput, shield:
         stuck,
     } = input;
     let ns = planned.name.as_str();
-    let tenant = ctx.tenant_name(planned.tenant);
+    let tenant = ctx.opts.run.tenant_name(planned.tenant);
     let mut done = sync_taken(
         ctx,
         planned.action,
