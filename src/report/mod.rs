@@ -136,6 +136,19 @@ impl End {
         }
     }
 
+    /// A fatal error a later run met before it could report, kept unless one came before.
+    pub(crate) fn keep_error(&mut self, e: &Error) {
+        if self.error.is_none() {
+            self.error = Some(e.into());
+            self.fatal_code = Some(e.exit_code());
+        }
+    }
+
+    /// The run ended on a fatal error.
+    pub(crate) fn ended(&self) -> bool {
+        self.error.is_some()
+    }
+
     /// How the run ended, with its cost.
     fn finish(&mut self, stats: &Stats, started: Instant, error: Option<&Error>, exit_code: u8) {
         self.error = error.map(ErrorReport::from);
@@ -165,6 +178,15 @@ impl From<&Error> for ErrorReport {
 /// A time left, for people: `2h 5m`.
 fn whole_minutes(secs: i64) -> humantime::FormattedDuration {
     humantime::format_duration(Duration::from_secs(secs.max(0) as u64 / 60 * 60))
+}
+
+/// A later run's warnings added to `warnings`, each once.
+pub(crate) fn merge_warnings(warnings: &mut Vec<String>, later: Vec<String>) {
+    for w in later {
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -301,11 +301,7 @@ impl crate::cmd::Merge for RunReport {
             .min();
         self.ecr_calls += later.ecr_calls;
         self.failed_tenants.extend(later.failed_tenants);
-        for w in later.warnings {
-            if !self.warnings.contains(&w) {
-                self.warnings.push(w);
-            }
-        }
+        super::merge_warnings(&mut self.warnings, later.warnings);
         self.end.absorb(later.end);
         self.tally();
         self.end.exit_code = self.code(fatal);
@@ -313,16 +309,13 @@ impl crate::cmd::Merge for RunReport {
     }
 
     fn with_error(mut self, e: &Error) -> Self {
-        if self.end.error.is_none() {
-            self.end.error = Some(e.into());
-            self.end.fatal_code = Some(e.exit_code());
-        }
+        self.end.keep_error(e);
         self.end.exit_code = self.code(self.end.fatal_code);
         self
     }
 
     fn ended(&self) -> bool {
-        self.end.error.is_some()
+        self.end.ended()
     }
 
     fn name_secret(&mut self, name: &str) {

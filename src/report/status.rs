@@ -190,11 +190,7 @@ impl crate::cmd::Merge for StatusReport {
     fn merge(mut self, later: Self) -> Self {
         self.namespaces.extend(later.namespaces);
         self.born_linked_policy = self.born_linked_policy.or(later.born_linked_policy);
-        for w in later.warnings {
-            if !self.warnings.contains(&w) {
-                self.warnings.push(w);
-            }
-        }
+        super::merge_warnings(&mut self.warnings, later.warnings);
         self.end.absorb(later.end);
         let code = self.tally();
         self.end.exit_code = self.end.fatal_code.unwrap_or(code);
@@ -202,16 +198,13 @@ impl crate::cmd::Merge for StatusReport {
     }
 
     fn with_error(mut self, e: &crate::error::Error) -> Self {
-        if self.end.error.is_none() {
-            self.end.error = Some(e.into());
-            self.end.fatal_code = Some(e.exit_code());
-        }
+        self.end.keep_error(e);
         self.end.exit_code = e.exit_code();
         self
     }
 
     fn ended(&self) -> bool {
-        self.end.error.is_some()
+        self.end.ended()
     }
 
     fn name_secret(&mut self, name: &str) {
