@@ -121,18 +121,15 @@ impl EcrClientConfig {
     /// the tenant's token is fetched.
     pub(crate) async fn assuming(&self, role: &AssumeRole) -> Self {
         let sdk = resolve_once(assume_role(self.sdk.clone(), role).await);
+        let source = format!(
+            "STS AssumeRole of {} with {}",
+            role.arn.as_str(),
+            self.source
+        );
         Self {
-            sdk,
-            default_region: self.default_region.clone(),
             role_arn: Some(role.arn.clone()),
-            calls: self.calls.clone(),
-            phase: self.phase.clone(),
-            source: format!(
-                "STS AssumeRole of {} with {}",
-                role.arn.as_str(),
-                self.source
-            ),
-            regions: Mutex::default(),
+            source,
+            ..self.sharing(sdk)
         }
     }
 
@@ -150,8 +147,16 @@ impl EcrClientConfig {
             .region(Region::new(region.as_str().to_string()))
             .build();
         Self {
-            sdk,
             default_region: region.clone(),
+            ..self.sharing(sdk)
+        }
+    }
+
+    /// This client with `sdk`: the same call count and phase (one run's), its own region cache.
+    fn sharing(&self, sdk: SdkConfig) -> Self {
+        Self {
+            sdk,
+            default_region: self.default_region.clone(),
             role_arn: self.role_arn.clone(),
             calls: self.calls.clone(),
             phase: self.phase.clone(),
