@@ -128,6 +128,8 @@ struct Reads {
     accounts: HashMap<String, HashMap<String, serviceaccount::Listed>>,
     stuck: ByNamespace,
     tokens: Tokens,
+    /// With --tenants: the rule that takes each namespace the plan keeps.
+    tenant_of: HashMap<String, usize>,
     /// Our Secrets as listed and judged; `None` when they could not be listed.
     secrets: Option<HashMap<String, Option<Found>>>,
     /// What our last writes produced, and why it could not be read, if so.
@@ -161,23 +163,25 @@ impl Pass<'_> {
             Ok((accounts?, stuck?))
         };
         let hung = |m| self.progress.hung(m);
-        let (plan, accounts, token) = if opts.prune || opts.run.selection.tenants.is_some() {
-            // With --prune a selection that matches nothing is bad input (exit 2): know that
-            // before calling AWS. With --tenants our Secrets are judged by each namespace's
-            // tenant, known from the listing. Otherwise the lists run side by side.
-            let plan = listing.await?;
-            let tenant_of: HashMap<String, usize> = plan
-                .iter()
-                .filter_map(|p| Some((p.name.clone(), p.tenant?)))
-                .collect();
-            let token = setup(limits, self.token_and_secrets(ecr, &tenant_of), hung);
-            let (accounts, token) = tokio::join!(accounts, token);
-            (Ok(plan), accounts, token)
-        } else {
-            let none = HashMap::new();
-            let token = setup(limits, self.token_and_secrets(ecr, &none), hung);
-            tokio::join!(listing, accounts, token)
-        };
+        let (plan, accounts, token, tenant_of) =
+            if opts.prune || opts.run.selection.tenants.is_some() {
+                // With --prune a selection that matches nothing is bad input (exit 2): know that
+                // before calling AWS. With --tenants our Secrets are judged by each namespace's
+                // tenant, known from the listing. Otherwise the lists run side by side.
+                let plan = listing.await?;
+                let tenant_of: HashMap<String, usize> = plan
+                    .iter()
+                    .filter_map(|p| Some((p.name.clone(), p.tenant?)))
+                    .collect();
+                let token = setup(limits, self.token_and_secrets(ecr, &tenant_of), hung);
+                let (accounts, token) = tokio::join!(accounts, token);
+                (Ok(plan), accounts, token, tenant_of)
+            } else {
+                let none = HashMap::new();
+                let token = setup(limits, self.token_and_secrets(ecr, &none), hung);
+                let (plan, accounts, token) = tokio::join!(listing, accounts, token);
+                (plan, accounts, token, none)
+            };
         // The first failure in this order is the one reported.
         let plan = plan?;
         let ((accounts, stuck), (tokens, secrets, ledger)) = (accounts?, token?);
@@ -186,6 +190,7 @@ impl Pass<'_> {
             accounts,
             stuck,
             tokens,
+            tenant_of,
             secrets,
             ledger,
         })
@@ -238,6 +243,7 @@ impl Pass<'_> {
             mut accounts,
             mut stuck,
             tokens,
+            tenant_of,
             mut secrets,
             ledger: (ledger, unread),
         } = reads;
@@ -259,10 +265,6 @@ impl Pass<'_> {
                 .as_ref()
                 .is_some_and(|l| selection.matches(ns) && !l.contains(ns))
         };
-        let tenant_of: HashMap<&str, Option<usize>> = to_sync
-            .iter()
-            .map(|p| (p.name.as_str(), p.tenant))
-            .collect();
         if let Some(secrets) = secrets.as_mut() {
             secrets.retain(|ns, _| synced.contains(ns.as_str()));
             let judged = match self
@@ -323,7 +325,7 @@ impl Pass<'_> {
     async fn read_unvouched(
         &self,
         tokens: &Tokens,
-        tenant_of: &HashMap<&str, Option<usize>>,
+        tenant_of: &HashMap<String, usize>,
         ledger: &Ledger,
         secrets: &mut HashMap<String, Option<Found>>,
     ) -> Result<()> {
@@ -340,9 +342,7 @@ impl Pass<'_> {
         let reads = futures::stream::iter(unvouched)
             .map(|ns| async move {
                 let written = ledger.of(&ns);
-                let wanted = &tokens
-                    .of(tenant_of.get(ns.as_str()).copied().flatten())
-                    .wanted;
+                let wanted = &tokens.of(tenant_of.get(ns.as_str()).copied()).wanted;
                 let found = Secrets::new(cluster, &ns, name)
                     .find(&written, wanted, policy)
                     .await;
@@ -369,7 +369,7 @@ impl Pass<'_> {
     async fn fetch_if_due(
         &self,
         tokens: &Tokens,
-        tenant_of: &HashMap<&str, Option<usize>>,
+        tenant_of: &HashMap<String, usize>,
         secrets: &HashMap<String, Option<Found>>,
         synced: &HashSet<&str>,
     ) -> Result<()> {
@@ -379,7 +379,7 @@ impl Pass<'_> {
             let writes = secrets
                 .get(*ns)
                 .is_none_or(|f| f.as_ref().is_some_and(|f| f.writes(policy)));
-            let lazy = tokens.of(tenant_of.get(ns).copied().flatten());
+            let lazy = tokens.of(tenant_of.get(*ns).copied());
             if writes && !due.iter().any(|d| std::ptr::eq(*d, lazy)) {
                 due.push(lazy);
             }
