@@ -4,7 +4,7 @@
 # servers (scripts/testenv.sh start must have run first; the servers in
 # $ECR_REFRESH_TESTENV_RUN, target/testenv by default). The CronJob's own command,
 # rbac.yaml's least privilege, namespaced-rbac.yaml and the README quick start, which need no
-# container or static binary, are integration tests: tests/deploy.rs and tests/rbac.rs.
+# container or static binary, are integration tests: tests/it/deploy.rs and tests/it/rbac.rs.
 #
 #   scripts/check-packaging.sh
 #
@@ -138,7 +138,7 @@ check_manifests() {
   # `kubectl apply -k deploy/` renders (with the optional components) is validated as well; the
   # admission policy only for versions that have the API, and deploy/ without it for the others.
   # born-linked/policy.yaml's MutatingAdmissionPolicy v1 is newer than these schemas:
-  # tests/born_linked.rs applies it to a real v1.36.3 server instead.
+  # tests/it/born_linked.rs applies it to a real v1.36.3 server instead.
   local files=("$ROOT/deploy/cronjob.yaml" "$ROOT/deploy/rbac.yaml" "$ROOT/deploy/namespaced-rbac.yaml"
     "$ROOT/deploy/allow-delete/rbac-delete.yaml" "$ROOT/deploy/stuck-pods-rbac.yaml"
     "$ROOT/deploy/born-linked/status-rbac.yaml" "$WORK/kustomized-without-policy.yaml")

@@ -516,7 +516,7 @@ stage_helm_first_firing() {
     eval 'untouched helm-b && report_names "$RUN/$JOB.log" helm-a'
 }
 
-# The attacks of tests/admission_policy.rs, with a token of the chart's ServiceAccount: each must
+# The attacks of tests/it/admission_policy.rs, with a token of the chart's ServiceAccount: each must
 # be refused, and nothing written. The Secrets go by server-side apply (a PATCH, which RBAC
 # allows by name: the request the policy alone stops).
 as_sa() {

@@ -15,8 +15,8 @@
 # ../shared/k8s/VERSION/ beside the checkout), unpacked into the cache. `start` runs the first one, or
 # the binary in ECR_REFRESH_TESTENV_APISERVER_BIN. Beside a prebuilt apiserver whose VERSION folder
 # also holds kube-controller-manager.xz, `start` runs that controller-manager with only the
-# ServiceAccount token controller (tests/admission_policy.rs needs it) and the Job controller
-# (tests/stuck_pods.rs); no other controller runs, so namespaces still get no `default`
+# ServiceAccount token controller (tests/it/admission_policy.rs needs it) and the Job controller
+# (tests/it/stuck_pods.rs); no other controller runs, so namespaces still get no `default`
 # ServiceAccount and deleted ones stay Terminating.
 # KUBEBUILDER_ASSETS (a folder with etcd and kube-apiserver) is honoured: then nothing is built and
 # that kube-apiserver is the only server.
@@ -161,7 +161,7 @@ controller_manager_for() { # apiserver path
 
 # Only the token controller: it fills Secrets of type kubernetes.io/service-account-token, which
 # the admission-policy tests need to show what a stolen token could do without the policy; and the
-# Job controller, which counts a deleted pod as a failed attempt (tests/stuck_pods.rs shows that
+# Job controller, which counts a deleted pod as a failed attempt (tests/it/stuck_pods.rs shows that
 # healing stuck pods never fails a Job). It makes the pods of any Job a test creates (they stay
 # Pending: no scheduler, no kubelet).
 start_controller_manager() { # binary
@@ -309,7 +309,7 @@ export ECR_REFRESH_TEST_RUN_DIR=$RUN_DIR
 export ECR_REFRESH_TEST_MOTO_BIN=$(bin_moto)
 export ECR_REFRESH_TEST_TOKEN_CONTROLLER=$token_controller
 export ECR_REFRESH_TEST_JOB_CONTROLLER=$token_controller
-# For tests that start an apiserver of their own on this etcd (tests/web_identity.rs).
+# For tests that start an apiserver of their own on this etcd (tests/it/web_identity.rs).
 export ECR_REFRESH_TEST_APISERVER_BIN=$apiserver
 export ECR_REFRESH_TEST_ETCD=http://127.0.0.1:$ETCD_PORT
 ENV

@@ -383,7 +383,7 @@ mod tests {
 
     #[test]
     fn label_selectors() {
-        // tests/selectors.rs checks a larger table against the real apiserver.
+        // tests/it/selectors.rs checks a larger table against the real apiserver.
         let ok = [
             "env=prod",
             "env==prod,tier!=db",

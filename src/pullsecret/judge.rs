@@ -676,7 +676,7 @@ mod tests {
         assert!(stray_keys(&s).is_empty());
     }
 
-    /// Every way of touching one of our Secrets that `tests/requests.rs` makes on a real server,
+    /// Every way of touching one of our Secrets that `tests/it/requests.rs` makes on a real server,
     /// as plain data: the metadata alone (no type, no payload) vouches only for the exact version
     /// the ledger recorded, and wherever it vouches it judges as a full read does. Judged with
     /// the ledger's record, without one (`Never`) and unreadable (`Unknown`).
