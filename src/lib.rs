@@ -10,6 +10,7 @@ mod cmd;
 mod dockerconfig;
 mod ecr;
 mod error;
+mod events;
 pub mod k8s_grammar;
 mod kubeauth;
 mod metrics;
@@ -83,7 +84,8 @@ struct Job {
 }
 
 enum Options {
-    Sync(Result<SyncOptions>),
+    /// Boxed: the largest by far.
+    Sync(Box<Result<SyncOptions>>),
     Prune(Result<PruneOptions>),
     Status(Result<StatusOptions>),
 }
@@ -128,7 +130,7 @@ fn resolve(command: Command, global: &GlobalArgs, closed: bool) -> Resolved {
             let options = open().and_then(|()| args.into_options(global));
             Job {
                 push,
-                ..job(Options::Sync(options), name, dry_run)
+                ..job(Options::Sync(Box::new(options)), name, dry_run)
             }
         }
         Command::Prune(args) => {
@@ -211,7 +213,7 @@ async fn dispatch(job: Job, started: Instant) -> Report {
     };
     match options {
         Options::Sync(opts) => {
-            let result = async { cmd::sync::run(&opts?, &stop()).await };
+            let result = async { cmd::sync::run(&(*opts)?, &stop()).await };
             Report::Run(result.await.unwrap_or_else(|e| fatal("sync", e)))
         }
         Options::Prune(opts) => {

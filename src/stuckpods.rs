@@ -119,6 +119,9 @@ pub(crate) struct StuckPod {
     pub(crate) action: PodAction,
     /// Why it is stuck and what fixes it, or why it was left alone.
     pub(crate) why: String,
+    /// For its Event (see `events`).
+    #[serde(skip)]
+    pub(crate) uid: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -170,6 +173,7 @@ impl Candidate {
             reason: reason.clone(),
             action,
             why,
+            uid: self.uid.clone(),
         })
     }
 

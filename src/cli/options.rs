@@ -12,6 +12,7 @@ use crate::cmd::sync::SyncOptions;
 use crate::cmd::{Pace, RunOptions};
 use crate::ecr::{AssumeRole, EcrOptions};
 use crate::error::{Error, Result};
+use crate::events::EventOptions;
 use crate::k8s_grammar::PatternList;
 use crate::metrics::PushTarget;
 use crate::namespaces::Selection;
@@ -165,6 +166,8 @@ impl SyncArgs {
             refresh_all,
             prune,
             delete_stuck_pods,
+            no_events,
+            event_repeat,
             // Pushed by `crate::run` once the report is done, whatever the outcome.
             metrics: _,
         } = self;
@@ -201,6 +204,11 @@ impl SyncArgs {
             prune,
             delete_stuck_pods,
             state_namespace,
+            events: EventOptions {
+                enabled: !no_events,
+                repeat_after: event_repeat.get(),
+                instance: EventOptions::instance(),
+            },
         })
     }
 }

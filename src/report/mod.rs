@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::cluster::Stats;
 use crate::error::{exit, Error};
-pub(crate) use run::{FailedTenant, NamespaceReport, Outcome, RunReport};
+pub(crate) use run::{FailedTenant, NamespaceReport, Outcome, RunReport, SecretTrouble};
 pub(crate) use status::{AccountStatus, NamespaceStatus, StatusReport};
 
 /// Bumped on any incompatible change to the JSON output.

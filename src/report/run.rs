@@ -57,6 +57,21 @@ pub(crate) struct NamespaceReport {
     /// Not done because a signal stopped the run (its error says so).
     #[serde(skip)]
     pub(crate) undone: bool,
+    /// Why the Secret was not written, for the namespace's Events (see `events`).
+    #[serde(skip)]
+    pub(crate) secret_trouble: Option<SecretTrouble>,
+    /// When the token in the Secret left in place expires.
+    #[serde(skip)]
+    pub(crate) held: Option<jiff::Timestamp>,
+}
+
+/// Why a namespace's Secret was not written, as its owner is told (the error's text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SecretTrouble {
+    /// The name is taken by a Secret that is not ours, or of another type.
+    NameTaken(String),
+    /// The write was refused or failed.
+    NotWritten(String),
 }
 
 impl NamespaceReport {
@@ -78,6 +93,8 @@ impl NamespaceReport {
             error: None,
             stuck_pods: Vec::new(),
             undone: false,
+            secret_trouble: None,
+            held: None,
         }
     }
 
@@ -93,6 +110,8 @@ impl NamespaceReport {
             error: None,
             stuck_pods: Vec::new(),
             undone: false,
+            secret_trouble: None,
+            held: None,
         }
     }
 
@@ -108,6 +127,8 @@ impl NamespaceReport {
             error: Some(error),
             stuck_pods: Vec::new(),
             undone: false,
+            secret_trouble: None,
+            held: None,
         }
     }
 

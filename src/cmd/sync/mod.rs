@@ -13,6 +13,7 @@ use super::{bounded, list_secrets, prune, setup, stopped, Limits, RunOptions};
 use crate::cluster::{Cluster, Parts};
 use crate::ecr::{EcrClientConfig, EcrOptions, EcrProgress};
 use crate::error::Result;
+use crate::events::{self, EventOptions};
 use crate::namespaces::{self, Action, Planned, Scope};
 use crate::pullsecret::{Found, Ledger, LedgerError, Policy, SecretOutcome, Secrets};
 use crate::report::RunReport;
@@ -41,6 +42,7 @@ pub(crate) struct SyncOptions {
     pub(crate) delete_stuck_pods: bool,
     /// Where the ledger of our writes is (see `pullsecret::Ledger`).
     pub(crate) state_namespace: String,
+    pub(crate) events: EventOptions,
 }
 
 fn policy(opts: &SyncOptions) -> Policy {
@@ -424,6 +426,13 @@ impl Pass<'_> {
             )
             .await;
             report.namespaces.extend(pruned);
+        }
+        // Told to the namespaces' owners; never in a dry run, nor when asked to stop.
+        if opts.events.enabled && !opts.dry_run && stop.requested().is_none() {
+            let secret = &opts.run.target.secret_name;
+            if let Err(e) = events::record(self.cluster, &report, secret, &opts.events).await {
+                report.warnings.push(e);
+            }
         }
         token_expiry(&mut report, tokens, earliest_held);
         report.ecr_calls = tokens.ecr_calls();

@@ -13,7 +13,7 @@ use crate::namespaces::{self, Action, Planned, Skip};
 use crate::pullsecret::{
     self, Ensured, Found, LazyDesired, Ledger, Policy, SecretError, SecretOutcome, Secrets,
 };
-use crate::report::{NamespaceReport, Outcome};
+use crate::report::{NamespaceReport, Outcome, SecretTrouble};
 use crate::serviceaccount::{self, ServiceAccountOutcome};
 use crate::shutdown::Shield;
 use crate::stuckpods::{self, Deletion, PodAction};
@@ -202,6 +202,7 @@ async fn sync_taken(
         Err(report) => return Done { report, held },
     };
     let mut report = NamespaceReport::new(ns, secret);
+    report.held = held;
     if link_all(ctx, tenant, ns, &mut report, accounts).await {
         heal_stuck(ctx, lazy, ns, &mut report, stuck).await;
         info!(namespace = ns, outcome = ?report.outcome, "namespace done");
@@ -281,7 +282,16 @@ async fn make_current(
             } else {
                 warn!(namespace = ns, error = %e, "namespace failed");
             }
-            NamespaceReport::failed(ns, e.to_string())
+            let mut report = NamespaceReport::failed(ns, e.to_string());
+            report.secret_trouble = match e {
+                SecretError::NotOurs { .. } | SecretError::WrongType { .. } => {
+                    Some(SecretTrouble::NameTaken(e.to_string()))
+                }
+                SecretError::Call { .. } => Some(SecretTrouble::NotWritten(e.to_string())),
+                _ => None,
+            };
+            report.held = held;
+            report
         }
     });
     (result, held)
