@@ -210,18 +210,24 @@ fn namespace_notices(
         None => {}
     }
     match ns.secret {
-        Some(crate::pullsecret::SecretOutcome::Created) => said.push(notice(
-            Kind::Secret,
-            secret,
-            Reason::SecretCreated,
-            format!("created {secret} with an ECR token; ecr-refresh keeps it fresh and lists it in the imagePullSecrets of the ServiceAccounts it links"),
-        )),
-        Some(crate::pullsecret::SecretOutcome::Updated) => recovered.push(notice(
-            Kind::Secret,
-            secret,
-            Reason::Recovered,
-            format!("{secret} holds a fresh ECR token again"),
-        )),
+        Some(crate::pullsecret::SecretOutcome::Created) => said.push(Notice {
+            uid: ns.secret_uid.clone(),
+            ..notice(
+                Kind::Secret,
+                secret,
+                Reason::SecretCreated,
+                format!("created {secret} with an ECR token; ecr-refresh keeps it fresh and lists it in the imagePullSecrets of the ServiceAccounts it links"),
+            )
+        }),
+        Some(crate::pullsecret::SecretOutcome::Updated) => recovered.push(Notice {
+            uid: ns.secret_uid.clone(),
+            ..notice(
+                Kind::Secret,
+                secret,
+                Reason::Recovered,
+                format!("{secret} holds a fresh ECR token again"),
+            )
+        }),
         _ => {}
     }
     for sa in &ns.service_accounts {

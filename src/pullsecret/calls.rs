@@ -55,6 +55,8 @@ pub(crate) struct Ensured {
     pub(crate) resource_version: Option<String>,
     /// Data keys of someone else's that were removed first.
     pub(crate) removed: Vec<String>,
+    /// The uid of the Secret written, for its Event (`None` as for `resource_version`).
+    pub(crate) uid: Option<String>,
 }
 
 impl Ensured {
@@ -62,6 +64,7 @@ impl Ensured {
         Self {
             outcome: SecretOutcome::Unchanged,
             resource_version: None,
+            uid: None,
             removed: Vec::new(),
         }
     }
@@ -72,6 +75,7 @@ fn dry(outcome: SecretOutcome, removed: Vec<String>) -> Ensured {
     Ensured {
         outcome,
         resource_version: None,
+        uid: None,
         removed,
     }
 }
@@ -239,18 +243,18 @@ impl<'a> Secrets<'a> {
             }
         }
         let written = self.write(&desired, policy, &found.state, seen).await;
-        let (outcome, resource_version) = match written? {
+        let (outcome, stored) = match written? {
             None => return Ok(None),
-            Some((Applied::Unchanged, rv)) => {
+            Some((Applied::Unchanged, stored)) => {
                 debug!(namespace = self.ns, "secret is current");
-                (SecretOutcome::Unchanged, rv)
+                (SecretOutcome::Unchanged, stored)
             }
             // A Secret of the wrong type replaced: there was one before.
-            Some((Applied::Created, rv)) if found.state != State::Missing => {
-                (SecretOutcome::Updated, rv)
+            Some((Applied::Created, stored)) if found.state != State::Missing => {
+                (SecretOutcome::Updated, stored)
             }
-            Some((Applied::Created, rv)) => (SecretOutcome::Created, rv),
-            Some((Applied::Updated, rv)) => (SecretOutcome::Updated, rv),
+            Some((Applied::Created, stored)) => (SecretOutcome::Created, stored),
+            Some((Applied::Updated, stored)) => (SecretOutcome::Updated, stored),
         };
         // Removing keys changed it even when the apply did not.
         let outcome = match outcome {
@@ -262,7 +266,8 @@ impl<'a> Secrets<'a> {
         }
         Ok(Some(Ensured {
             outcome,
-            resource_version: resource_version.filter(|_| !policy.dry_run),
+            resource_version: stored.resource_version.filter(|_| !policy.dry_run),
+            uid: stored.uid.filter(|_| !policy.dry_run),
             removed,
         }))
     }
@@ -336,7 +341,7 @@ impl<'a> Secrets<'a> {
         policy: Policy,
         state: &State,
         seen: Option<String>,
-    ) -> Result<Option<(Applied, Option<String>)>, SecretError> {
+    ) -> Result<Option<(Applied, ObjectMeta)>, SecretError> {
         let mut secret = desired.object(self.name, self.ns);
         // None there (or just deleted): an apply without force creates it, and conflicts with
         // one that someone else made since (a POST would be surer, but RBAC cannot allow a
@@ -419,7 +424,7 @@ impl<'a> Secrets<'a> {
         secret: &Secret,
         force: bool,
         dry_run: bool,
-    ) -> Result<(Applied, Option<String>), SecretError> {
+    ) -> Result<(Applied, ObjectMeta), SecretError> {
         let mut pp = PatchParams::apply(FIELD_MANAGER);
         pp.force = force;
         pp.dry_run = dry_run;
@@ -457,7 +462,7 @@ impl<'a> Secrets<'a> {
             _ if unchanged(&stored, date, took) => Applied::Unchanged,
             _ => Applied::Updated,
         };
-        Ok((applied, stored.metadata.resource_version))
+        Ok((applied, stored.metadata))
     }
 }
 

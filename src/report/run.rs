@@ -63,6 +63,9 @@ pub(crate) struct NamespaceReport {
     /// When the token in the Secret left in place expires.
     #[serde(skip)]
     pub(crate) held: Option<jiff::Timestamp>,
+    /// The uid of the Secret written, for its Event.
+    #[serde(skip)]
+    pub(crate) secret_uid: Option<String>,
 }
 
 /// Why a namespace's Secret was not written, as its owner is told (the error's text).
@@ -95,6 +98,7 @@ impl NamespaceReport {
             undone: false,
             secret_trouble: None,
             held: None,
+            secret_uid: None,
         }
     }
 
@@ -112,6 +116,7 @@ impl NamespaceReport {
             undone: false,
             secret_trouble: None,
             held: None,
+            secret_uid: None,
         }
     }
 
@@ -129,6 +134,7 @@ impl NamespaceReport {
             undone: false,
             secret_trouble: None,
             held: None,
+            secret_uid: None,
         }
     }
 

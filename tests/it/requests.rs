@@ -41,6 +41,16 @@ impl Counts {
         self.of("GET configmaps") + self.of("APPLY configmaps") + self.of("PATCH configmaps")
     }
 
+    /// Events of any API group (events.k8s.io/v1 and core/v1 share the resource): the list of
+    /// ours, and each one written.
+    fn events(&self) -> u64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.ends_with(" events"))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
     fn lists(&self) -> u64 {
         ["namespaces", "secrets", "serviceaccounts"]
             .iter()
@@ -82,7 +92,8 @@ async fn scrape(client: &Client) -> HashMap<String, f64> {
         // Of ConfigMaps, only what the tool does to its ledger (a token controller may be
         // creating kube-root-ca.crt in new namespaces).
         let ledger_verb = ["GET", "APPLY", "PATCH"].contains(&label("verb").as_str());
-        let counted = ["namespaces", "secrets", "serviceaccounts"].contains(&resource.as_str())
+        let counted = ["namespaces", "secrets", "serviceaccounts", "events"]
+            .contains(&resource.as_str())
             || (resource == "configmaps" && ledger_verb);
         if !counted || !label("subresource").is_empty() || label("verb") == "WATCH" {
             continue;
@@ -186,7 +197,16 @@ async fn a_pass_with_nothing_due_only_lists_and_never_calls_ecr() {
     assert_eq!(c.secret_writes(), 4, "{c:?}");
     assert_eq!(c.of("PATCH serviceaccounts"), 4, "{c:?}");
     assert_eq!(c.ledger(), 2, "the ledger read, and written once: {c:?}");
-    assert_eq!(c.total(), c.lists() + 8 + 2, "no single reads: {c:?}");
+    assert_eq!(
+        c.events(),
+        1 + 4,
+        "one list of our Events, and a SecretCreated per namespace: {c:?}"
+    );
+    assert_eq!(
+        c.total(),
+        c.lists() + 8 + 2 + c.events(),
+        "no single reads: {c:?}"
+    );
     assert_eq!(ecr.calls(), 1);
 
     // Nothing due, though ECR would now hand out a new token: no write, no ECR call, no read
@@ -213,7 +233,12 @@ async fn a_pass_with_nothing_due_only_lists_and_never_calls_ecr() {
     out.assert_code(0);
     assert_eq!(out.json()["summary"]["updated"], 4);
     assert_eq!(c.secret_writes(), 4, "{c:?}");
-    assert_eq!(c.total(), c.lists() + 4 + 2, "{c:?}");
+    assert_eq!(
+        c.events(),
+        1,
+        "a pass that wrote lists our Events once (is there a recovery to tell?): {c:?}"
+    );
+    assert_eq!(c.total(), c.lists() + 4 + 2 + 1, "{c:?}");
     assert_eq!(ecr.calls(), 2);
     for n in &names {
         assert_eq!(password(&client, n).await, "two");
@@ -230,6 +255,7 @@ async fn pass_writes_exactly(
     run: Run,
     (due, changed): (&[(&str, &str)], u64),
     patched: u64,
+    told: u64,
 ) -> serde_json::Value {
     let calls = ecr.calls();
     let (out, c) = counted(client, run).await;
@@ -240,7 +266,15 @@ async fn pass_writes_exactly(
     assert_eq!(c.of("GET secrets"), changed, "{c:?}");
     let ledger = if due.is_empty() { 1 } else { 2 };
     assert_eq!(c.ledger(), ledger, "{c:?}");
-    let single = due.len() as u64 + patched + changed + ledger;
+    // A pass that wrote lists our Events once, and tells `told` Secrets' creation (a Secret
+    // made again within the hour is not told again).
+    let events = if due.is_empty() && patched == 0 {
+        0
+    } else {
+        1 + told
+    };
+    assert_eq!(c.events(), events, "{c:?}");
+    let single = due.len() as u64 + patched + changed + ledger + events;
     assert_eq!(c.total(), c.lists() + single, "{c:?}");
     assert_eq!(ecr.calls() - calls, usize::from(!due.is_empty()));
     for (ns, expected) in due {
@@ -278,7 +312,7 @@ async fn each_due_namespace_costs_exactly_its_own_write() {
     // A new namespace: its Secret and its ServiceAccount patch, nothing else.
     let new = format!("{base}-new");
     create_namespace(&client, &new, true).await;
-    pass_writes_exactly(&client, &ecr, sync(), (&[(&new, "created")], 0), 1).await;
+    pass_writes_exactly(&client, &ecr, sync(), (&[(&new, "created")], 0), 1, 1).await;
 
     // A hand edit of the payload (another field manager).
     let api: Api<Secret> = Api::namespaced(client.clone(), &tampered);
@@ -290,7 +324,7 @@ async fn each_due_namespace_costs_exactly_its_own_write() {
     api.replace("awsecr-cred", &PostParams::default(), &hand)
         .await
         .unwrap();
-    pass_writes_exactly(&client, &ecr, sync(), (&[(&tampered, "updated")], 1), 0).await;
+    pass_writes_exactly(&client, &ecr, sync(), (&[(&tampered, "updated")], 1), 0, 0).await;
     assert_eq!(password(&client, &tampered).await, "two");
 
     // A deleted Secret.
@@ -298,7 +332,7 @@ async fn each_due_namespace_costs_exactly_its_own_write() {
         .delete("awsecr-cred", &DeleteParams::default())
         .await
         .unwrap();
-    pass_writes_exactly(&client, &ecr, sync(), (&[(&deleted, "created")], 0), 0).await;
+    pass_writes_exactly(&client, &ecr, sync(), (&[(&deleted, "created")], 0), 0, 0).await;
 
     // A Secret inside the refresh window: written from a token with 2 h left.
     let soon = jiff::Timestamp::now().as_second() + 2 * 3600;
@@ -310,10 +344,10 @@ async fn each_due_namespace_costs_exactly_its_own_write() {
         .assert_code(0);
     assert_eq!(password(&client, &expiring).await, "short");
     ecr.set_body(FakeEcr::valid_for_12h("three"));
-    pass_writes_exactly(&client, &ecr, sync(), (&[(&expiring, "updated")], 0), 0).await;
+    pass_writes_exactly(&client, &ecr, sync(), (&[(&expiring, "updated")], 0), 0, 0).await;
     assert_eq!(password(&client, &expiring).await, "three");
     // Inside a wider window it would be due again; with the default it is not.
-    pass_writes_exactly(&client, &ecr, sync(), (&[], 0), 0).await;
+    pass_writes_exactly(&client, &ecr, sync(), (&[], 0), 0, 0).await;
 
     // A changed registry list, then changed credentials: every Secret, once.
     let all: Vec<(&str, &str)> = [&deleted, &expiring, &new, &plain, &tampered]
@@ -321,11 +355,11 @@ async fn each_due_namespace_costs_exactly_its_own_write() {
         .map(|n| (n.as_str(), "updated"))
         .collect();
     let with_registry = || sync().args(["--registry", ACCOUNT]);
-    pass_writes_exactly(&client, &ecr, with_registry(), (&all, 0), 0).await;
-    pass_writes_exactly(&client, &ecr, with_registry(), (&[], 0), 0).await;
+    pass_writes_exactly(&client, &ecr, with_registry(), (&all, 0), 0, 0).await;
+    pass_writes_exactly(&client, &ecr, with_registry(), (&[], 0), 0, 0).await;
     let other_key = || sync().env("AWS_ACCESS_KEY_ID", "AKIAI44QH8DHBEXAMPLE");
-    pass_writes_exactly(&client, &ecr, other_key(), (&all, 0), 0).await;
-    pass_writes_exactly(&client, &ecr, other_key(), (&[], 0), 0).await;
+    pass_writes_exactly(&client, &ecr, other_key(), (&all, 0), 0, 0).await;
+    pass_writes_exactly(&client, &ecr, other_key(), (&[], 0), 0, 0).await;
 }
 
 #[tokio::test]
@@ -375,7 +409,9 @@ async fn literal_names_read_each_one_instead_of_listing() {
     assert_eq!(c.of("GET secrets"), 2, "{c:?}");
     assert_eq!(c.lists(), 0, "{c:?}");
     assert_eq!(c.ledger(), 2, "{c:?}");
-    assert_eq!(c.total(), 8 + 2, "{c:?}");
+    // The list of our Events and a SecretCreated each (it also lists no other resource).
+    assert_eq!(c.events(), 1 + 2, "{c:?}");
+    assert_eq!(c.total(), 8 + 2 + 3, "{c:?}");
 }
 
 /// Two identities made from rbac.yaml: as shipped, and without `list` on our Secret.
@@ -750,7 +786,12 @@ async fn tenants_cost_the_same_lists_and_only_the_due_tenants_role() {
     assert_eq!(out.json()["summary"]["created"], 3, "{:#}", out.json());
     assert_eq!(c.secret_writes(), 3, "{c:?}");
     assert_eq!(c.of("PATCH serviceaccounts"), 3, "{c:?}");
-    assert_eq!(c.total(), c.lists() + 6 + 2, "no single reads: {c:?}");
+    assert_eq!(
+        c.events(),
+        1 + 3,
+        "our Events listed, a SecretCreated each: {c:?}"
+    );
+    assert_eq!(c.total(), c.lists() + 6 + 2 + 4, "no single reads: {c:?}");
     assert_eq!(
         aws.tokens().len(),
         2,
@@ -777,7 +818,9 @@ async fn tenants_cost_the_same_lists_and_only_the_due_tenants_role() {
     assert_eq!(c.secret_writes(), 1, "{c:?}");
     assert_eq!(aws.assumed(), [role_b]);
     assert_eq!(aws.tokens().len(), 1);
-    assert_eq!(c.total(), c.lists() + 1 + 2, "{c:?}");
+    // Our Events listed; its SecretCreated of the first pass is under an hour old.
+    assert_eq!(c.events(), 1, "{c:?}");
+    assert_eq!(c.total(), c.lists() + 1 + 2 + 1, "{c:?}");
     assert_eq!(
         password(&client, &names[2]).await,
         fake_aws::password_of(role_b)

@@ -197,12 +197,13 @@ async fn sync_taken(
         }
     }
     let (secret, held) = make_current(ctx, lazy, ns, secret, &shield).await;
-    let secret = match secret {
-        Ok(outcome) => outcome,
+    let (secret, uid) = match secret {
+        Ok(written) => written,
         Err(report) => return Done { report, held },
     };
     let mut report = NamespaceReport::new(ns, secret);
     report.held = held;
+    report.secret_uid = uid;
     if link_all(ctx, tenant, ns, &mut report, accounts).await {
         heal_stuck(ctx, lazy, ns, &mut report, stuck).await;
         info!(namespace = ns, outcome = ?report.outcome, "namespace done");
@@ -239,7 +240,7 @@ async fn make_current(
     seen: Seen,
     shield: &Shield,
 ) -> (
-    Result<SecretOutcome, NamespaceReport>,
+    Result<(SecretOutcome, Option<String>), NamespaceReport>,
     Option<jiff::Timestamp>,
 ) {
     let secrets = Secrets::new(ctx.cluster, ns, &ctx.opts.run.target.secret_name);
@@ -265,12 +266,12 @@ async fn make_current(
             if let Ok(ensured) = &ensured {
                 ctx.wrote(ns, ensured);
             }
-            ensured.map(|e| e.outcome)
+            ensured.map(|e| (e.outcome, e.uid))
         }
         Err(e) => Err(e),
     };
     let held = match result {
-        Ok(SecretOutcome::Created | SecretOutcome::Updated) => None,
+        Ok((SecretOutcome::Created | SecretOutcome::Updated, _)) => None,
         _ => held,
     };
     let result = result.map_err(|e| match e {
