@@ -500,8 +500,8 @@ stage_helm_install() {
   check "helm install ecr-refresh charts/ecr-refresh -n kube-system (test image, every minute, namespaces.include=[helm-a], stuckPodsRbac)" \
     helm_k install ecr-refresh "$CHART" -f "$RUN/values.yaml"
   helm_k get manifest ecr-refresh >"$RUN/manifest.yaml" || { REASON="helm get manifest failed"; return 1; }
-  check "auto installed the three ValidatingAdmissionPolicies, stuckPodsRbac the pod-delete one, and their bindings (v1.36.3 serves them)" \
-    test "$(grep -c '^kind: ValidatingAdmissionPolicy' "$RUN/manifest.yaml")" -eq 8
+  check "auto installed the four ValidatingAdmissionPolicies, stuckPodsRbac the pod-delete one, and their bindings (v1.36.3 serves them)" \
+    test "$(grep -c '^kind: ValidatingAdmissionPolicy' "$RUN/manifest.yaml")" -eq 10
 }
 
 stage_helm_first_firing() {

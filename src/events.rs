@@ -399,7 +399,14 @@ pub(crate) async fn record(
     if said.is_empty() && recovered.is_empty() {
         return Ok(Recorded::default());
     }
-    let listed = list_ours(cluster).await?;
+    let mut namespaces: Vec<&str> = said
+        .iter()
+        .chain(&recovered)
+        .map(|n| n.namespace.as_str())
+        .collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    let listed = list_ours(cluster, &namespaces).await?;
     let now = jiff::Timestamp::now();
     let writes = plan(said, recovered, &listed, now, opts.repeat_after);
     let mut done = Recorded::default();
@@ -426,18 +433,31 @@ pub(crate) async fn record(
     }
 }
 
-/// Every Event of ours, by its label, in one paged list.
-async fn list_ours(cluster: &Cluster) -> Result<Listed, String> {
-    let api: Api<Event> = Api::all(cluster.client());
+/// Every Event of ours, by its label, in one paged list; where a cluster-wide list is refused
+/// (deploy/namespaced-rbac.yaml), one in each of `namespaces`.
+async fn list_ours(cluster: &Cluster, namespaces: &[&str]) -> Result<Listed, String> {
+    let everywhere: Api<Event> = Api::all(cluster.client());
+    match list_in(cluster, &everywhere).await {
+        Err(e) if is_status(&e, |s| s.is_forbidden()) => {
+            let mut listed = Listed::new();
+            for ns in namespaces {
+                let api: Api<Event> = Api::namespaced(cluster.client(), ns);
+                let found = list_in(cluster, &api).await;
+                listed.extend(found.map_err(|e| unwritten("listing events.k8s.io/v1 events", &e))?);
+            }
+            Ok(listed)
+        }
+        found => found.map_err(|e| unwritten("listing events.k8s.io/v1 events", &e)),
+    }
+}
+
+async fn list_in(cluster: &Cluster, api: &Api<Event>) -> Result<Listed, kube::Error> {
     let mut lp = ListParams::default()
         .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"))
         .limit(500);
     let mut listed = Listed::new();
     loop {
-        let page = cluster
-            .call("listing events", || api.list(&lp))
-            .await
-            .map_err(|e| unwritten("listing events.k8s.io/v1 events", &e))?;
+        let page = cluster.call("listing events", || api.list(&lp)).await?;
         listed.extend(page.items.iter().filter_map(Seen::of));
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => lp.continue_token = Some(token),

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use common::install::*;
 use common::*;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
 
@@ -1121,4 +1122,82 @@ async fn the_same_rbac_works_without_the_policy() {
     out.assert_code(0);
     assert!(get_secret(&client, &dropped, "awsecr-cred").await.is_none());
     assert_ours(get_secret(&client, &ns, "awsecr-cred").await, &ns);
+}
+
+/// The CronJob's token may write only ecr-refresh's own Events (its reportingController and
+/// label), about a Secret, ServiceAccount or Pod of the Event's namespace: an Event forged in
+/// another controller's name, or about another kind of object, is refused.
+#[tokio::test]
+async fn a_forged_event_is_denied() {
+    let Some((_suite, client)) = policy_server().await else {
+        return;
+    };
+    let (it, empty, _) = install_with_policies(&client, "pol-ev", &[]).await;
+    let events = Api::<Event>::namespaced(it.sa.clone(), &empty);
+    let event = |controller: &str, kind: &str, namespace: &str, labelled: bool| -> Event {
+        let labels = if labelled {
+            json!({"app.kubernetes.io/managed-by": "ecr-refresh"})
+        } else {
+            json!({})
+        };
+        serde_json::from_value(json!({
+            "metadata": {"generateName": "probe-", "labels": labels},
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "reportingController": controller,
+            "reportingInstance": "probe",
+            "action": "Sync",
+            "reason": "Probe",
+            "type": "Warning",
+            "note": "probe",
+            "regarding": {"apiVersion": "v1", "kind": kind, "namespace": namespace, "name": "default"}
+        }))
+        .unwrap()
+    };
+    let pp = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    // Its own, as sync writes them: admitted.
+    for kind in ["Secret", "ServiceAccount", "Pod"] {
+        events
+            .create(&pp, &event("ecr-refresh", kind, &empty, true))
+            .await
+            .unwrap_or_else(|e| panic!("our Event about a {kind}: {e}"));
+    }
+    let forged = event("kubelet", "Pod", &empty, true);
+    wait_until_denied(
+        "ecr-refresh-events",
+        "reportingController is ecr-refresh",
+        || events.create(&pp, &forged),
+    )
+    .await;
+    let cases = [
+        (
+            event("kubelet", "Pod", &empty, true),
+            "reportingController is ecr-refresh",
+        ),
+        (
+            event("ecr-refresh", "Pod", &empty, false),
+            "labelled app.kubernetes.io/managed-by",
+        ),
+        (
+            event("ecr-refresh", "ConfigMap", &empty, true),
+            "only about a Secret, ServiceAccount or Pod",
+        ),
+    ];
+    for (forged, message) in cases {
+        assert_denied(events.create(&pp, &forged).await, &it, "events", message);
+    }
+    // RBAC alone: no core/v1 Events (the policy would refuse them too).
+    let core = Api::<k8s_openapi::api::core::v1::Event>::namespaced(it.sa.clone(), &empty);
+    let plain: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({
+        "metadata": {"generateName": "probe-"},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": empty, "name": "x"},
+        "reason": "Probe", "message": "probe", "type": "Warning"
+    }))
+    .unwrap();
+    match core.create(&pp, &plain).await {
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        other => panic!("a core/v1 Event must be refused: {other:?}"),
+    }
 }

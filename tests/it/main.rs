@@ -11,6 +11,7 @@ mod cli;
 mod completions;
 mod credentials;
 mod deploy;
+mod events;
 mod faults;
 mod freshness;
 mod hardening;

@@ -145,14 +145,24 @@ async fn rbac_yaml_grants_only_what_the_tool_uses() {
         ("create", "serviceaccounts", "", false),
         ("list", "serviceaccounts", "", false),
         ("create", "pods", "", false),
+        // Events, of events.k8s.io only (admission-policy.yaml narrows what they say).
+        ("list", "events.k8s.io/events", "", true),
+        ("create", "events.k8s.io/events", "", true),
+        ("patch", "events.k8s.io/events", "", true),
+        ("get", "events.k8s.io/events", "", false),
+        ("update", "events.k8s.io/events", "", false),
+        ("delete", "events.k8s.io/events", "", false),
+        ("create", "events", "", false),
     ];
     let mut wrong = Vec::new();
     for (verb, resource, name, want) in probes {
+        let (group, resource) = resource.rsplit_once('/').unwrap_or(("", resource));
         let review = SelfSubjectAccessReview {
             spec: SelfSubjectAccessReviewSpec {
                 resource_attributes: Some(ResourceAttributes {
                     namespace: Some(ns.clone()),
                     verb: Some(verb.into()),
+                    group: Some(group.into()),
                     resource: Some(resource.into()),
                     name: (!name.is_empty()).then(|| name.into()),
                     ..Default::default()

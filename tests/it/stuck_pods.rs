@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 
-const IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1";
+pub(crate) const IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1";
 
 /// A ReplicaSet object to own pods (no controller runs here, so it makes none itself).
 async fn replica_set(client: &Client, ns: &str) -> ReplicaSet {
@@ -44,7 +44,7 @@ fn controller_ref(api_version: &str, kind: &str, meta: &ObjectMeta) -> serde_jso
 
 /// A pod created now (so it copies the ServiceAccount's imagePullSecrets as they are now),
 /// then given the status a kubelet reports when the pull fails with `reason`.
-async fn pod(
+pub(crate) async fn pod(
     client: &Client,
     ns: &str,
     name: &str,
