@@ -5,10 +5,14 @@
 //! in the `ecr-refresh/linked` annotation as `sync` would: `sync` then finds it linked and writes
 //! nothing, and `prune` treats the entry as ours.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ApiResource, DynamicObject};
 use serde::Serialize;
 
 use crate::cluster::{explain, is_status, Cluster};
+use crate::serviceaccount::ServiceAccounts;
 
 /// The name of the policy and of its binding in deploy/born-linked/policy.yaml.
 pub(crate) const POLICY_NAME: &str = "ecr-refresh-born-linked";
@@ -143,8 +147,146 @@ pub(crate) fn uninstall_warning(state: &PolicyState, secret: &str) -> Option<Str
     }
 }
 
+/// Which ServiceAccounts the installed policy links at creation: what its parameters (the
+/// settings ConfigMap) say, read as policy.yaml reads them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct Coverage {
+    /// Every ServiceAccount (`ECR_REFRESH_ALL_SERVICE_ACCOUNTS: "true"`).
+    pub(crate) all: bool,
+    /// Otherwise these (`ECR_REFRESH_SERVICE_ACCOUNT`, else `default`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) service_accounts: Vec<String>,
+    /// Whether this run links the same ones (--service-account, --all-service-accounts).
+    pub(crate) matches_sync: bool,
+}
+
+impl Coverage {
+    /// As policy.yaml's variables `all` and `names` read the ConfigMap's data.
+    pub(crate) fn of(data: Option<&BTreeMap<String, String>>, links: &ServiceAccounts) -> Self {
+        let get = |k: &str| data.and_then(|d| d.get(k));
+        let all =
+            get("ECR_REFRESH_ALL_SERVICE_ACCOUNTS").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let mut names: Vec<String> = match get("ECR_REFRESH_SERVICE_ACCOUNT") {
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(String::from)
+                .collect(),
+            None => vec!["default".into()],
+        };
+        names.sort();
+        names.dedup();
+        let matches_sync = match links {
+            ServiceAccounts::All => all,
+            ServiceAccounts::Named(linked) => {
+                let mut linked = linked.clone();
+                linked.sort();
+                linked.dedup();
+                !all && linked == names
+            }
+        };
+        Self {
+            all,
+            service_accounts: if all { Vec::new() } else { names },
+            matches_sync,
+        }
+    }
+
+    /// What `status` says when the two disagree.
+    pub(crate) fn mismatch(&self, links: &ServiceAccounts) -> Option<String> {
+        if self.matches_sync {
+            return None;
+        }
+        let say = |all: bool, names: &[String]| {
+            if all {
+                "every ServiceAccount".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        let (sync_all, sync_names) = match links {
+            ServiceAccounts::All => (true, Vec::new()),
+            ServiceAccounts::Named(n) => (false, n.clone()),
+        };
+        Some(format!(
+            "the born-linked policy links {} at creation, but sync links {}: set ECR_REFRESH_SERVICE_ACCOUNT (or ECR_REFRESH_ALL_SERVICE_ACCOUNTS: \"true\") in the settings ConfigMap to what the CronJob links, so both agree",
+            say(self.all, &self.service_accounts),
+            say(sync_all, &sync_names)
+        ))
+    }
+}
+
+/// Reads the installed policy's parameters: its binding's `paramRef`, then that ConfigMap.
+pub(crate) async fn coverage(
+    cluster: &Cluster,
+    links: &ServiceAccounts,
+) -> Result<Coverage, String> {
+    let bindings: Api<DynamicObject> = Api::all_with(
+        cluster.client(),
+        &resource(
+            "MutatingAdmissionPolicyBinding",
+            "mutatingadmissionpolicybindings",
+        ),
+    );
+    let binding = cluster
+        .call("get born-linked policy binding", || {
+            bindings.get(POLICY_NAME)
+        })
+        .await
+        .map_err(|e| format!("reading the binding {POLICY_NAME}: {}", explain(&e)))?;
+    let param = &binding.data["spec"]["paramRef"];
+    let (Some(name), Some(ns)) = (param["name"].as_str(), param["namespace"].as_str()) else {
+        return Ok(Coverage::of(None, links));
+    };
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client(), ns);
+    match cluster.call("get settings ConfigMap", || api.get_opt(name)).await {
+        Ok(cm) => Ok(Coverage::of(cm.as_ref().and_then(|c| c.data.as_ref()), links)),
+        Err(e) if is_status(&e, |s| s.is_forbidden()) => Err(format!(
+            "not allowed to read its parameters, the ConfigMap {ns}/{name} (deploy/born-linked/status-rbac.yaml grants `get` on it): {}",
+            explain(&e)
+        )),
+        Err(e) => Err(format!("reading its parameters, the ConfigMap {ns}/{name}: {}", explain(&e))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn coverage_reads_the_settings_as_the_policy_does_and_compares_with_sync() {
+        let data = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let named = |n: &[&str]| ServiceAccounts::Named(n.iter().map(|s| s.to_string()).collect());
+        let c = Coverage::of(None, &named(&["default"]));
+        assert_eq!(
+            (c.all, c.service_accounts.clone(), c.matches_sync),
+            (false, vec!["default".into()], true)
+        );
+        assert!(c.mismatch(&named(&["default"])).is_none());
+        let two = data(&[("ECR_REFRESH_SERVICE_ACCOUNT", " default, builder ,")]);
+        let c = Coverage::of(Some(&two), &named(&["builder", "default"]));
+        assert_eq!(c.service_accounts, ["builder", "default"]);
+        assert!(c.matches_sync);
+        let c = Coverage::of(Some(&two), &named(&["default"]));
+        let why = c.mismatch(&named(&["default"])).unwrap();
+        assert!(
+            why.contains("links builder, default at creation, but sync links default"),
+            "{why}"
+        );
+        let all = data(&[("ECR_REFRESH_ALL_SERVICE_ACCOUNTS", "True")]);
+        assert!(Coverage::of(Some(&all), &ServiceAccounts::All).matches_sync);
+        let c = Coverage::of(Some(&all), &named(&["default"]));
+        assert!(c
+            .mismatch(&named(&["default"]))
+            .unwrap()
+            .contains("every ServiceAccount at creation"));
+        assert!(!Coverage::of(Some(&two), &ServiceAccounts::All).matches_sync);
+    }
     use super::*;
 
     #[test]

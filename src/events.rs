@@ -3,10 +3,11 @@
 //! the Secret's creation and a Warning that has cleared.
 //!
 //! What to say is judged from the run's report ([`notices`]) and what to write from one list
-//! of our own Events ([`plan`]); both are pure. [`record`] does the I/O. A pass that wrote
-//! nothing and met nothing wrong says nothing and lists nothing. A condition that persists is
-//! written at most once per `repeat_after` (default 1h): the first time as a new Event, then as
-//! a `series` update of the same Event, as the Kubernetes event recorder does.
+//! of our own Warnings and Recovereds ([`plan`]); both are pure. [`record`] does the I/O. A
+//! pass that wrote nothing and met nothing wrong says nothing and lists nothing. A condition
+//! that persists is written at most once per `repeat_after` (default 1h): the first time as a
+//! new Event, then as a `series` update of the same Event, as the Kubernetes event recorder
+//! does. A SecretCreated is created under its fixed name; one already there says it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,6 +26,9 @@ use crate::serviceaccount::ServiceAccountOutcome;
 /// `reportingController` of every Event we write (`kubectl get events` shows it as the source;
 /// core/v1 calls it `reportingComponent`).
 pub(crate) const CONTROLLER: &str = "ecr-refresh";
+
+/// `condition` on a Warning or Recovered (what the pass lists), `created` on a SecretCreated.
+const EVENT_LABEL: &str = "ecr-refresh/event";
 
 /// Whether and how often `sync` writes Events.
 #[derive(Clone, Debug)]
@@ -103,6 +107,21 @@ impl Reason {
 
     fn warning(self) -> bool {
         !matches!(self, Reason::SecretCreated | Reason::Recovered)
+    }
+
+    /// A Warning, or its Recovered: what the list of our Events is for. A SecretCreated is
+    /// not listed (there is one per namespace in the first hour of an install): it is created
+    /// under its fixed name, and one already there says it.
+    fn condition(self) -> bool {
+        self != Reason::SecretCreated
+    }
+
+    fn label(self) -> &'static str {
+        if self.condition() {
+            "condition"
+        } else {
+            "created"
+        }
     }
 
     /// `action`: what the tool was doing.
@@ -337,6 +356,7 @@ pub(crate) fn plan(
 ) -> Vec<Write> {
     let seen = |n: &Notice| listed.get(&(n.namespace.clone(), n.event_name()));
     let due = |n: Notice| match seen(&n) {
+        _ if !n.reason.condition() => Some(Write::Create(n)),
         None => Some(Write::Create(n)),
         Some(s) if elapsed(s.last, now) >= repeat_after => Some(Write::Repeat {
             count: s.count + 1,
@@ -401,12 +421,18 @@ pub(crate) async fn record(
     }
     let mut namespaces: Vec<&str> = said
         .iter()
+        .filter(|n| n.reason.condition())
         .chain(&recovered)
         .map(|n| n.namespace.as_str())
         .collect();
     namespaces.sort_unstable();
     namespaces.dedup();
-    let listed = list_ours(cluster, &namespaces).await?;
+    // Only SecretCreated to tell (a first install): nothing to look up.
+    let listed = if namespaces.is_empty() {
+        Listed::new()
+    } else {
+        list_ours(cluster, &namespaces).await?
+    };
     let now = jiff::Timestamp::now();
     let writes = plan(said, recovered, &listed, now, opts.repeat_after);
     let mut done = Recorded::default();
@@ -433,7 +459,8 @@ pub(crate) async fn record(
     }
 }
 
-/// Every Event of ours, by its label, in one paged list; where a cluster-wide list is refused
+/// Every Warning and Recovered of ours, by their labels, in one paged list (a handful: one per
+/// object with a condition in the last hour or so); where a cluster-wide list is refused
 /// (deploy/namespaced-rbac.yaml), one in each of `namespaces`.
 async fn list_ours(cluster: &Cluster, namespaces: &[&str]) -> Result<Listed, String> {
     let everywhere: Api<Event> = Api::all(cluster.client());
@@ -453,7 +480,9 @@ async fn list_ours(cluster: &Cluster, namespaces: &[&str]) -> Result<Listed, Str
 
 async fn list_in(cluster: &Cluster, api: &Api<Event>) -> Result<Listed, kube::Error> {
     let mut lp = ListParams::default()
-        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"))
+        .labels(&format!(
+            "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{EVENT_LABEL}=condition"
+        ))
         .limit(500);
     let mut listed = Listed::new();
     loop {
@@ -496,7 +525,13 @@ async fn create(
         metadata: ObjectMeta {
             name: Some(n.event_name()),
             namespace: Some(n.namespace.clone()),
-            labels: Some([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())].into()),
+            labels: Some(
+                [
+                    (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
+                    (EVENT_LABEL.to_string(), n.reason.label().to_string()),
+                ]
+                .into(),
+            ),
             ..Default::default()
         },
         event_time: Some(MicroTime(now)),
@@ -718,6 +753,17 @@ mod tests {
         // A Secret's recovery clears its own Warnings, not a ServiceAccount's.
         let secret = notice("a", Kind::Secret, "default", Reason::Recovered);
         assert!(plan(vec![], vec![secret], &warned, at(10), HOUR).is_empty());
+    }
+
+    #[test]
+    fn secret_created_is_always_sent_its_fixed_name_keeps_it_once() {
+        let created = notice("a", Kind::Secret, "awsecr-cred", Reason::SecretCreated);
+        // Not in the list (it holds only conditions): sent, and a 409 says it is there.
+        let listed = listed(&[(&created, false, 1, 0)]);
+        assert_eq!(
+            plan(vec![created.clone()], vec![], &listed, at(10), HOUR),
+            [Write::Create(created)]
+        );
     }
 
     #[test]

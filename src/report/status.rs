@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::{Serialize, Serializer};
 
 use super::{whole_minutes, End, SCHEMA_VERSION};
-use crate::bornlinked::{PolicyState, POLICY_NAME};
+use crate::bornlinked::{Coverage, PolicyState, POLICY_NAME};
 use crate::cluster::Stats;
 use crate::error::{exit, Error};
 use crate::pullsecret::State;
@@ -88,6 +88,9 @@ pub(crate) struct StatusReport {
     /// The born-linked MutatingAdmissionPolicy; `None` when the run ended before it was read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) born_linked_policy: Option<PolicyState>,
+    /// Installed: which ServiceAccounts it links at creation, and whether `sync` links the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) born_linked_service_accounts: Option<Coverage>,
     pub(crate) summary: StatusSummary,
     pub(crate) namespaces: Vec<NamespaceStatus>,
     /// What could not be checked (e.g. pods, without the permission).
@@ -105,6 +108,7 @@ impl StatusReport {
             secret_name,
             min_remaining_seconds: min_remaining.as_secs(),
             born_linked_policy: None,
+            born_linked_service_accounts: None,
             summary: StatusSummary::default(),
             namespaces: Vec::new(),
             warnings: Vec::new(),
@@ -156,6 +160,19 @@ impl StatusReport {
         if let Some(policy) = &self.born_linked_policy {
             let _ = writeln!(out, "born-linked policy {POLICY_NAME}: {policy}");
         }
+        if let Some(c) = &self.born_linked_service_accounts {
+            let links = if c.all {
+                "every ServiceAccount".to_string()
+            } else {
+                c.service_accounts.join(", ")
+            };
+            let agrees = if c.matches_sync {
+                "as sync does"
+            } else {
+                "NOT what sync links"
+            };
+            let _ = writeln!(out, "  it links at creation: {links} ({agrees})");
+        }
         for ns in &self.namespaces {
             let left = match ns.remaining_seconds {
                 Some(secs) if secs > 0 => format!("expires in {}", whole_minutes(secs)),
@@ -190,6 +207,9 @@ impl crate::cmd::Merge for StatusReport {
     fn merge(mut self, later: Self) -> Self {
         self.namespaces.extend(later.namespaces);
         self.born_linked_policy = self.born_linked_policy.or(later.born_linked_policy);
+        self.born_linked_service_accounts = self
+            .born_linked_service_accounts
+            .or(later.born_linked_service_accounts);
         super::merge_warnings(&mut self.warnings, later.warnings);
         self.end.absorb(later.end);
         let code = self.tally();

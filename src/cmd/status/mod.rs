@@ -71,6 +71,18 @@ async fn run_one(opts: &StatusOptions, never: &Stop) -> Result<StatusReport> {
     let ((ledger, unread), plan, policy, pods, mut accounts, mut secrets) =
         setup(&limits, reads, cluster.hung("listing namespaces")).await?;
     let mut report = StatusReport::new(opts.run.target.secret_name.clone(), opts.min_remaining);
+    if policy == bornlinked::PolicyState::Installed {
+        let links = opts.run.service_accounts(None);
+        match bornlinked::coverage(&cluster, &links).await {
+            Ok(c) => {
+                report.warnings.extend(c.mismatch(&links));
+                report.born_linked_service_accounts = Some(c);
+            }
+            Err(why) => report.warnings.push(format!(
+                "which ServiceAccounts the born-linked policy links: {why}"
+            )),
+        }
+    }
     report.born_linked_policy = Some(policy);
     report.warnings.extend(unread.map(|e| e.to_string()));
     let plan = plan?;
