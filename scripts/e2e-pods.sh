@@ -72,9 +72,10 @@ namespace() { # name [opt-out]: a namespace whose default ServiceAccount the con
 }
 # Every pod here runs the private image; Always: each start really pulls.
 CONTAINER="{name: app, image: $ECR_REFRESH_CLUSTER_IMAGE, imagePullPolicy: Always, command: [/bin/busybox, sleep, \"3600\"]}"
-deployment() { # ns name [pull secret of its own]
-  local own=""
+deployment() { # ns name [pull secret of its own] [ServiceAccount]
+  local own="" sa=""
   [ -z "${3:-}" ] || own="imagePullSecrets: [{name: $3}]"
+  [ -z "${4:-}" ] || sa="serviceAccountName: $4"
   k apply -f - >/dev/null <<YAML
 apiVersion: apps/v1
 kind: Deployment
@@ -88,6 +89,7 @@ spec:
       automountServiceAccountToken: false
       terminationGracePeriodSeconds: 0
       $own
+      $sa
       containers:
       - $CONTAINER
 YAML
@@ -193,6 +195,10 @@ stuck_pods() {
   [ -z "$next" ] || running "$ns" "$next" || diagnose "$ns" "$next"
   check "the bare stuck pod is left alone (same pod, still stuck)" \
     eval '[ "$(uid_of "$ns" "$bare")" = "$bare_uid" ] && ! running "$ns" "$bare"'
+  k -n "$ns" describe pod "$bare" >"$LOGS/describe-$bare.log" 2>&1 || true
+  check "kubectl describe pod $bare shows ecr-refresh's Warning StuckWithoutPullSecret, and what heals it" \
+    eval 'grep -q "Warning  *StuckWithoutPullSecret .*ecr-refresh" "$LOGS/describe-$bare.log" &&
+      grep -q "created before its ServiceAccount listed $SECRET" "$LOGS/describe-$bare.log"'
   check "the pod with imagePullSecrets of its own is left alone (same pod, still stuck)" \
     eval '[ "$(uid_of "$ns" "$own")" = "$own_uid" ] && ! running "$ns" "$own"'
   check "the Job's pod is left alone (same pod), and the Job (backoffLimit 0) neither failed nor counted a failure" \
@@ -200,10 +206,12 @@ stuck_pods() {
 }
 
 born_linked() {
-  # The policy, with the CronJob's settings ConfigMap it reads the Secret name from.
+  # The policy, with the CronJob's settings ConfigMap it reads the Secret name from, naming
+  # `builder` too (as `--service-account default,builder` does).
   k kustomize deploy/born-linked | k apply -f - >/dev/null
   k create -f deploy/cronjob.yaml --dry-run=client -o json |
-    jq 'select(.kind == "ConfigMap")' | k apply -f - >/dev/null
+    jq 'select(.kind == "ConfigMap") | .data.ECR_REFRESH_SERVICE_ACCOUNT = "default,builder"' |
+    k apply -f - >/dev/null
   # The apiserver loads policies asynchronously: wait until a new namespace is born linked.
   local probe=born-probe-$RANDOM
   wait_for 30 eval 'namespace "$probe" && k -n "$probe" get sa default -o jsonpath="{.imagePullSecrets[*].name}" | grep -qw "$SECRET" || { k delete namespace "$probe" --wait=false >/dev/null; probe=born-probe-$RANDOM; false; }' ||
@@ -225,6 +233,31 @@ born_linked() {
     eval '[ -z "$(k -n "$out" get sa default -o jsonpath="{.imagePullSecrets}")" ]'
   tool status -n "$ns" >"$LOGS/status-$ns.log" 2>"$LOGS/status-$ns.err" || true
   check "status says the policy is installed" grep -q "born-linked policy $POLICY: installed" "$LOGS/status-$ns.log"
+  born_linked_builder
+}
+
+# A ServiceAccount the settings name besides `default`: born linked, and its pod pulls after
+# the next pass (which links the same ones), without being recreated.
+born_linked_builder() {
+  local ns=born-b-$RANDOM
+  namespace "$ns"
+  k -n "$ns" create serviceaccount builder >/dev/null
+  check "a new namespace's builder ServiceAccount is born listing $SECRET" \
+    eval 'k -n "$ns" get sa builder -o jsonpath="{.imagePullSecrets[*].name}" | grep -qw "$SECRET"'
+  deployment "$ns" build "" builder
+  local pod; pod=$(stuck_pod "$ns" build)
+  check "its Deployment's pod, created before any pass, names $SECRET and waits on the pull" \
+    eval '[ -n "$pod" ] && names_secret "$ns" "$pod"'
+  [ -n "$pod" ] || { diagnose "$ns" "$(pod_of "$ns" build)"; return 0; }
+  local uid; uid=$(uid_of "$ns" "$pod")
+  check "sync --service-account default,builder writes the Secret" \
+    logged "sync-$ns" sync -n "$ns" --service-account default,builder
+  check "the builder pod pulls and runs, without being recreated" \
+    eval 'wait_for "$WAIT_RUN" running "$ns" "$pod" && [ "$(uid_of "$ns" "$pod")" = "$uid" ]'
+  running "$ns" "$pod" || diagnose "$ns" "$pod"
+  tool status -n "$ns" --service-account default,builder >"$LOGS/status-$ns.log" 2>"$LOGS/status-$ns.err" || true
+  check "status says the policy links builder and default at creation, as sync does" \
+    grep -q "it links at creation: builder, default (as sync does)" "$LOGS/status-$ns.log"
 }
 
 t1=$SECONDS

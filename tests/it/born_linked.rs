@@ -118,15 +118,86 @@ fn policy_state(report: &serde_json::Value) -> &str {
 
 /// The apiserver picks policies up asynchronously: waits until one namespace is born linked.
 async fn wait_until_linking(client: &kube::Client, id: &str) {
+    wait_until_born_linked(client, id, "default").await;
+}
+
+/// Waits until a new ServiceAccount `sa` is born linked (the policy, or its parameters, changed).
+async fn wait_until_born_linked(client: &kube::Client, id: &str, sa: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let (_, refs, _) = born(client, id, false, "default", &[]).await;
+        let (_, refs, _) = born(client, id, false, sa, &[]).await;
         if refs == ["awsecr-cred"] {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the policy never linked a new ServiceAccount: {refs:?}"
+            "the policy never linked a new ServiceAccount {sa}: {refs:?} (a v1.36.3 server on \
+             which a born-linked policy was deleted before no longer sees the policy's \
+             ConfigMap: its param informer goes stale; scripts/test.sh starts each server fresh)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// The settings ConfigMap, as the CronJob reads it, changed (`null` removes a key).
+fn set_settings(data: serde_json::Value) {
+    kubectl(
+        &[
+            "-n",
+            "kube-system",
+            "patch",
+            "configmap",
+            "ecr-refresh",
+            "--type",
+            "merge",
+            "-p",
+            &serde_json::json!({ "data": data }).to_string(),
+        ],
+        None,
+    );
+}
+
+/// With the settings naming `builder` (as `--service-account default,builder` does), a new
+/// `builder` is born linked and another is not, and `status` says what the policy links and
+/// whether `sync` links the same; with every ServiceAccount, any is. Opted out: none.
+async fn other_service_accounts_follow_the_settings(client: &Client, id: &str) {
+    set_settings(serde_json::json!({"ECR_REFRESH_SERVICE_ACCOUNT": "default,builder"}));
+    wait_until_born_linked(client, id, "builder").await;
+    let (_, refs, _) = born(client, id, false, "other", &[]).await;
+    assert!(refs.is_empty(), "not named: {refs:?}");
+    let (_, refs, _) = born(client, id, true, "builder", &[]).await;
+    assert!(refs.is_empty(), "opted out: {refs:?}");
+    let covers = |extra: &[&str]| status_json(extra)["born_linked_service_accounts"].clone();
+    assert_eq!(
+        covers(&[]),
+        serde_json::json!({"all": false, "service_accounts": ["builder", "default"], "matches_sync": false})
+    );
+    let report = status_json(&[]);
+    assert!(
+        report["warnings"]
+            .to_string()
+            .contains("but sync links default"),
+        "{report:#}"
+    );
+    assert_eq!(
+        covers(&["--service-account", "builder,default"])["matches_sync"],
+        true
+    );
+
+    set_settings(
+        serde_json::json!({"ECR_REFRESH_SERVICE_ACCOUNT": null, "ECR_REFRESH_ALL_SERVICE_ACCOUNTS": "true"}),
+    );
+    wait_until_born_linked(client, id, "other").await;
+    assert_eq!(
+        covers(&["--all-service-accounts"]),
+        serde_json::json!({"all": true, "matches_sync": true})
+    );
+    set_settings(serde_json::json!({"ECR_REFRESH_ALL_SERVICE_ACCOUNTS": null}));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !born(client, id, false, "other", &[]).await.1.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the settings were not restored"
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
@@ -241,6 +312,7 @@ async fn new_default_service_accounts_are_born_linked() {
     assert_eq!(linked, None, "an entry the creator listed stays theirs");
     let (_, refs, _) = born(&client, &id, false, "builder", &[]).await;
     assert!(refs.is_empty(), "only `default` is linked: {refs:?}");
+    other_service_accounts_follow_the_settings(&client, &id).await;
 
     // 100 namespaces in a row, each with its ServiceAccount: no error, every one linked.
     for _ in 0..100 {
