@@ -87,6 +87,8 @@ pub(crate) enum Reason {
     LinkFailed,
     /// A pod waits on a pull because it was created before its ServiceAccount listed the Secret.
     StuckWithoutPullSecret,
+    /// Prune removed the Secret (and our entry): the namespace is no longer selected.
+    SecretRemoved,
     /// Normal: the Secret was created in this namespace.
     SecretCreated,
     /// Normal: a Warning of ours about this object no longer holds.
@@ -100,6 +102,7 @@ impl Reason {
             Reason::SecretNotRefreshed => "SecretNotRefreshed",
             Reason::LinkFailed => "LinkFailed",
             Reason::StuckWithoutPullSecret => "StuckWithoutPullSecret",
+            Reason::SecretRemoved => "SecretRemoved",
             Reason::SecretCreated => "SecretCreated",
             Reason::Recovered => "Recovered",
         }
@@ -236,6 +239,15 @@ fn namespace_notices(
                 secret,
                 Reason::SecretCreated,
                 format!("created {secret} with an ECR token; ecr-refresh keeps it fresh and lists it in the imagePullSecrets of the ServiceAccounts it links"),
+            )
+        }),
+        Some(crate::pullsecret::SecretOutcome::Deleted) => said.push(Notice {
+            else_on: Some("default".into()),
+            ..notice(
+                Kind::Secret,
+                secret,
+                Reason::SecretRemoved,
+                format!("ecr-refresh removed {secret} and its imagePullSecrets entries: this namespace is no longer among those it keeps (its selection, or an ecr-refresh/opt-out annotation). Pods here get no ECR credentials from ecr-refresh now; ask the cluster admin if that is wrong"),
             )
         }),
         Some(crate::pullsecret::SecretOutcome::Updated) => recovered.push(Notice {

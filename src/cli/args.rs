@@ -11,6 +11,8 @@ use crate::k8s_grammar::{LabelSelector, PatternList};
 
 /// The heading of the flags that shape what is written.
 const WRITE: &str = "What to write";
+/// The heading of the flags for the Events namespace owners see.
+const EVENTS: &str = "Events for namespace owners";
 /// How help names a value like `30s` or `1h30m`.
 const DURATION: &str = "DURATION";
 
@@ -384,28 +386,35 @@ pub struct SyncArgs {
     #[arg(help_heading = WRITE, long, env = "ECR_REFRESH_DELETE_STUCK_PODS")]
     pub(crate) delete_stuck_pods: bool,
 
+    #[command(flatten)]
+    pub(crate) events: EventArgs,
+
+    #[command(flatten)]
+    // Boxed: the URL is large, and clippy keeps the Command variants close in size.
+    pub(crate) metrics: Box<PushArgs>,
+}
+
+/// Events for namespace owners (`sync`, `prune`).
+#[derive(Debug, Args)]
+pub struct EventArgs {
     /// Write no Events. By default a pass writes Kubernetes Events (events.k8s.io/v1) that
     /// namespace owners see in `kubectl describe`: on our Secret when its name is taken or it
     /// could not be refreshed, on a ServiceAccount whose link failed, on a pod stuck on a pull,
-    /// and a Normal one when the Secret is created or a Warning clears. Needs create, patch and
-    /// list on events.k8s.io events (rbac.yaml)
-    #[arg(help_heading = WRITE, long, env = "ECR_REFRESH_NO_EVENTS")]
+    /// when prune removed the Secret, and a Normal one when the Secret is created or a Warning
+    /// clears. Needs create, patch and list on events.k8s.io events (rbac.yaml)
+    #[arg(help_heading = EVENTS, long, env = "ECR_REFRESH_NO_EVENTS")]
     pub(crate) no_events: bool,
 
     /// Write an Event for a condition that persists at most this often (as a count on the same
     /// Event's series), so a 5-minute CronJob does not repeat itself every pass
     #[arg(
-        help_heading = WRITE,
+        help_heading = EVENTS,
         long,
         env = "ECR_REFRESH_EVENT_REPEAT",
         default_value = "1h",
         value_name = DURATION
     )]
     pub(crate) event_repeat: DurationArg,
-
-    #[command(flatten)]
-    // Boxed: the URL is large, and clippy keeps the Command variants close in size.
-    pub(crate) metrics: Box<PushArgs>,
 }
 
 #[derive(Debug, Args)]
@@ -443,6 +452,9 @@ pub struct PruneArgs {
     /// Send every write as a server-side dry run: report what would be removed, remove nothing
     #[arg(help_heading = "Prune", long, env = "ECR_REFRESH_DRY_RUN")]
     pub(crate) dry_run: bool,
+
+    #[command(flatten)]
+    pub(crate) events: EventArgs,
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! From parsed flags to each command's options, with the checks no single flag can make.
 
 use super::args::{
-    AwsArgs, GlobalArgs, LedgerArgs, PruneArgs, PushArgs, RunArgs, ScopeArgs, SelectionArgs,
-    StatusArgs, SyncArgs, TargetArgs,
+    AwsArgs, EventArgs, GlobalArgs, LedgerArgs, PruneArgs, PushArgs, RunArgs, ScopeArgs,
+    SelectionArgs, StatusArgs, SyncArgs, TargetArgs,
 };
 use super::values::DurationArg;
 use crate::cluster::ClusterOptions;
@@ -166,8 +166,7 @@ impl SyncArgs {
             refresh_all,
             prune,
             delete_stuck_pods,
-            no_events,
-            event_repeat,
+            events,
             // Pushed by `crate::run` once the report is done, whatever the outcome.
             metrics: _,
         } = self;
@@ -204,11 +203,7 @@ impl SyncArgs {
             prune,
             delete_stuck_pods,
             state_namespace,
-            events: EventOptions {
-                enabled: !no_events,
-                repeat_after: event_repeat.get(),
-                instance: EventOptions::instance(),
-            },
+            events: events.into_options(),
         })
     }
 }
@@ -229,6 +224,16 @@ impl StatusArgs {
     }
 }
 
+impl EventArgs {
+    fn into_options(self) -> EventOptions {
+        EventOptions {
+            enabled: !self.no_events,
+            repeat_after: self.event_repeat.get(),
+            instance: EventOptions::instance(),
+        }
+    }
+}
+
 impl PruneArgs {
     pub(crate) fn into_options(self, global: &GlobalArgs) -> Result<PruneOptions> {
         let ScopeArgs { selection, target } = self.scope;
@@ -242,6 +247,7 @@ impl PruneArgs {
             run: self.run.into_options(global, selection, target)?,
             dry_run: self.dry_run,
             uninstall: self.uninstall,
+            events: self.events.into_options(),
         })
     }
 }

@@ -11,6 +11,7 @@ use super::{bounded, connect, setup, stopped, Cut, Limits, RunOptions};
 use crate::bornlinked;
 use crate::cluster::Cluster;
 use crate::error::Result;
+use crate::events::{self, EventOptions};
 use crate::namespaces::{self, Action, Planned, Scope};
 use crate::pullsecret::{self, SecretOutcome, Secrets, State};
 use crate::report::{NamespaceReport, RunReport};
@@ -23,6 +24,7 @@ pub(crate) struct PruneOptions {
     pub(crate) dry_run: bool,
     /// Also take our entry out of ServiceAccounts where our Secret is already gone.
     pub(crate) uninstall: bool,
+    pub(crate) events: EventOptions,
 }
 
 /// Prunes (with --tenants whose rules name other Secret names, each name in turn).
@@ -69,6 +71,14 @@ async fn run_one(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
     )
     .await;
     report.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+    // Told to the owners of the namespaces left out; not on an uninstall (it removes all).
+    let tell = opts.events.enabled && !opts.dry_run && !opts.uninstall;
+    if tell && stop.requested().is_none() {
+        let secret = &opts.run.target.secret_name;
+        if let Err(e) = events::record(&cluster, &report, secret, &opts.events).await {
+            report.warnings.push(e);
+        }
+    }
     // New namespaces would still be born listing our Secret: say so, do not delete it here.
     if opts.uninstall {
         let policy = bornlinked::state(&cluster).await;

@@ -1,6 +1,5 @@
 //! `prune` and `sync --prune`. Prune acts on every namespace outside the selection, so these
-//! tests live in their own binary (cargo runs test binaries one after another) and take a lock
-//! so they never run at the same time as each other.
+//! tests hold the suite exclusive: no other test runs meanwhile.
 
 use crate::common;
 
@@ -83,6 +82,40 @@ async fn prune_removes_exactly_the_dropped_namespaces() {
         after.metadata.resource_version,
         foreign.metadata.resource_version
     );
+    // Each dropped namespace's owners are told, on its ServiceAccount (the Secret is gone).
+    for (n, kept) in names.iter().zip([true, true, false, false]) {
+        let events =
+            kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), n)
+                .list(
+                    &kube::api::ListParams::default()
+                        .labels("app.kubernetes.io/managed-by=ecr-refresh"),
+                )
+                .await
+                .unwrap();
+        let removed: Vec<_> = events
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("SecretRemoved"))
+            .map(|e| {
+                let r = e.regarding.as_ref().unwrap();
+                (
+                    e.type_.clone().unwrap(),
+                    r.kind.clone().unwrap(),
+                    r.name.clone().unwrap(),
+                )
+            })
+            .collect();
+        let expected = if kept {
+            vec![]
+        } else {
+            vec![(
+                "Warning".to_string(),
+                "ServiceAccount".to_string(),
+                "default".to_string(),
+            )]
+        };
+        assert_eq!(removed, expected, "{n}");
+    }
 }
 
 #[tokio::test]
