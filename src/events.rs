@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -426,6 +427,7 @@ pub(crate) async fn record(
     report: &RunReport,
     secret: &str,
     opts: &EventOptions,
+    concurrency: usize,
 ) -> Result<Recorded, String> {
     let (said, recovered) = notices(report, secret);
     if said.is_empty() && recovered.is_empty() {
@@ -449,15 +451,25 @@ pub(crate) async fn record(
     let writes = plan(said, recovered, &listed, now, opts.repeat_after);
     let mut done = Recorded::default();
     let mut failed = Vec::new();
-    for w in writes {
-        let result = match &w {
-            Write::Create(n) => create(cluster, n, now, opts).await,
-            Write::Repeat { notice, count } => repeat(cluster, notice, *count, now).await,
-        };
-        match (result, &w) {
-            (Ok(()), Write::Create(_)) => done.created += 1,
-            (Ok(()), Write::Repeat { .. }) => done.repeated += 1,
-            (Err(e), _) => failed.push(e),
+    // As many at once as namespaces are worked on: a failure in every namespace of a large
+    // cluster is thousands of Events in its first pass.
+    let results: Vec<(bool, Result<(), String>)> = futures::stream::iter(writes)
+        .map(|w| async move {
+            match &w {
+                Write::Create(n) => (true, create(cluster, n, now, opts).await),
+                Write::Repeat { notice, count } => {
+                    (false, repeat(cluster, notice, *count, now).await)
+                }
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    for (created, result) in results {
+        match result {
+            Ok(()) if created => done.created += 1,
+            Ok(()) => done.repeated += 1,
+            Err(e) => failed.push(e),
         }
     }
     debug!(created = done.created, repeated = done.repeated, "events");

@@ -75,7 +75,8 @@ async fn run_one(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
     let tell = opts.events.enabled && !opts.dry_run && !opts.uninstall;
     if tell && stop.requested().is_none() {
         let secret = &opts.run.target.secret_name;
-        if let Err(e) = events::record(&cluster, &report, secret, &opts.events).await {
+        let at_once = opts.run.pace.concurrency;
+        if let Err(e) = events::record(&cluster, &report, secret, &opts.events, at_once).await {
             report.warnings.push(e);
         }
     }

@@ -430,7 +430,9 @@ impl Pass<'_> {
         // Told to the namespaces' owners; never in a dry run, nor when asked to stop.
         if opts.events.enabled && !opts.dry_run && stop.requested().is_none() {
             let secret = &opts.run.target.secret_name;
-            if let Err(e) = events::record(self.cluster, &report, secret, &opts.events).await {
+            let at_once = opts.run.pace.concurrency;
+            let told = events::record(self.cluster, &report, secret, &opts.events, at_once).await;
+            if let Err(e) = told {
                 report.warnings.push(e);
             }
         }
