@@ -133,6 +133,7 @@ impl Reason {
         match self {
             Reason::LinkFailed => "Link",
             Reason::StuckWithoutPullSecret => "Heal",
+            Reason::SecretRemoved => "Prune",
             _ => "Sync",
         }
     }
@@ -458,7 +459,7 @@ pub(crate) async fn record(
             match &w {
                 Write::Create(n) => (true, create(cluster, n, now, opts).await),
                 Write::Repeat { notice, count } => {
-                    (false, repeat(cluster, notice, *count, now).await)
+                    (false, repeat(cluster, notice, *count, now, opts).await)
                 }
             }
         })
@@ -600,6 +601,7 @@ async fn repeat(
     n: &Notice,
     count: i32,
     now: jiff::Timestamp,
+    opts: &EventOptions,
 ) -> Result<(), String> {
     let api: Api<Event> = Api::namespaced(cluster.client(), &n.namespace);
     let series = EventSeries {
@@ -619,10 +621,7 @@ async fn repeat(
     {
         Ok(_) => Ok(()),
         // Expired since the list (events live an hour by default): say it anew.
-        Err(e) if is_status(&e, |s| s.is_not_found()) => Err(format!(
-            "event {}/{name} expired before its update",
-            n.namespace
-        )),
+        Err(e) if is_status(&e, |s| s.is_not_found()) => create(cluster, n, now, opts).await,
         Err(e) => Err(unwritten(
             &format!("updating event {}/{name}", n.namespace),
             &e,
