@@ -135,17 +135,18 @@ check_other_namespace() {
   out=$(helm template ecr-refresh "$CHART" -n ecr-system --api-versions "$API_VERSIONS" --set bornLinked=true,allowDelete=true,stuckPodsRbac=true) ||
     { REASON="helm template failed"; return 1; }
   if grep -n kube-system <<<"$out"; then REASON="kube-system is still named: $(grep kube-system <<<"$out" | head -n 3 | tr '\n' ' ')"; return 1; fi
-  [ "$(grep -c "request.userInfo.username == 'system:serviceaccount:ecr-system:ecr-refresh'" <<<"$out")" -eq 4 ] ||
+  [ "$(grep -c "request.userInfo.username == 'system:serviceaccount:ecr-system:ecr-refresh'" <<<"$out")" -eq 5 ] ||
     { REASON="the policies do not all match system:serviceaccount:ecr-system:ecr-refresh"; return 1; }
-  # The ledger's Role and RoleBinding, and the CronJob finding the ledger in its own namespace.
+  # The ledger's Role and RoleBinding, the born-linked reader's (its settings ConfigMap), and the
+  # CronJob finding the ledger in its own namespace.
   local placed; placed=$(python3 -c 'import sys, yaml
 for d in yaml.safe_load_all(sys.stdin):
     if d and d["kind"] in ("Role", "RoleBinding"): print(d["kind"], d["metadata"]["namespace"], d["metadata"]["name"])
     if d and d["kind"] == "CronJob":
         env = d["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
         print(*[e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in env if e["name"] == "ECR_REFRESH_STATE_NAMESPACE"])' <<<"$out")
-  [ "$placed" = "$(printf 'Role ecr-system ecr-refresh\nRoleBinding ecr-system ecr-refresh\nmetadata.namespace')" ] ||
-    { REASON="want the Role and RoleBinding ecr-refresh in ecr-system and ECR_REFRESH_STATE_NAMESPACE from metadata.namespace: $(tr '\n' ' ' <<<"$placed")"; return 1; }
+  [ "$(sort <<<"$placed")" = "$(printf 'Role ecr-system ecr-refresh\nRole ecr-system ecr-refresh-born-linked-reader\nRoleBinding ecr-system ecr-refresh\nRoleBinding ecr-system ecr-refresh-born-linked-reader\nmetadata.namespace' | sort)" ] ||
+    { REASON="want the Roles and RoleBindings ecr-refresh and ecr-refresh-born-linked-reader in ecr-system and ECR_REFRESH_STATE_NAMESPACE from metadata.namespace: $(tr '\n' ' ' <<<"$placed")"; return 1; }
 }
 
 # The README's values table is the one scripts/helm-values-table.py makes from values.yaml.
