@@ -331,8 +331,8 @@ kinds() { python3 -c 'import sys, yaml; print(" ".join(sorted(d["apiVersion"] + 
 check_defaults_current() {
   dry_run defaults || return 1
   local k; k=$(kinds "$WORK/defaults.yaml")
-  # auto found the policies; the CronJob is batch/v1.
-  [ "$(grep -o 'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy ' <<<"$k " | wc -l)" -eq 3 ] &&
+  # auto found the four policies; the CronJob is batch/v1.
+  [ "$(grep -o 'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy ' <<<"$k " | wc -l)" -eq 4 ] &&
     [[ " $k " == *" batch/v1/CronJob "* ]] || { REASON="unexpected objects: $k"; return 1; }
 }
 check_every_option_current() {
