@@ -526,7 +526,7 @@ fn unwritten(what: &str, e: &kube::Error) -> String {
             .to_string()
     } else if is_status(e, |s| s.is_forbidden()) {
         format!(
-            "{}; grant create, patch and list on events.k8s.io events (rbac.yaml), or turn Events off with --events=false",
+            "{}; grant create, patch and list on events.k8s.io events (rbac.yaml), or turn Events off with --no-events",
             explain_write(e)
         )
     } else {
@@ -804,6 +804,26 @@ mod tests {
         let name = long.event_name();
         assert_eq!(name.len(), 253);
         assert!(name.ends_with(".pod.stuckwithoutpullsecret"));
+    }
+
+    #[test]
+    fn an_event_refused_by_rbac_names_the_grant_and_the_flag_that_turns_events_off() {
+        let refused = kube::Error::Api(Box::new(
+            kube::core::Status::failure(
+                r#"events.events.k8s.io is forbidden: User "u" cannot list resource "events" in API group "events.k8s.io" at the cluster scope"#,
+                "Forbidden",
+            )
+            .with_code(403),
+        ));
+        let why = unwritten("listing events", &refused);
+        assert!(
+            why.contains("grant create, patch and list on events.k8s.io events"),
+            "{why}"
+        );
+        assert!(
+            why.ends_with("or turn Events off with --no-events"),
+            "{why}"
+        );
     }
 
     #[test]
