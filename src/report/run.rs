@@ -60,7 +60,8 @@ pub(crate) struct NamespaceReport {
     /// Why the Secret was not written, for the namespace's Events (see `events`).
     #[serde(skip)]
     pub(crate) secret_trouble: Option<SecretTrouble>,
-    /// When the token in the Secret left in place expires.
+    /// When the token in the Secret of ours left in place expires (not set where it was
+    /// written): the run's earliest expiry is the earliest of these and the new token's.
     #[serde(skip)]
     pub(crate) held: Option<jiff::Timestamp>,
     /// The uid of the Secret written, for its Event.

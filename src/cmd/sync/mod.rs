@@ -299,17 +299,11 @@ impl Pass<'_> {
             self.opts.run.pace.concurrency,
             limits,
             |input, shield| sync_namespace(&ctx, input, shield),
-            |name, cut| limits.cut_short(name, cut).into(),
+            |name, cut| limits.cut_short(name, cut),
         )
         .await;
-        let mut earliest_held = None;
-        report.namespaces = done
-            .into_iter()
-            .map(|d| {
-                earliest_held = earliest_held.into_iter().chain(d.held).min();
-                d.report
-            })
-            .collect();
+        let earliest_held = done.iter().filter_map(|n| n.held).min();
+        report.namespaces = done;
         let Writes { written, repaired } = ctx.into_writes();
         report.warnings.extend(repaired);
         if let Err(e) = ledger.record(self.cluster, written, gone).await {

@@ -64,25 +64,6 @@ impl Seen {
     }
 }
 
-/// What one namespace's task gives back: its report, and the expiry of the Secret of ours it
-/// left in place (the run's earliest expiry is the earliest of these and the new token's).
-pub(super) struct Done {
-    pub(super) report: NamespaceReport,
-    pub(super) held: Option<jiff::Timestamp>,
-}
-
-impl From<NamespaceReport> for Done {
-    fn from(report: NamespaceReport) -> Self {
-        Self { report, held: None }
-    }
-}
-
-impl crate::progress::Tally for Done {
-    fn failed(&self) -> bool {
-        crate::progress::Tally::failed(&self.report)
-    }
-}
-
 /// What this pass's writes produced: the ledger's new entries (namespace to resourceVersion),
 /// and the Secrets someone else's data keys were removed from.
 #[derive(Default)]
@@ -150,7 +131,11 @@ fn skipped(ns: &str, why: Skip) -> NamespaceReport {
     NamespaceReport::skipped(ns, &why.to_string())
 }
 
-pub(super) async fn sync_namespace(ctx: &Ctx<'_>, input: NamespaceInput, shield: Shield) -> Done {
+pub(super) async fn sync_namespace(
+    ctx: &Ctx<'_>,
+    input: NamespaceInput,
+    shield: Shield,
+) -> NamespaceReport {
     let NamespaceInput {
         planned,
         secret,
@@ -159,7 +144,7 @@ pub(super) async fn sync_namespace(ctx: &Ctx<'_>, input: NamespaceInput, shield:
     } = input;
     let ns = planned.name.as_str();
     let tenant = ctx.opts.run.tenant_name(planned.tenant);
-    let mut done = sync_taken(
+    let mut report = sync_taken(
         ctx,
         planned.action,
         ns,
@@ -170,8 +155,8 @@ pub(super) async fn sync_namespace(ctx: &Ctx<'_>, input: NamespaceInput, shield:
         shield,
     )
     .await;
-    done.report.tenant = tenant;
-    done
+    report.tenant = tenant;
+    report
 }
 
 /// [`sync_namespace`], once the namespace's tenant (if any) is known.
@@ -185,30 +170,26 @@ async fn sync_taken(
     accounts: &mut HashMap<String, serviceaccount::Listed>,
     stuck: Vec<stuckpods::Candidate>,
     shield: Shield,
-) -> Done {
+) -> NamespaceReport {
     if let Action::Skip(why) = action {
-        return skipped(ns, why).into();
+        return skipped(ns, why);
     }
     let lazy = ctx.tokens.of(tenant);
     // Named on the command line, so not listed: look it up before writing.
     if !matches!(action, Action::Keep { listed: true }) {
         if let Some(report) = unless_terminating(ctx, ns).await {
-            return report.into();
+            return report;
         }
     }
-    let (secret, held) = make_current(ctx, lazy, ns, secret, &shield).await;
-    let (secret, uid) = match secret {
-        Ok(written) => written,
-        Err(report) => return Done { report, held },
+    let mut report = match make_current(ctx, lazy, ns, secret, &shield).await {
+        Ok(report) => report,
+        Err(report) => return report,
     };
-    let mut report = NamespaceReport::new(ns, secret);
-    report.held = held;
-    report.secret_uid = uid;
     if link_all(ctx, tenant, ns, &mut report, accounts).await {
         heal_stuck(ctx, lazy, ns, &mut report, stuck).await;
         info!(namespace = ns, outcome = ?report.outcome, "namespace done");
     }
-    Done { report, held }
+    report
 }
 
 /// A namespace that was not listed: skipped if it is terminating, failed if it cannot be told
@@ -230,19 +211,17 @@ async fn unless_terminating(ctx: &Ctx<'_>, ns: &str) -> Option<NamespaceReport> 
     }
 }
 
-/// Makes the namespace's Secret current, as seen or read; `Err` is the namespace's report
-/// when that fails (or it turns out to be terminating). Also the expiry of the Secret of ours
-/// it leaves in place, unless it was written (then the new token's expiry counts).
+/// Makes the namespace's Secret current, as seen or read, and starts the namespace's report;
+/// `Err` when that fails (or it turns out to be terminating). Either report holds the expiry of
+/// the Secret of ours left in place (`held`), unless it was written (then the new token's
+/// expiry counts).
 async fn make_current(
     ctx: &Ctx<'_>,
     lazy: &LazyDesired,
     ns: &str,
     seen: Seen,
     shield: &Shield,
-) -> (
-    Result<(SecretOutcome, Option<String>), NamespaceReport>,
-    Option<jiff::Timestamp>,
-) {
+) -> Result<NamespaceReport, NamespaceReport> {
     let secrets = Secrets::new(ctx.cluster, ns, &ctx.opts.run.target.secret_name);
     let written = ctx.ledger.of(ns);
     let wanted = &lazy.wanted;
@@ -270,13 +249,16 @@ async fn make_current(
         }
         Err(e) => Err(e),
     };
-    let held = match result {
-        Ok((SecretOutcome::Created | SecretOutcome::Updated, _)) => None,
-        _ => held,
-    };
-    let result = result.map_err(|e| match e {
-        SecretError::Terminating => skipped(ns, Skip::Terminating),
-        e => {
+    let mut report = match result {
+        Ok((outcome, uid)) => {
+            let mut report = NamespaceReport::new(ns, outcome);
+            report.secret_uid = uid;
+            let written = matches!(outcome, SecretOutcome::Created | SecretOutcome::Updated);
+            report.held = held.filter(|_| !written);
+            return Ok(report);
+        }
+        Err(SecretError::Terminating) => skipped(ns, Skip::Terminating),
+        Err(e) => {
             // A failed token fetch is reported once, as the run's fatal error.
             if matches!(e, SecretError::Token(_)) {
                 debug!(namespace = ns, "stopped: no ECR token");
@@ -291,11 +273,11 @@ async fn make_current(
                 SecretError::Call { .. } => Some(SecretTrouble::NotWritten(e.to_string())),
                 _ => None,
             };
-            report.held = held;
             report
         }
-    });
-    (result, held)
+    };
+    report.held = held;
+    Err(report)
 }
 
 /// Links the Secret in each chosen ServiceAccount, into `report`; `false` when they could not
