@@ -9,7 +9,7 @@
 //! new Event, then as a `series` update of the same Event, as the Kubernetes event recorder
 //! does. A SecretCreated is created under its fixed name; one already there says it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -357,8 +357,9 @@ pub(crate) enum Write {
 }
 
 /// What to write, given what our Events already say. Pure.
-/// - A Warning, or a SecretCreated, is written when no Event of ours says it, or when the one
-///   that does was last written `repeat_after` ago or more (then as its series' next count).
+/// - A Warning is written when no Event of ours says it, or when the one that does was last
+///   written `repeat_after` ago or more (then as its series' next count).
+/// - A SecretCreated is always sent: it is not listed, and its fixed name keeps it once.
 /// - A Recovered is written only where a Warning of ours about the object is newer than our
 ///   last Recovered about it.
 pub(crate) fn plan(
@@ -378,7 +379,8 @@ pub(crate) fn plan(
         }),
         Some(_) => None,
     };
-    let warned_about: Vec<(String, String)> = said
+    // A set: a pass that fails everywhere has a Warning and a candidate in every namespace.
+    let warned_about: HashSet<(String, String)> = said
         .iter()
         .filter(|n| n.reason.warning())
         .map(|n| (n.namespace.clone(), n.name.clone()))
@@ -414,7 +416,7 @@ fn elapsed(then: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
     Duration::from_secs(secs.max(0) as u64)
 }
 
-/// How many Events a pass created and updated, for the report's warnings and the tests.
+/// How many Events a pass created and updated, for the log.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Recorded {
     pub(crate) created: usize,
