@@ -633,16 +633,16 @@ async fn repeat(
 
 /// The object the Event is about, with its uid; `None` when it is gone (nothing to say).
 async fn regarding(cluster: &Cluster, n: &Notice) -> Result<Option<ObjectReference>, String> {
-    let reference = |kind: Kind, name: &str, uid: Option<String>| ObjectReference {
+    let reference = |kind: Kind, name: &str, uid: String| ObjectReference {
         api_version: Some("v1".into()),
         kind: Some(kind.as_str().into()),
         namespace: Some(n.namespace.clone()),
         name: Some(name.to_string()),
-        uid,
+        uid: Some(uid),
         ..Default::default()
     };
     if let Some(uid) = &n.uid {
-        return Ok(Some(reference(n.kind, &n.name, Some(uid.clone()))));
+        return Ok(Some(reference(n.kind, &n.name, uid.clone())));
     }
     let uid = match n.kind {
         Kind::Secret => uid_of::<Secret>(cluster, &n.namespace, &n.name).await?,
@@ -650,14 +650,14 @@ async fn regarding(cluster: &Cluster, n: &Notice) -> Result<Option<ObjectReferen
         Kind::Pod => uid_of::<Pod>(cluster, &n.namespace, &n.name).await?,
     };
     if let Some(uid) = uid {
-        return Ok(Some(reference(n.kind, &n.name, Some(uid))));
+        return Ok(Some(reference(n.kind, &n.name, uid)));
     }
     let Some(sa) = &n.else_on else {
         return Ok(None);
     };
     Ok(uid_of::<ServiceAccount>(cluster, &n.namespace, sa)
         .await?
-        .map(|uid| reference(Kind::ServiceAccount, sa, Some(uid))))
+        .map(|uid| reference(Kind::ServiceAccount, sa, uid)))
 }
 
 async fn uid_of<K>(cluster: &Cluster, ns: &str, name: &str) -> Result<Option<String>, String>
