@@ -193,27 +193,33 @@ impl Coverage {
         }
     }
 
+    /// What the policy links, in words: `builder, default`, or `every ServiceAccount`.
+    pub(crate) fn links(&self) -> String {
+        say(self.all, &self.service_accounts)
+    }
+
     /// What `status` says when the two disagree.
     pub(crate) fn mismatch(&self, links: &ServiceAccounts) -> Option<String> {
         if self.matches_sync {
             return None;
         }
-        let say = |all: bool, names: &[String]| {
-            if all {
-                "every ServiceAccount".to_string()
-            } else {
-                names.join(", ")
-            }
-        };
-        let (sync_all, sync_names) = match links {
-            ServiceAccounts::All => (true, Vec::new()),
-            ServiceAccounts::Named(n) => (false, n.clone()),
+        let synced = match links {
+            ServiceAccounts::All => say(true, &[]),
+            ServiceAccounts::Named(n) => say(false, n),
         };
         Some(format!(
-            "the born-linked policy links {} at creation, but sync links {}: set ECR_REFRESH_SERVICE_ACCOUNT (or ECR_REFRESH_ALL_SERVICE_ACCOUNTS: \"true\") in the settings ConfigMap to what the CronJob links, so both agree",
-            say(self.all, &self.service_accounts),
-            say(sync_all, &sync_names)
+            "the born-linked policy links {} at creation, but sync links {synced}: set ECR_REFRESH_SERVICE_ACCOUNT (or ECR_REFRESH_ALL_SERVICE_ACCOUNTS: \"true\") in the settings ConfigMap to what the CronJob links, so both agree",
+            self.links()
         ))
+    }
+}
+
+/// ServiceAccounts in words, for `status`.
+fn say(all: bool, names: &[String]) -> String {
+    if all {
+        "every ServiceAccount".to_string()
+    } else {
+        names.join(", ")
     }
 }
 
@@ -252,6 +258,7 @@ pub(crate) async fn coverage(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn coverage_reads_the_settings_as_the_policy_does_and_compares_with_sync() {
@@ -287,7 +294,6 @@ mod tests {
             .contains("every ServiceAccount at creation"));
         assert!(!Coverage::of(Some(&two), &ServiceAccounts::All).matches_sync);
     }
-    use super::*;
 
     #[test]
     fn uninstall_warns_while_the_policy_may_still_link() {

@@ -161,11 +161,7 @@ impl StatusReport {
             let _ = writeln!(out, "born-linked policy {POLICY_NAME}: {policy}");
         }
         if let Some(c) = &self.born_linked_service_accounts {
-            let links = if c.all {
-                "every ServiceAccount".to_string()
-            } else {
-                c.service_accounts.join(", ")
-            };
+            let links = c.links();
             let agrees = if c.matches_sync {
                 "as sync does"
             } else {
