@@ -852,14 +852,8 @@ async fn sync_and_status_work_through_the_policy() {
     // Its Events pass the events policy too: a SecretCreated each, and no warning.
     assert!(out.json().get("warnings").is_none(), "{}", out.stdout());
     for ns in [&a, &b] {
-        let events = Api::<Event>::namespaced(client.clone(), ns)
-            .list(
-                &kube::api::ListParams::default()
-                    .labels("app.kubernetes.io/managed-by=ecr-refresh"),
-            )
-            .await
-            .unwrap();
-        let reasons: Vec<_> = events.items.iter().map(|e| e.reason.clone()).collect();
+        let events = our_events(&client, ns).await;
+        let reasons: Vec<_> = events.values().map(|e| e.reason.clone()).collect();
         assert_eq!(reasons, [Some("SecretCreated".to_string())], "{ns}");
     }
     // Nothing due: nothing written. Then --refresh-all rewrites both with the new token.

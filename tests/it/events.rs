@@ -12,20 +12,8 @@ use common::proxy::FaultProxy;
 use common::*;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::Client;
-
-/// Our Events in `ns` (by their label), by name.
-async fn ours(client: &Client, ns: &str) -> BTreeMap<String, Event> {
-    Api::<Event>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=ecr-refresh"))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|e| (e.metadata.name.clone().unwrap(), e))
-        .collect()
-}
 
 /// (type, reason, regarding kind/name, regarding uid) of an Event.
 fn said(e: &Event) -> (String, String, String, String) {
@@ -105,7 +93,7 @@ async fn a_name_taken_is_told_once_then_not_within_the_hour_then_as_a_series_cou
     let all = || async {
         let mut all = BTreeMap::new();
         for ns in &names {
-            for (name, e) in ours(&client, ns).await {
+            for (name, e) in our_events(&client, ns).await {
                 all.insert((ns.clone(), name), e);
             }
         }
@@ -205,7 +193,7 @@ async fn each_reason_is_told_on_the_object_its_owner_looks_at() {
         assert_eq!(events.len(), 1, "{:#?}", events.keys());
         events.into_values().next().unwrap()
     };
-    let created = one(ours(&client, &fresh).await);
+    let created = one(our_events(&client, &fresh).await);
     assert_eq!(
         said(&created),
         (
@@ -217,7 +205,7 @@ async fn each_reason_is_told_on_the_object_its_owner_looks_at() {
     );
     // Its Secret is written and told; its link is refused.
     let sa = uid::<ServiceAccount>(&client, &link, "default").await;
-    let events = ours(&client, &link).await;
+    let events = our_events(&client, &link).await;
     assert_eq!(
         said(&events["awsecr-cred.secret.secretcreated"]).1,
         "SecretCreated"
@@ -235,7 +223,7 @@ async fn each_reason_is_told_on_the_object_its_owner_looks_at() {
     assert!(e.note.as_deref().unwrap().contains("403"), "{e:?}");
     // No Secret of ours to tell it on: the ServiceAccount.
     let sa = uid::<ServiceAccount>(&client, &write, "default").await;
-    let e = one(ours(&client, &write).await);
+    let e = one(our_events(&client, &write).await);
     assert_eq!(
         said(&e),
         (
@@ -246,7 +234,7 @@ async fn each_reason_is_told_on_the_object_its_owner_looks_at() {
         )
     );
     let stuck = uid::<Pod>(&client, &pod, "bare").await;
-    let mine: Vec<_> = ours(&client, &pod)
+    let mine: Vec<_> = our_events(&client, &pod)
         .await
         .into_values()
         .map(|e| said(&e))
@@ -298,19 +286,19 @@ async fn each_reason_is_told_on_the_object_its_owner_looks_at() {
     let reasons =
         |events: BTreeMap<String, Event>| events.values().map(|e| said(e).1).collect::<Vec<_>>();
     assert_eq!(
-        reasons(ours(&client, &link).await),
+        reasons(our_events(&client, &link).await),
         ["SecretCreated", "LinkFailed", "Recovered"]
     );
-    let write_reasons = reasons(ours(&client, &write).await);
+    let write_reasons = reasons(our_events(&client, &write).await);
     assert!(
         write_reasons.contains(&"SecretCreated".to_string()),
         "{write_reasons:?}"
     );
     assert!(documented("Recovered"));
     // Told once: a third pass says nothing more.
-    let before = ours(&client, &link).await;
+    let before = our_events(&client, &link).await;
     Run::sync().args(["-n", glob.as_str()]).run().assert_code(0);
-    let after = ours(&client, &link).await;
+    let after = our_events(&client, &link).await;
     let versions = |m: &BTreeMap<String, Event>| {
         m.values()
             .map(|e| e.metadata.resource_version.clone())
@@ -330,7 +318,7 @@ async fn no_events_writes_none_and_a_server_without_them_is_a_warning() {
         .run()
         .assert_code(0);
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_some());
-    assert!(ours(&client, &ns).await.is_empty());
+    assert!(our_events(&client, &ns).await.is_empty());
 
     let TestNs { client, name: ns } = TestNs::new("evnone").await;
     let proxy = FaultProxy::start(Fault::on("*", "/apis/events.k8s.io/").status(404)).await;
@@ -345,7 +333,7 @@ async fn no_events_writes_none_and_a_server_without_them_is_a_warning() {
         "{warnings}"
     );
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_some());
-    assert!(ours(&client, &ns).await.is_empty());
+    assert!(our_events(&client, &ns).await.is_empty());
 }
 
 /// The README's Argo CD `ignoreDifferences` names, as `managedFieldsManagers`, the field

@@ -84,17 +84,9 @@ async fn prune_removes_exactly_the_dropped_namespaces() {
     );
     // Each dropped namespace's owners are told, on its ServiceAccount (the Secret is gone).
     for (n, kept) in names.iter().zip([true, true, false, false]) {
-        let events =
-            kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), n)
-                .list(
-                    &kube::api::ListParams::default()
-                        .labels("app.kubernetes.io/managed-by=ecr-refresh"),
-                )
-                .await
-                .unwrap();
-        let removed: Vec<_> = events
-            .items
-            .iter()
+        let removed: Vec<_> = our_events(&client, n)
+            .await
+            .into_values()
             .filter(|e| e.reason.as_deref() == Some("SecretRemoved"))
             .map(|e| {
                 let r = e.regarding.as_ref().unwrap();

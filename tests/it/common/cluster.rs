@@ -250,6 +250,21 @@ pub async fn tamper(client: &Client, ns: &str, patch: serde_json::Value) {
         .unwrap_or_else(|e| panic!("tamper with {ns}: {e}"));
 }
 
+/// ecr-refresh's Events in `ns` (by their label), by name.
+pub async fn our_events(
+    client: &Client,
+    ns: &str,
+) -> BTreeMap<String, k8s_openapi::api::events::v1::Event> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=ecr-refresh"))
+        .await
+        .expect("list our events")
+        .items
+        .into_iter()
+        .map(|e| (e.metadata.name.clone().unwrap(), e))
+        .collect()
+}
+
 pub async fn get_sa(client: &Client, ns: &str, name: &str) -> ServiceAccount {
     Api::<ServiceAccount>::namespaced(client.clone(), ns)
         .get(name)
