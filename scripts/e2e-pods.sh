@@ -218,22 +218,33 @@ born_linked() {
     { not_ok "the born-linked policy links new ServiceAccounts"; return 0; }
   local ns=born-$RANDOM out=born-out-$RANDOM
   namespace "$ns"
-  deployment "$ns" web
-  local web; web=$(stuck_pod "$ns" web)
-  check "with the policy, the pod of a Deployment created before any pass names $SECRET and waits on the pull" \
-    eval '[ -n "$web" ] && names_secret "$ns" "$web"'
-  [ -n "$web" ] || { diagnose "$ns" "$(pod_of "$ns" web)"; return 0; }
-  local uid; uid=$(uid_of "$ns" "$web")
-  check "sync writes the Secret (the ServiceAccount is already linked)" logged "sync-$ns" sync -n "$ns"
-  check "the same pod pulls and runs, without being deleted" \
-    eval 'wait_for "$WAIT_RUN" running "$ns" "$web" && [ "$(uid_of "$ns" "$web")" = "$uid" ]'
-  running "$ns" "$web" || diagnose "$ns" "$web"
+  born_pod_pulls_after_sync "$ns" web default || return 0
   namespace "$out" opt-out
   check "an opted-out namespace's default ServiceAccount gets no entry" \
     eval '[ -z "$(k -n "$out" get sa default -o jsonpath="{.imagePullSecrets}")" ]'
   tool status -n "$ns" >"$LOGS/status-$ns.log" 2>"$LOGS/status-$ns.err" || true
   check "status says the policy is installed" grep -q "born-linked policy $POLICY: installed" "$LOGS/status-$ns.log"
   born_linked_builder
+}
+
+# With the policy: the pod of a Deployment `app` of ServiceAccount `sa` in `ns`, created
+# before any pass, is born naming the Secret and waits on the pull; `sync -n ns ARGS...` writes
+# the Secret (the ServiceAccount is already linked) and the same pod pulls and runs, without
+# being recreated. False when there was no such pod.
+born_pod_pulls_after_sync() { # ns app sa [sync args...]
+  local ns=$1 app=$2 sa=$3; shift 3
+  local as=""
+  [ "$sa" = default ] || as=$sa
+  deployment "$ns" "$app" "" "$as"
+  local pod; pod=$(stuck_pod "$ns" "$app")
+  check "with the policy, the pod of a Deployment of ServiceAccount $sa created before any pass names $SECRET and waits on the pull" \
+    eval '[ -n "$pod" ] && names_secret "$ns" "$pod"'
+  [ -n "$pod" ] || { diagnose "$ns" "$(pod_of "$ns" "$app")"; return 1; }
+  local uid; uid=$(uid_of "$ns" "$pod")
+  check "sync${*:+ $*} writes the Secret (the ServiceAccount is already linked)" logged "sync-$ns" sync -n "$ns" "$@"
+  check "the same $sa pod pulls and runs, without being recreated" \
+    eval 'wait_for "$WAIT_RUN" running "$ns" "$pod" && [ "$(uid_of "$ns" "$pod")" = "$uid" ]'
+  running "$ns" "$pod" || diagnose "$ns" "$pod"
 }
 
 # A ServiceAccount the settings name besides `default`: born linked, and its pod pulls after
@@ -244,17 +255,7 @@ born_linked_builder() {
   k -n "$ns" create serviceaccount builder >/dev/null
   check "a new namespace's builder ServiceAccount is born listing $SECRET" \
     eval 'k -n "$ns" get sa builder -o jsonpath="{.imagePullSecrets[*].name}" | grep -qw "$SECRET"'
-  deployment "$ns" build "" builder
-  local pod; pod=$(stuck_pod "$ns" build)
-  check "its Deployment's pod, created before any pass, names $SECRET and waits on the pull" \
-    eval '[ -n "$pod" ] && names_secret "$ns" "$pod"'
-  [ -n "$pod" ] || { diagnose "$ns" "$(pod_of "$ns" build)"; return 0; }
-  local uid; uid=$(uid_of "$ns" "$pod")
-  check "sync --service-account default,builder writes the Secret" \
-    logged "sync-$ns" sync -n "$ns" --service-account default,builder
-  check "the builder pod pulls and runs, without being recreated" \
-    eval 'wait_for "$WAIT_RUN" running "$ns" "$pod" && [ "$(uid_of "$ns" "$pod")" = "$uid" ]'
-  running "$ns" "$pod" || diagnose "$ns" "$pod"
+  born_pod_pulls_after_sync "$ns" build builder --service-account default,builder || return 0
   tool status -n "$ns" --service-account default,builder >"$LOGS/status-$ns.log" 2>"$LOGS/status-$ns.err" || true
   check "status says the policy links builder and default at creation, as sync does" \
     grep -q "it links at creation: builder, default (as sync does)" "$LOGS/status-$ns.log"
