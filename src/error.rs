@@ -6,8 +6,8 @@ pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 pub(crate) mod exit {
     /// Every selected namespace is in the desired state.
     pub(crate) const OK: u8 = 0;
-    /// At least one namespace failed (for `status`: is unhealthy); the others were still
-    /// processed. Also: the report could not be written to stdout.
+    /// At least one namespace or Argo CD Secret failed (for `status`: is unhealthy); the others
+    /// were still processed. Also: the report could not be written to stdout.
     pub(crate) const NAMESPACE_FAILED: u8 = 1;
     /// A flag, env variable or kubeconfig setting is invalid, or stdout is closed; nothing was
     /// contacted or written.

@@ -2,6 +2,7 @@
 //!
 //! `main.rs` only parses flags and maps the result to an exit code; the work lives here.
 
+mod argocd;
 mod bornlinked;
 mod children;
 pub mod cli;

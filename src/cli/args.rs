@@ -6,13 +6,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::help::{EXIT_CODES_HELP, PRUNE_EXAMPLES, STATUS_EXAMPLES, SYNC_EXAMPLES};
 pub use super::services::{AwsArgs, PushArgs};
-use super::values::{object_name, Concurrency, DurationArg, Timeout};
+use super::values::{namespace_name, object_name, Concurrency, DurationArg, Timeout};
 use crate::k8s_grammar::{LabelSelector, PatternList};
 
 /// The heading of the flags that shape what is written.
 const WRITE: &str = "What to write";
 /// The heading of the flags for the Events namespace owners see.
 const EVENTS: &str = "Events for namespace owners";
+/// The heading of the flags for GitOps controllers' credentials.
+const GITOPS: &str = "GitOps controllers";
 /// How help names a value like `30s` or `1h30m`.
 const DURATION: &str = "DURATION";
 
@@ -390,8 +392,32 @@ pub struct SyncArgs {
     pub(crate) events: EventArgs,
 
     #[command(flatten)]
+    pub(crate) argocd: ArgoCdArgs,
+
+    #[command(flatten)]
     // Boxed: the URL is large, and clippy keeps the Command variants close in size.
     pub(crate) metrics: Box<PushArgs>,
+}
+
+/// Argo CD's repository credentials (`sync`, `status`, `prune`).
+#[derive(Debug, Args)]
+pub struct ArgoCdArgs {
+    /// Argo CD's namespace: also keep there one repository-credentials Secret per ECR registry
+    /// host (label argocd.argoproj.io/secret-type=repo-creds, type helm, enableOCI, username AWS,
+    /// the token as password), named ecr-refresh.<host>, so Argo CD pulls Helm charts and OCI
+    /// artifacts from ECR. Written when due like the pull Secrets; one of that name that is not
+    /// ours is never touched. `status` checks them; `prune` removes ours (those the ledger in
+    /// --state-namespace records). Needs get, create and patch on those names there
+    /// (deploy/argocd). Flux needs no flag: select its namespace and point secretRef at the
+    /// pull Secret
+    #[arg(
+        help_heading = GITOPS,
+        long,
+        env = "ECR_REFRESH_ARGOCD_NAMESPACE",
+        value_name = "NAMESPACE",
+        value_parser = namespace_name
+    )]
+    pub(crate) argocd_namespace: Option<String>,
 }
 
 /// Events for namespace owners (`sync`, `prune`).
@@ -430,6 +456,9 @@ pub struct StatusArgs {
     /// Also count a namespace as unhealthy when its token expires sooner than this
     #[arg(help_heading = "Status", long, env = "ECR_REFRESH_MIN_REMAINING", value_name = DURATION)]
     pub(crate) min_remaining: Option<DurationArg>,
+
+    #[command(flatten)]
+    pub(crate) argocd: ArgoCdArgs,
 }
 
 #[derive(Debug, Args)]
@@ -455,6 +484,12 @@ pub struct PruneArgs {
 
     #[command(flatten)]
     pub(crate) events: EventArgs,
+
+    #[command(flatten)]
+    pub(crate) argocd: ArgoCdArgs,
+
+    #[command(flatten)]
+    pub(crate) ledger: LedgerArgs,
 }
 
 #[cfg(test)]

@@ -42,8 +42,8 @@ Examples:
 pub(super) const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  every selected namespace succeeded (or was skipped because it is terminating)
-  1  some namespaces failed (status: some are unhealthy); the others were still processed;
-     or the report could not be written to stdout
+  1  some namespaces (or Argo CD Secrets) failed (status: some are unhealthy); the others were
+     still processed; or the report could not be written to stdout
   2  invalid input (flag, env variable, kubeconfig or context), or stdout is closed; nothing
      was written
   3  could not get a usable ECR token; nothing was written. With --tenants: a tenant's token

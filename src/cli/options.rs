@@ -1,8 +1,8 @@
 //! From parsed flags to each command's options, with the checks no single flag can make.
 
 use super::args::{
-    AwsArgs, EventArgs, GlobalArgs, LedgerArgs, PruneArgs, PushArgs, RunArgs, ScopeArgs,
-    SelectionArgs, StatusArgs, SyncArgs, TargetArgs,
+    ArgoCdArgs, AwsArgs, EventArgs, GlobalArgs, LedgerArgs, PruneArgs, PushArgs, RunArgs,
+    ScopeArgs, SelectionArgs, StatusArgs, SyncArgs, TargetArgs,
 };
 use super::values::DurationArg;
 use crate::cluster::ClusterOptions;
@@ -167,6 +167,7 @@ impl SyncArgs {
             prune,
             delete_stuck_pods,
             events,
+            argocd: ArgoCdArgs { argocd_namespace },
             // Pushed by `crate::run` once the report is done, whatever the outcome.
             metrics: _,
         } = self;
@@ -204,6 +205,7 @@ impl SyncArgs {
             delete_stuck_pods,
             state_namespace,
             events: events.into_options(),
+            argocd_namespace,
         })
     }
 }
@@ -215,10 +217,12 @@ impl StatusArgs {
             run,
             ledger: LedgerArgs { state_namespace },
             min_remaining,
+            argocd: ArgoCdArgs { argocd_namespace },
         } = self;
         Ok(StatusOptions {
             run: run.into_options(global, selection.into_selection(DEFAULT_SESSION)?, target)?,
             state_namespace,
+            argocd_namespace,
             min_remaining: min_remaining.map(DurationArg::get).unwrap_or_default(),
         })
     }
@@ -248,6 +252,8 @@ impl PruneArgs {
             dry_run: self.dry_run,
             uninstall: self.uninstall,
             events: self.events.into_options(),
+            argocd_namespace: self.argocd.argocd_namespace,
+            state_namespace: self.ledger.state_namespace,
         })
     }
 }

@@ -95,6 +95,12 @@ pub(crate) fn object_name(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// A namespace's name (a DNS label).
+pub(crate) fn namespace_name(s: &str) -> Result<String, String> {
+    crate::k8s_grammar::validate_dns_label(s)?;
+    Ok(s.to_string())
+}
+
 /// [`parse_url`] for clap, whose own message would quote the value, password and all (it comes
 /// from `ECR_REFRESH_PUSHGATEWAY` into pod logs too): the refusal shows it masked.
 #[derive(Clone)]

@@ -32,6 +32,15 @@ pub(crate) struct RunOptions {
 }
 
 impl RunOptions {
+    /// Whether this is the run for --secret-name itself (the first of
+    /// [`Self::by_secret_name`]): what is done once per command is done there.
+    pub(crate) fn is_first_pass(&self) -> bool {
+        self.selection
+            .pass
+            .as_ref()
+            .is_none_or(|p| p.name == p.default)
+    }
+
     /// The command's runs: this one, or with --tenants whose rules name other Secret names, one
     /// per name (the run's own first), each covering the namespaces whose tenant uses it (the
     /// run's own also those no rule takes). Each has its own lists and ledger key.

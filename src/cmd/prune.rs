@@ -8,6 +8,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::{bounded, connect, setup, stopped, Cut, Limits, RunOptions};
+use crate::argocd;
 use crate::bornlinked;
 use crate::cluster::Cluster;
 use crate::error::Result;
@@ -25,6 +26,10 @@ pub(crate) struct PruneOptions {
     /// Also take our entry out of ServiceAccounts where our Secret is already gone.
     pub(crate) uninstall: bool,
     pub(crate) events: EventOptions,
+    /// Also remove our Argo CD Secrets there (see `argocd`).
+    pub(crate) argocd_namespace: Option<String>,
+    /// Where the ledger is: it names our Argo CD Secrets.
+    pub(crate) state_namespace: String,
 }
 
 /// Prunes (with --tenants whose rules name other Secret names, each name in turn).
@@ -78,6 +83,12 @@ async fn run_one(opts: &PruneOptions, stop: &Stop) -> Result<RunReport> {
         let at_once = opts.run.pace.concurrency;
         if let Err(e) = events::record(&cluster, &report, secret, &opts.events, at_once).await {
             report.warnings.push(e);
+        }
+    }
+    if let Some(ns) = opts.argocd_namespace.as_deref() {
+        if opts.run.is_first_pass() && stop.requested().is_none() {
+            let done = argocd::prune(&cluster, ns, &opts.state_namespace, opts.dry_run).await;
+            report.add_argocd(done);
         }
     }
     // New namespaces would still be born listing our Secret: say so, do not delete it here.

@@ -15,6 +15,7 @@ use super::{
     REQUEST_ANNOTATION, SECRET_TYPE,
 };
 use crate::dockerconfig;
+use crate::ecr::token::Login;
 use crate::ecr::{EcrClientConfig, RegionCredential, RegistrySpec};
 use crate::error::Error;
 use crate::sensitive::Sensitive;
@@ -26,6 +27,9 @@ pub(crate) struct Desired {
     pub(crate) annotations: BTreeMap<String, String>,
     pub(crate) hosts: Vec<String>,
     pub(crate) expires_at: Option<jiff::Timestamp>,
+    /// Each host's login and its token's expiry, for formats that hold one host each (Argo
+    /// CD's repository credentials, see `argocd`). `Login`'s password prints redacted.
+    pub(crate) logins: BTreeMap<String, (Login, Option<jiff::Timestamp>)>,
 }
 
 impl Desired {
@@ -50,11 +54,20 @@ impl Desired {
         if let Some(tenant) = tenant {
             annotations.insert(TENANT_ANNOTATION.to_string(), tenant.to_string());
         }
+        let logins = credentials
+            .iter()
+            .flat_map(|c| {
+                c.hosts
+                    .iter()
+                    .map(|h| (h.clone(), (c.login.clone(), c.expires_at)))
+            })
+            .collect();
         Self {
             payload: dockerconfig::build(credentials),
             annotations,
             hosts,
             expires_at,
+            logins,
         }
     }
 

@@ -130,7 +130,42 @@ impl Ledger {
         written: BTreeMap<String, String>,
         gone: impl Fn(&str) -> bool,
     ) -> Result<(), LedgerError> {
-        let (Some(entries), false) = (&self.entries, written.is_empty()) else {
+        if written.is_empty() {
+            return Ok(());
+        }
+        self.apply(cluster, written, gone).await
+    }
+
+    /// The names recorded (namespaces for a pull Secret; Secret names for `argocd`'s key).
+    pub(crate) fn recorded(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .flat_map(|e| e.keys().cloned())
+            .collect()
+    }
+
+    /// Drops the entries `gone` accepts, with nothing written (`prune`, and Secrets `sync`
+    /// no longer writes); nothing when none is recorded.
+    pub(crate) async fn forget(
+        &self,
+        cluster: &Cluster,
+        gone: impl Fn(&str) -> bool,
+    ) -> Result<(), LedgerError> {
+        if !self.recorded().iter().any(|k| gone(k)) {
+            return Ok(());
+        }
+        self.apply(cluster, BTreeMap::new(), gone).await
+    }
+
+    /// [`Self::record`]'s write: this ledger's key as merged, guarded, merged again on a
+    /// conflict.
+    async fn apply(
+        &self,
+        cluster: &Cluster,
+        written: BTreeMap<String, String>,
+        gone: impl Fn(&str) -> bool,
+    ) -> Result<(), LedgerError> {
+        let Some(entries) = &self.entries else {
             return Ok(());
         };
         let api: Api<ConfigMap> = Api::namespaced(cluster.client(), &self.namespace);

@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{whole_minutes, End, SCHEMA_VERSION};
+use crate::argocd::ArgoCdReport;
 use crate::cluster::Stats;
 use crate::error::{exit, Error};
 use crate::pullsecret::SecretOutcome;
@@ -221,6 +222,9 @@ pub(crate) struct RunReport {
     /// the others were done); the run exits 3.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) failed_tenants: Vec<FailedTenant>,
+    /// With --argocd-namespace: Argo CD's repository credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) argocd: Option<ArgoCdReport>,
     /// Things to act on that are not a namespace's failure (e.g. a policy left behind).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) warnings: Vec<String>,
@@ -248,9 +252,16 @@ impl RunReport {
             namespaces: Vec::new(),
             ecr_calls: 0,
             failed_tenants: Vec::new(),
+            argocd: None,
             warnings: Vec::new(),
             end: End::ok(),
         }
+    }
+
+    /// Adds Argo CD's part; its warnings join the run's.
+    pub(crate) fn add_argocd(&mut self, mut argocd: ArgoCdReport) {
+        super::merge_warnings(&mut self.warnings, std::mem::take(&mut argocd.warnings));
+        self.argocd = Some(argocd);
     }
 
     /// A report for a run that stopped on a fatal error before any namespace.
@@ -303,12 +314,14 @@ impl RunReport {
 
     /// The exit code, given the fatal error's own code if the run met one.
     fn code(&self, fatal: Option<u8>) -> u8 {
-        let wrote = self.namespaces.iter().any(NamespaceReport::wrote);
+        let wrote = self.namespaces.iter().any(NamespaceReport::wrote)
+            || self.argocd.as_ref().is_some_and(ArgoCdReport::wrote);
+        let argocd_failed = self.argocd.as_ref().map_or(0, ArgoCdReport::failed);
         match fatal {
             Some(code) if !wrote => code,
             Some(_) => exit::NAMESPACE_FAILED,
             None if !self.failed_tenants.is_empty() => exit::ECR_TOKEN,
-            None if self.summary.failed > 0 => exit::NAMESPACE_FAILED,
+            None if self.summary.failed > 0 || argocd_failed > 0 => exit::NAMESPACE_FAILED,
             None => exit::OK,
         }
     }
@@ -329,6 +342,7 @@ impl crate::cmd::Merge for RunReport {
             .min();
         self.ecr_calls += later.ecr_calls;
         self.failed_tenants.extend(later.failed_tenants);
+        self.argocd = self.argocd.or(later.argocd);
         super::merge_warnings(&mut self.warnings, later.warnings);
         self.end.absorb(later.end);
         self.tally();
@@ -381,6 +395,9 @@ impl RunReport {
             let _ = writeln!(out, "token expires: {t} ({left})");
         }
         self.namespace_lines(&mut out);
+        if let Some(a) = &self.argocd {
+            argocd_lines(a, &mut out);
+        }
         for t in &self.failed_tenants {
             let _ = writeln!(out, "TENANT FAILED: {}", t.error);
         }
@@ -416,5 +433,37 @@ impl RunReport {
                 );
             }
         }
+    }
+}
+
+/// Argo CD's counts, then each failure.
+fn argocd_lines(a: &ArgoCdReport, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "argocd namespace {}: {} repository credentials: {} created, {} updated, {} unchanged, {} pruned, {} failed",
+        a.namespace,
+        a.secrets.len(),
+        a.count(Outcome::Created),
+        a.count(Outcome::Updated),
+        a.count(Outcome::Unchanged),
+        a.count(Outcome::Pruned),
+        a.failed()
+    );
+    if let Some(e) = &a.error {
+        let _ = writeln!(out, "FAILED argocd: {e}");
+    }
+    for s in &a.secrets {
+        let label = match s.outcome {
+            Outcome::Failed => "FAILED",
+            Outcome::Skipped => "skipped",
+            _ => continue,
+        };
+        let _ = writeln!(
+            out,
+            "{label} argocd {}/{}: {}",
+            a.namespace,
+            s.name,
+            s.error.as_deref().unwrap_or("")
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::{Serialize, Serializer};
 
 use super::{whole_minutes, End, SCHEMA_VERSION};
+use crate::argocd::ArgoCdStatus;
 use crate::bornlinked::{Coverage, PolicyState, POLICY_NAME};
 use crate::cluster::Stats;
 use crate::error::{exit, Error};
@@ -93,6 +94,9 @@ pub(crate) struct StatusReport {
     pub(crate) born_linked_service_accounts: Option<Coverage>,
     pub(crate) summary: StatusSummary,
     pub(crate) namespaces: Vec<NamespaceStatus>,
+    /// With --argocd-namespace: how Argo CD's repository credentials stand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) argocd: Option<ArgoCdStatus>,
     /// What could not be checked (e.g. pods, without the permission).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) warnings: Vec<String>,
@@ -111,6 +115,7 @@ impl StatusReport {
             born_linked_service_accounts: None,
             summary: StatusSummary::default(),
             namespaces: Vec::new(),
+            argocd: None,
             warnings: Vec::new(),
             end: End::ok(),
         }
@@ -142,7 +147,7 @@ impl StatusReport {
                 (None, false) => s.unhealthy += 1,
             }
         }
-        let unhealthy = s.unhealthy > 0;
+        let unhealthy = s.unhealthy > 0 || self.argocd.as_ref().is_some_and(|a| !a.healthy());
         self.summary = s;
         if unhealthy {
             exit::NAMESPACE_FAILED
@@ -192,6 +197,26 @@ impl StatusReport {
                 }
             };
         }
+        if let Some(a) = &self.argocd {
+            let _ = writeln!(out, "argocd namespace {}:", a.namespace);
+            for p in &a.problems {
+                let _ = writeln!(out, "  UNHEALTHY {p}");
+            }
+            for s in &a.secrets {
+                let _ = match (s.healthy, s.remaining_seconds) {
+                    (true, Some(secs)) => writeln!(
+                        out,
+                        "  ok        {}: expires in {}",
+                        s.name,
+                        whole_minutes(secs)
+                    ),
+                    (true, None) => writeln!(out, "  ok        {}", s.name),
+                    (false, _) => {
+                        writeln!(out, "  UNHEALTHY {}: {}", s.name, s.problems.join("; "))
+                    }
+                };
+            }
+        }
         for w in &self.warnings {
             let _ = writeln!(out, "warning: {w}");
         }
@@ -202,6 +227,7 @@ impl StatusReport {
 impl crate::cmd::Merge for StatusReport {
     fn merge(mut self, later: Self) -> Self {
         self.namespaces.extend(later.namespaces);
+        self.argocd = self.argocd.or(later.argocd);
         self.born_linked_policy = self.born_linked_policy.or(later.born_linked_policy);
         self.born_linked_service_accounts = self
             .born_linked_service_accounts

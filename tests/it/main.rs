@@ -6,6 +6,7 @@
 mod common;
 
 mod admission_policy;
+mod argocd;
 mod born_linked;
 mod cli;
 mod completions;

@@ -2,12 +2,13 @@
 
 mod health;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 
 use super::{bounded, connect, list_accounts, list_secrets, setup, RunOptions};
+use crate::argocd;
 use crate::bornlinked;
 use crate::cluster::{Cluster, Parts};
 use crate::error::Result;
@@ -24,6 +25,8 @@ pub(crate) struct StatusOptions {
     pub(crate) min_remaining: Duration,
     /// Where the ledger of our writes is (see `pullsecret::Ledger`).
     pub(crate) state_namespace: String,
+    /// Also check our Argo CD Secrets there (see `argocd`).
+    pub(crate) argocd_namespace: Option<String>,
 }
 
 impl crate::progress::Tally for NamespaceStatus {
@@ -114,8 +117,31 @@ async fn run_one(opts: &StatusOptions, never: &Stop) -> Result<StatusReport> {
         |name, _| health::late(name, timeout),
     )
     .await;
+    if let Some(ns) = opts.argocd_namespace.as_deref() {
+        if opts.run.is_first_pass() {
+            report.argocd = Some(argocd_status(&cluster, opts, ns, &report.namespaces).await);
+        }
+    }
     report.finish(cluster.stats(), started);
     Ok(report)
+}
+
+/// Argo CD's Secrets: those the ledger records, and one per host our pull Secrets name (so a
+/// lost ledger still shows a missing one).
+async fn argocd_status(
+    cluster: &Cluster,
+    opts: &StatusOptions,
+    namespace: &str,
+    namespaces: &[NamespaceStatus],
+) -> argocd::ArgoCdStatus {
+    let key = argocd::ledger_key(namespace);
+    let (ledger, _unread) = Ledger::read(cluster, &opts.state_namespace, &key).await;
+    let hosts: BTreeSet<String> = namespaces
+        .iter()
+        .filter(|n| n.secret == Some(State::Ours) && n.tenant.is_none())
+        .flat_map(|n| n.registries.iter().cloned())
+        .collect();
+    argocd::status(cluster, namespace, &ledger, &hosts, opts.min_remaining).await
 }
 
 /// One namespace's share of the lists, handed to its check by value.

@@ -10,6 +10,7 @@ mod namespace;
 mod tokens;
 
 use super::{bounded, list_secrets, prune, setup, stopped, Limits, RunOptions};
+use crate::argocd;
 use crate::cluster::{Cluster, Parts};
 use crate::ecr::{EcrClientConfig, EcrOptions, EcrProgress};
 use crate::error::Result;
@@ -43,6 +44,8 @@ pub(crate) struct SyncOptions {
     /// Where the ledger of our writes is (see `pullsecret::Ledger`).
     pub(crate) state_namespace: String,
     pub(crate) events: EventOptions,
+    /// Also keep Argo CD's repository credentials there (see `argocd`).
+    pub(crate) argocd_namespace: Option<String>,
 }
 
 fn policy(opts: &SyncOptions) -> Policy {
@@ -211,7 +214,8 @@ impl Pass<'_> {
     )> {
         let (opts, cluster) = (self.opts, self.cluster);
         let tenants = opts.run.selection.tenants.as_deref();
-        let tokens = Tokens::new(ecr, tenants, &opts.aws.registries).await;
+        let argocd = opts.argocd_namespace.is_some() && opts.run.is_first_pass();
+        let tokens = Tokens::new(ecr, tenants, &opts.aws.registries, argocd).await;
         let now = jiff::Timestamp::now();
         let secrets = async {
             let secret = &opts.run.target.secret_name;
@@ -310,8 +314,30 @@ impl Pass<'_> {
             warn!("{e}");
             report.warnings.push(e.to_string());
         }
+        self.argocd(&mut report, &tokens, stop).await;
         self.finish(report, &tokens, earliest_held, to_prune, stop)
             .await
+    }
+
+    /// With --argocd-namespace (once, in the run for --secret-name): Argo CD's repository
+    /// credentials, from the run's own token. Not after a signal, or when that token failed
+    /// (the run's error already says why).
+    async fn argocd(&self, report: &mut RunReport, tokens: &Tokens, stop: &Stop) {
+        let Some(ns) = self.opts.argocd_namespace.as_deref() else {
+            return;
+        };
+        if !self.opts.run.is_first_pass() || stop.requested().is_some() || tokens.fatal().is_some()
+        {
+            return;
+        }
+        let policy = argocd::SyncPolicy {
+            dry_run: self.opts.dry_run,
+            refresh_before: self.opts.refresh_before,
+            refresh_all: self.opts.refresh_all,
+        };
+        let state = &self.opts.state_namespace;
+        let done = argocd::sync(self.cluster, ns, state, tokens.own(), policy).await;
+        report.add_argocd(done);
     }
 
     /// The Secrets the metadata list showed but could not vouch for (changed since our last

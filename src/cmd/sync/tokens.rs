@@ -13,6 +13,9 @@ pub(super) struct Tokens {
     /// One per tenant rule, in the file's order; or the run's one.
     lazies: Vec<LazyDesired>,
     tenanted: bool,
+    /// With --tenants and --argocd-namespace: the run's own, for Argo CD, which serves every
+    /// team (without --tenants that is `lazies[0]`).
+    own: Option<LazyDesired>,
 }
 
 impl Tokens {
@@ -23,11 +26,13 @@ impl Tokens {
         base: EcrClientConfig,
         tenants: Option<&Tenants>,
         registries: &[crate::ecr::RegistrySpec],
+        argocd: bool,
     ) -> Self {
         let Some(tenants) = tenants else {
             return Self {
                 lazies: vec![LazyDesired::new(Arc::new(base), registries).await],
                 tenanted: false,
+                own: None,
             };
         };
         type Role = (String, Option<String>);
@@ -59,10 +64,20 @@ impl Tokens {
                 .clone();
             lazies.push(LazyDesired::for_tenant(client, tenant).await);
         }
+        let own = match argocd {
+            true => Some(LazyDesired::new(Arc::new(base), registries).await),
+            false => None,
+        };
         Self {
             lazies,
             tenanted: true,
+            own,
         }
+    }
+
+    /// The run's own token (not a tenant's), for Argo CD.
+    pub(super) fn own(&self) -> &LazyDesired {
+        self.own.as_ref().unwrap_or(&self.lazies[0])
     }
 
     /// The token of a namespace taken by tenant rule `tenant` (`None` without --tenants).
@@ -98,10 +113,13 @@ impl Tokens {
 
     /// The tokens fetched and usable.
     pub(super) fn fetched(&self) -> impl Iterator<Item = &Arc<Desired>> {
-        self.lazies.iter().filter_map(|l| match l.fetched() {
-            Some(Ok(d)) => Some(d),
-            _ => None,
-        })
+        self.lazies
+            .iter()
+            .chain(&self.own)
+            .filter_map(|l| match l.fetched() {
+                Some(Ok(d)) => Some(d),
+                _ => None,
+            })
     }
 
     /// GetAuthorizationToken calls made, by every tenant (they share one counter).
