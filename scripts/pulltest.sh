@@ -16,7 +16,8 @@
 # Knobs: ECR_REFRESH_PULLTEST_IP (registry address, 127.0.0.77), ECR_REFRESH_PULLTEST_KUBELET_PORT
 # (10350; healthz on the port 2 below), ECR_REFRESH_PULLTEST_WAIT (seconds per pod, 90),
 # ECR_REFRESH_PULLTEST_KUBELET (a kubelet binary to use instead), ECR_REFRESH_PULLTEST_TENANT_IP
-# (the tenants' registry address, 127.0.0.78).
+# (the tenants' registry address, 127.0.0.78), ECR_REFRESH_PULLTEST_TOOL (the ecr-refresh binary,
+# default target/debug/ecr-refresh, built if missing).
 # Then tenants (`sync --tenants`): one registry whose repositories team-a/app and team-b/app each
 # open only to its own team's token (as ECR repository policies do), and an STS and ECR stand-in
 # that gives each team's role its own token (scripts/py/pulltest_tenants.py): each team's
@@ -68,8 +69,9 @@ install() {
     [ -x "$KUBELET" ] || env -u KUBEBUILDER_ASSETS "$ROOT/scripts/testenv.sh" install
     [ -x "$KUBELET" ] || die "no kubelet at $KUBELET after scripts/testenv.sh install"
   fi
-  TOOL=$ROOT/target/debug/ecr-refresh
-  [ -x "$TOOL" ] || (cd "$ROOT" && cargo build --locked)
+  TOOL=${ECR_REFRESH_PULLTEST_TOOL:-$ROOT/target/debug/ecr-refresh}
+  if [ -z "${ECR_REFRESH_PULLTEST_TOOL:-}" ] && [ ! -x "$TOOL" ]; then (cd "$ROOT" && cargo build --locked); fi
+  [ -x "$TOOL" ] || die "no ecr-refresh binary at $TOOL"
 }
 
 k() { kubectl --kubeconfig "$RUN_DIR/kubeconfig" --cache-dir "$WORK/kube-cache" --request-timeout=20s "$@"; }
