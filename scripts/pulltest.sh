@@ -16,11 +16,16 @@
 # Knobs: ECR_REFRESH_PULLTEST_IP (registry address, 127.0.0.77), ECR_REFRESH_PULLTEST_KUBELET_PORT
 # (10350; healthz on the port 2 below), ECR_REFRESH_PULLTEST_WAIT (seconds per pod, 90),
 # ECR_REFRESH_PULLTEST_KUBELET (a kubelet binary to use instead), ECR_REFRESH_PULLTEST_TENANT_IP
-# (the tenants' registry address, 127.0.0.78).
+# (the tenants' registry address, 127.0.0.78), ECR_REFRESH_PULLTEST_TOOL (the ecr-refresh binary,
+# default target/debug/ecr-refresh, built if missing).
 # Then tenants (`sync --tenants`): one registry whose repositories team-a/app and team-b/app each
 # open only to its own team's token (as ECR repository policies do), and an STS and ECR stand-in
 # that gives each team's role its own token (scripts/py/pulltest_tenants.py): each team's
 # namespace pulls its own image and not the other's, and moving a namespace flips that in a pass.
+# Before the tenants, GitOps (`sync --argocd-namespace`): real helm (scripts/testenv.sh install-helm)
+# pushes a chart to oci://<ECR host>/charts and pulls it back with only the Secrets sync wrote: the
+# Argo CD repo-creds Secret's username/password and the Flux Secret's .dockerconfigjson as helm's
+# registry config; with no credentials, or with a token the registry no longer accepts, it gets 401.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,8 +73,11 @@ install() {
     [ -x "$KUBELET" ] || env -u KUBEBUILDER_ASSETS "$ROOT/scripts/testenv.sh" install
     [ -x "$KUBELET" ] || die "no kubelet at $KUBELET after scripts/testenv.sh install"
   fi
-  TOOL=$ROOT/target/debug/ecr-refresh
-  [ -x "$TOOL" ] || (cd "$ROOT" && cargo build --locked)
+  TOOL=${ECR_REFRESH_PULLTEST_TOOL:-$ROOT/target/debug/ecr-refresh}
+  if [ -z "${ECR_REFRESH_PULLTEST_TOOL:-}" ] && [ ! -x "$TOOL" ]; then (cd "$ROOT" && cargo build --locked); fi
+  [ -x "$TOOL" ] || die "no ecr-refresh binary at $TOOL"
+  HELM=$("$ROOT/scripts/testenv.sh" helm-path)
+  [ -x "$HELM" ] || "$ROOT/scripts/testenv.sh" install-helm >&2 || die "could not install helm (scripts/testenv.sh install-helm)"
 }
 
 k() { kubectl --kubeconfig "$RUN_DIR/kubeconfig" --cache-dir "$WORK/kube-cache" --request-timeout=20s "$@"; }
@@ -212,6 +220,195 @@ checks() {
   expect_success "$a" app-3 "after the repair a new pod in $a Succeeds"
 }
 
+# --- GitOps: an OCI Helm chart pulled with the Secrets Argo CD and Flux read -------------------
+
+CHART=pulltest-chart
+CHART_VERSION=0.1.0
+
+# helm with its home, config, cache, data and temp dirs under $WORK: nothing lands in root's home.
+helm() {
+  env -i PATH=/usr/bin:/bin HOME="$WORK/helm/home" TMPDIR="$WORK/helm/tmp" \
+    HELM_CONFIG_HOME="$WORK/helm/config" HELM_CACHE_HOME="$WORK/helm/cache" HELM_DATA_HOME="$WORK/helm/data" \
+    "$HELM" "$@"
+}
+
+# The last lines of a log as comments, every password this test knows blanked out.
+redacted_tail() { # file
+  local t; t=$(tail -n 5 "$1" 2>/dev/null)
+  t=${t//"$PASSWORD"/(redacted)}
+  [ -z "${ROTATED:-}" ] || t=${t//"$ROTATED"/(redacted)}
+  printf '%s\n' "$t" | sed 's/^/# /'
+}
+
+# A hand-written chart, packaged and pushed to oci://$HOST/charts as AWS with moto's token. The
+# login goes to a throwaway registry config (password on stdin), removed after the push.
+push_chart() {
+  local d=$WORK/helm/src/$CHART
+  mkdir -p "$d/templates" "$WORK/helm/tmp"
+  printf 'apiVersion: v2\nname: %s\nversion: %s\ndescription: pulled by scripts/pulltest.sh\n' \
+    "$CHART" "$CHART_VERSION" >"$d/Chart.yaml"
+  printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s}\ndata: {greeting: hello}\n' "$CHART" \
+    >"$d/templates/configmap.yaml"
+  helm package "$d" -d "$WORK/helm" >"$LOGS/helm-push.log" 2>&1 || die "helm package failed; see $LOGS/helm-push.log"
+  CHART_TGZ=$WORK/helm/$CHART-$CHART_VERSION.tgz
+  printf '%s' "$PASSWORD" | helm registry login "$HOST" --username AWS --password-stdin \
+    --ca-file "$WORK/certs/ca.crt" --registry-config "$WORK/helm/push.json" >>"$LOGS/helm-push.log" 2>&1 ||
+    die "helm registry login $HOST failed; see $LOGS/helm-push.log"
+  helm push "$CHART_TGZ" "oci://$HOST/charts" --ca-file "$WORK/certs/ca.crt" \
+    --registry-config "$WORK/helm/push.json" >>"$LOGS/helm-push.log" 2>&1 ||
+    die "helm push to oci://$HOST/charts failed; see $LOGS/helm-push.log"
+  rm -f "$WORK/helm/push.json"
+  # For the pulls that must bring no credentials of their own.
+  echo '{"auths":{}}' >"$WORK/helm/empty.json"
+}
+
+# The registry's answers to the chart's manifest requests after line N of its access log, e.g.
+# "401 200" (a client's first request is the anonymous one that gets the challenge).
+manifest_codes() { # N
+  tail -n +$(($1 + 1)) "$LOGS/registry.log" |
+    sed -n "s|.*\"[A-Z]* /v2/charts/$CHART/manifests/$CHART_VERSION HTTP/[0-9.]*\" \([0-9]*\) .*|\1|p" | xargs
+}
+manifest_answered() { [ -n "$(manifest_codes "$1")" ]; }
+
+# pull_chart LABEL HOST HELM_FLAGS...: helm pull of the chart from HOST into a fresh folder, its
+# output in $LOGS/helm-pull-LABEL.log. Sets PULL_CODES (manifest_codes) and PULLED (the .tgz, or
+# nothing).
+pull_chart() {
+  local label=$1 host=$2 out=$WORK/helm/pull-$1 before; shift 2
+  rm -rf "$out" && mkdir -p "$out"
+  before=$(wc -l <"$LOGS/registry.log")
+  helm pull "oci://$host/charts/$CHART" --version "$CHART_VERSION" --ca-file "$WORK/certs/ca.crt" \
+    -d "$out" "$@" >"$LOGS/helm-pull-$label.log" 2>&1 || true
+  # The access log's line is written as the response goes out: give the last one a moment.
+  wait_for 5 manifest_answered "$before" || true
+  PULL_CODES=$(manifest_codes "$before")
+  PULLED=$out/$CHART-$CHART_VERSION.tgz
+  [ -f "$PULLED" ] || PULLED=""
+}
+
+# ok when the pull brought the very .tgz that was pushed, after a 200 for the manifest.
+expect_pulled() { # description label host helm-flags...
+  local what=$1 label=$2; shift
+  pull_chart "$@"
+  if [ -n "$PULLED" ] && cmp -s "$PULLED" "$CHART_TGZ" && [[ " $PULL_CODES " == *" 200 "* ]]; then ok "$what"
+  else not_ok "$what (registry answered: ${PULL_CODES:-nothing})"; redacted_tail "$LOGS/helm-pull-$label.log"; fi
+}
+
+# ok when the pull brought nothing and the registry answered its manifest requests 401, never 200.
+expect_refused() { # description label host helm-flags...
+  local what=$1 label=$2; shift
+  pull_chart "$@"
+  if [ -z "$PULLED" ] && [[ " $PULL_CODES " == *" 401 "* ]] && [[ " $PULL_CODES " != *" 200 "* ]]; then ok "$what"
+  else not_ok "$what (registry answered: ${PULL_CODES:-nothing}; pulled: ${PULLED:-nothing})"; redacted_tail "$LOGS/helm-pull-$label.log"; fi
+}
+
+sync_gitops() { # flux-ns argocd-ns -> ecr-refresh's exit code
+  local rc=0
+  env -i PATH=/usr/bin:/bin HOME="$WORK/home" KUBECONFIG="$RUN_DIR/kubeconfig" \
+    AWS_ENDPOINT_URL="$ECR_ENDPOINT" AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE AWS_SECRET_ACCESS_KEY=test-secret-key \
+    AWS_REGION=$REGION AWS_EC2_METADATA_DISABLED=true \
+    "$TOOL" sync -n "$1" --argocd-namespace "$2" >"$LOGS/sync-gitops.log" 2>&1 || rc=$?
+  return $rc
+}
+
+# One field of an Argo CD repo-creds Secret, decoded; nothing if there is no such Secret or key.
+argocd_field() { # ns host key
+  { k -n "$1" get secret "ecr-refresh.$2" -o json 2>/dev/null | jq -r --arg k "$3" '.data[$k] // empty | @base64d'; } || true
+}
+
+# The Secret as Argo CD expects it: Opaque, both labels, exactly these keys, moto's token. The
+# password is compared inside jq (from its environment, never an argument or output).
+argocd_shaped() { # ns host
+  k -n "$1" get secret "ecr-refresh.$2" -o json 2>/dev/null | PW=$PASSWORD jq -e --arg h "$2" '
+    .type == "Opaque"
+    and .metadata.labels["app.kubernetes.io/managed-by"] == "ecr-refresh"
+    and .metadata.labels["argocd.argoproj.io/secret-type"] == "repo-creds"
+    and (.data | keys) == ["enableOCI", "password", "type", "url", "username"]
+    and (.data | map_values(@base64d)) == {enableOCI: "true", password: env.PW, type: "helm", url: $h, username: "AWS"}' >/dev/null
+}
+
+# What the Secret holds, for a failure: decoded, the password replaced by whether it is the token.
+argocd_show() { # ns host
+  local json; json=$(k -n "$1" get secret "ecr-refresh.$2" -o json 2>&1) || { printf '# %s\n' "$json"; return 0; }
+  PW=$PASSWORD jq -c '{type, labels: .metadata.labels, data: ((.data // {}) | map_values(@base64d)
+    | if has("password") then .password |= if . == env.PW then "(the token)" else "(not the token)" end else . end)}' \
+    <<<"$json" 2>&1 | sed 's/^/# /' || true
+}
+
+# The registry's htpasswd gets PASSWORD (on stdin, bcrypt). Debian's docker-registry (distribution
+# 2.8.2+ds1) re-reads the file when it changes: seen, the very next request went by the new
+# file, so no restart is needed. Waits until the registry accepts the new password.
+set_registry_password() { # password
+  printf '%s\n' "$1" | htpasswd -nBi AWS >"$WORK/registry/htpasswd.new" 2>/dev/null &&
+    cat "$WORK/registry/htpasswd.new" >"$WORK/registry/htpasswd" && rm -f "$WORK/registry/htpasswd.new" &&
+    wait_for 10 registry_accepts "$1"
+}
+registry_accepts() { # password: curl reads it from its config on stdin, not from its arguments
+  [ "$(printf 'user = "AWS:%s"\n' "$1" | curl -s -o /dev/null -w '%{http_code}' --cacert "$WORK/certs/ca.crt" \
+    -K - "https://$HOST/v2/")" = 200 ]
+}
+
+gitops_checks() {
+  local flux=$1 argo=$2
+  push_chart
+
+  if sync_gitops "$flux" "$argo"; then ok "ecr-refresh sync -n $flux --argocd-namespace $argo exits 0"
+  else not_ok "ecr-refresh sync -n $flux --argocd-namespace $argo exits 0"; redacted_tail "$LOGS/sync-gitops.log"; fi
+
+  # Argo CD: one repo-creds Secret per registry host, the hosts the Flux Secret names.
+  local want got
+  want=$(k -n "$flux" get secret "$SECRET" -o jsonpath='{.data.\.dockerconfigjson}' 2>/dev/null | base64 -d |
+    jq -r '.auths | keys[] | "ecr-refresh.\(.)"' 2>/dev/null | sort | xargs || true)
+  got=$(k -n "$argo" get secrets -l app.kubernetes.io/managed-by=ecr-refresh,argocd.argoproj.io/secret-type=repo-creds \
+    -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' 2>/dev/null | sort | xargs || true)
+  if [ -n "$want" ] && [ "$got" = "$want" ]; then ok "Argo CD: one repo-creds Secret in $argo per registry host of the Flux Secret ($got)"
+  else not_ok "Argo CD: one repo-creds Secret in $argo per registry host of the Flux Secret (want [$want], got [$got])"; fi
+  if argocd_shaped "$argo" "$HOST"; then
+    ok "Argo CD: ecr-refresh.$HOST is Opaque, labelled repo-creds and managed-by ecr-refresh, with exactly enableOCI=true, password=the token, type=helm, url=$HOST, username=AWS"
+  else not_ok "Argo CD: ecr-refresh.$HOST has the repo-creds shape"; argocd_show "$argo" "$HOST"; fi
+
+  # Pulled as Argo CD's repo server does: the Secret's url, username and password. helm pull has no
+  # --password-stdin: the token is in its arguments while it runs, and never printed.
+  # The main host's Secret always (a missing one is a failed pull), then any other host's.
+  local name url user pw
+  for name in "ecr-refresh.$HOST" $(xargs -n1 <<<"$got" | grep -vxF "ecr-refresh.$HOST" || true); do
+    url=$(argocd_field "$argo" "${name#ecr-refresh.}" url)
+    user=$(argocd_field "$argo" "${name#ecr-refresh.}" username)
+    pw=$(argocd_field "$argo" "${name#ecr-refresh.}" password)
+    if [ -z "$url" ]; then not_ok "Argo CD: $name has a url to pull the chart from"; continue; fi
+    expect_pulled "Argo CD: helm pull oci://$url/charts/$CHART --version $CHART_VERSION with $name's username and password brings the pushed chart" \
+      "argocd-$url" "$url" --username "$user" --password "$pw" --registry-config "$WORK/helm/empty.json"
+  done
+  # helm's own registry config (under $WORK/helm/config) was never written: no credentials at all.
+  expect_refused "Argo CD: the same pull with no credentials gets 401" anonymous "$HOST"
+
+  # A token from a past pass that the registry no longer accepts. moto hands out the same token on
+  # every call (AWS:<account>-auth-token), so the registry moves on instead: its htpasswd gets a
+  # new password, as ECR stops accepting a token once it has expired. The Secret keeps the old one.
+  pw=$(argocd_field "$argo" "$HOST" password)
+  ROTATED=rotated-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  if [ -z "$pw" ]; then not_ok "Argo CD: no token in ecr-refresh.$HOST to show refused once the registry moves on"
+  elif set_registry_password "$ROTATED"; then
+    expect_refused "Argo CD: after the registry's password moves on, the pull with the token ecr-refresh.$HOST still holds gets 401" \
+      argocd-old "$HOST" --username AWS --password "$pw" --registry-config "$WORK/helm/empty.json"
+  else not_ok "the registry did not take a new password from its htpasswd within 10s"; fi
+  set_registry_password "$PASSWORD" || die "the registry did not take moto's password back within 10s"
+  expect_pulled "Argo CD: with moto's token accepted again the same pull with ecr-refresh.$HOST succeeds" \
+    argocd-again "$HOST" --username AWS --password "$pw" --registry-config "$WORK/helm/empty.json"
+
+  # Flux: an OCI HelmRepository's secretRef names a kubernetes.io/dockerconfigjson Secret; helm
+  # reads the same file format as its registry config.
+  local type; type=$(k -n "$flux" get secret "$SECRET" -o jsonpath='{.type}' 2>/dev/null || true)
+  (umask 077 && k -n "$flux" get secret "$SECRET" -o jsonpath='{.data.\.dockerconfigjson}' 2>/dev/null | base64 -d \
+    >"$WORK/helm/flux-config.json") || true
+  if [ "$type" = kubernetes.io/dockerconfigjson ]; then
+    expect_pulled "Flux: helm pull oci://$HOST/charts/$CHART with $flux/$SECRET's .dockerconfigjson as its registry config brings the pushed chart" \
+      flux "$HOST" --registry-config "$WORK/helm/flux-config.json"
+  else not_ok "Flux: $flux/$SECRET is a kubernetes.io/dockerconfigjson Secret (type: ${type:-none})"; fi
+  expect_refused "Flux: the same pull with an empty registry config {\"auths\":{}} gets 401" \
+    flux-empty "$HOST" --registry-config "$WORK/helm/empty.json"
+}
+
 # --- tenants: one registry, a repository per team, each team's token opens only its own -------
 
 TENANT_ACCOUNT=210987654321
@@ -327,8 +524,9 @@ main() {
 
   local t0=$SECONDS suffix; suffix=$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')
   local a=pull-a-$suffix b=pull-b-$suffix ta=pull-ta-$suffix tb=pull-tb-$suffix
+  local flux=pull-flux-$suffix argo=pull-argocd-$suffix
   SUFFIX=$suffix
-  for ns in "$a" "$b" "$ta" "$tb"; do
+  for ns in "$a" "$b" "$ta" "$tb" "$flux" "$argo"; do
     echo "$ns" >>"$WORK/namespaces"
     k create namespace "$ns" >/dev/null
     # No controller-manager here: the ServiceAccount a pod is admitted with must be made by hand.
@@ -344,6 +542,7 @@ main() {
 
   local t1=$SECONDS
   checks "$a" "$b"
+  gitops_checks "$flux" "$argo"
   tenant_checks "$ta" "$tb"
   log "checks took $((SECONDS - t1))s"
   echo "pulltest: $PASSED passed, $FAILED failed"
