@@ -231,6 +231,14 @@ impl ArgoCdReport {
         }
     }
 
+    /// Not done: the run's deadline came first (`message` says so).
+    pub(crate) fn cut_short(namespace: &str, message: String) -> Self {
+        Self {
+            error: Some(format!("Argo CD's repository credentials: {message}")),
+            ..Self::new(namespace)
+        }
+    }
+
     pub(crate) fn failed(&self) -> usize {
         self.secrets
             .iter()

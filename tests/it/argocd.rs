@@ -394,3 +394,30 @@ async fn prune_removes_only_ours() {
         out.json()
     );
 }
+
+/// An apiserver that never answers for Argo CD's Secrets: the run still ends at --timeout,
+/// the namespaces done, Argo CD's part failed and saying why.
+#[tokio::test]
+async fn a_hanging_argocd_namespace_ends_at_the_deadline() {
+    let _suite = suite::shared().await;
+    let (client, argo, team) = setup("argo-hang").await;
+    let proxy = FaultProxy::start(
+        common::fault::Fault::on("*", format!("/api/v1/namespaces/{argo}/secrets")).hang(),
+    )
+    .await;
+    let ecr = FakeEcr::start(FakeEcr::valid_for_12h("pw")).await;
+    let (out, took) = timed(
+        Run::sync()
+            .through(&proxy)
+            .env("AWS_ENDPOINT_URL", &ecr.url)
+            .args(["-n", &team, "--argocd-namespace", &argo, "-o", "json"])
+            .args(["--request-timeout", "1s", "--timeout", "3s"]),
+    );
+    out.assert_code(1);
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
+    let report = out.json();
+    assert_eq!(outcome(&report, &team)["outcome"], "created", "{report:#}");
+    let error = report["argocd"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("--timeout 3s"), "{report:#}");
+    assert!(get_secret(&client, &argo, &name_for(HOST)).await.is_none());
+}

@@ -336,7 +336,14 @@ impl Pass<'_> {
             refresh_all: self.opts.refresh_all,
         };
         let state = &self.opts.state_namespace;
-        let done = argocd::sync(self.cluster, ns, state, tokens.own(), policy).await;
+        let done = argocd::sync(self.cluster, ns, state, tokens.own(), policy);
+        // Within --timeout like the namespaces: each write is one apply, so cutting it short
+        // leaves no Secret half-made (the next pass judges again).
+        let done = tokio::time::timeout_at(self.limits.deadline, done)
+            .await
+            .unwrap_or_else(|_| {
+                argocd::ArgoCdReport::cut_short(ns, self.limits.message(super::Cut::Deadline))
+            });
         report.add_argocd(done);
     }
 
