@@ -141,12 +141,13 @@ check_manifests() {
   # tests/it/born_linked.rs applies it to a real v1.36.3 server instead.
   local files=("$ROOT/deploy/cronjob.yaml" "$ROOT/deploy/rbac.yaml" "$ROOT/deploy/namespaced-rbac.yaml"
     "$ROOT/deploy/allow-delete/rbac-delete.yaml" "$ROOT/deploy/stuck-pods-rbac.yaml"
-    "$ROOT/deploy/born-linked/status-rbac.yaml" "$WORK/kustomized-without-policy.yaml")
+    "$ROOT/deploy/born-linked/status-rbac.yaml" "$ROOT/deploy/argocd/rbac.yaml" "$WORK/kustomized-without-policy.yaml")
   local with_policy=("$ROOT/deploy/admission-policy.yaml" "$ROOT/deploy/stuck-pods-policy.yaml"
-    "$WORK/kustomized.yaml" "$WORK/kustomized-force.yaml" "$WORK/kustomized-web-identity.yaml")
+    "$WORK/kustomized.yaml" "$WORK/kustomized-force.yaml" "$WORK/kustomized-web-identity.yaml"
+    "$WORK/kustomized-argocd.yaml")
   local v out f checked
   for f in kustomized:"" kustomized-force:"allow-delete allow-force" kustomized-without-policy:"without-admission-policy allow-delete" \
-    kustomized-web-identity:"web-identity"; do
+    kustomized-web-identity:"web-identity" kustomized-argocd:"argocd"; do
     # shellcheck disable=SC2086 # the components are a list
     if ! out=$(render_deploy "$WORK/${f%%:*}.yaml" ${f#*:} 2>&1); then
       REASON="kubectl kustomize deploy/ (components: ${f#*:}): $out"

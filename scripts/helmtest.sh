@@ -32,6 +32,8 @@ source "$ROOT/scripts/lib.sh"
 declare -A COMPONENTS=(
   [allow-delete]="allowDelete=true"
   [allow-force]="admissionPolicies.allowForce=true"
+  # The component's placeholder namespace and hosts, so the two render the same.
+  [argocd]="argocd.namespace=argocd,argocd.hosts={123456789012.dkr.ecr.us-east-1.amazonaws.com,123456789012.dkr-ecr.us-east-1.on.aws}"
   [born-linked]="bornLinked=true"
   [without-admission-policy]="admissionPolicies.install=never"
   [tenants]="tenants.enabled=true"
@@ -52,12 +54,13 @@ declare -A FILES=(
 # What `auto` finds on a current cluster, for rendering without one.
 API_VERSIONS=admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy,admissionregistration.k8s.io/v1/MutatingAdmissionPolicy,monitoring.coreos.com/v1/PrometheusRule
 # Every option on (credentials in both non-default modes are added per render).
-ALL_ON=allowDelete=true,admissionPolicies.allowForce=true,admissionPolicies.install=always,bornLinked=true,stuckPodsRbac=true,prometheusRule.enabled=true
+ALL_ON=allowDelete=true,admissionPolicies.allowForce=true,admissionPolicies.install=always,bornLinked=true,stuckPodsRbac=true,prometheusRule.enabled=true,argocd.namespace=argocd,argocd.allowDelete=true
 ALL_VALUES=(
   --set "$ALL_ON"
   --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
   --set schedule=@hourly --set secretName=ecr-pull --set aws.region=eu-west-1
   --set-string 'aws.registries={210987654321,123456789012.dkr.ecr.us-west-2.amazonaws.com}'
+  --set 'argocd.hosts={123456789012.dkr.ecr.eu-west-1.amazonaws.com,123456789012.dkr-ecr.eu-west-1.on.aws}'
   --set 'namespaces.include={team-*,apps}' --set 'namespaces.exclude={team-sandbox}'
   --set namespaces.selector=ecr=yes --set pushgateway=http://pushgateway.monitoring:9091
   --set prometheusRule.labels.release=kube-prometheus
@@ -102,6 +105,12 @@ check_wrong_type() { refused type "at '/bornLinked': got string, want boolean" -
 check_unknown_mode() { refused mode "at '/aws/credentials/mode': value must be one of 'secret', 'webIdentity', 'credentialProcess'" --set aws.credentials.mode=keyless; }
 check_mode_needs_arn() { refused arn "at '/aws/credentials/webIdentity/roleArn': minLength" --set aws.credentials.mode=webIdentity; }
 check_policies_value() { refused install "at '/admissionPolicies/install': value must be one of 'auto', 'always', 'never'" --set admissionPolicies.install=yes; }
+# An empty resourceNames would grant every Secret in Argo CD's namespace: no hosts, no Role,
+# whether the schema is checked or skipped.
+check_argocd_needs_hosts() { refused hosts "at '/argocd/hosts': minItems: got 0, want 1" --set argocd.namespace=argocd; }
+check_argocd_needs_hosts_unchecked() { refused hosts "argocd.namespace=argocd, but argocd.hosts is empty" --skip-schema-validation --set argocd.namespace=argocd; }
+check_argocd_ecr_hosts() { refused host "at '/argocd/hosts/0': 'github.com' does not match pattern" --set argocd.namespace=argocd --set 'argocd.hosts={github.com}'; }
+check_argocd_hosts_need_namespace() { refused namespace "at '/argocd/hosts': maxItems: got 1, want 0" --set 'argocd.hosts={123456789012.dkr.ecr.us-east-1.amazonaws.com}'; }
 
 # `helm package` resolves the link: the packaged chart holds deploy/'s files and renders the same.
 # tenants.rules (--set-file) is the ConfigMap's file as given, byte for byte, and the tool reads
@@ -338,6 +347,9 @@ check_defaults_current() {
 check_every_option_current() {
   local mode i=0
   prometheusrule_crd || { REASON="could not create the PrometheusRule stand-in CRD"; return 1; }
+  # argocd.namespace's Role and RoleBinding go there.
+  kadm get namespace argocd >/dev/null 2>&1 || kadm create namespace argocd >/dev/null ||
+    { REASON="could not create namespace argocd"; return 1; }
   for mode in "${CREDENTIAL_MODES[@]}"; do
     i=$((i + 1))
     dry_run "every-option-$i" "${ALL_VALUES[@]}" --set "$mode" || return 1
@@ -350,6 +362,9 @@ check_every_option_current() {
   local names; names=$(kind_names "$WORK/every-option-1.yaml")
   for want in ValidatingAdmissionPolicy/ecr-refresh-stuck-pods ValidatingAdmissionPolicyBinding/ecr-refresh-stuck-pods; do
     [[ " $names " == *" $want "* ]] || { REASON="stuckPodsRbac=true did not render $want"; return 1; }
+  done
+  for want in Role/ecr-refresh-argocd RoleBinding/ecr-refresh-argocd; do
+    [[ " $names " == *" $want "* ]] || { REASON="argocd.namespace did not render $want"; return 1; }
   done
   grep -q 'audience: sts.amazonaws.com' "$WORK/every-option-1.yaml" &&
     grep -q 'credential_process = /helper/aws-creds --json' "$WORK/every-option-2.yaml" ||
@@ -398,6 +413,10 @@ main_offline_and_server() {
   run_check "schema: an unknown credentials mode is refused, naming the key and the modes" check_unknown_mode
   run_check "schema: mode webIdentity without a role ARN is refused, naming the key" check_mode_needs_arn
   run_check "schema: admissionPolicies.install takes auto, always or never" check_policies_value
+  run_check "schema: argocd.namespace without argocd.hosts is refused, naming the key" check_argocd_needs_hosts
+  run_check "argocd.namespace without argocd.hosts fails with the chart's message when the schema is skipped" check_argocd_needs_hosts_unchecked
+  run_check "schema: argocd.hosts takes ECR registry hosts only" check_argocd_ecr_hosts
+  run_check "schema: argocd.hosts without argocd.namespace is refused" check_argocd_hosts_need_namespace
   run_check "installed in another namespace (-n ecr-system), the policies and bindings follow it" check_other_namespace
   run_check "tenants.rules (--set-file) becomes the tenants ConfigMap's file as given" check_tenants_rules
   run_check "helm package: the packaged chart carries deploy/'s files and renders the same" check_package

@@ -3,6 +3,9 @@
 //! own sync, status, prune, uninstall and --force still work through it, and without it a stolen
 //! token mints a token for another ServiceAccount (the token controller runs beside v1.36.3,
 //! scripts/testenv.sh). On a server without the API (1.20.2) the same RBAC works without it.
+//! With deploy/argocd, the token writes the Argo CD repo-creds Secrets of `sync
+//! --argocd-namespace` in Argo CD's namespace, exactly as the tool shapes them, and reads or
+//! writes nothing else there.
 //!
 //! `prune --uninstall` acts on every namespace, so the tests here take one lock and never run at
 //! the same time as each other (cargo runs test binaries one after another).
@@ -41,6 +44,9 @@ const SA_MANAGED_FIELDS: &str = "ecr-refresh may not rewrite a ServiceAccount's 
 const FORCE_KEEPS: &str =
     "--force takes over someone else's Secret only by replacing its .dockerconfigjson";
 
+const REPO_CREDS_SHAPE: &str = "an Argo CD repo-creds Secret written by ecr-refresh is labelled argocd.argoproj.io/secret-type=repo-creds and holds exactly the data keys enableOCI (true), password, type (helm), url and username (AWS)";
+const REPO_CREDS_URL: &str = "an Argo CD repo-creds Secret written by ecr-refresh is named ecr-refresh.<url>, and its url is that ECR registry host";
+
 const TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
 const DOCKER_TYPE: &str = "kubernetes.io/dockerconfigjson";
 
@@ -54,8 +60,13 @@ struct Install {
 }
 
 async fn install(prefix: &str, components: &[&str]) -> Install {
+    install_objects(prefix, &render_deploy(components)).await
+}
+
+/// [`install`] of rendered objects (changed by the test).
+async fn install_objects(prefix: &str, objects: &[serde_json::Value]) -> Install {
     let id = unique(prefix);
-    apply_objects_renamed(&render_deploy(components), &id);
+    apply_objects_renamed(objects, &id);
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = token_kubeconfig(dir.path(), &id);
     let sa = client_for(&kubeconfig).await;
@@ -1207,4 +1218,404 @@ async fn a_forged_event_is_denied() {
         Err(kube::Error::Api(s)) if s.code == 403 => {}
         other => panic!("a core/v1 Event must be refused: {other:?}"),
     }
+}
+
+/// What deploy/argocd renders, with Argo CD in namespace `argocd` (one of the test's own): its
+/// Role and RoleBinding there, the settings naming it, and the policy's argocdNamespace
+/// `'<argocd>'`, or `''` as without the component when not `configured`.
+fn argocd_objects(argocd: &str, configured: bool) -> Vec<serde_json::Value> {
+    let mut objects = render_deploy(&["argocd"]);
+    let mut moved = Vec::new();
+    for o in &mut objects {
+        if o["metadata"]["namespace"] == "argocd" {
+            o["metadata"]["namespace"] = argocd.into();
+            moved.push(o["kind"].as_str().unwrap().to_string());
+        }
+        if let Some(v) = o.pointer_mut("/data/ECR_REFRESH_ARGOCD_NAMESPACE") {
+            *v = argocd.into();
+            moved.push("settings".into());
+        }
+        let variables = o
+            .pointer_mut("/spec/variables")
+            .and_then(|v| v.as_array_mut());
+        for v in variables.into_iter().flatten() {
+            if v["name"] == "argocdNamespace" && v["expression"] == "'argocd'" {
+                let ns = if configured { argocd } else { "" };
+                v["expression"] = format!("'{ns}'").into();
+                moved.push("argocdNamespace".into());
+            }
+        }
+    }
+    moved.sort();
+    assert_eq!(
+        moved,
+        ["Role", "RoleBinding", "argocdNamespace", "settings"],
+        "deploy/argocd names namespace argocd in its Role, RoleBinding, settings and policy variable"
+    );
+    objects
+}
+
+/// [`install`] of deploy/ with deploy/argocd (see [`argocd_objects`]), once its policies are in
+/// effect.
+async fn install_argocd(client: &Client, prefix: &str, argocd: &str, configured: bool) -> Install {
+    let it = install_objects(prefix, &argocd_objects(argocd, configured)).await;
+    wait_for_policies(client, &it, false).await;
+    it
+}
+
+/// deploy/argocd's Role and RoleBinding for `it` once more, in `ns`, over Secrets `names`: RBAC
+/// allowing there what it allows in Argo CD's namespace, so that only the policy stands in the
+/// way.
+fn grant_argocd_rbac(it: &Install, ns: &str, names: &[&str]) {
+    let rbac: Vec<_> = argocd_objects(ns, true)
+        .into_iter()
+        .filter(|o| o["metadata"]["name"] == "ecr-refresh-argocd")
+        .map(|mut o| {
+            o["metadata"]["name"] = "ecr-refresh-argocd-more".into();
+            match o.pointer_mut("/roleRef/name") {
+                Some(role) => *role = "ecr-refresh-argocd-more".into(),
+                None => o["rules"][0]["resourceNames"] = json!(names),
+            }
+            o
+        })
+        .collect();
+    assert_eq!(rbac.len(), 2);
+    apply_objects_renamed(&rbac, &it.id);
+}
+
+/// RBAC takes a moment too: retry a dry-run apply of `s` until RBAC no longer refuses it
+/// (whatever the policy then says).
+async fn wait_until_granted(it: &Install, ns: &str, s: &serde_json::Value) {
+    let name = s["metadata"]["name"].as_str().unwrap();
+    let secrets = Api::<Secret>::namespaced(it.sa.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match secrets
+            .patch(name, &apply_params(true), &Patch::Apply(s))
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("cannot patch") => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{ns}/{name}: RBAC still refuses it after 60s: {e:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// The Secret `sync --argocd-namespace` writes for `host` (src/argocd.rs): an Argo CD
+/// repository-credentials template named for the host, with `password` as the token.
+fn repo_creds(host: &str, password: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {
+            "name": format!("ecr-refresh.{host}"),
+            "labels": {
+                "app.kubernetes.io/managed-by": "ecr-refresh",
+                "argocd.argoproj.io/secret-type": "repo-creds",
+            },
+            "annotations": {
+                "ecr-refresh/expires-at": "2030-01-01T12:00:00Z",
+                "ecr-refresh/registries": host,
+                "ecr-refresh/request": "probe",
+            },
+        },
+        "type": "Opaque",
+        "data": {
+            "enableOCI": b64("true"), "password": b64(password), "type": b64("helm"),
+            "url": b64(host), "username": b64("AWS"),
+        },
+    })
+}
+
+/// `repo_creds(HOST, ..)` with one change at a JSON `pointer`: `value`, or removed if null.
+fn repo_creds_but(pointer: &str, value: serde_json::Value) -> serde_json::Value {
+    let mut s = repo_creds(HOST, "token");
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    let key = key.replace("~1", "/");
+    let parent = s.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+    match value {
+        serde_json::Value::Null => parent.remove(&key),
+        v => parent.insert(key, v),
+    };
+    s
+}
+
+/// A Secret data value: base64 of `s`.
+fn b64(s: &str) -> serde_json::Value {
+    base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, s).into()
+}
+
+/// A server-side apply of `s` (under its own name) as the install's ServiceAccount.
+async fn apply_as(
+    it: &Install,
+    ns: &str,
+    s: &serde_json::Value,
+    manager: &str,
+) -> Result<Secret, kube::Error> {
+    let name = s["metadata"]["name"].as_str().unwrap();
+    Api::<Secret>::namespaced(it.sa.clone(), ns)
+        .patch(name, &PatchParams::apply(manager), &Patch::Apply(s))
+        .await
+}
+
+/// The request was refused by RBAC (not by a policy): `verb` is not granted on that Secret.
+#[track_caller]
+fn assert_rbac_denied<T: std::fmt::Debug>(result: Result<T, kube::Error>, verb: &str) {
+    let wanted = format!("cannot {verb} resource \"secrets\"");
+    match result {
+        Err(kube::Error::Api(s))
+            if s.code == 403
+                && s.message.contains(&wanted)
+                && !s.message.contains("ValidatingAdmissionPolicy") => {}
+        other => panic!("expected RBAC's 403 ({wanted}), got {other:?}"),
+    }
+}
+
+/// The names of the Secrets in `ns`, as the admin lists them.
+async fn secret_names(client: &Client, ns: &str) -> Vec<String> {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect()
+}
+
+/// deploy/argocd: the CronJob's token writes the repo-creds Secrets `sync --argocd-namespace`
+/// writes (both names of the registry), by server-side apply, created and then updated, and our
+/// pull Secret there as everywhere; it reads nothing else in Argo CD's namespace: not
+/// argocd-secret, not a list of its Secrets, and deletes nothing (`delete` is opt-in).
+#[tokio::test]
+async fn the_repo_creds_secrets_are_written_and_nothing_else_in_argocds_namespace_is_read() {
+    let Some((_suite, client)) = policy_server().await else {
+        return;
+    };
+    let argocd = TestNs::new("argocd").await.name;
+    create_secret(
+        &client,
+        &argocd,
+        "argocd-secret",
+        "Opaque",
+        &[("server.secretkey", b"theirs")],
+    )
+    .await;
+    let it = install_argocd(&client, "argocd", &argocd, true).await;
+    for host in [HOST, DUAL_STACK_HOST] {
+        let name = format!("ecr-refresh.{host}");
+        assert!(get_secret(&client, &argocd, &name).await.is_none());
+        for token in ["first", "second"] {
+            apply_as(&it, &argocd, &repo_creds(host, token), "ecr-refresh")
+                .await
+                .unwrap_or_else(|e| panic!("{name} with token {token}: {e}"));
+        }
+        let stored = get_secret(&client, &argocd, &name).await.unwrap();
+        assert_eq!(stored.type_.as_deref(), Some("Opaque"));
+        let data = stored.data.unwrap();
+        assert_eq!(data["password"].0, b"second");
+        assert_eq!(data["url"].0, host.as_bytes());
+    }
+    let ours = secret(DOCKER_TYPE, true, json!({}), docker_data());
+    apply_as(&it, &argocd, &ours, "ecr-refresh")
+        .await
+        .expect("our pull Secret in Argo CD's namespace");
+
+    let secrets = Api::<Secret>::namespaced(it.sa.clone(), &argocd);
+    let name = format!("ecr-refresh.{HOST}");
+    secrets
+        .get(&name)
+        .await
+        .expect("GET of a repo-creds Secret");
+    assert_rbac_denied(secrets.get("argocd-secret").await, "get");
+    assert_rbac_denied(secrets.list(&Default::default()).await, "list");
+    assert_rbac_denied(
+        secrets.delete(&name, &DeleteParams::default()).await,
+        "delete",
+    );
+    // Nor a repo-creds Secret under a name deploy/argocd does not list.
+    let github = repo_creds("github.com", "token");
+    assert_rbac_denied(apply_as(&it, &argocd, &github, "attacker").await, "patch");
+    let mut names = secret_names(&client, &argocd).await;
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "argocd-secret".to_string(),
+            "awsecr-cred".into(),
+            format!("ecr-refresh.{DUAL_STACK_HOST}"),
+            name,
+        ]
+    );
+}
+
+/// With Argo CD's namespace configured, every variation RBAC allows on the repo-creds Secret is
+/// refused with the policy's message, and nothing is written.
+#[tokio::test]
+async fn every_other_repo_creds_secret_is_denied_with_the_policys_message() {
+    let Some((_suite, client)) = policy_server().await else {
+        return;
+    };
+    let (_, [argocd, other]) = namespaces(&client, "argocd-attack", ["argocd", "other"]).await;
+    let it = install_argocd(&client, "argocd-attack", &argocd, true).await;
+    // RBAC allows the same names in another namespace, and (a user's mistake) a name that is
+    // no ECR registry's in Argo CD's: only the policy refuses these.
+    let ecr_name = format!("ecr-refresh.{HOST}");
+    grant_argocd_rbac(&it, &other, &[&ecr_name]);
+    grant_argocd_rbac(&it, &argocd, &["ecr-refresh.github.com"]);
+    for (ns, s) in [
+        (&other, repo_creds(HOST, "token")),
+        (&argocd, repo_creds("github.com", "token")),
+    ] {
+        wait_until_granted(&it, ns, &s).await;
+    }
+    let token_typed = {
+        let mut s = repo_creds_but("/type", TOKEN_TYPE.into());
+        s["metadata"]["annotations"]["kubernetes.io/service-account.name"] = "default".into();
+        s
+    };
+    let mut our_name = repo_creds(HOST, "token");
+    our_name["metadata"]["name"] = "awsecr-cred".into();
+    let mut pull_secret_named = secret(DOCKER_TYPE, true, json!({}), docker_data());
+    pull_secret_named["metadata"]["name"] = ecr_name.clone().into();
+    let cases = [
+        (
+            "a pull Secret under the repo-creds name",
+            &argocd,
+            pull_secret_named,
+            WRONG_TYPE,
+        ),
+        (
+            "a key more (project)",
+            &argocd,
+            repo_creds_but("/data/project", b64("default")),
+            REPO_CREDS_SHAPE,
+        ),
+        (
+            "type git",
+            &argocd,
+            repo_creds_but("/data/type", b64("git")),
+            REPO_CREDS_SHAPE,
+        ),
+        (
+            "username other than AWS",
+            &argocd,
+            repo_creds_but("/data/username", b64("admin")),
+            REPO_CREDS_SHAPE,
+        ),
+        (
+            "enableOCI false",
+            &argocd,
+            repo_creds_but("/data/enableOCI", b64("false")),
+            REPO_CREDS_SHAPE,
+        ),
+        (
+            "enableOCI missing",
+            &argocd,
+            repo_creds_but("/data/enableOCI", serde_json::Value::Null),
+            REPO_CREDS_SHAPE,
+        ),
+        (
+            "labelled repository (not repo-creds)",
+            &argocd,
+            repo_creds_but(
+                "/metadata/labels/argocd.argoproj.io~1secret-type",
+                "repository".into(),
+            ),
+            REPO_CREDS_SHAPE,
+        ),
+        (
+            "url github.com/victim",
+            &argocd,
+            repo_creds_but("/data/url", b64("github.com/victim")),
+            REPO_CREDS_URL,
+        ),
+        (
+            "url of another registry than its name's",
+            &argocd,
+            repo_creds_but(
+                "/data/url",
+                b64("210987654321.dkr.ecr.us-east-1.amazonaws.com"),
+            ),
+            REPO_CREDS_URL,
+        ),
+        (
+            "url with a scheme",
+            &argocd,
+            repo_creds_but("/data/url", b64(&format!("https://{HOST}"))),
+            REPO_CREDS_URL,
+        ),
+        (
+            "named for a host that is not ECR's, url that host",
+            &argocd,
+            repo_creds("github.com", "token"),
+            REPO_CREDS_URL,
+        ),
+        (
+            "under our pull Secret's name",
+            &argocd,
+            our_name.clone(),
+            REPO_CREDS_URL,
+        ),
+        (
+            "of type service-account-token",
+            &argocd,
+            token_typed,
+            WRONG_TYPE,
+        ),
+        (
+            "the exact shape in another namespace",
+            &other,
+            repo_creds(HOST, "token"),
+            WRONG_TYPE,
+        ),
+        (
+            "under our pull Secret's name in another namespace",
+            &other,
+            our_name,
+            WRONG_TYPE,
+        ),
+    ];
+    for (what, ns, s, message) in cases {
+        eprintln!("attack: {what} (in {ns})");
+        assert_denied(
+            apply_as(&it, ns, &s, "attacker").await,
+            &it,
+            "secrets",
+            message,
+        );
+    }
+    assert_eq!(secret_names(&client, &argocd).await, Vec::<String>::new());
+    assert_eq!(secret_names(&client, &other).await, Vec::<String>::new());
+}
+
+/// Without Argo CD's namespace (the policy's argocdNamespace `''`, as deploy/ ships it) the
+/// repo-creds shape is refused everywhere, even where RBAC grants its name.
+#[tokio::test]
+async fn without_argocds_namespace_the_repo_creds_secret_is_denied_everywhere() {
+    let Some((_suite, client)) = policy_server().await else {
+        return;
+    };
+    let (_, [argocd, other]) = namespaces(&client, "argocd-off", ["argocd", "other"]).await;
+    let it = install_argocd(&client, "argocd-off", &argocd, false).await;
+    let mut our_name = repo_creds(HOST, "token");
+    our_name["metadata"]["name"] = "awsecr-cred".into();
+    for (ns, s) in [
+        (&argocd, repo_creds(HOST, "token")),
+        (&argocd, our_name.clone()),
+        (&other, our_name),
+    ] {
+        assert_denied(
+            apply_as(&it, ns, &s, "ecr-refresh").await,
+            &it,
+            "secrets",
+            WRONG_TYPE,
+        );
+    }
+    assert_eq!(secret_names(&client, &argocd).await, Vec::<String>::new());
+    assert_eq!(secret_names(&client, &other).await, Vec::<String>::new());
 }
