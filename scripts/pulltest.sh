@@ -324,7 +324,7 @@ argocd_shaped() { # ns host
     and .metadata.labels["app.kubernetes.io/managed-by"] == "ecr-refresh"
     and .metadata.labels["argocd.argoproj.io/secret-type"] == "repo-creds"
     and (.data | keys) == ["enableOCI", "password", "type", "url", "username"]
-    and (.data | map_values(@base64d)) == {enableOCI: "true", password: env.PW, type: "helm", url: $h, username: "AWS"}' >/dev/null
+    and (.data | map_values(@base64d)) == {enableOCI: "true", password: env.PW, type: "helm", url: "\($h)/", username: "AWS"}' >/dev/null
 }
 
 # What the Secret holds, for a failure: decoded, the password replaced by whether it is the token.
@@ -364,7 +364,7 @@ gitops_checks() {
   if [ -n "$want" ] && [ "$got" = "$want" ]; then ok "Argo CD: one repo-creds Secret in $argo per registry host of the Flux Secret ($got)"
   else not_ok "Argo CD: one repo-creds Secret in $argo per registry host of the Flux Secret (want [$want], got [$got])"; fi
   if argocd_shaped "$argo" "$HOST"; then
-    ok "Argo CD: ecr-refresh.$HOST is Opaque, labelled repo-creds and managed-by ecr-refresh, with exactly enableOCI=true, password=the token, type=helm, url=$HOST, username=AWS"
+    ok "Argo CD: ecr-refresh.$HOST is Opaque, labelled repo-creds and managed-by ecr-refresh, with exactly enableOCI=true, password=the token, type=helm, url=$HOST/, username=AWS"
   else not_ok "Argo CD: ecr-refresh.$HOST has the repo-creds shape"; argocd_show "$argo" "$HOST"; fi
 
   # Pulled as Argo CD's repo server does: the Secret's url, username and password. helm pull has no
@@ -376,6 +376,12 @@ gitops_checks() {
     user=$(argocd_field "$argo" "${name#ecr-refresh.}" username)
     pw=$(argocd_field "$argo" "${name#ecr-refresh.}" password)
     if [ -z "$url" ]; then not_ok "Argo CD: $name has a url to pull the chart from"; continue; fi
+    # Argo CD hands a template's credentials to each repository URL its url is a plain prefix
+    # of: the charts under the host, and not a look-alike host (hence the url's slash).
+    if [[ "${url%/}/charts" == "$url"* ]] && [[ "${url%/}.attacker.example/charts" != "$url"* ]]; then
+      ok "Argo CD: $name's url $url prefixes ${url%/}/charts and not ${url%/}.attacker.example/charts"
+    else not_ok "Argo CD: $name's url $url prefixes ${url%/}/charts and not ${url%/}.attacker.example/charts"; fi
+    url=${url%/}
     expect_pulled "Argo CD: helm pull oci://$url/charts/$CHART --version $CHART_VERSION with $name's username and password brings the pushed chart" \
       "argocd-$url" "$url" --username "$user" --password "$pw" --registry-config "$WORK/helm/empty.json"
   done

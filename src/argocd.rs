@@ -50,6 +50,13 @@ pub(crate) fn ledger_key(namespace: &str) -> String {
     format!("_argocd.{namespace}")
 }
 
+/// The url a host's Secret holds: the host and a slash. Argo CD gives a template's credentials
+/// to every repository URL that starts with its url (a plain string prefix): without the slash,
+/// also to `<host>.attacker.example/chart`.
+pub(crate) fn url_for(host: &str) -> String {
+    format!("{host}/")
+}
+
 /// The repo-creds Secret for `host`, holding `login` (username `AWS`, the token as password).
 pub(crate) fn desired(
     host: &str,
@@ -58,11 +65,12 @@ pub(crate) fn desired(
     request: &str,
     namespace: &str,
 ) -> Secret {
+    let url = url_for(host);
     let data = [
         ("enableOCI", "true".as_bytes()),
         ("password", login.password.expose().as_bytes()),
         ("type", b"helm"),
-        ("url", host.as_bytes()),
+        ("url", url.as_bytes()),
         ("username", login.username.as_bytes()),
     ]
     .into_iter()
@@ -148,7 +156,7 @@ fn is_shaped(s: &Secret, name: &str) -> bool {
         && label(s, SECRET_TYPE_LABEL) == Some(REPO_CREDS)
         && value("type") == Some(b"helm")
         && value("enableOCI") == Some(b"true")
-        && value("url") == Some(host_of(name).as_bytes())
+        && value("url") == Some(url_for(host_of(name)).as_bytes())
         && value("username").is_some_and(|u| !u.is_empty())
         && value("password").is_some_and(|p| !p.is_empty())
 }
@@ -183,7 +191,7 @@ pub(crate) fn judge(
 #[derive(Debug, Serialize)]
 pub(crate) struct RepoCredsReport {
     pub(crate) name: String,
-    /// The registry host Argo CD matches it to.
+    /// The url it holds: Argo CD gives it to every repository under it.
     pub(crate) url: String,
     pub(crate) outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -194,7 +202,7 @@ impl RepoCredsReport {
     fn new(name: &str, outcome: Outcome) -> Self {
         Self {
             name: name.to_string(),
-            url: host_of(name).to_string(),
+            url: url_for(host_of(name)),
             outcome,
             error: None,
         }
@@ -603,7 +611,7 @@ pub(crate) async fn status(
     let calls = RepoCreds::new(cluster, namespace);
     for (name, got) in calls.get_all(names).await {
         let mut s = RepoCredsStatus {
-            url: host_of(&name).to_string(),
+            url: url_for(host_of(&name)),
             name,
             secret: "unknown",
             healthy: false,
@@ -654,7 +662,7 @@ fn problems_of(
         problems.push(format!(
             "not as sync writes it (Opaque, label {SECRET_TYPE_LABEL}={REPO_CREDS}, exactly the keys {}, url {}); the next sync rewrites it",
             KEYS.join(", "),
-            host_of(name)
+            url_for(host_of(name))
         ));
     }
     if matches!(written, Written::Never | Written::At(_))
@@ -739,7 +747,7 @@ mod tests {
                 text("username"),
                 text("password")
             ],
-            ["helm", HOST, "true", "AWS", "s3cret"]
+            ["helm", &format!("{HOST}/"), "true", "AWS", "s3cret"]
         );
         assert!(is_shaped(&s, &name_for(HOST)));
         // Not in anything that prints it.
@@ -805,11 +813,10 @@ mod tests {
             Step::Leave
         );
         let mut moved = ours.clone();
-        moved
-            .data
-            .as_mut()
-            .unwrap()
-            .insert("url".into(), ByteString(b"evil.example.com".to_vec()));
+        moved.data.as_mut().unwrap().insert(
+            "url".into(),
+            ByteString(format!("{HOST}.evil.example.com/").into_bytes()),
+        );
         assert_eq!(
             judge(&name, Some(&moved), &Written::Unknown, how(at(0))),
             Step::Write

@@ -45,7 +45,7 @@ const FORCE_KEEPS: &str =
     "--force takes over someone else's Secret only by replacing its .dockerconfigjson";
 
 const REPO_CREDS_SHAPE: &str = "an Argo CD repo-creds Secret written by ecr-refresh is labelled argocd.argoproj.io/secret-type=repo-creds and holds exactly the data keys enableOCI (true), password, type (helm), url and username (AWS)";
-const REPO_CREDS_URL: &str = "an Argo CD repo-creds Secret written by ecr-refresh is named ecr-refresh.<url>, and its url is that ECR registry host";
+const REPO_CREDS_URL: &str = "an Argo CD repo-creds Secret written by ecr-refresh is named ecr-refresh.<host>, and its url is that ECR registry host and a slash";
 
 const TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
 const DOCKER_TYPE: &str = "kubernetes.io/dockerconfigjson";
@@ -1326,7 +1326,7 @@ fn repo_creds(host: &str, password: &str) -> serde_json::Value {
         "type": "Opaque",
         "data": {
             "enableOCI": b64("true"), "password": b64(password), "type": b64("helm"),
-            "url": b64(host), "username": b64("AWS"),
+            "url": b64(&format!("{host}/")), "username": b64("AWS"),
         },
     })
 }
@@ -1418,7 +1418,7 @@ async fn the_repo_creds_secrets_are_written_and_nothing_else_in_argocds_namespac
         assert_eq!(stored.type_.as_deref(), Some("Opaque"));
         let data = stored.data.unwrap();
         assert_eq!(data["password"].0, b"second");
-        assert_eq!(data["url"].0, host.as_bytes());
+        assert_eq!(data["url"].0, format!("{host}/").as_bytes());
     }
     let ours = secret(DOCKER_TYPE, true, json!({}), docker_data());
     apply_as(&it, &argocd, &ours, "ecr-refresh")
@@ -1541,6 +1541,14 @@ async fn every_other_repo_creds_secret_is_denied_with_the_policys_message() {
                 "/data/url",
                 b64("210987654321.dkr.ecr.us-east-1.amazonaws.com"),
             ),
+            REPO_CREDS_URL,
+        ),
+        (
+            // Argo CD matches a template's url as a plain prefix: <host> also prefixes
+            // <host>.attacker.example/chart, which would get the token.
+            "url the host without its slash",
+            &argocd,
+            repo_creds_but("/data/url", b64(HOST)),
             REPO_CREDS_URL,
         ),
         (

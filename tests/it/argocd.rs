@@ -83,7 +83,8 @@ async fn repo_creds_are_written_for_each_host_then_only_when_due() {
     for host in [HOST, DUAL] {
         let name = name_for(host);
         assert_eq!(entry(&report, &name)["outcome"], "created", "{report:#}");
-        assert_eq!(entry(&report, &name)["url"], host);
+        let url = format!("{host}/");
+        assert_eq!(entry(&report, &name)["url"], url.as_str());
         let s = get_secret(&client, &argo, &name).await.expect("written");
         assert_eq!(s.type_.as_deref(), Some("Opaque"));
         let labels = s.metadata.labels.clone().unwrap();
@@ -92,7 +93,7 @@ async fn repo_creds_are_written_for_each_host_then_only_when_due() {
         let keys: Vec<&String> = s.data.as_ref().unwrap().keys().collect();
         assert_eq!(keys, ["enableOCI", "password", "type", "url", "username"]);
         let values = ["type", "url", "enableOCI", "username", "password"].map(|k| text(&s, k));
-        assert_eq!(values, ["helm", host, "true", "AWS", "first"]);
+        assert_eq!(values, ["helm", url.as_str(), "true", "AWS", "first"]);
     }
     assert_eq!(ecr.calls(), 1, "one token for the namespaces and Argo CD");
 
@@ -257,7 +258,7 @@ async fn tamper(client: &kube::Client, ns: &str, patch: serde_json::Value) {
 async fn create_theirs(client: &kube::Client, ns: &str) -> Secret {
     let data: BTreeMap<String, ByteString> = [
         ("type", "helm"),
-        ("url", HOST),
+        ("url", &format!("{HOST}/")),
         ("enableOCI", "true"),
         ("username", "AWS"),
         ("password", "theirs"),
