@@ -757,6 +757,26 @@ async fn deleting_someone_elses_secret_is_denied_even_with_delete_granted() {
         .await;
     assert_denied(attempt, &with_force, "secret-owner", FORCE_DELETE);
     assert!(get_secret(&client, &ns, "awsecr-cred").await.is_some());
+
+    // Nor one of Argo CD's, of another type: sync --force never replaces those.
+    let argo = TestNs::new("delete-argo").await.name;
+    let mut theirs = create_secret(&client, &argo, "awsecr-cred", "Opaque", &[("url", b"x")]).await;
+    theirs.metadata.labels = Some(
+        [(
+            "argocd.argoproj.io/secret-type".to_string(),
+            "repository".to_string(),
+        )]
+        .into(),
+    );
+    Api::<Secret>::namespaced(client.clone(), &argo)
+        .replace("awsecr-cred", &PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    let attempt = Api::<Secret>::namespaced(with_force.sa.clone(), &argo)
+        .delete("awsecr-cred", &DeleteParams::default())
+        .await;
+    assert_denied(attempt, &with_force, "secret-owner", FORCE_DELETE);
+    assert!(get_secret(&client, &argo, "awsecr-cred").await.is_some());
 }
 
 /// A JSON patch of `ns/default`, sent as the tool sends it (src/serviceaccount/): guarded by
