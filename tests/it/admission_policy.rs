@@ -1395,6 +1395,81 @@ fn assert_rbac_denied<T: std::fmt::Debug>(result: Result<T, kube::Error>, verb: 
     }
 }
 
+/// The real `sync --argocd-namespace` as the CronJob's identity through deploy/argocd: its
+/// repo-creds Secrets pass the policy, created, left alone when nothing is due and rewritten
+/// with --refresh-all; `status` reads them with the same rights.
+#[tokio::test]
+async fn sync_keeps_argocds_secrets_through_deploy_argocd() {
+    let Some((_suite, client)) = policy_server().await else {
+        return;
+    };
+    let argocd = TestNs::new("argocd-sync").await.name;
+    let team = TestNs::new("argocd-team").await.name;
+    let it = install_argocd(&client, "argosync", &argocd, true).await;
+    let ecr =
+        common::fake_ecr::FakeEcr::start(common::fake_ecr::FakeEcr::valid_for_12h("first")).await;
+    let sync = || {
+        Run::sync()
+            .env("KUBECONFIG", &it.kubeconfig)
+            .env("AWS_ENDPOINT_URL", &ecr.url)
+            .args(["-n", &team, "--argocd-namespace", &argocd, "-o", "json"])
+    };
+    let outcomes = |report: &serde_json::Value| -> Vec<String> {
+        report["argocd"]["secrets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    s["name"].as_str().unwrap(),
+                    s["outcome"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let both = |outcome: &str| -> Vec<String> {
+        [DUAL_STACK_HOST, HOST]
+            .map(|h| format!("ecr-refresh.{h} {outcome}"))
+            .to_vec()
+    };
+    let out = sync().run();
+    out.assert_code(0);
+    assert_eq!(outcomes(&out.json()), both("created"), "{}", out.stdout());
+    assert!(out.json().get("warnings").is_none(), "{}", out.stdout());
+    ecr.set_body(common::fake_ecr::FakeEcr::valid_for_12h("second"));
+    let out = sync().run();
+    out.assert_code(0);
+    assert_eq!(outcomes(&out.json()), both("unchanged"), "{}", out.stdout());
+    let out = sync().args(["--refresh-all"]).run();
+    out.assert_code(0);
+    assert_eq!(outcomes(&out.json()), both("updated"), "{}", out.stdout());
+    let stored = get_secret(&client, &argocd, &format!("ecr-refresh.{HOST}"))
+        .await
+        .unwrap();
+    assert_eq!(stored.data.unwrap()["password"].0, b"second");
+    let out = Run::bare()
+        .env("KUBECONFIG", &it.kubeconfig)
+        .args([
+            "status",
+            "-n",
+            &team,
+            "--argocd-namespace",
+            &argocd,
+            "-o",
+            "json",
+        ])
+        .run();
+    out.assert_code(0);
+    let healthy: Vec<_> = out.json()["argocd"]["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["healthy"].clone())
+        .collect();
+    assert_eq!(healthy, [true, true], "{}", out.stdout());
+}
+
 /// The names of the Secrets in `ns`, as the admin lists them.
 async fn secret_names(client: &Client, ns: &str) -> Vec<String> {
     Api::<Secret>::namespaced(client.clone(), ns)
