@@ -22,8 +22,8 @@ use tracing::{info, warn};
 use crate::cluster::{explain, explain_write, is_status, Cluster, FIELD_MANAGER};
 use crate::ecr::token::Login;
 use crate::pullsecret::{
-    LazyDesired, Ledger, Written, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-    REGISTRIES_ANNOTATION, REQUEST_ANNOTATION,
+    expiry_problem, LazyDesired, Ledger, Written, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE, REGISTRIES_ANNOTATION, REQUEST_ANNOTATION,
 };
 use crate::report::Outcome;
 
@@ -672,23 +672,7 @@ fn problems_of(
             "changed since sync wrote it (its resourceVersion is not the ledger's); the next sync rewrites it".into(),
         );
     }
-    match expires_at(s) {
-        None => problems.push(format!(
-            "annotation {EXPIRES_AT_ANNOTATION} is missing or not an RFC 3339 timestamp"
-        )),
-        Some(t) => {
-            let left = t.as_second() - now.as_second();
-            if left <= 0 {
-                problems.push(format!("token expired at {t}"));
-            } else if (left as u64) < min_remaining.as_secs() {
-                problems.push(format!(
-                    "token expires in {}, sooner than --min-remaining {}",
-                    humantime::format_duration(Duration::from_secs(left as u64)),
-                    humantime::format_duration(min_remaining)
-                ));
-            }
-        }
-    }
+    problems.extend(expiry_problem(s, now, min_remaining).1);
     problems
 }
 

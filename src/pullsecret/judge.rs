@@ -84,6 +84,46 @@ pub(crate) fn expiry(secret: &Secret) -> Expiry {
     }
 }
 
+/// What `status` finds wrong with a Secret's expiry annotation (the pull Secret's, Argo CD's):
+/// missing, not a timestamp, further out than a token lasts, past, or within `min_remaining`.
+/// Also the expiry, where there is a believable one.
+pub(crate) fn expiry_problem(
+    secret: &Secret,
+    now: jiff::Timestamp,
+    min_remaining: std::time::Duration,
+) -> (Option<jiff::Timestamp>, Option<String>) {
+    match expiry(secret) {
+        Expiry::Missing => (None, Some("secret has no expiry annotation".into())),
+        Expiry::Garbage(v) => (
+            None,
+            Some(format!(
+                "annotation {EXPIRES_AT_ANNOTATION} is {v:?}, not an RFC 3339 timestamp"
+            )),
+        ),
+        Expiry::At(t) if crate::ecr::token::is_beyond_token_lifetime(t, now) => (
+            Some(t),
+            Some(format!(
+                "annotation {EXPIRES_AT_ANNOTATION} says {t}, further out than an ECR token lasts (12h)"
+            )),
+        ),
+        Expiry::At(t) => {
+            let left = t.as_second() - now.as_second();
+            let problem = if left <= 0 {
+                Some(format!("token expired at {t}"))
+            } else if (left as u64) < min_remaining.as_secs() {
+                Some(format!(
+                    "token expires in {}, sooner than --min-remaining {}",
+                    humantime::format_duration(std::time::Duration::from_secs(left as u64)),
+                    humantime::format_duration(min_remaining)
+                ))
+            } else {
+                None
+            };
+            (Some(t), problem)
+        }
+    }
+}
+
 fn payload(secret: &Secret) -> Option<&[u8]> {
     secret
         .data

@@ -15,7 +15,7 @@ use crate::error::Error;
 pub(crate) use calls::{list_everywhere, Ensured, Secrets};
 pub(crate) use desired::{Desired, LazyDesired};
 pub(crate) use judge::{
-    annotated_hosts, expiry, hosts, named_hosts, state, stray_keys, Expiry, Found, Policy,
+    annotated_hosts, expiry_problem, hosts, named_hosts, state, stray_keys, Found, Policy,
     SecretStep, State, Wanted,
 };
 pub(crate) use ledger::{Ledger, LedgerError, Written, LEDGER_NAME};

@@ -38,6 +38,32 @@ fn entry<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
         .unwrap_or_else(|| panic!("no argocd entry {name} in {report:#}"))
 }
 
+/// `status -n team --argocd-namespace argo -o json`, exiting `code`: its report.
+fn status(team: &str, argo: &str, code: i32) -> serde_json::Value {
+    let out = Run::bare()
+        .args([
+            "status",
+            "-n",
+            team,
+            "--argocd-namespace",
+            argo,
+            "-o",
+            "json",
+        ])
+        .run();
+    out.assert_code(code);
+    out.json()
+}
+
+/// `status`'s entry for the Secret `name`.
+fn status_of(st: &serde_json::Value, name: &str) -> serde_json::Value {
+    st["argocd"]["secrets"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no argocd entry {name} in {st:#}"))
+}
+
 /// The non-GET requests sent for Secrets in `ns`.
 fn writes_in(proxy: &FaultProxy, ns: &str) -> Vec<(String, String)> {
     let prefix = format!("/api/v1/namespaces/{ns}/secrets");
@@ -151,28 +177,15 @@ async fn repo_creds_are_written_for_each_host_then_only_when_due() {
     }
 
     // `status` finds them healthy.
-    let out = Run::bare()
-        .args([
-            "status",
-            "-n",
-            &team,
-            "--argocd-namespace",
-            &argo,
-            "-o",
-            "json",
-        ])
-        .run();
-    out.assert_code(0);
-    let secrets = out.json()["argocd"]["secrets"].clone();
-    assert_eq!(secrets.as_array().map(Vec::len), Some(2), "{secrets:#}");
-    assert!(
-        secrets
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["healthy"] == true && s["secret"] == "ours"),
-        "{secrets:#}"
-    );
+    let st = status(&team, &argo, 0);
+    for n in &before {
+        let s = status_of(&st, n);
+        assert_eq!(
+            (&s["secret"], &s["healthy"]),
+            (&"ours".into(), &true.into()),
+            "{st:#}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -208,26 +221,8 @@ async fn a_changed_repo_creds_secret_is_rewritten_and_a_dry_run_writes_nothing()
         serde_json::json!({"data": {"password": "dGhlaXJz"}}),
     )
     .await;
-    let out = Run::bare()
-        .args([
-            "status",
-            "-n",
-            &team,
-            "--argocd-namespace",
-            &argo,
-            "-o",
-            "json",
-        ])
-        .run();
-    out.assert_code(1);
-    let st = out.json();
-    let tampered = st["argocd"]["secrets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name_for(HOST))
-        .unwrap()
-        .clone();
+    let st = status(&team, &argo, 1);
+    let tampered = status_of(&st, &name_for(HOST));
     assert!(
         tampered["problems"][0]
             .as_str()
@@ -313,26 +308,8 @@ async fn a_foreign_repo_creds_secret_for_the_same_url_is_left_alone_and_reported
     assert_eq!(text(&after, "password"), "theirs");
 
     // `status` says whose it is.
-    let out = Run::bare()
-        .args([
-            "status",
-            "-n",
-            &team,
-            "--argocd-namespace",
-            &argo,
-            "-o",
-            "json",
-        ])
-        .run();
-    out.assert_code(1);
-    let st = out.json();
-    let s = st["argocd"]["secrets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name_for(HOST))
-        .cloned()
-        .unwrap_or_else(|| panic!("{st:#}"));
+    let st = status(&team, &argo, 1);
+    let s = status_of(&st, &name_for(HOST));
     assert_eq!(s["secret"], "foreign", "{st:#}");
     assert_eq!(s["healthy"], false);
 }

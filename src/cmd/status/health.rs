@@ -6,8 +6,8 @@ use k8s_openapi::api::core::v1::Secret;
 
 use crate::ecr::is_registry_host;
 use crate::pullsecret::{
-    annotated_hosts, expiry, hosts, is_beyond_token_lifetime, named_hosts, stray_keys, Expiry,
-    State, Written, EXPIRES_AT_ANNOTATION, LEDGER_NAME, REGISTRIES_ANNOTATION, SECRET_TYPE,
+    annotated_hosts, expiry_problem, hosts, named_hosts, stray_keys, State, Written, LEDGER_NAME,
+    REGISTRIES_ANNOTATION, SECRET_TYPE,
 };
 use crate::report::NamespaceStatus;
 use crate::serviceaccount::LinkState;
@@ -27,32 +27,8 @@ pub(super) struct Health {
 pub(super) fn health(secret: &Secret, now: jiff::Timestamp, min_remaining: Duration) -> Health {
     let registries = named_hosts(secret);
     let mut problems = payload_problems(secret, &registries);
-    let mut expires_at = None;
-    match expiry(secret) {
-        Expiry::Missing => problems.push("secret has no expiry annotation".into()),
-        Expiry::Garbage(v) => problems.push(format!(
-            "annotation {EXPIRES_AT_ANNOTATION} is {v:?}, not an RFC 3339 timestamp"
-        )),
-        Expiry::At(t) if is_beyond_token_lifetime(t, now) => {
-            expires_at = Some(t);
-            problems.push(format!(
-                "annotation {EXPIRES_AT_ANNOTATION} says {t}, further out than an ECR token lasts (12h)"
-            ));
-        }
-        Expiry::At(t) => {
-            expires_at = Some(t);
-            let left = t.as_second() - now.as_second();
-            if left <= 0 {
-                problems.push(format!("token expired at {t}"));
-            } else if (left as u64) < min_remaining.as_secs() {
-                problems.push(format!(
-                    "token expires in {}, sooner than --min-remaining {}",
-                    humantime::format_duration(Duration::from_secs(left as u64)),
-                    humantime::format_duration(min_remaining)
-                ));
-            }
-        }
-    }
+    let (expires_at, problem) = expiry_problem(secret, now, min_remaining);
+    problems.extend(problem);
     Health {
         registries,
         expires_at,
