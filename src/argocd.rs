@@ -19,7 +19,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::cluster::{explain, explain_write, is_status, Cluster, FIELD_MANAGER};
+use crate::cluster::{
+    explain, explain_write, is_rbac_forbidden, is_status, Cluster, FIELD_MANAGER,
+};
 use crate::ecr::token::Login;
 use crate::pullsecret::{
     expiry_problem, LazyDesired, Ledger, Written, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL,
@@ -277,6 +279,20 @@ fn not_ours(namespace: &str, name: &str) -> String {
     )
 }
 
+/// Why a call on `namespace/name` failed. RBAC grants these Secrets by name only, and the names
+/// are the user's account's and region's: a refusal says where to add this one.
+fn call_error(e: &kube::Error, doing: &str, namespace: &str, name: &str) -> String {
+    if is_rbac_forbidden(e) {
+        format!(
+            "{doing} secret {namespace}/{name}: {} (add {name} to the resourceNames of deploy/argocd's Role in {namespace}; with Helm, {} to argocd.hosts)",
+            explain(e),
+            host_of(name)
+        )
+    } else {
+        format!("{doing} secret {namespace}/{name}: {}", explain_write(e))
+    }
+}
+
 /// How `sync` treats Argo CD's Secrets.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SyncPolicy {
@@ -305,7 +321,7 @@ impl<'a> RepoCreds<'a> {
         self.cluster
             .call("get argocd secret", || self.api.get_opt(name))
             .await
-            .map_err(|e| format!("reading secret {}/{name}: {}", self.namespace, explain(&e)))
+            .map_err(|e| call_error(&e, "reading", self.namespace, name))
     }
 
     /// Reads each of `names` side by side.
@@ -346,7 +362,7 @@ impl<'a> RepoCreds<'a> {
                         self.namespace
                     )
                 } else {
-                    format!("writing secret {}/{name}: {}", self.namespace, explain_write(&e))
+                    call_error(&e, "writing", self.namespace, &name)
                 }
             })
     }
@@ -369,11 +385,7 @@ impl<'a> RepoCreds<'a> {
         {
             Ok(_) => Ok(()),
             Err(e) if is_status(&e, |s| s.is_not_found()) => Ok(()),
-            Err(e) => Err(format!(
-                "deleting secret {}/{name}: {}",
-                self.namespace,
-                explain_write(&e)
-            )),
+            Err(e) => Err(call_error(&e, "deleting", self.namespace, &name)),
         }
     }
 }
@@ -827,6 +839,28 @@ mod tests {
         );
         assert!(p[0].contains("changed since"), "{p:?}");
         assert!(problems_of(&ours, &name, &Written::Unknown, at(0), Duration::ZERO).is_empty());
+    }
+
+    #[test]
+    fn an_rbac_refusal_says_where_to_grant_the_name() {
+        let forbidden = |message: &str| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code: 403,
+                reason: "Forbidden".into(),
+                message: message.into(),
+                ..Default::default()
+            }))
+        };
+        let name = name_for(HOST);
+        let rbac = forbidden(&format!("secrets \"{name}\" is forbidden: User \"system:serviceaccount:kube-system:ecr-refresh\" cannot get resource \"secrets\" in API group \"\" in the namespace \"argocd\""));
+        let said = call_error(&rbac, "reading", "argocd", &name);
+        assert!(
+            said.contains(&format!("add {name} to the resourceNames of deploy/argocd's Role in argocd; with Helm, {HOST} to argocd.hosts")),
+            "{said}"
+        );
+        // Admission's 403 is not RBAC's: no such hint.
+        let policy = forbidden("secrets \"x\" is forbidden: ValidatingAdmissionPolicy 'ecr-refresh-secrets' denied request");
+        assert!(!call_error(&policy, "writing", "argocd", &name).contains("resourceNames"));
     }
 
     #[test]

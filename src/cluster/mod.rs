@@ -401,6 +401,11 @@ pub(crate) fn explain_write(err: &kube::Error) -> String {
     }
 }
 
+/// Whether `err` is the authorizer's 403 (not admission's, which is a 403 too).
+pub(crate) fn is_rbac_forbidden(err: &kube::Error) -> bool {
+    is_status(err, |s| s.is_forbidden() && is_rbac_refusal(&s.message))
+}
+
 /// The authorizer's refusal: `User "u" cannot get resource "secrets" in API group "" ...` (or
 /// `... cannot get path "/x"`).
 fn is_rbac_refusal(message: &str) -> bool {

@@ -1468,6 +1468,35 @@ async fn sync_keeps_argocds_secrets_through_deploy_argocd() {
         .map(|s| s["healthy"].clone())
         .collect();
     assert_eq!(healthy, [true, true], "{}", out.stdout());
+
+    // A registry whose names deploy/argocd does not list (now written, with --refresh-all):
+    // RBAC's 403, and the report says which name to add where.
+    let other = "210987654321";
+    ecr.set_body(common::fake_ecr::FakeEcr::token_body(
+        "third",
+        common::now() + 12 * 3600,
+        other,
+        "us-east-1",
+    ));
+    let out = sync().args(["--refresh-all"]).run();
+    out.assert_code(1);
+    let name = format!("ecr-refresh.{other}.dkr.ecr.us-east-1.amazonaws.com");
+    let failed = out.json()["argocd"]["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{}", out.stdout()));
+    assert_eq!(failed["outcome"], "failed");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("403")
+            && error.contains(&format!(
+                "add {name} to the resourceNames of deploy/argocd's Role"
+            )),
+        "{error}"
+    );
 }
 
 /// The names of the Secrets in `ns`, as the admin lists them.
