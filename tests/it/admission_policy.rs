@@ -45,6 +45,8 @@ const FORCE_KEEPS: &str =
     "--force takes over someone else's Secret only by replacing its .dockerconfigjson";
 
 const REPO_CREDS_SHAPE: &str = "an Argo CD repo-creds Secret written by ecr-refresh is labelled argocd.argoproj.io/secret-type=repo-creds and holds exactly the data keys enableOCI (true), password, type (helm), url and username (AWS)";
+const ARGOCD_LABEL: &str =
+    "ecr-refresh sets the label argocd.argoproj.io/secret-type only on an Argo CD repo-creds Secret";
 const REPO_CREDS_URL: &str = "an Argo CD repo-creds Secret written by ecr-refresh is named ecr-refresh.<host>, and its url is that ECR registry host and a slash";
 
 const TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
@@ -892,6 +894,9 @@ async fn sync_and_status_work_through_the_policy() {
     let out = sync().run();
     out.assert_code(0);
     assert_eq!(out.json()["summary"]["unchanged"], 2, "{}", out.stdout());
+    // Someone else's Argo CD label on our Secret does not keep our next write out.
+    let label = json!({"metadata": {"labels": {"argocd.argoproj.io/secret-type": "repository"}}});
+    merge_as_admin::<Secret>(&client, &a, "awsecr-cred", label).await;
     let out = sync().args(["--refresh-all"]).run();
     out.assert_code(0);
     assert_eq!(out.json()["summary"]["updated"], 2, "{}", out.stdout());
@@ -1606,6 +1611,8 @@ async fn every_other_repo_creds_secret_is_denied_with_the_policys_message() {
     our_name["metadata"]["name"] = "awsecr-cred".into();
     let mut pull_secret_named = secret(DOCKER_TYPE, true, json!({}), docker_data());
     pull_secret_named["metadata"]["name"] = ecr_name.clone().into();
+    let mut cluster_labelled = secret(DOCKER_TYPE, true, json!({}), docker_data());
+    cluster_labelled["metadata"]["labels"]["argocd.argoproj.io/secret-type"] = "cluster".into();
     let cases = [
         (
             "a pull Secret under the repo-creds name",
@@ -1710,6 +1717,12 @@ async fn every_other_repo_creds_secret_is_denied_with_the_policys_message() {
             &other,
             our_name,
             WRONG_TYPE,
+        ),
+        (
+            "our pull Secret labelled as an Argo CD cluster",
+            &other,
+            cluster_labelled,
+            ARGOCD_LABEL,
         ),
     ];
     for (what, ns, s, message) in cases {
