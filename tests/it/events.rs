@@ -385,7 +385,7 @@ async fn the_argo_cd_snippet_names_the_managers_sync_writes_with() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let snippet = readme
-        .split("### Argo CD")
+        .split("\n### Argo CD\n")
         .nth(1)
         .and_then(|s| s.split("```yaml").nth(1))
         .and_then(|s| s.split("```").next())
