@@ -24,8 +24,9 @@ use crate::cluster::{
 };
 use crate::ecr::token::Login;
 use crate::pullsecret::{
-    expiry_problem, LazyDesired, Ledger, Written, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE, REGISTRIES_ANNOTATION, REQUEST_ANNOTATION,
+    annotation, expiry, expiry_problem, is_ours, Expiry, LazyDesired, Ledger, Written,
+    EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REGISTRIES_ANNOTATION,
+    REQUEST_ANNOTATION,
 };
 use crate::report::Outcome;
 
@@ -124,38 +125,30 @@ pub(crate) struct Judgement<'a> {
     pub(crate) refresh_all: bool,
 }
 
-fn is_ours(s: &Secret) -> bool {
-    label(s, MANAGED_BY_LABEL) == Some(MANAGED_BY_VALUE)
-}
-
-fn label<'a>(s: &'a Secret, k: &str) -> Option<&'a str> {
-    s.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(k))
-        .map(String::as_str)
-}
-
-fn annotation<'a>(s: &'a Secret, k: &str) -> Option<&'a str> {
-    s.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(k))
-        .map(String::as_str)
-}
-
+/// When the token in one of ours expires, if its annotation says.
 fn expires_at(s: &Secret) -> Option<jiff::Timestamp> {
-    annotation(s, EXPIRES_AT_ANNOTATION).and_then(|t| t.parse().ok())
+    match expiry(s) {
+        Expiry::At(t) => Some(t),
+        _ => None,
+    }
 }
 
 /// Ours, with exactly our labels' values, keys and the fixed values we write for `name`.
 fn is_shaped(s: &Secret, name: &str) -> bool {
-    let data = s.data.clone().unwrap_or_default();
-    let keys: Vec<&str> = data.keys().map(String::as_str).collect();
-    let value = |k: &str| data.get(k).map(|v| v.0.as_slice());
+    let data = s.data.as_ref();
+    let keys: Vec<&str> = data
+        .into_iter()
+        .flat_map(|d| d.keys().map(String::as_str))
+        .collect();
+    let value = |k: &str| data.and_then(|d| d.get(k)).map(|v| v.0.as_slice());
+    let label = s
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SECRET_TYPE_LABEL));
     keys == KEYS
         && s.type_.as_deref() == Some("Opaque")
-        && label(s, SECRET_TYPE_LABEL) == Some(REPO_CREDS)
+        && label.map(String::as_str) == Some(REPO_CREDS)
         && value("type") == Some(b"helm")
         && value("enableOCI") == Some(b"true")
         && value("url") == Some(url_for(host_of(name)).as_bytes())
@@ -644,15 +637,12 @@ pub(crate) async fn status(
             }
             Ok(Some(found)) => {
                 s.secret = "ours";
-                s.problems.extend(problems_of(
-                    &found,
-                    &s.name,
-                    &ledger.of(&s.name),
-                    now,
-                    min_remaining,
-                ));
-                s.expires_at = expires_at(&found);
-                s.remaining_seconds = s.expires_at.map(|t| t.as_second() - now.as_second());
+                let written = ledger.of(&s.name);
+                let (expires, problems) =
+                    problems_of(&found, &s.name, &written, now, min_remaining);
+                s.problems = problems;
+                s.expires_at = expires;
+                s.remaining_seconds = expires.map(|t| t.as_second() - now.as_second());
             }
         }
         s.healthy = s.problems.is_empty();
@@ -661,14 +651,14 @@ pub(crate) async fn status(
     st
 }
 
-/// What is wrong with one of ours.
+/// What is wrong with one of ours; and when its token expires, as `status` reports it.
 fn problems_of(
     s: &Secret,
     name: &str,
     written: &Written,
     now: jiff::Timestamp,
     min_remaining: Duration,
-) -> Vec<String> {
+) -> (Option<jiff::Timestamp>, Vec<String>) {
     let mut problems = Vec::new();
     if !is_shaped(s, name) {
         problems.push(format!(
@@ -684,8 +674,9 @@ fn problems_of(
             "changed since sync wrote it (its resourceVersion is not the ledger's); the next sync rewrites it".into(),
         );
     }
-    problems.extend(expiry_problem(s, now, min_remaining).1);
-    problems
+    let (expires, problem) = expiry_problem(s, now, min_remaining);
+    problems.extend(problem);
+    (expires, problems)
 }
 
 #[cfg(test)]
@@ -824,13 +815,15 @@ mod tests {
         let name = name_for(HOST);
         let ours = stored();
         let at7 = Written::At("7".into());
-        assert!(problems_of(&ours, &name, &at7, at(0), Duration::ZERO).is_empty());
-        let p = problems_of(&ours, &name, &at7, at(43_200), Duration::ZERO);
+        let (expires, p) = problems_of(&ours, &name, &at7, at(0), Duration::ZERO);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(expires, Some(at(43_200)));
+        let (_, p) = problems_of(&ours, &name, &at7, at(43_200), Duration::ZERO);
         assert_eq!(p.len(), 1);
         assert!(p[0].contains("expired"), "{p:?}");
-        let p = problems_of(&ours, &name, &at7, at(0), Duration::from_secs(13 * 3600));
+        let (_, p) = problems_of(&ours, &name, &at7, at(0), Duration::from_secs(13 * 3600));
         assert!(p[0].contains("--min-remaining"), "{p:?}");
-        let p = problems_of(
+        let (_, p) = problems_of(
             &ours,
             &name,
             &Written::At("6".into()),
@@ -838,7 +831,8 @@ mod tests {
             Duration::ZERO,
         );
         assert!(p[0].contains("changed since"), "{p:?}");
-        assert!(problems_of(&ours, &name, &Written::Unknown, at(0), Duration::ZERO).is_empty());
+        let (_, p) = problems_of(&ours, &name, &Written::Unknown, at(0), Duration::ZERO);
+        assert!(p.is_empty(), "{p:?}");
     }
 
     #[test]

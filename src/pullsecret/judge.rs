@@ -57,7 +57,7 @@ pub(crate) fn is_ours(secret: &Secret) -> bool {
         .is_some_and(|v| v == MANAGED_BY_VALUE)
 }
 
-fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
+pub(crate) fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
     secret
         .metadata
         .annotations

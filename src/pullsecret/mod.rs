@@ -15,8 +15,8 @@ use crate::error::Error;
 pub(crate) use calls::{list_everywhere, Ensured, Secrets};
 pub(crate) use desired::{Desired, LazyDesired};
 pub(crate) use judge::{
-    annotated_hosts, expiry_problem, hosts, named_hosts, state, stray_keys, Found, Policy,
-    SecretStep, State, Wanted,
+    annotated_hosts, annotation, expiry, expiry_problem, hosts, is_ours, named_hosts, state,
+    stray_keys, Expiry, Found, Policy, SecretStep, State, Wanted,
 };
 pub(crate) use ledger::{Ledger, LedgerError, Written, LEDGER_NAME};
 
