@@ -416,26 +416,24 @@ pub(crate) async fn sync(
         || recorded
             .iter()
             .any(|n| matches!(step(n, &found), Ok(Step::Write)));
-    if !due {
-        for name in &recorded {
-            report.secrets.push(match step(name, &found) {
-                Ok(Step::Refuse) => RepoCredsReport::failed(name, not_ours(namespace, name)),
-                Ok(_) => RepoCredsReport::new(name, Outcome::Unchanged),
-                Err(e) => RepoCredsReport::failed(name, e),
-            });
+    // Fetched only when a write is due; then its hosts say which Secrets there are.
+    let token = if due {
+        match lazy.get().await {
+            Ok(token) => Some(token),
+            Err(e) => {
+                report.error = Some(format!(
+                    "Argo CD's repository credentials not written: no ECR token ({e})"
+                ));
+                return report;
+            }
         }
-        return report;
-    }
-    let token = match lazy.get().await {
-        Ok(d) => d,
-        Err(e) => {
-            report.error = Some(format!(
-                "Argo CD's repository credentials not written: no ECR token ({e})"
-            ));
-            return report;
-        }
+    } else {
+        None
     };
-    let names: BTreeSet<String> = token.logins.keys().map(|h| name_for(h)).collect();
+    let names: BTreeSet<String> = match &token {
+        Some(token) => token.logins.keys().map(|h| name_for(h)).collect(),
+        None => recorded.iter().cloned().collect(),
+    };
     let unread: Vec<String> = names
         .iter()
         .filter(|n| !found.contains_key(*n))
@@ -443,30 +441,30 @@ pub(crate) async fn sync(
         .collect();
     found.extend(calls.get_all(unread).await);
     let mut written = BTreeMap::new();
-    for (host, (login, expires)) in &token.logins {
-        let name = name_for(host);
-        let seen = match found.get(&name) {
-            Some(Ok(s)) => s.as_ref(),
-            Some(Err(e)) => {
-                report
-                    .secrets
-                    .push(RepoCredsReport::failed(&name, e.clone()));
-                continue;
-            }
-            None => None,
-        };
-        match judge(&name, seen, &ledger.of(&name), how) {
-            Step::Leave => report
-                .secrets
-                .push(RepoCredsReport::new(&name, Outcome::Unchanged)),
-            Step::Refuse => {
+    for name in &names {
+        let done = match step(name, &found) {
+            Err(e) => RepoCredsReport::failed(name, e),
+            Ok(Step::Leave) => RepoCredsReport::new(name, Outcome::Unchanged),
+            Ok(Step::Refuse) => {
                 warn!(namespace, secret = %name, "argo cd secret of that name is not ours; left alone");
-                report
-                    .secrets
-                    .push(RepoCredsReport::failed(&name, not_ours(namespace, &name)));
+                RepoCredsReport::failed(name, not_ours(namespace, name))
             }
-            Step::Write => {
-                let secret = desired(host, login, *expires, &lazy.wanted.request, namespace);
+            Ok(Step::Write) => {
+                let (login, expires) = token
+                    .as_ref()
+                    .and_then(|t| t.logins.get(host_of(name)))
+                    .expect("a write is due only where the token was fetched, for its hosts");
+                let secret = desired(
+                    host_of(name),
+                    login,
+                    *expires,
+                    &lazy.wanted.request,
+                    namespace,
+                );
+                let seen = found
+                    .get(name)
+                    .and_then(|f| f.as_ref().ok())
+                    .and_then(Option::as_ref);
                 match calls.apply(&secret, seen, policy.dry_run).await {
                     Ok(stored) => {
                         let outcome = if seen.is_some() {
@@ -480,12 +478,13 @@ pub(crate) async fn sync(
                         {
                             written.insert(name.clone(), rv);
                         }
-                        report.secrets.push(RepoCredsReport::new(&name, outcome));
+                        RepoCredsReport::new(name, outcome)
                     }
-                    Err(e) => report.secrets.push(RepoCredsReport::failed(&name, e)),
+                    Err(e) => RepoCredsReport::failed(name, e),
                 }
             }
-        }
+        };
+        report.secrets.push(done);
     }
     // Ours for a host this run no longer fetches: no longer judged (it would be due on every
     // pass), and said once.

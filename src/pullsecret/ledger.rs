@@ -151,7 +151,7 @@ impl Ledger {
         cluster: &Cluster,
         gone: impl Fn(&str) -> bool,
     ) -> Result<(), LedgerError> {
-        if !self.recorded().iter().any(|k| gone(k)) {
+        if !self.entries.iter().flat_map(|e| e.keys()).any(|k| gone(k)) {
             return Ok(());
         }
         self.apply(cluster, BTreeMap::new(), gone).await
