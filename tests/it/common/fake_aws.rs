@@ -112,9 +112,16 @@ impl State {
             let message = format!("not authorized to perform sts:AssumeRole on {role}");
             return xml(403, error_xml("AccessDenied", &message));
         }
-        let n = self.keys.lock().unwrap().len();
-        let key = format!("ASIA{:016}", n + 1);
-        self.keys.lock().unwrap().insert(key.clone(), role.clone());
+        // One lock for counting and recording: two AssumeRoles at once (tenants' roles are
+        // assumed side by side) could otherwise both take the same key, the second role's
+        // overwriting the first's, whose token then came out as the other role's.
+        let (n, key) = {
+            let mut keys = self.keys.lock().unwrap();
+            let n = keys.len();
+            let key = format!("ASIA{:016}", n + 1);
+            keys.insert(key.clone(), role.clone());
+            (n, key)
+        };
         let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
         let account = role.split(':').nth(4).unwrap_or_default();
         let body = format!(
